@@ -1,0 +1,52 @@
+// host:port parsing shared by every component; IPv6 hosts are written [addr]:port.
+import { isIP } from 'node:net';
+import { invalidArgument } from './errors.js';
+
+export interface Address {
+  host: string;
+  port: number;
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** Parses "host:port" or "[v6]:port"; `field` names the input in the error message. */
+export function parseAddress(text: string, field = 'address'): Address {
+  const fail = (why: string) =>
+    invalidArgument(`${field}: "${truncate(text)}" is not a valid host:port (${why}); write it as host:port, or [ipv6]:port`);
+  if (typeof text !== 'string' || text.length === 0) throw fail('it is empty');
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0 || text[close + 1] !== ':') throw fail('an IPv6 address needs the form [addr]:port');
+    host = text.slice(1, close);
+    portText = text.slice(close + 2);
+    if (isIP(host) !== 6) throw fail(`"${host}" is not an IPv6 address`);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) throw fail('the port is missing');
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) throw fail('an IPv6 address must be in brackets');
+    if (isIP(host) !== 4 && !HOSTNAME.test(host)) throw fail(`"${truncate(host)}" is not a host name or IPv4 address`);
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
+  const port = Number(portText);
+  if (port < 1 || port > 65535) throw fail('the port must be between 1 and 65535');
+  return { host, port };
+}
+
+export function formatAddress(a: Address): string {
+  return isIP(a.host) === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** Parses a comma-separated list of addresses, as the CLIs take them. */
+export function parseAddressList(text: string, field = 'addresses'): Address[] {
+  const parts = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (parts.length === 0) throw invalidArgument(`${field}: no address given; write host:port[,host:port...]`);
+  return parts.map((p, i) => parseAddress(p, `${field}[${i}]`));
+}
+
+function truncate(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

@@ -1,0 +1,93 @@
+// A promise-based client of scistream.Control, shared by s2uc and s2app.
+import * as grpc from '@grpc/grpc-js';
+import { Control, type ControlClient } from './contract.js';
+import type { Request, Response__Output, UpdateTargets, Release, Hello, AppResponse__Output } from './contract.js';
+import type { StatusRequest } from './generated/scistream/StatusRequest.js';
+import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
+import { parseAddress, formatAddress } from './address.js';
+import { statusName } from './errors.js';
+
+export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
+
+export interface ConnectionOptions {
+  /** Plain-text gRPC (no TLS). */
+  insecure: boolean;
+  /** Per-call deadline in milliseconds. */
+  deadlineMs?: number;
+  /** Sent in the `authorization` metadata when set. */
+  token?: string;
+  credentials?: grpc.ChannelCredentials;
+}
+
+/** A failed rpc, described for a human: which server, which call, what it said. */
+export class RemoteError extends Error {
+  constructor(
+    readonly server: string,
+    readonly rpc: string,
+    readonly code: number,
+    readonly details: string,
+  ) {
+    super(describe(server, rpc, code, details));
+    this.name = 'RemoteError';
+  }
+  get status(): string {
+    return statusName(this.code);
+  }
+}
+
+function describe(server: string, rpc: string, code: number, details: string): string {
+  if (code === grpc.status.UNAVAILABLE) {
+    return `cannot reach s2cs at ${server} for ${rpc} (${details}); check that s2cs runs there and that the address and port are right`;
+  }
+  if (code === grpc.status.DEADLINE_EXCEEDED && /Deadline exceeded/i.test(details)) {
+    return `s2cs at ${server} did not answer ${rpc} in time; it may be overloaded or unreachable, retry or raise --timeout`;
+  }
+  return `s2cs at ${server} refused ${rpc}: ${statusName(code)}: ${details}`;
+}
+
+export class ControlConnection {
+  private readonly client: ControlClient;
+  readonly server: string;
+
+  constructor(server: string, private readonly opts: ConnectionOptions) {
+    this.server = formatAddress(parseAddress(server, 's2cs address'));
+    const creds = opts.credentials ?? grpc.credentials.createInsecure();
+    this.client = new Control(this.server, creds);
+  }
+
+  req(msg: Request, deadlineMs?: number): Promise<Response__Output> {
+    return this.call('req', (md, o, cb) => this.client.req(msg, md, o, cb), deadlineMs);
+  }
+  update(msg: UpdateTargets): Promise<Response__Output> {
+    return this.call('update', (md, o, cb) => this.client.update(msg, md, o, cb));
+  }
+  release(msg: Release): Promise<Response__Output> {
+    return this.call('release', (md, o, cb) => this.client.release(msg, md, o, cb));
+  }
+  hello(msg: Hello, deadlineMs?: number): Promise<AppResponse__Output> {
+    return this.call('hello', (md, o, cb) => this.client.hello(msg, md, o, cb), deadlineMs);
+  }
+  status(msg: StatusRequest): Promise<StatusResponse__Output> {
+    return this.call('status', (md, o, cb) => this.client.status(msg, md, o, cb));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private call<T>(
+    rpc: string,
+    invoke: (md: grpc.Metadata, o: grpc.CallOptions, cb: grpc.requestCallback<T>) => unknown,
+    deadlineMs = this.opts.deadlineMs,
+  ): Promise<T> {
+    const md = new grpc.Metadata();
+    if (this.opts.token) md.set('authorization', this.opts.token);
+    const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+    return new Promise<T>((resolve, reject) => {
+      invoke(md, options, (err, res) => {
+        if (err) reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
+        else resolve(res as T);
+      });
+    });
+  }
+}

@@ -1,0 +1,68 @@
+// Typed errors of the control protocol and their one mapping to gRPC status codes.
+import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+
+export type ErrorKind =
+  | 'INVALID_ARGUMENT'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'RESOURCE_EXHAUSTED'
+  | 'DEADLINE_EXCEEDED'
+  | 'FAILED_PRECONDITION'
+  | 'PERMISSION_DENIED'
+  | 'UNAUTHENTICATED'
+  | 'UNAVAILABLE'
+  | 'ABORTED'
+  | 'INTERNAL';
+
+/** An error meant for a human: `message` says what went wrong and what to do next. */
+export class ScistreamError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ScistreamError';
+  }
+}
+
+export const invalidArgument = (m: string) => new ScistreamError('INVALID_ARGUMENT', m);
+export const notFound = (m: string) => new ScistreamError('NOT_FOUND', m);
+export const alreadyExists = (m: string) => new ScistreamError('ALREADY_EXISTS', m);
+export const resourceExhausted = (m: string) => new ScistreamError('RESOURCE_EXHAUSTED', m);
+export const deadlineExceeded = (m: string) => new ScistreamError('DEADLINE_EXCEEDED', m);
+export const failedPrecondition = (m: string) => new ScistreamError('FAILED_PRECONDITION', m);
+export const aborted = (m: string) => new ScistreamError('ABORTED', m);
+
+const CODES: Record<ErrorKind, status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  ABORTED: status.ABORTED,
+  INTERNAL: status.INTERNAL,
+};
+
+/**
+ * The one place where server-side errors become gRPC statuses. Anything that is
+ * not a ScistreamError is a bug: the client gets INTERNAL without internals.
+ */
+export function toServiceError(err: unknown): Partial<ServiceError> {
+  if (err instanceof ScistreamError) {
+    return { code: CODES[err.kind], details: err.message, metadata: new Metadata() };
+  }
+  return {
+    code: status.INTERNAL,
+    details: 'internal error in s2cs; its log (run with --verbose) has the details',
+    metadata: new Metadata(),
+  };
+}
+
+/** The status name of a gRPC error seen by a client, e.g. "NOT_FOUND". */
+export function statusName(code: number): string {
+  return status[code] ?? `code ${code}`;
+}

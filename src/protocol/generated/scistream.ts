@@ -1,0 +1,33 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from './scistream/AppResponse';
+import type { ControlClient as _scistream_ControlClient, ControlDefinition as _scistream_ControlDefinition } from './scistream/Control';
+import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from './scistream/Hello';
+import type { Release as _scistream_Release, Release__Output as _scistream_Release__Output } from './scistream/Release';
+import type { Request as _scistream_Request, Request__Output as _scistream_Request__Output } from './scistream/Request';
+import type { Response as _scistream_Response, Response__Output as _scistream_Response__Output } from './scistream/Response';
+import type { StatusRequest as _scistream_StatusRequest, StatusRequest__Output as _scistream_StatusRequest__Output } from './scistream/StatusRequest';
+import type { StatusResponse as _scistream_StatusResponse, StatusResponse__Output as _scistream_StatusResponse__Output } from './scistream/StatusResponse';
+import type { StreamStatus as _scistream_StreamStatus, StreamStatus__Output as _scistream_StreamStatus__Output } from './scistream/StreamStatus';
+import type { UpdateTargets as _scistream_UpdateTargets, UpdateTargets__Output as _scistream_UpdateTargets__Output } from './scistream/UpdateTargets';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  scistream: {
+    AppResponse: MessageTypeDefinition<_scistream_AppResponse, _scistream_AppResponse__Output>
+    Control: SubtypeConstructor<typeof grpc.Client, _scistream_ControlClient> & { service: _scistream_ControlDefinition }
+    Hello: MessageTypeDefinition<_scistream_Hello, _scistream_Hello__Output>
+    Release: MessageTypeDefinition<_scistream_Release, _scistream_Release__Output>
+    Request: MessageTypeDefinition<_scistream_Request, _scistream_Request__Output>
+    Response: MessageTypeDefinition<_scistream_Response, _scistream_Response__Output>
+    StatusRequest: MessageTypeDefinition<_scistream_StatusRequest, _scistream_StatusRequest__Output>
+    StatusResponse: MessageTypeDefinition<_scistream_StatusResponse, _scistream_StatusResponse__Output>
+    StreamStatus: MessageTypeDefinition<_scistream_StreamStatus, _scistream_StreamStatus__Output>
+    UpdateTargets: MessageTypeDefinition<_scistream_UpdateTargets, _scistream_UpdateTargets__Output>
+  }
+}
+

@@ -1,0 +1,12 @@
+// Original file: proto/scistream.proto
+
+
+export interface AppResponse {
+  'message'?: (string);
+  'listeners'?: (string)[];
+}
+
+export interface AppResponse__Output {
+  'message': (string);
+  'listeners': (string)[];
+}

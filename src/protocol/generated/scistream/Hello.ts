@@ -1,0 +1,14 @@
+// Original file: proto/scistream.proto
+
+
+export interface Hello {
+  'uid'?: (string);
+  'prod_listeners'?: (string)[];
+  'role'?: (string);
+}
+
+export interface Hello__Output {
+  'uid': (string);
+  'prod_listeners': (string)[];
+  'role': (string);
+}

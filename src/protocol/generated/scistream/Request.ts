@@ -1,0 +1,16 @@
+// Original file: proto/scistream.proto
+
+
+export interface Request {
+  'uid'?: (string);
+  'role'?: (string);
+  'num_conn'?: (number);
+  'rate'?: (number);
+}
+
+export interface Request__Output {
+  'uid': (string);
+  'role': (string);
+  'num_conn': (number);
+  'rate': (number);
+}

@@ -1,0 +1,12 @@
+// Original file: proto/scistream.proto
+
+
+export interface Response {
+  'listeners'?: (string)[];
+  'prod_listeners'?: (string)[];
+}
+
+export interface Response__Output {
+  'listeners': (string)[];
+  'prod_listeners': (string)[];
+}

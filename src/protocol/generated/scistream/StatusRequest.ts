@@ -1,0 +1,10 @@
+// Original file: proto/scistream.proto
+
+
+export interface StatusRequest {
+  'uid'?: (string);
+}
+
+export interface StatusRequest__Output {
+  'uid': (string);
+}

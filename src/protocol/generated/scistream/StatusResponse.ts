@@ -1,0 +1,15 @@
+// Original file: proto/scistream.proto
+
+import type { StreamStatus as _scistream_StreamStatus, StreamStatus__Output as _scistream_StreamStatus__Output } from '../scistream/StreamStatus';
+
+export interface StatusResponse {
+  'streams'?: (_scistream_StreamStatus)[];
+  'reserved_ports'?: (number);
+  'free_ports'?: (number);
+}
+
+export interface StatusResponse__Output {
+  'streams': (_scistream_StreamStatus__Output)[];
+  'reserved_ports': (number);
+  'free_ports': (number);
+}

@@ -1,0 +1,37 @@
+// Original file: proto/scistream.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface StreamStatus {
+  'uid'?: (string);
+  'role'?: (string);
+  'num_conn'?: (number);
+  'rate'?: (number);
+  'state'?: (string);
+  'listeners'?: (string)[];
+  'prod_listeners'?: (string)[];
+  'targets'?: (string)[];
+  'bytes_to_target'?: (number | string | Long);
+  'bytes_from_target'?: (number | string | Long);
+  'active_connections'?: (number);
+  'waiting_connections'?: (number);
+  'accepted_connections'?: (number);
+  'owner'?: (string);
+}
+
+export interface StreamStatus__Output {
+  'uid': (string);
+  'role': (string);
+  'num_conn': (number);
+  'rate': (number);
+  'state': (string);
+  'listeners': (string)[];
+  'prod_listeners': (string)[];
+  'targets': (string)[];
+  'bytes_to_target': (string);
+  'bytes_from_target': (string);
+  'active_connections': (number);
+  'waiting_connections': (number);
+  'accepted_connections': (number);
+  'owner': (string);
+}

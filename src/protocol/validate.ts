@@ -1,0 +1,98 @@
+// Validation of every control message: wire messages in, typed domain values out.
+// A message that fails here changes nothing on the server.
+import { invalidArgument } from './errors.js';
+import { parseAddress, formatAddress, type Address } from './address.js';
+import type { Request__Output } from './generated/scistream/Request.js';
+import type { UpdateTargets__Output } from './generated/scistream/UpdateTargets.js';
+import type { Hello__Output } from './generated/scistream/Hello.js';
+import type { Release__Output } from './generated/scistream/Release.js';
+
+export type Role = 'PROD' | 'CONS';
+
+export interface StreamRequest {
+  uid: string;
+  role: Role;
+  numConn: number;
+  rate: number;
+}
+
+export interface TargetUpdate {
+  uid: string;
+  /** Absent when a legacy client leaves role empty: the stream's own role applies. */
+  role: Role | undefined;
+  targets: Address[];
+}
+
+export interface HelloMessage {
+  uid: string;
+  role: Role;
+  prodListeners: Address[];
+}
+
+export interface Limits {
+  maxConn: number;
+}
+
+/** At most this many addresses in one message, whatever --max-conn says. */
+export const MAX_ADDRESSES = 4096;
+
+const UID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function validateUid(uid: string, field = 'uid'): string {
+  if (!uid) throw invalidArgument(`${field} is empty; give the stream's uid (1-128 characters of A-Z a-z 0-9 . _ -)`);
+  if (!UID.test(uid)) {
+    const shown = uid.length > 40 ? `${uid.slice(0, 37)}...` : uid;
+    throw invalidArgument(`${field} "${shown}" is not valid: use 1-128 characters of A-Z a-z 0-9 . _ - (a UUID works)`);
+  }
+  return uid;
+}
+
+export function validateRole(role: string, field = 'role'): Role {
+  if (role === 'PROD' || role === 'CONS') return role;
+  throw invalidArgument(`${field} "${role.slice(0, 20)}" is not valid: use PROD (producer side) or CONS (consumer side)`);
+}
+
+function validateAddresses(list: string[], field: string): Address[] {
+  if (list.length > MAX_ADDRESSES) throw invalidArgument(`${field} has ${list.length} addresses; at most ${MAX_ADDRESSES} are accepted`);
+  return list.map((a, i) => parseAddress(a, `${field}[${i}]`));
+}
+
+export function validateRequest(msg: Request__Output, limits: Limits): StreamRequest {
+  const uid = validateUid(msg.uid);
+  const role = validateRole(msg.role);
+  const numConn = msg.num_conn;
+  if (!Number.isInteger(numConn) || numConn < 1 || numConn > limits.maxConn) {
+    throw invalidArgument(`num_conn ${numConn} is out of range: this server accepts 1 to ${limits.maxConn} connections per stream`);
+  }
+  if (!Number.isInteger(msg.rate) || msg.rate < 0) {
+    throw invalidArgument(`rate ${msg.rate} is negative; give 0 (unlimited) or a positive rate`);
+  }
+  return { uid, role, numConn, rate: msg.rate };
+}
+
+export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {
+  const uid = validateUid(msg.uid);
+  const role = msg.role === '' ? undefined : validateRole(msg.role);
+  if (msg.remote_listeners.length === 0) {
+    throw invalidArgument('remote_listeners is empty; give at least one host:port to forward to');
+  }
+  return { uid, role, targets: validateAddresses(msg.remote_listeners, 'remote_listeners') };
+}
+
+export function validateHello(msg: Hello__Output): HelloMessage {
+  const uid = validateUid(msg.uid);
+  // Early reference controllers send no role: they speak for the producer.
+  const role = msg.role === '' ? 'PROD' : validateRole(msg.role);
+  const prodListeners = validateAddresses(msg.prod_listeners, 'prod_listeners');
+  if (role === 'PROD' && prodListeners.length === 0) {
+    throw invalidArgument('prod_listeners is empty; a PROD Hello must say where the producer listens (host:port)');
+  }
+  return { uid, role, prodListeners };
+}
+
+export function validateRelease(msg: Release__Output): string {
+  return validateUid(msg.uid);
+}
+
+export const sameAddresses = (a: Address[], b: Address[]): boolean =>
+  a.length === b.length && a.every((x, i) => formatAddress(x) === formatAddress(b[i]!));

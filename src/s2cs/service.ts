@@ -1,0 +1,89 @@
+// gRPC handlers of scistream.Control: authenticate, validate, call the stream
+// table, map errors to statuses. No stream logic lives here.
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import type { Authenticator, RpcName } from '../auth/index.js';
+import type { ControlHandlers } from '../protocol/contract.js';
+import { ScistreamError, toServiceError } from '../protocol/errors.js';
+import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
+import type { DataServer } from '../s2ds/index.js';
+import type { StreamTable } from './streams.js';
+
+export interface ServiceDeps {
+  table: StreamTable;
+  dataServer: DataServer;
+  auth: Authenticator;
+  limits: Limits;
+  logger: Logger;
+}
+
+export function controlHandlers(deps: ServiceDeps): ControlHandlers {
+  const { table, auth, limits } = deps;
+  const unary =
+    <Req extends { uid?: string }, Res>(rpc: RpcName, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      fn(call.request, call).then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          logFailure(deps.logger, rpc, call.request.uid, call.getPeer(), err);
+          callback(toServiceError(err));
+        },
+      );
+    };
+
+  return {
+    req: unary('req', async (msg, call) => {
+      const caller = await auth.authenticate(call.metadata, 'req');
+      const r = await table.req(validateRequest(msg, limits), caller);
+      return { listeners: r.listeners, prod_listeners: r.prodListeners };
+    }),
+    update: unary('update', async (msg, call) => {
+      const caller = await auth.authenticate(call.metadata, 'update');
+      const r = await table.update(validateUpdate(msg), caller);
+      return { listeners: r.listeners, prod_listeners: r.prodListeners };
+    }),
+    release: unary('release', async (msg, call) => {
+      const caller = await auth.authenticate(call.metadata, 'release');
+      await table.release(validateRelease(msg), caller);
+      return { listeners: [], prod_listeners: [] };
+    }),
+    hello: unary('hello', async (msg, call) => {
+      await auth.authenticate(call.metadata, 'hello');
+      return table.hello(validateHello(msg));
+    }),
+    status: unary('status', async (msg, call) => {
+      await auth.authenticate(call.metadata, 'status');
+      const streams = table.status(msg.uid ? validateUid(msg.uid) : undefined);
+      const ports = deps.dataServer.ports();
+      return {
+        streams: streams.map((s) => ({
+          uid: s.uid,
+          role: s.role,
+          num_conn: s.numConn,
+          rate: s.rate,
+          state: s.state,
+          owner: s.owner,
+          listeners: s.listeners,
+          prod_listeners: s.prodListeners,
+          targets: s.targets,
+          bytes_to_target: s.stats?.bytesToTarget ?? 0,
+          bytes_from_target: s.stats?.bytesFromTarget ?? 0,
+          active_connections: s.stats?.activeConnections ?? 0,
+          waiting_connections: s.stats?.waitingConnections ?? 0,
+          accepted_connections: s.stats?.acceptedConnections ?? 0,
+        })),
+        reserved_ports: ports.reserved,
+        free_ports: ports.free,
+      };
+    }),
+  };
+}
+
+function logFailure(logger: Logger, rpc: string, uid: string | undefined, peer: string, err: unknown): void {
+  const safeUid = typeof uid === 'string' ? uid.slice(0, 128) : undefined;
+  if (err instanceof ScistreamError) {
+    logger.info({ rpc, uid: safeUid, peer, status: err.kind }, err.message);
+  } else {
+    logger.error({ rpc, uid: safeUid, peer, err }, 'unexpected failure while serving an rpc');
+  }
+}

@@ -1,0 +1,77 @@
+// Buffer-and-forward between two sockets: the data plane's hot path.
+// No logging, no allocation per chunk: each chunk is counted and handed on; the
+// source pauses when the destination's write buffer is full. Both sockets are
+// created with highWaterMark = the configured buffer size (see Transport), so
+// memory per direction stays bounded whatever the amount streamed.
+import type { Socket } from 'node:net';
+
+/** Byte counts of one stream; the forwarder adds to them as chunks pass. */
+export interface ByteCounters {
+  /** From the accepting side to the target (e.g. consumer -> producer requests, or WAN -> producer). */
+  toTarget: number;
+  /** From the target back to the accepting side (the data a producer streams). */
+  fromTarget: number;
+}
+
+/**
+ * Forwards both ways until both directions have ended or either side fails.
+ * Half-close passes through (FIN after all buffered bytes); a reset or error on
+ * one side resets the other. `onDone` runs once, after both sockets are closed.
+ */
+export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void): void {
+  let open = 2;
+  const closed = () => {
+    if (--open === 0) onDone();
+  };
+
+  accepted.on('data', (chunk: Buffer) => {
+    counters.toTarget += chunk.length;
+    if (!target.write(chunk)) accepted.pause();
+  });
+  target.on('data', (chunk: Buffer) => {
+    counters.fromTarget += chunk.length;
+    if (!accepted.write(chunk)) target.pause();
+  });
+  target.on('drain', () => accepted.resume());
+  accepted.on('drain', () => target.resume());
+
+  accepted.on('end', () => target.end());
+  target.on('end', () => accepted.end());
+
+  // Errors are reported by 'close' (hadError); the listeners keep them from
+  // becoming uncaught exceptions.
+  accepted.on('error', noop);
+  target.on('error', noop);
+
+  accepted.on('close', () => {
+    if (!cleanlyDone(accepted)) abort(target);
+    closed();
+  });
+  target.on('close', () => {
+    if (!cleanlyDone(target)) abort(accepted);
+    closed();
+  });
+
+  accepted.resume();
+  target.resume();
+}
+
+function noop(): void {}
+
+function cleanlyDone(s: Socket): boolean {
+  return s.readableEnded && s.writableFinished;
+}
+
+/** Passes an abrupt end on as a TCP reset, so the peer sees an error, not a clean EOF. */
+export function abort(s: Socket): void {
+  if (s.destroyed) return;
+  if (typeof s.resetAndDestroy === 'function' && !s.connecting && s.readyState !== 'closed') {
+    try {
+      s.resetAndDestroy();
+      return;
+    } catch {
+      // a TLS socket or one without a handle: fall through
+    }
+  }
+  s.destroy();
+}

@@ -1,0 +1,224 @@
+// The data server running inside the s2cs process.
+import type { Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import { formatAddress, type Address } from '../protocol/address.js';
+import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
+import type { Transport, TransportListener } from '../transport/index.js';
+import type { DataServer, StreamStats } from './index.js';
+import { abort, forward, type ByteCounters } from './forwarder.js';
+import { PortPool, type PortRange } from './ports.js';
+
+export interface LocalDataServerOptions {
+  /** Address the listeners bind to. */
+  bindHost: string;
+  portRange: PortRange;
+  /** Per-socket buffer bound in bytes (each direction of each connection). */
+  bufferSize: number;
+  transport: Transport;
+  /** Connections that may wait for targets, per stream. */
+  waitLimit: number;
+  /** How long an early connection waits for UpdateTargets before it is closed. */
+  waitTimeoutMs: number;
+  logger: Logger;
+}
+
+interface Waiting {
+  socket: Socket;
+  listenerIndex: number;
+  timer: NodeJS.Timeout;
+}
+
+class Stream {
+  readonly sockets = new Set<Socket>();
+  readonly waiting = new Set<Waiting>();
+  readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
+  targets: Address[] | undefined;
+  accepted = 0;
+  active = 0;
+  released = false;
+
+  constructor(
+    readonly uid: string,
+    readonly listeners: TransportListener[],
+    readonly ports: number[],
+  ) {}
+}
+
+const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
+
+export class LocalDataServer implements DataServer {
+  private readonly pool: PortPool;
+  private readonly streams = new Map<string, Stream>();
+  private readonly starting = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly opts: LocalDataServerOptions) {
+    this.pool = new PortPool(opts.portRange);
+  }
+
+  ports(): { reserved: number; free: number } {
+    return { reserved: this.pool.reserved, free: this.pool.available };
+  }
+
+  async startListeners(uid: string, count: number): Promise<Address[]> {
+    if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
+    const work = this.bind(uid, count);
+    this.starting.set(uid, work);
+    try {
+      const stream = await work;
+      this.streams.set(uid, stream);
+      return stream.listeners.map((l) => l.address);
+    } finally {
+      this.starting.delete(uid);
+    }
+  }
+
+  private async bind(uid: string, count: number): Promise<Stream> {
+    const { first, last } = this.opts.portRange;
+    const exhausted = () =>
+      resourceExhausted(
+        `not enough free ports in ${first}-${last} for ${count} connection(s) (${this.pool.available} free of ${this.pool.size}); ` +
+          'release streams that are no longer needed, ask for fewer connections, or widen --port-range',
+      );
+    if (this.pool.available < count) throw exhausted();
+    const listeners: TransportListener[] = [];
+    const ports: number[] = [];
+    const busy: number[] = [];
+    const stream = new Stream(uid, listeners, ports);
+    try {
+      while (listeners.length < count) {
+        const port = this.pool.take();
+        if (port === undefined) throw exhausted();
+        const index = listeners.length;
+        try {
+          const listener = await this.opts.transport.listen(
+            { host: this.opts.bindHost, port },
+            { highWaterMark: this.opts.bufferSize },
+            (socket) => this.accept(stream, index, socket),
+          );
+          listeners.push(listener);
+          ports.push(port);
+        } catch (err) {
+          busy.push(port);
+          const code = (err as NodeJS.ErrnoException).code ?? '';
+          if (!BIND_CONFLICTS.has(code)) throw err;
+          this.opts.logger.debug({ port, code }, 'port in range is taken by another program; skipping it');
+        }
+      }
+      return stream;
+    } catch (err) {
+      stream.released = true;
+      await Promise.all(listeners.map((l) => l.close()));
+      for (const p of ports) this.pool.give(p);
+      throw err;
+    } finally {
+      for (const p of busy) this.pool.give(p);
+    }
+  }
+
+  private accept(stream: Stream, listenerIndex: number, socket: Socket): void {
+    socket.on('error', noop);
+    if (stream.released) {
+      socket.destroy();
+      return;
+    }
+    stream.accepted++;
+    stream.sockets.add(socket);
+    socket.once('close', () => stream.sockets.delete(socket));
+    if (stream.targets) {
+      this.connect(stream, listenerIndex, socket);
+      return;
+    }
+    if (stream.waiting.size >= this.opts.waitLimit) {
+      this.opts.logger.warn({ uid: stream.uid, peer: socket.remoteAddress }, 'too many connections waiting for the connection map; closing one');
+      socket.destroy();
+      return;
+    }
+    const waiting: Waiting = {
+      socket,
+      listenerIndex,
+      timer: setTimeout(() => {
+        stream.waiting.delete(waiting);
+        this.opts.logger.warn({ uid: stream.uid, peer: socket.remoteAddress }, 'no UpdateTargets in time; closing a waiting connection');
+        socket.destroy();
+      }, this.opts.waitTimeoutMs),
+    };
+    stream.waiting.add(waiting);
+    socket.once('close', () => {
+      clearTimeout(waiting.timer);
+      stream.waiting.delete(waiting);
+    });
+  }
+
+  private connect(stream: Stream, listenerIndex: number, socket: Socket): void {
+    const targets = stream.targets!;
+    const target = targets[listenerIndex % targets.length]!;
+    this.opts.transport.connect(target, { highWaterMark: this.opts.bufferSize }).then(
+      (out) => {
+        if (stream.released || socket.destroyed) {
+          out.destroy();
+          socket.destroy();
+          return;
+        }
+        stream.sockets.add(out);
+        out.once('close', () => stream.sockets.delete(out));
+        stream.active++;
+        forward(socket, out, stream.counters, () => {
+          stream.active--;
+        });
+      },
+      (err: NodeJS.ErrnoException) => {
+        this.opts.logger.warn(
+          { uid: stream.uid, target: formatAddress(target), code: err.code },
+          `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
+        );
+        abort(socket);
+      },
+    );
+  }
+
+  async setTargets(uid: string, targets: Address[]): Promise<void> {
+    const stream = this.streams.get(uid);
+    if (!stream) throw notFound(`stream ${uid} has no listeners on this data server`);
+    stream.targets = targets;
+    for (const w of stream.waiting) {
+      clearTimeout(w.timer);
+      stream.waiting.delete(w);
+      this.connect(stream, w.listenerIndex, w.socket);
+    }
+  }
+
+  async release(uid: string): Promise<void> {
+    const pending = this.starting.get(uid);
+    if (pending) await pending.catch(noop);
+    const stream = this.streams.get(uid);
+    if (!stream) return;
+    this.streams.delete(uid);
+    stream.released = true;
+    for (const w of stream.waiting) clearTimeout(w.timer);
+    stream.waiting.clear();
+    for (const s of stream.sockets) s.destroy();
+    await Promise.all(stream.listeners.map((l) => l.close()));
+    for (const p of stream.ports) this.pool.give(p);
+  }
+
+  stats(uid: string): StreamStats | undefined {
+    const s = this.streams.get(uid);
+    if (!s) return undefined;
+    return {
+      uid,
+      listeners: s.listeners.length,
+      activeConnections: s.active,
+      waitingConnections: s.waiting.size,
+      acceptedConnections: s.accepted,
+      bytesToTarget: s.counters.toTarget,
+      bytesFromTarget: s.counters.fromTarget,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
+    await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
+  }
+}
+
+function noop(): void {}
