@@ -9,10 +9,15 @@ export interface Address {
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+export interface ParseOptions {
+  /** Accept port 0 ("any free port"), for local listen addresses only. */
+  allowPortZero?: boolean;
+}
+
 /** Parses "host:port" or "[v6]:port"; `field` names the input in the error message. */
-export function parseAddress(text: string, field = 'address'): Address {
+export function parseAddress(text: string, field = 'address', opts: ParseOptions = {}): Address {
   const fail = (why: string) =>
-    invalidArgument(`${field}: "${truncate(text)}" is not a valid host:port (${why}); write it as host:port, or [ipv6]:port`);
+    invalidArgument(`${field}: "${truncate(String(text))}" is not a valid host:port (${why}); write it as host:port, or [ipv6]:port`);
   if (typeof text !== 'string' || text.length === 0) throw fail('it is empty');
   let host: string;
   let portText: string;
@@ -32,7 +37,7 @@ export function parseAddress(text: string, field = 'address'): Address {
   }
   if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
   const port = Number(portText);
-  if (port < 1 || port > 65535) throw fail('the port must be between 1 and 65535');
+  if (port > 65535 || (port < 1 && !(port === 0 && opts.allowPortZero))) throw fail('the port must be between 1 and 65535');
   return { host, port };
 }
 
@@ -41,10 +46,10 @@ export function formatAddress(a: Address): string {
 }
 
 /** Parses a comma-separated list of addresses, as the CLIs take them. */
-export function parseAddressList(text: string, field = 'addresses'): Address[] {
+export function parseAddressList(text: string, field = 'addresses', opts: ParseOptions = {}): Address[] {
   const parts = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (parts.length === 0) throw invalidArgument(`${field}: no address given; write host:port[,host:port...]`);
-  return parts.map((p, i) => parseAddress(p, `${field}[${i}]`));
+  return parts.map((p, i) => parseAddress(p, `${field}[${i}]`, opts));
 }
 
 function truncate(s: string): string {

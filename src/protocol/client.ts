@@ -45,6 +45,23 @@ function describe(server: string, rpc: string, code: number, details: string): s
   return `s2cs at ${server} refused ${rpc}: ${statusName(code)}: ${details}`;
 }
 
+// Every rpc is retry-safe on the server (the seed: messages can be lost), so
+// grpc-js may resend a call that never reached the server.
+const RETRY_CONFIG = JSON.stringify({
+  methodConfig: [
+    {
+      name: [{ service: 'scistream.Control' }],
+      retryPolicy: {
+        maxAttempts: 4,
+        initialBackoff: '0.2s',
+        maxBackoff: '2s',
+        backoffMultiplier: 2,
+        retryableStatusCodes: ['UNAVAILABLE'],
+      },
+    },
+  ],
+});
+
 export class ControlConnection {
   private readonly client: ControlClient;
   readonly server: string;
@@ -52,7 +69,7 @@ export class ControlConnection {
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
     const creds = opts.credentials ?? grpc.credentials.createInsecure();
-    this.client = new Control(this.server, creds);
+    this.client = new Control(this.server, creds, { 'grpc.service_config': RETRY_CONFIG });
   }
 
   req(msg: Request, deadlineMs?: number): Promise<Response__Output> {

@@ -1,0 +1,88 @@
+// s2app: the application controller (hello) and the sample producer and
+// consumer that the demo, tests and benchmarks stream with.
+import { Command } from 'commander';
+import { VERSION, integer, onShutdown, option, runCli } from '../cli.js';
+import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
+import { validateRole } from '../protocol/validate.js';
+import { sendHello } from './controller.js';
+import { parseSize, formatBytes, formatRate } from './data.js';
+import { startProducer } from './produce.js';
+import { consume } from './consume.js';
+
+const addressList = (field: string) => option((t: string) => parseAddressList(t, field));
+
+const program = new Command('s2app')
+  .description('SciStream application controller and sample producer/consumer')
+  .version(VERSION, '-V, --version')
+  .option('-v, --verbose', 'stack traces on errors');
+
+program
+  .command('hello')
+  .description('PROD: tell s2cs where the producer listens; CONS: ask s2cs where the consumer connects')
+  .requiredOption('--s2cs <host:port>', "this facility's s2cs", option((t: string) => formatAddress(parseAddress(t, '--s2cs'))))
+  .requiredOption('--uid <uid>', 'the stream uid printed by s2uc request')
+  .requiredOption('--role <PROD|CONS>', 'PROD for the producer, CONS for the consumer', option((t: string) => validateRole(t.toUpperCase(), '--role')))
+  .option('--listeners <host:port,...>', "where the producer listens (PROD)", addressList('--listeners'))
+  .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
+  .option('--timeout <seconds>', 'how long to wait for the answer', option(integer(1, 86_400)), 200)
+  .option('--json', 'print one JSON object on stdout')
+  .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; timeout: number; json?: boolean }) => {
+    if (f.role === 'PROD' && !f.listeners) throw new Error('a PROD Hello needs --listeners host:port[,...]: where the producer application listens');
+    const r = await sendHello(f.s2cs, f.uid, f.role, (f.listeners ?? []).map(formatAddress), {
+      insecure: f.insecure ?? false,
+      deadlineMs: f.timeout * 1000,
+    });
+    if (f.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else if (f.role === 'CONS') process.stdout.write(`consumer connects to: ${r.listeners.join(',')}\n`);
+    else process.stdout.write(`${r.message}\n`);
+  });
+
+program
+  .command('produce')
+  .description('serve deterministic data on each accepted connection')
+  .requiredOption('--listen <host:port,...>', 'where to listen (port 0: any free port)', option((t: string) => parseAddressList(t, '--listen', { allowPortZero: true })))
+  .requiredOption('--bytes <size>', 'bytes per connection, e.g. 256MiB', option(parseSize))
+  .option('--seed <n>', 'pattern seed (the consumer must use the same)', option(integer(0, 2 ** 31 - 1)), 1)
+  .option('--count <n>', 'exit after serving this many connections', option(integer(1, 1_000_000)))
+  .action(async (f: { listen: { host: string; port: number }[]; bytes: number; seed: number; count?: number }) => {
+    const producer = await startProducer({ listen: f.listen, bytes: f.bytes, seed: f.seed, count: f.count });
+    process.stdout.write(`producer listening on ${producer.addresses.map(formatAddress).join(',')}\n`);
+    onShutdown(() => producer.close());
+    if (f.count !== undefined) {
+      await producer.done;
+      await producer.close();
+      process.stderr.write(`served ${producer.served} connection(s) of ${formatBytes(f.bytes)}\n`);
+    }
+  });
+
+program
+  .command('consume')
+  .description('connect, receive and verify deterministic data; prints the throughput')
+  .requiredOption('--connect <host:port,...>', 'where to connect, one connection each', addressList('--connect'))
+  .requiredOption('--bytes <size>', 'bytes expected per connection, e.g. 256MiB', option(parseSize))
+  .option('--seed <n>', 'pattern seed (as given to the producer)', option(integer(0, 2 ** 31 - 1)), 1)
+  .option('--json', 'print one JSON object on stdout')
+  .action(async (f: { connect: { host: string; port: number }[]; bytes: number; seed: number; json?: boolean }) => {
+    const tty = process.stderr.isTTY && !f.json;
+    const r = await consume({
+      connect: f.connect,
+      bytes: f.bytes,
+      seed: f.seed,
+      onProgress: tty ? (got, total) => process.stderr.write(`\r${progressBar(got, total)}`) : undefined,
+    });
+    if (tty) process.stderr.write(`\r${progressBar(r.bytes, r.bytes)}\n`);
+    if (f.json) {
+      process.stdout.write(`${JSON.stringify({ ok: true, bytes: r.bytes, seconds: r.seconds, gbitPerSecond: (r.bytes * 8) / r.seconds / 1e9, connections: r.perConnection.length })}\n`);
+    } else {
+      process.stdout.write(`verified ${formatBytes(r.bytes)} over ${r.perConnection.length} connection(s) in ${r.seconds.toFixed(2)} s: ${formatRate(r.bytes, r.seconds)}\n`);
+    }
+  });
+
+function progressBar(got: number, total: number): string {
+  const width = 30;
+  const frac = total > 0 ? Math.min(1, got / total) : 1;
+  const filled = Math.round(frac * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(got)} / ${formatBytes(total)}`;
+}
+
+await runCli(program);

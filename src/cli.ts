@@ -1,0 +1,87 @@
+// What the three CLIs share: version, argument spelling, exit codes, error lines.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { ScistreamError } from './protocol/errors.js';
+import { RemoteError } from './protocol/client.js';
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/** Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad configuration, 130 interrupted. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+
+/** The reference spells options with underscores (--num_conn); accept both spellings. */
+export function normalizeArgv(argv: string[]): string[] {
+  return argv.map((a) => {
+    if (!a.startsWith('--')) return a;
+    const eq = a.indexOf('=');
+    const name = eq < 0 ? a : a.slice(0, eq);
+    return name.replace(/_/g, '-') + (eq < 0 ? '' : a.slice(eq));
+  });
+}
+
+/** Wraps a parser for commander so that a bad value is a usage error naming the option. */
+export function option<T>(parse: (text: string) => T): (text: string) => T {
+  return (text) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
+export const integer =
+  (min: number, max: number) =>
+  (text: string): number => {
+    const n = Number(text);
+    if (!/^-?[0-9]+$/.test(text.trim()) || n < min || n > max) throw new InvalidArgumentError(`"${text}" is not a whole number from ${min} to ${max}`);
+    return n;
+  };
+
+/** Runs a commander program; errors become one line on stderr and an exit code. */
+export async function runCli(program: Command, argv: string[] = process.argv): Promise<void> {
+  program.exitOverride();
+  program.configureOutput({ outputError: (str, write) => write(str) });
+  for (const sub of program.commands) sub.exitOverride();
+  const verbose = argv.includes('--verbose') || argv.includes('-v');
+  try {
+    await program.parseAsync(normalizeArgv(argv));
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(EXIT.ok);
+      process.exit(EXIT.usage);
+    }
+    fail(program.name(), err, verbose);
+  }
+}
+
+export class UsageError extends Error {}
+
+/** Prints what failed in one line (a stack only with --verbose) and exits. */
+export function fail(name: string, err: unknown, verbose: boolean): never {
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`${name}: error: ${message}\n`);
+  if (verbose && err instanceof Error && !(err instanceof RemoteError) && err.stack) process.stderr.write(`${err.stack}\n`);
+  const usage = err instanceof UsageError || (err instanceof ScistreamError && err.kind === 'INVALID_ARGUMENT');
+  process.exit(usage ? EXIT.usage : EXIT.failed);
+}
+
+/** Runs `cleanup` on SIGINT/SIGTERM, then exits; a second signal exits at once. */
+export function onShutdown(cleanup: (signal: NodeJS.Signals) => Promise<void>, exitCode = EXIT.ok): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(EXIT.interrupted);
+    stopping = true;
+    cleanup(signal).then(
+      () => process.exit(exitCode),
+      (err: unknown) => {
+        process.stderr.write(`error while shutting down: ${(err as Error).message}\n`);
+        process.exit(EXIT.failed);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}

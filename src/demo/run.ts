@@ -1,0 +1,102 @@
+// `npm run demo`: two gateways, a producer and a consumer on loopback, driven
+// through the real CLIs as separate processes, exactly as a user would.
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { formatBytes, parseSize } from '../app/data.js';
+import { freePort, freePortRange, spawnCli, type Proc } from './procs.js';
+
+const { values } = parseArgs({
+  options: {
+    bytes: { type: 'string', default: '1GiB' },
+    'num-conn': { type: 'string', default: '4' },
+  },
+});
+const totalBytes = parseSize(values.bytes!);
+const numConn = Number(values['num-conn']);
+if (!Number.isInteger(numConn) || numConn < 1 || numConn > 64) {
+  process.stderr.write('demo: --num-conn must be 1-64\n');
+  process.exit(2);
+}
+const perConn = Math.floor(totalBytes / numConn);
+
+const running: Proc[] = [];
+const start = (p: Proc) => {
+  running.push(p);
+  return p;
+};
+const say = (s: string) => process.stdout.write(`\n== ${s}\n`);
+
+async function stopAll(): Promise<void> {
+  await Promise.all(running.map((p) => p.stop()));
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write('\ndemo: interrupted; stopping everything it started\n');
+    stopAll().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<void> {
+  const [prodPort, consPort, prodRange, consRange] = await Promise.all([freePort(), freePort(), freePortRange(16), freePortRange(16)]);
+  const prodS2cs = `127.0.0.1:${prodPort}`;
+  const consS2cs = `127.0.0.1:${consPort}`;
+
+  say(`starting the producer facility's gateway (s2cs on ${prodS2cs}) and the consumer facility's (s2cs on ${consS2cs})`);
+  const gateways = [
+    start(spawnCli('s2cs', ['start', '--insecure', '--port', String(prodPort), '--listener-ip', '127.0.0.1', '--port-range', `${prodRange.first}-${prodRange.last}`])),
+    start(spawnCli('s2cs', ['start', '--insecure', '--port', String(consPort), '--listener-ip', '127.0.0.1', '--port-range', `${consRange.first}-${consRange.last}`])),
+  ];
+  await Promise.all(gateways.map((g) => g.waitFor(/s2cs ready/)));
+
+  say(`starting the producer application: ${numConn} listener(s), ${formatBytes(perConn)} each`);
+  const listen = Array.from({ length: numConn }, () => '127.0.0.1:0').join(',');
+  const producer = start(spawnCli('s2app', ['produce', '--listen', listen, '--bytes', String(perConn), '--count', String(numConn)]));
+  const prodListeners = (await producer.waitFor(/producer listening on (\S+)/))[1]!;
+  process.stdout.write(`producer listens on ${prodListeners}\n`);
+
+  const uid = randomUUID();
+  say(`s2uc request (uid ${uid}) while the producer's controller sends Hello`);
+  const request = start(spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prodS2cs, '--cons-s2cs', consS2cs, '--num-conn', String(numConn), '--uid', uid, '--json']));
+  const hello = start(spawnCli('s2app', ['hello', '--insecure', '--s2cs', prodS2cs, '--uid', uid, '--role', 'PROD', '--listeners', prodListeners]));
+  const [reqCode, helloCode] = await Promise.all([request.exited, hello.exited]);
+  if (helloCode !== 0) throw new Error(`s2app hello failed: ${hello.stderr().trim()}`);
+  if (reqCode !== 0) throw new Error(`s2uc request failed: ${request.stderr().trim()}`);
+  const map = JSON.parse(request.stdout()) as { consListeners: string[]; prodListeners: string[]; prodAppListeners: string[] };
+  process.stdout.write('connection map (consumer -> consumer gateway -> producer gateway -> producer):\n');
+  map.consListeners.forEach((c, i) => process.stdout.write(`  ${c} -> ${map.prodListeners[i]} -> ${map.prodAppListeners[i % map.prodAppListeners.length]}\n`));
+
+  say(`consumer: ${numConn} connection(s) through both gateways, verifying every byte`);
+  const consumer = start(spawnCli('s2app', ['consume', '--connect', map.consListeners.join(','), '--bytes', String(perConn)], { inheritStderr: true }));
+  const consCode = await consumer.exited;
+  process.stdout.write(consumer.stdout());
+  if (consCode !== 0) throw new Error('the consumer did not receive the verified data (see above)');
+
+  say('releasing the stream on both gateways');
+  const release = start(spawnCli('s2uc', ['--insecure', 'release', uid, '--s2cs', prodS2cs, '--s2cs', consS2cs]));
+  if ((await release.exited) !== 0) throw new Error(`s2uc release failed: ${release.stderr().trim()}`);
+  process.stdout.write(release.stdout());
+  const producerCode = await producer.exited;
+  if (producerCode !== 0) throw new Error(`the producer exited with ${producerCode}: ${producer.stderr().trim()}`);
+
+  say('stopping the gateways');
+  const codes = await Promise.all(gateways.map((g) => g.stop()));
+  if (codes.some((c) => c !== 0)) throw new Error(`a gateway did not stop cleanly (exit codes ${codes.join(', ')})`);
+  process.stdout.write('demo finished: data verified end to end\n');
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    if (interrupted) return;
+    process.stderr.write(`\ndemo failed: ${(err as Error).message}\n`);
+    for (const p of running) {
+      if (p.stderr().trim()) process.stderr.write(`--- ${p.name} stderr:\n${p.stderr().trim()}\n`);
+    }
+    await stopAll();
+    process.exit(1);
+  },
+);

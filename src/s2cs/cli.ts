@@ -1,0 +1,98 @@
+// s2cs: the control server on a gateway node.
+import { createServer } from 'node:net';
+import { Command, Option } from 'commander';
+import { createLogger } from '../log.js';
+import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
+import { parsePortRange } from '../s2ds/index.js';
+import { parseSize } from '../app/data.js';
+import { startControlServer, DEFAULTS } from './server.js';
+
+interface StartFlags {
+  port: number;
+  listenerIp: string;
+  bindIp?: string;
+  controlHost: string;
+  portRange: string;
+  helloTimeout: number;
+  maxConn: number;
+  bufferSize: number;
+  insecure?: boolean;
+  verbose?: boolean;
+  logJson?: boolean;
+}
+
+const program = new Command('s2cs')
+  .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
+  .version(VERSION, '-V, --version');
+
+program
+  .command('start')
+  .description('serve the control protocol (req, hello, update, release) and forward streams')
+  .option('--port <port>', 'control port (gRPC)', option(integer(0, 65535)), 5000)
+  .requiredOption('--listener-ip <ip>', 'IP of this gateway that peers connect to; advertised in listeners')
+  .option('--bind-ip <ip>', 'address the data listeners bind to (default: --listener-ip; 0.0.0.0 for all)')
+  .option('--control-host <ip>', 'address the control port binds to', DEFAULTS.host)
+  .option('--port-range <first-last>', 'ports the data listeners are taken from', '5100-5200')
+  .option('--hello-timeout <seconds>', "how long a producer request waits for the application's Hello", option(integer(1, 86_400)), DEFAULTS.helloTimeoutMs / 1000)
+  .option('--max-conn <n>', 'most connections one stream may ask for', option(integer(1, 4096)), DEFAULTS.maxConn)
+  .addOption(
+    new Option('--buffer-size <size>', 'buffer per connection and direction, e.g. 4MiB')
+      .argParser(option(parseSize))
+      .default(DEFAULTS.bufferSize, '4MiB'),
+  )
+  .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
+  .option('-v, --verbose', 'debug logs')
+  .option('--log-json', 'logs as JSON lines')
+  .action(async (flags: StartFlags) => {
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2cs' });
+    const usage = (message: string): never => {
+      process.stderr.write(`s2cs: error: ${message}\n`);
+      process.exit(EXIT.usage);
+    };
+    let portRange;
+    try {
+      portRange = parsePortRange(flags.portRange);
+    } catch (err) {
+      return usage(`--port-range: ${(err as Error).message}`);
+    }
+    if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
+    const bindIp = flags.bindIp ?? flags.listenerIp;
+    const bindProblem = await canBind(bindIp);
+    if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
+    let server;
+    try {
+      server = await startControlServer({
+        host: flags.controlHost,
+        port: flags.port,
+        listenerIp: flags.listenerIp,
+        bindIp,
+        portRange,
+        helloTimeoutMs: flags.helloTimeout * 1000,
+        maxConn: flags.maxConn,
+        bufferSize: flags.bufferSize,
+        logger,
+      });
+    } catch (err) {
+      return usage((err as Error).message);
+    }
+    logger.warn('control channel is plain text (no TLS): use it only on a trusted network');
+    logger.info(
+      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
+      `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
+    );
+    onShutdown(async (signal) => {
+      logger.info({ signal }, 'shutting down: releasing every stream');
+      await server.close();
+      logger.info('stopped');
+    });
+  });
+
+function canBind(host: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    probe.listen({ host, port: 0 }, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+await runCli(program);

@@ -1,0 +1,173 @@
+// s2uc: the user's client. Output for humans by default; --json for scripts
+// (exactly one JSON object on stdout; progress and errors go to stderr).
+import { Command } from 'commander';
+import { VERSION, integer, option, runCli } from '../cli.js';
+import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
+import type { ConnectionOptions } from '../protocol/client.js';
+import {
+  inboundRequest,
+  outboundRequest,
+  releaseStream,
+  request1,
+  requestStream,
+  streamStatus,
+  type FlowOptions,
+  type SideResult,
+} from './flows.js';
+
+interface GlobalFlags {
+  insecure?: boolean;
+  timeout: number;
+  verbose?: boolean;
+}
+
+interface SpecFlags {
+  numConn: number;
+  rate: number;
+  uid?: string;
+  json?: boolean;
+}
+
+const address = (field: string) => option((t: string) => formatAddress(parseAddress(t, field)));
+const addressList = (field: string) => option((t: string) => parseAddressList(t, field).map(formatAddress));
+
+const program = new Command('s2uc')
+  .description('SciStream user client: sets up streams between facilities through their gateways')
+  .version(VERSION, '-V, --version')
+  .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
+  .option('--timeout <seconds>', 'deadline for each call that does not wait for an application', option(integer(1, 3600)), 30)
+  .option('-v, --verbose', 'stack traces on errors');
+
+function connection(): ConnectionOptions {
+  const g = program.opts<GlobalFlags>();
+  return { insecure: g.insecure ?? false, deadlineMs: g.timeout * 1000 };
+}
+
+function flow(json: boolean | undefined): FlowOptions {
+  return {
+    ...connection(),
+    // The uid goes first so the user can start the application controllers while we wait.
+    onUid: (uid) => {
+      if (!json) process.stdout.write(`uid: ${uid}\n`);
+    },
+    onStep: (step) => {
+      if (!json && process.stderr.isTTY) process.stderr.write(`... ${step}\n`);
+    },
+  };
+}
+
+function specOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)))
+    .option('--rate <r>', 'requested rate, stored and reported by s2cs', option(integer(0, 2 ** 31 - 1)), 0)
+    .option('--uid <uid>', 'stream uid (default: a new UUID)')
+    .option('--json', 'print one JSON object on stdout');
+}
+
+function printSide(r: SideResult, json: boolean | undefined, what: string): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  process.stdout.write(`gateway ${r.s2cs}: ${what}\n`);
+  r.listeners.forEach((l, i) => process.stdout.write(`  ${l} -> ${r.targets[i % r.targets.length]}\n`));
+  process.stdout.write(`listeners: ${r.listeners.join(',')}\n`);
+}
+
+specOptions(
+  program
+    .command('request')
+    .description('set up a stream from a producer facility to a consumer facility (REQ, Hello, UpdateTargets)')
+    .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
+    .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
+).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
+  const map = await requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json));
+  if (f.json) {
+    process.stdout.write(`${JSON.stringify(map)}\n`);
+    return;
+  }
+  process.stdout.write('connection map (consumer -> consumer gateway -> WAN -> producer gateway -> producer):\n');
+  map.consListeners.forEach((c, i) => {
+    const wan = map.prodListeners[i]!;
+    const app = map.prodAppListeners[i % map.prodAppListeners.length]!;
+    process.stdout.write(`  ${c} -> ${wan} -> ${app}\n`);
+  });
+  process.stdout.write(`producer gateway listeners: ${map.prodListeners.join(',')}\n`);
+  process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
+});
+
+specOptions(
+  program
+    .command('inbound-request')
+    .description('expose services inside this facility on its gateway (S2UC sends the Hello itself)')
+    .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
+    .option('--targets <host:port,...>', 'services to expose, e.g. 10.0.0.5:5074,10.0.0.5:5075', addressList('--targets'))
+    .option('--remote-ip <ip>', 'host of the services (reference spelling, with --receiver-ports)')
+    .option('--receiver-ports <port,...>', 'ports of the services on --remote-ip'),
+).action(async (f: SpecFlags & { s2cs: string; targets?: string[]; remoteIp?: string; receiverPorts?: string }) => {
+  let targets = f.targets;
+  if (!targets && f.remoteIp && f.receiverPorts) {
+    targets = parseAddressList(
+      f.receiverPorts
+        .split(',')
+        .map((p) => `${f.remoteIp!.includes(':') ? `[${f.remoteIp}]` : f.remoteIp}:${p.trim()}`)
+        .join(','),
+      '--receiver-ports',
+    ).map(formatAddress);
+  }
+  if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
+  printSide(await inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'inbound listeners -> services');
+});
+
+specOptions(
+  program
+    .command('outbound-request')
+    .description('let applications in this facility reach remote listeners through its gateway')
+    .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
+    .requiredOption('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
+).action(async (f: SpecFlags & { s2cs: string; remoteListeners: string[] }) => {
+  printSide(await outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'outbound listeners -> remote listeners');
+});
+
+specOptions(
+  program
+    .command('request1')
+    .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
+    .requiredOption('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs')),
+).action(async (f: SpecFlags & { s2cs: string }) => {
+  printSide(await request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'listeners -> producer');
+});
+
+program
+  .command('release')
+  .description('release a stream on one or more gateways (safe to repeat)')
+  .argument('<uid>', 'the stream uid printed by s2uc request')
+  .requiredOption('--s2cs <host:port>', 's2cs to release on; repeat for each gateway', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--json', 'print one JSON object on stdout')
+  .action(async (uid: string, f: { s2cs: string[]; json?: boolean }) => {
+    await releaseStream(uid, f.s2cs, connection());
+    process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
+  });
+
+program
+  .command('status')
+  .description("show a gateway's streams, their listeners, targets and byte counts")
+  .argument('[uid]', 'one stream (default: all)')
+  .requiredOption('--s2cs <host:port>', 's2cs to ask', address('--s2cs'))
+  .option('--json', 'print one JSON object on stdout')
+  .action(async (uid: string | undefined, f: { s2cs: string; json?: boolean }) => {
+    const s = await streamStatus(f.s2cs, uid, connection());
+    if (f.json) {
+      process.stdout.write(`${JSON.stringify(s)}\n`);
+      return;
+    }
+    process.stdout.write(`gateway ${f.s2cs}: ${s.streams.length} stream(s), ${s.reserved_ports} port(s) reserved, ${s.free_ports} free\n`);
+    for (const st of s.streams) {
+      process.stdout.write(
+        `  ${st.uid} ${st.role} ${st.state} num_conn=${st.num_conn} rate=${st.rate} listeners=${st.listeners.join(',')} ` +
+          `targets=${st.targets.join(',') || '-'} bytes to/from target=${st.bytes_to_target}/${st.bytes_from_target} active=${st.active_connections}\n`,
+      );
+    }
+  });
+
+await runCli(program);

@@ -1,0 +1,163 @@
+// S2UC as a library: the request flows of the seed's rules 1-7, for the CLI and
+// for workflow engines that import SciStream.
+import { randomUUID } from 'node:crypto';
+import { ControlConnection, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
+import { validateUid } from '../protocol/validate.js';
+
+export interface FlowOptions extends ConnectionOptions {
+  /** Called with the uid before anything is sent, so the user can hand it to the application controllers. */
+  onUid?: (uid: string) => void;
+  /** Progress for humans ("waiting for the producer's Hello ..."). */
+  onStep?: (step: string) => void;
+}
+
+export interface StreamSpec {
+  numConn: number;
+  rate?: number;
+  uid?: string;
+}
+
+/** The two-facility connection map: consumer -> consumer gateway -> producer gateway (WAN) -> producer. */
+export interface ConnectionMap {
+  uid: string;
+  numConn: number;
+  rate: number;
+  prodS2cs: string;
+  consS2cs: string;
+  /** The producer gateway's WAN listeners. */
+  prodListeners: string[];
+  /** Where the consumer application connects (the consumer gateway's listeners). */
+  consListeners: string[];
+  /** Where the producer application listens (from its Hello). */
+  prodAppListeners: string[];
+}
+
+function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number } {
+  const uid = spec.uid !== undefined ? validateUid(spec.uid, '--uid') : randomUUID();
+  opts.onUid?.(uid);
+  return { uid, rate: spec.rate ?? 0 };
+}
+
+/** Runs `fn` with connections to the given servers and closes them afterwards. */
+async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+  const conns = servers.map((s) => new ControlConnection(s, opts));
+  try {
+    return await fn(conns);
+  } finally {
+    for (const c of conns) c.close();
+  }
+}
+
+/** Undoes a half-built stream; the original failure is what the caller reports. */
+async function releaseQuietly(conns: ControlConnection[], uid: string): Promise<void> {
+  await Promise.allSettled(conns.map((c) => c.release({ uid })));
+}
+
+/** `s2uc request`: both facilities. */
+export async function requestStream(prodS2cs: string, consS2cs: string, spec: StreamSpec, opts: FlowOptions): Promise<ConnectionMap> {
+  const { uid, rate } = begin(spec, opts);
+  return withServers([prodS2cs, consS2cs], opts, async ([prod, cons]) => {
+    const both = [prod!, cons!];
+    try {
+      opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
+      const [p, c] = await Promise.all([
+        prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0),
+        cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }),
+      ]);
+      opts.onStep?.('sending the connection map (UpdateTargets) to both gateways');
+      await Promise.all([
+        prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD' }),
+        cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS' }),
+      ]);
+      return {
+        uid,
+        numConn: spec.numConn,
+        rate,
+        prodS2cs: prod!.server,
+        consS2cs: cons!.server,
+        prodListeners: p.listeners,
+        consListeners: c.listeners,
+        prodAppListeners: p.prod_listeners,
+      };
+    } catch (err) {
+      await releaseQuietly(both, uid);
+      throw err;
+    }
+  });
+}
+
+export interface SideResult {
+  uid: string;
+  s2cs: string;
+  /** The gateway's listeners for this stream. */
+  listeners: string[];
+  /** Where they forward to. */
+  targets: string[];
+}
+
+/**
+ * `s2uc inbound-request`: expose services inside one facility (targets) on its
+ * gateway. S2UC speaks for the application controller: it sends the Hello itself.
+ */
+export async function inboundRequest(s2cs: string, targets: string[], spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
+  const { uid, rate } = begin(spec, opts);
+  return withServers([s2cs], opts, async ([gw]) => {
+    try {
+      const [, r] = await Promise.all([
+        gw!.hello({ uid, role: 'PROD', prod_listeners: targets }),
+        gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0),
+      ]);
+      await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: r.prod_listeners };
+    } catch (err) {
+      await releaseQuietly([gw!], uid);
+      throw err;
+    }
+  });
+}
+
+/** `s2uc outbound-request`: let applications inside one facility reach remote listeners through its gateway. */
+export async function outboundRequest(s2cs: string, remoteListeners: string[], spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
+  const { uid, rate } = begin(spec, opts);
+  return withServers([s2cs], opts, async ([gw]) => {
+    try {
+      const r = await gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate });
+      await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
+      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: remoteListeners };
+    } catch (err) {
+      await releaseQuietly([gw!], uid);
+      throw err;
+    }
+  });
+}
+
+/** `s2uc request1`: the seed tutorial's single-gateway flow; the producer's controller sends Hello. */
+export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
+  const { uid, rate } = begin(spec, opts);
+  return withServers([s2cs], opts, async ([gw]) => {
+    try {
+      opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
+      const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0);
+      await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: r.prod_listeners };
+    } catch (err) {
+      await releaseQuietly([gw!], uid);
+      throw err;
+    }
+  });
+}
+
+/** `s2uc release`: REL to every given server; idempotent, so safe to repeat. */
+export async function releaseStream(uid: string, servers: string[], opts: ConnectionOptions): Promise<void> {
+  validateUid(uid, 'uid');
+  await withServers(servers, opts, async (conns) => {
+    const results = await Promise.allSettled(conns.map((c) => c.release({ uid })));
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failures.length > 0) throw failures[0]!.reason;
+  });
+}
+
+export async function streamStatus(server: string, uid: string | undefined, opts: ConnectionOptions): Promise<StatusResponse> {
+  if (uid !== undefined) validateUid(uid, 'uid');
+  return withServers([server], opts, ([c]) => c!.status({ uid: uid ?? '' }));
+}

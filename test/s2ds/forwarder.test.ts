@@ -1,0 +1,480 @@
+// The forwarder over real loopback sockets: client -> proxy (TcpTransport listen +
+// connect + forward) -> upstream. No timing assertions: the timeouts are only a
+// safety net so that a hang fails instead of blocking the runner.
+import { describe, it, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TcpTransport } from '../../src/transport/tcp.js';
+import type { TransportListener } from '../../src/transport/index.js';
+import { forward, type ByteCounters } from '../../src/s2ds/forwarder.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const HWM = 64 * KiB;
+const TEST_TIMEOUT = 120_000;
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+}
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** One proxied connection as seen by the harness. */
+interface Leg {
+  accepted: Socket;
+  target: Socket;
+  counters: ByteCounters;
+  /** Resolves when forward()'s onDone runs (the first time). */
+  done: Promise<void>;
+  doneCalls: () => number;
+}
+
+class Harness {
+  private readonly sockets = new Set<Socket>();
+  upstreamServer!: Server;
+  proxy!: TransportListener;
+  /** Upstream-side sockets, in accept order. */
+  readonly upstreamConns: Socket[] = [];
+  private readonly upstreamWaiters: Array<(s: Socket) => void> = [];
+  private readonly legWaiters: Array<Deferred<Leg>> = [];
+  private readonly legs: Leg[] = [];
+
+  static async start(): Promise<Harness> {
+    const h = new Harness();
+    await h.init();
+    return h;
+  }
+
+  track(s: Socket): Socket {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    return s;
+  }
+
+  private async init(): Promise<void> {
+    const transport = new TcpTransport();
+    this.upstreamServer = createServer({ allowHalfOpen: true }, (s) => {
+      this.track(s);
+      this.upstreamConns.push(s);
+      const waiter = this.upstreamWaiters.shift();
+      if (waiter) waiter(s);
+    });
+    this.upstreamServer.listen(0, '127.0.0.1');
+    await once(this.upstreamServer, 'listening');
+    const upPort = (this.upstreamServer.address() as { port: number }).port;
+
+    this.proxy = await transport.listen({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
+      this.track(accepted);
+      accepted.on('error', () => {}); // until forward() owns it, as in LocalDataServer
+      transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM }).then(
+        (target) => {
+          this.track(target);
+          const counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
+          const done = deferred<void>();
+          let calls = 0;
+          forward(accepted, target, counters, () => {
+            calls++;
+            done.resolve();
+          });
+          const leg: Leg = { accepted, target, counters, done: done.promise, doneCalls: () => calls };
+          this.legs.push(leg);
+          const w = this.legWaiters.shift();
+          if (w) w.resolve(leg);
+        },
+        (err: unknown) => {
+          accepted.destroy();
+          const w = this.legWaiters.shift();
+          if (w) w.reject(err);
+        },
+      );
+    });
+  }
+
+  /** Resolves with the next proxied leg once forward() is running on it. */
+  nextLeg(): Promise<Leg> {
+    const ready = this.legs.shift();
+    if (ready) return Promise.resolve(ready);
+    const d = deferred<Leg>();
+    this.legWaiters.push(d);
+    return d.promise;
+  }
+
+  /** Resolves with the next socket the upstream server accepts. */
+  nextUpstream(): Promise<Socket> {
+    const seen = this.upstreamConns.length;
+    return new Promise((resolve) => {
+      if (this.upstreamConns.length > seen) resolve(this.upstreamConns[seen]!);
+      else this.upstreamWaiters.push(resolve);
+    });
+  }
+
+  /** A client connected to the proxy, plus the upstream socket and the leg that carry it. */
+  async client(opts: { allowHalfOpen?: boolean } = {}): Promise<{ client: Socket; upstream: Socket; leg: Leg }> {
+    const upstreamP = this.nextUpstream();
+    const legP = this.nextLeg();
+    const client = this.track(
+      connect({ host: '127.0.0.1', port: this.proxy.address.port, allowHalfOpen: opts.allowHalfOpen ?? false }),
+    );
+    await once(client, 'connect');
+    const [upstream, leg] = await Promise.all([upstreamP, legP]);
+    return { client, upstream, leg };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) {
+      s.on('error', () => {});
+      s.destroy();
+    }
+    this.upstreamServer.close();
+    await Promise.all([once(this.upstreamServer, 'close'), this.proxy.close()]);
+  }
+}
+
+/** Writes `data` in chunks, respecting backpressure, then optionally ends. */
+async function writeAll(s: Socket, data: Buffer, chunk = 256 * KiB, end = true): Promise<void> {
+  for (let off = 0; off < data.length; off += chunk) {
+    if (!s.write(data.subarray(off, off + chunk))) await once(s, 'drain');
+  }
+  if (end) s.end();
+}
+
+/** Collects everything a socket reads until 'end'. */
+function collect(s: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve(Buffer.concat(chunks)));
+    s.once('error', reject);
+  });
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
+});
+
+describe('forward', () => {
+  it('carries bytes both ways intact and counts them exactly', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+    const up = randomBytes(32 * MiB); // client -> upstream
+    const down = randomBytes(8 * MiB + 12345); // upstream -> client, at the same time
+
+    const atUpstream = collect(upstream);
+    const atClient = collect(client);
+    const clientClosed = once(client, 'close');
+    const upstreamClosed = once(upstream, 'close');
+    await Promise.all([writeAll(client, up), writeAll(upstream, down, 100_000)]);
+
+    const [gotUp, gotDown] = await Promise.all([atUpstream, atClient]);
+    assert.equal(gotUp.length, up.length);
+    assert.equal(sha(gotUp), sha(up));
+    assert.equal(gotDown.length, down.length);
+    assert.equal(sha(gotDown), sha(down));
+
+    await leg.done;
+    await Promise.all([clientClosed, upstreamClosed]);
+    assert.equal(leg.counters.toTarget, up.length);
+    assert.equal(leg.counters.fromTarget, down.length);
+    assert.equal(leg.doneCalls(), 1);
+    assert.equal(leg.accepted.destroyed, true);
+    assert.equal(leg.target.destroyed, true);
+  });
+
+  it('carries many small writes in order', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    const atUpstream = collect(upstream);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const b = Buffer.from(`msg ${i};`);
+      parts.push(b);
+      client.write(b);
+    }
+    client.end();
+    const got = await atUpstream;
+    assert.equal(got.toString(), Buffer.concat(parts).toString());
+    upstream.end();
+    await leg.done;
+    assert.equal(leg.counters.toTarget, got.length);
+    assert.equal(leg.counters.fromTarget, 0);
+  });
+
+  it('passes a half-close through and lets the other side still reply', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
+    const events: string[] = [];
+    const request = Buffer.from('GET everything\n');
+    const reply = randomBytes(3 * MiB);
+
+    // Upstream: read the whole request; only after its 'end' (the client's FIN) send the reply.
+    const upstreamChunks: Buffer[] = [];
+    upstream.on('data', (c: Buffer) => upstreamChunks.push(c));
+    const upstreamSawEnd = new Promise<void>((resolve) =>
+      upstream.once('end', () => {
+        events.push('upstream end');
+        resolve();
+      }),
+    );
+    const clientGot = collect(client).then((b) => {
+      events.push('client end');
+      return b;
+    });
+    const clientClose = once(client, 'close');
+    const upstreamClose = once(upstream, 'close');
+
+    client.end(request);
+    await upstreamSawEnd;
+    assert.deepEqual(Buffer.concat(upstreamChunks), request);
+    // The client's write side is finished; its read side is still open.
+    assert.equal(client.writableFinished, true);
+    assert.equal(client.readableEnded, false);
+    assert.equal(client.destroyed, false);
+
+    events.push('upstream replies');
+    await writeAll(upstream, reply);
+    const got = await clientGot;
+    assert.equal(got.length, reply.length);
+    assert.equal(sha(got), sha(reply));
+    assert.deepEqual(events, ['upstream end', 'upstream replies', 'client end']);
+
+    // Both sides have ended cleanly: everything closes, without errors, and onDone runs once.
+    const [[clientHadError], [upstreamHadError]] = await Promise.all([clientClose, upstreamClose]);
+    assert.equal(clientHadError, false);
+    assert.equal(upstreamHadError, false);
+    await leg.done;
+    await sleep(20); // let any stray second call land before counting
+    assert.equal(leg.doneCalls(), 1);
+    assert.equal(leg.counters.toTarget, request.length);
+    assert.equal(leg.counters.fromTarget, reply.length);
+  });
+
+  it('half-close the other way: upstream ends first, client keeps sending', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
+    const greeting = Buffer.from('hello, then FIN\n');
+    const clientGot = collect(client);
+    const upstreamGot = collect(upstream);
+    upstream.end(greeting);
+    assert.deepEqual(await clientGot, greeting);
+    const body = randomBytes(2 * MiB);
+    await writeAll(client, body);
+    const got = await upstreamGot;
+    assert.equal(sha(got), sha(body));
+    await leg.done;
+    assert.equal(leg.doneCalls(), 1);
+    assert.equal(leg.counters.toTarget, body.length);
+    assert.equal(leg.counters.fromTarget, greeting.length);
+  });
+
+  it('keeps memory bounded when the reader stalls, then delivers everything', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    client.pause(); // the consumer does not read for a while
+
+    // 17 distinct chunks (an odd count) cycled, so reordering or loss changes the hash.
+    const CHUNK = 64 * KiB;
+    const TOTAL = 256 * MiB;
+    const LIMIT = 32 * MiB;
+    const pool = Array.from({ length: 17 }, () => randomBytes(CHUNK));
+    const sentHash = createHash('sha256');
+    let handedToSocket = 0; // bytes passed to upstream.write()
+    let blocked = false; // waiting for 'drain'
+    let maxProxyWriteBuffer = 0;
+    let maxProxyReadBuffer = 0;
+    const sample = () => {
+      maxProxyWriteBuffer = Math.max(maxProxyWriteBuffer, leg.accepted.writableLength);
+      maxProxyReadBuffer = Math.max(maxProxyReadBuffer, leg.target.readableLength);
+    };
+
+    const writer = (async () => {
+      let i = 0;
+      while (handedToSocket < TOTAL) {
+        const chunk = pool[i++ % pool.length]!;
+        sentHash.update(chunk);
+        handedToSocket += chunk.length;
+        if (!upstream.write(chunk)) {
+          blocked = true;
+          await once(upstream, 'drain');
+          blocked = false;
+        }
+      }
+      upstream.end();
+    })();
+
+    // Wait until the pipeline has stalled: the writer is blocked and nothing has
+    // moved for a while (or everything was buffered, which fails below).
+    let last = -1;
+    let still = 0;
+    while (still < 20 && handedToSocket < TOTAL) {
+      await sleep(25);
+      sample();
+      const moved = handedToSocket !== last || !blocked;
+      last = handedToSocket;
+      still = moved ? 0 : still + 1;
+    }
+    const writtenWhilePaused = handedToSocket;
+    const kernelBound = writtenWhilePaused - upstream.writableLength;
+    assert.ok(
+      writtenWhilePaused < LIMIT,
+      `upstream wrote ${(writtenWhilePaused / MiB).toFixed(1)} MiB while the client was paused; expected < ${LIMIT / MiB} MiB`,
+    );
+    assert.ok(kernelBound >= 0);
+    assert.ok(leg.counters.fromTarget <= writtenWhilePaused);
+    // The proxy's own buffers stay near one highWaterMark per direction.
+    assert.ok(maxProxyWriteBuffer <= 2 * HWM, `proxy write buffer reached ${maxProxyWriteBuffer} bytes`);
+    assert.ok(maxProxyReadBuffer <= 2 * HWM, `proxy read buffer reached ${maxProxyReadBuffer} bytes`);
+
+    // Resume: the client gets all 256 MiB, in order.
+    const recvHash = createHash('sha256');
+    let received = 0;
+    client.on('data', (c: Buffer) => {
+      received += c.length;
+      recvHash.update(c);
+      if ((received & (16 * MiB - 1)) < c.length) sample();
+    });
+    const clientClosed = once(client, 'close');
+    client.resume();
+    await once(client, 'end');
+    await writer;
+    assert.equal(received, TOTAL);
+    assert.equal(recvHash.digest('hex'), sentHash.digest('hex'));
+    await leg.done;
+    await clientClosed;
+    assert.equal(leg.counters.fromTarget, TOTAL);
+    assert.equal(leg.counters.toTarget, 0);
+    assert.ok(maxProxyWriteBuffer <= 2 * HWM, `proxy write buffer reached ${maxProxyWriteBuffer} bytes`);
+    assert.equal(leg.doneCalls(), 1);
+  });
+
+  it('passes an upstream reset on to the client as an error, not a clean end', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    upstream.on('error', () => {});
+
+    let clientError: NodeJS.ErrnoException | undefined;
+    let clientEnded = false;
+    let received = 0;
+    client.on('error', (err) => (clientError = err));
+    client.on('end', () => (clientEnded = true));
+    const clientClosed = once(client, 'close');
+    const gotSome = deferred<void>();
+    client.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received >= MiB) gotSome.resolve();
+    });
+
+    // Upstream streams without end until it is reset.
+    const chunk = randomBytes(64 * KiB);
+    let stop = false;
+    const writer = (async () => {
+      while (!stop && !upstream.destroyed) {
+        if (!upstream.write(chunk)) await Promise.race([once(upstream, 'drain'), once(upstream, 'close')]);
+      }
+    })();
+
+    await gotSome.promise;
+    stop = true;
+    upstream.resetAndDestroy();
+    await writer;
+
+    const [hadError] = (await clientClosed) as [boolean];
+    await leg.done;
+    assert.equal(clientEnded, false, 'the client must not see a clean end');
+    assert.ok(
+      hadError || clientError?.code === 'ECONNRESET',
+      `client should see a reset: hadError=${hadError}, error=${clientError?.code ?? 'none'}`,
+    );
+    if (clientError) assert.equal(clientError.code, 'ECONNRESET');
+    assert.equal(leg.doneCalls(), 1);
+    assert.ok(leg.counters.fromTarget >= MiB);
+  });
+
+  it('passes a client reset on to the upstream as an error', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    client.on('error', () => {});
+    let upstreamError: NodeJS.ErrnoException | undefined;
+    let upstreamEnded = false;
+    upstream.on('error', (err) => (upstreamError = err));
+    upstream.on('end', () => (upstreamEnded = true));
+    const upstreamClosed = once(upstream, 'close');
+    let received = 0;
+    const gotSome = deferred<void>();
+    upstream.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received >= 256 * KiB) gotSome.resolve();
+    });
+
+    client.write(randomBytes(512 * KiB));
+    await gotSome.promise;
+    client.resetAndDestroy();
+
+    const [hadError] = (await upstreamClosed) as [boolean];
+    await leg.done;
+    assert.equal(upstreamEnded, false, 'the upstream must not see a clean end');
+    assert.ok(
+      hadError || upstreamError?.code === 'ECONNRESET',
+      `upstream should see a reset: hadError=${hadError}, error=${upstreamError?.code ?? 'none'}`,
+    );
+    assert.equal(leg.doneCalls(), 1);
+  });
+
+  it('runs onDone once when both sides are destroyed at the same time', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+    client.destroy();
+    upstream.destroy();
+    await leg.done;
+    await sleep(20);
+    assert.equal(leg.doneCalls(), 1);
+  });
+
+  it('handles several concurrent connections independently', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const n = 4;
+    const conns = [];
+    for (let i = 0; i < n; i++) conns.push(await harness.client());
+    const payloads = conns.map(() => randomBytes(2 * MiB));
+    const results = await Promise.all(
+      conns.map(async ({ client, upstream, leg }, i) => {
+        // Upstream echoes everything back.
+        upstream.on('data', (c: Buffer) => {
+          if (!upstream.write(c)) upstream.pause();
+        });
+        upstream.on('drain', () => upstream.resume());
+        upstream.on('end', () => upstream.end());
+        const got = collect(client);
+        await writeAll(client, payloads[i]!);
+        const echoed = await got;
+        await leg.done;
+        return { echoed, leg };
+      }),
+    );
+    results.forEach(({ echoed, leg }, i) => {
+      assert.equal(sha(echoed), sha(payloads[i]!));
+      assert.equal(leg.counters.toTarget, payloads[i]!.length);
+      assert.equal(leg.counters.fromTarget, payloads[i]!.length);
+      assert.equal(leg.doneCalls(), 1);
+    });
+  });
+});

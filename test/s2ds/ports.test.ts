@@ -1,0 +1,146 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parsePortRange, PortPool } from '../../src/s2ds/ports.js';
+import { ScistreamError } from '../../src/protocol/errors.js';
+
+function assertInvalid(fn: () => unknown, fragment: string): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof ScistreamError, `expected ScistreamError, got ${String(err)}`);
+    assert.equal(err.kind, 'INVALID_ARGUMENT');
+    assert.ok(err.message.includes(fragment), `message ${JSON.stringify(err.message)} should contain ${fragment}`);
+    return true;
+  });
+}
+
+describe('parsePortRange', () => {
+  it('parses FIRST-LAST', () => {
+    assert.deepEqual(parsePortRange('5100-5200'), { first: 5100, last: 5200 });
+    assert.deepEqual(parsePortRange('1-65535'), { first: 1, last: 65535 });
+    assert.deepEqual(parsePortRange('7000-7000'), { first: 7000, last: 7000 });
+    assert.deepEqual(parsePortRange(' 5100-5101 '), { first: 5100, last: 5101 });
+  });
+
+  it('rejects a reversed range and suggests the right order', () => {
+    assertInvalid(() => parsePortRange('5200-5100'), 'reversed');
+    assertInvalid(() => parsePortRange('5200-5100'), '5100-5200');
+  });
+
+  for (const text of ['0-10', '0-0', '1-65536', '65535-65536', '70000-70001', '99999-99999']) {
+    it(`rejects out-of-range ${text}`, () => {
+      assertInvalid(() => parsePortRange(text), text);
+    });
+  }
+
+  for (const text of ['', ' ', '5100', '5100-', '-5200', '5100:5200', '5100 - 5200', 'a-b', '5100-52x0', '5100-5200-5300', '-1-5', '5100-123456', '0x10-0x20', '1e3-2e3']) {
+    it(`rejects garbage ${JSON.stringify(text)}`, () => {
+      assertInvalid(() => parsePortRange(text), 'port range');
+    });
+  }
+});
+
+describe('PortPool', () => {
+  it('reports size, available and reserved', () => {
+    const pool = new PortPool({ first: 5000, last: 5004 });
+    assert.equal(pool.size, 5);
+    assert.equal(pool.available, 5);
+    assert.equal(pool.reserved, 0);
+    pool.take();
+    pool.take();
+    assert.equal(pool.available, 3);
+    assert.equal(pool.reserved, 2);
+  });
+
+  it('hands out each port once, in order, then undefined', () => {
+    const pool = new PortPool({ first: 5000, last: 5003 });
+    assert.deepEqual([pool.take(), pool.take(), pool.take(), pool.take()], [5000, 5001, 5002, 5003]);
+    assert.equal(pool.take(), undefined);
+    assert.equal(pool.take(), undefined);
+    assert.equal(pool.available, 0);
+    assert.equal(pool.reserved, 4);
+  });
+
+  it('gives a returned port back to the pool', () => {
+    const pool = new PortPool({ first: 5000, last: 5001 });
+    const a = pool.take()!;
+    pool.take();
+    assert.equal(pool.take(), undefined);
+    pool.give(a);
+    assert.equal(pool.available, 1);
+    assert.equal(pool.reserved, 1);
+    assert.equal(pool.take(), a);
+    assert.equal(pool.take(), undefined);
+  });
+
+  it('does not hand out a just-returned port next (round robin)', () => {
+    const pool = new PortPool({ first: 5000, last: 5009 });
+    const p = pool.take()!;
+    assert.equal(p, 5000);
+    pool.give(p);
+    const next = pool.take()!;
+    assert.notEqual(next, p);
+    assert.equal(next, 5001);
+    // The returned port only comes back after the rest of the range has been used.
+    const seen = [next];
+    for (let i = 0; i < 8; i++) seen.push(pool.take()!);
+    assert.deepEqual(seen, [5001, 5002, 5003, 5004, 5005, 5006, 5007, 5008, 5009]);
+    assert.equal(pool.take(), 5000);
+    assert.equal(pool.take(), undefined);
+  });
+
+  it('wraps around and skips ports still in use', () => {
+    const pool = new PortPool({ first: 100, last: 104 });
+    const ports = [pool.take(), pool.take(), pool.take(), pool.take()]; // 100..103
+    pool.give(ports[1]!); // 101 free
+    pool.give(ports[3]!); // 103 free
+    assert.equal(pool.take(), 104);
+    assert.equal(pool.take(), 101); // wrapped: 100 still taken, 101 free
+    assert.equal(pool.take(), 103); // 102 still taken
+    assert.equal(pool.take(), undefined);
+    assert.equal(pool.reserved, 5);
+  });
+
+  it('cycles through the whole range under take/give churn', () => {
+    const pool = new PortPool({ first: 6000, last: 6002 });
+    const got: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const p = pool.take()!;
+      got.push(p);
+      pool.give(p);
+    }
+    assert.deepEqual(got, [6000, 6001, 6002, 6000, 6001, 6002, 6000]);
+    assert.equal(pool.available, 3);
+    assert.equal(pool.reserved, 0);
+  });
+
+  it('ignores give of a port that is not reserved', () => {
+    const pool = new PortPool({ first: 5000, last: 5001 });
+    pool.give(5000);
+    pool.give(9999);
+    assert.equal(pool.available, 2);
+    assert.equal(pool.reserved, 0);
+    const p = pool.take()!;
+    pool.give(p);
+    pool.give(p);
+    assert.equal(pool.available, 2);
+    assert.equal(pool.reserved, 0);
+  });
+
+  it('works with a single-port range', () => {
+    const pool = new PortPool({ first: 7000, last: 7000 });
+    assert.equal(pool.take(), 7000);
+    assert.equal(pool.take(), undefined);
+    pool.give(7000);
+    assert.equal(pool.take(), 7000);
+  });
+
+  it('handles the full port range', () => {
+    const pool = parsePortRange('1-65535');
+    const big = new PortPool(pool);
+    assert.equal(big.size, 65535);
+    const seen = new Set<number>();
+    for (let i = 0; i < 65535; i++) seen.add(big.take()!);
+    assert.equal(seen.size, 65535);
+    assert.equal(big.take(), undefined);
+    assert.equal(big.available, 0);
+  });
+});
