@@ -5,7 +5,7 @@ import { VERSION, integer, onShutdown, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import { validateRole } from '../protocol/validate.js';
 import { sendHello } from './controller.js';
-import { parseSize, formatBytes, formatRate } from './data.js';
+import { parseSize, formatBytes, formatRate } from '../units.js';
 import { startProducer } from './produce.js';
 import { consume } from './consume.js';
 

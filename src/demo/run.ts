@@ -2,7 +2,7 @@
 // through the real CLIs as separate processes, exactly as a user would.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { formatBytes, parseSize } from '../app/data.js';
+import { formatBytes, parseSize } from '../units.js';
 import { freePort, freePortRange, spawnCli, type Proc } from './procs.js';
 
 const { values } = parseArgs({

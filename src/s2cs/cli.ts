@@ -1,10 +1,11 @@
 // s2cs: the control server on a gateway node.
 import { createServer } from 'node:net';
 import { Command, Option } from 'commander';
+import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
 import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
 import { parsePortRange } from '../s2ds/index.js';
-import { parseSize } from '../app/data.js';
+import { parseSize } from '../units.js';
 import { startControlServer, DEFAULTS } from './server.js';
 
 interface StartFlags {
@@ -45,6 +46,8 @@ program
   .option('--log-json', 'logs as JSON lines')
   .action(async (flags: StartFlags) => {
     const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2cs' });
+    // grpc-js prints its own lines to stderr; route them into our log at debug level.
+    grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
       process.stderr.write(`s2cs: error: ${message}\n`);
       process.exit(EXIT.usage);
@@ -57,8 +60,13 @@ program
     }
     if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
     const bindIp = flags.bindIp ?? flags.listenerIp;
-    const bindProblem = await canBind(bindIp);
+    const bindProblem = await canBind(bindIp, 0);
     if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
+    if (flags.port !== 0) {
+      const controlProblem = await canBind(flags.controlHost, flags.port);
+      if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
+      if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
+    }
     let server;
     try {
       server = await startControlServer({
@@ -87,11 +95,12 @@ program
     });
   });
 
-function canBind(host: string): Promise<string | undefined> {
+/** Start-up check of an address, so that a bad flag is one clear line, not a failure later. */
+function canBind(host: string, port: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const probe = createServer();
     probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-    probe.listen({ host, port: 0 }, () => probe.close(() => resolve(undefined)));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
   });
 }
 

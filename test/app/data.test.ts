@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PATTERN_PERIOD, Pattern, Verifier, formatBytes, formatRate, parseSize } from '../../src/app/data.js';
+import { PATTERN_PERIOD, Pattern, Verifier } from '../../src/app/data.js';
+import { formatBytes, formatRate, parseSize } from '../../src/units.js';
 
 /** The first `n` bytes of a stream, built byte by byte (independent of Pattern.view). */
 function streamBytes(p: Pattern, offset: number, n: number): Buffer {

@@ -160,6 +160,15 @@ function collect(s: Socket): Promise<Buffer> {
   });
 }
 
+/**
+ * Resolves with hadError on 'close'. (events.once(s, 'close') would reject on
+ * an 'error' event, which these tests expect in some cases.)
+ */
+function closed(s: Socket): Promise<boolean> {
+  if (s.closed) return Promise.resolve(false);
+  return new Promise((resolve) => s.once('close', (hadError: boolean) => resolve(hadError)));
+}
+
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let harness: Harness | undefined;
@@ -179,8 +188,8 @@ describe('forward', () => {
 
     const atUpstream = collect(upstream);
     const atClient = collect(client);
-    const clientClosed = once(client, 'close');
-    const upstreamClosed = once(upstream, 'close');
+    const clientClosed = closed(client);
+    const upstreamClosed = closed(upstream);
     await Promise.all([writeAll(client, up), writeAll(upstream, down, 100_000)]);
 
     const [gotUp, gotDown] = await Promise.all([atUpstream, atClient]);
@@ -237,8 +246,8 @@ describe('forward', () => {
       events.push('client end');
       return b;
     });
-    const clientClose = once(client, 'close');
-    const upstreamClose = once(upstream, 'close');
+    const clientClose = closed(client);
+    const upstreamClose = closed(upstream);
 
     client.end(request);
     await upstreamSawEnd;
@@ -256,7 +265,7 @@ describe('forward', () => {
     assert.deepEqual(events, ['upstream end', 'upstream replies', 'client end']);
 
     // Both sides have ended cleanly: everything closes, without errors, and onDone runs once.
-    const [[clientHadError], [upstreamHadError]] = await Promise.all([clientClose, upstreamClose]);
+    const [clientHadError, upstreamHadError] = await Promise.all([clientClose, upstreamClose]);
     assert.equal(clientHadError, false);
     assert.equal(upstreamHadError, false);
     await leg.done;
@@ -284,7 +293,7 @@ describe('forward', () => {
     assert.equal(leg.counters.fromTarget, greeting.length);
   });
 
-  it('keeps memory bounded when the reader stalls, then delivers everything', { timeout: TEST_TIMEOUT }, async () => {
+  it('keeps memory bounded when the reader stalls, then delivers everything', { timeout: TEST_TIMEOUT }, async (t) => {
     harness = await Harness.start();
     const { client, upstream, leg } = await harness.client();
     client.pause(); // the consumer does not read for a while
@@ -332,6 +341,10 @@ describe('forward', () => {
     }
     const writtenWhilePaused = handedToSocket;
     const kernelBound = writtenWhilePaused - upstream.writableLength;
+    t.diagnostic(
+      `while paused: upstream handed ${writtenWhilePaused} bytes to write(), ${kernelBound} left its buffer; ` +
+        `proxy read ${leg.counters.fromTarget}; proxy buffers max write ${maxProxyWriteBuffer} / read ${maxProxyReadBuffer}`,
+    );
     assert.ok(
       writtenWhilePaused < LIMIT,
       `upstream wrote ${(writtenWhilePaused / MiB).toFixed(1)} MiB while the client was paused; expected < ${LIMIT / MiB} MiB`,
@@ -350,7 +363,7 @@ describe('forward', () => {
       recvHash.update(c);
       if ((received & (16 * MiB - 1)) < c.length) sample();
     });
-    const clientClosed = once(client, 'close');
+    const clientClosed = closed(client);
     client.resume();
     await once(client, 'end');
     await writer;
@@ -364,47 +377,40 @@ describe('forward', () => {
     assert.equal(leg.doneCalls(), 1);
   });
 
+  // A reset is only reported as ECONNRESET when it arrives at a socket with an
+  // empty receive queue: with data still queued, libuv on Linux (Node 20) may
+  // take POLLHUP after a partial read for a clean EOF (libuv/libuv#2319, #4997).
+  // So the deterministic tests reset once everything sent so far has been read.
   it('passes an upstream reset on to the client as an error, not a clean end', { timeout: TEST_TIMEOUT }, async () => {
     harness = await Harness.start();
     const { client, upstream, leg } = await harness.client();
     upstream.on('error', () => {});
-
     let clientError: NodeJS.ErrnoException | undefined;
     let clientEnded = false;
     let received = 0;
     client.on('error', (err) => (clientError = err));
     client.on('end', () => (clientEnded = true));
-    const clientClosed = once(client, 'close');
-    const gotSome = deferred<void>();
+    const clientClosed = closed(client);
+    const SENT = 4 * MiB;
+    const gotAll = deferred<void>();
     client.on('data', (c: Buffer) => {
       received += c.length;
-      if (received >= MiB) gotSome.resolve();
+      if (received === SENT) gotAll.resolve();
     });
 
-    // Upstream streams without end until it is reset.
-    const chunk = randomBytes(64 * KiB);
-    let stop = false;
-    const writer = (async () => {
-      while (!stop && !upstream.destroyed) {
-        if (!upstream.write(chunk)) await Promise.race([once(upstream, 'drain'), once(upstream, 'close')]);
-      }
-    })();
-
-    await gotSome.promise;
-    stop = true;
+    // The upstream streams 4 MiB without ending, the client reads it all, then the upstream dies.
+    await writeAll(upstream, randomBytes(SENT), 64 * KiB, false);
+    await gotAll.promise;
     upstream.resetAndDestroy();
-    await writer;
 
-    const [hadError] = (await clientClosed) as [boolean];
+    const hadError = await clientClosed;
     await leg.done;
     assert.equal(clientEnded, false, 'the client must not see a clean end');
-    assert.ok(
-      hadError || clientError?.code === 'ECONNRESET',
-      `client should see a reset: hadError=${hadError}, error=${clientError?.code ?? 'none'}`,
-    );
-    if (clientError) assert.equal(clientError.code, 'ECONNRESET');
+    assert.equal(hadError, true, 'client close should report an error');
+    assert.equal(clientError?.code, 'ECONNRESET');
+    assert.equal(received, SENT);
+    assert.equal(leg.counters.fromTarget, SENT);
     assert.equal(leg.doneCalls(), 1);
-    assert.ok(leg.counters.fromTarget >= MiB);
   });
 
   it('passes a client reset on to the upstream as an error', { timeout: TEST_TIMEOUT }, async () => {
@@ -415,26 +421,69 @@ describe('forward', () => {
     let upstreamEnded = false;
     upstream.on('error', (err) => (upstreamError = err));
     upstream.on('end', () => (upstreamEnded = true));
-    const upstreamClosed = once(upstream, 'close');
+    const upstreamClosed = closed(upstream);
+    const SENT = 512 * KiB;
     let received = 0;
-    const gotSome = deferred<void>();
+    const gotAll = deferred<void>();
     upstream.on('data', (c: Buffer) => {
       received += c.length;
-      if (received >= 256 * KiB) gotSome.resolve();
+      if (received === SENT) gotAll.resolve();
     });
 
-    client.write(randomBytes(512 * KiB));
-    await gotSome.promise;
+    client.write(randomBytes(SENT));
+    await gotAll.promise;
     client.resetAndDestroy();
 
-    const [hadError] = (await upstreamClosed) as [boolean];
+    const hadError = await upstreamClosed;
     await leg.done;
     assert.equal(upstreamEnded, false, 'the upstream must not see a clean end');
-    assert.ok(
-      hadError || upstreamError?.code === 'ECONNRESET',
-      `upstream should see a reset: hadError=${hadError}, error=${upstreamError?.code ?? 'none'}`,
-    );
+    assert.equal(hadError, true, 'upstream close should report an error');
+    assert.equal(upstreamError?.code, 'ECONNRESET');
+    assert.equal(leg.counters.toTarget, SENT);
     assert.equal(leg.doneCalls(), 1);
+  });
+
+  it('never completes the transfer when the upstream resets with data in flight', { timeout: TEST_TIMEOUT }, async () => {
+    harness = await Harness.start();
+    const { client, upstream, leg } = await harness.client();
+    upstream.on('error', () => {});
+    let clientError: NodeJS.ErrnoException | undefined;
+    let clientEnded = false;
+    let received = 0;
+    client.on('error', (err) => (clientError = err));
+    client.on('end', () => (clientEnded = true));
+    const clientClosed = closed(client);
+    const TOTAL = 64 * MiB;
+    const gotSome = deferred<void>();
+    client.on('data', (c: Buffer) => {
+      received += c.length;
+      if (received >= MiB) gotSome.resolve();
+    });
+
+    const chunk = randomBytes(64 * KiB);
+    let written = 0;
+    const writer = (async () => {
+      while (written < TOTAL && !upstream.destroyed) {
+        written += chunk.length;
+        if (!upstream.write(chunk)) await Promise.race([once(upstream, 'drain'), closed(upstream)]);
+      }
+    })();
+    await gotSome.promise;
+    upstream.resetAndDestroy();
+    await writer;
+
+    const hadError = await clientClosed;
+    await leg.done;
+    assert.ok(received < TOTAL, 'the transfer must not complete');
+    assert.ok(received <= leg.counters.fromTarget);
+    // Either outcome is possible here (see above); both must close everything.
+    if (!clientEnded) {
+      assert.equal(hadError, true);
+      assert.equal(clientError?.code, 'ECONNRESET');
+    }
+    assert.equal(leg.doneCalls(), 1);
+    assert.equal(leg.accepted.destroyed, true);
+    assert.equal(leg.target.destroyed, true);
   });
 
   it('runs onDone once when both sides are destroyed at the same time', { timeout: TEST_TIMEOUT }, async () => {

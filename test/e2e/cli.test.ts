@@ -1,0 +1,155 @@
+// The CLIs as separate processes, as users and workflow engines run them.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+
+async function run(program: 's2cs' | 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = spawnCli(program, args);
+  const code = await p.exited;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+async function startS2cs(extra: string[] = []): Promise<{ proc: Proc; address: string }> {
+  const port = await freePort();
+  const range = await freePortRange(8);
+  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, ...extra]);
+  await proc.waitFor(/s2cs ready/);
+  return { proc, address: `127.0.0.1:${port}` };
+}
+
+describe('every program has --help and --version', () => {
+  for (const program of ['s2cs', 's2uc', 's2app'] as const) {
+    test(program, async () => {
+      const help = await run(program, ['--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, new RegExp(`Usage: ${program}`));
+      const version = await run(program, ['--version']);
+      assert.equal(version.code, 0);
+      assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+$/);
+    });
+  }
+});
+
+describe('bad start-up flags: one clear line and exit code 2', () => {
+  test('reversed port range', async () => {
+    const r = await run('s2cs', ['start', '--insecure', '--port', '0', '--listener-ip', '127.0.0.1', '--port-range', '5200-5100']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--port-range.*reversed/);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  });
+  test('control port in use', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const r = await run('s2cs', ['start', '--insecure', '--control-host', '127.0.0.1', '--port', String(port), '--listener-ip', '127.0.0.1']);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${port}.*in use`));
+      assert.equal(r.stderr.trim().split('\n').length, 1);
+    } finally {
+      blocker.close();
+    }
+  });
+  test('listener ip that is not on this host', async () => {
+    const r = await run('s2cs', ['start', '--insecure', '--port', '0', '--listener-ip', '192.0.2.1']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /192\.0\.2\.1/);
+  });
+  test('s2uc with a malformed address', async () => {
+    const r = await run('s2uc', ['request', '--prod-s2cs', 'nohost', '--cons-s2cs', '127.0.0.1:1', '--num-conn', '1']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--prod-s2cs/);
+  });
+});
+
+test('s2uc against an s2cs that is not running: one line naming the server, exit 1', async () => {
+  const port = await freePort();
+  const r = await run('s2uc', ['--insecure', '--timeout', '5', 'release', 'some-uid', '--s2cs', `127.0.0.1:${port}`]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`cannot reach s2cs at 127\\.0\\.0\\.1:${port}`));
+  assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace without --verbose');
+});
+
+describe('two facilities through both gateways, every program a separate process', () => {
+  let prod: { proc: Proc; address: string };
+  let cons: { proc: Proc; address: string };
+  let producer: Proc;
+  before(async () => {
+    [prod, cons] = await Promise.all([startS2cs(), startS2cs()]);
+    producer = spawnCli('s2app', ['produce', '--listen', '127.0.0.1:0,127.0.0.1:0', '--bytes', '8MiB', '--seed', '42']);
+    await producer.waitFor(/producer listening on/);
+  });
+  after(async () => {
+    await producer.stop();
+    // SIGTERM releases everything and exits 0.
+    assert.equal(await prod.proc.stop(), 0);
+    assert.equal(await cons.proc.stop(), 0);
+  });
+
+  test('request, Hello with the printed uid, consumer Hello, verified data, status, release', async () => {
+    const prodListeners = (await producer.waitFor(/producer listening on (\S+)/))[1]!;
+    // Reference spelling of the option (--num_conn) works too.
+    const request = spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prod.address, '--cons-s2cs', cons.address, '--num_conn', '3']);
+    const uid = (await request.waitFor(/^uid: (\S+)$/m))[1]!;
+    const hello = await run('s2app', ['hello', '--insecure', '--s2cs', prod.address, '--uid', uid, '--role', 'PROD', '--listeners', prodListeners]);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.equal(await request.exited, 0, request.stderr());
+    const lines = request.stdout().trim().split('\n');
+    assert.equal(lines[0], `uid: ${uid}`, 'the uid comes first');
+    const consListeners = /^consumer connects to: (\S+)$/.exec(lines.at(-1)!)?.[1];
+    assert.ok(consListeners, `the listener map comes last: ${lines.at(-1)}`);
+    assert.equal(consListeners.split(',').length, 3);
+
+    const consHello = await run('s2app', ['hello', '--insecure', '--s2cs', cons.address, '--uid', uid, '--role', 'CONS', '--json']);
+    assert.equal(consHello.code, 0, consHello.stderr);
+    assert.deepEqual((JSON.parse(consHello.stdout) as { listeners: string[] }).listeners.join(','), consListeners);
+
+    // 3 connections onto 2 producer listeners: the third wraps round to the first.
+    const consume = await run('s2app', ['consume', '--connect', consListeners, '--bytes', '8MiB', '--seed', '42', '--json']);
+    assert.equal(consume.code, 0, consume.stderr);
+    const result = JSON.parse(consume.stdout) as { ok: boolean; bytes: number; connections: number };
+    assert.deepEqual([result.ok, result.bytes, result.connections], [true, 3 * 8 * 1024 * 1024, 3]);
+
+    const status = await run('s2uc', ['--insecure', 'status', uid, '--s2cs', prod.address, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const st = JSON.parse(status.stdout) as { streams: { bytes_from_target: string; accepted_connections: number }[] };
+    assert.equal(Number(st.streams[0]!.bytes_from_target), 3 * 8 * 1024 * 1024);
+    assert.equal(st.streams[0]!.accepted_connections, 3);
+
+    const release = await run('s2uc', ['--insecure', 'release', uid, '--s2cs', prod.address, '--s2cs', cons.address]);
+    assert.equal(release.code, 0, release.stderr);
+    assert.match(release.stdout, /Release completed/);
+    const after = await run('s2uc', ['--insecure', 'status', '--s2cs', prod.address, '--json']);
+    assert.equal((JSON.parse(after.stdout) as { reserved_ports: number }).reserved_ports, 0);
+  });
+
+  test('a consumer with the wrong seed fails with a mismatch and exit 1', async () => {
+    const prodListeners = (await producer.waitFor(/producer listening on (\S+)/))[1]!;
+    const request = spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prod.address, '--cons-s2cs', cons.address, '--num-conn', '1', '--json', '--uid', 'wrong-seed-run']);
+    const hello = await run('s2app', ['hello', '--insecure', '--s2cs', prod.address, '--uid', 'wrong-seed-run', '--role', 'PROD', '--listeners', prodListeners]);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.equal(await request.exited, 0, request.stderr());
+    const map = JSON.parse(request.stdout()) as { uid: string; consListeners: string[]; prodListeners: string[] };
+    assert.equal(map.uid, 'wrong-seed-run');
+    assert.equal(map.prodListeners.length, 1);
+    const consume = await run('s2app', ['consume', '--connect', map.consListeners.join(','), '--bytes', '8MiB', '--seed', '43']);
+    assert.equal(consume.code, 1);
+    assert.match(consume.stderr, /mismatch/i);
+    assert.equal((await run('s2uc', ['--insecure', 'release', map.uid, '--s2cs', prod.address, '--s2cs', cons.address])).code, 0);
+  });
+});
+
+test('npm run demo: streams through both gateways and verifies (small size)', async () => {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const demo = fileURLToPath(new URL('../../src/demo/run.js', import.meta.url));
+  const child = spawn(process.execPath, [demo, '--bytes', '32MiB'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, out);
+  assert.match(out, /verified 32\.00 MiB over 4 connection/);
+  assert.match(out, /demo finished/);
+});
