@@ -34,6 +34,8 @@ export function parseAddress(text: string, field = 'address', opts: ParseOptions
     portText = text.slice(colon + 1);
     if (host.includes(':')) throw fail('an IPv6 address must be in brackets');
     if (isIP(host) !== 4 && !HOSTNAME.test(host)) throw fail(`"${truncate(host)}" is not a host name or IPv4 address`);
+    // All-numeric names such as 256.1.1.1 are typos of IPv4 addresses, not host names.
+    if (isIP(host) !== 4 && /^[0-9.]+$/.test(host)) throw fail(`"${host}" is not a valid IPv4 address`);
   }
   if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
   const port = Number(portText);

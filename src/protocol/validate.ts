@@ -65,7 +65,7 @@ export function validateRequest(msg: Request__Output, limits: Limits): StreamReq
     throw invalidArgument(`num_conn ${numConn} is out of range: this server accepts 1 to ${limits.maxConn} connections per stream`);
   }
   if (!Number.isInteger(msg.rate) || msg.rate < 0) {
-    throw invalidArgument(`rate ${msg.rate} is negative; give 0 (unlimited) or a positive rate`);
+    throw invalidArgument(`rate ${msg.rate} is not valid; give 0 (unlimited) or a positive whole number`);
   }
   return { uid, role, numConn, rate: msg.rate };
 }
