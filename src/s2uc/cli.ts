@@ -1,7 +1,7 @@
 // s2uc: the user's client. Output for humans by default; --json for scripts
 // (exactly one JSON object on stdout; progress and errors go to stderr).
 import { Command } from 'commander';
-import { VERSION, integer, option, runCli } from '../cli.js';
+import { EXIT, VERSION, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
 import {
@@ -43,17 +43,49 @@ function connection(): ConnectionOptions {
   return { insecure: g.insecure ?? false, deadlineMs: g.timeout * 1000 };
 }
 
-function flow(json: boolean | undefined): FlowOptions {
+function flow(json: boolean | undefined, servers: string[]): FlowOptions {
   return {
     ...connection(),
     // The uid goes first so the user can start the application controllers while we wait.
     onUid: (uid) => {
       if (!json) process.stdout.write(`uid: ${uid}\n`);
+      releaseOnInterrupt(uid, servers);
     },
     onStep: (step) => {
       if (!json && process.stderr.isTTY) process.stderr.write(`... ${step}\n`);
     },
   };
+}
+
+/** Ctrl-C while a request is being set up releases what it reserved instead of leaving it until the Hello timeout. */
+function releaseOnInterrupt(uid: string, servers: string[]): void {
+  const handler = (signal: NodeJS.Signals) => {
+    process.stderr.write(`s2uc: ${signal}: releasing ${uid} on ${servers.join(', ')}\n`);
+    releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 }).then(
+      () => process.exit(EXIT.interrupted),
+      (err: Error) => {
+        process.stderr.write(`s2uc: error: ${err.message}\n`);
+        process.exit(EXIT.interrupted);
+      },
+    );
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  disarm = () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+/** Once the stream is set up, Ctrl-C no longer releases it. */
+let disarm = (): void => {};
+
+async function settled<T>(setup: Promise<T>): Promise<T> {
+  try {
+    return await setup;
+  } finally {
+    disarm();
+  }
 }
 
 function specOptions(cmd: Command): Command {
@@ -81,7 +113,7 @@ specOptions(
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
 ).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
-  const map = await requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json));
+  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.prodS2cs, f.consS2cs])));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
@@ -116,7 +148,7 @@ specOptions(
     ).map(formatAddress);
   }
   if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
-  printSide(await inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'inbound listeners -> services');
+  printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'inbound listeners -> services');
 });
 
 specOptions(
@@ -126,7 +158,7 @@ specOptions(
     .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
     .requiredOption('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
 ).action(async (f: SpecFlags & { s2cs: string; remoteListeners: string[] }) => {
-  printSide(await outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'outbound listeners -> remote listeners');
+  printSide(await settled(outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'outbound listeners -> remote listeners');
 });
 
 specOptions(
@@ -135,7 +167,7 @@ specOptions(
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
     .requiredOption('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs')),
 ).action(async (f: SpecFlags & { s2cs: string }) => {
-  printSide(await request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json)), f.json, 'listeners -> producer');
+  printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'listeners -> producer');
 });
 
 program

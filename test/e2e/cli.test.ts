@@ -153,3 +153,58 @@ test('npm run demo: streams through both gateways and verifies (small size)', as
   assert.match(out, /verified 32\.00 MiB over 4 connection/);
   assert.match(out, /demo finished/);
 });
+
+describe('interrupts', () => {
+  test('Ctrl-C on s2uc while it waits for Hello releases what it reserved', async () => {
+    const [prod, cons] = await Promise.all([startS2cs(), startS2cs()]);
+    try {
+      const request = spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prod.address, '--cons-s2cs', cons.address, '--num-conn', '2']);
+      await request.waitFor(/^uid: \S+$/m);
+      // Wait until both sides hold the reservation.
+      for (let i = 0; i < 100; i++) {
+        const s = await run('s2uc', ['--insecure', 'status', '--s2cs', cons.address, '--json']);
+        if ((JSON.parse(s.stdout) as { reserved_ports: number }).reserved_ports === 2) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await request.stop('SIGINT'), 130);
+      assert.match(request.stderr(), /releasing/);
+      for (const gw of [prod, cons]) {
+        const s = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
+        assert.equal((JSON.parse(s.stdout) as { reserved_ports: number }).reserved_ports, 0, `nothing reserved on ${gw.address}`);
+      }
+    } finally {
+      await Promise.all([prod.proc.stop(), cons.proc.stop()]);
+    }
+  });
+
+  test('SIGINT on s2cs with a live stream releases it, closes its ports and exits 0', async () => {
+    const gw = await startS2cs();
+    const producer = spawnCli('s2app', ['produce', '--listen', '127.0.0.1:0', '--bytes', '1TiB']);
+    try {
+      const prodListeners = (await producer.waitFor(/producer listening on (\S+)/))[1]!;
+      const inbound = await run('s2uc', ['--insecure', 'inbound-request', '--s2cs', gw.address, '--targets', prodListeners, '--num-conn', '1', '--json']);
+      assert.equal(inbound.code, 0, inbound.stderr);
+      const listener = (JSON.parse(inbound.stdout) as { listeners: string[] }).listeners[0]!;
+      // A consumer in the middle of a (practically endless) stream.
+      const consumer = spawnCli('s2app', ['consume', '--connect', listener, '--bytes', '1TiB']);
+      for (let i = 0; i < 100; i++) {
+        const s = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
+        if (Number((JSON.parse(s.stdout) as { streams: { bytes_from_target: string }[] }).streams[0]?.bytes_from_target ?? 0) > 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await gw.proc.stop('SIGINT'), 0);
+      assert.match(gw.proc.stderr(), /stream released/);
+      // The consumer sees its stream cut short and says so.
+      assert.equal(await consumer.exited, 1);
+      const [host, port] = listener.split(':');
+      const { connect } = await import('node:net');
+      const refused = await new Promise<boolean>((resolve) => {
+        connect(Number(port), host!).on('error', () => resolve(true)).on('connect', () => resolve(false));
+      });
+      assert.ok(refused, 'the data listener is closed');
+    } finally {
+      await producer.stop();
+      await gw.proc.stop();
+    }
+  });
+});
