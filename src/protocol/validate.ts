@@ -6,6 +6,10 @@ import type { Request__Output } from './generated/scistream/Request.js';
 import type { UpdateTargets__Output } from './generated/scistream/UpdateTargets.js';
 import type { Hello__Output } from './generated/scistream/Hello.js';
 import type { Release__Output } from './generated/scistream/Release.js';
+import type { StreamCredentials__Output } from './generated/scistream/StreamCredentials.js';
+import type { StreamCredentials } from '../transport/index.js';
+import { checkPair } from '../security/certificates.js';
+import { X509Certificate } from 'node:crypto';
 
 export type Role = 'PROD' | 'CONS';
 
@@ -21,6 +25,8 @@ export interface TargetUpdate {
   /** Absent when a legacy client leaves role empty: the stream's own role applies. */
   role: Role | undefined;
   targets: Address[];
+  /** The WAN leg's credentials; absent from reference clients. */
+  credentials: StreamCredentials | undefined;
 }
 
 export interface HelloMessage {
@@ -76,7 +82,27 @@ export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {
   if (msg.remote_listeners.length === 0) {
     throw invalidArgument('remote_listeners is empty; give at least one host:port to forward to');
   }
-  return { uid, role, targets: validateAddresses(msg.remote_listeners, 'remote_listeners') };
+  const targets = validateAddresses(msg.remote_listeners, 'remote_listeners');
+  return { uid, role, targets, credentials: validateCredentials(msg.credentials) };
+}
+
+const MAX_PEM = 16 * 1024;
+
+/** Checks the credentials are well-formed; messages never quote them (they hold a private key). */
+function validateCredentials(c: StreamCredentials__Output | null): StreamCredentials | undefined {
+  if (!c) return undefined;
+  for (const field of ['certificate', 'private_key', 'peer_certificate'] as const) {
+    if (!c[field]) throw invalidArgument(`credentials.${field} is empty; send all three of certificate, private_key and peer_certificate`);
+    if (c[field].length > MAX_PEM) throw invalidArgument(`credentials.${field} is larger than ${MAX_PEM} bytes`);
+  }
+  const problem = checkPair(c.certificate, c.private_key);
+  if (problem) throw invalidArgument(`credentials: ${problem}`);
+  try {
+    new X509Certificate(c.peer_certificate);
+  } catch {
+    throw invalidArgument('credentials.peer_certificate is not a PEM X.509 certificate');
+  }
+  return { cert: c.certificate, key: c.private_key, peerCert: c.peer_certificate };
 }
 
 export function validateHello(msg: Hello__Output): HelloMessage {

@@ -18,6 +18,7 @@ interface StartFlags {
   maxConn: number;
   bufferSize: number;
   insecure?: boolean;
+  allowPlaintextData?: boolean;
   verbose?: boolean;
   logJson?: boolean;
 }
@@ -41,6 +42,7 @@ program
       .argParser(option(parseSize))
       .default(DEFAULTS.bufferSize, '4MiB'),
   )
+  .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
   .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
   .option('-v, --verbose', 'debug logs')
   .option('--log-json', 'logs as JSON lines')
@@ -78,6 +80,7 @@ program
         helloTimeoutMs: flags.helloTimeout * 1000,
         maxConn: flags.maxConn,
         bufferSize: flags.bufferSize,
+        allowPlaintextData: flags.allowPlaintextData ?? false,
         logger,
       });
     } catch (err) {

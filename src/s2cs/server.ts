@@ -5,7 +5,6 @@ import { NoAuth, type Authenticator } from '../auth/index.js';
 import { Control } from '../protocol/contract.js';
 import { ScistreamError } from '../protocol/errors.js';
 import { LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
-import { TcpTransport } from '../transport/index.js';
 import { controlHandlers } from './service.js';
 import { StreamTable } from './streams.js';
 
@@ -22,6 +21,8 @@ export interface ControlServerOptions {
   helloTimeoutMs?: number;
   maxConn?: number;
   bufferSize?: number;
+  /** Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg). */
+  allowPlaintextData?: boolean;
   auth?: Authenticator;
   credentials?: grpc.ServerCredentials;
   logger?: Logger;
@@ -55,7 +56,6 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       bindHost: opts.bindIp ?? opts.listenerIp,
       portRange: opts.portRange,
       bufferSize,
-      transport: new TcpTransport(),
       waitLimit: 1024,
       waitTimeoutMs: helloTimeoutMs,
       logger: logger.child({ component: 's2ds' }),
@@ -65,6 +65,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     advertiseHost: opts.listenerIp,
     helloTimeoutMs,
     maxPendingHellos: DEFAULTS.maxPendingHellos,
+    allowPlaintextData: opts.allowPlaintextData ?? false,
     logger,
   });
   const server = new grpc.Server();

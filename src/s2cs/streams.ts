@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Identity } from '../auth/index.js';
 import type { DataServer, StreamStats } from '../s2ds/index.js';
 import { formatAddress, type Address } from '../protocol/address.js';
+import { fingerprint } from '../security/certificates.js';
 import {
   aborted,
   alreadyExists,
@@ -25,6 +26,8 @@ export interface StreamTableOptions {
   maxPendingHellos: number;
   /** Identities allowed to release any stream. */
   admins?: ReadonlySet<string>;
+  /** Accept UpdateTargets without credentials (reference clients): the WAN leg is then plain TCP. */
+  allowPlaintextData?: boolean;
   logger: Logger;
 }
 
@@ -51,6 +54,8 @@ interface StreamRecord {
   listeners: Address[];
   prodListeners: Address[] | undefined;
   targets: Address[] | undefined;
+  /** Fingerprint of the WAN certificate in force ('' for plain TCP); tells a retry from a change. */
+  wanIdentity: string | undefined;
   /** Settles once the listeners are bound (or reserving failed). */
   bound: Promise<void>;
   /** Settles with the req answer: at once for CONS, after Hello for PROD. */
@@ -97,6 +102,7 @@ export class StreamTable {
       listeners: [],
       prodListeners: undefined,
       targets: undefined,
+      wanIdentity: undefined,
       bound: new Promise<void>((resolve) => (boundDone = resolve)),
       ready: Promise.resolve({ listeners: [], prodListeners: [] }),
     };
@@ -243,12 +249,32 @@ export class StreamTable {
     if (!record) throw notFound(`no stream with uid ${u.uid} on this server; request it first (s2uc request), or check the uid`);
     this.checkOwner(record, caller, 'update');
     if (u.role) this.checkRole(record, u.role, 'UpdateTargets');
+    if (!u.credentials && !this.opts.allowPlaintextData) {
+      throw failedPrecondition(
+        `UpdateTargets for ${u.uid} carries no credentials for the WAN leg, and this s2cs forwards only encrypted streams; ` +
+          'use an s2uc that sends per-stream credentials (SciStream-TS), or start s2cs with --allow-plaintext-data to accept unencrypted streams',
+      );
+    }
     await record.bound;
     if (record.state === 'released') throw notFound(`stream ${u.uid} was released; request it again`);
-    if (!record.targets || !sameAddresses(record.targets, u.targets)) {
-      await this.opts.dataServer.setTargets(u.uid, u.targets);
+    const wanIdentity = u.credentials ? fingerprint(u.credentials.cert) : '';
+    if (!record.targets || !sameAddresses(record.targets, u.targets) || record.wanIdentity !== wanIdentity) {
+      const role = record.request.role;
+      await this.opts.dataServer.setTargets(
+        u.uid,
+        u.targets,
+        u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
+      );
       record.targets = u.targets;
-      this.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress) }, 'connection map updated; forwarding');
+      record.wanIdentity = wanIdentity;
+      if (u.credentials) {
+        this.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress), wan: 'tls' }, 'connection map updated; forwarding with the stream\'s credentials');
+      } else {
+        this.opts.logger.warn(
+          { uid: u.uid, targets: u.targets.map(formatAddress), wan: 'plain' },
+          'connection map updated without credentials: this stream crosses the WAN unencrypted and unauthenticated (--allow-plaintext-data)',
+        );
+      }
     }
     return reply(record);
   }

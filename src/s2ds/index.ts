@@ -2,6 +2,17 @@
 // S2CS drives it through this interface only, so that it can later run as a
 // separate agent on each gateway (the seed: S2CS and S2DS talk over a LAN).
 import type { Address } from '../protocol/address.js';
+import type { StreamCredentials } from '../transport/index.js';
+
+/**
+ * The stream's WAN leg. `accept`: this gateway's listeners face the WAN (the
+ * producer side); `connect`: its targets are the other gateway's WAN listeners
+ * (the consumer side). Absent: plain TCP on both legs (--allow-plaintext-data).
+ */
+export interface WanLeg {
+  side: 'accept' | 'connect';
+  credentials: StreamCredentials;
+}
 
 export interface StreamStats {
   uid: string;
@@ -15,13 +26,15 @@ export interface StreamStats {
   acceptedConnections: number;
   bytesToTarget: number;
   bytesFromTarget: number;
+  /** Connections closed because the peer failed the WAN leg's authentication. */
+  refusedConnections: number;
 }
 
 export interface DataServer {
   /** StartLstn: opens `count` listeners for a stream, all or none. Returns their bound addresses. */
   startListeners(uid: string, count: number): Promise<Address[]>;
   /** StartConn/Connect: connections on listener i go to targets[i % targets.length]. */
-  setTargets(uid: string, targets: Address[]): Promise<void>;
+  setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void>;
   /** Closes the stream's listeners and connections and returns its ports. Unknown uid: no-op. */
   release(uid: string): Promise<void>;
   stats(uid: string): StreamStats | undefined;

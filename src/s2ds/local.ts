@@ -3,8 +3,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
-import type { Transport, TransportListener } from '../transport/index.js';
-import type { DataServer, StreamStats } from './index.js';
+import { TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import type { DataServer, StreamStats, WanLeg } from './index.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { PortPool, type PortRange } from './ports.js';
 
@@ -14,7 +14,6 @@ export interface LocalDataServerOptions {
   portRange: PortRange;
   /** Per-socket buffer bound in bytes (each direction of each connection). */
   bufferSize: number;
-  transport: Transport;
   /** Connections that may wait for targets, per stream. */
   waitLimit: number;
   /** How long an early connection waits for UpdateTargets before it is closed. */
@@ -28,18 +27,24 @@ interface Waiting {
   timer: NodeJS.Timeout;
 }
 
+const TCP = new TcpTransport();
+
 class Stream {
   readonly sockets = new Set<Socket>();
   readonly waiting = new Set<Waiting>();
   readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
   targets: Address[] | undefined;
+  /** How accepted connections are taken on and targets reached; set with the targets. */
+  acceptVia: Transport = TCP;
+  connectVia: Transport = TCP;
   accepted = 0;
+  refused = 0;
   active = 0;
   released = false;
 
   constructor(
     readonly uid: string,
-    readonly listeners: TransportListener[],
+    readonly listeners: TcpListener[],
     readonly ports: number[],
   ) {}
 }
@@ -80,7 +85,7 @@ export class LocalDataServer implements DataServer {
           'release streams that are no longer needed, ask for fewer connections, or widen --port-range',
       );
     if (this.pool.available < count) throw exhausted();
-    const listeners: TransportListener[] = [];
+    const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
     const stream = new Stream(uid, listeners, ports);
@@ -90,10 +95,8 @@ export class LocalDataServer implements DataServer {
         if (port === undefined) throw exhausted();
         const index = listeners.length;
         try {
-          const listener = await this.opts.transport.listen(
-            { host: this.opts.bindHost, port },
-            { highWaterMark: this.opts.bufferSize },
-            (socket) => this.accept(stream, index, socket),
+          const listener = await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) =>
+            this.accept(stream, index, socket),
           );
           listeners.push(listener);
           ports.push(port);
@@ -149,36 +152,61 @@ export class LocalDataServer implements DataServer {
     });
   }
 
-  private connect(stream: Stream, listenerIndex: number, socket: Socket): void {
+  /** Authenticates the accepted connection (WAN side), then opens its target and forwards. */
+  private connect(stream: Stream, listenerIndex: number, raw: Socket): void {
     const targets = stream.targets!;
     const target = targets[listenerIndex % targets.length]!;
-    this.opts.transport.connect(target, { highWaterMark: this.opts.bufferSize }).then(
-      (out) => {
-        if (stream.released || socket.destroyed) {
-          out.destroy();
+    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
+    const options = { highWaterMark: this.opts.bufferSize };
+    const acceptVia = stream.acceptVia;
+    const connectVia = stream.connectVia;
+    acceptVia.accept(raw, options).then(
+      (socket) => {
+        if (stream.released) {
           socket.destroy();
           return;
         }
-        stream.sockets.add(out);
-        out.once('close', () => stream.sockets.delete(out));
-        stream.active++;
-        forward(socket, out, stream.counters, () => {
-          stream.active--;
-        });
-      },
-      (err: NodeJS.ErrnoException) => {
-        this.opts.logger.warn(
-          { uid: stream.uid, target: formatAddress(target), code: err.code },
-          `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
+        stream.sockets.add(socket);
+        socket.once('close', () => stream.sockets.delete(socket));
+        socket.on('error', noop);
+        connectVia.connect(target, options).then(
+          (out) => {
+            if (stream.released || socket.destroyed) {
+              out.destroy();
+              socket.destroy();
+              return;
+            }
+            stream.sockets.add(out);
+            out.once('close', () => stream.sockets.delete(out));
+            stream.active++;
+            forward(socket, out, stream.counters, () => {
+              stream.active--;
+            });
+          },
+          (err: NodeJS.ErrnoException) => {
+            this.opts.logger.warn(
+              { uid: stream.uid, target: formatAddress(target), transport: connectVia.name, code: err.code },
+              `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
+            );
+            abort(socket);
+          },
         );
-        abort(socket);
+      },
+      (err: Error) => {
+        // The peer never reaches the target: nothing is opened for it.
+        stream.refused++;
+        this.opts.logger.warn({ uid: stream.uid, peer, reason: err.message }, `refused a connection from ${peer}: it did not prove the stream's credentials`);
+        raw.destroy();
       },
     );
   }
 
-  async setTargets(uid: string, targets: Address[]): Promise<void> {
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
     const stream = this.streams.get(uid);
     if (!stream) throw notFound(`stream ${uid} has no listeners on this data server`);
+    const secured = wan ? new TlsTransport(wan.credentials) : TCP;
+    stream.acceptVia = wan?.side === 'accept' ? secured : TCP;
+    stream.connectVia = wan?.side === 'connect' ? secured : TCP;
     stream.targets = targets;
     for (const w of stream.waiting) {
       clearTimeout(w.timer);
@@ -212,6 +240,7 @@ export class LocalDataServer implements DataServer {
       acceptedConnections: s.accepted,
       bytesToTarget: s.counters.toTarget,
       bytesFromTarget: s.counters.fromTarget,
+      refusedConnections: s.refused,
     };
   }
 

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { ControlConnection, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
 import { validateUid } from '../protocol/validate.js';
+import { createStreamCredentials } from '../security/stream-credentials.js';
 
 export interface FlowOptions extends ConnectionOptions {
   /** Called with the uid before anything is sent, so the user can hand it to the application controllers. */
@@ -60,14 +61,15 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
     const both = [prod!, cons!];
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
-      const [p, c] = await Promise.all([
+      const [p, c, credentials] = await Promise.all([
         prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0),
         cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }),
+        createStreamCredentials(uid),
       ]);
-      opts.onStep?.('sending the connection map (UpdateTargets) to both gateways');
+      opts.onStep?.('sending the connection map (UpdateTargets) and the stream credentials to both gateways');
       await Promise.all([
-        prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD' }),
-        cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS' }),
+        prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD', credentials: credentials.producerSide }),
+        cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS', credentials: credentials.consumerSide }),
       ]);
       return {
         uid,

@@ -1,28 +1,23 @@
-// A transport carries one leg of a stream (LAN or WAN). The forwarder sees only
-// net.Socket, so plain TCP and TLS (a net.Socket subclass) are interchangeable.
+// A transport carries one leg of a stream: the LAN legs are plain TCP, the WAN
+// leg between two gateways is TLS with the stream's own credentials. Listening
+// is always TCP; a transport turns an accepted connection into an established
+// one (TLS: after the handshake) and opens connections. The forwarder sees only
+// net.Socket, of which tls.TLSSocket is a subclass.
 import type { Socket } from 'node:net';
 import type { Address } from '../protocol/address.js';
 
-export interface ListenOptions {
-  /** Kernel and stream buffer size for accepted sockets, in bytes. */
+export interface SocketOptions {
+  /** Stream buffer bound per direction, in bytes (see the forwarder). */
   highWaterMark: number;
 }
 
-export interface TransportListener {
-  /** Where it is bound (the actual port when 0 was asked). */
-  readonly address: Address;
-  close(): Promise<void>;
-}
-
 export interface Transport {
-  readonly name: string;
-  /**
-   * Accepts connections on `address`. Sockets arrive paused and half-open
-   * capable: nothing is read until the forwarder resumes them.
-   */
-  listen(address: Address, options: ListenOptions, onConnection: (socket: Socket) => void): Promise<TransportListener>;
-  /** Opens a connection; resolves once it is established. */
-  connect(address: Address, options: ListenOptions): Promise<Socket>;
+  readonly name: 'tcp' | 'tls';
+  /** Server side of a connection accepted on a listener; rejects when the peer fails to authenticate. */
+  accept(raw: Socket, options: SocketOptions): Promise<Socket>;
+  /** Client side: opens a connection; resolves once it is established. */
+  connect(address: Address, options: SocketOptions): Promise<Socket>;
 }
 
-export { TcpTransport } from './tcp.js';
+export { TcpTransport, listenTcp, type TcpListener } from './tcp.js';
+export { TlsTransport, type StreamCredentials } from './tls.js';

@@ -178,7 +178,8 @@ describe('interrupts', () => {
   });
 
   test('SIGINT on s2cs with a live stream releases it, closes its ports and exits 0', async () => {
-    const gw = await startS2cs();
+    // inbound-request exposes a plain TCP service: no gateway on the other side to hold credentials.
+    const gw = await startS2cs(['--allow-plaintext-data']);
     const producer = spawnCli('s2app', ['produce', '--listen', '127.0.0.1:0', '--bytes', '1TiB']);
     try {
       const prodListeners = (await producer.waitFor(/producer listening on (\S+)/))[1]!;

@@ -46,6 +46,7 @@ const update = (over: Partial<UpdateTargets__Output> = {}): UpdateTargets__Outpu
   uid: UUID,
   remote_listeners: ['127.0.0.1:7000', '[::1]:7001'],
   role: 'CONS',
+  credentials: null,
   ...over,
 });
 const hello = (over: Partial<Hello__Output> = {}): Hello__Output => ({
@@ -167,6 +168,7 @@ describe('validateUpdate', () => {
         { host: '127.0.0.1', port: 7000 },
         { host: '::1', port: 7001 },
       ],
+      credentials: undefined,
     });
   });
 

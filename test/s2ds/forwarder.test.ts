@@ -7,8 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TcpTransport } from '../../src/transport/tcp.js';
-import type { TransportListener } from '../../src/transport/index.js';
+import { TcpTransport, listenTcp, type TcpListener } from '../../src/transport/tcp.js';
 import { forward, type ByteCounters } from '../../src/s2ds/forwarder.js';
 
 const KiB = 1024;
@@ -44,7 +43,7 @@ interface Leg {
 class Harness {
   private readonly sockets = new Set<Socket>();
   upstreamServer!: Server;
-  proxy!: TransportListener;
+  proxy!: TcpListener;
   /** Upstream-side sockets, in accept order. */
   readonly upstreamConns: Socket[] = [];
   private readonly upstreamWaiters: Array<(s: Socket) => void> = [];
@@ -75,7 +74,7 @@ class Harness {
     await once(this.upstreamServer, 'listening');
     const upPort = (this.upstreamServer.address() as { port: number }).port;
 
-    this.proxy = await transport.listen({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
+    this.proxy = await listenTcp({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
       this.track(accepted);
       accepted.on('error', () => {}); // until forward() owns it, as in LocalDataServer
       transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM }).then(

@@ -3,7 +3,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { LocalDataServer } from '../../src/s2ds/index.js';
-import { TcpTransport } from '../../src/transport/index.js';
 import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import { startProducer } from '../../src/app/produce.js';
@@ -14,7 +13,6 @@ async function dataServer(waitLimit = 4, waitTimeoutMs = 10_000): Promise<LocalD
     bindHost: '127.0.0.1',
     portRange: await freePortRange(8),
     bufferSize: 256 * 1024,
-    transport: new TcpTransport(),
     waitLimit,
     waitTimeoutMs,
     logger: silentLogger,
@@ -108,7 +106,6 @@ test('a port of the range held by another program is skipped', async () => {
     bindHost: '127.0.0.1',
     portRange: range,
     bufferSize: 65536,
-    transport: new TcpTransport(),
     waitLimit: 1,
     waitTimeoutMs: 1000,
     logger: silentLogger,

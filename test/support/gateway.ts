@@ -12,7 +12,8 @@ export interface TestGateway {
 
 export async function startGateway(opts: Partial<ControlServerOptions> = {}, ports = 16): Promise<TestGateway> {
   const range = opts.portRange ?? (await freePortRange(ports));
-  const server = await startControlServer({ port: 0, host: '127.0.0.1', listenerIp: '127.0.0.1', portRange: range, ...opts });
+  // The protocol tests speak as reference clients (no stream credentials) unless they say otherwise.
+  const server = await startControlServer({ port: 0, host: '127.0.0.1', listenerIp: '127.0.0.1', portRange: range, allowPlaintextData: true, ...opts });
   const address = `127.0.0.1:${server.port}`;
   const client = new ControlConnection(address, { insecure: true, deadlineMs: 10_000 });
   return {

@@ -9,6 +9,7 @@ import type { Request as _scistream_Request, Request__Output as _scistream_Reque
 import type { Response as _scistream_Response, Response__Output as _scistream_Response__Output } from './scistream/Response';
 import type { StatusRequest as _scistream_StatusRequest, StatusRequest__Output as _scistream_StatusRequest__Output } from './scistream/StatusRequest';
 import type { StatusResponse as _scistream_StatusResponse, StatusResponse__Output as _scistream_StatusResponse__Output } from './scistream/StatusResponse';
+import type { StreamCredentials as _scistream_StreamCredentials, StreamCredentials__Output as _scistream_StreamCredentials__Output } from './scistream/StreamCredentials';
 import type { StreamStatus as _scistream_StreamStatus, StreamStatus__Output as _scistream_StreamStatus__Output } from './scistream/StreamStatus';
 import type { UpdateTargets as _scistream_UpdateTargets, UpdateTargets__Output as _scistream_UpdateTargets__Output } from './scistream/UpdateTargets';
 
@@ -26,6 +27,7 @@ export interface ProtoGrpcType {
     Response: MessageTypeDefinition<_scistream_Response, _scistream_Response__Output>
     StatusRequest: MessageTypeDefinition<_scistream_StatusRequest, _scistream_StatusRequest__Output>
     StatusResponse: MessageTypeDefinition<_scistream_StatusResponse, _scistream_StatusResponse__Output>
+    StreamCredentials: MessageTypeDefinition<_scistream_StreamCredentials, _scistream_StreamCredentials__Output>
     StreamStatus: MessageTypeDefinition<_scistream_StreamStatus, _scistream_StreamStatus__Output>
     UpdateTargets: MessageTypeDefinition<_scistream_UpdateTargets, _scistream_UpdateTargets__Output>
   }

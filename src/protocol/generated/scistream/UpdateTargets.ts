@@ -1,14 +1,17 @@
 // Original file: proto/scistream.proto
 
+import type { StreamCredentials as _scistream_StreamCredentials, StreamCredentials__Output as _scistream_StreamCredentials__Output } from '../scistream/StreamCredentials';
 
 export interface UpdateTargets {
   'uid'?: (string);
   'remote_listeners'?: (string)[];
   'role'?: (string);
+  'credentials'?: (_scistream_StreamCredentials | null);
 }
 
 export interface UpdateTargets__Output {
   'uid': (string);
   'remote_listeners': (string)[];
   'role': (string);
+  'credentials': (_scistream_StreamCredentials__Output | null);
 }

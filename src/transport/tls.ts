@@ -1,0 +1,109 @@
+// TLS with per-stream credentials: the WAN leg between two gateways. Each side
+// presents the certificate S2UC made for it and accepts only the one certificate
+// S2UC made for the other side (pinned by its SHA-256 fingerprint), so nobody
+// else, whatever CA they hold, can open or answer the stream.
+import { TLSSocket, connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { Address } from '../protocol/address.js';
+import { fingerprint } from '../security/certificates.js';
+import type { SocketOptions, Transport } from './index.js';
+
+/** What one gateway holds for one stream's WAN leg. In memory only; never logged. */
+export interface StreamCredentials {
+  /** PEM certificate this gateway presents. */
+  cert: string;
+  /** PEM private key of that certificate. */
+  key: string;
+  /** PEM certificate the other gateway must present. */
+  peerCert: string;
+}
+
+/** A peer that has not finished its handshake by then is dropped. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export class PeerRefused extends Error {}
+
+export class TlsTransport implements Transport {
+  readonly name = 'tls';
+  private readonly context: SecureContext;
+  private readonly peerFingerprint: string;
+
+  constructor(credentials: StreamCredentials) {
+    this.context = createSecureContext({
+      cert: credentials.cert,
+      key: credentials.key,
+      ca: [credentials.peerCert],
+      minVersion: 'TLSv1.3',
+    });
+    this.peerFingerprint = fingerprint(credentials.peerCert);
+  }
+
+  accept(raw: Socket, options: SocketOptions): Promise<Socket> {
+    const tls = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: this.context,
+      requestCert: true,
+      rejectUnauthorized: true,
+      highWaterMark: options.highWaterMark,
+    } as ConstructorParameters<typeof TLSSocket>[1] & { highWaterMark: number });
+    return this.established(tls, 'secure');
+  }
+
+  connect(address: Address, options: SocketOptions): Promise<Socket> {
+    const opts: ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean } = {
+      host: address.host,
+      port: address.port,
+      secureContext: this.context,
+      allowHalfOpen: true,
+      highWaterMark: options.highWaterMark,
+      // The pinned certificate is the identity; the host name plays no part.
+      checkServerIdentity: (_host, cert) =>
+        cert.fingerprint256 === this.peerFingerprint ? undefined : new PeerRefused('the peer gateway presented another certificate than the stream\'s'),
+    };
+    const tls = tlsConnect(opts);
+    tls.setNoDelay(true);
+    return this.established(tls, 'secureConnect');
+  }
+
+  private established(tls: TLSSocket, event: 'secure' | 'secureConnect'): Promise<Socket> {
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        tls.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new PeerRefused('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+      const closed = () => fail(new PeerRefused('the peer closed the connection during the TLS handshake'));
+      tls.once('error', fail);
+      tls.once('close', closed);
+      tls.once(event, () => {
+        clearTimeout(timer);
+        tls.off('error', fail);
+        tls.off('close', closed);
+        const problem = this.checkPeer(tls, event === 'secureConnect');
+        if (problem) {
+          fail(new PeerRefused(problem));
+          return;
+        }
+        tls.pause();
+        resolve(tls);
+      });
+    });
+  }
+
+  /**
+   * The peer proved (in the handshake) that it holds the key of the certificate it
+   * presented; it is authorized when that certificate is exactly the pinned one
+   * and within its validity. A standalone server-side TLSSocket does not set
+   * `authorized` (only tls.Server does), hence the explicit check on both sides.
+   */
+  private checkPeer(tls: TLSSocket, client: boolean): string | undefined {
+    if (client && !tls.authorized) return `peer not authorized: ${String(tls.authorizationError)}`;
+    const peer = tls.getPeerX509Certificate();
+    if (!peer) return 'the peer presented no certificate';
+    if (peer.fingerprint256 !== this.peerFingerprint) return "the peer presented another certificate than the stream's";
+    const now = Date.now();
+    if (now < Date.parse(peer.validFrom) || now > Date.parse(peer.validTo)) return "the stream's certificate is outside its validity period";
+    return undefined;
+  }
+}

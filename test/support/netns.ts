@@ -1,0 +1,447 @@
+// A small lab of Linux network namespaces for multi-host end-to-end tests:
+// two facility LANs that cannot reach each other, joined only through two
+// gateways on a WAN segment.
+//
+//   prod ──A LAN── gwa ──┐                 ┌── gwb ──B LAN── cons
+//   10.201.1.2   .1.1    │ .2.1   WAN  .2.2 │   .3.1       10.201.3.2
+//                        └──── bridge ──────┘
+//                               │ .2.3
+//                              user (s2uc; also the WAN attacker)
+//
+// The WAN is a Linux bridge in its own namespace, so tcpdump there sees the
+// whole segment. Gateways do not forward IP and no namespace has a default
+// route: the only way across is through the gateways' own sockets.
+//
+// Everything is named `<prefix>-...`, so parallel runs do not collide and a
+// later run with the same prefix can remove what a crashed run left behind.
+// This module has no side effects on import: the test runner loads every .js
+// file under dist/test/.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BIN_DIR } from '../../src/demo/procs.js';
+
+export type Host = 'prod' | 'gwa' | 'gwb' | 'cons' | 'user' | 'wan';
+const HOSTS: readonly Host[] = ['prod', 'gwa', 'gwb', 'cons', 'user', 'wan'];
+
+/** Addresses in the lab (10.201.x.y exists only inside these namespaces). */
+export const ADDR = {
+  prod: '10.201.1.2',
+  gwaLan: '10.201.1.1',
+  gwaWan: '10.201.2.1',
+  gwbWan: '10.201.2.2',
+  gwbLan: '10.201.3.1',
+  cons: '10.201.3.2',
+  user: '10.201.2.3',
+} as const;
+
+/** Unique enough per concurrent run, and short enough for 15-character interface names. */
+export function defaultPrefix(): string {
+  return `ss${process.pid % 10000}`;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A process running inside a namespace, with its output captured. */
+export interface NsProc {
+  readonly name: string;
+  readonly pid: number | undefined;
+  stdout(): string;
+  stderr(): string;
+  /**
+   * Resolves with the first match of `re` in the chosen output (both by default), looking only
+   * at what came after character `from`; rejects with the output if the process exits or time runs out.
+   */
+  waitFor(re: RegExp, opts?: { timeoutMs?: number; stream?: 'stdout' | 'stderr'; from?: number }): Promise<RegExpMatchArray>;
+  /** Exit code, or 128+signal number. */
+  readonly exited: Promise<number>;
+  running(): boolean;
+  /** Sends `signal`, then SIGKILL if it has not exited after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number>;
+  /** stdout and stderr, for failure messages. */
+  describe(): string;
+}
+
+/** A tcpdump writing a pcap file. */
+export interface Capture {
+  readonly proc: NsProc;
+  readonly file: string;
+  /**
+   * Waits until tcpdump has written everything that crossed the interface so far, then SIGINT
+   * (tcpdump prints its counters) and returns the whole file.
+   */
+  stop(): Promise<Buffer>;
+}
+
+/**
+ * A UDP datagram sent across the captured interface after the traffic of interest: once it is in
+ * the file, so is everything that crossed before it. (On SIGINT tcpdump does not write what it
+ * has received but not yet processed, so stopping it right after the traffic loses packets.)
+ */
+export interface CaptureSync {
+  from: Host;
+  /** host:port on the other side of the interface; nothing needs to listen there. */
+  to: string;
+}
+
+/**
+ * Throws, with what is missing and how to get it, unless this process can create network
+ * namespaces. The test must fail, not skip: CI runs as root with iproute2 installed (.ci/run).
+ */
+export function requireNetns(): void {
+  const missing: string[] = [];
+  if (process.platform !== 'linux') missing.push(`Linux (this is ${process.platform})`);
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    missing.push(`root (running as uid ${process.getuid()}; network namespaces and veth pairs need CAP_SYS_ADMIN and CAP_NET_ADMIN)`);
+  }
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'pipe' });
+  } catch {
+    missing.push('iproute2 (the `ip` command; apt-get install -y iproute2)');
+  }
+  if (missing.length > 0) {
+    throw new Error(`the network-namespace test cannot build its hosts: it needs ${missing.join(', ')}. CI provides these (.ci/run).`);
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0) : 0;
+}
+
+/** Runs a command to completion (no namespace); rejects with its stderr on a non-zero exit. */
+function exec(cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (!err) return resolve({ code: 0, stdout, stderr });
+      const e = err as NodeJS.ErrnoException & { code?: number | string };
+      if (e.code === 'ENOENT') return reject(new Error(`${cmd} is not installed (apt-get install -y ${cmd === 'ip' ? 'iproute2' : cmd})`));
+      reject(new Error(`\`${cmd} ${args.join(' ')}\` failed (exit ${e.code ?? 'signal'}): ${stderr.trim() || err.message}`));
+    });
+  });
+}
+
+/** Namespaces named `<prefix>-*` (a crashed run's leftovers, or ours). */
+async function namespacesWithPrefix(prefix: string): Promise<string[]> {
+  const { stdout } = await exec('ip', ['netns', 'list']);
+  // Lines look like "ss1234-gwa (id: 3)" or just "ss1234-gwa".
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter((n) => n.startsWith(`${prefix}-`));
+}
+
+export class NetnsLab {
+  readonly prefix: string;
+  /** Scratch directory for homes, state dirs, pcaps; removed by destroy(). */
+  readonly dir: string;
+  private readonly procs = new Set<NsProc & { child: ChildProcess }>();
+  private readonly onExit = () => this.destroySync();
+  /** Whether setup got as far as touching namespaces (so there may be something to remove). */
+  private started = false;
+
+  constructor(prefix = defaultPrefix()) {
+    this.prefix = prefix;
+    this.dir = mkdtempSync(join(tmpdir(), `scistream-netns-${prefix}-`));
+    // If the test process dies before `after` runs, still leave nothing behind.
+    process.on('exit', this.onExit);
+  }
+
+  ns(host: Host): string {
+    return `${this.prefix}-${host}`;
+  }
+
+  /** Interface names; veth ends on the bridge are named after the host they lead to. */
+  get ifaces() {
+    const p = this.prefix;
+    const names = {
+      prodLan: `${p}-prod0`,
+      gwaLan: `${p}-gwa-lan`,
+      gwaWan: `${p}-gwa-wan`,
+      gwbWan: `${p}-gwb-wan`,
+      gwbLan: `${p}-gwb-lan`,
+      consLan: `${p}-cons0`,
+      userWan: `${p}-user0`,
+      bridge: `${p}-br`,
+      wanToGwa: `${p}-w-gwa`,
+      wanToGwb: `${p}-w-gwb`,
+      wanToUser: `${p}-w-user`,
+    };
+    for (const n of Object.values(names)) if (n.length > 15) throw new Error(`interface name ${n} is longer than Linux's 15 characters; use a shorter prefix`);
+    return names;
+  }
+
+  /** Builds the topology. Removes leftovers with the same prefix first. */
+  async setup(): Promise<void> {
+    requireNetns();
+    this.started = true;
+    await this.removeNamespaces();
+    const i = this.ifaces;
+    for (const h of HOSTS) {
+      try {
+        await exec('ip', ['netns', 'add', this.ns(h)]);
+      } catch (err) {
+        throw new Error(`cannot create network namespace ${this.ns(h)}: ${(err as Error).message} (needs root with CAP_SYS_ADMIN, and a writable /run/netns)`);
+      }
+      await this.ip(h, 'link', 'set', 'lo', 'up');
+    }
+    await this.ip('wan', 'link', 'add', i.bridge, 'type', 'bridge');
+    await this.ip('wan', 'link', 'set', i.bridge, 'up');
+    // Each veth is created with its two ends already in their namespaces, so nothing ever
+    // appears in the root namespace, even if setup stops half-way.
+    await this.veth('prod', i.prodLan, ADDR.prod, 'gwa', i.gwaLan, ADDR.gwaLan);
+    await this.veth('gwb', i.gwbLan, ADDR.gwbLan, 'cons', i.consLan, ADDR.cons);
+    for (const [host, iface, addr, port] of [
+      ['gwa', i.gwaWan, ADDR.gwaWan, i.wanToGwa],
+      ['gwb', i.gwbWan, ADDR.gwbWan, i.wanToGwb],
+      ['user', i.userWan, ADDR.user, i.wanToUser],
+    ] as const) {
+      await this.ip(host, 'link', 'add', iface, 'type', 'veth', 'peer', 'name', port, 'netns', this.ns('wan'));
+      await this.ip(host, 'addr', 'add', `${addr}/24`, 'dev', iface);
+      await this.ip(host, 'link', 'set', iface, 'up');
+      await this.ip('wan', 'link', 'set', port, 'master', i.bridge);
+      await this.ip('wan', 'link', 'set', port, 'up');
+    }
+    // New namespaces start with forwarding off; force it anyway, so the isolation does not
+    // depend on a distribution's defaults.
+    for (const gw of ['gwa', 'gwb'] as const) {
+      await this.run(gw, ['sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_forward'], { check: true });
+    }
+  }
+
+  private async veth(hostA: Host, ifA: string, addrA: string, hostB: Host, ifB: string, addrB: string): Promise<void> {
+    await this.ip(hostA, 'link', 'add', ifA, 'type', 'veth', 'peer', 'name', ifB, 'netns', this.ns(hostB));
+    await this.ip(hostA, 'addr', 'add', `${addrA}/24`, 'dev', ifA);
+    await this.ip(hostB, 'addr', 'add', `${addrB}/24`, 'dev', ifB);
+    await this.ip(hostA, 'link', 'set', ifA, 'up');
+    await this.ip(hostB, 'link', 'set', ifB, 'up');
+  }
+
+  /** `ip -n <ns> ...`; rejects with ip's stderr. */
+  async ip(host: Host, ...args: string[]): Promise<string> {
+    return (await exec('ip', ['-n', this.ns(host), ...args])).stdout;
+  }
+
+  /** A sysctl as seen inside a namespace (net.* values are per namespace). */
+  async sysctl(host: Host, key: string): Promise<string> {
+    return (await this.run(host, ['cat', `/proc/sys/${key.replace(/\./g, '/')}`], { check: true })).stdout.trim();
+  }
+
+  /** Per-host SCISTREAM_HOME, so that known-servers and state files of different hosts never mix. */
+  home(host: Host): string {
+    const d = join(this.dir, `home-${host}`);
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** Starts `argv` inside the namespace of `host`. `ip netns exec` execs the command, so the pid is the command's. */
+  spawn(host: Host, argv: string[], opts: { name?: string; env?: NodeJS.ProcessEnv } = {}): NsProc {
+    const name = opts.name ?? `${argv[0]} (in ${host})`;
+    const child = spawn('ip', ['netns', 'exec', this.ns(host), ...argv], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SCISTREAM_HOME: this.home(host), ...opts.env },
+    });
+    const commandLine = argv.map((a) => (a.includes('\n') ? '<script>' : a)).join(' ');
+    const proc = wrap(name, `ip netns exec ${this.ns(host)} ${commandLine}`, child);
+    this.procs.add(proc);
+    proc.exited.then(() => this.procs.delete(proc));
+    return proc;
+  }
+
+  /** One of the repository's CLIs (bin/s2cs.js, s2uc.js, s2app.js) on `host`. */
+  cli(host: Host, program: 's2cs' | 's2uc' | 's2app', args: string[]): NsProc {
+    // The subcommand (start, request, hello...), not an option's value such as a path.
+    const command = args.find((a) => /^[a-z][a-z0-9-]*$/.test(a)) ?? '';
+    return this.spawn(host, [process.execPath, `${BIN_DIR}${program}.js`, ...args], { name: `${program} ${command} (in ${host})` });
+  }
+
+  /** An inline Node script (`node -e`) on `host`; `args` arrive as process.argv.slice(1). */
+  node(host: Host, name: string, script: string, args: string[] = []): NsProc {
+    return this.spawn(host, [process.execPath, '-e', script, ...args], { name: `${name} (in ${host})` });
+  }
+
+  /** Runs to completion inside `host`; with `check`, rejects on a non-zero exit. */
+  async run(host: Host, argv: string[], opts: { check?: boolean; timeoutMs?: number } = {}): Promise<RunResult> {
+    const p = this.spawn(host, argv);
+    const timer = setTimeout(() => void p.stop('SIGKILL'), opts.timeoutMs ?? 60_000);
+    const code = await p.exited;
+    clearTimeout(timer);
+    const r = { code, stdout: p.stdout(), stderr: p.stderr() };
+    if (opts.check && code !== 0) throw new Error(`${p.name} failed with exit code ${code}\n${p.describe()}`);
+    return r;
+  }
+
+  /** Tries a TCP connection from `host`; says whether it opened, or the error code (ETIMEDOUT after `timeoutMs`). */
+  async tryConnect(host: Host, target: string, timeoutMs = 3000): Promise<{ connected: boolean; error?: string; output: string }> {
+    const [addr, port] = target.split(':');
+    const r = await this.run(host, [process.execPath, '-e', TRY_CONNECT, addr!, port!, String(timeoutMs)]);
+    const line = r.stdout.trim().split('\n').at(-1) ?? '';
+    try {
+      return { ...(JSON.parse(line) as { connected: boolean; error?: string }), output: `${r.stdout}${r.stderr}` };
+    } catch {
+      throw new Error(`connection probe from ${host} to ${target} printed no result (exit ${r.code}): ${r.stdout}${r.stderr}`);
+    }
+  }
+
+  /** Starts tcpdump on `iface` in `host` and resolves once it is capturing. */
+  async capture(host: Host, iface: string, label: string, sync: CaptureSync): Promise<Capture> {
+    const file = join(this.dir, `${label}.pcap`);
+    // --immediate-mode and -U: packets reach the file as they arrive; -Z root: keep writing to
+    // our scratch dir after tcpdump drops privileges; -B: a 32 MiB kernel buffer against drops.
+    const proc = this.spawn(host, ['tcpdump', '-i', iface, '-n', '--immediate-mode', '-U', '-B', '32768', '-Z', 'root', '-w', file], {
+      name: `tcpdump on ${iface} (in ${host})`,
+    });
+    try {
+      await proc.waitFor(/listening on/, { stream: 'stderr', timeoutMs: 20_000 });
+    } catch (err) {
+      const missing = /No such file|not found|ENOENT/.test(proc.stderr()) ? ' (is tcpdump installed? apt-get install -y tcpdump)' : '';
+      throw new Error(`tcpdump did not start capturing on ${iface} in ${host}${missing}: ${(err as Error).message}`);
+    }
+    return {
+      proc,
+      file,
+      stop: async () => {
+        await this.syncCapture(proc, file, sync, `${iface} in ${host}`);
+        const code = await proc.stop('SIGINT');
+        if (code !== 0) throw new Error(`tcpdump on ${iface} exited with ${code}\n${proc.describe()}`);
+        return readFileSync(file);
+      },
+    };
+  }
+
+  private async syncCapture(proc: NsProc, file: string, sync: CaptureSync, where: string): Promise<void> {
+    const sentinel = `SCISTREAM-CAPTURE-SYNC-${randomBytes(8).toString('hex')}`;
+    const [addr, port] = sync.to.split(':');
+    // Repeated, in case the first datagram waits for ARP or is lost; up to about 20 s.
+    for (let attempt = 0; attempt < 40; attempt++) {
+      if (!proc.running()) throw new Error(`tcpdump on ${where} stopped early\n${proc.describe()}`);
+      await this.run(sync.from, [process.execPath, '-e', SEND_UDP, addr!, port!, sentinel], { check: true });
+      await new Promise((r) => setTimeout(r, 500));
+      if (existsSync(file) && readFileSync(file).includes(sentinel)) return;
+    }
+    throw new Error(`tcpdump on ${where} did not record a datagram from ${sync.from} to ${sync.to} within 20 s: the capture may be incomplete\n${proc.describe()}`);
+  }
+
+  /** Stops every process it started (SIGTERM, then SIGKILL), deletes the namespaces and the scratch directory. */
+  async destroy(): Promise<void> {
+    try {
+      await Promise.all([...this.procs].map((p) => p.stop('SIGTERM', 5000)));
+      if (this.started) await this.removeNamespaces();
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+      process.off('exit', this.onExit);
+    }
+  }
+
+  private async removeNamespaces(): Promise<void> {
+    // Deleting a namespace deletes the veths and the bridge in it (and so their peers).
+    for (const n of await namespacesWithPrefix(this.prefix)) await exec('ip', ['netns', 'del', n]);
+  }
+
+  /** Last resort on process exit: no awaiting possible, so SIGKILL and synchronous deletes. */
+  private destroySync(): void {
+    for (const p of this.procs) if (p.running()) p.child.kill('SIGKILL');
+    for (const h of this.started ? HOSTS : []) {
+      try {
+        execFileSync('ip', ['netns', 'del', this.ns(h)], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** One UDP datagram: host, port, payload. */
+const SEND_UDP = `
+const [host, port, payload] = process.argv.slice(1);
+const s = require('node:dgram').createSocket('udp4');
+s.send(payload, Number(port), host, (err) => { if (err) { console.error(err.message); process.exit(1); } s.close(); });
+`;
+
+/** A TCP connect with a deadline; prints {"connected":bool,"error":code}. */
+const TRY_CONNECT = `
+const [host, port, ms] = process.argv.slice(1);
+const s = require('node:net').connect({ host, port: Number(port) });
+const done = (r) => { console.log(JSON.stringify(r)); s.destroy(); process.exit(0); };
+s.setTimeout(Number(ms), () => done({ connected: false, error: 'ETIMEDOUT' }));
+s.on('connect', () => done({ connected: true }));
+s.on('error', (e) => done({ connected: false, error: e.code || e.message }));
+`;
+
+function wrap(name: string, commandLine: string, child: ChildProcess): NsProc & { child: ChildProcess } {
+  let out = '';
+  let err = '';
+  const watchers = new Set<() => void>();
+  const notify = () => {
+    for (const w of watchers) w();
+  };
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    notify();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+    notify();
+  });
+  const exited = new Promise<number>((resolve) => {
+    child.on('close', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
+    child.on('error', (e) => {
+      err += `cannot start: ${e.message}\n`;
+      resolve(127);
+    });
+  });
+  let done = false;
+  void exited.then(() => (done = true));
+  const describe = () => `--- ${name}: ${commandLine}\n--- stdout:\n${out.trim()}\n--- stderr:\n${err.trim()}`;
+  return {
+    name,
+    child,
+    pid: child.pid,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    running: () => !done,
+    describe,
+    waitFor(re, { timeoutMs = 30_000, stream, from = 0 } = {}) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = (stream !== 'stderr' ? re.exec(out.slice(from)) : null) ?? (stream !== 'stdout' ? re.exec(err.slice(from)) : null);
+          if (m) {
+            cleanup();
+            resolve(m);
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`${name}: nothing matching ${re} after ${timeoutMs / 1000} s\n${describe()}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          watchers.delete(check);
+        };
+        watchers.add(check);
+        void exited.then((code) => {
+          check();
+          if (watchers.has(check)) {
+            cleanup();
+            reject(new Error(`${name} exited with code ${code} before printing ${re}\n${describe()}`));
+          }
+        });
+        check();
+      });
+    },
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      if (!done) child.kill(signal);
+      const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(killer);
+      return code;
+    },
+  };
+}
