@@ -8,6 +8,10 @@ export const VERSION: string = (
   JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
+// grpc-js passes an IP address as TLS server name and Node flags that (DEP0123)
+// on every call; the line means nothing to a user.
+process.noDeprecation = true;
+
 /** Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad configuration, 130 interrupted. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 

@@ -13,7 +13,7 @@ export interface HelloResult {
 
 export async function sendHello(s2cs: string, uid: string, role: Role, prodListeners: string[], opts: ConnectionOptions): Promise<HelloResult> {
   validateUid(uid, '--uid');
-  const conn = new ControlConnection(s2cs, opts);
+  const conn = await ControlConnection.open(s2cs, opts);
   try {
     const r = await conn.hello({ uid, role, prod_listeners: prodListeners });
     return { uid, role, message: r.message, listeners: r.listeners };

@@ -1,6 +1,9 @@
 // `npm run demo`: two gateways, a producer and a consumer on loopback, driven
 // through the real CLIs as separate processes, exactly as a user would.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatBytes, parseSize } from '../units.js';
 import { freePort, freePortRange, spawnCli, type Proc } from './procs.js';
@@ -18,6 +21,10 @@ if (!Number.isInteger(numConn) || numConn < 1 || numConn > 64) {
   process.exit(2);
 }
 const perConn = Math.floor(totalBytes / numConn);
+
+// The gateways' certificates live here for the demo's length only.
+const state = mkdtempSync(join(tmpdir(), 'scistream-demo-'));
+process.on('exit', () => rmSync(state, { recursive: true, force: true }));
 
 const running: Proc[] = [];
 const start = (p: Proc) => {
@@ -45,12 +52,16 @@ async function main(): Promise<void> {
   const prodS2cs = `127.0.0.1:${prodPort}`;
   const consS2cs = `127.0.0.1:${consPort}`;
 
-  say(`starting the producer facility's gateway (s2cs on ${prodS2cs}) and the consumer facility's (s2cs on ${consS2cs})`);
+  say(`starting the producer facility's gateway (s2cs on ${prodS2cs}) and the consumer facility's (s2cs on ${consS2cs}), control channel over TLS`);
   const gateways = [
-    start(spawnCli('s2cs', ['start', '--insecure', '--port', String(prodPort), '--listener-ip', '127.0.0.1', '--port-range', `${prodRange.first}-${prodRange.last}`])),
-    start(spawnCli('s2cs', ['start', '--insecure', '--port', String(consPort), '--listener-ip', '127.0.0.1', '--port-range', `${consRange.first}-${consRange.last}`])),
+    start(spawnCli('s2cs', ['start', '--state-dir', join(state, 'gw-a'), '--port', String(prodPort), '--listener-ip', '127.0.0.1', '--port-range', `${prodRange.first}-${prodRange.last}`])),
+    start(spawnCli('s2cs', ['start', '--state-dir', join(state, 'gw-b'), '--port', String(consPort), '--listener-ip', '127.0.0.1', '--port-range', `${consRange.first}-${consRange.last}`])),
   ];
   await Promise.all(gateways.map((g) => g.waitFor(/s2cs ready/)));
+  // Each gateway made a self-signed certificate; the clients trust exactly those two.
+  const bundle = join(state, 'gateways.pem');
+  writeFileSync(bundle, ['gw-a', 'gw-b'].map((g) => readFileSync(join(state, g, 'tls', 'cert.pem'), 'utf8')).join(''));
+  const trust = ['--server-cert', bundle];
 
   say(`starting the producer application: ${numConn} listener(s), ${formatBytes(perConn)} each`);
   const listen = Array.from({ length: numConn }, () => '127.0.0.1:0').join(',');
@@ -60,8 +71,8 @@ async function main(): Promise<void> {
 
   const uid = randomUUID();
   say(`s2uc request (uid ${uid}) while the producer's controller sends Hello`);
-  const request = start(spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prodS2cs, '--cons-s2cs', consS2cs, '--num-conn', String(numConn), '--uid', uid, '--json']));
-  const hello = start(spawnCli('s2app', ['hello', '--insecure', '--s2cs', prodS2cs, '--uid', uid, '--role', 'PROD', '--listeners', prodListeners]));
+  const request = start(spawnCli('s2uc', [...trust, 'request', '--prod-s2cs', prodS2cs, '--cons-s2cs', consS2cs, '--num-conn', String(numConn), '--uid', uid, '--json']));
+  const hello = start(spawnCli('s2app', ['hello', ...trust, '--s2cs', prodS2cs, '--uid', uid, '--role', 'PROD', '--listeners', prodListeners]));
   const [reqCode, helloCode] = await Promise.all([request.exited, hello.exited]);
   if (helloCode !== 0) throw new Error(`s2app hello failed: ${hello.stderr().trim()}`);
   if (reqCode !== 0) throw new Error(`s2uc request failed: ${request.stderr().trim()}`);
@@ -76,7 +87,7 @@ async function main(): Promise<void> {
   if (consCode !== 0) throw new Error('the consumer did not receive the verified data (see above)');
 
   say('releasing the stream on both gateways');
-  const release = start(spawnCli('s2uc', ['--insecure', 'release', uid, '--s2cs', prodS2cs, '--s2cs', consS2cs]));
+  const release = start(spawnCli('s2uc', [...trust, 'release', uid, '--s2cs', prodS2cs, '--s2cs', consS2cs]));
   if ((await release.exited) !== 0) throw new Error(`s2uc release failed: ${release.stderr().trim()}`);
   process.stdout.write(release.stdout());
   const producerCode = await producer.exited;
@@ -85,7 +96,7 @@ async function main(): Promise<void> {
   say('stopping the gateways');
   const codes = await Promise.all(gateways.map((g) => g.stop()));
   if (codes.some((c) => c !== 0)) throw new Error(`a gateway did not stop cleanly (exit codes ${codes.join(', ')})`);
-  process.stdout.write('demo finished: data verified end to end\n');
+  process.stdout.write('demo finished: data verified end to end (control over TLS, WAN leg encrypted with per-stream credentials)\n');
 }
 
 main().then(

@@ -6,6 +6,7 @@ import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
+import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
 
@@ -17,6 +18,8 @@ export interface ConnectionOptions {
   /** Sent in the `authorization` metadata when set. */
   token?: string;
   credentials?: grpc.ChannelCredentials;
+  /** How to trust the server when not insecure: --server-cert, or pinning on first use. */
+  tls?: Omit<ClientTlsOptions, 'insecure'>;
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
@@ -37,7 +40,7 @@ export class RemoteError extends Error {
 
 function describe(server: string, rpc: string, code: number, details: string): string {
   if (code === grpc.status.UNAVAILABLE) {
-    return `cannot reach s2cs at ${server} for ${rpc} (${details}); check that s2cs runs there and that the address and port are right`;
+    return `cannot reach s2cs at ${server} for ${rpc} (${details}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
   }
   if (code === grpc.status.DEADLINE_EXCEEDED && /Deadline exceeded/i.test(details)) {
     return `s2cs at ${server} did not answer ${rpc} in time; it may be overloaded or unreachable, retry or raise --timeout`;
@@ -70,6 +73,13 @@ export class ControlConnection {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
     const creds = opts.credentials ?? grpc.credentials.createInsecure();
     this.client = new Control(this.server, creds, { 'grpc.service_config': RETRY_CONFIG });
+  }
+
+  /** Connects with TLS per `opts` (pinning the server on first use when needed). */
+  static async open(server: string, opts: ConnectionOptions): Promise<ControlConnection> {
+    const address = formatAddress(parseAddress(server, 's2cs address'));
+    const credentials = opts.credentials ?? (await channelCredentials(address, { insecure: opts.insecure, ...opts.tls }));
+    return new ControlConnection(address, { ...opts, credentials });
   }
 
   req(msg: Request, deadlineMs?: number): Promise<Response__Output> {

@@ -7,6 +7,8 @@ import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
 import { parsePortRange } from '../s2ds/index.js';
 import { parseSize } from '../units.js';
 import { startControlServer, DEFAULTS } from './server.js';
+import { join } from 'node:path';
+import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
 
 interface StartFlags {
   port: number;
@@ -18,6 +20,9 @@ interface StartFlags {
   maxConn: number;
   bufferSize: number;
   insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  stateDir?: string;
   allowPlaintextData?: boolean;
   verbose?: boolean;
   logJson?: boolean;
@@ -43,7 +48,10 @@ program
       .default(DEFAULTS.bufferSize, '4MiB'),
   )
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
-  .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
+  .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--state-dir <dir>', 'where s2cs keeps its self-signed certificate (default: $SCISTREAM_HOME/s2cs, ~/.scistream/s2cs)')
+  .option('--insecure', 'plain-text control channel (no TLS); clients must pass --insecure too')
   .option('-v, --verbose', 'debug logs')
   .option('--log-json', 'logs as JSON lines')
   .action(async (flags: StartFlags) => {
@@ -69,6 +77,19 @@ program
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
       if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
     }
+    let tls: ServerTls | undefined;
+    if (!flags.insecure) {
+      try {
+        tls = await loadServerTls({
+          certFile: flags.tlsCert,
+          keyFile: flags.tlsKey,
+          stateDir: flags.stateDir ?? join(scistreamHome(), 's2cs'),
+          names: [flags.listenerIp, flags.controlHost].filter((n) => n !== '0.0.0.0' && n !== '::'),
+        });
+      } catch (err) {
+        return usage(`control channel TLS: ${(err as Error).message}`);
+      }
+    }
     let server;
     try {
       server = await startControlServer({
@@ -81,12 +102,17 @@ program
         maxConn: flags.maxConn,
         bufferSize: flags.bufferSize,
         allowPlaintextData: flags.allowPlaintextData ?? false,
+        credentials: serverCredentials(tls),
         logger,
       });
     } catch (err) {
       return usage((err as Error).message);
     }
-    logger.warn('control channel is plain text (no TLS): use it only on a trusted network');
+    if (!tls) logger.warn('control channel is plain text (--insecure): anyone on the network can read and forge control messages');
+    else {
+      if (tls.created) logger.info({ file: tls.created }, 'made a self-signed certificate for the control channel');
+      logger.info({ fingerprint: tls.fingerprint }, `control channel TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
+    }
     logger.info(
       { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
       `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,

@@ -17,6 +17,7 @@ import {
 
 interface GlobalFlags {
   insecure?: boolean;
+  serverCert?: string;
   timeout: number;
   verbose?: boolean;
 }
@@ -34,13 +35,18 @@ const addressList = (field: string) => option((t: string) => parseAddressList(t,
 const program = new Command('s2uc')
   .description('SciStream user client: sets up streams between facilities through their gateways')
   .version(VERSION, '-V, --version')
-  .option('--insecure', 'plain-text control channel (the only mode until TLS lands)')
+  .option('--insecure', 'plain-text control channel (only with an s2cs started with --insecure)')
+  .option('--server-cert <file>', "CA bundle or the servers' own certificates (PEM) to verify s2cs with; default: pin on first use")
   .option('--timeout <seconds>', 'deadline for each call that does not wait for an application', option(integer(1, 3600)), 30)
   .option('-v, --verbose', 'stack traces on errors');
 
 function connection(): ConnectionOptions {
   const g = program.opts<GlobalFlags>();
-  return { insecure: g.insecure ?? false, deadlineMs: g.timeout * 1000 };
+  return {
+    insecure: g.insecure ?? false,
+    deadlineMs: g.timeout * 1000,
+    tls: { serverCert: g.serverCert, warn: (m) => process.stderr.write(`s2uc: warning: ${m}\n`) },
+  };
 }
 
 function flow(json: boolean | undefined, servers: string[]): FlowOptions {

@@ -41,8 +41,9 @@ function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number
 
 /** Runs `fn` with connections to the given servers and closes them afterwards. */
 async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
-  const conns = servers.map((s) => new ControlConnection(s, opts));
+  const conns: ControlConnection[] = [];
   try {
+    for (const s of servers) conns.push(await ControlConnection.open(s, opts));
     return await fn(conns);
   } finally {
     for (const c of conns) c.close();

@@ -1,0 +1,139 @@
+// TLS for the control channel (gRPC): the server's certificate (given, or made
+// once and kept in the state directory), and how clients trust it: a CA bundle
+// or the server's own certificate (--server-cert), else pinning on first use in
+// known_servers, like ssh's known_hosts.
+import * as grpc from '@grpc/grpc-js';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, appendFileSync, chmodSync } from 'node:fs';
+import { hostname, homedir, networkInterfaces } from 'node:os';
+import { join, dirname } from 'node:path';
+import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { createSelfSigned, fingerprint } from './certificates.js';
+import { parseAddress } from '../protocol/address.js';
+
+export function scistreamHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env.SCISTREAM_HOME || join(homedir(), '.scistream');
+}
+
+export interface ServerTls {
+  cert: string;
+  key: string;
+  fingerprint: string;
+  /** Set when the certificate was made now. */
+  created?: string;
+}
+
+/** The server's certificate: from --tls-cert/--tls-key, or self-signed under stateDir (made on first start, reused after). */
+export async function loadServerTls(opts: { certFile?: string; keyFile?: string; stateDir: string; names: string[] }): Promise<ServerTls> {
+  if (opts.certFile || opts.keyFile) {
+    if (!opts.certFile || !opts.keyFile) throw new Error('give both --tls-cert and --tls-key');
+    const cert = readFileSync(opts.certFile, 'utf8');
+    const key = readFileSync(opts.keyFile, 'utf8');
+    return { cert, key, fingerprint: fingerprint(cert) };
+  }
+  const dir = join(opts.stateDir, 'tls');
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  if (existsSync(certFile) && existsSync(keyFile)) {
+    const cert = readFileSync(certFile, 'utf8');
+    return { cert, key: readFileSync(keyFile, 'utf8'), fingerprint: fingerprint(cert) };
+  }
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...localAddresses(), ...opts.names])];
+  // A unique subject: verifiers look issuers up by name, so two gateways' certificates in one bundle must not share it.
+  const made = await createSelfSigned({ commonName: `s2cs ${hostname()} ${randomBytes(6).toString('hex')}`, names, validDays: 3650 });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(keyFile, made.key, { mode: 0o600 });
+  writeFileSync(certFile, made.cert, { mode: 0o644 });
+  return { ...made, fingerprint: fingerprint(made.cert), created: certFile };
+}
+
+function localAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((i): i is NonNullable<typeof i> => !!i)
+    .map((i) => i.address.split('%')[0]!);
+}
+
+export function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], false);
+}
+
+export interface ClientTlsOptions {
+  insecure?: boolean;
+  /** A CA bundle or the server's own certificate (PEM file). */
+  serverCert?: string;
+  /** Where first-use pins are kept; default $SCISTREAM_HOME/known_servers. */
+  knownServers?: string;
+  /** Told when a server is pinned for the first time. */
+  warn?: (message: string) => void;
+}
+
+/** Channel credentials for one server, per the options above. */
+export async function channelCredentials(server: string, opts: ClientTlsOptions): Promise<grpc.ChannelCredentials> {
+  if (opts.insecure) return grpc.credentials.createInsecure();
+  if (opts.serverCert) {
+    const bundle = readFileSync(opts.serverCert, 'utf8');
+    const listed = new Set((bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => fingerprint(pem)));
+    if (listed.size === 0) throw new Error(`--server-cert ${opts.serverCert} holds no PEM certificate`);
+    return grpc.credentials.createSsl(Buffer.from(bundle), null, null, {
+      // A server that presents one of the listed certificates themselves is pinned, whatever
+      // address it is reached at; one with a CA-issued certificate must match the name.
+      checkServerIdentity: (host, cert) => (listed.has(cert.fingerprint256) ? undefined : checkServerIdentity(host, cert)),
+    });
+  }
+  const pinned = await pinOnFirstUse(server, opts);
+  return grpc.credentials.createSsl(Buffer.from(pinned.cert), null, null, {
+    // The pinned certificate is the identity, whatever name the server is reached by.
+    checkServerIdentity: (_host, cert) =>
+      cert.fingerprint256 === pinned.fingerprint ? undefined : new Error(`the certificate of s2cs at ${server} changed since it was pinned`),
+  });
+}
+
+async function pinOnFirstUse(server: string, opts: ClientTlsOptions): Promise<{ cert: string; fingerprint: string }> {
+  const file = opts.knownServers ?? join(scistreamHome(), 'known_servers');
+  const { host, port } = parseAddress(server, 's2cs address');
+  const cert = await fetchCertificate(host, port, server);
+  const seen = fingerprint(cert);
+  const known = existsSync(file) ? readFileSync(file, 'utf8').split('\n').map((l) => l.trim().split(/\s+/)) : [];
+  const entry = known.find((f) => f[0] === server);
+  if (entry) {
+    if (entry[1] !== seen) {
+      throw new Error(
+        `WARNING: THE CERTIFICATE OF s2cs AT ${server} HAS CHANGED. Pinned: ${entry[1]}, now: ${seen}. ` +
+          `Someone may be intercepting the control channel. Refusing to connect. If the server's certificate was renewed on purpose, ` +
+          `remove its line from ${file}, or pass --server-cert with its certificate`,
+      );
+    }
+    return { cert, fingerprint: seen };
+  }
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  appendFileSync(file, `${server} ${seen}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  opts.warn?.(
+    `pinned s2cs at ${server} on first use: SHA-256 fingerprint ${seen}; check that it matches the fingerprint s2cs printed at start (kept in ${file})`,
+  );
+  return { cert, fingerprint: seen };
+}
+
+function fetchCertificate(host: string, port: number, server: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    // Only to read the certificate; nothing is sent and trust is decided by the pin.
+    const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`s2cs at ${server} did not complete a TLS handshake; if it runs with --insecure, pass --insecure too`));
+    }, 10_000);
+    s.once('secureConnect', () => {
+      clearTimeout(timer);
+      const raw = s.getPeerX509Certificate();
+      s.destroy();
+      if (!raw) reject(new Error(`s2cs at ${server} presented no certificate`));
+      else resolve(raw.toString());
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot open TLS to s2cs at ${server} (${err.message}); check the address, and pass --insecure if it runs with --insecure`));
+    });
+  });
+}
