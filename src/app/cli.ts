@@ -24,15 +24,17 @@ program
   .requiredOption('--role <PROD|CONS>', 'PROD for the producer, CONS for the consumer', option((t: string) => validateRole(t.toUpperCase(), '--role')))
   .option('--listeners <host:port,...>', "where the producer listens (PROD)", addressList('--listeners'))
   .option('--insecure', 'plain-text control channel (only with an s2cs started with --insecure)')
+  .option('--client-cert <file>', 'PEM certificate to present to an s2cs that requires one (--client-ca)')
+  .option('--client-key <file>', 'PEM private key of --client-cert')
   .option('--server-cert <file>', 'CA bundle or the server\'s own certificate (PEM); default: pin on first use')
   .option('--timeout <seconds>', 'how long to wait for the answer', option(integer(1, 86_400)), 200)
   .option('--json', 'print one JSON object on stdout')
-  .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; serverCert?: string; timeout: number; json?: boolean }) => {
+  .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; serverCert?: string; clientCert?: string; clientKey?: string; timeout: number; json?: boolean }) => {
     if (f.role === 'PROD' && !f.listeners) throw new Error('a PROD Hello needs --listeners host:port[,...]: where the producer application listens');
     const r = await sendHello(f.s2cs, f.uid, f.role, (f.listeners ?? []).map(formatAddress), {
       insecure: f.insecure ?? false,
       deadlineMs: f.timeout * 1000,
-      tls: { serverCert: f.serverCert, warn: (m) => process.stderr.write(`s2app: warning: ${m}\n`) },
+      tls: { serverCert: f.serverCert, clientCert: f.clientCert, clientKey: f.clientKey, warn: (m) => process.stderr.write(`s2app: warning: ${m}\n`) },
     });
     if (f.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else if (f.role === 'CONS') process.stdout.write(`consumer connects to: ${r.listeners.join(',')}\n`);

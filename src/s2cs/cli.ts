@@ -22,6 +22,7 @@ interface StartFlags {
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  clientCa?: string;
   stateDir?: string;
   allowPlaintextData?: boolean;
   verbose?: boolean;
@@ -50,6 +51,7 @@ program
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--client-ca <file>', 'require client certificates issued by this CA bundle (mutual TLS)')
   .option('--state-dir <dir>', 'where s2cs keeps its self-signed certificate (default: $SCISTREAM_HOME/s2cs, ~/.scistream/s2cs)')
   .option('--insecure', 'plain-text control channel (no TLS); clients must pass --insecure too')
   .option('-v, --verbose', 'debug logs')
@@ -102,7 +104,7 @@ program
         maxConn: flags.maxConn,
         bufferSize: flags.bufferSize,
         allowPlaintextData: flags.allowPlaintextData ?? false,
-        credentials: serverCredentials(tls),
+        credentials: serverCredentials(tls, flags.clientCa),
         logger,
       });
     } catch (err) {

@@ -18,6 +18,8 @@ import {
 interface GlobalFlags {
   insecure?: boolean;
   serverCert?: string;
+  clientCert?: string;
+  clientKey?: string;
   timeout: number;
   verbose?: boolean;
 }
@@ -36,6 +38,8 @@ const program = new Command('s2uc')
   .description('SciStream user client: sets up streams between facilities through their gateways')
   .version(VERSION, '-V, --version')
   .option('--insecure', 'plain-text control channel (only with an s2cs started with --insecure)')
+  .option('--client-cert <file>', 'PEM certificate to present to an s2cs that requires one (--client-ca)')
+  .option('--client-key <file>', 'PEM private key of --client-cert')
   .option('--server-cert <file>', "CA bundle or the servers' own certificates (PEM) to verify s2cs with; default: pin on first use")
   .option('--timeout <seconds>', 'deadline for each call that does not wait for an application', option(integer(1, 3600)), 30)
   .option('-v, --verbose', 'stack traces on errors');
@@ -45,7 +49,7 @@ function connection(): ConnectionOptions {
   return {
     insecure: g.insecure ?? false,
     deadlineMs: g.timeout * 1000,
-    tls: { serverCert: g.serverCert, warn: (m) => process.stderr.write(`s2uc: warning: ${m}\n`) },
+    tls: { serverCert: g.serverCert, clientCert: g.clientCert, clientKey: g.clientKey, warn: (m) => process.stderr.write(`s2uc: warning: ${m}\n`) },
   };
 }
 

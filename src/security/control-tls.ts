@@ -54,9 +54,11 @@ function localAddresses(): string[] {
     .map((i) => i.address.split('%')[0]!);
 }
 
-export function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+/** `clientCa`: PEM bundle; when given, clients must present a certificate it issued (mutual TLS). */
+export function serverCredentials(tls: ServerTls | undefined, clientCa?: string): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
-  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], false);
+  const ca = clientCa ? readFileSync(clientCa) : null;
+  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], ca !== null);
 }
 
 export interface ClientTlsOptions {
@@ -67,6 +69,15 @@ export interface ClientTlsOptions {
   knownServers?: string;
   /** Told when a server is pinned for the first time. */
   warn?: (message: string) => void;
+  /** PEM certificate and key to present, for servers started with --client-ca. */
+  clientCert?: string;
+  clientKey?: string;
+}
+
+function clientIdentity(opts: ClientTlsOptions): [Buffer | null, Buffer | null] {
+  if (!opts.clientCert && !opts.clientKey) return [null, null];
+  if (!opts.clientCert || !opts.clientKey) throw new Error('give both --client-cert and --client-key');
+  return [readFileSync(opts.clientKey), readFileSync(opts.clientCert)];
 }
 
 /** Channel credentials for one server, per the options above. */
@@ -76,14 +87,14 @@ export async function channelCredentials(server: string, opts: ClientTlsOptions)
     const bundle = readFileSync(opts.serverCert, 'utf8');
     const listed = new Set((bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => fingerprint(pem)));
     if (listed.size === 0) throw new Error(`--server-cert ${opts.serverCert} holds no PEM certificate`);
-    return grpc.credentials.createSsl(Buffer.from(bundle), null, null, {
+    return grpc.credentials.createSsl(Buffer.from(bundle), ...clientIdentity(opts), {
       // A server that presents one of the listed certificates themselves is pinned, whatever
       // address it is reached at; one with a CA-issued certificate must match the name.
       checkServerIdentity: (host, cert) => (listed.has(cert.fingerprint256) ? undefined : checkServerIdentity(host, cert)),
     });
   }
   const pinned = await pinOnFirstUse(server, opts);
-  return grpc.credentials.createSsl(Buffer.from(pinned.cert), null, null, {
+  return grpc.credentials.createSsl(Buffer.from(pinned.cert), ...clientIdentity(opts), {
     // The pinned certificate is the identity, whatever name the server is reached by.
     checkServerIdentity: (_host, cert) =>
       cert.fingerprint256 === pinned.fingerprint ? undefined : new Error(`the certificate of s2cs at ${server} changed since it was pinned`),
