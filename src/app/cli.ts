@@ -31,6 +31,7 @@ program
   .option('--json', 'print one JSON object on stdout')
   .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; serverCert?: string; clientCert?: string; clientKey?: string; timeout: number; json?: boolean }) => {
     if (f.role === 'PROD' && !f.listeners) throw new Error('a PROD Hello needs --listeners host:port[,...]: where the producer application listens');
+    if (f.insecure) process.stderr.write('s2app: warning: --insecure: the control channel is plain text; anyone on the path can read and forge it\n');
     const r = await sendHello(f.s2cs, f.uid, f.role, (f.listeners ?? []).map(formatAddress), {
       insecure: f.insecure ?? false,
       deadlineMs: f.timeout * 1000,

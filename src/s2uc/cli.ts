@@ -44,8 +44,14 @@ const program = new Command('s2uc')
   .option('--timeout <seconds>', 'deadline for each call that does not wait for an application', option(integer(1, 3600)), 30)
   .option('-v, --verbose', 'stack traces on errors');
 
+let warnedInsecure = false;
+
 function connection(): ConnectionOptions {
   const g = program.opts<GlobalFlags>();
+  if (g.insecure && !warnedInsecure) {
+    warnedInsecure = true;
+    process.stderr.write('s2uc: warning: --insecure: the control channel is plain text; anyone on the path can read and forge it\n');
+  }
   return {
     insecure: g.insecure ?? false,
     deadlineMs: g.timeout * 1000,
