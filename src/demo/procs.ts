@@ -8,14 +8,22 @@ export const BIN_DIR = fileURLToPath(new URL('../../../bin/', import.meta.url));
 export interface Proc {
   readonly name: string;
   readonly child: ChildProcess;
+  readonly pid: number | undefined;
   /** Everything printed so far. */
   stdout(): string;
   stderr(): string;
-  /** Resolves with the first match of `re` on stdout or stderr; rejects if the process exits first. */
-  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  /** Resolves with the exit code (or 128+signal). */
+  /**
+   * Resolves with the first match of `re` in the chosen output (both by default), looking only
+   * at what came after character `from`; rejects with the output if the process exits or time runs out.
+   */
+  waitFor(re: RegExp, opts?: { timeoutMs?: number; stream?: 'stdout' | 'stderr'; from?: number }): Promise<RegExpMatchArray>;
+  /** Exit code, or 128+signal number. */
   readonly exited: Promise<number>;
-  stop(signal?: NodeJS.Signals): Promise<number>;
+  running(): boolean;
+  /** Sends `signal`, then SIGKILL if it has not exited after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number>;
+  /** stdout and stderr, for failure messages. */
+  describe(): string;
 }
 
 export interface SpawnOptions {
@@ -30,6 +38,11 @@ export function spawnCli(program: 's2cs' | 's2uc' | 's2app', args: string[], opt
     stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'],
     env: opts.env ?? process.env,
   });
+  return watchChild(`${program} ${args[0] ?? ''}`.trim(), `${program} ${args.join(' ')}`, child);
+}
+
+/** Captures a child's output and gives ways to wait for it and stop it. */
+export function watchChild(name: string, commandLine: string, child: ChildProcess): Proc {
   let out = '';
   let err = '';
   const watchers = new Set<() => void>();
@@ -45,22 +58,28 @@ export function spawnCli(program: 's2cs' | 's2uc' | 's2app', args: string[], opt
     notify();
   });
   const exited = new Promise<number>((resolve) => {
-    child.on('exit', (code, signal) => {
-      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+    child.on('close', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
+    child.on('error', (e) => {
+      err += `cannot start: ${e.message}\n`;
+      resolve(127);
     });
-    child.on('error', () => resolve(127));
   });
-  const name = `${program} ${args[0] ?? ''}`.trim();
-  const proc: Proc = {
+  let done = false;
+  void exited.then(() => (done = true));
+  const describe = () => `--- ${name}: ${commandLine}\n--- stdout:\n${out.trim()}\n--- stderr:\n${err.trim()}`;
+  return {
     name,
     child,
+    pid: child.pid,
     stdout: () => out,
     stderr: () => err,
     exited,
-    waitFor(re, timeoutMs = 20_000) {
+    running: () => !done,
+    describe,
+    waitFor(re, { timeoutMs = 30_000, stream, from = 0 } = {}) {
       return new Promise((resolve, reject) => {
         const check = () => {
-          const m = re.exec(out) ?? re.exec(err);
+          const m = (stream !== 'stderr' ? re.exec(out.slice(from)) : null) ?? (stream !== 'stdout' ? re.exec(err.slice(from)) : null);
           if (m) {
             cleanup();
             resolve(m);
@@ -68,36 +87,35 @@ export function spawnCli(program: 's2cs' | 's2uc' | 's2app', args: string[], opt
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`${name}: no output matching ${re} after ${timeoutMs / 1000} s\nstdout: ${out}\nstderr: ${err}`));
+          reject(new Error(`${name}: nothing matching ${re} after ${timeoutMs / 1000} s\n${describe()}`));
         }, timeoutMs);
         const cleanup = () => {
           clearTimeout(timer);
           watchers.delete(check);
         };
         watchers.add(check);
-        exited.then((code) => {
+        void exited.then((code) => {
           check();
           if (watchers.has(check)) {
             cleanup();
-            reject(new Error(`${name} exited with code ${code} before printing ${re}\nstdout: ${out}\nstderr: ${err}`));
+            reject(new Error(`${name} exited with code ${code} before printing ${re}\n${describe()}`));
           }
         });
         check();
       });
     },
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      if (!done) child.kill(signal);
+      const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       const code = await exited;
       clearTimeout(killer);
       return code;
     },
   };
-  return proc;
 }
 
-function signalNumber(signal: NodeJS.Signals): number {
-  return ({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0;
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0) : 0;
 }
 
 /** A port that was free a moment ago on `host`. */

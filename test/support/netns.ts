@@ -16,12 +16,12 @@
 // later run with the same prefix can remove what a crashed run left behind.
 // This module has no side effects on import: the test runner loads every .js
 // file under dist/test/.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN_DIR } from '../../src/demo/procs.js';
+import { BIN_DIR, watchChild, type Proc } from '../../src/demo/procs.js';
 
 export type Host = 'prod' | 'gwa' | 'gwb' | 'cons' | 'user' | 'wan';
 const HOSTS: readonly Host[] = ['prod', 'gwa', 'gwb', 'cons', 'user', 'wan'];
@@ -49,24 +49,8 @@ export interface RunResult {
 }
 
 /** A process running inside a namespace, with its output captured. */
-export interface NsProc {
-  readonly name: string;
-  readonly pid: number | undefined;
-  stdout(): string;
-  stderr(): string;
-  /**
-   * Resolves with the first match of `re` in the chosen output (both by default), looking only
-   * at what came after character `from`; rejects with the output if the process exits or time runs out.
-   */
-  waitFor(re: RegExp, opts?: { timeoutMs?: number; stream?: 'stdout' | 'stderr'; from?: number }): Promise<RegExpMatchArray>;
-  /** Exit code, or 128+signal number. */
-  readonly exited: Promise<number>;
-  running(): boolean;
-  /** Sends `signal`, then SIGKILL if it has not exited after `graceMs`. */
-  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number>;
-  /** stdout and stderr, for failure messages. */
-  describe(): string;
-}
+/** A process in a namespace: the same handle as the demo's CLI processes. */
+export type NsProc = Proc;
 
 /** A tcpdump writing a pcap file. */
 export interface Capture {
@@ -110,9 +94,6 @@ export function requireNetns(): void {
   }
 }
 
-function signalNumber(signal: NodeJS.Signals | null): number {
-  return signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0) : 0;
-}
 
 /** Runs a command to completion (no namespace); rejects with its stderr on a non-zero exit. */
 function exec(cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
@@ -140,7 +121,7 @@ export class NetnsLab {
   readonly prefix: string;
   /** Scratch directory for homes, state dirs, pcaps; removed by destroy(). */
   readonly dir: string;
-  private readonly procs = new Set<NsProc & { child: ChildProcess }>();
+  private readonly procs = new Set<NsProc>();
   private readonly onExit = () => this.destroySync();
   /** Whether setup got as far as touching namespaces (so there may be something to remove). */
   private started = false;
@@ -247,7 +228,7 @@ export class NetnsLab {
       env: { ...process.env, SCISTREAM_HOME: this.home(host), ...opts.env },
     });
     const commandLine = argv.map((a) => (a.includes('\n') ? '<script>' : a)).join(' ');
-    const proc = wrap(name, `ip netns exec ${this.ns(host)} ${commandLine}`, child);
+    const proc = watchChild(name, `ip netns exec ${this.ns(host)} ${commandLine}`, child);
     this.procs.add(proc);
     proc.exited.then(() => this.procs.delete(proc));
     return proc;
@@ -374,74 +355,3 @@ s.on('connect', () => done({ connected: true }));
 s.on('error', (e) => done({ connected: false, error: e.code || e.message }));
 `;
 
-function wrap(name: string, commandLine: string, child: ChildProcess): NsProc & { child: ChildProcess } {
-  let out = '';
-  let err = '';
-  const watchers = new Set<() => void>();
-  const notify = () => {
-    for (const w of watchers) w();
-  };
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-    notify();
-  });
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-    notify();
-  });
-  const exited = new Promise<number>((resolve) => {
-    child.on('close', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
-    child.on('error', (e) => {
-      err += `cannot start: ${e.message}\n`;
-      resolve(127);
-    });
-  });
-  let done = false;
-  void exited.then(() => (done = true));
-  const describe = () => `--- ${name}: ${commandLine}\n--- stdout:\n${out.trim()}\n--- stderr:\n${err.trim()}`;
-  return {
-    name,
-    child,
-    pid: child.pid,
-    stdout: () => out,
-    stderr: () => err,
-    exited,
-    running: () => !done,
-    describe,
-    waitFor(re, { timeoutMs = 30_000, stream, from = 0 } = {}) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const m = (stream !== 'stderr' ? re.exec(out.slice(from)) : null) ?? (stream !== 'stdout' ? re.exec(err.slice(from)) : null);
-          if (m) {
-            cleanup();
-            resolve(m);
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`${name}: nothing matching ${re} after ${timeoutMs / 1000} s\n${describe()}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          watchers.delete(check);
-        };
-        watchers.add(check);
-        void exited.then((code) => {
-          check();
-          if (watchers.has(check)) {
-            cleanup();
-            reject(new Error(`${name} exited with code ${code} before printing ${re}\n${describe()}`));
-          }
-        });
-        check();
-      });
-    },
-    async stop(signal = 'SIGTERM', graceMs = 10_000) {
-      if (!done) child.kill(signal);
-      const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      const code = await exited;
-      clearTimeout(killer);
-      return code;
-    },
-  };
-}
