@@ -1,5 +1,7 @@
 // s2app: the application controller (hello) and the sample producer and
 // consumer that the demo, tests and benchmarks stream with.
+import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Command } from 'commander';
 import { VERSION, integer, onShutdown, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
@@ -10,6 +12,27 @@ import { startProducer } from './produce.js';
 import { consume } from './consume.js';
 
 const addressList = (field: string) => option((t: string) => parseAddressList(t, field));
+
+const APP_SECRET_ENV = 'SCISTREAM_APP_SECRET';
+
+/** The secret in `file`, waiting up to `waitMs` for it to appear (s2uc writes it while its request is under way). */
+async function readSecretFile(file: string, waitMs: number): Promise<string> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const secret = (await readFile(file, 'utf8')).trim();
+      if (secret === '') throw new Error(`--app-secret-file ${file} is empty; it should hold the secret s2uc request wrote`);
+      return secret;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        if ((err as NodeJS.ErrnoException).code) throw new Error(`cannot read --app-secret-file ${file}: ${(err as NodeJS.ErrnoException).code}`);
+        throw err;
+      }
+      if (Date.now() >= until) throw new Error(`--app-secret-file ${file} did not appear within the --timeout; start s2uc request --app-secret-file ${file} first`);
+      await delay(100);
+    }
+  }
+}
 
 const program = new Command('s2app')
   .description('SciStream application controller and sample producer/consumer')
@@ -28,11 +51,15 @@ program
   .option('--client-key <file>', 'PEM private key of --client-cert')
   .option('--server-cert <file>', 'CA bundle or the server\'s own certificate (PEM); default: pin on first use')
   .option('--timeout <seconds>', 'how long to wait for the answer', option(integer(1, 86_400)), 200)
+  .option('--app-secret <secret>', `the stream's application secret that s2uc request printed for this gateway (needed when s2cs checks tokens; or set ${APP_SECRET_ENV})`)
+  .option('--app-secret-file <file>', 'read the application secret from this file (as written by s2uc request --app-secret-file); waits for it to appear')
   .option('--json', 'print one JSON object on stdout')
-  .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; serverCert?: string; clientCert?: string; clientKey?: string; timeout: number; json?: boolean }) => {
+  .action(async (f: { s2cs: string; uid: string; role: 'PROD' | 'CONS'; listeners?: { host: string; port: number }[]; insecure?: boolean; serverCert?: string; clientCert?: string; clientKey?: string; timeout: number; appSecret?: string; appSecretFile?: string; json?: boolean }) => {
     if (f.role === 'PROD' && !f.listeners) throw new Error('a PROD Hello needs --listeners host:port[,...]: where the producer application listens');
     if (f.insecure) process.stderr.write('s2app: warning: --insecure: the control channel is plain text; anyone on the path can read and forge it\n');
+    const appSecret = f.appSecret ?? (f.appSecretFile !== undefined ? await readSecretFile(f.appSecretFile, f.timeout * 1000) : process.env[APP_SECRET_ENV]);
     const r = await sendHello(f.s2cs, f.uid, f.role, (f.listeners ?? []).map(formatAddress), {
+      appSecret,
       insecure: f.insecure ?? false,
       deadlineMs: f.timeout * 1000,
       tls: { serverCert: f.serverCert, clientCert: f.clientCert, clientKey: f.clientKey, warn: (m) => process.stderr.write(`s2app: warning: ${m}\n`) },

@@ -11,11 +11,18 @@ export interface HelloResult {
   listeners: string[];
 }
 
-export async function sendHello(s2cs: string, uid: string, role: Role, prodListeners: string[], opts: ConnectionOptions): Promise<HelloResult> {
+export interface HelloOptions extends ConnectionOptions {
+  /** The stream's application secret from s2uc request; needed when s2cs checks tokens. */
+  appSecret?: string;
+}
+
+export async function sendHello(s2cs: string, uid: string, role: Role, prodListeners: string[], opts: HelloOptions): Promise<HelloResult> {
   validateUid(uid, '--uid');
-  const conn = await ControlConnection.open(s2cs, opts);
+  // A controller identifies itself with the secret, never with a user's token.
+  const { appSecret, ...connection } = opts;
+  const conn = await ControlConnection.open(s2cs, { ...connection, token: undefined, tokenFor: undefined });
   try {
-    const r = await conn.hello({ uid, role, prod_listeners: prodListeners });
+    const r = await conn.hello({ uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' });
     return { uid, role, message: r.message, listeners: r.listeners };
   } finally {
     conn.close();

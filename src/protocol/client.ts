@@ -1,6 +1,6 @@
 // A promise-based client of scistream.Control, shared by s2uc and s2app.
 import * as grpc from '@grpc/grpc-js';
-import { Control, type ControlClient } from './contract.js';
+import { APP_SECRET_HEADER, Control, type ControlClient } from './contract.js';
 import type { Request, Response__Output, UpdateTargets, Release, Hello, AppResponse__Output } from './contract.js';
 import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
@@ -17,6 +17,12 @@ export interface ConnectionOptions {
   deadlineMs?: number;
   /** Sent in the `authorization` metadata when set. */
   token?: string;
+  /**
+   * The access token for one server (host:port), asked once per connection when
+   * `token` is not set; undefined sends none. s2uc looks it up in tokens.json by the
+   * scope config.toml names for that server.
+   */
+  tokenFor?: (server: string) => Promise<string | undefined>;
   credentials?: grpc.ChannelCredentials;
   /** How to trust the server when not insecure: --server-cert, or pinning on first use. */
   tls?: Omit<ClientTlsOptions, 'insecure'>;
@@ -79,11 +85,30 @@ export class ControlConnection {
   static async open(server: string, opts: ConnectionOptions): Promise<ControlConnection> {
     const address = formatAddress(parseAddress(server, 's2cs address'));
     const credentials = opts.credentials ?? (await channelCredentials(address, { insecure: opts.insecure, ...opts.tls }));
-    return new ControlConnection(address, { ...opts, credentials });
+    const token = opts.token ?? (await opts.tokenFor?.(address));
+    return new ControlConnection(address, { ...opts, credentials, token });
   }
 
-  req(msg: Request, deadlineMs?: number): Promise<Response__Output> {
-    return this.call('req', (md, o, cb) => this.client.req(msg, md, o, cb), deadlineMs);
+  /**
+   * REQ. `onAppSecret` is called once the server has taken the request, before a
+   * producer-side req is answered, with the stream's application secret ('' when the
+   * server checks no tokens). SciStream-TS servers send it in the initial metadata.
+   */
+  req(msg: Request, deadlineMs?: number, onAppSecret?: (secret: string) => void): Promise<Response__Output> {
+    return this.call(
+      'req',
+      (md, o, cb) => {
+        const call = this.client.req(msg, md, o, cb);
+        if (onAppSecret) {
+          call.once('metadata', (headers: grpc.Metadata) => {
+            const v = headers.get(APP_SECRET_HEADER)[0];
+            onAppSecret(typeof v === 'string' ? v : '');
+          });
+        }
+        return call;
+      },
+      deadlineMs,
+    );
   }
   update(msg: UpdateTargets): Promise<Response__Output> {
     return this.call('update', (md, o, cb) => this.client.update(msg, md, o, cb));

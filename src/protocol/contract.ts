@@ -27,3 +27,10 @@ export type { UpdateTargets, UpdateTargets__Output } from './generated/scistream
 export type { Release, Release__Output } from './generated/scistream/Release.js';
 export type { Hello, Hello__Output } from './generated/scistream/Hello.js';
 export type { AppResponse, AppResponse__Output } from './generated/scistream/AppResponse.js';
+
+/**
+ * Initial-metadata key of the application secret in the answer to req. Sent before
+ * the answer itself, because a producer-side req is answered only after the Hello
+ * that needs the secret.
+ */
+export const APP_SECRET_HEADER = 'scistream-app-secret';

@@ -33,6 +33,8 @@ export interface HelloMessage {
   uid: string;
   role: Role;
   prodListeners: Address[];
+  /** The application secret presented ('' when none). */
+  appSecret: string;
 }
 
 export interface Limits {
@@ -113,7 +115,9 @@ export function validateHello(msg: Hello__Output): HelloMessage {
   if (role === 'PROD' && prodListeners.length === 0) {
     throw invalidArgument('prod_listeners is empty; a PROD Hello must say where the producer listens (host:port)');
   }
-  return { uid, role, prodListeners };
+  const appSecret = msg.app_secret ?? '';
+  if (appSecret.length > 256) throw invalidArgument('app_secret is longer than 256 characters; give the secret s2uc request printed');
+  return { uid, role, prodListeners, appSecret };
 }
 
 export function validateRelease(msg: Release__Output): string {

@@ -9,6 +9,8 @@ import { parseSize } from '../units.js';
 import { startControlServer, DEFAULTS } from './server.js';
 import { join } from 'node:path';
 import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
+import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
+import type { Logger } from '../log.js';
 
 interface StartFlags {
   port: number;
@@ -25,6 +27,15 @@ interface StartFlags {
   clientCa?: string;
   stateDir?: string;
   allowPlaintextData?: boolean;
+  auth?: string;
+  introspectionUrl?: string;
+  clientId?: string;
+  scope?: string;
+  clientSecretFile?: string;
+  issuer?: string;
+  audience?: string;
+  jwksUrl?: string;
+  admin: string[];
   verbose?: boolean;
   logJson?: boolean;
 }
@@ -54,6 +65,15 @@ program
   .option('--client-ca <file>', 'require client certificates issued by this CA bundle (mutual TLS)')
   .option('--state-dir <dir>', 'where s2cs keeps its self-signed certificate (default: $SCISTREAM_HOME/s2cs, ~/.scistream/s2cs)')
   .option('--insecure', 'plain-text control channel (no TLS); clients must pass --insecure too')
+  .addOption(new Option('--auth <mode>', 'how callers are identified: introspect (RFC 7662, e.g. Globus Auth), jwt, or none (default when no provider is configured)').choices(AUTH_MODES))
+  .option('--introspection-url <url>', 'introspect: the token introspection endpoint, e.g. https://auth.globus.org/v2/oauth2/token/introspect')
+  .option('--client-id <id>', "introspect: this gateway's client id at the provider")
+  .option('--client-secret-file <file>', `introspect: file (mode 600) holding the client secret; default: the environment variable S2CS_CLIENT_SECRET`)
+  .option('--scope <scope>', "the scope every caller's token must carry")
+  .option('--issuer <url>', 'jwt: the token issuer; its keys come from OpenID Connect discovery unless --jwks-url')
+  .option('--audience <aud>', 'jwt: the audience tokens for this gateway carry (introspect: checked when given)')
+  .option('--jwks-url <url>', "jwt: the issuer's key set (JWKS) URL")
+  .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('-v, --verbose', 'debug logs')
   .option('--log-json', 'logs as JSON lines')
   .action(async (flags: StartFlags) => {
@@ -92,6 +112,12 @@ program
         return usage(`control channel TLS: ${(err as Error).message}`);
       }
     }
+    let auth: Authenticator;
+    try {
+      auth = createAuthenticator(authConfig(flags, logger));
+    } catch (err) {
+      return usage((err as Error).message);
+    }
     let server;
     try {
       server = await startControlServer({
@@ -105,10 +131,17 @@ program
         bufferSize: flags.bufferSize,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         credentials: serverCredentials(tls, flags.clientCa),
+        auth,
+        admins: flags.admin,
         logger,
       });
     } catch (err) {
       return usage((err as Error).message);
+    }
+    if (auth.mode === 'none') {
+      logger.warn('no authentication (--auth none): anyone who reaches the control port can reserve, redirect and release streams; configure a provider with --auth introspect or --auth jwt');
+    } else {
+      logger.info({ auth: auth.mode, scope: flags.scope, admins: flags.admin.length }, `callers need an access token with scope ${flags.scope} (${auth.mode}); application controllers need the stream's application secret`);
     }
     if (!tls) logger.warn('control channel is plain text (--insecure): anyone on the network can read and forge control messages');
     else {
@@ -125,6 +158,55 @@ program
       logger.info('stopped');
     });
   });
+
+/**
+ * The authentication configuration from the flags. Without --auth, the mode follows
+ * from the provider flags given; `none` only when there are none.
+ */
+function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
+  const introspectFlags = flags.introspectionUrl !== undefined || flags.clientId !== undefined || flags.clientSecretFile !== undefined;
+  const jwtFlags = flags.issuer !== undefined || flags.jwksUrl !== undefined;
+  let mode = flags.auth as AuthMode | undefined;
+  if (mode === undefined) {
+    if (introspectFlags && jwtFlags) throw new Error('both introspection and JWT flags are given; choose one with --auth introspect or --auth jwt');
+    mode = introspectFlags ? 'introspect' : jwtFlags ? 'jwt' : flags.scope !== undefined ? undefined : 'none';
+    if (mode === undefined) throw new Error('--scope needs a provider: add --auth introspect with --introspection-url and --client-id, or --auth jwt with --issuer and --audience');
+  }
+  const need = (value: string | undefined, flag: string, what: string): string => {
+    if (value === undefined || value.trim() === '') throw new Error(`--auth ${mode} needs ${flag} (${what})`);
+    return value.trim();
+  };
+  const authLogger = logger.child({ component: 'auth' });
+  switch (mode) {
+    case 'none':
+      if (introspectFlags || jwtFlags || flags.scope !== undefined || flags.audience !== undefined) {
+        throw new Error('--auth none takes no provider flags (--introspection-url, --client-id, --client-secret-file, --scope, --issuer, --audience, --jwks-url); remove them or choose --auth introspect or jwt');
+      }
+      if (flags.admin.length > 0) throw new Error('--admin needs authentication: with --auth none every caller is the same anonymous user');
+      return { mode };
+    case 'introspect':
+      if (jwtFlags) throw new Error('--issuer and --jwks-url belong to --auth jwt; introspection needs --introspection-url, --client-id and --scope');
+      return {
+        mode,
+        introspectionUrl: need(flags.introspectionUrl, '--introspection-url', 'the provider\'s token introspection endpoint'),
+        clientId: need(flags.clientId, '--client-id', "this gateway's client id at the provider"),
+        clientSecret: readClientSecret({ file: flags.clientSecretFile, env: process.env }),
+        scope: need(flags.scope, '--scope', "the scope callers' tokens must carry"),
+        audience: flags.audience,
+        logger: authLogger,
+      };
+    case 'jwt':
+      if (introspectFlags) throw new Error('--introspection-url, --client-id and --client-secret-file belong to --auth introspect; JWT validation needs --issuer, --audience and --scope');
+      return {
+        mode,
+        issuer: need(flags.issuer, '--issuer', 'the token issuer URL'),
+        audience: need(flags.audience, '--audience', 'the audience tokens for this gateway carry'),
+        scope: need(flags.scope, '--scope', "the scope callers' tokens must carry"),
+        jwksUrl: flags.jwksUrl,
+        logger: authLogger,
+      };
+  }
+}
 
 /** Start-up check of an address, so that a bad flag is one clear line, not a failure later. */
 function canBind(host: string, port: number): Promise<string | undefined> {

@@ -23,7 +23,10 @@ export interface ControlServerOptions {
   bufferSize?: number;
   /** Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg). */
   allowPlaintextData?: boolean;
+  /** How callers are identified (default: NoAuth, every caller anonymous). */
   auth?: Authenticator;
+  /** Identities (token subjects) that may release and see every stream. */
+  admins?: string[];
   credentials?: grpc.ServerCredentials;
   logger?: Logger;
   dataServer?: DataServer;
@@ -60,18 +63,21 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       waitTimeoutMs: helloTimeoutMs,
       logger: logger.child({ component: 's2ds' }),
     });
+  const auth = opts.auth ?? new NoAuth();
   const table = new StreamTable({
     dataServer,
     advertiseHost: opts.listenerIp,
     helloTimeoutMs,
     maxPendingHellos: DEFAULTS.maxPendingHellos,
     allowPlaintextData: opts.allowPlaintextData ?? false,
+    requireAppSecret: auth.mode !== 'none',
+    admins: new Set(opts.admins ?? []),
     logger,
   });
   const server = new grpc.Server();
   server.addService(
     Control.service,
-    controlHandlers({ table, dataServer, auth: opts.auth ?? new NoAuth(), limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
+    controlHandlers({ table, dataServer, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;

@@ -1,9 +1,9 @@
 // gRPC handlers of scistream.Control: authenticate, validate, call the stream
 // table, map errors to statuses. No stream logic lives here.
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { Authenticator, RpcName } from '../auth/index.js';
-import type { ControlHandlers } from '../protocol/contract.js';
+import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
 import { ScistreamError, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
@@ -34,8 +34,16 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
   return {
     req: unary('req', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'req');
-      const r = await table.req(validateRequest(msg, limits), caller);
-      return { listeners: r.listeners, prod_listeners: r.prodListeners };
+      const request = validateRequest(msg, limits);
+      const ready = table.req(request, caller);
+      // Headers go out at once, with the secret when there is one: a producer's req
+      // is answered only after the Hello that must carry it.
+      const appSecret = table.appSecret(request.uid);
+      const md = new grpc.Metadata();
+      if (appSecret) md.set(APP_SECRET_HEADER, appSecret);
+      call.sendMetadata(md);
+      const r = await ready;
+      return { listeners: r.listeners, prod_listeners: r.prodListeners, app_secret: appSecret };
     }),
     update: unary('update', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'update');
@@ -47,13 +55,14 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       await table.release(validateRelease(msg), caller);
       return { listeners: [], prod_listeners: [] };
     }),
-    hello: unary('hello', async (msg, call) => {
-      await auth.authenticate(call.metadata, 'hello');
-      return table.hello(validateHello(msg));
-    }),
+    // Application controllers present the stream's application secret, not a user
+    // token; the table checks it when s2cs checks tokens.
+    hello: unary('hello', async (msg) => table.hello(validateHello(msg))),
     status: unary('status', async (msg, call) => {
-      await auth.authenticate(call.metadata, 'status');
-      const streams = table.status(msg.uid ? validateUid(msg.uid) : undefined);
+      const caller = await auth.authenticate(call.metadata, 'status');
+      // With tokens checked, users see their own streams; --admin identities see all.
+      const all = table.status(msg.uid ? validateUid(msg.uid) : undefined);
+      const streams = auth.mode === 'none' || table.isAdmin(caller.subject) ? all : all.filter((s) => s.owner === caller.subject);
       const ports = deps.dataServer.ports();
       return {
         streams: streams.map((s) => ({

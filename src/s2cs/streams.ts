@@ -1,7 +1,7 @@
 // The stream table of one S2CS: what each uid reserved, who owns it, and the
 // Hello/req rendezvous. Independent of gRPC so that it can be tested and reused.
 import type { Logger } from '../log.js';
-import type { Identity } from '../auth/index.js';
+import { generateAppSecret, verifyAppSecret, type Identity } from '../auth/index.js';
 import type { DataServer, StreamStats } from '../s2ds/index.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
@@ -28,6 +28,11 @@ export interface StreamTableOptions {
   admins?: ReadonlySet<string>;
   /** Accept UpdateTargets without credentials (reference clients): the WAN leg is then plain TCP. */
   allowPlaintextData?: boolean;
+  /**
+   * Give each stream an application secret and accept a Hello only with it (s2cs
+   * checks tokens). Off (--auth none): Hello needs no secret, as in the reference.
+   */
+  requireAppSecret?: boolean;
   logger: Logger;
 }
 
@@ -50,6 +55,8 @@ export interface StreamStatus extends StreamRequest {
 interface StreamRecord {
   request: StreamRequest;
   owner: Identity;
+  /** What the stream's application controllers present with Hello ('' when not required). */
+  appSecret: string;
   state: StreamState | 'released';
   listeners: Address[];
   prodListeners: Address[] | undefined;
@@ -98,6 +105,7 @@ export class StreamTable {
     const record: StreamRecord = {
       request,
       owner: caller,
+      appSecret: this.opts.requireAppSecret ? generateAppSecret() : '',
       state: 'reserving',
       listeners: [],
       prodListeners: undefined,
@@ -174,9 +182,40 @@ export class StreamTable {
     });
   }
 
+  /** The application secret of a stream ('' when secrets are off or the uid is unknown). */
+  appSecret(uid: string): string {
+    return this.records.get(uid)?.appSecret ?? '';
+  }
+
+  /** Whether `subject` is listed with --admin (may release, and see, every stream). */
+  isAdmin(subject: string): boolean {
+    return this.opts.admins?.has(subject) ?? false;
+  }
+
   /** Hello from an application controller: where the producer listens (PROD), or where the consumer connects (CONS). */
   async hello(msg: HelloMessage): Promise<{ message: string; listeners: string[] }> {
+    if (this.opts.requireAppSecret) this.checkAppSecret(msg);
     return msg.role === 'PROD' ? this.producerHello(msg) : this.consumerHello(msg);
+  }
+
+  // With secrets on, a Hello must name a stream that exists here: the secret only
+  // exists once s2uc has requested the stream.
+  private checkAppSecret(msg: HelloMessage): void {
+    const record = this.records.get(msg.uid);
+    if (!record) {
+      throw new ScistreamError(
+        'UNAUTHENTICATED',
+        `no stream with uid ${msg.uid} on this server, so no application secret can match: run s2uc request first, then send Hello with the uid and the application secret it prints`,
+      );
+    }
+    if (!verifyAppSecret(msg.appSecret, record.appSecret)) {
+      throw new ScistreamError(
+        'UNAUTHENTICATED',
+        msg.appSecret
+          ? `the application secret does not match stream ${msg.uid}; give the secret s2uc request printed for this gateway (s2app hello --app-secret)`
+          : `this s2cs checks tokens, so a Hello must carry the stream's application secret: give the one s2uc request printed for this gateway (s2app hello --app-secret)`,
+      );
+    }
   }
 
   private producerHello(msg: HelloMessage): { message: string; listeners: string[] } {

@@ -1,5 +1,6 @@
 // s2uc: the user's client. Output for humans by default; --json for scripts
 // (exactly one JSON object on stdout; progress and errors go to stderr).
+import { renameSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { EXIT, VERSION, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
@@ -14,6 +15,9 @@ import {
   type FlowOptions,
   type SideResult,
 } from './flows.js';
+import { UserAuth } from './auth/login.js';
+import { addAuthCommands } from './auth/commands.js';
+import type { Role } from '../protocol/validate.js';
 
 interface GlobalFlags {
   insecure?: boolean;
@@ -29,6 +33,7 @@ interface SpecFlags {
   rate: number;
   uid?: string;
   json?: boolean;
+  appSecretFile?: string;
 }
 
 const address = (field: string) => option((t: string) => formatAddress(parseAddress(t, field)));
@@ -45,6 +50,12 @@ const program = new Command('s2uc')
   .option('-v, --verbose', 'stack traces on errors');
 
 let warnedInsecure = false;
+let userAuth: Promise<UserAuth> | undefined;
+
+/** The token for a server from tokens.json, by the scope config.toml names for it (none named: none sent). */
+async function tokenFor(server: string): Promise<string | undefined> {
+  return (await (userAuth ??= UserAuth.open())).getToken(server);
+}
 
 function connection(): ConnectionOptions {
   const g = program.opts<GlobalFlags>();
@@ -55,13 +66,21 @@ function connection(): ConnectionOptions {
   return {
     insecure: g.insecure ?? false,
     deadlineMs: g.timeout * 1000,
+    tokenFor,
     tls: { serverCert: g.serverCert, clientCert: g.clientCert, clientKey: g.clientKey, warn: (m) => process.stderr.write(`s2uc: warning: ${m}\n`) },
   };
 }
 
-function flow(json: boolean | undefined, servers: string[]): FlowOptions {
+function flow(f: SpecFlags, servers: string[], secretRole: Role): FlowOptions {
+  const json = f.json;
   return {
     ...connection(),
+    // Printed as soon as issued: the application controller needs it before the
+    // producer-side req can be answered.
+    onAppSecret: (secret, server, role) => {
+      if (secret && !json) process.stdout.write(`app secret for the ${role} Hello at ${server}: ${secret}\n`);
+      if (f.appSecretFile !== undefined && role === secretRole) writeSecret(f.appSecretFile, secret);
+    },
     // The uid goes first so the user can start the application controllers while we wait.
     onUid: (uid) => {
       if (!json) process.stdout.write(`uid: ${uid}\n`);
@@ -71,6 +90,13 @@ function flow(json: boolean | undefined, servers: string[]): FlowOptions {
       if (!json && process.stderr.isTTY) process.stderr.write(`... ${step}\n`);
     },
   };
+}
+
+/** Writes the secret readable by the owner only, atomically, so that a reader never sees half of it. */
+function writeSecret(file: string, secret: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, secret ? `${secret}\n` : '', { mode: 0o600 });
+  renameSync(tmp, file);
 }
 
 /** Ctrl-C while a request is being set up releases what it reserved instead of leaving it until the Hello timeout. */
@@ -112,6 +138,14 @@ function specOptions(cmd: Command): Command {
     .option('--json', 'print one JSON object on stdout');
 }
 
+/** For flows whose application controller sends Hello: scripts read the secret from a file while s2uc waits. */
+function secretFileOption(cmd: Command): Command {
+  return cmd.option(
+    '--app-secret-file <file>',
+    "write the application secret for the application controller's Hello to this file (mode 600) as soon as the gateway issues it (empty when the gateway checks no tokens)",
+  );
+}
+
 function printSide(r: SideResult, json: boolean | undefined, what: string): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -122,14 +156,14 @@ function printSide(r: SideResult, json: boolean | undefined, what: string): void
   process.stdout.write(`listeners: ${r.listeners.join(',')}\n`);
 }
 
-specOptions(
+secretFileOption(specOptions(
   program
     .command('request')
     .description('set up a stream from a producer facility to a consumer facility (REQ, Hello, UpdateTargets)')
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
-).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
-  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.prodS2cs, f.consS2cs])));
+)).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
+  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
@@ -164,26 +198,26 @@ specOptions(
     ).map(formatAddress);
   }
   if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
-  printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'inbound listeners -> services');
+  printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
 });
 
-specOptions(
+secretFileOption(specOptions(
   program
     .command('outbound-request')
     .description('let applications in this facility reach remote listeners through its gateway')
     .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
     .requiredOption('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
-).action(async (f: SpecFlags & { s2cs: string; remoteListeners: string[] }) => {
-  printSide(await settled(outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'outbound listeners -> remote listeners');
+)).action(async (f: SpecFlags & { s2cs: string; remoteListeners: string[] }) => {
+  printSide(await settled(outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
 
-specOptions(
+secretFileOption(specOptions(
   program
     .command('request1')
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
     .requiredOption('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs')),
-).action(async (f: SpecFlags & { s2cs: string }) => {
-  printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f.json, [f.s2cs]))), f.json, 'listeners -> producer');
+)).action(async (f: SpecFlags & { s2cs: string }) => {
+  printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
 
 program
@@ -213,9 +247,11 @@ program
     for (const st of s.streams) {
       process.stdout.write(
         `  ${st.uid} ${st.role} ${st.state} num_conn=${st.num_conn} rate=${st.rate} listeners=${st.listeners.join(',')} ` +
-          `targets=${st.targets.join(',') || '-'} bytes to/from target=${st.bytes_to_target}/${st.bytes_from_target} active=${st.active_connections}\n`,
+          `owner=${st.owner} targets=${st.targets.join(',') || '-'} bytes to/from target=${st.bytes_to_target}/${st.bytes_from_target} active=${st.active_connections}\n`,
       );
     }
   });
+
+addAuthCommands(program);
 
 await runCli(program);

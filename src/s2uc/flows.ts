@@ -2,7 +2,7 @@
 // for workflow engines that import SciStream.
 import { randomUUID } from 'node:crypto';
 import { ControlConnection, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
-import { validateUid } from '../protocol/validate.js';
+import { validateUid, type Role } from '../protocol/validate.js';
 import { createStreamCredentials } from '../security/stream-credentials.js';
 
 export interface FlowOptions extends ConnectionOptions {
@@ -10,6 +10,12 @@ export interface FlowOptions extends ConnectionOptions {
   onUid?: (uid: string) => void;
   /** Progress for humans ("waiting for the producer's Hello ..."). */
   onStep?: (step: string) => void;
+  /**
+   * A gateway's application secret for the stream, as soon as the gateway has taken
+   * the req (before the producer's Hello, which must carry it); '' from a gateway
+   * that checks no tokens (its Hello needs no secret).
+   */
+  onAppSecret?: (secret: string, s2cs: string, role: Role) => void;
 }
 
 export interface StreamSpec {
@@ -31,6 +37,22 @@ export interface ConnectionMap {
   consListeners: string[];
   /** Where the producer application listens (from its Hello). */
   prodAppListeners: string[];
+  /** What the producer's application controller presents with Hello (gateways that check tokens). */
+  prodAppSecret?: string;
+  /** What the consumer's application controller presents with Hello (gateways that check tokens). */
+  consAppSecret?: string;
+}
+
+/** Reports a gateway's application secret (when it issued one) and keeps it for the result. */
+function secretSink(opts: FlowOptions, server: string, role: Role): { value: string; take: (secret: string) => void } {
+  const sink = {
+    value: '',
+    take: (secret: string) => {
+      sink.value = secret;
+      opts.onAppSecret?.(secret, server, role);
+    },
+  };
+  return sink;
 }
 
 function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number } {
@@ -62,9 +84,11 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
     const both = [prod!, cons!];
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
+      const prodSecret = secretSink(opts, prod!.server, 'PROD');
+      const consSecret = secretSink(opts, cons!.server, 'CONS');
       const [p, c, credentials] = await Promise.all([
-        prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0),
-        cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }),
+        prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, prodSecret.take),
+        cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, consSecret.take),
         createStreamCredentials(uid),
       ]);
       opts.onStep?.('sending the connection map (UpdateTargets) and the stream credentials to both gateways');
@@ -72,7 +96,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD', credentials: credentials.producerSide }),
         cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS', credentials: credentials.consumerSide }),
       ]);
-      return {
+      const map: ConnectionMap = {
         uid,
         numConn: spec.numConn,
         rate,
@@ -82,6 +106,11 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         consListeners: c.listeners,
         prodAppListeners: p.prod_listeners,
       };
+      const prodAppSecret = p.app_secret || prodSecret.value;
+      const consAppSecret = c.app_secret || consSecret.value;
+      if (prodAppSecret) map.prodAppSecret = prodAppSecret;
+      if (consAppSecret) map.consAppSecret = consAppSecret;
+      return map;
     } catch (err) {
       await releaseQuietly(both, uid);
       throw err;
@@ -96,6 +125,14 @@ export interface SideResult {
   listeners: string[];
   /** Where they forward to. */
   targets: string[];
+  /** What the stream's application controller presents with Hello (gateways that check tokens). */
+  appSecret?: string;
+}
+
+function side(uid: string, s2cs: string, listeners: string[], targets: string[], appSecret: string): SideResult {
+  const r: SideResult = { uid, s2cs, listeners, targets };
+  if (appSecret) r.appSecret = appSecret;
+  return r;
 }
 
 /**
@@ -106,12 +143,16 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
   const { uid, rate } = begin(spec, opts);
   return withServers([s2cs], opts, async ([gw]) => {
     try {
+      // The Hello goes out once the gateway has taken the req and issued the
+      // stream's application secret (none when it checks no tokens).
+      let issued!: (secret: string) => void;
+      const secret = new Promise<string>((resolve) => (issued = resolve));
       const [, r] = await Promise.all([
-        gw!.hello({ uid, role: 'PROD', prod_listeners: targets }),
-        gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0),
+        secret.then((app_secret) => gw!.hello({ uid, role: 'PROD', prod_listeners: targets, app_secret })),
+        gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, issued),
       ]);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: r.prod_listeners };
+      return side(uid, gw!.server, r.listeners, r.prod_listeners, '');
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -124,9 +165,10 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
   const { uid, rate } = begin(spec, opts);
   return withServers([s2cs], opts, async ([gw]) => {
     try {
-      const r = await gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate });
+      const secret = secretSink(opts, gw!.server, 'CONS');
+      const r = await gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, secret.take);
       await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
-      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: remoteListeners };
+      return side(uid, gw!.server, r.listeners, remoteListeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -140,9 +182,10 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
   return withServers([s2cs], opts, async ([gw]) => {
     try {
       opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
-      const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0);
+      const secret = secretSink(opts, gw!.server, 'PROD');
+      const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return { uid, s2cs: gw!.server, listeners: r.listeners, targets: r.prod_listeners };
+      return side(uid, gw!.server, r.listeners, r.prod_listeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;

@@ -53,6 +53,7 @@ const hello = (over: Partial<Hello__Output> = {}): Hello__Output => ({
   uid: UUID,
   prod_listeners: ['127.0.0.1:7000'],
   role: 'PROD',
+  app_secret: '',
   ...over,
 });
 const release = (over: Partial<Release__Output> = {}): Release__Output => ({ uid: UUID, ...over });
@@ -222,7 +223,13 @@ describe('validateHello', () => {
       uid: UUID,
       role: 'PROD',
       prodListeners: [{ host: '127.0.0.1', port: 7000 }],
+      appSecret: '',
     });
+  });
+
+  it('passes the application secret on, and refuses an oversized one', () => {
+    assert.equal(validateHello(hello({ app_secret: 's3cret' })).appSecret, 's3cret');
+    assertInvalid(() => validateHello(hello({ app_secret: 'x'.repeat(257) })), 'app_secret');
   });
 
   it('defaults an empty role to PROD', () => {
@@ -230,7 +237,7 @@ describe('validateHello', () => {
   });
 
   it('accepts a CONS hello without prod_listeners', () => {
-    assert.deepEqual(validateHello(hello({ role: 'CONS', prod_listeners: [] })), { uid: UUID, role: 'CONS', prodListeners: [] });
+    assert.deepEqual(validateHello(hello({ role: 'CONS', prod_listeners: [] })), { uid: UUID, role: 'CONS', prodListeners: [], appSecret: '' });
   });
 
   it('rejects a PROD hello (explicit or defaulted) without prod_listeners', () => {

@@ -4,9 +4,11 @@
 export interface Response {
   'listeners'?: (string)[];
   'prod_listeners'?: (string)[];
+  'app_secret'?: (string);
 }
 
 export interface Response__Output {
   'listeners': (string)[];
   'prod_listeners': (string)[];
+  'app_secret': (string);
 }
