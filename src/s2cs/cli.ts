@@ -148,15 +148,16 @@ program
       if (tls.created) logger.info({ file: tls.created }, 'made a self-signed certificate for the control channel');
       logger.info({ fingerprint: tls.fingerprint }, `control channel TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
     }
-    logger.info(
-      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
-      `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
-    );
+    // Handlers first: whoever waits for the ready line may signal at once.
     onShutdown(async (signal) => {
       logger.info({ signal }, 'shutting down: releasing every stream');
       await server.close();
       logger.info('stopped');
     });
+    logger.info(
+      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
+      `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
+    );
   });
 
 /**
