@@ -9,3 +9,6 @@ export { ControlConnection, RemoteError, type ConnectionOptions } from './protoc
 export { ScistreamError } from './protocol/errors.js';
 export { parseAddress, formatAddress, type Address } from './protocol/address.js';
 export type { Role } from './protocol/validate.js';
+export type { HelloOptions } from './app/controller.js';
+export { UserAuth, type UserAuthOptions } from './s2uc/auth/login.js';
+export { createAuthenticator, type Authenticator, type AuthConfig, type Identity } from './auth/index.js';
