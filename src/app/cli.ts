@@ -78,8 +78,9 @@ program
   .option('--count <n>', 'exit after serving this many connections', option(integer(1, 1_000_000)))
   .action(async (f: { listen: { host: string; port: number }[]; bytes: number; seed: number; count?: number }) => {
     const producer = await startProducer({ listen: f.listen, bytes: f.bytes, seed: f.seed, count: f.count });
-    process.stdout.write(`producer listening on ${producer.addresses.map(formatAddress).join(',')}\n`);
+    // Handler first: whoever waits for the listening line may signal at once.
     onShutdown(() => producer.close());
+    process.stdout.write(`producer listening on ${producer.addresses.map(formatAddress).join(',')}\n`);
     if (f.count !== undefined) {
       await producer.done;
       await producer.close();
