@@ -1,9 +1,11 @@
 // Buffer-and-forward between two sockets: the data plane's hot path.
 // No logging, no allocation per chunk: each chunk is counted and handed on; the
-// source pauses when the destination's write buffer is full. Both sockets are
+// source pauses when the destination's write buffer is full (or, for a target
+// that reads into a reused buffer, until the destination has taken the bytes). Both sockets are
 // created with highWaterMark = the configured buffer size (see Transport), so
 // memory per direction stays bounded whatever the amount streamed.
 import type { Socket } from 'node:net';
+import type { ReusedReadBuffer } from '../transport/index.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -17,8 +19,11 @@ export interface ByteCounters {
  * Forwards both ways until both directions have ended or either side fails.
  * Half-close passes through (FIN after all buffered bytes); a reset or error on
  * one side resets the other. `onDone` runs once, after both sockets are closed.
+ * With `targetReads` (the target was opened with that buffer), data from the
+ * target is written straight from the reused buffer, and the target reads again
+ * only once the kernel has taken those bytes.
  */
-export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void): void {
+export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void, targetReads?: ReusedReadBuffer): void {
   let open = 2;
   const closed = () => {
     if (--open === 0) onDone();
@@ -28,12 +33,38 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
     counters.toTarget += chunk.length;
     if (!target.write(chunk)) accepted.pause();
   });
-  target.on('data', (chunk: Buffer) => {
-    counters.fromTarget += chunk.length;
-    if (!accepted.write(chunk)) target.pause();
-  });
   target.on('drain', () => accepted.resume());
-  accepted.on('drain', () => target.resume());
+
+  if (targetReads) {
+    let waiting = false;
+    // Runs when a write from the buffer has reached the kernel; one function for every write.
+    const flushed = () => {
+      if (waiting && accepted.writableLength === 0) {
+        waiting = false;
+        target.resume();
+      }
+    };
+    const early = targetReads.take((bytes, buffer) => {
+      counters.fromTarget += bytes;
+      accepted.write(buffer.subarray(0, bytes), flushed);
+      // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
+      if (accepted.writableLength > 0) {
+        waiting = true;
+        return false;
+      }
+      return true;
+    });
+    for (const chunk of early) {
+      counters.fromTarget += chunk.length;
+      accepted.write(chunk);
+    }
+  } else {
+    target.on('data', (chunk: Buffer) => {
+      counters.fromTarget += chunk.length;
+      if (!accepted.write(chunk)) target.pause();
+    });
+    accepted.on('drain', () => target.resume());
+  }
 
   accepted.on('end', () => target.end());
   target.on('end', () => accepted.end());

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
-import { TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { ReusedReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { PortPool, type PortRange } from './ports.js';
@@ -169,7 +169,10 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(socket);
         socket.once('close', () => stream.sockets.delete(socket));
         socket.on('error', noop);
-        connectVia.connect(target, options).then(
+        // Data from the target (the producer, or the WAN on the consumer side) is
+        // read into one buffer of the configured size, allocated once per connection.
+        const reads = new ReusedReadBuffer(Buffer.allocUnsafe(this.opts.bufferSize));
+        connectVia.connect(target, { ...options, reads }).then(
           (out) => {
             if (stream.released || socket.destroyed) {
               out.destroy();
@@ -179,9 +182,15 @@ export class LocalDataServer implements DataServer {
             stream.sockets.add(out);
             out.once('close', () => stream.sockets.delete(out));
             stream.active++;
-            forward(socket, out, stream.counters, () => {
-              stream.active--;
-            });
+            forward(
+              socket,
+              out,
+              stream.counters,
+              () => {
+                stream.active--;
+              },
+              reads,
+            );
           },
           (err: NodeJS.ErrnoException) => {
             this.opts.logger.warn(

@@ -46,6 +46,7 @@ export class TcpTransport implements Transport {
         noDelay: true,
         highWaterMark: options.highWaterMark,
       };
+      if (options.reads) opts.onread = options.reads.onread;
       const socket = connect(opts);
       socket.pause();
       const onError = (err: Error) => {

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpTransport, listenTcp, type TcpListener } from '../../src/transport/tcp.js';
+import { ReusedReadBuffer } from '../../src/transport/index.js';
 import { forward, type ByteCounters } from '../../src/s2ds/forwarder.js';
 
 const KiB = 1024;
@@ -50,8 +51,11 @@ class Harness {
   private readonly legWaiters: Array<Deferred<Leg>> = [];
   private readonly legs: Leg[] = [];
 
-  static async start(): Promise<Harness> {
-    const h = new Harness();
+  private constructor(private readonly reuse: boolean) {}
+
+  /** `reuse`: the target reads into one reused buffer (as LocalDataServer opens targets). */
+  static async start(reuse = false): Promise<Harness> {
+    const h = new Harness(reuse);
     await h.init();
     return h;
   }
@@ -77,16 +81,23 @@ class Harness {
     this.proxy = await listenTcp({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
       this.track(accepted);
       accepted.on('error', () => {}); // until forward() owns it, as in LocalDataServer
-      transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM }).then(
+      const reads = this.reuse ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : undefined;
+      transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM, reads }).then(
         (target) => {
           this.track(target);
           const counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
           const done = deferred<void>();
           let calls = 0;
-          forward(accepted, target, counters, () => {
-            calls++;
-            done.resolve();
-          });
+          forward(
+            accepted,
+            target,
+            counters,
+            () => {
+              calls++;
+              done.resolve();
+            },
+            reads,
+          );
           const leg: Leg = { accepted, target, counters, done: done.promise, doneCalls: () => calls };
           this.legs.push(leg);
           const w = this.legWaiters.shift();
@@ -176,9 +187,10 @@ afterEach(async () => {
   harness = undefined;
 });
 
-describe('forward', () => {
+// Every case runs twice: target data in a new Buffer per chunk, and in one reused buffer.
+for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buffer' : 'new buffer per chunk'})`, () => {
   it('carries bytes both ways intact and counts them exactly', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     // Half-open capable: the upstream may finish (FIN) before the client has sent
     // everything, and the client must keep sending after that.
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
@@ -209,7 +221,7 @@ describe('forward', () => {
   });
 
   it('carries many small writes in order', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     const atUpstream = collect(upstream);
     const parts: Buffer[] = [];
@@ -228,7 +240,7 @@ describe('forward', () => {
   });
 
   it('passes a half-close through and lets the other side still reply', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
     const events: string[] = [];
     const request = Buffer.from('GET everything\n');
@@ -277,7 +289,7 @@ describe('forward', () => {
   });
 
   it('half-close the other way: upstream ends first, client keeps sending', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
     const greeting = Buffer.from('hello, then FIN\n');
     const clientGot = collect(client);
@@ -295,7 +307,7 @@ describe('forward', () => {
   });
 
   it('keeps memory bounded when the reader stalls, then delivers everything', { timeout: TEST_TIMEOUT }, async (t) => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     client.pause(); // the consumer does not read for a while
 
@@ -383,7 +395,7 @@ describe('forward', () => {
   // take POLLHUP after a partial read for a clean EOF (libuv/libuv#2319, #4997).
   // So the deterministic tests reset once everything sent so far has been read.
   it('passes an upstream reset on to the client as an error, not a clean end', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     upstream.on('error', () => {});
     let clientError: NodeJS.ErrnoException | undefined;
@@ -415,7 +427,7 @@ describe('forward', () => {
   });
 
   it('passes a client reset on to the upstream as an error', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     client.on('error', () => {});
     let upstreamError: NodeJS.ErrnoException | undefined;
@@ -445,7 +457,7 @@ describe('forward', () => {
   });
 
   it('never completes the transfer when the upstream resets with data in flight', { timeout: TEST_TIMEOUT }, async (t) => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     upstream.on('error', () => {});
     let clientError: NodeJS.ErrnoException | undefined;
@@ -489,7 +501,7 @@ describe('forward', () => {
   });
 
   it('runs onDone once when both sides are destroyed at the same time', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const { client, upstream, leg } = await harness.client();
     client.on('error', () => {});
     upstream.on('error', () => {});
@@ -501,7 +513,7 @@ describe('forward', () => {
   });
 
   it('handles several concurrent connections independently', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start();
+    harness = await Harness.start(reuse);
     const n = 4;
     const conns = [];
     for (let i = 0; i < n; i++) conns.push(await harness.client());

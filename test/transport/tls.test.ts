@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { TlsTransport, listenTcp } from '../../src/transport/index.js';
+import { ReusedReadBuffer, TlsTransport, listenTcp } from '../../src/transport/index.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 import type { StreamCredentials__Output as StreamCredentials } from '../../src/protocol/generated/scistream/StreamCredentials.js';
 
@@ -80,6 +80,34 @@ test('the consumer side refuses a producer side that is not the stream\'s', asyn
   try {
     await assert.rejects(transport(c.consumerSide).connect(listener.address, OPTS));
     assert.ok(!results.includes('ok'));
+  } finally {
+    await listener.close();
+  }
+});
+
+test('TLS reads into a reused buffer: every byte, in order, also when it is sent right behind the handshake', async () => {
+  const c = await createStreamCredentials('early');
+  const payload = Buffer.alloc(200_000);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+  // The producer side writes the moment its handshake is done.
+  const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, OPTS, (raw) => {
+    transport(c.producerSide).accept(raw, OPTS).then((s) => s.end(payload), () => {});
+  });
+  try {
+    const reads = new ReusedReadBuffer(Buffer.alloc(4096));
+    const s = await transport(c.consumerSide).connect(listener.address, { ...OPTS, reads });
+    await new Promise((r) => setTimeout(r, 200)); // let records arrive while nobody reads
+    const chunks: Buffer[] = [];
+    const early = reads.take((n, buf) => {
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+      return true;
+    });
+    const ended = new Promise<void>((resolve) => s.once('end', () => resolve()));
+    s.on('error', () => {});
+    s.resume();
+    await ended;
+    s.end();
+    assert.ok(Buffer.concat([...early, ...chunks]).equals(payload), 'every byte, in order, early ones first');
   } finally {
     await listener.close();
   }
