@@ -169,9 +169,11 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(socket);
         socket.once('close', () => stream.sockets.delete(socket));
         socket.on('error', noop);
-        // Data from the target (the producer, or the WAN on the consumer side) is
-        // read into one buffer of the configured size, allocated once per connection.
-        const reads = new ReusedReadBuffer(Buffer.allocUnsafe(this.opts.bufferSize));
+        // Data from a plain-TCP target (the producer) is read into one buffer of the
+        // configured size, allocated once per connection. Not from a TLS target: TLS
+        // decrypts every record already received into the buffer even after reading
+        // is paused, which would overwrite bytes still waiting to be written.
+        const reads = connectVia.name === 'tcp' ? new ReusedReadBuffer(Buffer.allocUnsafe(this.opts.bufferSize)) : undefined;
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
             if (stream.released || socket.destroyed) {

@@ -9,7 +9,7 @@ import type { Address } from '../protocol/address.js';
 export interface SocketOptions {
   /** Stream buffer bound per direction, in bytes (see the forwarder). */
   highWaterMark: number;
-  /** connect only: read into this one buffer instead of a new Buffer per chunk (see ReusedReadBuffer). */
+  /** TCP connect only: read into this one buffer instead of a new Buffer per chunk (see ReusedReadBuffer). */
   reads?: ReusedReadBuffer;
 }
 
@@ -18,16 +18,17 @@ type ReadHandler = (bytes: number, buffer: Buffer) => boolean;
 /**
  * A connected socket's reads land in one buffer allocated once (the socket's
  * `onread` option): no allocation and no garbage per chunk, and reads as large as
- * the buffer. Only sockets we open can do this (net.Server has no `onread`), which
- * is the direction bulk data takes on both gateways: from the producer, and from
- * the WAN on the consumer side. Whoever takes the reads must be done with the bytes
- * before the socket reads again (return false to pause it until then).
+ * the buffer. Only plain-TCP sockets we open can do this: net.Server has no
+ * `onread`, and TLS keeps decrypting records it has already received into the
+ * buffer after a pause. That is the producer's connection on the producer-side
+ * gateway, where the stream's bulk data enters. Whoever takes the reads must be
+ * done with the bytes before the socket reads again (return false to pause it).
  */
 export class ReusedReadBuffer {
   private handler: ReadHandler | undefined;
   private early: Buffer[] = [];
 
-  /** The `onread` option of net.connect / tls.connect. */
+  /** The `onread` option of net.connect. */
   readonly onread: { buffer: Buffer; callback: (bytes: number, buffer: Uint8Array) => boolean };
 
   constructor(readonly buffer: Buffer) {

@@ -6,7 +6,7 @@ import { TLSSocket, connect as tlsConnect, createSecureContext, type ConnectionO
 import type { Socket } from 'node:net';
 import type { Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
-import type { ReusedReadBuffer, SocketOptions, Transport } from './index.js';
+import type { SocketOptions, Transport } from './index.js';
 
 /** What one gateway holds for one stream's WAN leg. In memory only; never logged. */
 export interface StreamCredentials {
@@ -50,7 +50,8 @@ export class TlsTransport implements Transport {
   }
 
   connect(address: Address, options: SocketOptions): Promise<Socket> {
-    const opts: ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean; onread?: ReusedReadBuffer['onread'] } = {
+    if (options.reads) throw new Error('TLS connections cannot read into a reused buffer: decryption continues into it after a pause');
+    const opts: ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean } = {
       host: address.host,
       port: address.port,
       secureContext: this.context,
@@ -60,7 +61,6 @@ export class TlsTransport implements Transport {
       checkServerIdentity: (_host, cert) =>
         cert.fingerprint256 === this.peerFingerprint ? undefined : new PeerRefused('the peer gateway presented another certificate than the stream\'s'),
     };
-    if (options.reads) opts.onread = options.reads.onread;
     const tls = tlsConnect(opts);
     tls.setNoDelay(true);
     return this.established(tls, 'secureConnect');

@@ -85,30 +85,8 @@ test('the consumer side refuses a producer side that is not the stream\'s', asyn
   }
 });
 
-test('TLS reads into a reused buffer: every byte, in order, also when it is sent right behind the handshake', async () => {
-  const c = await createStreamCredentials('early');
-  const payload = Buffer.alloc(200_000);
-  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
-  // The producer side writes the moment its handshake is done.
-  const listener = await listenTcp({ host: '127.0.0.1', port: 0 }, OPTS, (raw) => {
-    transport(c.producerSide).accept(raw, OPTS).then((s) => s.end(payload), () => {});
-  });
-  try {
-    const reads = new ReusedReadBuffer(Buffer.alloc(4096));
-    const s = await transport(c.consumerSide).connect(listener.address, { ...OPTS, reads });
-    await new Promise((r) => setTimeout(r, 200)); // let records arrive while nobody reads
-    const chunks: Buffer[] = [];
-    const early = reads.take((n, buf) => {
-      chunks.push(Buffer.from(buf.subarray(0, n)));
-      return true;
-    });
-    const ended = new Promise<void>((resolve) => s.once('end', () => resolve()));
-    s.on('error', () => {});
-    s.resume();
-    await ended;
-    s.end();
-    assert.ok(Buffer.concat([...early, ...chunks]).equals(payload), 'every byte, in order, early ones first');
-  } finally {
-    await listener.close();
-  }
+test('TLS connections refuse a reused read buffer: decryption goes on into it after a pause', async () => {
+  const c = await createStreamCredentials('reuse');
+  const reads = new ReusedReadBuffer(Buffer.alloc(4096));
+  assert.throws(() => transport(c.consumerSide).connect({ host: '127.0.0.1', port: 9 }, { ...OPTS, reads }), /reused buffer/);
 });

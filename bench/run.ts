@@ -1,0 +1,297 @@
+// `npm run bench`: S2DS against direct TCP, HAProxy, socat and stunnel on loopback,
+// plus the control plane's setup latency and the memory of idle streams. Contenders
+// alternate within each repetition, so that a busy moment of a shared machine hits
+// them all; figures are medians with their spread, compared only within this run.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { spawn } from 'node:child_process';
+import { freePort, spawnCli } from '../src/demo/procs.js';
+import { direct, haproxy, s2dsHop, scistream, socat, stunnel, type Contender, type Target } from './contenders.js';
+import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
+import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
+
+// grpc-js names loopback IPs as TLS server names, which Node flags on every call.
+process.noDeprecation = true;
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    repeats: { type: 'string' },
+    seconds: { type: 'string' },
+    json: { type: 'string' },
+  },
+});
+const quick = values.quick!;
+const repeats = Number(values.repeats ?? (quick ? 1 : 5));
+const seconds = Number(values.seconds ?? (quick ? 1 : 3));
+const setups = quick ? 20 : 100;
+if (!Number.isInteger(repeats) || repeats < 1 || !(seconds >= 1)) {
+  process.stderr.write('bench: --repeats must be a whole number >= 1 and --seconds >= 1\n');
+  process.exit(2);
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`);
+const dir = mkdtempSync(join(tmpdir(), 'scistream-bench-'));
+
+interface Sample {
+  gbps: number;
+  cpuSeconds: number;
+  sentBytes: number;
+  receivedBytes: number;
+}
+
+interface Row {
+  path: string;
+  contender: string;
+  parallel: number;
+  direction: 'download' | 'upload';
+  samples: Sample[];
+  peakRssBytes?: number;
+}
+
+/** One iperf3 run; checks that what arrived is what was sent, less what was still in flight at the end. */
+async function iperf(port: number, parallel: number, secs: number, reverse: boolean): Promise<Omit<Sample, 'cpuSeconds'>> {
+  const args = ['-c', '127.0.0.1', '-p', String(port), '-P', String(parallel), '-t', String(secs), '-J', ...(reverse ? ['-R'] : [])];
+  const child = spawn('iperf3', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  const report = JSON.parse(out || '{}') as { error?: string; end?: { sum_sent?: { bytes: number }; sum_received?: { bytes: number; bits_per_second: number } } };
+  if (code !== 0 || report.error || !report.end?.sum_received || !report.end.sum_sent) throw new Error(`iperf3 ${args.join(' ')} failed: ${report.error ?? out.slice(0, 300)}`);
+  const sent = report.end.sum_sent.bytes;
+  const received = report.end.sum_received.bytes;
+  // The receiver stops counting when the test ends: what is still in socket buffers
+  // along the path is not counted. More missing than that means lost data.
+  const inFlight = parallel * 64 * 2 ** 20;
+  if (received <= 0 || received > sent || sent - received > inFlight) {
+    throw new Error(`iperf3 through port ${port}: sent ${sent} bytes but ${received} arrived; the path loses or invents data`);
+  }
+  return { gbps: report.end.sum_received.bits_per_second / 1e9, sentBytes: sent, receivedBytes: received };
+}
+
+/** iperf3 serves one test at a time; the previous one may still be closing its connections through a proxy. */
+async function iperfWhenFree(port: number, parallel: number, secs: number, reverse: boolean): Promise<Omit<Sample, 'cpuSeconds'>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await iperf(port, parallel, secs, reverse);
+    } catch (err) {
+      if (!/busy/.test((err as Error).message) || attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+async function measure(c: Contender, parallel: number, reverse: boolean): Promise<Sample> {
+  const cpu0 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
+  const r = await iperfWhenFree(c.port, parallel, seconds, reverse);
+  const cpu1 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
+  return { ...r, cpuSeconds: cpu1 - cpu0 };
+}
+
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+
+/** Our own generator end to end: s2app produce -> path -> s2app consume, every byte verified. */
+async function verified(label: string, connectTo: (producer: string) => Promise<string>, parallel: number, bytes: number): Promise<{ label: string; parallel: number; gbps: number; bytes: number }> {
+  const producer = track(spawnCli('s2app', ['produce', '--listen', '127.0.0.1:0', '--bytes', String(bytes)]));
+  const address = (await producer.waitFor(/producer listening on (\S+)/))[1]!;
+  try {
+    const entry = await connectTo(address);
+    const consumer = spawnCli('s2app', ['consume', '--connect', Array(parallel).fill(entry).join(','), '--bytes', String(bytes), '--json']);
+    if ((await consumer.exited) !== 0) throw new Error(`verification failed through ${label}:\n${consumer.describe()}`);
+    const r = JSON.parse(consumer.stdout()) as { ok: boolean; bytes: number; gbitPerSecond: number };
+    if (!r.ok || r.bytes !== bytes * parallel) throw new Error(`verification through ${label}: ${r.bytes} of ${bytes * parallel} bytes`);
+    return { label, parallel, gbps: r.gbitPerSecond, bytes: r.bytes };
+  } finally {
+    await producer.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  ensureTools(say);
+  const info = machine();
+  say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
+  const iperfPort = await freePort();
+  start('iperf3 server', 'iperf3', ['-s', '-p', String(iperfPort)]);
+  const target: Target = { host: '127.0.0.1', port: iperfPort };
+  await new Promise((r) => setTimeout(r, 300));
+
+  say('setting up the contenders (SciStream paths through the real protocol)');
+  const contenders = [
+    direct(target),
+    await s2dsHop(target, dir),
+    await haproxy(target, dir),
+    await socat(target),
+    await scistream(target, dir, 1),
+    await stunnel(target, dir),
+  ];
+  const rows = new Map<string, Row>();
+  const row = (c: Contender, parallel: number, direction: Row['direction']) => {
+    const key = `${c.name}|${parallel}|${direction}`;
+    let r = rows.get(key);
+    if (!r) rows.set(key, (r = { path: c.group, contender: c.name, parallel, direction, samples: [] }));
+    return r;
+  };
+
+  // Bulk data flows from the producer (the iperf3 server, -R) to the consumer (the client).
+  const plan: { parallel: number; direction: Row['direction']; who: Contender[]; reps: number }[] = [
+    { parallel: 1, direction: 'download', who: contenders, reps: repeats },
+    { parallel: 4, direction: 'download', who: contenders, reps: repeats },
+    { parallel: 1, direction: 'upload', who: contenders.filter((c) => c.group !== 'tls'), reps: repeats },
+    { parallel: 64, direction: 'download', who: contenders.filter((c) => c.group !== 'hop' || c.name !== 'socat'), reps: 1 },
+  ];
+  const runs = plan.reduce((n, p) => n + p.reps * p.who.length, 0);
+  say(`throughput: ${runs} iperf3 runs of ${seconds} s`);
+  let done = 0;
+  for (const step of plan) {
+    for (let rep = 0; rep < step.reps; rep++) {
+      // Rotate the order each repetition.
+      const order = step.who.map((_, i) => step.who[(i + rep) % step.who.length]!);
+      for (const c of order) {
+        const s = await measure(c, step.parallel, step.direction === 'download');
+        row(c, step.parallel, step.direction).samples.push(s);
+        done++;
+        process.stderr.write(`\r  ${done}/${runs} ${c.name} P=${step.parallel} ${step.direction}: ${s.gbps.toFixed(2)} Gbit/s      `);
+      }
+    }
+  }
+  process.stderr.write('\n');
+  for (const r of rows.values()) {
+    const c = contenders.find((x) => x.name === r.contender)!;
+    r.peakRssBytes = c.pids.reduce((s, p) => s + memory(p).peak, 0);
+  }
+
+  say('verifying every byte with our own generator (s2app produce -> path -> s2app consume)');
+  const verifiedBytes = quick ? 256 * 2 ** 20 : 1024 * 2 ** 20;
+  const checks = [];
+  const at = (p: string): Target => ({ host: p.slice(0, p.lastIndexOf(':')), port: Number(p.slice(p.lastIndexOf(':') + 1)) });
+  for (const parallel of [1, 4]) {
+    checks.push(await verified('direct', async (p) => p, parallel, verifiedBytes));
+    checks.push(await verified('S2DS (SciStream)', async (p) => `127.0.0.1:${(await s2dsHop(at(p), join(dir, `verify-hop-${parallel}`))).port}`, parallel, verifiedBytes));
+    checks.push(
+      await verified('SciStream (2 x S2DS, TLS)', async (p) => `127.0.0.1:${(await scistream(at(p), join(dir, `verify-${parallel}`), 1)).port}`, parallel, verifiedBytes),
+    );
+  }
+
+  say(`control plane: ${setups} setups, request to the consumer's first byte`);
+  const gw = await startGateways(dir, 256);
+  const producer = await oneByteProducer();
+  for (let i = 0; i < 5; i++) await setupOnce(gw, producer.address); // warm-up
+  const lib: number[] = [];
+  for (let i = 0; i < setups; i++) lib.push(await setupOnce(gw, producer.address));
+  const cli: number[] = [];
+  for (let i = 0; i < (quick ? 3 : 10); i++) cli.push(await setupOnceCli(gw, producer.address));
+  say('control plane: 50 concurrent clients');
+  const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
+  producer.server.close();
+
+  say('memory of idle streams');
+  const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000]);
+
+  const libSorted = [...lib].sort((a, b) => a - b);
+  const cliSorted = [...cli].sort((a, b) => a - b);
+  const results = {
+    date: new Date().toISOString(),
+    machine: info,
+    settings: { repeats, seconds, quick },
+    throughput: [...rows.values()].map((r) => {
+      const g = r.samples.map((s) => s.gbps);
+      const gb = r.samples.reduce((s, x) => s + x.receivedBytes, 0) / 1e9;
+      return {
+        path: r.path,
+        contender: r.contender,
+        parallel: r.parallel,
+        direction: r.direction,
+        gbps: { median: median(g), min: Math.min(...g), max: Math.max(...g), samples: g },
+        cpuSecondsPerGB: r.samples.reduce((s, x) => s + x.cpuSeconds, 0) / gb,
+        peakRssBytes: r.peakRssBytes ?? 0,
+      };
+    }),
+    verified: checks,
+    setup: {
+      library: { n: lib.length, p50ms: percentile(libSorted, 50), p99ms: percentile(libSorted, 99) },
+      cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
+      concurrent50: rate,
+    },
+    idleMemory: {
+      baselineBytes: mem.baseline,
+      points: mem.points,
+      perStreamBytes: mem.points.length > 1 ? (mem.points.at(-1)!.rssBytes - mem.points[0]!.rssBytes) / (mem.points.at(-1)!.streams - mem.points[0]!.streams) : NaN,
+    },
+  };
+  process.stdout.write(table(results));
+  if (values.json) {
+    writeFileSync(values.json, `${JSON.stringify(results, null, 2)}\n`);
+    say(`wrote ${values.json}`);
+  }
+}
+
+type Results = {
+  machine: ReturnType<typeof machine>;
+  throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number }; cpuSecondsPerGB: number; peakRssBytes: number }[];
+  verified: { label: string; parallel: number; gbps: number; bytes: number }[];
+  setup: { library: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  idleMemory: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
+};
+
+/** One Markdown table (it goes into docs/benchmarks.md as printed). */
+function table(r: Results): string {
+  const t = r.throughput;
+  const find = (name: string, p: number, dir: string) => t.find((x) => x.contender === name && x.parallel === p && x.direction === dir)?.gbps.median;
+  const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
+  const lines = [
+    '| path | contender | conns | direction | Gbit/s (median) | min-max | vs direct | vs HAProxy | vs stunnel | CPU s/GB | peak RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const x of t) {
+    const m = x.gbps.median;
+    lines.push(
+      `| ${x.path} | ${x.contender} | ${x.parallel} | ${x.direction} | ${m.toFixed(2)} | ${x.gbps.min.toFixed(1)}-${x.gbps.max.toFixed(1)} | ${ratio(m, find('direct TCP', x.parallel, x.direction))} | ${x.path === 'hop' ? ratio(m, find('HAProxy', x.parallel, x.direction)) : '-'} | ${x.path === 'tls' ? ratio(m, find('stunnel x 2 (TLS)', x.parallel, x.direction)) : '-'} | ${x.cpuSecondsPerGB.toFixed(3)} | ${(x.peakRssBytes / 2 ** 20).toFixed(0)} |`,
+    );
+  }
+  lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
+  for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+  const s = r.setup;
+  lines.push(
+    '',
+    '| control plane | value |',
+    '|---|---|',
+    `| setup, library (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
+    `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
+    `| setups per second, 50 concurrent clients | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
+    `| s2cs RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
+    ...r.idleMemory.points.map((p) => `| s2cs RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
+    `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+    '',
+    `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`,
+    '',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+let stopping = false;
+const cleanup = async () => {
+  await stopAll();
+  rmSync(dir, { recursive: true, force: true });
+};
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    say(`\nbench: ${sig}: stopping everything it started`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  async () => {
+    await cleanup();
+    process.exit(0);
+  },
+  async (err: unknown) => {
+    say(`\nbench failed: ${(err as Error).message}`);
+    await cleanup();
+    process.exit(1);
+  },
+);

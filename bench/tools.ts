@@ -1,0 +1,111 @@
+// What the benchmark needs from the machine: the contenders' packages, processes it
+// starts and always stops, and the CPU time and memory of those processes.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { watchChild, type Proc } from '../src/demo/procs.js';
+
+/** Debian packages of the other contenders, installed when a program is missing. */
+const PACKAGES: Record<string, string> = { iperf3: 'iperf3', haproxy: 'haproxy', stunnel: 'stunnel4', socat: 'socat' };
+
+function which(program: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function ensureTools(say: (line: string) => void): void {
+  const missing = Object.keys(PACKAGES).filter((p) => !which(p));
+  if (missing.length === 0) return;
+  const pkgs = missing.map((p) => PACKAGES[p]!);
+  say(`installing ${pkgs.join(', ')} from the distribution's packages`);
+  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(', ')}: install ${pkgs.join(' ')} (apt-get install ${pkgs.join(' ')}), or run the benchmark as root`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'ignore', env });
+  const still = missing.filter((p) => !which(p));
+  if (still.length > 0) throw new Error(`still missing after apt-get: ${still.join(', ')}`);
+}
+
+const running = new Set<Proc>();
+
+/** Starts an external program; every one is stopped by stopAll (also on failure or Ctrl-C). */
+export function start(name: string, command: string, args: string[]): Proc {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = watchChild(name, `${command} ${args.join(' ')}`, child);
+  track(p);
+  return p;
+}
+
+export function track(p: Proc): Proc {
+  running.add(p);
+  void p.exited.then(() => running.delete(p));
+  return p;
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop('SIGTERM', 3000)));
+}
+
+const TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds a process (and its waited-for children, e.g. socat's forks) has used. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined || !existsSync(`/proc/${pid}/stat`)) return 0;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14-17 of stat(5), counted from after the command name: utime stime cutime cstime.
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / TICKS;
+}
+
+/** Resident memory now and at its peak (VmRSS, VmHWM), in bytes. */
+export function memory(pid: number | undefined): { rss: number; peak: number } {
+  if (pid === undefined || !existsSync(`/proc/${pid}/status`)) return { rss: 0, peak: 0 };
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  kernel: string;
+  node: string;
+  memoryGiB: number;
+  versions: Record<string, string>;
+}
+
+export function machine(): MachineInfo {
+  const first = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString().split('\n').find((l) => l.trim()) ?? '?';
+    } catch (err) {
+      // stunnel prints its version on stderr
+      const e = err as { stderr?: Buffer };
+      return e.stderr?.toString().split('\n').find((l) => /stunnel \d/.test(l)) ?? '?';
+    }
+  };
+  const memTotal = Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024;
+  return {
+    cpu: cpus()[0]?.model ?? '?',
+    cores: cpus().length,
+    kernel: release(),
+    node: process.version,
+    memoryGiB: Math.round(memTotal / 2 ** 30),
+    versions: {
+      haproxy: first('haproxy', ['-v']),
+      stunnel: first('sh', ['-c', 'stunnel -version 2>&1 | grep -m1 "^stunnel"']),
+      socat: first('sh', ['-c', 'socat -V | grep -m1 "socat version"']),
+      iperf3: first('iperf3', ['-v']),
+    },
+  };
+}
