@@ -11,6 +11,7 @@ import { spawnCli, freePort, freePortRange, type Proc } from '../src/demo/procs.
 import { inboundRequest, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { createSelfSigned } from '../src/security/certificates.js';
+import { TLS13_CIPHERS } from '../src/transport/tls.js';
 import { start, track } from './tools.js';
 
 export type Group = 'direct' | 'hop' | 'tls';
@@ -45,8 +46,8 @@ async function gateway(name: string, dir: string, extra: string[]): Promise<{ pr
 }
 
 /** One S2DS hop, set up as an operator would for a non-SciStream service (inbound-request). */
-export async function s2dsHop(target: Target, dir: string): Promise<Contender> {
-  const gw = await gateway('hop', dir, ['--insecure', '--allow-plaintext-data']);
+export async function s2dsHop(target: Target, dir: string, gatewayArgs: string[] = []): Promise<Contender> {
+  const gw = await gateway('hop', dir, ['--insecure', '--allow-plaintext-data', ...gatewayArgs]);
   const side = await inboundRequest(gw.address, [`${target.host}:${target.port}`], { numConn: 1 }, { insecure: true });
   const port = Number(side.listeners[0]!.split(':').pop());
   return { name: 'S2DS (SciStream)', group: 'hop', port, pids: [gw.proc.pid!] };
@@ -84,8 +85,8 @@ export async function socat(target: Target): Promise<Contender> {
 }
 
 /** The SciStream path: two gateways (separate processes), WAN leg over TLS 1.3 with the stream's own certificates. */
-export async function scistream(target: Target, dir: string, numConn: number): Promise<Contender> {
-  const [prod, cons] = await Promise.all([gateway('gw-prod', dir, []), gateway('gw-cons', dir, [])]);
+export async function scistream(target: Target, dir: string, numConn: number, gatewayArgs: string[] = []): Promise<Contender> {
+  const [prod, cons] = await Promise.all([gateway('gw-prod', dir, gatewayArgs), gateway('gw-cons', dir, gatewayArgs)]);
   const bundle = join(dir, 'gateways.pem');
   writeFileSync(bundle, ['gw-prod', 'gw-cons'].map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
   const conn = { insecure: false, tls: { serverCert: bundle } };
@@ -117,7 +118,8 @@ export async function stunnel(target: Target, dir: string): Promise<Contender> {
     writeFileSync(path, `foreground = yes\npid =\ndebug = 3\n${body}`);
     return path;
   };
-  const common = 'sslVersionMin = TLSv1.3\nverifyPeer = yes\n';
+  // The same TLS 1.3 cipher suites as SciStream's WAN leg, so that the cipher is not what differs.
+  const common = `sslVersionMin = TLSv1.3\nverifyPeer = yes\nciphersuites = ${TLS13_CIPHERS}\n`;
   const prodConf = conf(
     'stunnel-prod',
     `[wan]\naccept = ${HOST}:${wanPort}\nconnect = ${target.host}:${target.port}\ncert = ${join(dir, 'prod.crt')}\nkey = ${join(dir, 'prod.key')}\nCAfile = ${join(dir, 'cons.crt')}\n${common}`,

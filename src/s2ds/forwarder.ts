@@ -29,9 +29,10 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
     if (--open === 0) onDone();
   };
 
+  const toTarget = batched(target);
   accepted.on('data', (chunk: Buffer) => {
     counters.toTarget += chunk.length;
-    if (!target.write(chunk)) accepted.pause();
+    if (!toTarget(chunk)) accepted.pause();
   });
   target.on('drain', () => accepted.resume());
 
@@ -59,9 +60,10 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
       accepted.write(chunk);
     }
   } else {
+    const toAccepted = batched(accepted);
     target.on('data', (chunk: Buffer) => {
       counters.fromTarget += chunk.length;
-      if (!accepted.write(chunk)) target.pause();
+      if (!toAccepted(chunk)) target.pause();
     });
     accepted.on('drain', () => target.resume());
   }
@@ -85,6 +87,27 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
 
   accepted.resume();
   target.resume();
+}
+
+/**
+ * Writes to `dest`, gathering what arrives in one go into one system call: a TLS
+ * socket hands over each 16 KiB record as its own chunk, and several records
+ * usually arrive together. The socket is corked until the current callback is done.
+ */
+function batched(dest: Socket): (chunk: Buffer) => boolean {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    dest.uncork();
+  };
+  return (chunk) => {
+    if (!corked) {
+      corked = true;
+      dest.cork();
+      process.nextTick(uncork);
+    }
+    return dest.write(chunk);
+  };
 }
 
 function noop(): void {}

@@ -18,6 +18,8 @@ export interface StreamCredentials {
   peerCert: string;
 }
 
+export const TLS13_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+
 /** A peer that has not finished its handshake by then is dropped. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -34,6 +36,9 @@ export class TlsTransport implements Transport {
       key: credentials.key,
       ca: [credentials.peerCert],
       minVersion: 'TLSv1.3',
+      // AES-128-GCM first: as strong as the stream needs, and cheaper per byte than
+      // AES-256 on the gateways' CPUs (the others stay acceptable).
+      ciphers: TLS13_CIPHERS,
     });
     this.peerFingerprint = fingerprint(credentials.peerCert);
   }
