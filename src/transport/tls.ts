@@ -27,20 +27,25 @@ export class PeerRefused extends Error {}
 
 export class TlsTransport implements Transport {
   readonly name = 'tls';
-  private readonly context: SecureContext;
+  private contextMade: SecureContext | undefined;
   private readonly peerFingerprint: string;
 
-  constructor(credentials: StreamCredentials) {
-    this.context = createSecureContext({
-      cert: credentials.cert,
-      key: credentials.key,
-      ca: [credentials.peerCert],
+  constructor(private readonly credentials: StreamCredentials) {
+    this.peerFingerprint = fingerprint(credentials.peerCert);
+  }
+
+  // Made at the first connection, not with the stream: an OpenSSL context costs tens
+  // of KiB, and most streams wait idle for a while (or for ever) before data flows.
+  private get context(): SecureContext {
+    return (this.contextMade ??= createSecureContext({
+      cert: this.credentials.cert,
+      key: this.credentials.key,
+      ca: [this.credentials.peerCert],
       minVersion: 'TLSv1.3',
       // AES-128-GCM first: as strong as the stream needs, and cheaper per byte than
       // AES-256 on the gateways' CPUs (the others stay acceptable).
       ciphers: TLS13_CIPHERS,
-    });
-    this.peerFingerprint = fingerprint(credentials.peerCert);
+    }));
   }
 
   accept(raw: Socket, options: SocketOptions): Promise<Socket> {
