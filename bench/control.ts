@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { freePort, freePortRange, spawnCli, type Proc } from '../src/demo/procs.js';
 import { releaseStream, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
-import { ControlConnection } from '../src/protocol/client.js';
+import { ConnectionPool, ControlConnection } from '../src/protocol/client.js';
 import { createStreamCredentials } from '../src/security/stream-credentials.js';
 import { memory, track } from './tools.js';
 
@@ -62,22 +62,25 @@ function firstByte(address: string): Promise<void> {
  * One stream as a workflow engine sets it up through the library: request to both
  * gateways, the producer's Hello as soon as the secret is issued, the connection
  * map, then a consumer connection until its first byte. Returns milliseconds; the
- * release afterwards is not timed.
+ * release afterwards is not timed. With a pool, control connections stay open from
+ * one setup to the next (as an engine that sets up many streams keeps them);
+ * without, every setup opens its own (TCP, TLS and HTTP/2 handshakes included).
  */
-export async function setupOnce(gw: Gateways, producer: string): Promise<number> {
+export async function setupOnce(gw: Gateways, producer: string, pool?: ConnectionPool): Promise<number> {
   const uid = randomUUID();
+  const conn = { ...gw.conn, pool };
   const t0 = performance.now();
   const hellos: Promise<unknown>[] = [];
   const map = await requestStream(gw.prod.address, gw.cons.address, { numConn: 1, uid }, {
-    ...gw.conn,
+    ...conn,
     onAppSecret: (secret, server, role) => {
-      if (role === 'PROD') hellos.push(sendHello(server, uid, 'PROD', [producer], { ...gw.conn, appSecret: secret }));
+      if (role === 'PROD') hellos.push(sendHello(server, uid, 'PROD', [producer], { ...conn, appSecret: secret }));
     },
   });
   await Promise.all(hellos);
   await firstByte(map.consListeners[0]!);
   const ms = performance.now() - t0;
-  await releaseStream(uid, [gw.prod.address, gw.cons.address], gw.conn);
+  await releaseStream(uid, [gw.prod.address, gw.cons.address], conn);
   return ms;
 }
 
@@ -105,13 +108,19 @@ export async function setupRate(gw: Gateways, producer: string, clients: number,
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async () => {
-      while (performance.now() < until) {
-        try {
-          await setupOnce(gw, producer);
-          setups++;
-        } catch {
-          failures++;
+      // Each client keeps its own control connections, as separate engines would.
+      const pool = new ConnectionPool();
+      try {
+        while (performance.now() < until) {
+          try {
+            await setupOnce(gw, producer, pool);
+            setups++;
+          } catch {
+            failures++;
+          }
         }
+      } finally {
+        pool.close();
       }
     }),
   );

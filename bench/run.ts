@@ -11,6 +11,7 @@ import { freePort, spawnCli } from '../src/demo/procs.js';
 import { direct, haproxy, s2dsHop, scistream, socat, stunnel, type Contender, type Target } from './contenders.js';
 import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
 import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
+import { ConnectionPool } from '../src/protocol/client.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
 process.noDeprecation = true;
@@ -180,9 +181,14 @@ async function main(): Promise<void> {
   for (let i = 0; i < 5; i++) await setupOnce(gw, producer.address); // warm-up
   const lib: number[] = [];
   for (let i = 0; i < setups; i++) lib.push(await setupOnce(gw, producer.address));
+  const pool = new ConnectionPool();
+  await setupOnce(gw, producer.address, pool); // opens the pool's connections
+  const warm: number[] = [];
+  for (let i = 0; i < setups; i++) warm.push(await setupOnce(gw, producer.address, pool));
+  pool.close();
   const cli: number[] = [];
   for (let i = 0; i < (quick ? 3 : 10); i++) cli.push(await setupOnceCli(gw, producer.address));
-  say('control plane: 50 concurrent clients');
+  say('control plane: 50 concurrent clients, each keeping its control connections');
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
 
@@ -190,6 +196,7 @@ async function main(): Promise<void> {
   const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000]);
 
   const libSorted = [...lib].sort((a, b) => a - b);
+  const warmSorted = [...warm].sort((a, b) => a - b);
   const cliSorted = [...cli].sort((a, b) => a - b);
   const results = {
     date: new Date().toISOString(),
@@ -211,6 +218,7 @@ async function main(): Promise<void> {
     verified: checks,
     setup: {
       library: { n: lib.length, p50ms: percentile(libSorted, 50), p99ms: percentile(libSorted, 99) },
+      libraryWarm: { n: warm.length, p50ms: percentile(warmSorted, 50), p99ms: percentile(warmSorted, 99) },
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
       concurrent50: rate,
     },
@@ -231,7 +239,7 @@ type Results = {
   machine: ReturnType<typeof machine>;
   throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
-  setup: { library: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  setup: { library: { n: number; p50ms: number; p99ms: number }; libraryWarm: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
 
@@ -257,7 +265,8 @@ function table(r: Results): string {
     '',
     '| control plane | value |',
     '|---|---|',
-    `| setup, library (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
+    `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
+    `| setup, library, control connections kept open (ConnectionPool), p50 / p99 over ${s.libraryWarm.n} | ${s.libraryWarm.p50ms.toFixed(1)} ms / ${s.libraryWarm.p99ms.toFixed(1)} ms |`,
     `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
     `| setups per second, 50 concurrent clients | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
     `| s2cs RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,

@@ -5,7 +5,7 @@ export { sendHello, type HelloResult } from './app/controller.js';
 export { startProducer, type Producer, type ProducerOptions } from './app/produce.js';
 export { consume, type ConsumerOptions, type ConsumeResult } from './app/consume.js';
 export { startControlServer, type ControlServer, type ControlServerOptions } from './s2cs/server.js';
-export { ControlConnection, RemoteError, type ConnectionOptions } from './protocol/client.js';
+export { ControlConnection, ConnectionPool, RemoteError, type ConnectionOptions } from './protocol/client.js';
 export { ScistreamError } from './protocol/errors.js';
 export { parseAddress, formatAddress, type Address } from './protocol/address.js';
 export type { Role } from './protocol/validate.js';

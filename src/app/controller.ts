@@ -19,12 +19,13 @@ export interface HelloOptions extends ConnectionOptions {
 export async function sendHello(s2cs: string, uid: string, role: Role, prodListeners: string[], opts: HelloOptions): Promise<HelloResult> {
   validateUid(uid, '--uid');
   // A controller identifies itself with the secret, never with a user's token.
-  const { appSecret, ...connection } = opts;
-  const conn = await ControlConnection.open(s2cs, { ...connection, token: undefined, tokenFor: undefined });
+  const { appSecret, pool, ...connection } = opts;
+  const anonymous = { ...connection, token: undefined, tokenFor: undefined };
+  const conn = pool ? await pool.get(s2cs, anonymous) : await ControlConnection.open(s2cs, anonymous);
   try {
     const r = await conn.hello({ uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' });
     return { uid, role, message: r.message, listeners: r.listeners };
   } finally {
-    conn.close();
+    if (!pool) conn.close();
   }
 }

@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   credentials?: grpc.ChannelCredentials;
   /** How to trust the server when not insecure: --server-cert, or pinning on first use. */
   tls?: Omit<ClientTlsOptions, 'insecure'>;
+  /** Keep connections open in this pool and reuse them across calls (see ConnectionPool). */
+  pool?: ConnectionPool;
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
@@ -85,8 +87,7 @@ export class ControlConnection {
   static async open(server: string, opts: ConnectionOptions): Promise<ControlConnection> {
     const address = formatAddress(parseAddress(server, 's2cs address'));
     const credentials = opts.credentials ?? (await channelCredentials(address, { insecure: opts.insecure, ...opts.tls }));
-    const token = opts.token ?? (await opts.tokenFor?.(address));
-    return new ControlConnection(address, { ...opts, credentials, token });
+    return new ControlConnection(address, { ...opts, credentials });
   }
 
   /**
@@ -132,14 +133,47 @@ export class ControlConnection {
     invoke: (md: grpc.Metadata, o: grpc.CallOptions, cb: grpc.requestCallback<T>) => unknown,
     deadlineMs = this.opts.deadlineMs,
   ): Promise<T> {
-    const md = new grpc.Metadata();
-    if (this.opts.token) md.set('authorization', this.opts.token);
-    const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
-    return new Promise<T>((resolve, reject) => {
-      invoke(md, options, (err, res) => {
-        if (err) reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
-        else resolve(res as T);
-      });
-    });
+    // Looked up per call, so that a long-lived (pooled) connection sends a refreshed token.
+    const token = this.opts.token !== undefined ? Promise.resolve(this.opts.token) : (this.opts.tokenFor?.(this.server) ?? Promise.resolve(undefined));
+    return token.then(
+      (t) =>
+        new Promise<T>((resolve, reject) => {
+          const md = new grpc.Metadata();
+          if (t) md.set('authorization', t);
+          const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+          invoke(md, options, (err, res) => {
+            if (err) reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
+            else resolve(res as T);
+          });
+        }),
+    );
+  }
+}
+
+/**
+ * Control connections kept open across calls, one per server, for programs that set
+ * up many streams (workflow engines, the benchmark): later calls skip the TCP, TLS
+ * and HTTP/2 handshakes. The options of the first call to a server apply to it.
+ * close() when done; until then the open connections keep the process alive.
+ */
+export class ConnectionPool {
+  private readonly connections = new Map<string, Promise<ControlConnection>>();
+
+  get(server: string, opts: ConnectionOptions): Promise<ControlConnection> {
+    const address = formatAddress(parseAddress(server, 's2cs address'));
+    // An application controller's connection never carries the user's token.
+    const key = `${address} ${opts.token !== undefined || opts.tokenFor ? 'user' : 'anonymous'}`;
+    let c = this.connections.get(key);
+    if (!c) {
+      c = ControlConnection.open(address, { ...opts, pool: undefined });
+      c.catch(() => this.connections.delete(key));
+      this.connections.set(key, c);
+    }
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.connections.values()) c.then((x) => x.close(), () => {});
+    this.connections.clear();
   }
 }

@@ -63,6 +63,10 @@ function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number
 
 /** Runs `fn` with connections to the given servers and closes them afterwards. */
 async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+  if (opts.pool) {
+    const pool = opts.pool;
+    return fn(await Promise.all(servers.map((s) => pool.get(s, opts))));
+  }
   const conns: ControlConnection[] = [];
   try {
     for (const s of servers) conns.push(await ControlConnection.open(s, opts));
