@@ -90,9 +90,12 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
 }
 
 /**
- * Writes to `dest`, gathering what arrives in one go into one system call: a TLS
- * socket hands over each 16 KiB record as its own chunk, and several records
- * usually arrive together. The socket is corked until the current callback is done.
+ * Writes to `dest`, gathering what arrives in one turn of the event loop into one
+ * system call. A TLS socket hands over each decrypted 16 KiB record as its own
+ * chunk, each in its own callback; corking until the loop's check phase turns a
+ * write per record into one writev per batch of records (measured: the TLS path
+ * went from below stunnel to above it). Backpressure is unchanged: write() still
+ * says when the buffer is full.
  */
 function batched(dest: Socket): (chunk: Buffer) => boolean {
   let corked = false;
@@ -104,7 +107,7 @@ function batched(dest: Socket): (chunk: Buffer) => boolean {
     if (!corked) {
       corked = true;
       dest.cork();
-      process.nextTick(uncork);
+      setImmediate(uncork);
     }
     return dest.write(chunk);
   };
