@@ -5,7 +5,7 @@
 // created with highWaterMark = the configured buffer size (see Transport), so
 // memory per direction stays bounded whatever the amount streamed.
 import type { Socket } from 'node:net';
-import type { ReusedReadBuffer } from '../transport/index.js';
+import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -23,7 +23,7 @@ export interface ByteCounters {
  * target is written straight from the reused buffer, and the target reads again
  * only once the kernel has taken those bytes.
  */
-export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void, targetReads?: ReusedReadBuffer): void {
+export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void, targetReads?: ConnectionReads): void {
   let open = 2;
   const closed = () => {
     if (--open === 0) onDone();
@@ -36,30 +36,9 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
   });
   target.on('drain', () => accepted.resume());
 
-  if (targetReads) {
-    let waiting = false;
-    // Runs when a write from the buffer has reached the kernel; one function for every write.
-    const flushed = () => {
-      if (waiting && accepted.writableLength === 0) {
-        waiting = false;
-        target.resume();
-      }
-    };
-    const early = targetReads.take((bytes, buffer) => {
-      counters.fromTarget += bytes;
-      accepted.write(buffer.subarray(0, bytes), flushed);
-      // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
-      if (accepted.writableLength > 0) {
-        waiting = true;
-        return false;
-      }
-      return true;
-    });
-    for (const chunk of early) {
-      counters.fromTarget += chunk.length;
-      accepted.write(chunk);
-    }
-  } else {
+  if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, target, counters, targetReads);
+  else if (targetReads?.kind === 'ring') fromRing(accepted, target, counters, targetReads);
+  else {
     const toAccepted = batched(accepted);
     target.on('data', (chunk: Buffer) => {
       counters.fromTarget += chunk.length;
@@ -97,20 +76,66 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
  * went from below stunnel to above it). Backpressure is unchanged: write() still
  * says when the buffer is full.
  */
-function batched(dest: Socket): (chunk: Buffer) => boolean {
+function batched(dest: Socket): (chunk: Buffer, written?: () => void) => boolean {
   let corked = false;
   const uncork = () => {
     corked = false;
     dest.uncork();
   };
-  return (chunk) => {
+  return (chunk, written) => {
     if (!corked) {
       corked = true;
       dest.cork();
       setImmediate(uncork);
     }
-    return dest.write(chunk);
+    return dest.write(chunk, written);
   };
+}
+
+// Target data read into one reused buffer: written from there, and the target reads
+// again only once the kernel has taken those bytes.
+function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounters, reads: ReusedReadBuffer): void {
+  let waiting = false;
+  // Runs when a write from the buffer has reached the kernel; one function for every write.
+  const flushed = () => {
+    if (waiting && accepted.writableLength === 0) {
+      waiting = false;
+      target.resume();
+    }
+  };
+  const early = reads.take((bytes, buffer) => {
+    counters.fromTarget += bytes;
+    accepted.write(buffer.subarray(0, bytes), flushed);
+    // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
+    if (accepted.writableLength > 0) {
+      waiting = true;
+      return false;
+    }
+    return true;
+  });
+  for (const chunk of early) {
+    counters.fromTarget += chunk.length;
+    accepted.write(chunk);
+  }
+}
+
+// Target data (TLS records) read into a ring: each record is held until written,
+// and backpressure pauses the target as with ordinary chunks.
+function fromRing(accepted: Socket, target: Socket, counters: ByteCounters, reads: RingReadBuffer): void {
+  const toAccepted = batched(accepted);
+  const written = () => reads.release();
+  const early = reads.take((bytes, buffer) => {
+    counters.fromTarget += bytes;
+    const view = buffer.subarray(0, bytes);
+    reads.hold(view);
+    if (!toAccepted(view, written)) target.pause();
+    return true;
+  });
+  for (const chunk of early) {
+    counters.fromTarget += chunk.length;
+    toAccepted(chunk);
+  }
+  accepted.on('drain', () => target.resume());
 }
 
 function noop(): void {}

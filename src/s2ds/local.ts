@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
-import { ReusedReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { PortPool, type PortRange } from './ports.js';
@@ -169,11 +169,13 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(socket);
         socket.once('close', () => stream.sockets.delete(socket));
         socket.on('error', noop);
-        // Data from a plain-TCP target (the producer) is read into one buffer of the
-        // configured size, allocated once per connection. Not from a TLS target: TLS
-        // decrypts every record already received into the buffer even after reading
-        // is paused, which would overwrite bytes still waiting to be written.
-        const reads = connectVia.name === 'tcp' ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia))) : undefined;
+        // What comes from the target is read into memory allocated once per
+        // connection: from the producer (plain TCP), one reused buffer; from the WAN
+        // (TLS, record by record), a ring of them (see transport/reads.ts).
+        const reads =
+          connectVia.name === 'tcp'
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia)))
+            : new RingReadBuffer(Buffer.allocUnsafe(Math.min(this.opts.bufferSize, RING_SIZE)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
             if (stream.released || socket.destroyed) {
@@ -267,6 +269,9 @@ export class LocalDataServer implements DataServer {
  * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
  * encryption and sending in step. Never more than the configured buffer.
  */
+/** The ring TLS records are read into: 16 records of 16 KiB. */
+const RING_SIZE = 256 * 1024;
+
 function readSize(bufferSize: number, towards: Transport): number {
   return Math.min(bufferSize, towards.name === 'tls' ? 256 * 1024 : 1024 * 1024);
 }

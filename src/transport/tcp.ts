@@ -46,7 +46,7 @@ export class TcpTransport implements Transport {
         noDelay: true,
         highWaterMark: options.highWaterMark,
       };
-      if (options.reads) opts.onread = options.reads.onread;
+      if (options.reads) opts.onread = options.reads.onread as NetConnectOpts['onread'];
       const socket = connect(opts);
       socket.pause();
       const onError = (err: Error) => {

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
 import type { SocketOptions, Transport } from './index.js';
+import type { ConnectionReads } from './reads.js';
 
 /** What one gateway holds for one stream's WAN leg. In memory only; never logged. */
 export interface StreamCredentials {
@@ -60,8 +61,8 @@ export class TlsTransport implements Transport {
   }
 
   connect(address: Address, options: SocketOptions): Promise<Socket> {
-    if (options.reads) throw new Error('TLS connections cannot read into a reused buffer: decryption continues into it after a pause');
-    const opts: ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean } = {
+    if (options.reads?.kind === 'reused') throw new Error('TLS connections cannot read into a reused buffer: decryption continues into it after a pause; use a RingReadBuffer');
+    const opts: ConnectionOptions & { highWaterMark: number; allowHalfOpen: boolean; onread?: ConnectionReads['onread'] } = {
       host: address.host,
       port: address.port,
       secureContext: this.context,
@@ -71,6 +72,7 @@ export class TlsTransport implements Transport {
       checkServerIdentity: (_host, cert) =>
         cert.fingerprint256 === this.peerFingerprint ? undefined : new PeerRefused('the peer gateway presented another certificate than the stream\'s'),
     };
+    if (options.reads) opts.onread = options.reads.onread;
     const tls = tlsConnect(opts);
     tls.setNoDelay(true);
     return this.established(tls, 'secureConnect');

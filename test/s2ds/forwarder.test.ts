@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpTransport, listenTcp, type TcpListener } from '../../src/transport/tcp.js';
-import { ReusedReadBuffer } from '../../src/transport/index.js';
+import { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from '../../src/transport/index.js';
 import { forward, type ByteCounters } from '../../src/s2ds/forwarder.js';
 
 const KiB = 1024;
@@ -31,6 +31,8 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+type ReadMode = 'new' | 'reused' | 'ring';
+
 /** One proxied connection as seen by the harness. */
 interface Leg {
   accepted: Socket;
@@ -51,11 +53,11 @@ class Harness {
   private readonly legWaiters: Array<Deferred<Leg>> = [];
   private readonly legs: Leg[] = [];
 
-  private constructor(private readonly reuse: boolean) {}
+  private constructor(private readonly reads: ReadMode) {}
 
-  /** `reuse`: the target reads into one reused buffer (as LocalDataServer opens targets). */
-  static async start(reuse = false): Promise<Harness> {
-    const h = new Harness(reuse);
+  /** How the target reads: new Buffers, one reused buffer (TCP targets), or a ring (TLS targets). */
+  static async start(reads: ReadMode = 'new'): Promise<Harness> {
+    const h = new Harness(reads);
     await h.init();
     return h;
   }
@@ -81,7 +83,9 @@ class Harness {
     this.proxy = await listenTcp({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
       this.track(accepted);
       accepted.on('error', () => {}); // until forward() owns it, as in LocalDataServer
-      const reads = this.reuse ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : undefined;
+      // A small ring, so that wrapping and the one-off buffers of a full ring happen too.
+      const reads: ConnectionReads | undefined =
+        this.reads === 'reused' ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : this.reads === 'ring' ? new RingReadBuffer(Buffer.allocUnsafe(40 * KiB), 16 * KiB) : undefined;
       transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM, reads }).then(
         (target) => {
           this.track(target);
@@ -187,10 +191,10 @@ afterEach(async () => {
   harness = undefined;
 });
 
-// Every case runs twice: target data in a new Buffer per chunk, and in one reused buffer.
-for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buffer' : 'new buffer per chunk'})`, () => {
+// Every case runs with each way the target can read.
+for (const reads of ['new', 'reused', 'ring'] as const) describe(`forward (target reads: ${reads})`, () => {
   it('carries bytes both ways intact and counts them exactly', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     // Half-open capable: the upstream may finish (FIN) before the client has sent
     // everything, and the client must keep sending after that.
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
@@ -221,7 +225,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('carries many small writes in order', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     const atUpstream = collect(upstream);
     const parts: Buffer[] = [];
@@ -240,7 +244,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('passes a half-close through and lets the other side still reply', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
     const events: string[] = [];
     const request = Buffer.from('GET everything\n');
@@ -289,7 +293,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('half-close the other way: upstream ends first, client keeps sending', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client({ allowHalfOpen: true });
     const greeting = Buffer.from('hello, then FIN\n');
     const clientGot = collect(client);
@@ -307,7 +311,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('keeps memory bounded when the reader stalls, then delivers everything', { timeout: TEST_TIMEOUT }, async (t) => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     client.pause(); // the consumer does not read for a while
 
@@ -395,7 +399,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   // take POLLHUP after a partial read for a clean EOF (libuv/libuv#2319, #4997).
   // So the deterministic tests reset once everything sent so far has been read.
   it('passes an upstream reset on to the client as an error, not a clean end', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     upstream.on('error', () => {});
     let clientError: NodeJS.ErrnoException | undefined;
@@ -427,7 +431,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('passes a client reset on to the upstream as an error', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     client.on('error', () => {});
     let upstreamError: NodeJS.ErrnoException | undefined;
@@ -457,7 +461,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('never completes the transfer when the upstream resets with data in flight', { timeout: TEST_TIMEOUT }, async (t) => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     upstream.on('error', () => {});
     let clientError: NodeJS.ErrnoException | undefined;
@@ -501,7 +505,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('runs onDone once when both sides are destroyed at the same time', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const { client, upstream, leg } = await harness.client();
     client.on('error', () => {});
     upstream.on('error', () => {});
@@ -513,7 +517,7 @@ for (const reuse of [false, true]) describe(`forward (${reuse ? 'reused read buf
   });
 
   it('handles several concurrent connections independently', { timeout: TEST_TIMEOUT }, async () => {
-    harness = await Harness.start(reuse);
+    harness = await Harness.start(reads);
     const n = 4;
     const conns = [];
     for (let i = 0; i < n; i++) conns.push(await harness.client());

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { ReusedReadBuffer } from '../../src/transport/index.js';
+import { ReusedReadBuffer, RingReadBuffer } from '../../src/transport/index.js';
 
 test('reads before anyone takes them are copied, one at most, and reading pauses until then', async () => {
   const payload = Buffer.alloc(1 << 20);
@@ -32,4 +32,59 @@ test('reads before anyone takes them are copied, one at most, and reading pauses
   } finally {
     server.close();
   }
+});
+
+test('a ring never hands out memory that is still held, wraps when the start is free, and falls back to one-off buffers when full', () => {
+  const ringMemory = Buffer.alloc(64);
+  const ring = new RingReadBuffer(ringMemory, 16);
+  const next = ring.onread.buffer as () => Buffer;
+  const inRing = (b: Buffer) => b.buffer === ringMemory.buffer;
+  const held: Buffer[] = [];
+  ring.take((n, buf) => {
+    const view = buf.subarray(0, n);
+    ring.hold(view);
+    held.push(view);
+    return true;
+  });
+  const read = (n: number) => {
+    const region = next();
+    region.fill(held.length + 1, 0, n);
+    ring.onread.callback(n, region);
+    return region;
+  };
+  // 16 + 16 + 16 + 10 bytes: the ring fills up from the start.
+  const offsets = [read(16), read(16), read(16), read(10)].map((b) => (inRing(b) ? b.byteOffset - ringMemory.byteOffset : -1));
+  assert.deepEqual(offsets, [0, 16, 32, 48]);
+  // Everything is held and only 6 bytes are left: a one-off buffer, not the ring.
+  assert.equal(inRing(read(16)), false);
+  // Held bytes are intact whatever was read since.
+  held.forEach((v, i) => assert.ok(v.every((x) => x === i + 1), `read ${i + 1} untouched`));
+  // All written: the next region starts again at the front.
+  for (let i = 0; i < held.length; i++) ring.release();
+  held.length = 0;
+  const again = read(8);
+  assert.ok(inRing(again) && again.byteOffset === ringMemory.byteOffset);
+  // Held from offset 0, head at 8: the next region follows it, it does not overwrite it.
+  const after = read(8);
+  assert.equal(after.byteOffset - ringMemory.byteOffset, 8);
+});
+
+test('a ring that has gone round and caught up with its oldest held region is full, not empty', () => {
+  const ringMemory = Buffer.alloc(64);
+  const ring = new RingReadBuffer(ringMemory, 16);
+  const next = ring.onread.buffer as () => Buffer;
+  ring.take((n, buf) => {
+    ring.hold(buf.subarray(0, n));
+    return true;
+  });
+  const read = (n: number) => {
+    const region = next();
+    ring.onread.callback(n, region);
+    return region.buffer === ringMemory.buffer ? region.byteOffset - ringMemory.byteOffset : -1;
+  };
+  assert.equal(read(16), 0);
+  ring.release(); // nothing held
+  // Held from 16 on; the ring fills to its end, goes round to 0, and reaches 16 again.
+  assert.deepEqual([read(16), read(16), read(16), read(16)], [16, 32, 48, 0]);
+  assert.equal(read(16), -1, 'full: a one-off buffer, not the held region at 16');
 });
