@@ -25,7 +25,7 @@ const { values } = parseArgs({
   },
 });
 const quick = values.quick!;
-const repeats = Number(values.repeats ?? (quick ? 1 : 5));
+const repeats = Number(values.repeats ?? (quick ? 1 : 4));
 const seconds = Number(values.seconds ?? (quick ? 1 : 3));
 const setups = quick ? 20 : 100;
 if (!Number.isInteger(repeats) || repeats < 1 || !(seconds >= 1)) {
