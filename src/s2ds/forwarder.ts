@@ -1,9 +1,9 @@
 // Buffer-and-forward between two sockets: the data plane's hot path.
 // No logging, no allocation per chunk: each chunk is counted and handed on; the
 // source pauses when the destination's write buffer is full (or, for a target
-// that reads into a reused buffer, until the destination has taken the bytes). Both sockets are
-// created with highWaterMark = the configured buffer size (see Transport), so
-// memory per direction stays bounded whatever the amount streamed.
+// that reads into a reused buffer, until the destination has taken the bytes).
+// Both sockets are created with highWaterMark = the configured buffer size (see
+// Transport), so memory per direction stays bounded whatever the amount streamed.
 import type { Socket } from 'node:net';
 import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
 
@@ -19,9 +19,10 @@ export interface ByteCounters {
  * Forwards both ways until both directions have ended or either side fails.
  * Half-close passes through (FIN after all buffered bytes); a reset or error on
  * one side resets the other. `onDone` runs once, after both sockets are closed.
- * With `targetReads` (the target was opened with that buffer), data from the
- * target is written straight from the reused buffer, and the target reads again
- * only once the kernel has taken those bytes.
+ * With `targetReads` (the memory the target was opened to read into), data from
+ * the target is written straight from there: from a reused buffer, the target
+ * reads again only once the kernel has taken the bytes; from a ring, each read is
+ * held until its write completes (see transport/reads.ts).
  */
 export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void, targetReads?: ConnectionReads): void {
   let open = 2;

@@ -263,15 +263,15 @@ export class LocalDataServer implements DataServer {
   }
 }
 
+/** The ring TLS records are read into: 16 records of 16 KiB. */
+const RING_SIZE = 256 * 1024;
+
 /**
  * How much one read from the producer takes. Measured (docs/benchmarks.md): 1 MiB
  * reads forward plain TCP near loopback speed for 1 to 64 connections (4 MiB is as
  * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
  * encryption and sending in step. Never more than the configured buffer.
  */
-/** The ring TLS records are read into: 16 records of 16 KiB. */
-const RING_SIZE = 256 * 1024;
-
 function readSize(bufferSize: number, towards: Transport): number {
   return Math.min(bufferSize, towards.name === 'tls' ? 256 * 1024 : 1024 * 1024);
 }
