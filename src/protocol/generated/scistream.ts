@@ -4,6 +4,7 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from './scistream/AppResponse';
 import type { ControlClient as _scistream_ControlClient, ControlDefinition as _scistream_ControlDefinition } from './scistream/Control';
 import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from './scistream/Hello';
+import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from './scistream/Refusal';
 import type { Release as _scistream_Release, Release__Output as _scistream_Release__Output } from './scistream/Release';
 import type { Request as _scistream_Request, Request__Output as _scistream_Request__Output } from './scistream/Request';
 import type { Response as _scistream_Response, Response__Output as _scistream_Response__Output } from './scistream/Response';
@@ -22,6 +23,7 @@ export interface ProtoGrpcType {
     AppResponse: MessageTypeDefinition<_scistream_AppResponse, _scistream_AppResponse__Output>
     Control: SubtypeConstructor<typeof grpc.Client, _scistream_ControlClient> & { service: _scistream_ControlDefinition }
     Hello: MessageTypeDefinition<_scistream_Hello, _scistream_Hello__Output>
+    Refusal: MessageTypeDefinition<_scistream_Refusal, _scistream_Refusal__Output>
     Release: MessageTypeDefinition<_scistream_Release, _scistream_Release__Output>
     Request: MessageTypeDefinition<_scistream_Request, _scistream_Request__Output>
     Response: MessageTypeDefinition<_scistream_Response, _scistream_Response__Output>

@@ -17,6 +17,8 @@ export interface StreamStatus {
   'waiting_connections'?: (number);
   'accepted_connections'?: (number);
   'owner'?: (string);
+  'lease_remaining_s'?: (number);
+  'refused_connections'?: (number);
 }
 
 export interface StreamStatus__Output {
@@ -34,4 +36,6 @@ export interface StreamStatus__Output {
   'waiting_connections': (number);
   'accepted_connections': (number);
   'owner': (string);
+  'lease_remaining_s': (number);
+  'refused_connections': (number);
 }
