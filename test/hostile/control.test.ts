@@ -92,7 +92,7 @@ describe('hostile control messages to a real s2cs process', () => {
     await campaign(t, 'tls', true, TLS_MESSAGES, (SEED ^ 0x5a5a5a5a) >>> 0);
   });
 
-  test('the reported crash input: 40 x U+1F600 then "a" in uid, role and address of every rpc', { timeout: 60_000 }, async (t) => {
+  test('the reported crash inputs: 40 x U+1F600 then "a", and lone surrogates, in uid, role and address of every rpc', { timeout: 60_000 }, async (t) => {
     const gw = await startS2cs({ ports: 8 });
     const sender = new Sender(gw.address, gw.credentials, 4000);
     const bad = '\u{1F600}'.repeat(40) + 'a';
@@ -107,6 +107,10 @@ describe('hostile control messages to a real s2cs process', () => {
       { kind: 'typed', rpc: 'update', msg: { uid: 'astral-ok', role: 'CONS', remote_listeners: [`${bad}:80`, `127.0.0.1:${bad}`] } },
       { kind: 'typed', rpc: 'release', msg: { uid: bad } },
       { kind: 'typed', rpc: 'status', msg: { uid: bad } },
+      // A lone surrogate needs no cutting to be invalid text.
+      { kind: 'typed', rpc: 'release', msg: { uid: '\uD83D' } },
+      { kind: 'typed', rpc: 'req', msg: { uid: 'lone-ok', role: '\uDE00', num_conn: 1, rate: 0 } },
+      { kind: 'typed', rpc: 'hello', msg: { uid: 'lone-ok', role: 'PROD', prod_listeners: ['\uD83D:80'] } },
     ];
     const tally = new Tally();
     try {

@@ -769,3 +769,78 @@ export async function settleFds(pid: number, limit: number, ms: number): Promise
   }
   return n;
 }
+
+// ---------------------------------------------------------------- raw HTTP/2
+
+export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export const H2_KINDS = ['random-bytes', 'preface-hpack', 'bogus-data-length', 'random-frames', 'half-open', 'silent'] as const;
+export type H2Kind = (typeof H2_KINDS)[number];
+
+/** One HTTP/2 frame; `declared` overrides the length field (a lie about the payload). */
+export function h2Frame(type: number, flags: number, stream: number, payload: Buffer, declared = payload.length): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(declared & 0xffffff, 0, 3);
+  h[3] = type & 0xff;
+  h[4] = flags & 0xff;
+  h.writeUInt32BE(stream >>> 0, 5);
+  return Buffer.concat([h, payload]);
+}
+
+/** HPACK "literal header field without indexing, new name", no Huffman: enough for a gRPC request. */
+function hpackLiteral(name: string, value: string): Buffer {
+  const n = Buffer.from(name, 'latin1');
+  const v = Buffer.from(value, 'latin1');
+  if (n.length > 126 || v.length > 126) throw new Error('hpackLiteral: short strings only');
+  return Buffer.concat([Buffer.from([0x00, n.length]), n, Buffer.from([v.length]), v]);
+}
+
+function grpcHeaders(rng: Rng): Buffer {
+  return Buffer.concat([
+    hpackLiteral(':method', 'POST'),
+    hpackLiteral(':scheme', 'http'),
+    hpackLiteral(':path', `/scistream.Control/${rng.pick(RPCS)}`),
+    hpackLiteral(':authority', 'x'),
+    hpackLiteral('content-type', 'application/grpc'),
+    hpackLiteral('te', 'trailers'),
+  ]);
+}
+
+const SETTINGS_EMPTY = h2Frame(4, 0, 0, Buffer.alloc(0));
+
+/** The bytes one hostile control connection sends. */
+export function h2Garbage(rng: Rng, kind: H2Kind): Buffer {
+  switch (kind) {
+    case 'random-bytes':
+      return rng.chance(0.3) ? Buffer.concat([H2_PREFACE.subarray(0, rng.int(0, H2_PREFACE.length)), rng.bytes(rng.int(1, 2048))]) : rng.bytes(rng.int(1, 4096));
+    case 'preface-hpack': {
+      // Random HPACK in HEADERS (and sometimes CONTINUATION) frames, some after a valid start.
+      const block = rng.chance(0.5) ? rng.bytes(rng.int(1, 600)) : Buffer.concat([grpcHeaders(rng).subarray(0, rng.int(0, 60)), rng.bytes(rng.int(1, 300))]);
+      const frames = [H2_PREFACE, SETTINGS_EMPTY, h2Frame(1, rng.pick([0x4, 0x5, 0x0, 0x24]), rng.pick([1, 3, 2, 0, 0x7fffffff]), block)];
+      if (rng.chance(0.3)) frames.push(h2Frame(9, 0x4, 1, rng.bytes(rng.int(0, 200))));
+      return Buffer.concat(frames);
+    }
+    case 'bogus-data-length': {
+      // A proper request start, then DATA whose frame or gRPC length lies.
+      const grpcPrefix = Buffer.alloc(5);
+      grpcPrefix[0] = rng.pick([0, 1, 2, 0xff]);
+      grpcPrefix.writeUInt32BE(rng.pick([0xffffffff, 0x7fffffff, 4 * 1024 * 1024 + 1, 100, 0]), 1);
+      const body = Buffer.concat([grpcPrefix, rng.bytes(rng.int(0, 64))]);
+      const declared = rng.pick([body.length + 1000, 16_384, 0xffffff, 0, Math.max(0, body.length - 3)]);
+      return Buffer.concat([H2_PREFACE, SETTINGS_EMPTY, h2Frame(1, 0x4, 1, grpcHeaders(rng)), h2Frame(0, rng.pick([0, 1]), 1, body, declared)]);
+    }
+    case 'random-frames': {
+      const frames: Buffer[] = [H2_PREFACE];
+      if (rng.chance(0.7)) frames.push(SETTINGS_EMPTY);
+      for (let i = rng.int(1, 20); i > 0; i--) {
+        const payload = rng.bytes(rng.int(0, 300));
+        frames.push(h2Frame(rng.int(0, 12), rng.int(0, 255), rng.chance(0.5) ? rng.int(0, 9) : rng.u32(), payload, rng.chance(0.8) ? payload.length : rng.int(0, 0xffffff)));
+      }
+      return Buffer.concat(frames);
+    }
+    case 'half-open':
+      // Sent, then our side half-closed (FIN) while we keep reading.
+      return H2_PREFACE.subarray(0, rng.int(0, H2_PREFACE.length));
+    case 'silent':
+      return Buffer.alloc(0);
+  }
+}
