@@ -696,7 +696,7 @@ export interface S2csUnderTest {
  * A real s2cs process on loopback with short Hello waits. `tls`: the default
  * self-signed control TLS (in a temporary state dir), else --insecure.
  */
-export async function startS2cs(opts: { tls?: boolean; ports?: number; extra?: string[] } = {}): Promise<S2csUnderTest> {
+export async function startS2cs(opts: { tls?: boolean; ports?: number; helloTimeoutS?: number; extra?: string[] } = {}): Promise<S2csUnderTest> {
   const portRange = await freePortRange(opts.ports ?? 32);
   const stateDir = opts.tls ? mkdtempSync(join(tmpdir(), 'hostile-s2cs-')) : undefined;
   const args = [
@@ -711,7 +711,7 @@ export async function startS2cs(opts: { tls?: boolean; ports?: number; extra?: s
     '--port-range',
     `${portRange.first}-${portRange.last}`,
     '--hello-timeout',
-    '1',
+    String(opts.helloTimeoutS ?? 1),
     '--allow-plaintext-data',
     ...(opts.extra ?? []),
   ];
@@ -722,6 +722,9 @@ export async function startS2cs(opts: { tls?: boolean; ports?: number; extra?: s
   } catch (err) {
     await proc.stop('SIGKILL');
     if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+    // A bound that another branch adds: say which flag is missing rather than fail obscurely.
+    const missing = /unknown option '([^']+)'/.exec(proc.stderr());
+    if (missing) throw new Error(`this s2cs has no ${missing[1]} flag (not merged yet?); the test needs the bound it sets\n${proc.stderr().trim()}`);
     throw err;
   }
   const address = `127.0.0.1:${port}`;
@@ -843,4 +846,39 @@ export function h2Garbage(rng: Rng, kind: H2Kind): Buffer {
     case 'silent':
       return Buffer.alloc(0);
   }
+}
+
+// ---------------------------------------------------------------- a second caller address
+
+/**
+ * A TCP relay on 127.0.0.1 that reaches `target` from another loopback source address
+ * (127.0.0.2 by default): s2cs sees that address as the caller, so bounds kept per address
+ * (ports, pending Hellos with --auth none) can be tested with two callers on one machine.
+ */
+export async function relayFrom(target: string, localAddress = '127.0.0.2'): Promise<{ address: string; close(): Promise<void> }> {
+  const { createServer, connect } = await import('node:net');
+  const [host, port] = target.split(':') as [string, string];
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect({ host, port: Number(port), localAddress });
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => {
+        inbound.destroy();
+        outbound.destroy();
+      });
+      s.on('close', () => sockets.delete(s));
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
