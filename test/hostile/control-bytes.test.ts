@@ -6,7 +6,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { H2_KINDS, Rng, Sender, fdCount, fuzzSeed, h2Garbage, rssMiB, settleFds, startS2cs, type H2Kind, type S2csUnderTest } from '../support/hostile.js';
+import { H2_KINDS, H2_PREFACE, h2Frame, Rng, Sender, fdCount, fuzzSeed, h2Garbage, rssMiB, settleFds, startS2cs, type H2Kind, type S2csUnderTest } from '../support/hostile.js';
 
 const SEED = fuzzSeed();
 /** The issue's figure: 500 malformed connections, descriptors back at baseline. */
@@ -156,6 +156,44 @@ describe('raw bytes and malformed HTTP/2 on the control port', () => {
       assert.ok(fdAfter <= fdBefore + 5, `s2cs holds ${fdAfter} descriptors, ${fdBefore} before (seed ${SEED})`);
       await normalRpcWorks(gw);
     } finally {
+      await gw.stop();
+    }
+  });
+
+  test('idle control connections (silent, or a valid HTTP/2 start and nothing more) are closed after --idle-timeout', { timeout: 60_000 }, async (t) => {
+    const IDLE_S = 2;
+    const gw = await startS2cs({ ports: 4, extra: ['--idle-timeout', String(IDLE_S)] });
+    const open: Socket[] = [];
+    try {
+      await normalRpcWorks(gw);
+      const fdBefore = fdCount(gw.pid);
+      // 200 silent, 200 with the preface and an empty SETTINGS frame; our ends kept open.
+      const [host, port] = gw.address.split(':') as [string, string];
+      await Promise.all(
+        Array.from({ length: 400 }, (_, i) =>
+          new Promise<void>((resolve) => {
+            const s = connect({ host, port: Number(port) });
+            open.push(s);
+            s.on('error', () => undefined);
+            s.on('data', () => undefined);
+            s.once('connect', () => {
+              if (i % 2) s.write(Buffer.concat([H2_PREFACE, h2Frame(4, 0, 0, Buffer.alloc(0))]));
+              resolve();
+            });
+            s.once('error', () => resolve());
+          }),
+        ),
+      );
+      const end = Date.now() + (IDLE_S + 8) * 1000;
+      while (open.some((s) => !s.closed && !s.readableEnded) && Date.now() < end) await new Promise((r) => setTimeout(r, 200));
+      const stillOpen = open.filter((s) => !s.closed && !s.readableEnded).length;
+      const fdAfter = await settleFds(gw.pid, fdBefore + 5, 2000);
+      t.diagnostic(`400 idle connections; still open ${IDLE_S + 8} s later: ${stillOpen}; descriptors before ${fdBefore}, after ${fdAfter}`);
+      assert.equal(stillOpen, 0, `s2cs kept ${stillOpen} idle control connections open beyond --idle-timeout ${IDLE_S}`);
+      assert.ok(fdAfter <= fdBefore + 5);
+      await normalRpcWorks(gw);
+    } finally {
+      for (const s of open) s.destroy();
       await gw.stop();
     }
   });

@@ -587,7 +587,8 @@ export class Tally {
     const m = this.byRpc.get(rpc) ?? new Map<string, number>();
     m.set(a.code, (m.get(a.code) ?? 0) + 1);
     this.byRpc.set(rpc, m);
-    if (/[\x00-\x08\x0b-\x1f\x7f]/.test(a.details)) {
+    // grpc-js's own UNIMPLEMENTED answer quotes the (percent-decoded) path: not s2cs text.
+    if (item.kind !== 'method' && /[\x00-\x08\x0b-\x1f\x7f]/.test(a.details)) {
       if (this.controlEchoes++ === 0) this.controlEchoExample = `${JSON.stringify(a.details.slice(0, 160))} for ${describeItem(item).slice(0, 300)}`;
     }
     const problem = judge(item, a);
@@ -881,4 +882,32 @@ export async function relayFrom(target: string, localAddress = '127.0.0.2'): Pro
         server.close(() => resolve());
       }),
   };
+}
+
+/** One control (or data) connection that sends `bytes`, keeps its end open `holdMs`, then closes. Resolves whether s2cs closed first. */
+export function garbageConnection(address: string, bytes: Buffer, holdMs: number): Promise<'closed-by-server' | 'closed-by-us' | 'refused'> {
+  return import('node:net').then(
+    ({ connect }) =>
+      new Promise((resolve) => {
+        const [host, port] = address.split(':') as [string, string];
+        const s = connect({ host, port: Number(port) });
+        let timer: NodeJS.Timeout | undefined;
+        s.on('data', () => undefined);
+        s.on('error', (e: NodeJS.ErrnoException) => {
+          if (e.code === 'ECONNREFUSED') resolve('refused');
+        });
+        s.once('close', () => {
+          clearTimeout(timer);
+          resolve('closed-by-server');
+        });
+        s.once('connect', () => {
+          if (bytes.length) s.write(bytes);
+          timer = setTimeout(() => {
+            s.removeAllListeners('close');
+            s.destroy();
+            resolve('closed-by-us');
+          }, holdMs);
+        });
+      }),
+  );
 }
