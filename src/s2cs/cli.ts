@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
 import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
-import { parsePortRange } from '../s2ds/index.js';
+import { DATA_DEFAULTS, connectionMemory, parsePortRange } from '../s2ds/index.js';
 import { parseSize } from '../units.js';
 import { startControlServer, DEFAULTS } from './server.js';
 import { join } from 'node:path';
@@ -21,6 +21,9 @@ interface StartFlags {
   helloTimeout: number;
   maxConn: number;
   bufferSize: number;
+  maxConnsPerListener: number;
+  maxWaitingConns: number;
+  maxBufferMemory: number;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -59,6 +62,14 @@ program
       .argParser(option(parseSize))
       .default(DEFAULTS.bufferSize, '4MiB'),
   )
+  // Data-plane bounds (README, "Limits and protections"): beyond each, new connections are refused (reset), never buffered.
+  .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
+  .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's connection map (UpdateTargets); more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
+  .addOption(
+    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case, about 2-3 x --buffer-size); beyond it new connections are refused')
+      .argParser(option(parseSize))
+      .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
+  )
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
@@ -91,6 +102,10 @@ program
       return usage(`--port-range: ${(err as Error).message}`);
     }
     if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
+    const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
+    if (flags.maxBufferMemory < perConnection) {
+      usage(`--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`);
+    }
     const bindIp = flags.bindIp ?? flags.listenerIp;
     const bindProblem = await canBind(bindIp, 0);
     if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
@@ -129,6 +144,9 @@ program
         helloTimeoutMs: flags.helloTimeout * 1000,
         maxConn: flags.maxConn,
         bufferSize: flags.bufferSize,
+        maxConnsPerListener: flags.maxConnsPerListener,
+        maxWaitingConns: flags.maxWaitingConns,
+        maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         credentials: serverCredentials(tls, flags.clientCa),
         auth,

@@ -4,7 +4,8 @@ import { createLogger, type Logger } from '../log.js';
 import { NoAuth, type Authenticator } from '../auth/index.js';
 import { Control } from '../protocol/contract.js';
 import { ScistreamError } from '../protocol/errors.js';
-import { LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
+import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
+import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
 import { StreamTable } from './streams.js';
 
@@ -21,6 +22,14 @@ export interface ControlServerOptions {
   helloTimeoutMs?: number;
   maxConn?: number;
   bufferSize?: number;
+  /** Connections open at once on one data listener (default DATA_DEFAULTS.maxConnsPerListener). */
+  maxConnsPerListener?: number;
+  /** Connections that may wait for their stream's UpdateTargets, per stream (default DATA_DEFAULTS.waitLimit). */
+  maxWaitingConns?: number;
+  /** Buffer memory all data connections may reserve together, in bytes (default 1 GiB). */
+  maxBufferMemory?: number;
+  /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
+  refusals?: Refusals;
   /** Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg). */
   allowPlaintextData?: boolean;
   /** How callers are identified (default: NoAuth, every caller anonymous). */
@@ -35,6 +44,7 @@ export interface ControlServerOptions {
 export interface ControlServer {
   /** The control port actually bound. */
   readonly port: number;
+  readonly refusals: Refusals;
   readonly table: StreamTable;
   readonly dataServer: DataServer;
   /** Releases every stream, then stops serving. */
@@ -53,14 +63,18 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const logger = opts.logger ?? createLogger({ silent: true });
   const helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs;
   const bufferSize = opts.bufferSize ?? DEFAULTS.bufferSize;
+  const refusals = opts.refusals ?? new Refusals(logger);
   const dataServer =
     opts.dataServer ??
     new LocalDataServer({
       bindHost: opts.bindIp ?? opts.listenerIp,
       portRange: opts.portRange,
       bufferSize,
-      waitLimit: 1024,
+      waitLimit: opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit,
       waitTimeoutMs: helloTimeoutMs,
+      maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
+      maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+      refusals,
       logger: logger.child({ component: 's2ds' }),
     });
   const auth = opts.auth ?? new NoAuth();
@@ -77,7 +91,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const server = new grpc.Server();
   server.addService(
     Control.service,
-    controlHandlers({ table, dataServer, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
+    controlHandlers({ table, dataServer, refusals, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
@@ -96,12 +110,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   let closing: Promise<void> | undefined;
   return {
     port,
+    refusals,
     table,
     dataServer,
     close: () =>
       (closing ??= (async () => {
         await table.close();
         await dataServer.close();
+        refusals.close();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

@@ -10,10 +10,13 @@ import { ScistreamError, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
 import type { StreamTable } from './streams.js';
+import type { Refusals } from '../limits/refusals.js';
 
 export interface ServiceDeps {
   table: StreamTable;
   dataServer: DataServer;
+  /** Refusal totals for status (optional: tests may build handlers without one). */
+  refusals?: Refusals;
   auth: Authenticator;
   limits: Limits;
   logger: Logger;
@@ -104,9 +107,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
           active_connections: s.stats?.activeConnections ?? 0,
           waiting_connections: s.stats?.waitingConnections ?? 0,
           accepted_connections: s.stats?.acceptedConnections ?? 0,
+          refused_connections: s.stats?.refusedConnections ?? 0,
         })),
         reserved_ports: ports.reserved,
         free_ports: ports.free,
+        refusals: deps.refusals?.totals() ?? [],
       };
     }),
   };
