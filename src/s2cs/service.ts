@@ -7,7 +7,7 @@ import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js
 import { ScistreamError, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
-import type { StreamTable } from './streams.js';
+import { isCountedRefusal, type StreamTable } from './streams.js';
 import type { Refusals } from '../limits/refusals.js';
 import { peerKey } from './pending.js';
 
@@ -96,7 +96,10 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
 
 function logFailure(logger: Logger, rpc: string, uid: string | undefined, peer: string, err: unknown): void {
   const safeUid = typeof uid === 'string' ? uid.slice(0, 128) : undefined;
-  if (err instanceof ScistreamError) {
+  if (isCountedRefusal(err)) {
+    // A flood of these must not flood the log: Refusals logs them once per interval.
+    logger.debug({ rpc, uid: safeUid, peer }, 'refused (counted in status refusals)');
+  } else if (err instanceof ScistreamError) {
     logger.info({ rpc, uid: safeUid, peer, status: err.kind }, err.message);
   } else {
     logger.error({ rpc, uid: safeUid, peer, err }, 'unexpected failure while serving an rpc');

@@ -220,7 +220,7 @@ export class StreamTable {
           ? 'Ask for fewer connections (--num-conn), or ask the operator to raise --max-ports-per-user'
           : `Release streams you no longer need (s2uc release UID), let unfinished ones expire (${this.opts.setupTimeoutMs / 1000} s after their request without UpdateTargets), then retry`);
       this.opts.refusals.count('ports-per-user', message, { uid: request.uid, owner: caller.subject, peer, held, asked: request.numConn, max });
-      throw resourceExhausted(message);
+      throw counted(resourceExhausted(message));
     }
     this.portsHeld.set(key, held + request.numConn);
     return key;
@@ -238,6 +238,13 @@ export class StreamTable {
   private leaseEnded(record: StreamRecord): void {
     record.leaseTimer = undefined;
     if (this.records.get(record.request.uid) !== record || record.targets) return;
+    // While the producer's Hello is awaited, its own timeout (never longer than the
+    // lease) answers the req with the advice that fits; the lease is checked after.
+    if (record.state === 'reserving' || record.state === 'awaiting-hello') {
+      const again = () => this.leaseEnded(record);
+      record.ready.then(again, again);
+      return;
+    }
     if (record.updating) {
       const again = () => this.leaseEnded(record);
       record.updating.then(again, again);
@@ -435,7 +442,7 @@ export class StreamTable {
         : `${max} ${side} Hellos are waiting for their request here, the most this gateway holds, and your address holds as many as any other; ` +
           'send Hello after s2uc request has reserved the stream, or retry later';
     this.opts.refusals.count('pending-hellos', message, { uid, peer, side });
-    return resourceExhausted(message);
+    return counted(resourceExhausted(message));
   }
 
   private helloEvicted(side: 'producer' | 'consumer', peer: string, uid: string): void {
@@ -519,9 +526,12 @@ export class StreamTable {
     this.endLease(record);
     record.abort?.(why);
     const stats = this.opts.dataServer.stats(uid);
-    await this.opts.dataServer.release(uid);
-    // Counted until the ports are really free, so that a user cannot outrun its bound by releasing.
-    this.returnPorts(record);
+    try {
+      await this.opts.dataServer.release(uid);
+    } finally {
+      // Counted until the ports are really free, so that a user cannot outrun its bound by releasing.
+      this.returnPorts(record);
+    }
     if (!wasReserving || stats || level === 'warn') {
       this.opts.logger[level](
         { uid, owner: record.owner.subject, why, bytesToTarget: stats?.bytesToTarget ?? 0, bytesFromTarget: stats?.bytesFromTarget ?? 0, connections: stats?.acceptedConnections ?? 0 },
@@ -572,6 +582,18 @@ function reply(record: StreamRecord): StreamReply {
 }
 
 function noop(): void {}
+
+const countedRefusals = new WeakSet<Error>();
+
+function counted(err: ScistreamError): ScistreamError {
+  countedRefusals.add(err);
+  return err;
+}
+
+/** Whether an error is a refusal Refusals has already counted and logs at most once per interval (so the rpc log need not). */
+export function isCountedRefusal(err: unknown): boolean {
+  return err instanceof Error && countedRefusals.has(err);
+}
 
 /** Read through a function: TypeScript would otherwise keep a narrowing made before an await. */
 function released(record: StreamRecord): boolean {

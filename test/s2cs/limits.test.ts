@@ -220,7 +220,8 @@ describe('Hellos waiting for their request', () => {
 
   test('consumer Hellos waiting for their request are capped per address and in all (over gRPC)', async () => {
     // 100/50 for producers: 10 consumer Hellos may wait in all, 5 from one address.
-    const gw = await startGateway({ maxPendingHellos: 100, maxPendingHellosPerPeer: 50, helloTimeoutMs: 3000, setupTimeoutMs: 3000 }, 8);
+    const { logger, lines } = captureLogger();
+    const gw = await startGateway({ maxPendingHellos: 100, maxPendingHellosPerPeer: 50, helloTimeoutMs: 3000, setupTimeoutMs: 3000, logger }, 8);
     const relay = await relayFrom('127.0.0.2', gw.address);
     const other = new ControlConnection(relay.address, { insecure: true, deadlineMs: 10_000 });
     try {
@@ -228,6 +229,10 @@ describe('Hellos waiting for their request', () => {
       for (const w of waiting) w.catch(() => {});
       await new Promise((r) => setTimeout(r, 200));
       await exhausted(gw.client.hello({ uid: randomUUID(), role: 'CONS', prod_listeners: [] }), /5 consumer Hellos from 127\.0\.0\.1 are already waiting.*most one address may have \(5\)/);
+      for (let i = 0; i < 20; i++) await exhausted(gw.client.hello({ uid: randomUUID(), role: 'CONS', prod_listeners: [] }), /already waiting/);
+      // 21 refusals, one warning line: the rest is summed when the interval ends.
+      assert.equal(lines.filter((l) => l.includes('"refusal":"pending-hellos"')).length, 1);
+      assert.equal(lines.filter((l) => l.includes('RESOURCE_EXHAUSTED') && !l.includes('"level":20')).length, 0, 'no line per refused rpc above debug');
       // Another address still gets in, and its Hello is answered once the req comes.
       const uid = randomUUID();
       const early = other.hello({ uid, role: 'CONS', prod_listeners: [] });
@@ -235,7 +240,7 @@ describe('Hellos waiting for their request', () => {
       const r = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
       assert.deepEqual((await early).listeners, r.listeners);
       const st = await gw.client.status({ uid: '' });
-      assert.equal(refusals(st, 'pending-hellos'), 1);
+      assert.equal(refusals(st, 'pending-hellos'), 21);
       await gw.client.release({ uid });
       // The ones that never got a req time out.
       for (const w of waiting) await assert.rejects(w, (err: unknown) => err instanceof RemoteError && err.code === grpcStatus.DEADLINE_EXCEEDED);
