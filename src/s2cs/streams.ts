@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import type { Refusals } from '../limits/refusals.js';
 import { generateAppSecret, verifyAppSecret, type Identity } from '../auth/index.js';
 import type { DataServer, StreamStats } from '../s2ds/index.js';
-import { formatAddress, type Address } from '../protocol/address.js';
+import { formatAddress, parseAddressList, type Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
 import {
   aborted,
@@ -104,8 +104,12 @@ interface StreamRecord {
 }
 
 interface PendingHello {
-  listeners: Address[];
+  /** The producer listeners as one comma-separated text: a one-byte string, not an object per address. */
+  listeners: string;
 }
+
+/** Most characters of producer listeners a Hello held before its req may carry: 10,000 held Hellos stay under 50 MB. */
+const MAX_HELD_LISTENERS_TEXT = 4096;
 
 interface ConsWaiter {
   uid: string;
@@ -278,7 +282,7 @@ export class StreamTable {
     if (role === 'PROD' && !record.prodListeners) {
       const early = this.pendingHellos.delete(uid);
       if (early) {
-        record.prodListeners = early.listeners;
+        record.prodListeners = parseAddressList(early.listeners, 'prod_listeners');
       } else {
         record.state = 'awaiting-hello';
         try {
@@ -377,19 +381,20 @@ export class StreamTable {
       return { message: 'Hello received', listeners: record.listeners.map(formatAddress) };
     }
     const pending = this.pendingHellos.get(msg.uid);
+    const listenersText = msg.prodListeners.map(formatAddress).join(',');
     if (pending) {
-      if (!sameAddresses(pending.listeners, msg.prodListeners)) {
+      if (pending.listeners !== listenersText) {
         throw alreadyExists(`a Hello for uid ${msg.uid} with other producer listeners is already waiting for its request`);
       }
       return { message: 'Hello received; waiting for the request for this uid', listeners: [] };
     }
-    if (msg.prodListeners.length > this.opts.maxHeldListeners) {
+    if (msg.prodListeners.length > this.opts.maxHeldListeners || listenersText.length > MAX_HELD_LISTENERS_TEXT) {
       throw resourceExhausted(
-        `a Hello sent before its request may carry at most ${this.opts.maxHeldListeners} producer listeners (--max-conn) and this one has ${msg.prodListeners.length}; ` +
-          'send it after s2uc request has reserved the stream',
+        `a Hello sent before its request may carry at most ${this.opts.maxHeldListeners} producer listeners (--max-conn) in ${MAX_HELD_LISTENERS_TEXT} characters, ` +
+          `and this one has ${msg.prodListeners.length} in ${listenersText.length}; send it after s2uc request has reserved the stream`,
       );
     }
-    const added = this.pendingHellos.add(msg.uid, peer, { listeners: msg.prodListeners });
+    const added = this.pendingHellos.add(msg.uid, peer, { listeners: listenersText });
     if (!added.ok) throw this.helloRefused('producer', peer, added.held, this.opts.maxPendingHellos, this.opts.maxPendingHellosPerPeer, added.why, msg.uid);
     if (added.evicted) this.helloEvicted('producer', added.evicted.peer, added.evicted.key);
     this.opts.logger.debug({ uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) }, 'producer Hello before its request; holding it');
