@@ -421,9 +421,11 @@ export class StreamTable {
         this.forgetWaiter(added.evicted.key, w.uid);
         this.helloEvicted('consumer', added.evicted.peer, w.uid);
         w.reject(
-          resourceExhausted(
-            `this consumer Hello for uid ${w.uid} waited for its request while too many Hellos were waiting, and gave way to one from a quieter address; ` +
-              'send Hello after s2uc request has reserved the stream',
+          counted(
+            resourceExhausted(
+              `this consumer Hello for uid ${w.uid} waited for its request while too many Hellos were waiting, and gave way to one from a quieter address; ` +
+                'send Hello after s2uc request has reserved the stream',
+            ),
           ),
         );
       }

@@ -218,6 +218,26 @@ describe('Hellos waiting for their request', () => {
     }
   });
 
+  test('a full table of waiting consumer Hellos: the oldest of the address holding the most is answered RESOURCE_EXHAUSTED', async () => {
+    const { table, close } = await tableFor({ maxWaitingConsHellos: 3, maxWaitingConsHellosPerPeer: 2 });
+    try {
+      const hello = (uid: string, peer: string) => table.hello({ uid, role: 'CONS', prodListeners: [], appSecret: '' }, peer);
+      const a0 = hello('a0', 'A');
+      const a1 = hello('a1', 'A');
+      const b0 = hello('b0', 'B');
+      let a0Settled = false;
+      a0.catch(() => {}).finally(() => (a0Settled = true));
+      const c0 = hello('c0', 'C');
+      await assert.rejects(a0, (err: unknown) => err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED' && /gave way/.test(err.message));
+      assert.ok(a0Settled);
+      // The others are still waiting, and are answered when their req comes.
+      for (const uid of ['a1', 'b0', 'c0']) await table.req({ uid, role: 'CONS', numConn: 1, rate: 0 }, { subject: 'anonymous' }, 'X' + uid);
+      for (const p of [a1, b0, c0]) assert.equal((await p).listeners.length, 1);
+    } finally {
+      await close();
+    }
+  });
+
   test('consumer Hellos waiting for their request are capped per address and in all (over gRPC)', async () => {
     // 100/50 for producers: 10 consumer Hellos may wait in all, 5 from one address.
     const { logger, lines } = captureLogger();
