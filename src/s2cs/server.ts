@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createLogger, type Logger } from '../log.js';
 import { NoAuth, type Authenticator } from '../auth/index.js';
 import { Control } from '../protocol/contract.js';
-import { ScistreamError } from '../protocol/errors.js';
+import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
@@ -39,6 +39,13 @@ export interface ControlServerOptions {
   credentials?: grpc.ServerCredentials;
   logger?: Logger;
   dataServer?: DataServer;
+  /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
+  setupTimeoutMs?: number;
+  /** Ports one identity (with NoAuth: one caller address) may hold at once (default: see defaultMaxPortsPerUser). */
+  maxPortsPerUser?: number;
+  /** Producer Hellos held before their req: in all, and from one address (consumer Hellos waiting: a tenth of each). */
+  maxPendingHellos?: number;
+  maxPendingHellosPerPeer?: number;
 }
 
 export interface ControlServer {
@@ -56,13 +63,33 @@ export const DEFAULTS = {
   helloTimeoutMs: 180_000,
   maxConn: 64,
   bufferSize: 4 * 1024 * 1024,
+  setupTimeoutMs: 300_000,
   maxPendingHellos: 10_000,
+  maxPendingHellosPerPeer: 1_000,
 } as const;
+
+/**
+ * Half the port range, so that one user can never take the whole gateway and at
+ * least half stays for others; but never below --max-conn (capped at the range),
+ * so that one stream of the largest size the gateway accepts still fits on an
+ * empty gateway.
+ */
+export function defaultMaxPortsPerUser(range: PortRange, maxConn: number): number {
+  const size = range.last - range.first + 1;
+  return Math.min(size, Math.max(Math.ceil(size / 2), maxConn));
+}
 
 export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
   const logger = opts.logger ?? createLogger({ silent: true });
   const helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs;
   const bufferSize = opts.bufferSize ?? DEFAULTS.bufferSize;
+  const setupTimeoutMs = opts.setupTimeoutMs ?? Math.max(DEFAULTS.setupTimeoutMs, helloTimeoutMs);
+  if (setupTimeoutMs < helloTimeoutMs) {
+    throw invalidArgument(`the setup timeout (${setupTimeoutMs / 1000} s) is below the Hello timeout (${helloTimeoutMs / 1000} s): a producer stream would be released while it may still wait for its Hello`);
+  }
+  const maxConn = opts.maxConn ?? DEFAULTS.maxConn;
+  const maxPendingHellos = opts.maxPendingHellos ?? DEFAULTS.maxPendingHellos;
+  const maxPendingHellosPerPeer = Math.min(opts.maxPendingHellosPerPeer ?? DEFAULTS.maxPendingHellosPerPeer, maxPendingHellos);
   const refusals = opts.refusals ?? new Refusals(logger);
   const dataServer =
     opts.dataServer ??
@@ -82,7 +109,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     dataServer,
     advertiseHost: opts.listenerIp,
     helloTimeoutMs,
-    maxPendingHellos: DEFAULTS.maxPendingHellos,
+    setupTimeoutMs,
+    maxPendingHellos,
+    maxPendingHellosPerPeer,
+    // A waiting consumer Hello holds an open call (about 11 KB); a held producer Hello a few hundred bytes.
+    maxWaitingConsHellos: Math.max(1, Math.floor(maxPendingHellos / 10)),
+    maxWaitingConsHellosPerPeer: Math.max(1, Math.floor(maxPendingHellosPerPeer / 10)),
+    maxHeldListeners: maxConn,
+    maxPortsPerUser: opts.maxPortsPerUser ?? defaultMaxPortsPerUser(opts.portRange, maxConn),
+    portsPerPeer: auth.mode === 'none',
+    refusals,
     allowPlaintextData: opts.allowPlaintextData ?? false,
     requireAppSecret: auth.mode !== 'none',
     admins: new Set(opts.admins ?? []),
@@ -91,7 +127,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const server = new grpc.Server();
   server.addService(
     Control.service,
-    controlHandlers({ table, dataServer, refusals, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
+    controlHandlers({ table, dataServer, auth, limits: { maxConn }, refusals, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
