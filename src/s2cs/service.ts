@@ -9,13 +9,16 @@ import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js
 import { ScistreamError, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
-import type { StreamTable } from './streams.js';
+import { isCountedRefusal, type StreamTable } from './streams.js';
+import type { Refusals } from '../limits/refusals.js';
+import { peerKey } from './pending.js';
 
 export interface ServiceDeps {
   table: StreamTable;
   dataServer: DataServer;
   auth: Authenticator;
   limits: Limits;
+  refusals: Refusals;
   logger: Logger;
 }
 
@@ -59,7 +62,7 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     req: unary('req', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'req');
       const request = validateRequest(msg, limits);
-      const ready = table.req(request, caller);
+      const ready = table.req(request, caller, peerKey(peerOf(call)));
       // Headers go out at once, with the secret when there is one: a producer's req
       // is answered only after the Hello that must carry it.
       const appSecret = table.appSecret(request.uid);
@@ -81,7 +84,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     }),
     // Application controllers present the stream's application secret, not a user
     // token; the table checks it when s2cs checks tokens.
-    hello: unary('hello', async (msg) => table.hello(validateHello(msg))),
+    // Hello is not authenticated: its caps count by the caller's address.
+    hello: unary('hello', async (msg, call) => table.hello(validateHello(msg), peerKey(peerOf(call)))),
     status: unary('status', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'status');
       // With tokens checked, users see their own streams; --admin identities see all.
@@ -104,9 +108,12 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
           active_connections: s.stats?.activeConnections ?? 0,
           waiting_connections: s.stats?.waitingConnections ?? 0,
           accepted_connections: s.stats?.acceptedConnections ?? 0,
+          refused_connections: s.stats?.refusedConnections ?? 0,
+          lease_remaining_s: s.leaseRemainingS,
         })),
         reserved_ports: ports.reserved,
         free_ports: ports.free,
+        refusals: deps.refusals.totals(),
       };
     }),
   };
@@ -122,7 +129,10 @@ function peerOf(call: grpc.ServerUnaryCall<unknown, unknown>): string {
 
 function logFailure(logger: Logger, rpc: string, uid: unknown, peer: string, err: unknown, incident: string): void {
   const safeUid = typeof uid === 'string' ? shown(uid, 128) : undefined;
-  if (err instanceof ScistreamError) {
+  if (isCountedRefusal(err)) {
+    // A flood of these must not flood the log: Refusals logs them once per interval.
+    logger.debug({ rpc, uid: safeUid, peer }, 'refused (counted in status refusals)');
+  } else if (err instanceof ScistreamError) {
     logger.info({ rpc, uid: safeUid, peer, status: err.kind }, safeDetails(err.message));
   } else {
     logger.error({ rpc, uid: safeUid, peer, incident, err }, `unexpected failure while serving an rpc (incident ${incident})`);
