@@ -75,8 +75,9 @@ let gw: S2csUnderTest = await startS2cs({ ports: 64, tls: values.tls });
 let sender = new Sender(gw.address, gw.credentials, 5000);
 await sender.typed.status({ uid: '' });
 await sender.rawCall('/scistream.Control/status', Buffer.alloc(0));
-const fdBefore = fdCount(gw.pid);
-const rssBefore = rssMiB(gw.pid);
+// Baselines of the process in service; a restart after a crash takes new ones.
+let fdBefore = fdCount(gw.pid);
+let rssBefore = rssMiB(gw.pid);
 let rssPeak = rssBefore;
 say(`soak: seed ${seed} (replay: --seed ${seed}), ${minutes} min, ${concurrency} calls in flight, s2cs pid ${gw.pid} at ${gw.address}${values.tls ? ' (TLS)' : ''}; descriptors ${fdBefore}, RSS ${rssBefore} MiB`);
 
@@ -91,6 +92,10 @@ async function restart(inFlight: FuzzItem[]): Promise<void> {
   await gw.stop();
   gw = await startS2cs({ ports: 64, tls: values.tls });
   sender = new Sender(gw.address, gw.credentials, 5000);
+  await sender.typed.status({ uid: '' });
+  await sender.rawCall('/scistream.Control/status', Buffer.alloc(0));
+  fdBefore = fdCount(gw.pid);
+  rssBefore = rssMiB(gw.pid);
 }
 
 while (Date.now() < end) {
@@ -182,7 +187,7 @@ for (const line of tally.summary().split('\n')) say(`  ${line}`);
 say(`  malformed control connections: ${Object.entries(summary.malformedConnections).map(([k, v]) => `${k}=${v}`).join(' ')}`);
 say(`  raw data connections: ${dataConnections}`);
 say(`  crashes: ${crashes.length}; answers outside the table: ${tally.violations.length}; ports reserved after: ${cleanup.reservedPorts}`);
-say(`  descriptors before ${fdBefore}, after ${fdAfter}; RSS before ${rssBefore} MiB, peak ${rssPeak} MiB, after ${rssAfter} MiB`);
+say(`  descriptors${crashes.length ? ' (of the last s2cs started)' : ''} before ${fdBefore}, after ${fdAfter}; RSS before ${rssBefore} MiB, peak ${rssPeak} MiB, after ${rssAfter} MiB`);
 for (const c of crashes) say(`crash: ${c}`);
 for (const v of tally.violations) say(`outside the table: ${v}`);
 if (values.json) writeFileSync(values.json, JSON.stringify(summary, null, 2) + '\n');
