@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createLogger, type Logger } from '../log.js';
 import { NoAuth, type Authenticator } from '../auth/index.js';
-import { Control } from '../protocol/contract.js';
+import { Control, tolerantService } from '../protocol/contract.js';
 import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
@@ -126,7 +126,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   });
   const server = new grpc.Server();
   server.addService(
-    Control.service,
+    tolerantService(Control.service),
     controlHandlers({ table, dataServer, auth, limits: { maxConn }, refusals, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;

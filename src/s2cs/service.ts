@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
 import type { Authenticator, RpcName } from '../auth/index.js';
-import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
-import { ScistreamError, toServiceError } from '../protocol/errors.js';
+import { APP_SECRET_HEADER, undecodable, type ControlHandlers } from '../protocol/contract.js';
+import { ScistreamError, invalidArgument, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
 import { isCountedRefusal, type StreamTable } from './streams.js';
@@ -51,6 +51,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
           fail(err);
         }
       };
+      const garbled = undecodable(call.request);
+      if (garbled !== undefined) {
+        fail(invalidArgument(`the ${rpc} request is not a scistream.Control ${rpc} message (${shown(garbled, 120)}); send it with a client built from proto/scistream.proto`));
+        return;
+      }
       try {
         fn(call.request, call).then(succeed, fail);
       } catch (err) {

@@ -297,11 +297,12 @@ export const ALLOWED: Record<Rpc, readonly string[]> = {
   status: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'PERMISSION_DENIED', 'UNAUTHENTICATED'],
 };
 /**
- * Bytes that are not a protobuf message are answered by grpc-js itself, before any
- * handler: INTERNAL "Error deserializing request". That is the library's fixed answer,
- * so it is accepted for undecodable bytes only (with exactly that text).
+ * Bytes that are not the rpc's protobuf message get INVALID_ARGUMENT from s2cs
+ * (its service decodes requests tolerantly; grpc-js alone would answer INTERNAL).
+ * Bytes the generator meant as garbage may still decode (protobuf is lenient), and
+ * are then judged as that rpc's answers.
  */
-export const UNDECODABLE_ALLOWED = ['INTERNAL', 'INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED'];
+export const UNDECODABLE_ALLOWED = ['INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED'];
 /** A method the service does not have. */
 export const UNKNOWN_METHOD_ALLOWED = ['UNIMPLEMENTED', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED'];
 
@@ -607,11 +608,11 @@ export class Tally {
 
 /** Why an answer is outside the contract, or undefined when it is fine. */
 export function judge(item: FuzzItem, a: Answer): string | undefined {
-  const allowed = item.kind === 'method' ? UNKNOWN_METHOD_ALLOWED : item.kind === 'raw' && !item.decodable ? UNDECODABLE_ALLOWED : ALLOWED[item.rpc];
-  if (!allowed.includes(a.code) && !(item.kind === 'raw' && item.decodable === false && a.code === 'OK')) {
+  const allowed =
+    item.kind === 'method' ? UNKNOWN_METHOD_ALLOWED : item.kind === 'raw' && !item.decodable ? [...new Set([...UNDECODABLE_ALLOWED, ...ALLOWED[item.rpc]])] : ALLOWED[item.rpc];
+  if (!allowed.includes(a.code)) {
     return `${item.kind === 'method' ? item.path : item.rpc} answered ${a.code} (${JSON.stringify(a.details)}), not one of ${allowed.join(' ')}`;
   }
-  if (a.code === 'INTERNAL' && a.details !== 'Error deserializing request') return `INTERNAL with details ${JSON.stringify(a.details)}`;
   const bad = badDetails(a.details);
   if (bad) return `status details ${bad}: ${JSON.stringify(a.details.slice(0, 200))}`;
   return undefined;
