@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
-import { ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { PortPool, type PortRange } from './ports.js';
@@ -172,9 +172,12 @@ export class LocalDataServer implements DataServer {
         // What comes from the target is read into memory allocated once per
         // connection: from the producer (plain TCP), one reused buffer; from the WAN
         // (TLS, record by record), a ring of them (see transport/reads.ts).
+        // A TLS WAN leg is framed (transport/frames.ts): reads towards it leave room for the header.
+        const framed = acceptVia.name === 'tls' ? 'accepted' : connectVia.name === 'tls' ? 'target' : undefined;
+        const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
         const reads =
           connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia)))
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia) + headroom), headroom)
             : new RingReadBuffer(Buffer.allocUnsafe(Math.min(this.opts.bufferSize, RING_SIZE)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
@@ -194,6 +197,7 @@ export class LocalDataServer implements DataServer {
                 stream.active--;
               },
               reads,
+              framed,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -237,7 +241,8 @@ export class LocalDataServer implements DataServer {
     stream.released = true;
     for (const w of stream.waiting) clearTimeout(w.timer);
     stream.waiting.clear();
-    for (const s of stream.sockets) s.destroy();
+    // Streams cut short (release, shutdown) reach the applications as a reset, not a clean end.
+    for (const s of stream.sockets) abort(s);
     await Promise.all(stream.listeners.map((l) => l.close()));
     for (const p of stream.ports) this.pool.give(p);
   }
