@@ -120,13 +120,28 @@ export function forward(
  * one is a broken stream.
  */
 function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, toFramed: boolean, fail: () => void): void {
+  const pass = () => {
+    if (toFramed) to.end(END_FRAME);
+    else to.end();
+  };
   from.on('end', () => {
     if (fromReader) {
       if (!fromReader.ended) fail();
       return;
     }
-    if (toFramed) to.end(END_FRAME);
-    else to.end();
+    // 'end' is not always a FIN: libuv reports EOF, without reading again, when the
+    // socket hangs up after a partial read, so a reset that arrives while data waits
+    // in the kernel (the producer resets mid-stream) looks like a clean end after
+    // fewer bytes. The reset's error is still pending on the socket, and a write of
+    // nothing brings it out (measured: ECONNRESET after a reset, success after a
+    // FIN). Not possible once this side has sent its own FIN: then 'end' is taken
+    // as it comes.
+    if (from.writable && !from.writableEnded) {
+      from.write(EMPTY, (err) => {
+        if (err) fail();
+        else pass();
+      });
+    } else pass();
   });
 }
 
