@@ -13,7 +13,8 @@ import { silentLogger } from '../../src/log.js';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 import type { Address } from '../../src/protocol/address.js';
-import type { StreamCredentials } from '../../src/transport/index.js';
+import { END_FRAME, dataHeader, type StreamCredentials } from '../../src/transport/index.js';
+import { forward } from '../../src/s2ds/forwarder.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -342,6 +343,77 @@ describe('two TLS gateways in one process', () => {
       }
     });
   }
+});
+
+describe('the framed WAN side of the forwarder, fed by hand', () => {
+  // The frames do not depend on TLS: a plain socket plays the peer gateway here, so
+  // that the test can write what no gateway would.
+  async function framedHop() {
+    const app = await application();
+    const sockets: Socket[] = [];
+    const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (wanSide) => {
+      const target = connect({ host: app.address.host, port: app.address.port, allowHalfOpen: true });
+      sockets.push(wanSide, target);
+      target.pause();
+      target.once('connect', () => forward(wanSide, target, { toTarget: 0, fromTarget: 0 }, () => {}, undefined, 'accepted'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const peer = await connectTo({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+    peer.setNoDelay(true);
+    const producer = await app.next();
+    return {
+      peer,
+      producer,
+      close: async () => {
+        for (const s of [peer, ...sockets]) s.destroy();
+        await new Promise((r) => server.close(r));
+        await app.close();
+      },
+    };
+  }
+
+  it('frames with headers split across writes, then END: every byte and a clean end', { timeout: TIMEOUT }, async () => {
+    const h = await framedHop();
+    try {
+      const data = randomBytes(300 * KiB);
+      const atProducer = outcome(h.producer);
+      const wire = Buffer.concat([dataHeader(100 * KiB), data.subarray(0, 100 * KiB), dataHeader(200 * KiB), data.subarray(100 * KiB), END_FRAME]);
+      // Cut inside the headers and inside the END frame.
+      for (const [from, to] of [[0, 2], [2, 100 * KiB + 6], [100 * KiB + 6, wire.length - 1], [wire.length - 1, wire.length]] as const) {
+        h.peer.write(wire.subarray(from, to));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      h.peer.end();
+      assert.deepEqual(await atProducer, { bytes: data.length, sha: sha(data), end: 'end' });
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a malformed frame resets both sides', { timeout: TIMEOUT }, async () => {
+    const h = await framedHop();
+    try {
+      const atProducer = outcome(h.producer);
+      const atPeer = outcome(h.peer);
+      h.peer.write(Buffer.concat([dataHeader(3), Buffer.from('abc'), Buffer.from('GET / HTTP/1.1\r\n')]));
+      const p = await atProducer;
+      assert.equal(p.end, 'ECONNRESET');
+      assert.notEqual((await atPeer).end, 'end');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('the WAN side ending without END resets the application', { timeout: TIMEOUT }, async () => {
+    const h = await framedHop();
+    try {
+      const atProducer = outcome(h.producer);
+      h.peer.end(Buffer.concat([dataHeader(3), Buffer.from('abc')]));
+      assert.deepEqual(await atProducer, { bytes: 3, sha: sha(Buffer.from('abc')), end: 'ECONNRESET' });
+    } finally {
+      await h.close();
+    }
+  });
 });
 
 /** Two s2cs processes (control over plain gRPC, the WAN leg TLS) and one stream between them. */
