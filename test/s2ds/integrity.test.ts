@@ -460,7 +460,7 @@ describe('gateways as processes, one of them dying or stopped mid-stream', () =>
       name: 'kill -9 of the consumer-side gateway',
       gw: 'consGw',
       signal: 'SIGKILL',
-      todo: 'the kernel closes the consumer\'s socket with a FIN when the process dies; a reset needs SO_LINGER {on, 0}, which Node cannot set',
+      todo: 'the kernel closes the consumer\'s socket with a FIN when the process dies; a reset needs SO_LINGER {on, 0}, which Node cannot set without a native addon',
     },
   ];
   for (const c of cases) {
