@@ -5,6 +5,7 @@
 // Both sockets are created with highWaterMark = the configured buffer size (see
 // Transport), so memory per direction stays bounded whatever the amount streamed.
 import type { Socket } from 'node:net';
+import { END_FRAME, FRAME_HEADER, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../transport/frames.js';
 import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
@@ -16,6 +17,13 @@ export interface ByteCounters {
 }
 
 /**
+ * Which of the two sockets is the WAN leg between two gateways over TLS: it
+ * carries frames (transport/frames.ts), so that its end says whether the other
+ * side ended cleanly. Absent: both legs are plain bytes.
+ */
+export type FramedSide = 'accepted' | 'target';
+
+/**
  * Forwards both ways until both directions have ended or either side fails.
  * Half-close passes through (FIN after all buffered bytes); a reset or error on
  * one side resets the other. `onDone` runs once, after both sockets are closed.
@@ -23,33 +31,70 @@ export interface ByteCounters {
  * the target is written straight from there: from a reused buffer, the target
  * reads again only once the kernel has taken the bytes; from a ring, each read is
  * held until its write completes (see transport/reads.ts).
+ * With `framed`, that socket's directions end only with an END frame: a clean end
+ * from the other side is sent as one, and the framed leg ending without one, or
+ * carrying anything malformed, resets both sides.
  */
-export function forward(accepted: Socket, target: Socket, counters: ByteCounters, onDone: () => void, targetReads?: ConnectionReads): void {
+export function forward(
+  accepted: Socket,
+  target: Socket,
+  counters: ByteCounters,
+  onDone: () => void,
+  targetReads?: ConnectionReads,
+  framed?: FramedSide,
+): void {
   let open = 2;
   const closed = () => {
     if (--open === 0) onDone();
   };
+  // The stream is broken: both applications get a reset.
+  const fail = () => {
+    abort(accepted);
+    abort(target);
+  };
+  const acceptedReader = framed === 'accepted' ? new FrameReader(() => target.end()) : undefined;
+  const targetReader = framed === 'target' ? new FrameReader(() => accepted.end()) : undefined;
 
-  const toTarget = batched(target);
-  accepted.on('data', (chunk: Buffer) => {
-    counters.toTarget += chunk.length;
-    if (!toTarget(chunk)) accepted.pause();
-  });
+  const toTarget = batched(target, framed === 'target');
+  if (acceptedReader) {
+    acceptedReader.onData = (view) => {
+      counters.toTarget += view.length;
+      if (!toTarget(view)) accepted.pause();
+    };
+    accepted.on('data', (chunk: Buffer) => {
+      if (!acceptedReader.push(chunk, chunk.length)) fail();
+    });
+  } else {
+    accepted.on('data', (chunk: Buffer) => {
+      counters.toTarget += chunk.length;
+      if (!toTarget(chunk)) accepted.pause();
+    });
+  }
   target.on('drain', () => accepted.resume());
 
-  if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, target, counters, targetReads);
-  else if (targetReads?.kind === 'ring') fromRing(accepted, target, counters, targetReads);
+  if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, target, counters, targetReads, framed === 'accepted');
+  else if (targetReads?.kind === 'ring') fromRing(accepted, target, counters, targetReads, framed === 'accepted', targetReader, fail);
   else {
-    const toAccepted = batched(accepted);
-    target.on('data', (chunk: Buffer) => {
-      counters.fromTarget += chunk.length;
-      if (!toAccepted(chunk)) target.pause();
-    });
+    const toAccepted = batched(accepted, framed === 'accepted');
+    if (targetReader) {
+      targetReader.onData = (view) => {
+        counters.fromTarget += view.length;
+        if (!toAccepted(view)) target.pause();
+      };
+      target.on('data', (chunk: Buffer) => {
+        if (!targetReader.push(chunk, chunk.length)) fail();
+      });
+    } else {
+      target.on('data', (chunk: Buffer) => {
+        counters.fromTarget += chunk.length;
+        if (!toAccepted(chunk)) target.pause();
+      });
+    }
     accepted.on('drain', () => target.resume());
   }
 
-  accepted.on('end', () => target.end());
-  target.on('end', () => accepted.end());
+  passEnd(accepted, target, acceptedReader, framed === 'target', fail);
+  passEnd(target, accepted, targetReader, framed === 'accepted', fail);
 
   // Errors are reported by 'close' (hadError); the listeners keep them from
   // becoming uncaught exceptions.
@@ -57,11 +102,11 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
   target.on('error', noop);
 
   accepted.on('close', () => {
-    if (!cleanlyDone(accepted)) abort(target);
+    if (!cleanlyDone(accepted, acceptedReader)) abort(target);
     closed();
   });
   target.on('close', () => {
-    if (!cleanlyDone(target)) abort(accepted);
+    if (!cleanlyDone(target, targetReader)) abort(accepted);
     closed();
   });
 
@@ -70,14 +115,45 @@ export function forward(accepted: Socket, target: Socket, counters: ByteCounters
 }
 
 /**
+ * A clean end of `from` ends `to` (after an END frame if `to` is framed). A framed
+ * `from` has passed its clean end on at its END frame already; its end without
+ * one is a broken stream.
+ */
+function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, toFramed: boolean, fail: () => void): void {
+  const pass = () => {
+    if (toFramed) to.end(END_FRAME);
+    else to.end();
+  };
+  from.on('end', () => {
+    if (fromReader) {
+      if (!fromReader.ended) fail();
+      return;
+    }
+    // 'end' is not always a FIN: libuv reports EOF, without reading again, when the
+    // socket hangs up after a partial read, so a reset that arrives while data waits
+    // in the kernel (the producer resets mid-stream) looks like a clean end after
+    // fewer bytes. The reset's error is still pending on the socket, and a write of
+    // nothing brings it out (measured: ECONNRESET after a reset, success after a
+    // FIN). Not possible once this side has sent its own FIN: then 'end' is taken
+    // as it comes.
+    if (from.writable && !from.writableEnded) {
+      from.write(EMPTY, (err) => {
+        if (err) fail();
+        else pass();
+      });
+    } else pass();
+  });
+}
+
+/**
  * Writes to `dest`, gathering what arrives in one turn of the event loop into one
  * system call. A TLS socket hands over each decrypted 16 KiB record as its own
  * chunk, each in its own callback; corking until the loop's check phase turns a
  * write per record into one writev per batch of records (measured: the TLS path
  * went from below stunnel to above it). Backpressure is unchanged: write() still
- * says when the buffer is full.
+ * says when the buffer is full. `framed`: each chunk goes as a DATA frame.
  */
-function batched(dest: Socket): (chunk: Buffer, written?: () => void) => boolean {
+function batched(dest: Socket, framed: boolean): (chunk: Buffer, written?: () => void) => boolean {
   let corked = false;
   const uncork = () => {
     corked = false;
@@ -89,13 +165,35 @@ function batched(dest: Socket): (chunk: Buffer, written?: () => void) => boolean
       dest.cork();
       setImmediate(uncork);
     }
-    return dest.write(chunk, written);
+    return framed ? writeFrames(dest, chunk, written) : dest.write(chunk, written);
   };
 }
 
+/** Writes `chunk` as DATA frame(s): a header of its own in front (Buffer's pool, no allocation). */
+function writeFrames(dest: Socket, chunk: Buffer, written?: () => void): boolean {
+  let from = 0;
+  // Reads are far below the frame limit; a larger chunk is cut into frames.
+  while (chunk.length - from > MAX_FRAME_PAYLOAD) {
+    dest.write(dataHeader(MAX_FRAME_PAYLOAD));
+    dest.write(chunk.subarray(from, from + MAX_FRAME_PAYLOAD));
+    from += MAX_FRAME_PAYLOAD;
+  }
+  if (chunk.length === from) {
+    // Nothing (left) to frame: an empty DATA frame would be malformed.
+    if (written) dest.write(EMPTY, written);
+    return dest.writableLength < dest.writableHighWaterMark;
+  }
+  dest.write(dataHeader(chunk.length - from));
+  return dest.write(from === 0 ? chunk : chunk.subarray(from), written);
+}
+
+const EMPTY = Buffer.alloc(0);
+
 // Target data read into one reused buffer: written from there, and the target reads
-// again only once the kernel has taken those bytes.
-function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounters, reads: ReusedReadBuffer): void {
+// again only once the kernel has taken those bytes. Framed: the read landed behind
+// room for the header, which goes in front of it in the same buffer, so header and
+// payload leave in one write (one TLS write, no copy).
+function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounters, reads: ReusedReadBuffer, framed: boolean): void {
   let waiting = false;
   // Runs when a write from the buffer has reached the kernel; one function for every write.
   const flushed = () => {
@@ -104,9 +202,15 @@ function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounte
       target.resume();
     }
   };
+  const { headroom } = reads;
+  const inPlace = framed && headroom >= FRAME_HEADER;
   const early = reads.take((bytes, buffer) => {
     counters.fromTarget += bytes;
-    accepted.write(buffer.subarray(0, bytes), flushed);
+    if (inPlace && bytes <= MAX_FRAME_PAYLOAD) {
+      writeDataHeader(reads.buffer, headroom - FRAME_HEADER, bytes);
+      accepted.write(reads.buffer.subarray(headroom - FRAME_HEADER, headroom + bytes), flushed);
+    } else if (framed) writeFrames(accepted, buffer.subarray(0, bytes), flushed);
+    else accepted.write(buffer.subarray(0, bytes), flushed);
     // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
     if (accepted.writableLength > 0) {
       waiting = true;
@@ -116,33 +220,66 @@ function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounte
   });
   for (const chunk of early) {
     counters.fromTarget += chunk.length;
-    accepted.write(chunk);
+    if (framed) writeFrames(accepted, chunk);
+    else accepted.write(chunk);
   }
 }
 
-// Target data (TLS records) read into a ring: each record is held until written,
-// and backpressure pauses the target as with ordinary chunks.
-function fromRing(accepted: Socket, target: Socket, counters: ByteCounters, reads: RingReadBuffer): void {
-  const toAccepted = batched(accepted);
+// Target data (TLS records) read into a ring: each record (or, framed, each run of
+// payload in it) is held until written, and backpressure pauses the target as with
+// ordinary chunks.
+function fromRing(
+  accepted: Socket,
+  target: Socket,
+  counters: ByteCounters,
+  reads: RingReadBuffer,
+  framed: boolean,
+  reader: FrameReader | undefined,
+  fail: () => void,
+): void {
+  const toAccepted = batched(accepted, framed);
   const written = () => reads.release();
-  const early = reads.take((bytes, buffer) => {
-    counters.fromTarget += bytes;
-    const view = buffer.subarray(0, bytes);
+  let more = true;
+  const deliver = (view: Buffer) => {
+    counters.fromTarget += view.length;
     reads.hold(view);
-    if (!toAccepted(view, written)) target.pause();
-    return true;
-  });
+    if (!toAccepted(view, written)) more = false;
+  };
+  const early = reader
+    ? reads.take((bytes, buffer) => {
+        more = true;
+        if (!reader.push(buffer, bytes)) {
+          fail();
+          return false;
+        }
+        if (!more) target.pause();
+        return true;
+      })
+    : reads.take((bytes, buffer) => {
+        more = true;
+        deliver(buffer.subarray(0, bytes));
+        if (!more) target.pause();
+        return true;
+      });
+  if (reader) reader.onData = deliver;
   for (const chunk of early) {
-    counters.fromTarget += chunk.length;
-    toAccepted(chunk);
+    more = true;
+    if (reader) {
+      if (!reader.push(chunk, chunk.length)) {
+        fail();
+        return;
+      }
+    } else deliver(chunk);
+    if (!more) target.pause();
   }
   accepted.on('drain', () => target.resume());
 }
 
 function noop(): void {}
 
-function cleanlyDone(s: Socket): boolean {
-  return s.readableEnded && s.writableFinished;
+// A framed leg has ended cleanly only with its END frame.
+function cleanlyDone(s: Socket, reader: FrameReader | undefined): boolean {
+  return (reader ? reader.ended : s.readableEnded) && s.writableFinished;
 }
 
 /** Passes an abrupt end on as a TCP reset, so the peer sees an error, not a clean EOF. */

@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
-import { ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
@@ -268,9 +268,12 @@ export class LocalDataServer implements DataServer {
         // What comes from the target is read into memory allocated once per
         // connection: from the producer (plain TCP), one reused buffer; from the WAN
         // (TLS, record by record), a ring of them (see transport/reads.ts).
+        // A TLS WAN leg is framed (transport/frames.ts): reads towards it leave room for the header.
+        const framed = acceptVia.name === 'tls' ? 'accepted' : connectVia.name === 'tls' ? 'target' : undefined;
+        const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
         const reads =
           connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name)))
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name) + headroom), headroom)
             : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
@@ -290,6 +293,7 @@ export class LocalDataServer implements DataServer {
                 stream.active--;
               },
               reads,
+              framed,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -341,7 +345,8 @@ export class LocalDataServer implements DataServer {
     stream.released = true;
     for (const w of stream.waiting) clearTimeout(w.timer);
     stream.waiting.clear();
-    for (const s of stream.sockets) s.destroy();
+    // Streams cut short (release, shutdown) reach the applications as a reset, not a clean end.
+    for (const s of stream.sockets) abort(s);
     // Destroyed sockets drop their buffers now; the reservations go with them, even
     // for a connection whose handshake or target dial is still settling.
     for (const h of [...stream.holds]) this.unhold(stream, h);

@@ -25,3 +25,4 @@ export interface Transport {
 export { TcpTransport, listenTcp, type TcpListener } from './tcp.js';
 export { TlsTransport, type StreamCredentials } from './tls.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
+export { FrameReader, END_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from './frames.js';

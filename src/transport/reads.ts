@@ -41,9 +41,18 @@ export class ReusedReadBuffer extends TargetReads {
   readonly kind = 'reused';
   readonly onread: OnRead;
 
-  constructor(readonly buffer: Buffer) {
+  /**
+   * Reads land at `headroom` in `buffer`; the bytes before stay free, so a frame
+   * header can go in front of what was read and both leave in one write (the WAN
+   * leg's framing, see frames.ts).
+   */
+  constructor(
+    readonly buffer: Buffer,
+    readonly headroom = 0,
+  ) {
     super();
-    this.onread = { buffer, callback: (bytes, chunk) => this.deliver(bytes, chunk as Buffer) };
+    const into = headroom > 0 ? buffer.subarray(headroom) : buffer;
+    this.onread = { buffer: into, callback: (bytes, chunk) => this.deliver(bytes, chunk as Buffer) };
   }
 }
 

@@ -1,0 +1,70 @@
+// The WAN leg's framing: payload passes as views of what was read, headers may be
+// split anywhere, and only a well-formed END ends a direction.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { END_FRAME, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../../src/transport/index.js';
+
+function reader(): { r: FrameReader; out: Buffer[]; ends: () => number } {
+  let ends = 0;
+  const r = new FrameReader(() => ends++);
+  const out: Buffer[] = [];
+  r.onData = (v) => out.push(v);
+  return { r, out, ends: () => ends };
+}
+
+function frames(...payloads: Buffer[]): Buffer {
+  return Buffer.concat([...payloads.flatMap((p) => [dataHeader(p.length), p]), END_FRAME]);
+}
+
+test('frames read back whole however the bytes are cut, payload as views of the reads', () => {
+  const payloads = [randomBytes(1), randomBytes(5000), randomBytes(70_000), randomBytes(3)];
+  const wire = frames(...payloads);
+  for (const cut of [1, 2, 3, 4, 5, 7, 4096, 16384, wire.length]) {
+    const { r, out, ends } = reader();
+    for (let at = 0; at < wire.length; at += cut) {
+      // Each read in a buffer of its own, with room behind it, as the ring hands them out.
+      const read = Buffer.alloc(cut + 10);
+      const n = wire.copy(read, 0, at, Math.min(at + cut, wire.length));
+      const before = out.length;
+      assert.equal(r.push(read, n), true, `cut ${cut} at ${at}`);
+      for (const v of out.slice(before)) assert.equal(v.buffer, read.buffer, 'no copy of the payload');
+    }
+    assert.deepEqual(Buffer.concat(out), Buffer.concat(payloads), `cut ${cut}`);
+    assert.equal(ends(), 1);
+    assert.equal(r.ended, true);
+  }
+});
+
+test('a stream without END is not ended', () => {
+  const { r } = reader();
+  const wire = frames(randomBytes(100)).subarray(0, -END_FRAME.length);
+  assert.equal(r.push(wire, wire.length), true);
+  assert.equal(r.ended, false);
+});
+
+test('malformed streams are refused: unknown type, empty DATA, END with a length, bytes after END', () => {
+  const cases: Record<string, Buffer> = {
+    'unknown type': Buffer.from([0x17, 0, 0, 1, 0]),
+    'plain TLS-looking bytes': Buffer.from('GET / HTTP/1.1\r\n'),
+    'empty DATA': Buffer.from([0x44, 0, 0, 0]),
+    'END with a length': Buffer.from([0x45, 0, 0, 1, 0]),
+    'bytes after END': Buffer.concat([END_FRAME, Buffer.from([0x44])]),
+    'a frame after END': Buffer.concat([END_FRAME, dataHeader(1), Buffer.from([1])]),
+  };
+  for (const [name, wire] of Object.entries(cases)) {
+    const { r } = reader();
+    assert.equal(r.push(wire, wire.length), false, name);
+  }
+});
+
+test('header limits: the largest payload is encoded and read back', () => {
+  const h = Buffer.alloc(4);
+  writeDataHeader(h, 0, MAX_FRAME_PAYLOAD);
+  assert.deepEqual([...h], [0x44, 0xff, 0xff, 0xff]);
+  const { r, out } = reader();
+  assert.equal(r.push(h, 4), true);
+  const big = Buffer.alloc(MAX_FRAME_PAYLOAD, 7);
+  assert.equal(r.push(big, big.length), true);
+  assert.equal(Buffer.concat(out).length, MAX_FRAME_PAYLOAD);
+});
