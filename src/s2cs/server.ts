@@ -7,6 +7,7 @@ import { ScistreamError } from '../protocol/errors.js';
 import { LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
 import { controlHandlers } from './service.js';
 import { StreamTable } from './streams.js';
+import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 
 export interface ControlServerOptions {
   /** Address the gRPC control service binds to. */
@@ -28,6 +29,8 @@ export interface ControlServerOptions {
   /** Identities (token subjects) that may release and see every stream. */
   admins?: string[];
   credentials?: grpc.ServerCredentials;
+  /** When the control port closes idle, silent and broken connections (control-port.ts). */
+  controlPort?: ControlPortLimits;
   logger?: Logger;
   dataServer?: DataServer;
 }
@@ -74,7 +77,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     admins: new Set(opts.admins ?? []),
     logger,
   });
-  const server = new grpc.Server();
+  const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
     Control.service,
     controlHandlers({ table, dataServer, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
