@@ -42,5 +42,7 @@ export function controlServerOptions(limits: ControlPortLimits = {}): grpc.Serve
     'grpc.keepalive_time_ms': limits.keepaliveIntervalMs ?? CONTROL_PORT_DEFAULTS.keepaliveIntervalMs,
     'grpc.keepalive_timeout_ms': limits.handshakeTimeoutMs ?? CONTROL_PORT_DEFAULTS.handshakeTimeoutMs,
     'grpc-node.max_session_memory': CONTROL_PORT_DEFAULTS.maxSessionMemoryMiB,
+    // Channelz (not served here) keeps a registry entry and trace per connection; none needed.
+    'grpc.enable_channelz': 0,
   };
 }

@@ -61,6 +61,8 @@ interface Opened {
   closed: Promise<void>;
   openedAt: number;
   destroy(): void;
+  /** For failure messages. */
+  kind?: string;
 }
 
 /** A raw connection that writes `chunks` (one per turn) and keeps its side open until the server closes it. */
@@ -89,8 +91,12 @@ async function allClosed(conns: Opened[], what: string, boundMs = 60_000): Promi
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const open = closedAt.filter((t) => t === undefined).length;
-      reject(new Error(`${conns.length - closedAt.filter((t) => t !== undefined).length} of ${conns.length} ${what} connections still open after ${boundMs} ms (${open})`));
+      const open = new Map<string, number>();
+      conns.forEach((c, i) => {
+        if (closedAt[i] === undefined) open.set(c.kind ?? '?', (open.get(c.kind ?? '?') ?? 0) + 1);
+      });
+      const total = [...open.values()].reduce((a, b) => a + b, 0);
+      reject(new Error(`${total} of ${conns.length} ${what} connections still open after ${boundMs} ms: ${JSON.stringify(Object.fromEntries(open))}`));
     }, boundMs);
   });
   try {
@@ -134,7 +140,7 @@ test('500 malformed connections: each is closed by the server, descriptors back 
         const [kind, overTls, payload] = kinds[sent % kinds.length]!;
         // 'nothing' goes to both ports in turn: a silent TCP connection and a stalled TLS handshake.
         const toTls = tlsPort(kind) || (kind === 'nothing' && batch % 2 === 1);
-        conns.push(raw(toTls ? secure.server.port : plain.server.port, overTls, payload()));
+        conns.push({ ...raw(toTls ? secure.server.port : plain.server.port, overTls, payload()), kind: `${kind}${toTls ? ' (TLS port)' : ''}` });
       }
       await allClosed(conns, `batch ${batch}`);
     }
@@ -168,19 +174,22 @@ test('1,000 idle connections (plain and TLS, silent, preface only, HTTP/2 with n
       session.on('error', () => {});
       return { openedAt, closed: new Promise((resolve) => session.once('close', () => resolve())), destroy: () => session.destroy() };
     };
-    const kinds: ((connected: () => void) => Opened)[] = [
-      (c) => raw(plain.server.port, false, [], c),
-      (c) => raw(plain.server.port, false, [PREFACE, SETTINGS], c),
-      () => h2(plain.server.port, false),
-      (c) => raw(secure.server.port, true, [], c),
-      (c) => raw(secure.server.port, true, [PREFACE, SETTINGS], c),
-      () => h2(secure.server.port, true),
+    const kinds: [string, (connected: () => void) => Opened][] = [
+      ['plain, silent', (c) => raw(plain.server.port, false, [], c)],
+      ['plain, preface only', (c) => raw(plain.server.port, false, [PREFACE, SETTINGS], c)],
+      ['plain, HTTP/2 with no call', () => h2(plain.server.port, false)],
+      ['TLS, silent', (c) => raw(secure.server.port, true, [], c)],
+      ['TLS, preface only', (c) => raw(secure.server.port, true, [PREFACE, SETTINGS], c)],
+      ['TLS, HTTP/2 with no call', () => h2(secure.server.port, true)],
     ];
     const conns: Opened[] = [];
     const connectedAt: number[] = [];
     // Opened 100 at a time (the listen backlog), all held at once.
     for (let i = 0; i < 1000; i += 100) {
-      const batch = Array.from({ length: 100 }, (_, j) => kinds[(i + j) % kinds.length]!(() => void (connectedAt[i + j] = Date.now())));
+      const batch = Array.from({ length: 100 }, (_, j) => {
+        const [kind, open] = kinds[(i + j) % kinds.length]!;
+        return { ...open(() => void (connectedAt[i + j] = Date.now())), kind };
+      });
       conns.push(...batch);
       await sleep(20);
     }
