@@ -1,6 +1,7 @@
 // host:port parsing shared by every component; IPv6 hosts are written [addr]:port.
 import { isIP } from 'node:net';
 import { invalidArgument } from './errors.js';
+import { shown } from './text.js';
 
 export interface Address {
   host: string;
@@ -17,7 +18,7 @@ export interface ParseOptions {
 /** Parses "host:port" or "[v6]:port"; `field` names the input in the error message. */
 export function parseAddress(text: string, field = 'address', opts: ParseOptions = {}): Address {
   const fail = (why: string) =>
-    invalidArgument(`${field}: "${truncate(String(text))}" is not a valid host:port (${why}); write it as host:port, or [ipv6]:port`);
+    invalidArgument(`${field}: "${shown(text, 80)}" is not a valid host:port (${why}); write it as host:port, or [ipv6]:port`);
   if (typeof text !== 'string' || text.length === 0) throw fail('it is empty');
   let host: string;
   let portText: string;
@@ -26,16 +27,16 @@ export function parseAddress(text: string, field = 'address', opts: ParseOptions
     if (close < 0 || text[close + 1] !== ':') throw fail('an IPv6 address needs the form [addr]:port');
     host = text.slice(1, close);
     portText = text.slice(close + 2);
-    if (isIP(host) !== 6) throw fail(`"${host}" is not an IPv6 address`);
+    if (isIP(host) !== 6) throw fail(`"${shown(host)}" is not an IPv6 address`);
   } else {
     const colon = text.lastIndexOf(':');
     if (colon < 0) throw fail('the port is missing');
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
     if (host.includes(':')) throw fail('an IPv6 address must be in brackets');
-    if (isIP(host) !== 4 && !HOSTNAME.test(host)) throw fail(`"${truncate(host)}" is not a host name or IPv4 address`);
+    if (isIP(host) !== 4 && !HOSTNAME.test(host)) throw fail(`"${shown(host, 80)}" is not a host name or IPv4 address`);
     // All-numeric names such as 256.1.1.1 are typos of IPv4 addresses, not host names.
-    if (isIP(host) !== 4 && /^[0-9.]+$/.test(host)) throw fail(`"${host}" is not a valid IPv4 address`);
+    if (isIP(host) !== 4 && /^[0-9.]+$/.test(host)) throw fail(`"${shown(host)}" is not a valid IPv4 address`);
   }
   if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
   const port = Number(portText);
@@ -52,8 +53,4 @@ export function parseAddressList(text: string, field = 'addresses', opts: ParseO
   const parts = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (parts.length === 0) throw invalidArgument(`${field}: no address given; write host:port[,host:port...]`);
   return parts.map((p, i) => parseAddress(p, `${field}[${i}]`, opts));
-}
-
-function truncate(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

@@ -34,3 +34,35 @@ export type { AppResponse, AppResponse__Output } from './generated/scistream/App
  * that needs the secret.
  */
 export const APP_SECRET_HEADER = 'scistream-app-secret';
+
+/** Marks a request whose bytes are not the rpc's protobuf message (the text says why). */
+const UNDECODABLE = Symbol('undecodable request');
+
+/**
+ * The service definition with requests that do not decode handed to the handler
+ * as a marker instead of failing inside grpc-js, which would answer INTERNAL (its
+ * fixed answer) for what is the caller's mistake: the handler answers
+ * INVALID_ARGUMENT, like any other bad input.
+ */
+export function tolerantService<T extends grpc.ServiceDefinition>(service: T): T {
+  const methods: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    methods[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return { [UNDECODABLE]: err instanceof Error ? err.message : String(err) };
+        }
+      },
+    };
+  }
+  return methods as T;
+}
+
+/** Why a request could not be decoded, or undefined for a decoded request. */
+export function undecodable(request: unknown): string | undefined {
+  if (typeof request !== 'object' || request === null || !(UNDECODABLE in request)) return undefined;
+  return String((request as { [UNDECODABLE]: unknown })[UNDECODABLE]);
+}

@@ -1,5 +1,6 @@
 // Typed errors of the control protocol and their one mapping to gRPC status codes.
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { safeDetails } from './text.js';
 
 export type ErrorKind =
   | 'INVALID_ARGUMENT'
@@ -49,15 +50,16 @@ const CODES: Record<ErrorKind, status> = {
 
 /**
  * The one place where server-side errors become gRPC statuses. Anything that is
- * not a ScistreamError is a bug: the client gets INTERNAL without internals.
+ * not a ScistreamError is a bug: the client gets INTERNAL without internals, with
+ * the incident id that the gateway's log line carries too.
  */
-export function toServiceError(err: unknown): Partial<ServiceError> {
+export function toServiceError(err: unknown, incident: string): Partial<ServiceError> {
   if (err instanceof ScistreamError) {
-    return { code: CODES[err.kind], details: err.message, metadata: new Metadata() };
+    return { code: CODES[err.kind], details: safeDetails(err.message), metadata: new Metadata() };
   }
   return {
     code: status.INTERNAL,
-    details: 'internal error in s2cs; its log (run with --verbose) has the details',
+    details: `internal error in s2cs (incident ${incident}); the gateway's log has the details under that id: please report it`,
     metadata: new Metadata(),
   };
 }

@@ -1,6 +1,7 @@
 // Validation of every control message: wire messages in, typed domain values out.
 // A message that fails here changes nothing on the server.
 import { invalidArgument } from './errors.js';
+import { shown } from './text.js';
 import { parseAddress, formatAddress, type Address } from './address.js';
 import type { Request__Output } from './generated/scistream/Request.js';
 import type { UpdateTargets__Output } from './generated/scistream/UpdateTargets.js';
@@ -8,8 +9,7 @@ import type { Hello__Output } from './generated/scistream/Hello.js';
 import type { Release__Output } from './generated/scistream/Release.js';
 import type { StreamCredentials__Output } from './generated/scistream/StreamCredentials.js';
 import type { StreamCredentials } from '../transport/index.js';
-import { checkPair } from '../security/certificates.js';
-import { X509Certificate } from 'node:crypto';
+import { checkPrivateKey, checkStreamCertificate } from '../security/certificates.js';
 
 export type Role = 'PROD' | 'CONS';
 
@@ -49,15 +49,14 @@ const UID = /^[A-Za-z0-9._-]{1,128}$/;
 export function validateUid(uid: string, field = 'uid'): string {
   if (!uid) throw invalidArgument(`${field} is empty; give the stream's uid (1-128 characters of A-Z a-z 0-9 . _ -)`);
   if (!UID.test(uid)) {
-    const shown = uid.length > 40 ? `${uid.slice(0, 37)}...` : uid;
-    throw invalidArgument(`${field} "${shown}" is not valid: use 1-128 characters of A-Z a-z 0-9 . _ - (a UUID works)`);
+    throw invalidArgument(`${field} "${shown(uid)}" is not valid: use 1-128 characters of A-Z a-z 0-9 . _ - (a UUID works)`);
   }
   return uid;
 }
 
 export function validateRole(role: string, field = 'role'): Role {
   if (role === 'PROD' || role === 'CONS') return role;
-  throw invalidArgument(`${field} "${role.slice(0, 20)}" is not valid: use PROD (producer side) or CONS (consumer side)`);
+  throw invalidArgument(`${field} "${shown(role, 20)}" is not valid: use PROD (producer side) or CONS (consumer side)`);
 }
 
 function validateAddresses(list: string[], field: string): Address[] {
@@ -90,20 +89,24 @@ export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {
 
 const MAX_PEM = 16 * 1024;
 
-/** Checks the credentials are well-formed; messages never quote them (they hold a private key). */
+/**
+ * Checks the credentials completely: each certificate parses, has an accepted key
+ * type and strength and is within its dates, and the key belongs to the
+ * certificate. (The TLS context is built from them by the data server before the
+ * update is taken.) Messages name the field and never quote it: it holds a key.
+ */
 function validateCredentials(c: StreamCredentials__Output | null): StreamCredentials | undefined {
   if (!c) return undefined;
   for (const field of ['certificate', 'private_key', 'peer_certificate'] as const) {
     if (!c[field]) throw invalidArgument(`credentials.${field} is empty; send all three of certificate, private_key and peer_certificate`);
     if (c[field].length > MAX_PEM) throw invalidArgument(`credentials.${field} is larger than ${MAX_PEM} bytes`);
   }
-  const problem = checkPair(c.certificate, c.private_key);
-  if (problem) throw invalidArgument(`credentials: ${problem}`);
-  try {
-    new X509Certificate(c.peer_certificate);
-  } catch {
-    throw invalidArgument('credentials.peer_certificate is not a PEM X.509 certificate');
-  }
+  const own = checkStreamCertificate(c.certificate);
+  if ('problem' in own) throw invalidArgument(`credentials.certificate ${own.problem}`);
+  const keyProblem = checkPrivateKey(own.cert, c.private_key);
+  if (keyProblem) throw invalidArgument(`credentials.private_key ${keyProblem}`);
+  const peer = checkStreamCertificate(c.peer_certificate);
+  if ('problem' in peer) throw invalidArgument(`credentials.peer_certificate ${peer.problem}`);
   return { cert: c.certificate, key: c.private_key, peerCert: c.peer_certificate };
 }
 

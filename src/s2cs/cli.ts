@@ -4,9 +4,9 @@ import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
 import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
-import { parsePortRange } from '../s2ds/index.js';
+import { DATA_DEFAULTS, connectionMemory, parsePortRange } from '../s2ds/index.js';
 import { parseSize } from '../units.js';
-import { startControlServer, DEFAULTS } from './server.js';
+import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
 import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
@@ -20,8 +20,15 @@ interface StartFlags {
   controlHost: string;
   portRange: string;
   helloTimeout: number;
+  setupTimeout?: number;
+  maxPortsPerUser?: number;
+  maxPendingHellos: number;
+  maxPendingHellosPerPeer: number;
   maxConn: number;
   bufferSize: number;
+  maxConnsPerListener: number;
+  maxWaitingConns: number;
+  maxBufferMemory: number;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -57,10 +64,23 @@ program
   .option('--port-range <first-last>', 'ports the data listeners are taken from', '5100-5200')
   .option('--hello-timeout <seconds>', "how long a producer request waits for the application's Hello", option(integer(1, 86_400)), DEFAULTS.helloTimeoutMs / 1000)
   .option('--max-conn <n>', 'most connections one stream may ask for', option(integer(1, 4096)), DEFAULTS.maxConn)
+  // Leases and limits (issue 9): what one abandoned setup or one user may hold.
+  .option('--setup-timeout <seconds>', `release a stream that has no UpdateTargets this long after its request (default: ${DEFAULTS.setupTimeoutMs / 1000}, or --hello-timeout when longer; never below it)`, option(integer(1, 86_400)))
+  .option('--max-ports-per-user <n>', 'ports one identity may hold at once across its streams; with --auth none, one caller address (default: half the port range, at least --max-conn)', option(integer(1, 65_536)))
+  .option('--max-pending-hellos <n>', 'producer Hellos held before their request, from all addresses; consumer Hellos waiting for theirs: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellos)
+  .option('--max-pending-hellos-per-peer <n>', 'the same from one address (IPv6: one /64); consumer Hellos: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellosPerPeer)
   .addOption(
     new Option('--buffer-size <size>', 'buffer per connection and direction, e.g. 4MiB')
       .argParser(option(parseSize))
       .default(DEFAULTS.bufferSize, '4MiB'),
+  )
+  // Data-plane bounds (README, "Limits and protections"): beyond each, new connections are refused (reset), never buffered.
+  .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
+  .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's connection map (UpdateTargets); more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
+  .addOption(
+    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case, about 2-3 x --buffer-size); beyond it new connections are refused')
+      .argParser(option(parseSize))
+      .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
@@ -97,6 +117,15 @@ program
       return usage(`--port-range: ${(err as Error).message}`);
     }
     if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
+    const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
+    if (flags.maxBufferMemory < perConnection) {
+      usage(`--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`);
+    }
+    if (flags.setupTimeout !== undefined && flags.setupTimeout < flags.helloTimeout) {
+      usage(`--setup-timeout ${flags.setupTimeout} is below --hello-timeout ${flags.helloTimeout}: a producer stream would be released while it may still wait for its Hello; give at least ${flags.helloTimeout}`);
+    }
+    const setupTimeout = flags.setupTimeout ?? Math.max(DEFAULTS.setupTimeoutMs / 1000, flags.helloTimeout);
+    const maxPortsPerUser = flags.maxPortsPerUser ?? defaultMaxPortsPerUser(portRange, flags.maxConn);
     const bindIp = flags.bindIp ?? flags.listenerIp;
     const bindProblem = await canBind(bindIp, 0);
     if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
@@ -133,8 +162,15 @@ program
         bindIp,
         portRange,
         helloTimeoutMs: flags.helloTimeout * 1000,
+        setupTimeoutMs: setupTimeout * 1000,
+        maxPortsPerUser,
+        maxPendingHellos: flags.maxPendingHellos,
+        maxPendingHellosPerPeer: flags.maxPendingHellosPerPeer,
         maxConn: flags.maxConn,
         bufferSize: flags.bufferSize,
+        maxConnsPerListener: flags.maxConnsPerListener,
+        maxWaitingConns: flags.maxWaitingConns,
+        maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
@@ -162,7 +198,7 @@ program
       logger.info('stopped');
     });
     logger.info(
-      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
+      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, setupTimeout, maxPortsPerUser, version: VERSION },
       `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });

@@ -2,9 +2,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { createLogger, type Logger } from '../log.js';
 import { NoAuth, type Authenticator } from '../auth/index.js';
-import { Control } from '../protocol/contract.js';
-import { ScistreamError } from '../protocol/errors.js';
-import { LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
+import { Control, tolerantService } from '../protocol/contract.js';
+import { ScistreamError, invalidArgument } from '../protocol/errors.js';
+import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
+import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
 import { StreamTable } from './streams.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
@@ -22,6 +23,14 @@ export interface ControlServerOptions {
   helloTimeoutMs?: number;
   maxConn?: number;
   bufferSize?: number;
+  /** Connections open at once on one data listener (default DATA_DEFAULTS.maxConnsPerListener). */
+  maxConnsPerListener?: number;
+  /** Connections that may wait for their stream's UpdateTargets, per stream (default DATA_DEFAULTS.waitLimit). */
+  maxWaitingConns?: number;
+  /** Buffer memory all data connections may reserve together, in bytes (default 1 GiB). */
+  maxBufferMemory?: number;
+  /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
+  refusals?: Refusals;
   /** Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg). */
   allowPlaintextData?: boolean;
   /** How callers are identified (default: NoAuth, every caller anonymous). */
@@ -33,11 +42,19 @@ export interface ControlServerOptions {
   controlPort?: ControlPortLimits;
   logger?: Logger;
   dataServer?: DataServer;
+  /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
+  setupTimeoutMs?: number;
+  /** Ports one identity (with NoAuth: one caller address) may hold at once (default: see defaultMaxPortsPerUser). */
+  maxPortsPerUser?: number;
+  /** Producer Hellos held before their req: in all, and from one address (consumer Hellos waiting: a tenth of each). */
+  maxPendingHellos?: number;
+  maxPendingHellosPerPeer?: number;
 }
 
 export interface ControlServer {
   /** The control port actually bound. */
   readonly port: number;
+  readonly refusals: Refusals;
   readonly table: StreamTable;
   readonly dataServer: DataServer;
   /** Releases every stream, then stops serving. */
@@ -49,21 +66,45 @@ export const DEFAULTS = {
   helloTimeoutMs: 180_000,
   maxConn: 64,
   bufferSize: 4 * 1024 * 1024,
+  setupTimeoutMs: 300_000,
   maxPendingHellos: 10_000,
+  maxPendingHellosPerPeer: 1_000,
 } as const;
+
+/**
+ * Half the port range, so that one user can never take the whole gateway and at
+ * least half stays for others; but never below --max-conn (capped at the range),
+ * so that one stream of the largest size the gateway accepts still fits on an
+ * empty gateway.
+ */
+export function defaultMaxPortsPerUser(range: PortRange, maxConn: number): number {
+  const size = range.last - range.first + 1;
+  return Math.min(size, Math.max(Math.ceil(size / 2), maxConn));
+}
 
 export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
   const logger = opts.logger ?? createLogger({ silent: true });
   const helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs;
   const bufferSize = opts.bufferSize ?? DEFAULTS.bufferSize;
+  const setupTimeoutMs = opts.setupTimeoutMs ?? Math.max(DEFAULTS.setupTimeoutMs, helloTimeoutMs);
+  if (setupTimeoutMs < helloTimeoutMs) {
+    throw invalidArgument(`the setup timeout (${setupTimeoutMs / 1000} s) is below the Hello timeout (${helloTimeoutMs / 1000} s): a producer stream would be released while it may still wait for its Hello`);
+  }
+  const maxConn = opts.maxConn ?? DEFAULTS.maxConn;
+  const maxPendingHellos = opts.maxPendingHellos ?? DEFAULTS.maxPendingHellos;
+  const maxPendingHellosPerPeer = Math.min(opts.maxPendingHellosPerPeer ?? DEFAULTS.maxPendingHellosPerPeer, maxPendingHellos);
+  const refusals = opts.refusals ?? new Refusals(logger);
   const dataServer =
     opts.dataServer ??
     new LocalDataServer({
       bindHost: opts.bindIp ?? opts.listenerIp,
       portRange: opts.portRange,
       bufferSize,
-      waitLimit: 1024,
+      waitLimit: opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit,
       waitTimeoutMs: helloTimeoutMs,
+      maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
+      maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+      refusals,
       logger: logger.child({ component: 's2ds' }),
     });
   const auth = opts.auth ?? new NoAuth();
@@ -71,7 +112,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     dataServer,
     advertiseHost: opts.listenerIp,
     helloTimeoutMs,
-    maxPendingHellos: DEFAULTS.maxPendingHellos,
+    setupTimeoutMs,
+    maxPendingHellos,
+    maxPendingHellosPerPeer,
+    // A waiting consumer Hello holds an open call (about 11 KB); a held producer Hello a few hundred bytes.
+    maxWaitingConsHellos: Math.max(1, Math.floor(maxPendingHellos / 10)),
+    maxWaitingConsHellosPerPeer: Math.max(1, Math.floor(maxPendingHellosPerPeer / 10)),
+    maxHeldListeners: maxConn,
+    maxPortsPerUser: opts.maxPortsPerUser ?? defaultMaxPortsPerUser(opts.portRange, maxConn),
+    portsPerPeer: auth.mode === 'none',
+    refusals,
     allowPlaintextData: opts.allowPlaintextData ?? false,
     requireAppSecret: auth.mode !== 'none',
     admins: new Set(opts.admins ?? []),
@@ -79,8 +129,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   });
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
-    Control.service,
-    controlHandlers({ table, dataServer, auth, limits: { maxConn: opts.maxConn ?? DEFAULTS.maxConn }, logger }),
+    tolerantService(Control.service),
+    controlHandlers({ table, dataServer, auth, limits: { maxConn }, refusals, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
@@ -99,12 +149,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   let closing: Promise<void> | undefined;
   return {
     port,
+    refusals,
     table,
     dataServer,
     close: () =>
       (closing ??= (async () => {
         await table.close();
         await dataServer.close();
+        refusals.close();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
             server.forceShutdown();

@@ -1,41 +1,73 @@
 // gRPC handlers of scistream.Control: authenticate, validate, call the stream
 // table, map errors to statuses. No stream logic lives here.
 import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
 import type { Authenticator, RpcName } from '../auth/index.js';
-import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
-import { ScistreamError, toServiceError } from '../protocol/errors.js';
+import { APP_SECRET_HEADER, undecodable, type ControlHandlers } from '../protocol/contract.js';
+import { ScistreamError, invalidArgument, toServiceError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
-import type { StreamTable } from './streams.js';
+import { isCountedRefusal, type StreamTable } from './streams.js';
+import type { Refusals } from '../limits/refusals.js';
+import { peerKey } from './pending.js';
 
 export interface ServiceDeps {
   table: StreamTable;
   dataServer: DataServer;
   auth: Authenticator;
   limits: Limits;
+  refusals: Refusals;
   logger: Logger;
 }
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
   const { table, auth, limits } = deps;
+  // The last-resort guard: whatever a handler throws, or throws while its answer is
+  // sent, becomes a status for this call and a log line; it never reaches the
+  // event loop, where it would end the process and every stream on the gateway.
   const unary =
     <Req extends { uid?: string }, Res>(rpc: RpcName, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {
-      fn(call.request, call).then(
-        (res) => callback(null, res),
-        (err: unknown) => {
-          logFailure(deps.logger, rpc, call.request.uid, call.getPeer(), err);
-          callback(toServiceError(err));
-        },
-      );
+      let answered = false;
+      const fail = (err: unknown) => {
+        const incident = randomBytes(4).toString('hex');
+        logFailure(deps.logger, rpc, call.request?.uid, peerOf(call), err, incident);
+        if (answered) return;
+        answered = true;
+        try {
+          callback(toServiceError(err, incident));
+        } catch (sendErr) {
+          deps.logger.error({ rpc, incident, err: sendErr }, 'could not send the error status; the call is left to its deadline');
+        }
+      };
+      const succeed = (res: Res) => {
+        if (answered) return;
+        try {
+          callback(null, res);
+          answered = true;
+        } catch (err) {
+          fail(err);
+        }
+      };
+      const garbled = undecodable(call.request);
+      if (garbled !== undefined) {
+        fail(invalidArgument(`the ${rpc} request is not a scistream.Control ${rpc} message (${shown(garbled, 120)}); send it with a client built from proto/scistream.proto`));
+        return;
+      }
+      try {
+        fn(call.request, call).then(succeed, fail);
+      } catch (err) {
+        fail(err);
+      }
     };
 
   return {
     req: unary('req', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'req');
       const request = validateRequest(msg, limits);
-      const ready = table.req(request, caller);
+      const ready = table.req(request, caller, peerKey(peerOf(call)));
       // Headers go out at once, with the secret when there is one: a producer's req
       // is answered only after the Hello that must carry it.
       const appSecret = table.appSecret(request.uid);
@@ -57,7 +89,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     }),
     // Application controllers present the stream's application secret, not a user
     // token; the table checks it when s2cs checks tokens.
-    hello: unary('hello', async (msg) => table.hello(validateHello(msg))),
+    // Hello is not authenticated: its caps count by the caller's address.
+    hello: unary('hello', async (msg, call) => table.hello(validateHello(msg), peerKey(peerOf(call)))),
     status: unary('status', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'status');
       // With tokens checked, users see their own streams; --admin identities see all.
@@ -80,19 +113,33 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
           active_connections: s.stats?.activeConnections ?? 0,
           waiting_connections: s.stats?.waitingConnections ?? 0,
           accepted_connections: s.stats?.acceptedConnections ?? 0,
+          refused_connections: s.stats?.refusedConnections ?? 0,
+          lease_remaining_s: s.leaseRemainingS,
         })),
         reserved_ports: ports.reserved,
         free_ports: ports.free,
+        refusals: deps.refusals.totals(),
       };
     }),
   };
 }
 
-function logFailure(logger: Logger, rpc: string, uid: string | undefined, peer: string, err: unknown): void {
-  const safeUid = typeof uid === 'string' ? uid.slice(0, 128) : undefined;
-  if (err instanceof ScistreamError) {
-    logger.info({ rpc, uid: safeUid, peer, status: err.kind }, err.message);
+function peerOf(call: grpc.ServerUnaryCall<unknown, unknown>): string {
+  try {
+    return call.getPeer();
+  } catch {
+    return 'unknown';
+  }
+}
+
+function logFailure(logger: Logger, rpc: string, uid: unknown, peer: string, err: unknown, incident: string): void {
+  const safeUid = typeof uid === 'string' ? shown(uid, 128) : undefined;
+  if (isCountedRefusal(err)) {
+    // A flood of these must not flood the log: Refusals logs them once per interval.
+    logger.debug({ rpc, uid: safeUid, peer }, 'refused (counted in status refusals)');
+  } else if (err instanceof ScistreamError) {
+    logger.info({ rpc, uid: safeUid, peer, status: err.kind }, safeDetails(err.message));
   } else {
-    logger.error({ rpc, uid: safeUid, peer, err }, 'unexpected failure while serving an rpc');
+    logger.error({ rpc, uid: safeUid, peer, incident, err }, `unexpected failure while serving an rpc (incident ${incident})`);
   }
 }

@@ -1,9 +1,10 @@
 // The stream table of one S2CS: what each uid reserved, who owns it, and the
 // Hello/req rendezvous. Independent of gRPC so that it can be tested and reused.
 import type { Logger } from '../log.js';
+import type { Refusals } from '../limits/refusals.js';
 import { generateAppSecret, verifyAppSecret, type Identity } from '../auth/index.js';
 import type { DataServer, StreamStats } from '../s2ds/index.js';
-import { formatAddress, type Address } from '../protocol/address.js';
+import { formatAddress, parseAddressList, type Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
 import {
   aborted,
@@ -15,6 +16,7 @@ import {
   ScistreamError,
 } from '../protocol/errors.js';
 import { sameAddresses, type HelloMessage, type Role, type StreamRequest, type TargetUpdate } from '../protocol/validate.js';
+import { PendingByPeer } from './pending.js';
 
 export interface StreamTableOptions {
   dataServer: DataServer;
@@ -22,8 +24,28 @@ export interface StreamTableOptions {
   advertiseHost: string;
   /** How long req(PROD) waits for the producer's Hello, and a Hello for its req. */
   helloTimeoutMs: number;
-  /** Hellos that may wait for their req at once. */
+  /**
+   * A stream without UpdateTargets this long after its first req is released
+   * (--setup-timeout; never below helloTimeoutMs).
+   */
+  setupTimeoutMs: number;
+  /** Producer Hellos that may wait for their req at once, all peers together, and from one peer address. */
   maxPendingHellos: number;
+  maxPendingHellosPerPeer: number;
+  /** Consumer Hellos that may wait for their req: each holds an open call, so fewer. */
+  maxWaitingConsHellos: number;
+  maxWaitingConsHellosPerPeer: number;
+  /** Most producer listeners a Hello held before its req may carry (keeps each held Hello small). */
+  maxHeldListeners: number;
+  /** Ports one user may hold at once across its streams (--max-ports-per-user). */
+  maxPortsPerUser: number;
+  /**
+   * Count ports per caller address instead of per identity: with --auth none every
+   * caller is the same anonymous identity, so a per-identity bound would be one
+   * bound for everybody, which the first flooder fills.
+   */
+  portsPerPeer: boolean;
+  refusals: Refusals;
   /** Identities allowed to release any stream. */
   admins?: ReadonlySet<string>;
   /** Accept UpdateTargets without credentials (reference clients): the WAN leg is then plain TCP. */
@@ -36,7 +58,7 @@ export interface StreamTableOptions {
   logger: Logger;
 }
 
-export type StreamState = 'reserving' | 'awaiting-hello' | 'ready';
+export type StreamState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
 
 export interface StreamReply {
   listeners: string[];
@@ -50,6 +72,8 @@ export interface StreamStatus extends StreamRequest {
   prodListeners: string[];
   targets: string[];
   stats: StreamStats | undefined;
+  /** Seconds until the gateway releases the stream for want of UpdateTargets; 0 once they came. */
+  leaseRemainingS: number;
 }
 
 interface StreamRecord {
@@ -68,27 +92,75 @@ interface StreamRecord {
   /** Settles with the req answer: at once for CONS, after Hello for PROD. */
   ready: Promise<StreamReply>;
   helloArrived?: (listeners: Address[]) => void;
-  abort?: (err: ScistreamError) => void;
+  abort?: (why: string) => void;
+  /** Whose port budget the stream's ports count against, and whether they were given back. */
+  quotaKey: string;
+  quotaReturned: boolean;
+  /** When the lease ends (ms since epoch) unless UpdateTargets come first. */
+  leaseEnds: number;
+  leaseTimer: NodeJS.Timeout | undefined;
+  /** An UpdateTargets in progress: the lease waits for its outcome. */
+  updating: Promise<unknown> | undefined;
 }
 
 interface PendingHello {
-  listeners: Address[];
-  timer: NodeJS.Timeout;
+  /** The producer listeners as one comma-separated text: a one-byte string, not an object per address. */
+  listeners: string;
+}
+
+/** Most characters of producer listeners a Hello held before its req may carry: 10,000 held Hellos stay under 50 MB. */
+const MAX_HELD_LISTENERS_TEXT = 4096;
+
+interface ConsWaiter {
+  uid: string;
+  resolve: (record: StreamRecord) => void;
+  reject: (err: ScistreamError) => void;
 }
 
 export class StreamTable {
   private readonly records = new Map<string, StreamRecord>();
-  private readonly pendingHellos = new Map<string, PendingHello>();
-  private readonly recordWaiters = new Map<string, Set<() => void>>();
+  /** Producer Hellos that came before their req, by uid. */
+  private readonly pendingHellos: PendingByPeer<PendingHello>;
+  /** Consumer Hellos waiting for their req, by waiter id; recordWaiters finds them by uid. */
+  private readonly consWaiters: PendingByPeer<ConsWaiter>;
+  private readonly recordWaiters = new Map<string, Set<string>>();
+  private nextWaiter = 0;
+  /** Ports held by each quota key (see portsPerPeer), counted from req on, so that concurrent reqs cannot overshoot. */
+  private readonly portsHeld = new Map<string, number>();
 
-  constructor(private readonly opts: StreamTableOptions) {}
+  constructor(private readonly opts: StreamTableOptions) {
+    this.pendingHellos = new PendingByPeer<PendingHello>(
+      { max: opts.maxPendingHellos, maxPerPeer: opts.maxPendingHellosPerPeer, ttlMs: opts.helloTimeoutMs },
+      () => {},
+    );
+    this.consWaiters = new PendingByPeer<ConsWaiter>(
+      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: opts.helloTimeoutMs },
+      (id, w) => {
+        this.forgetWaiter(id, w.uid);
+        w.reject(
+          deadlineExceeded(
+            `no request for uid ${w.uid} arrived within ${opts.helloTimeoutMs / 1000} s; run s2uc request first and hand its uid to the application controller`,
+          ),
+        );
+      },
+    );
+  }
 
   get size(): number {
     return this.records.size;
   }
 
-  /** REQ: reserve listeners; retried with identical fields it answers the same. */
-  req(request: StreamRequest, caller: Identity): Promise<StreamReply> {
+  /**
+   * REQ: reserve listeners; retried with identical fields it answers the same.
+   * `peer` is the caller's address (peerKey), used for the port bound with portsPerPeer.
+   *
+   * A retry neither extends nor restarts the lease: it counts from the first req,
+   * so re-sending req cannot hold ports without ever giving a connection map, and
+   * a client whose retry races the lease's end sees either the stream (with the
+   * time left in status) or, once released, a new reservation with new listeners
+   * and a new lease: never a stream half released.
+   */
+  req(request: StreamRequest, caller: Identity, peer = ''): Promise<StreamReply> {
     const existing = this.records.get(request.uid);
     if (existing) {
       const r = existing.request;
@@ -101,6 +173,7 @@ export class StreamTable {
       this.checkOwner(existing, caller, 'request');
       return existing.ready;
     }
+    const quotaKey = this.takePorts(request, caller, peer);
     let boundDone!: () => void;
     const record: StreamRecord = {
       request,
@@ -113,13 +186,78 @@ export class StreamTable {
       wanIdentity: undefined,
       bound: new Promise<void>((resolve) => (boundDone = resolve)),
       ready: Promise.resolve({ listeners: [], prodListeners: [] }),
+      quotaKey,
+      quotaReturned: false,
+      leaseEnds: Date.now() + this.opts.setupTimeoutMs,
+      leaseTimer: undefined,
+      updating: undefined,
     };
+    record.leaseTimer = setTimeout(() => this.leaseEnded(record), this.opts.setupTimeoutMs);
+    record.leaseTimer.unref();
     this.records.set(request.uid, record);
     record.ready = this.reserve(record, boundDone);
     record.ready.catch(noop);
     const waiters = this.recordWaiters.get(request.uid);
-    if (waiters) for (const w of waiters) w();
+    if (waiters) {
+      this.recordWaiters.delete(request.uid);
+      for (const id of waiters) this.consWaiters.delete(id)?.resolve(record);
+    }
     return record.ready;
+  }
+
+  /**
+   * Counts the stream's ports against its user's bound before anything is
+   * reserved (synchronously: concurrent reqs cannot all pass the check), or
+   * refuses with RESOURCE_EXHAUSTED. Returns the key they are counted under.
+   */
+  private takePorts(request: StreamRequest, caller: Identity, peer: string): string {
+    const key = this.opts.portsPerPeer ? `address ${peer || 'unknown'}` : `user ${caller.subject}`;
+    const held = this.portsHeld.get(key) ?? 0;
+    const max = this.opts.maxPortsPerUser;
+    if (held + request.numConn > max) {
+      const who = this.opts.portsPerPeer ? `callers from ${peer || 'an unknown address'} (no authentication: ports are counted per address)` : `user ${caller.subject}`;
+      const free = this.opts.dataServer.ports().free;
+      const message =
+        `${who} already hold${this.opts.portsPerPeer ? '' : 's'} ${held} port(s) on this gateway and stream ${request.uid} asks for ${request.numConn} more; ` +
+        `one user may hold at most ${max} at once (--max-ports-per-user); this gateway has ${free} free ports. ` +
+        (request.numConn > max
+          ? 'Ask for fewer connections (--num-conn), or ask the operator to raise --max-ports-per-user'
+          : `Release streams you no longer need (s2uc release UID), let unfinished ones expire (${this.opts.setupTimeoutMs / 1000} s after their request without UpdateTargets), then retry`);
+      this.opts.refusals.count('ports-per-user', message, { uid: request.uid, owner: caller.subject, peer, held, asked: request.numConn, max });
+      throw counted(resourceExhausted(message));
+    }
+    this.portsHeld.set(key, held + request.numConn);
+    return key;
+  }
+
+  private returnPorts(record: StreamRecord): void {
+    if (record.quotaReturned) return;
+    record.quotaReturned = true;
+    const left = (this.portsHeld.get(record.quotaKey) ?? 0) - record.request.numConn;
+    if (left > 0) this.portsHeld.set(record.quotaKey, left);
+    else this.portsHeld.delete(record.quotaKey);
+  }
+
+  /** The lease ends: a stream still without its connection map is released (an UpdateTargets under way decides first). */
+  private leaseEnded(record: StreamRecord): void {
+    record.leaseTimer = undefined;
+    if (this.records.get(record.request.uid) !== record || record.targets) return;
+    // While the producer's Hello is awaited, its own timeout (never longer than the
+    // lease) answers the req with the advice that fits; the lease is checked after.
+    if (record.state === 'reserving' || record.state === 'awaiting-hello') {
+      const again = () => this.leaseEnded(record);
+      record.ready.then(again, again);
+      return;
+    }
+    if (record.updating) {
+      const again = () => this.leaseEnded(record);
+      record.updating.then(again, again);
+      return;
+    }
+    const seconds = this.opts.setupTimeoutMs / 1000;
+    void this.releaseRecord(record, `lease ended: no UpdateTargets within ${seconds} s of its request (--setup-timeout) in state ${record.state}`, 'warn').catch(
+      (err: unknown) => this.opts.logger.error({ uid: record.request.uid, err }, 'releasing a stream whose lease ended failed'),
+    );
   }
 
   private async reserve(record: StreamRecord, boundDone: () => void): Promise<StreamReply> {
@@ -130,6 +268,8 @@ export class StreamTable {
     } catch (err) {
       if (this.records.get(uid) === record) this.records.delete(uid);
       record.state = 'released';
+      this.endLease(record);
+      this.returnPorts(record);
       throw err;
     } finally {
       boundDone();
@@ -140,11 +280,9 @@ export class StreamTable {
       'stream reserved',
     );
     if (role === 'PROD' && !record.prodListeners) {
-      const early = this.pendingHellos.get(uid);
+      const early = this.pendingHellos.delete(uid);
       if (early) {
-        clearTimeout(early.timer);
-        this.pendingHellos.delete(uid);
-        record.prodListeners = early.listeners;
+        record.prodListeners = parseAddressList(early.listeners, 'prod_listeners');
       } else {
         record.state = 'awaiting-hello';
         try {
@@ -155,8 +293,14 @@ export class StreamTable {
         }
       }
     }
-    record.state = 'ready';
+    if (released(record)) throw aborted(`stream ${uid} was released while it was being set up`);
+    record.state = record.targets ? 'ready' : 'awaiting-update';
     return reply(record);
+  }
+
+  private endLease(record: StreamRecord): void {
+    if (record.leaseTimer) clearTimeout(record.leaseTimer);
+    record.leaseTimer = undefined;
   }
 
   private awaitHello(record: StreamRecord): Promise<Address[]> {
@@ -175,9 +319,9 @@ export class StreamTable {
         clearTimeout(timer);
         resolve(listeners);
       };
-      record.abort = (err) => {
+      record.abort = (why) => {
         clearTimeout(timer);
-        reject(err);
+        reject(aborted(`stream ${uid} was released (${why}) while waiting for the producer's Hello`));
       };
     });
   }
@@ -193,9 +337,9 @@ export class StreamTable {
   }
 
   /** Hello from an application controller: where the producer listens (PROD), or where the consumer connects (CONS). */
-  async hello(msg: HelloMessage): Promise<{ message: string; listeners: string[] }> {
+  async hello(msg: HelloMessage, peer = ''): Promise<{ message: string; listeners: string[] }> {
     if (this.opts.requireAppSecret) this.checkAppSecret(msg);
-    return msg.role === 'PROD' ? this.producerHello(msg) : this.consumerHello(msg);
+    return msg.role === 'PROD' ? this.producerHello(msg, peer) : this.consumerHello(msg, peer);
   }
 
   // With secrets on, a Hello must name a stream that exists here: the secret only
@@ -218,7 +362,7 @@ export class StreamTable {
     }
   }
 
-  private producerHello(msg: HelloMessage): { message: string; listeners: string[] } {
+  private producerHello(msg: HelloMessage, peer: string): { message: string; listeners: string[] } {
     const record = this.records.get(msg.uid);
     if (record) {
       this.checkRole(record, 'PROD', 'Hello');
@@ -237,55 +381,95 @@ export class StreamTable {
       return { message: 'Hello received', listeners: record.listeners.map(formatAddress) };
     }
     const pending = this.pendingHellos.get(msg.uid);
+    const listenersText = msg.prodListeners.map(formatAddress).join(',');
     if (pending) {
-      if (!sameAddresses(pending.listeners, msg.prodListeners)) {
+      if (pending.listeners !== listenersText) {
         throw alreadyExists(`a Hello for uid ${msg.uid} with other producer listeners is already waiting for its request`);
       }
       return { message: 'Hello received; waiting for the request for this uid', listeners: [] };
     }
-    if (this.pendingHellos.size >= this.opts.maxPendingHellos) {
-      throw resourceExhausted(`too many Hellos are waiting for their request (${this.opts.maxPendingHellos}); send Hello after s2uc request, or retry later`);
+    if (msg.prodListeners.length > this.opts.maxHeldListeners || listenersText.length > MAX_HELD_LISTENERS_TEXT) {
+      throw resourceExhausted(
+        `a Hello sent before its request may carry at most ${this.opts.maxHeldListeners} producer listeners (--max-conn) in ${MAX_HELD_LISTENERS_TEXT} characters, ` +
+          `and this one has ${msg.prodListeners.length} in ${listenersText.length}; send it after s2uc request has reserved the stream`,
+      );
     }
-    const timer = setTimeout(() => this.pendingHellos.delete(msg.uid), this.opts.helloTimeoutMs);
-    timer.unref();
-    this.pendingHellos.set(msg.uid, { listeners: msg.prodListeners, timer });
-    this.opts.logger.info({ uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) }, 'producer Hello before its request; holding it');
+    const added = this.pendingHellos.add(msg.uid, peer, { listeners: listenersText });
+    if (!added.ok) throw this.helloRefused('producer', peer, added.held, this.opts.maxPendingHellos, this.opts.maxPendingHellosPerPeer, added.why, msg.uid);
+    if (added.evicted) this.helloEvicted('producer', added.evicted.peer, added.evicted.key);
+    this.opts.logger.debug({ uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) }, 'producer Hello before its request; holding it');
     return { message: 'Hello received; waiting for the request for this uid', listeners: [] };
   }
 
-  private async consumerHello(msg: HelloMessage): Promise<{ message: string; listeners: string[] }> {
-    const record = this.records.get(msg.uid) ?? (await this.waitForRecord(msg.uid));
+  private async consumerHello(msg: HelloMessage, peer: string): Promise<{ message: string; listeners: string[] }> {
+    const record = this.records.get(msg.uid) ?? (await this.waitForRecord(msg.uid, peer));
     this.checkRole(record, 'CONS', 'Hello');
     const r = await record.ready;
     return { message: 'Hello received', listeners: r.listeners };
   }
 
-  private waitForRecord(uid: string): Promise<StreamRecord> {
+  private waitForRecord(uid: string, peer: string): Promise<StreamRecord> {
     return new Promise<StreamRecord>((resolve, reject) => {
+      const id = String(this.nextWaiter++);
+      const added = this.consWaiters.add(id, peer, { uid, resolve, reject });
+      if (!added.ok) {
+        reject(this.helloRefused('consumer', peer, added.held, this.opts.maxWaitingConsHellos, this.opts.maxWaitingConsHellosPerPeer, added.why, uid));
+        return;
+      }
+      if (added.evicted) {
+        const w = added.evicted.value;
+        this.forgetWaiter(added.evicted.key, w.uid);
+        this.helloEvicted('consumer', added.evicted.peer, w.uid);
+        w.reject(
+          counted(
+            resourceExhausted(
+              `this consumer Hello for uid ${w.uid} waited for its request while too many Hellos were waiting, and gave way to one from a quieter address; ` +
+                'send Hello after s2uc request has reserved the stream',
+            ),
+          ),
+        );
+      }
       let set = this.recordWaiters.get(uid);
       if (!set) this.recordWaiters.set(uid, (set = new Set()));
-      const waiters = set;
-      const done = () => {
-        clearTimeout(timer);
-        waiters.delete(onRecord);
-        if (waiters.size === 0) this.recordWaiters.delete(uid);
-      };
-      const onRecord = () => {
-        done();
-        resolve(this.records.get(uid)!);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(deadlineExceeded(`no request for uid ${uid} arrived within ${this.opts.helloTimeoutMs / 1000} s; run s2uc request first and hand its uid to the application controller`));
-      }, this.opts.helloTimeoutMs);
-      waiters.add(onRecord);
+      set.add(id);
+    });
+  }
+
+  private forgetWaiter(id: string, uid: string): void {
+    const set = this.recordWaiters.get(uid);
+    set?.delete(id);
+    if (set?.size === 0) this.recordWaiters.delete(uid);
+  }
+
+  private helloRefused(side: 'producer' | 'consumer', peer: string, held: number, max: number, maxPerPeer: number, why: 'peer' | 'full', uid: string): ScistreamError {
+    const message =
+      why === 'peer'
+        ? `${held} ${side} Hellos from ${peer || 'your address'} are already waiting for their request here, the most one address may have (${maxPerPeer}); ` +
+          'send Hello after s2uc request has reserved the stream, or wait for the ones waiting to be answered or to time out'
+        : `${max} ${side} Hellos are waiting for their request here, the most this gateway holds, and your address holds as many as any other; ` +
+          'send Hello after s2uc request has reserved the stream, or retry later';
+    this.opts.refusals.count('pending-hellos', message, { uid, peer, side });
+    return counted(resourceExhausted(message));
+  }
+
+  private helloEvicted(side: 'producer' | 'consumer', peer: string, uid: string): void {
+    this.opts.refusals.count('pending-hellos', `a waiting ${side} Hello from ${peer} (the address holding the most) was dropped to make room for one from a quieter address`, {
+      uid,
+      peer,
+      side,
+      evicted: true,
     });
   }
 
   /** UpdateTargets: the connection map for this side; repeated with the same targets it changes nothing. */
   async update(u: TargetUpdate, caller: Identity): Promise<StreamReply> {
     const record = this.records.get(u.uid);
-    if (!record) throw notFound(`no stream with uid ${u.uid} on this server; request it first (s2uc request), or check the uid`);
+    if (!record) {
+      throw notFound(
+        `no stream with uid ${u.uid} on this server; request it first (s2uc request), or check the uid ` +
+          `(a stream without UpdateTargets within ${this.opts.setupTimeoutMs / 1000} s of its request is released)`,
+      );
+    }
     this.checkOwner(record, caller, 'update');
     if (u.role) this.checkRole(record, u.role, 'UpdateTargets');
     if (!u.credentials && !this.opts.allowPlaintextData) {
@@ -294,6 +478,16 @@ export class StreamTable {
           'use an s2uc that sends per-stream credentials (SciStream-TS), or start s2cs with --allow-plaintext-data to accept unencrypted streams',
       );
     }
+    const updating = this.applyUpdate(record, u);
+    record.updating = updating;
+    try {
+      return await updating;
+    } finally {
+      if (record.updating === updating) record.updating = undefined;
+    }
+  }
+
+  private async applyUpdate(record: StreamRecord, u: TargetUpdate): Promise<StreamReply> {
     await record.bound;
     if (record.state === 'released') throw notFound(`stream ${u.uid} was released; request it again`);
     const wanIdentity = u.credentials ? fingerprint(u.credentials.cert) : '';
@@ -304,8 +498,12 @@ export class StreamTable {
         u.targets,
         u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
       );
+      if (released(record)) throw notFound(`stream ${u.uid} was released while its connection map was being applied; request it again`);
       record.targets = u.targets;
       record.wanIdentity = wanIdentity;
+      // The connection map is what the lease waited for.
+      this.endLease(record);
+      if (record.state === 'awaiting-update') record.state = 'ready';
       if (u.credentials) {
         this.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress), wan: 'tls' }, 'connection map updated; forwarding with the stream\'s credentials');
       } else {
@@ -320,28 +518,30 @@ export class StreamTable {
 
   /** REL: idempotent; an unknown uid is already released. */
   async release(uid: string, caller: Identity): Promise<void> {
-    const pending = this.pendingHellos.get(uid);
-    if (pending) {
-      clearTimeout(pending.timer);
-      this.pendingHellos.delete(uid);
-    }
+    this.pendingHellos.delete(uid);
     const record = this.records.get(uid);
     if (!record) return;
     this.checkOwner(record, caller, 'release', true);
     await this.releaseRecord(record, 'released by request');
   }
 
-  private async releaseRecord(record: StreamRecord, why: string): Promise<void> {
+  private async releaseRecord(record: StreamRecord, why: string, level: 'info' | 'warn' = 'info'): Promise<void> {
     const { uid } = record.request;
     if (this.records.get(uid) === record) this.records.delete(uid);
     const wasReserving = record.state === 'reserving';
     record.state = 'released';
-    record.abort?.(aborted(`stream ${uid} was released while waiting for the producer's Hello`));
+    this.endLease(record);
+    record.abort?.(why);
     const stats = this.opts.dataServer.stats(uid);
-    await this.opts.dataServer.release(uid);
-    if (!wasReserving || stats) {
-      this.opts.logger.info(
-        { uid, why, bytesToTarget: stats?.bytesToTarget ?? 0, bytesFromTarget: stats?.bytesFromTarget ?? 0, connections: stats?.acceptedConnections ?? 0 },
+    try {
+      await this.opts.dataServer.release(uid);
+    } finally {
+      // Counted until the ports are really free, so that a user cannot outrun its bound by releasing.
+      this.returnPorts(record);
+    }
+    if (!wasReserving || stats || level === 'warn') {
+      this.opts.logger[level](
+        { uid, owner: record.owner.subject, why, bytesToTarget: stats?.bytesToTarget ?? 0, bytesFromTarget: stats?.bytesFromTarget ?? 0, connections: stats?.acceptedConnections ?? 0 },
         'stream released',
       );
     }
@@ -352,6 +552,7 @@ export class StreamTable {
     return records.map((r) => ({
       ...r.request,
       state: r.state === 'released' ? 'ready' : r.state,
+      leaseRemainingS: r.targets || r.state === 'released' ? 0 : Math.max(0, Math.ceil((r.leaseEnds - Date.now()) / 1000)),
       owner: r.owner.subject,
       listeners: r.listeners.map(formatAddress),
       prodListeners: (r.prodListeners ?? []).map(formatAddress),
@@ -362,8 +563,9 @@ export class StreamTable {
 
   /** Releases every stream (shutdown). */
   async close(): Promise<void> {
-    for (const p of this.pendingHellos.values()) clearTimeout(p.timer);
     this.pendingHellos.clear();
+    this.recordWaiters.clear();
+    for (const w of this.consWaiters.clear()) w.reject(aborted('s2cs is shutting down; send Hello again once it is back'));
     await Promise.all([...this.records.values()].map((r) => this.releaseRecord(r, 'server shutting down')));
   }
 
@@ -387,3 +589,20 @@ function reply(record: StreamRecord): StreamReply {
 }
 
 function noop(): void {}
+
+const countedRefusals = new WeakSet<Error>();
+
+function counted(err: ScistreamError): ScistreamError {
+  countedRefusals.add(err);
+  return err;
+}
+
+/** Whether an error is a refusal Refusals has already counted and logs at most once per interval (so the rpc log need not). */
+export function isCountedRefusal(err: unknown): boolean {
+  return err instanceof Error && countedRefusals.has(err);
+}
+
+/** Read through a function: TypeScript would otherwise keep a narrowing made before an await. */
+function released(record: StreamRecord): boolean {
+  return record.state === 'released';
+}

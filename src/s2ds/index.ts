@@ -26,7 +26,11 @@ export interface StreamStats {
   acceptedConnections: number;
   bytesToTarget: number;
   bytesFromTarget: number;
-  /** Connections closed because the peer failed the WAN leg's authentication. */
+  /**
+   * Connections refused for this stream: over --max-conns-per-listener, over the
+   * waiting bound or its wait time, over --max-buffer-memory, a WAN peer without
+   * the stream's credentials, or a target that could not be reached.
+   */
   refusedConnections: number;
 }
 
@@ -40,9 +44,11 @@ export interface DataServer {
   stats(uid: string): StreamStats | undefined;
   /** Ports of the range reserved now (over all streams) and still free. */
   ports(): { reserved: number; free: number };
+  /** Buffer memory reserved by the connections open now, and the bound (--max-buffer-memory), in bytes. */
+  bufferMemory(): { reserved: number; limit: number };
   /** Releases everything. */
   close(): Promise<void>;
 }
 
-export { LocalDataServer, type LocalDataServerOptions } from './local.js';
+export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';

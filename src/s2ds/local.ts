@@ -1,10 +1,12 @@
 // The data server running inside the s2cs process.
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
+import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
 import { ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
+import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { PortPool, type PortRange } from './ports.js';
 
@@ -14,24 +16,59 @@ export interface LocalDataServerOptions {
   portRange: PortRange;
   /** Per-socket buffer bound in bytes (each direction of each connection). */
   bufferSize: number;
-  /** Connections that may wait for targets, per stream. */
+  /**
+   * Connections that may wait for targets (arrived before UpdateTargets), per
+   * stream. They are paused, so they hold a descriptor each but no buffers.
+   */
   waitLimit: number;
   /** How long an early connection waits for UpdateTargets before it is closed. */
   waitTimeoutMs: number;
+  /** Connections open at once on one listener (waiting or forwarding); more are refused. Default DATA_DEFAULTS. */
+  maxConnsPerListener?: number;
+  /**
+   * Buffer memory all forwarded connections may hold together, in bytes. Each
+   * connection reserves its worst case (connectionMemory) before its handshake
+   * and target; one that does not fit is refused. Default DATA_DEFAULTS.
+   */
+  maxBufferMemory?: number;
+  /** Where refusals are counted and logged (shared with the stream table). Default: a new one. */
+  refusals?: Refusals;
   logger: Logger;
 }
 
+export const DATA_DEFAULTS = {
+  /**
+   * Load generators open many connections through one listener (the benchmark's
+   * iperf3 -P 64 opens 65); beyond a few per core they add no throughput on a
+   * 2-core gateway. 128 keeps such tools working while one listener cannot take
+   * more than 256 descriptors; memory is bounded separately by maxBufferMemory.
+   */
+  maxConnsPerListener: 128,
+  maxBufferMemory: 1024 ** 3,
+  waitLimit: 1024,
+} as const;
+
 interface Waiting {
   socket: Socket;
-  listenerIndex: number;
+  hold: Hold;
   timer: NodeJS.Timeout;
 }
 
 const TCP = new TcpTransport();
 
+/** One accepted connection's hold on the gateway: its listener slot and its buffer reservation. */
+interface Hold {
+  listenerIndex: number;
+  /** Bytes reserved from the buffer budget (0 while waiting for targets). */
+  bytes: number;
+}
+
 class Stream {
   readonly sockets = new Set<Socket>();
   readonly waiting = new Set<Waiting>();
+  readonly holds = new Set<Hold>();
+  /** Open connections by listener index. */
+  readonly perListener: number[];
   readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
   targets: Address[] | undefined;
   /** How accepted connections are taken on and targets reached; set with the targets. */
@@ -46,7 +83,10 @@ class Stream {
     readonly uid: string,
     readonly listeners: TcpListener[],
     readonly ports: number[],
-  ) {}
+    count: number,
+  ) {
+    this.perListener = new Array<number>(count).fill(0);
+  }
 }
 
 const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
@@ -55,9 +95,21 @@ export class LocalDataServer implements DataServer {
   private readonly pool: PortPool;
   private readonly streams = new Map<string, Stream>();
   private readonly starting = new Map<string, Promise<unknown>>();
+  private readonly refusals: Refusals;
+  private readonly maxConnsPerListener: number;
+  private readonly maxBufferMemory: number;
+  /** Bytes reserved by all connections now (see connectionMemory). */
+  private reservedMemory = 0;
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
+    this.refusals = opts.refusals ?? new Refusals(opts.logger);
+    this.maxConnsPerListener = opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener;
+    this.maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
+  }
+
+  bufferMemory(): { reserved: number; limit: number } {
+    return { reserved: this.reservedMemory, limit: this.maxBufferMemory };
   }
 
   ports(): { reserved: number; free: number } {
@@ -88,7 +140,7 @@ export class LocalDataServer implements DataServer {
     const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
-    const stream = new Stream(uid, listeners, ports);
+    const stream = new Stream(uid, listeners, ports, count);
     try {
       while (listeners.length < count) {
         const port = this.pool.take();
@@ -125,24 +177,33 @@ export class LocalDataServer implements DataServer {
       return;
     }
     stream.accepted++;
+    if (stream.perListener[listenerIndex]! >= this.maxConnsPerListener) {
+      this.refuse(stream, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[listenerIndex]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
+      return;
+    }
+    const hold: Hold = { listenerIndex, bytes: 0 };
+    stream.perListener[listenerIndex]!++;
+    stream.holds.add(hold);
     stream.sockets.add(socket);
-    socket.once('close', () => stream.sockets.delete(socket));
+    // Every path ends with the accepted socket closed (a TLS socket closes the one it wraps).
+    socket.once('close', () => {
+      stream.sockets.delete(socket);
+      this.unhold(stream, hold);
+    });
     if (stream.targets) {
-      this.connect(stream, listenerIndex, socket);
+      this.connect(stream, hold, socket);
       return;
     }
     if (stream.waiting.size >= this.opts.waitLimit) {
-      this.opts.logger.warn({ uid: stream.uid, peer: socket.remoteAddress }, 'too many connections waiting for the connection map; closing one');
-      socket.destroy();
+      this.refuse(stream, socket, 'waiting-conns', `stream ${stream.uid} already has ${this.opts.waitLimit} connections waiting for its connection map (UpdateTargets); refusing more`);
       return;
     }
     const waiting: Waiting = {
       socket,
-      listenerIndex,
+      hold,
       timer: setTimeout(() => {
         stream.waiting.delete(waiting);
-        this.opts.logger.warn({ uid: stream.uid, peer: socket.remoteAddress }, 'no UpdateTargets in time; closing a waiting connection');
-        socket.destroy();
+        this.refuse(stream, socket, 'waiting-conns', `no UpdateTargets for stream ${stream.uid} within the wait time; closed a waiting connection`);
       }, this.opts.waitTimeoutMs),
     };
     stream.waiting.add(waiting);
@@ -152,17 +213,52 @@ export class LocalDataServer implements DataServer {
     });
   }
 
-  /** Authenticates the accepted connection (WAN side), then opens its target and forwards. */
-  private connect(stream: Stream, listenerIndex: number, raw: Socket): void {
+  /**
+   * Closes a connection the gateway will not serve, at once and with a reset (the
+   * peer must not take it for a clean, empty stream); counted, and logged at most
+   * once per interval per kind.
+   */
+  private refuse(stream: Stream, socket: Socket, kind: RefusalKind, message: string, fields: Record<string, unknown> = {}): void {
+    stream.refused++;
+    this.refusals.count(kind, message, { uid: stream.uid, ...fields });
+    abort(socket);
+  }
+
+  /** Gives back a connection's listener slot and buffer reservation; once per connection. */
+  private unhold(stream: Stream, hold: Hold): void {
+    if (!stream.holds.delete(hold)) return;
+    stream.perListener[hold.listenerIndex]!--;
+    this.reservedMemory -= hold.bytes;
+    hold.bytes = 0;
+  }
+
+  /**
+   * Reserves the connection's buffer memory, authenticates it (WAN side), then
+   * opens its target and forwards. The reservation is given back when the
+   * accepted socket closes, or at release.
+   */
+  private connect(stream: Stream, hold: Hold, raw: Socket): void {
     const targets = stream.targets!;
-    const target = targets[listenerIndex % targets.length]!;
-    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
-    const options = { highWaterMark: this.opts.bufferSize };
+    const target = targets[hold.listenerIndex % targets.length]!;
     const acceptVia = stream.acceptVia;
     const connectVia = stream.connectVia;
+    const need = connectionMemory(this.opts.bufferSize, acceptVia.name, connectVia.name);
+    if (this.reservedMemory + need > this.maxBufferMemory) {
+      this.refuse(
+        stream,
+        raw,
+        'buffer-memory',
+        `connections hold ${mib(this.reservedMemory)} of the ${mib(this.maxBufferMemory)} buffer memory (--max-buffer-memory) and one more needs ${mib(need)}; refusing new connections`,
+      );
+      return;
+    }
+    hold.bytes = need;
+    this.reservedMemory += need;
+    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
+    const options = { highWaterMark: this.opts.bufferSize };
     acceptVia.accept(raw, options).then(
       (socket) => {
-        if (stream.released) {
+        if (stream.released || raw.destroyed) {
           socket.destroy();
           return;
         }
@@ -174,8 +270,8 @@ export class LocalDataServer implements DataServer {
         // (TLS, record by record), a ring of them (see transport/reads.ts).
         const reads =
           connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia)))
-            : new RingReadBuffer(Buffer.allocUnsafe(Math.min(this.opts.bufferSize, RING_SIZE)));
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name)))
+            : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
             if (stream.released || socket.destroyed) {
@@ -197,19 +293,27 @@ export class LocalDataServer implements DataServer {
             );
           },
           (err: NodeJS.ErrnoException) => {
-            this.opts.logger.warn(
-              { uid: stream.uid, target: formatAddress(target), transport: connectVia.name, code: err.code },
+            if (stream.released) {
+              socket.destroy();
+              return;
+            }
+            this.refuse(
+              stream,
+              socket,
+              'target-unreachable',
               `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
+              { target: formatAddress(target), transport: connectVia.name, code: err.code },
             );
-            abort(socket);
           },
         );
       },
       (err: Error) => {
         // The peer never reaches the target: nothing is opened for it.
-        stream.refused++;
-        this.opts.logger.warn({ uid: stream.uid, peer, reason: err.message }, `refused a connection from ${peer}: it did not prove the stream's credentials`);
-        raw.destroy();
+        if (stream.released) {
+          raw.destroy();
+          return;
+        }
+        this.refuse(stream, raw, 'wan-auth', `refused a connection from ${peer}: it did not prove the stream's credentials (${err.message})`, { peer });
       },
     );
   }
@@ -224,7 +328,7 @@ export class LocalDataServer implements DataServer {
     for (const w of stream.waiting) {
       clearTimeout(w.timer);
       stream.waiting.delete(w);
-      this.connect(stream, w.listenerIndex, w.socket);
+      this.connect(stream, w.hold, w.socket);
     }
   }
 
@@ -238,6 +342,9 @@ export class LocalDataServer implements DataServer {
     for (const w of stream.waiting) clearTimeout(w.timer);
     stream.waiting.clear();
     for (const s of stream.sockets) s.destroy();
+    // Destroyed sockets drop their buffers now; the reservations go with them, even
+    // for a connection whose handshake or target dial is still settling.
+    for (const h of [...stream.holds]) this.unhold(stream, h);
     await Promise.all(stream.listeners.map((l) => l.close()));
     for (const p of stream.ports) this.pool.give(p);
   }
@@ -266,14 +373,49 @@ export class LocalDataServer implements DataServer {
 /** The ring TLS records are read into: 16 records of 16 KiB. */
 const RING_SIZE = 256 * 1024;
 
+function ringSize(bufferSize: number): number {
+  return Math.min(bufferSize, RING_SIZE);
+}
+
+/**
+ * Slack per connection over the stream buffers: a write is taken even when it
+ * crosses the high-water mark, and a read is pushed before the mark stops the
+ * next one (one 64 KiB read or one 16 KiB TLS record each), plus OpenSSL's record
+ * buffers and the socket objects.
+ */
+const CONNECTION_SLACK = 256 * 1024;
+
+/**
+ * The most buffer memory one forwarded connection can hold (user space; kernel
+ * socket buffers not counted), with every high-water mark at `bufferSize` (b):
+ * - towards the target: the accepted socket keeps reading while its destination
+ *   is full, until its readable buffer holds b; the target's writable buffer
+ *   holds b more. 2b: with a target that does not read, 2 x 4 MiB was the 8 MiB
+ *   per connection measured from outside.
+ * - from the target: plain TCP reads into one reused buffer (readSize) written
+ *   from there, the next read waiting until the kernel took it: that buffer only.
+ *   TLS reads into a ring (ringSize) whose records wait in the accepted socket's
+ *   writable buffer, up to b of them (past the ring, in one-off buffers).
+ * Measured (test/s2ds/limits.test.ts): arrayBuffers grows by about 2b + 1 MiB per
+ * plain connection pushing into a target that does not read.
+ */
+export function connectionMemory(bufferSize: number, accept: 'tcp' | 'tls', connect: 'tcp' | 'tls'): number {
+  const fromTarget = connect === 'tcp' ? readSize(bufferSize, accept) : ringSize(bufferSize) + bufferSize;
+  return 2 * bufferSize + fromTarget + CONNECTION_SLACK;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(bytes < 1024 ** 2 ? 2 : 0)} MiB`;
+}
+
 /**
  * How much one read from the producer takes. Measured (docs/benchmarks.md): 1 MiB
  * reads forward plain TCP near loopback speed for 1 to 64 connections (4 MiB is as
  * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
  * encryption and sending in step. Never more than the configured buffer.
  */
-function readSize(bufferSize: number, towards: Transport): number {
-  return Math.min(bufferSize, towards.name === 'tls' ? 256 * 1024 : 1024 * 1024);
+function readSize(bufferSize: number, towards: 'tcp' | 'tls'): number {
+  return Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
 }
 
 function noop(): void {}

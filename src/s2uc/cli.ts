@@ -245,11 +245,15 @@ program
     }
     process.stdout.write(`gateway ${f.s2cs}: ${s.streams.length} stream(s), ${s.reserved_ports} port(s) reserved, ${s.free_ports} free\n`);
     for (const st of s.streams) {
+      // The lease matters only until the connection map arrives: then the stream stays until released.
+      const lease = st.state === 'ready' ? '' : ` lease=${st.lease_remaining_s}s`;
       process.stdout.write(
-        `  ${st.uid} ${st.role} ${st.state} num_conn=${st.num_conn} rate=${st.rate} listeners=${st.listeners.join(',')} ` +
+        `  ${st.uid} ${st.role} ${st.state}${lease} num_conn=${st.num_conn} rate=${st.rate} listeners=${st.listeners.join(',')} ` +
           `owner=${st.owner} targets=${st.targets.join(',') || '-'} bytes to/from target=${st.bytes_to_target}/${st.bytes_from_target} active=${st.active_connections}\n`,
       );
     }
+    const refused = s.refusals.filter((r) => Number(r.count) > 0);
+    if (refused.length > 0) process.stdout.write(`refused since start: ${refused.map((r) => `${r.kind}=${r.count}`).join(' ')}\n`);
   });
 
 addAuthCommands(program);

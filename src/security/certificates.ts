@@ -55,18 +55,51 @@ export function fingerprint(certPem: string | Buffer): string {
   return new X509Certificate(certPem).fingerprint256;
 }
 
-/** Checks a PEM certificate and key belong together; returns a reason when they do not. */
-export function checkPair(certPem: string, keyPem: string): string | undefined {
+/** Key types the WAN leg accepts: EC on P-256 or P-384, Ed25519, RSA of 2048 bits or more. */
+function keyProblem(cert: X509Certificate): string | undefined {
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'ec':
+      return details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1'
+        ? undefined
+        : `has an EC key on curve ${details.namedCurve ?? 'unknown'}; use P-256 or P-384`;
+    case 'ed25519':
+      return undefined;
+    case 'rsa':
+    case 'rsa-pss':
+      return (details.modulusLength ?? 0) >= 2048 ? undefined : `has a ${details.modulusLength ?? 0}-bit RSA key; use 2048 bits or more (or EC P-256)`;
+    default:
+      return `has a key of type ${key.asymmetricKeyType ?? 'unknown'}, which is not accepted; use EC P-256, P-384, Ed25519 or RSA of 2048 bits or more`;
+  }
+}
+
+function datesProblem(cert: X509Certificate, now: number): string | undefined {
+  if (now < Date.parse(cert.validFrom)) return `is not valid before ${cert.validFrom}; check the clocks of the machine that made it and of this gateway`;
+  if (now > Date.parse(cert.validTo)) return `expired on ${cert.validTo}; request the stream again for fresh credentials`;
+  return undefined;
+}
+
+/**
+ * Checks one certificate of a stream's WAN leg: PEM X.509, an accepted key type and
+ * strength, and within its validity dates. Returns the reason it is refused.
+ */
+export function checkStreamCertificate(certPem: string, now = Date.now()): { cert: X509Certificate } | { problem: string } {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
   } catch {
-    return 'the certificate is not a PEM X.509 certificate';
+    return { problem: 'is not a PEM X.509 certificate' };
   }
+  const problem = keyProblem(cert) ?? datesProblem(cert, now);
+  return problem ? { problem } : { cert };
+}
+
+/** Checks a PEM private key belongs to a certificate; returns a reason when it does not. */
+export function checkPrivateKey(cert: X509Certificate, keyPem: string): string | undefined {
   try {
-    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return 'the private key does not belong to the certificate';
+    return cert.checkPrivateKey(createPrivateKey(keyPem)) ? undefined : 'does not belong to the certificate';
   } catch {
-    return 'the private key is not a PEM private key';
+    return 'is not a PEM private key';
   }
-  return undefined;
 }

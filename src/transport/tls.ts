@@ -8,6 +8,7 @@ import type { Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
 import type { SocketOptions, Transport } from './index.js';
 import type { ConnectionReads } from './reads.js';
+import { invalidArgument } from '../protocol/errors.js';
 
 /** What one gateway holds for one stream's WAN leg. In memory only; never logged. */
 export interface StreamCredentials {
@@ -28,25 +29,29 @@ export class PeerRefused extends Error {}
 
 export class TlsTransport implements Transport {
   readonly name = 'tls';
-  private contextMade: SecureContext | undefined;
+  private readonly context: SecureContext;
   private readonly peerFingerprint: string;
 
-  constructor(private readonly credentials: StreamCredentials) {
+  /**
+   * Builds the stream's TLS context at once, when the connection map arrives: a
+   * context OpenSSL refuses (a key too small for its security level, say) is an
+   * INVALID_ARGUMENT for UpdateTargets, not an exception at the first connection.
+   */
+  constructor(credentials: StreamCredentials) {
     this.peerFingerprint = fingerprint(credentials.peerCert);
-  }
-
-  // Made at the first connection, not with the stream: an OpenSSL context costs tens
-  // of KiB, and most streams wait idle for a while (or for ever) before data flows.
-  private get context(): SecureContext {
-    return (this.contextMade ??= createSecureContext({
-      cert: this.credentials.cert,
-      key: this.credentials.key,
-      ca: [this.credentials.peerCert],
-      minVersion: 'TLSv1.3',
-      // AES-128-GCM first: as strong as the stream needs, and cheaper per byte than
-      // AES-256 on the gateways' CPUs (the others stay acceptable).
-      ciphers: TLS13_CIPHERS,
-    }));
+    try {
+      this.context = createSecureContext({
+        cert: credentials.cert,
+        key: credentials.key,
+        ca: [credentials.peerCert],
+        minVersion: 'TLSv1.3',
+        // AES-128-GCM first: as strong as the stream needs, and cheaper per byte than
+        // AES-256 on the gateways' CPUs (the others stay acceptable).
+        ciphers: TLS13_CIPHERS,
+      });
+    } catch (err) {
+      throw invalidArgument(`credentials: the TLS library refuses them (${(err as Error).message}); send an EC P-256 certificate and key, as s2uc makes`);
+    }
   }
 
   accept(raw: Socket, options: SocketOptions): Promise<Socket> {

@@ -2,16 +2,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { startGateway } from '../support/gateway.js';
 import { startProducer } from '../../src/app/produce.js';
+import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 
-async function settle(baseline: number): Promise<number> {
+async function settle(baseline: number, withinMs = 2000): Promise<number> {
   // Closed sockets leave the fd table on the next turns of the event loop.
-  for (let i = 0; i < 100 && openFds() > baseline; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < withinMs / 20 && openFds() > baseline; i++) await new Promise((r) => setTimeout(r, 20));
   return openFds();
 }
 
@@ -48,5 +49,74 @@ test('100 requests created and released leave no port reserved and no socket ope
   } finally {
     await producer.close();
     await gw.close();
+  }
+});
+
+// Point 7 of issue 9: release racing WAN connections of TLS streams (handshakes in
+// flight, targets being dialled, consumers closing just before release) must leave
+// no descriptor behind on either gateway.
+test('1,000 TLS streams released while connections open and close leave no descriptor behind', async () => {
+  const CYCLES = Number(process.env.LEAK_CYCLES ?? 1000);
+  const prodGw = await startGateway({ maxConn: 8 }, 16);
+  const consGw = await startGateway({ maxConn: 8 }, 16);
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 1024 ** 3, seed: 9 });
+  // Key generation is the slow part; streams may share a pair (their uids differ).
+  const creds = await Promise.all([0, 1, 2, 3].map((i) => createStreamCredentials(`leak-${i}`)));
+  await prodGw.client.status({ uid: '' });
+  await consGw.client.status({ uid: '' });
+  const baseline = openFds();
+  const started = Date.now();
+  let withData = 0;
+  try {
+    for (let i = 0; i < CYCLES; i++) {
+      const uid = randomUUID();
+      const c = creds[i % creds.length]!;
+      await prodGw.client.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
+      const [p, q] = await Promise.all([
+        prodGw.client.req({ uid, role: 'PROD', num_conn: 1, rate: 0 }),
+        consGw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }),
+      ]);
+      await Promise.all([
+        prodGw.client.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD', credentials: c.producerSide }),
+        consGw.client.update({ uid, remote_listeners: p.listeners, role: 'CONS', credentials: c.consumerSide }),
+      ]);
+      const [host, port] = q.listeners[0]!.split(':');
+      const sockets: Socket[] = [];
+      const open = () => {
+        const s = connect({ host: host!, port: Number(port) }).on('error', () => {});
+        sockets.push(s);
+        return s;
+      };
+      // One connection that got data and closes just before release; others opening
+      // now (their WAN handshakes and target dials in flight when release comes).
+      const first = open();
+      const gotData = await new Promise<boolean>((resolve) => {
+        first.once('data', () => resolve(true));
+        first.once('close', () => resolve(false));
+      });
+      if (gotData) withData++;
+      const extra = i % 4;
+      for (let k = 0; k < extra; k++) open();
+      first.destroy();
+      const pause = i % 5;
+      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+      // Either gateway may hear of the release first.
+      if (i % 3 === 0) await Promise.all([prodGw.client.release({ uid }), consGw.client.release({ uid })]);
+      else if (i % 3 === 1) await prodGw.client.release({ uid }).then(() => consGw.client.release({ uid }));
+      else await consGw.client.release({ uid }).then(() => prodGw.client.release({ uid }));
+      for (const s of sockets) s.destroy();
+    }
+    const elapsed = Date.now() - started;
+    assert.ok(withData > CYCLES * 0.9, `${withData} of ${CYCLES} streams delivered data`);
+    if (process.env.LEAK_DEBUG) console.log({ baseline, now: openFds(), withData, elapsed });
+    assert.equal(prodGw.server.dataServer.ports().reserved, 0);
+    assert.equal(consGw.server.dataServer.ports().reserved, 0);
+    // TLS handshakes give up after 10 s at most; closed sockets leave the table soon after.
+    const end = await settle(baseline, 15_000);
+    assert.ok(Math.abs(end - baseline) <= 5, `descriptors: ${baseline} before, ${end} after ${CYCLES} cycles (${elapsed} ms)`);
+  } finally {
+    await producer.close();
+    await prodGw.close();
+    await consGw.close();
   }
 });
