@@ -72,7 +72,7 @@ export const CONTROL_CIPHERS = [
 ].join(':');
 
 /** Default time for a control client to finish its TLS handshake (--handshake-timeout). */
-export const HANDSHAKE_TIMEOUT_MS = 10_000;
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
 
 /**
  * grpc-js's createSsl takes no cipher list or handshake time; its ServerCredentials

@@ -161,7 +161,7 @@ test('500 malformed connections: each is closed by the server, descriptors back 
 test('1,000 idle connections (plain and TLS, silent, preface only, HTTP/2 with no call) are closed after the idle timeout', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-cidle-'));
   const idleTimeoutMs = 2000;
-  // Default liveness times (5 s ping, 10 s answer): here the idle timeout is what closes them.
+  // Default liveness times (a PING every 2 s, 5 s to answer it): the idle timeout comes first.
   const plain = await startGateway({ controlPort: { idleTimeoutMs } });
   const { gw: secure } = await tlsGateway(dir, { idleTimeoutMs });
   try {
