@@ -285,7 +285,12 @@ function cleanlyDone(s: Socket, reader: FrameReader | undefined): boolean {
 /** Passes an abrupt end on as a TCP reset, so the peer sees an error, not a clean EOF. */
 export function abort(s: Socket): void {
   if (s.destroyed) return;
-  if (typeof s.resetAndDestroy === 'function' && !s.connecting && s.readyState !== 'closed') {
+  // Not after end(): libuv refuses to reset a socket whose shutdown is under way
+  // (uv_tcp_close_reset: EINVAL), and Node has by then dropped the handle without
+  // closing it, so the descriptor leaked for ever (one per connection that a release
+  // or a failure caught with its FIN queued). Such a socket is closed instead: the
+  // direction it ended was complete, and its queued bytes still go out before the FIN.
+  if (typeof s.resetAndDestroy === 'function' && !s.connecting && !s.writableEnded && s.readyState !== 'closed') {
     try {
       s.resetAndDestroy();
       return;

@@ -7,6 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { startGateway } from '../support/gateway.js';
 import { startProducer } from '../../src/app/produce.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
+import { createServer } from 'node:net';
+import { Rng, Sender, fdCount, garbageConnection, settleFds, startS2cs } from '../support/hostile.js';
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 
@@ -118,5 +120,40 @@ test('1,000 TLS streams released while connections open and close leave no descr
     await producer.close();
     await prodGw.close();
     await consGw.close();
+  }
+});
+
+// Found by the soak: a release that catches connections whose target side already
+// had its FIN queued (the client wrote, then closed) reset them with
+// resetAndDestroy, which libuv refuses after a shutdown; Node then dropped the
+// handle without closing it, and each such connection leaked a descriptor. Against
+// an s2cs process, as the soak found it (in one process the timing rarely lines up).
+test('releases racing connections that write and close leave no descriptor behind (s2cs process, plain TCP)', async () => {
+  const gw = await startS2cs({ ports: 16 });
+  const sink = createServer((s) => {
+    s.on('error', () => undefined);
+    s.resume();
+  });
+  await new Promise<void>((resolve) => sink.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const sinkAddress = `127.0.0.1:${(sink.address() as { port: number }).port}`;
+  const sender = new Sender(gw.address, gw.credentials, 5000);
+  const rng = new Rng(42);
+  try {
+    await sender.typed.status({ uid: '' });
+    const baseline = fdCount(gw.pid);
+    for (let round = 0; round < 40; round++) {
+      const uid = `race-${round}`;
+      const r = await sender.typed.req({ uid, role: 'CONS', num_conn: 2, rate: 0 });
+      await sender.typed.update({ uid, role: 'CONS', remote_listeners: [sinkAddress] });
+      await Promise.all(r.listeners.flatMap((l) => Array.from({ length: 20 }, () => garbageConnection(l, rng.bytes(rng.pick([0, 1, 1000, 100_000])), rng.int(0, 200)))));
+      await sender.typed.release({ uid });
+    }
+    assert.equal((await sender.typed.status({ uid: '' })).reserved_ports, 0);
+    const after = await settleFds(gw.pid, baseline, 10_000);
+    assert.ok(after <= baseline + 2, `descriptors of s2cs: ${baseline} before, ${after} after`);
+  } finally {
+    sender.close();
+    sink.close();
+    await gw.stop();
   }
 });
