@@ -1,10 +1,15 @@
 // SO_LINGER for the data plane's sockets, which Node cannot set (no setsockopt).
 // With {on, 0}, any close the gateway did not choose (process death included)
 // sends a TCP reset, so an application never takes a broken stream for a clean
-// end; {off} restores the normal close before a clean end. Plain N-API: no Node
-// or V8 version ties, nothing to link against. See src/transport/linger.ts.
+// end; {off} restores the normal close before a clean end. Plain Node-API: no Node
+// or V8 version ties, nothing to link against, and Node's headers optional
+// (node_api_min.h). See src/transport/linger.ts.
 #define NAPI_VERSION 8
+#if __has_include(<node_api.h>)
 #include <node_api.h>
+#else
+#include "node_api_min.h"
+#endif
 #include <errno.h>
 #include <sys/socket.h>
 

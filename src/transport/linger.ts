@@ -30,7 +30,8 @@ let loadError: string | undefined;
 try {
   addon = createRequire(import.meta.url)(ADDON) as Addon;
 } catch (err) {
-  loadError = (err as Error).message.split('\n')[0];
+  const e = err as NodeJS.ErrnoException;
+  loadError = e.code === 'MODULE_NOT_FOUND' ? 'not built' : e.message.split('\n')[0];
 }
 
 /** Whether the addon loaded: the data plane can turn process death into resets. */
@@ -45,7 +46,7 @@ export function lingerUnavailable(): string | undefined {
   return (
     `the SO_LINGER addon (native/build/linger.node) is not loaded (${loadError ?? 'unknown reason'}): ` +
     'if this gateway process is killed, local applications see a clean end of stream instead of a reset. ' +
-    'Build it with `npm run build:native` in the scistream package (needs a C compiler and Node\'s headers, e.g. /usr/include/node)'
+    'build it with `npm run build:native` in the scistream package (needs a C compiler: cc, gcc or g++)'
   );
 }
 
