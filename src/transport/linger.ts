@@ -45,7 +45,7 @@ export function lingerUnavailable(): string | undefined {
   if (addon) return undefined;
   return (
     `the SO_LINGER addon (native/build/linger.node) is not loaded (${loadError ?? 'unknown reason'}): ` +
-    'if this gateway process is killed, local applications see a clean end of stream instead of a reset. ' +
+    'if this gateway process is killed, local applications see a clean end of stream instead of a reset; ' +
     'build it with `npm run build:native` in the scistream package (needs a C compiler: cc, gcc or g++)'
   );
 }
