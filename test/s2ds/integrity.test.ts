@@ -15,6 +15,7 @@ import { createStreamCredentials } from '../../src/security/stream-credentials.j
 import type { Address } from '../../src/protocol/address.js';
 import { END_FRAME, dataHeader, type StreamCredentials } from '../../src/transport/index.js';
 import { forward } from '../../src/s2ds/forwarder.js';
+import { lingerAvailable } from '../../src/transport/linger.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -484,7 +485,10 @@ async function cliStream(plain = false): Promise<{ prodGw: Proc; consGw: Proc; c
 
 describe('gateways as processes, one of them dying or stopped mid-stream', () => {
   // The data plane's sockets carry SO_LINGER 0 (transport/linger.ts): when a gateway
-  // process dies, the kernel resets them instead of closing them with a FIN.
+  // process dies, the kernel resets them instead of closing them with a FIN. Without
+  // the addon (not built on this machine) that protection is absent and s2cs says so;
+  // in CI it must be there (test/transport/linger.test.ts), so these always run there.
+  const noAddon = !lingerAvailable && !process.env.CI ? 'the SO_LINGER addon is not built here (npm run build:native)' : false;
   for (const plain of [false, true]) {
     const wan = plain ? 'plain WAN leg' : 'TLS WAN leg';
     const cases: Array<{ name: string; gw: 'prodGw' | 'consGw'; signal: NodeJS.Signals }> = [
@@ -496,7 +500,8 @@ describe('gateways as processes, one of them dying or stopped mid-stream', () =>
       cases.push({ name: 'SIGTERM of the consumer-side gateway', gw: 'consGw', signal: 'SIGTERM' });
     }
     for (const c of cases) {
-      it(`${c.name} mid-stream (${wan}): the consumer gets a reset, the producer an error`, { timeout: TIMEOUT }, async () => {
+      const skip = c.signal === 'SIGKILL' ? noAddon : false;
+      it(`${c.name} mid-stream (${wan}): the consumer gets a reset, the producer an error`, { timeout: TIMEOUT, skip }, async () => {
         const s = await cliStream(plain);
         try {
           const atConsumer = outcome(s.consumer);
@@ -516,7 +521,7 @@ describe('gateways as processes, one of them dying or stopped mid-stream', () =>
     // the dead gateway's sockets with a plain FIN, and both applications would see a
     // clean end (the plain WAN leg passes that FIN on as well).
     for (const gw of ['prodGw', 'consGw'] as const) {
-      it(`kill -9 of the ${gw === 'prodGw' ? 'producer' : 'consumer'}-side gateway while idle (${wan}): both applications get a reset`, { timeout: TIMEOUT }, async () => {
+      it(`kill -9 of the ${gw === 'prodGw' ? 'producer' : 'consumer'}-side gateway while idle (${wan}): both applications get a reset`, { timeout: TIMEOUT, skip: noAddon }, async () => {
         const s = await cliStream(plain);
         try {
           const atConsumer = outcome(s.consumer);
