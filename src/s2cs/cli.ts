@@ -7,6 +7,7 @@ import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS, connectionMemory, parsePortRange } from '../s2ds/index.js';
 import { parseSize } from '../units.js';
 import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.js';
+import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
 import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
 import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
@@ -46,6 +47,8 @@ interface StartFlags {
   admin: string[];
   verbose?: boolean;
   logJson?: boolean;
+  idleTimeout: number;
+  handshakeTimeout: number;
 }
 
 const program = new Command('s2cs')
@@ -95,6 +98,9 @@ program
   .option('--audience <aud>', 'jwt: the audience tokens for this gateway carry (introspect: checked when given)')
   .option('--jwks-url <url>', "jwt: the issuer's key set (JWKS) URL")
   .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  // Control-port connections (control-port.ts).
+  .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
+  .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
   .option('-v, --verbose', 'debug logs')
   .option('--log-json', 'logs as JSON lines')
   .action(async (flags: StartFlags) => {
@@ -167,7 +173,8 @@ program
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
-        credentials: serverCredentials(tls, flags.clientCa),
+        credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
+        controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
         auth,
         admins: flags.admin,
         logger,

@@ -8,6 +8,7 @@ import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from 
 import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
 import { StreamTable } from './streams.js';
+import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 
 export interface ControlServerOptions {
   /** Address the gRPC control service binds to. */
@@ -37,6 +38,8 @@ export interface ControlServerOptions {
   /** Identities (token subjects) that may release and see every stream. */
   admins?: string[];
   credentials?: grpc.ServerCredentials;
+  /** When the control port closes idle, silent and broken connections (control-port.ts). */
+  controlPort?: ControlPortLimits;
   logger?: Logger;
   dataServer?: DataServer;
   /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
@@ -124,7 +127,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     admins: new Set(opts.admins ?? []),
     logger,
   });
-  const server = new grpc.Server();
+  const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
     tolerantService(Control.service),
     controlHandlers({ table, dataServer, auth, limits: { maxConn }, refusals, logger }),

@@ -54,11 +54,55 @@ function localAddresses(): string[] {
     .map((i) => i.address.split('%')[0]!);
 }
 
-/** `clientCa`: PEM bundle; when given, clients must present a certificate it issued (mutual TLS). */
-export function serverCredentials(tls: ServerTls | undefined, clientCa?: string): grpc.ServerCredentials {
+/**
+ * The control channel's cipher suites: TLS 1.3's (as OpenSSL offers them by default), and for
+ * TLS 1.2 only ECDHE key exchange with an AEAD cipher. No CBC, SHA-1 MAC, CCM or ARIA suites,
+ * no static RSA key exchange. Covers RSA and ECDSA certificates.
+ */
+export const CONTROL_CIPHERS = [
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Default time for a control client to finish its TLS handshake (--handshake-timeout). */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+
+/**
+ * grpc-js's createSsl takes no cipher list or handshake time; its ServerCredentials
+ * constructor takes the options of the HTTP/2 TLS server it builds, so these settings
+ * apply to the control port's listener only, nothing else in the process.
+ */
+class ControlServerCredentials extends grpc.ServerCredentials {
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/**
+ * `clientCa`: PEM bundle; when given, clients must present a certificate it issued (mutual TLS).
+ * `handshakeTimeoutMs`: a connection that has not finished its TLS handshake by then is closed.
+ */
+export function serverCredentials(tls: ServerTls | undefined, clientCa?: string, handshakeTimeoutMs = HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
-  const ca = clientCa ? readFileSync(clientCa) : null;
-  return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], ca !== null);
+  const ca = clientCa ? readFileSync(clientCa) : undefined;
+  return new ControlServerCredentials(
+    {
+      requestCert: ca !== undefined,
+      rejectUnauthorized: ca !== undefined,
+      minVersion: 'TLSv1.2',
+      ciphers: CONTROL_CIPHERS,
+      honorCipherOrder: true,
+      handshakeTimeout: handshakeTimeoutMs,
+    },
+    { ca, cert: tls.cert, key: tls.key },
+  );
 }
 
 export interface ClientTlsOptions {

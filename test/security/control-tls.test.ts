@@ -5,8 +5,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTlsServer, connect as tlsConnect, type ConnectionOptions } from 'node:tls';
+import { webcrypto, randomBytes } from 'node:crypto';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { ControlConnection } from '../../src/protocol/client.js';
-import { loadServerTls, serverCredentials } from '../../src/security/control-tls.js';
+import { loadServerTls, serverCredentials, type ServerTls } from '../../src/security/control-tls.js';
 import { createSelfSigned } from '../../src/security/certificates.js';
 import { startGateway } from '../support/gateway.js';
 
@@ -92,6 +96,89 @@ test('mutual TLS: with --client-ca, only clients with a certificate from that CA
       await assert.rejects(status(gw.address, { insecure: false, deadlineMs: 3000, tls: { serverCert } }));
     } finally {
       await gw.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** An RSA certificate, as an operator may give with --tls-cert (ours are ECDSA). */
+async function rsaCertificate(): Promise<{ cert: string; key: string }> {
+  const alg = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) } as const;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01' + randomBytes(8).toString('hex'),
+    name: 'CN=rsa control test',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    keys: keys as unknown as Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'],
+    signingAlgorithm: alg,
+  });
+  const pkcs8 = Buffer.from((await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) as ArrayBuffer).toString('base64');
+  return { cert: cert.toString('pem'), key: `-----BEGIN PRIVATE KEY-----\n${pkcs8.replace(/(.{64})/g, '$1\n')}\n-----END PRIVATE KEY-----\n` };
+}
+
+type Handshake = { ok: true; cipher: string; version: string } | { ok: false; error: string };
+
+function handshake(port: number, opts: ConnectionOptions): Promise<Handshake> {
+  return new Promise((resolve) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['h2'], ...opts });
+    s.once('secureConnect', () => {
+      resolve({ ok: true, cipher: s.getCipher().name, version: s.getProtocol() ?? '' });
+      s.destroy();
+    });
+    s.once('error', (err) => resolve({ ok: false, error: err.message }));
+  });
+}
+
+test('control TLS 1.2 offers ECDHE with AES-GCM or ChaCha20-Poly1305 only; TLS 1.3 as before', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-ciphers-'));
+  const ecdsa = await loadServerTls({ stateDir: dir, names: [] });
+  const rsa = await rsaCertificate();
+  const cases: { name: string; tls: ServerTls | { cert: string; key: string }; good: string[]; bad: string[] }[] = [
+    {
+      name: 'ECDSA certificate',
+      tls: ecdsa,
+      good: ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305'],
+      bad: ['ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA384', 'ECDHE-ECDSA-AES128-CCM8', 'ECDHE-ECDSA-AES128-CCM', 'ECDHE-ECDSA-ARIA128-GCM-SHA256'],
+    },
+    {
+      name: 'RSA certificate',
+      tls: rsa,
+      good: ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305'],
+      bad: ['AES128-SHA', 'AES128-GCM-SHA256', 'ECDHE-RSA-AES128-SHA', 'DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES128-CCM8', 'ECDHE-ARIA128-GCM-SHA256'],
+    },
+  ];
+  try {
+    for (const c of cases) {
+      const gw = await startGateway({ credentials: serverCredentials({ fingerprint: '', ...c.tls }) });
+      // A server that takes every suite: proves the client really offers each refused one.
+      const open = createTlsServer({ cert: c.tls.cert, key: c.tls.key, ciphers: 'ALL:@SECLEVEL=0', dhparam: 'auto', ALPNProtocols: ['h2'] }, (s) => s.on('error', () => {}));
+      await new Promise<void>((r) => open.listen(0, '127.0.0.1', r));
+      const openPort = (open.address() as { port: number }).port;
+      try {
+        for (const cipher of c.good) {
+          const h = await handshake(gw.server.port, { ciphers: cipher, maxVersion: 'TLSv1.2' });
+          assert.deepEqual(h, { ok: true, cipher, version: 'TLSv1.2' }, `${c.name}: ${cipher}`);
+        }
+        for (const cipher of c.bad) {
+          const reference = await handshake(openPort, { ciphers: cipher, maxVersion: 'TLSv1.2' });
+          assert.ok(reference.ok && reference.cipher === cipher, `${c.name}: the client can negotiate ${cipher} elsewhere (${JSON.stringify(reference)})`);
+          const h = await handshake(gw.server.port, { ciphers: cipher, maxVersion: 'TLSv1.2' });
+          assert.equal(h.ok, false, `${c.name}: ${cipher} must be refused, got ${JSON.stringify(h)}`);
+        }
+        // Only weak suites offered: refused whatever their order.
+        assert.equal((await handshake(gw.server.port, { ciphers: c.bad.join(':'), maxVersion: 'TLSv1.2' })).ok, false);
+        const t13 = await handshake(gw.server.port, { minVersion: 'TLSv1.3' });
+        assert.ok(t13.ok && t13.version === 'TLSv1.3', `${c.name}: TLS 1.3 (${JSON.stringify(t13)})`);
+        // A default client still gets in, and gRPC works over it.
+        const certFile = join(dir, 'server.pem');
+        writeFileSync(certFile, c.tls.cert);
+        assert.ok((await status(gw.address, { insecure: false, tls: { serverCert: certFile } })) > 0);
+      } finally {
+        open.close();
+        await gw.close();
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
