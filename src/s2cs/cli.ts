@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
 import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
 import type { Logger } from '../log.js';
+import { lingerUnavailable } from '../transport/linger.js';
 
 interface StartFlags {
   port: number;
@@ -191,6 +192,8 @@ program
       if (tls.created) logger.info({ file: tls.created }, 'made a self-signed certificate for the control channel');
       logger.info({ fingerprint: tls.fingerprint }, `control channel TLS certificate SHA-256 fingerprint: ${tls.fingerprint}`);
     }
+    const noLinger = lingerUnavailable();
+    if (noLinger) logger.warn(noLinger);
     // Handlers first: whoever waits for the ready line may signal at once.
     onShutdown(async (signal) => {
       logger.info({ signal }, 'shutting down: releasing every stream');

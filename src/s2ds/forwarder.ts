@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import { END_FRAME, FRAME_HEADER, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../transport/frames.js';
 import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
+import { closeCleanly } from '../transport/linger.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -52,8 +53,8 @@ export function forward(
     abort(accepted);
     abort(target);
   };
-  const acceptedReader = framed === 'accepted' ? new FrameReader(() => target.end()) : undefined;
-  const targetReader = framed === 'target' ? new FrameReader(() => accepted.end()) : undefined;
+  const acceptedReader = framed === 'accepted' ? new FrameReader(() => endCleanly(target)) : undefined;
+  const targetReader = framed === 'target' ? new FrameReader(() => endCleanly(accepted)) : undefined;
 
   const toTarget = batched(target, framed === 'target');
   if (acceptedReader) {
@@ -120,10 +121,7 @@ export function forward(
  * one is a broken stream.
  */
 function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, toFramed: boolean, fail: () => void): void {
-  const pass = () => {
-    if (toFramed) to.end(END_FRAME);
-    else to.end();
-  };
+  const pass = () => endCleanly(to, toFramed ? END_FRAME : undefined);
   from.on('end', () => {
     if (fromReader) {
       if (!fromReader.ended) fail();
@@ -276,6 +274,16 @@ function fromRing(
 }
 
 function noop(): void {}
+
+/**
+ * Ends `s` cleanly: its close must now send everything queued, then a FIN, where
+ * until now (SO_LINGER 0, set when it was established) any close reset it.
+ */
+function endCleanly(s: Socket, last?: Buffer): void {
+  closeCleanly(s);
+  if (last) s.end(last);
+  else s.end();
+}
 
 // A framed leg has ended cleanly only with its END frame.
 function cleanlyDone(s: Socket, reader: FrameReader | undefined): boolean {

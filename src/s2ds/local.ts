@@ -8,6 +8,7 @@ import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransp
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
+import { resetOnClose } from '../transport/linger.js';
 import { PortPool, type PortRange } from './ports.js';
 
 export interface LocalDataServerOptions {
@@ -177,6 +178,9 @@ export class LocalDataServer implements DataServer {
       return;
     }
     stream.accepted++;
+    // Until the forwarder ends it cleanly, any close (this process dying included)
+    // reaches the peer as a reset, never as a clean end (transport/linger.ts).
+    resetOnClose(socket);
     if (stream.perListener[listenerIndex]! >= this.maxConnsPerListener) {
       this.refuse(stream, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[listenerIndex]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
       return;
@@ -282,6 +286,7 @@ export class LocalDataServer implements DataServer {
               socket.destroy();
               return;
             }
+            resetOnClose(out);
             stream.sockets.add(out);
             out.once('close', () => stream.sockets.delete(out));
             stream.active++;
