@@ -99,9 +99,14 @@ function writeSecret(file: string, secret: string): void {
   renameSync(tmp, file);
 }
 
-/** Ctrl-C while a request is being set up releases what it reserved instead of leaving it until the Hello timeout. */
+/**
+ * Ctrl-C, SIGTERM, or the terminal closing (SIGHUP) while a request is being set up
+ * releases what it reserved instead of leaving it until the Hello timeout.
+ */
 function releaseOnInterrupt(uid: string, servers: string[]): void {
   const handler = (signal: NodeJS.Signals) => {
+    // After SIGHUP the terminal may be gone: a failed write to it must not stop the release.
+    process.stderr.on('error', () => undefined);
     process.stderr.write(`s2uc: ${signal}: releasing ${uid} on ${servers.join(', ')}\n`);
     releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 }).then(
       () => process.exit(EXIT.interrupted),
@@ -111,11 +116,10 @@ function releaseOnInterrupt(uid: string, servers: string[]): void {
       },
     );
   };
-  process.once('SIGINT', handler);
-  process.once('SIGTERM', handler);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.once(s, handler);
   disarm = () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const s of signals) process.off(s, handler);
   };
 }
 

@@ -155,7 +155,8 @@ test('npm run demo: streams through both gateways and verifies (small size)', as
 });
 
 describe('interrupts', () => {
-  test('Ctrl-C on s2uc while it waits for Hello releases what it reserved', async () => {
+  for (const [signal, code] of [['SIGINT', 130], ['SIGHUP', 130]] as const) {
+  test(`${signal} on s2uc while it waits for Hello releases what it reserved`, async () => {
     const [prod, cons] = await Promise.all([startS2cs(), startS2cs()]);
     try {
       const request = spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prod.address, '--cons-s2cs', cons.address, '--num-conn', '2']);
@@ -166,7 +167,7 @@ describe('interrupts', () => {
         if ((JSON.parse(s.stdout) as { reserved_ports: number }).reserved_ports === 2) break;
         await new Promise((r) => setTimeout(r, 50));
       }
-      assert.equal(await request.stop('SIGINT'), 130);
+      assert.equal(await request.stop(signal), code);
       assert.match(request.stderr(), /releasing/);
       for (const gw of [prod, cons]) {
         const s = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
@@ -175,7 +176,8 @@ describe('interrupts', () => {
     } finally {
       await Promise.all([prod.proc.stop(), cons.proc.stop()]);
     }
-  });
+  });  }
+
 
   test('SIGINT on s2cs with a live stream releases it, closes its ports and exits 0', async () => {
     // inbound-request exposes a plain TCP service: no gateway on the other side to hold credentials.
