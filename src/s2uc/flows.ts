@@ -200,11 +200,17 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
 /** `s2uc release`: REL to every given server; idempotent, so safe to repeat. */
 export async function releaseStream(uid: string, servers: string[], opts: ConnectionOptions): Promise<void> {
   validateUid(uid, 'uid');
-  await withServers(servers, opts, async (conns) => {
-    const results = await Promise.allSettled(conns.map((c) => c.release({ uid })));
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failures.length > 0) throw failures[0]!.reason;
-  });
+  // Each gateway on its own connection: one that is down (or whose TLS cannot open)
+  // must not keep the others from releasing.
+  const results = await Promise.allSettled(servers.map((s) => withServers([s], opts, ([c]) => c!.release({ uid }))));
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ server: servers[i]!, err: r.reason as Error }] : []));
+  if (failed.length === 0) return;
+  if (servers.length === 1) throw failed[0]!.err;
+  const done = servers.filter((s) => !failed.some((f) => f.server === s));
+  throw new Error(
+    `${done.length > 0 ? `released ${uid} on ${done.join(', ')}; ` : ''}not released on ${failed.map((f) => `${f.server} (${f.err.message})`).join('; ')}: ` +
+      'run s2uc release again for those gateways once they are reachable (it is safe to repeat)',
+  );
 }
 
 export async function streamStatus(server: string, uid: string | undefined, opts: ConnectionOptions): Promise<StatusResponse> {

@@ -211,3 +211,32 @@ describe('interrupts', () => {
     }
   });
 });
+
+test('s2uc release with one gateway down (TLS) still releases on the others, and says which it could not reach', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const home = mkdtempSync(join(tmpdir(), 'release-partial-'));
+  const env = { ...process.env, SCISTREAM_HOME: home };
+  const port = await freePort();
+  const range = await freePortRange(4);
+  const gw = spawnCli('s2cs', ['start', '--state-dir', join(home, 's2cs'), '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`], { env });
+  const address = `127.0.0.1:${port}`;
+  const down = `127.0.0.1:${await freePort()}`;
+  try {
+    await gw.waitFor(/s2cs ready/);
+    const { ControlConnection } = await import('../../src/protocol/client.js');
+    const c = await ControlConnection.open(address, { insecure: false, deadlineMs: 5000, tls: { serverCert: join(home, 's2cs', 'tls', 'cert.pem') } });
+    await c.req({ uid: 'release-partial', role: 'CONS', num_conn: 2, rate: 0 });
+    c.close();
+    const p = spawnCli('s2uc', ['release', 'release-partial', '--s2cs', down, '--s2cs', address], { env });
+    assert.equal(await p.exited, 1, p.stderr());
+    assert.match(p.stderr(), new RegExp(`released release-partial on ${address}; not released on ${down}`));
+    const c2 = await ControlConnection.open(address, { insecure: false, deadlineMs: 5000, tls: { serverCert: join(home, 's2cs', 'tls', 'cert.pem') } });
+    assert.equal((await c2.status({ uid: '' })).reserved_ports, 0);
+    c2.close();
+  } finally {
+    await gw.stop();
+    rmSync(home, { recursive: true, force: true });
+  }
+});
