@@ -1,6 +1,7 @@
 // The application controller: tells S2CS where the producer listens (PROD
 // Hello), or asks where the consumer connects (CONS Hello).
-import { ControlConnection, type ConnectionOptions } from '../protocol/client.js';
+import { status } from '@grpc/grpc-js';
+import { ControlConnection, RemoteError, type ConnectionOptions } from '../protocol/client.js';
 import { validateUid, type Role } from '../protocol/validate.js';
 
 export interface HelloResult {
@@ -22,10 +23,45 @@ export async function sendHello(s2cs: string, uid: string, role: Role, prodListe
   const { appSecret, pool, ...connection } = opts;
   const anonymous = { ...connection, token: undefined, tokenFor: undefined };
   const conn = pool ? await pool.get(s2cs, anonymous) : await ControlConnection.open(s2cs, anonymous);
+  // A Hello may come before s2uc's req: the gateway then answers that it knows no
+  // such stream yet, and the Hello is sent again until the deadline.
+  const until = Date.now() + (connection.deadlineMs ?? DEFAULT_HELLO_MS);
+  let pause = 250;
   try {
-    const r = await conn.hello({ uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' });
-    return { uid, role, message: r.message, listeners: r.listeners };
+    for (;;) {
+      try {
+        const r = await conn.hello({ uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' }, Math.max(1, until - Date.now()));
+        return { uid, role, message: r.message, listeners: r.listeners };
+      } catch (err) {
+        if (!notRequestedYet(err) || Date.now() + pause >= until) throw err;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 2000);
+      }
+    }
   } finally {
     if (!pool) conn.close();
+  }
+}
+
+const DEFAULT_HELLO_MS = 200_000;
+
+/**
+ * Answers that mean "no request for this uid here yet": ours (a consumer Hello's
+ * wait ended, or no stream to check the application secret against) and the
+ * reference's (`entry not found`, as UNKNOWN).
+ */
+function notRequestedYet(err: unknown): boolean {
+  if (!(err instanceof RemoteError)) return false;
+  switch (err.code) {
+    case status.NOT_FOUND:
+      return true;
+    case status.UNKNOWN:
+      return /entry not found/i.test(err.details);
+    case status.DEADLINE_EXCEEDED:
+      return /no request for uid/.test(err.details);
+    case status.UNAUTHENTICATED:
+      return /no stream with uid \S+ on this server/.test(err.details);
+    default:
+      return false;
   }
 }

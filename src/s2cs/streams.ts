@@ -22,8 +22,14 @@ export interface StreamTableOptions {
   dataServer: DataServer;
   /** Host advertised in listeners (--listener-ip). */
   advertiseHost: string;
-  /** How long req(PROD) waits for the producer's Hello, and a Hello for its req. */
+  /** How long req(PROD) waits for the producer's Hello, and a PROD Hello is held for its req. */
   helloTimeoutMs: number;
+  /**
+   * How long a consumer Hello waits for its req (at most helloTimeoutMs; default
+   * CONS_HELLO_WAIT_MS). Short: the call holds a connection, and controllers (ours
+   * and the reference's) retry, so a Hello sent too early is answered soon.
+   */
+  consHelloWaitMs?: number;
   /**
    * A stream without UpdateTargets this long after its first req is released
    * (--setup-timeout; never below helloTimeoutMs).
@@ -117,6 +123,9 @@ interface ConsWaiter {
   reject: (err: ScistreamError) => void;
 }
 
+/** How long a consumer Hello waits for its req by default. */
+export const CONS_HELLO_WAIT_MS = 10_000;
+
 export class StreamTable {
   private readonly records = new Map<string, StreamRecord>();
   /** Producer Hellos that came before their req, by uid. */
@@ -129,17 +138,18 @@ export class StreamTable {
   private readonly portsHeld = new Map<string, number>();
 
   constructor(private readonly opts: StreamTableOptions) {
+    const consWait = Math.min(opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, opts.helloTimeoutMs);
     this.pendingHellos = new PendingByPeer<PendingHello>(
       { max: opts.maxPendingHellos, maxPerPeer: opts.maxPendingHellosPerPeer, ttlMs: opts.helloTimeoutMs },
       () => {},
     );
     this.consWaiters = new PendingByPeer<ConsWaiter>(
-      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: opts.helloTimeoutMs },
+      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: consWait },
       (id, w) => {
         this.forgetWaiter(id, w.uid);
         w.reject(
           deadlineExceeded(
-            `no request for uid ${w.uid} arrived within ${opts.helloTimeoutMs / 1000} s; run s2uc request first and hand its uid to the application controller`,
+            `no request for uid ${w.uid} arrived within ${consWait / 1000} s; run s2uc request first and hand its uid to the application controller (s2app hello retries by itself until its --timeout)`,
           ),
         );
       },
