@@ -71,9 +71,9 @@ export const INTROSPECTION_CLIENT_AUTH: readonly IntrospectionClientAuth[] = ['b
 
 /**
  * A client id or secret as it goes into HTTP Basic. Providers disagree here: RFC 6749
- * 2.3.1 says to form-encode both first (openid-client encodes every character but
- * A-Z a-z 0-9 and `*`, so `cid-1234` goes as `cid%2D1234`), and decoding servers
- * (oidc-provider, Keycloak, Hydra) undo it; others compare the decoded base64 literally,
+ * 2.3.1 says to form-encode both first (openid-client escapes every character but
+ * A-Z a-z 0-9, so `cid-1234` goes as `cid%2D1234`), and decoding servers
+ * (oidc-provider, for one) undo it; others compare the decoded base64 literally,
  * as `curl -u` and globus_sdk send it (Globus Auth, whose client ids are UUIDs). So only
  * characters that a decoding server would read differently from a literal one are
  * escaped, and everything else (unreserved characters, other punctuation, spaces,
