@@ -129,6 +129,11 @@ export function classifyFailure(err: unknown): { kind: FailureClass; code?: stri
   if (typeof e.error === 'string' && typeof e.status === 'number') {
     return { kind: e.status >= 500 ? 'server' : 'rejected', code: e.error, status: e.status };
   }
+  // oauth4webapi WWWAuthenticateChallengeError: a 401/403 carrying WWW-Authenticate (e.g.
+  // `Basic realm=...` when the client credentials are refused), whatever the body says.
+  if (e.code === 'OAUTH_WWW_AUTHENTICATE_CHALLENGE' && typeof e.status === 'number') {
+    return { kind: e.status >= 500 ? 'server' : 'rejected', code: `HTTP ${e.status}`, status: e.status };
+  }
   // openid-client ClientError for an unexpected status code: the cause is the Response.
   if (e.cause instanceof Response) {
     const status = e.cause.status;

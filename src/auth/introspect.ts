@@ -1,6 +1,7 @@
 // `--auth introspect`: opaque access tokens checked with OAuth 2.0 Token Introspection
 // (RFC 7662) the way Globus Auth offers it to resource servers: POST token=... to the
-// introspection endpoint with the gateway's client credentials in HTTP Basic.
+// introspection endpoint with the gateway's client credentials in HTTP Basic (default)
+// or in the form body (client_secret_post, `--introspection-auth post`).
 import * as oidc from 'openid-client';
 import type { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
@@ -28,6 +29,11 @@ export interface IntrospectionAuthOptions {
   clientId: string;
   /** Its client secret (see `readClientSecret`). Never logged. */
   clientSecret: string;
+  /**
+   * How the client id and secret reach the endpoint: 'basic' (HTTP Basic, default; see
+   * `basicCredential` for the escaping) or 'post' (client_secret_post: in the form body).
+   */
+  clientAuth?: IntrospectionClientAuth;
   /** The scope every caller's token must carry, e.g. https://auth.globus.org/scopes/<id>/scistream */
   scope: string;
   /** When set, the introspection response's `aud` must contain this value (for Globus: this gateway's client id). */
@@ -60,9 +66,59 @@ interface Introspected {
 
 const CLOCK_SKEW_SECONDS = 5;
 
+export type IntrospectionClientAuth = 'basic' | 'post';
+export const INTROSPECTION_CLIENT_AUTH: readonly IntrospectionClientAuth[] = ['basic', 'post'];
+
+/**
+ * A client id or secret as it goes into HTTP Basic. Providers disagree here: RFC 6749
+ * 2.3.1 says to form-encode both first (openid-client escapes every character but
+ * A-Z a-z 0-9, so `cid-1234` goes as `cid%2D1234`), and decoding servers
+ * (oidc-provider, for one) undo it; others compare the decoded base64 literally,
+ * as `curl -u` and globus_sdk send it (Globus Auth, whose client ids are UUIDs). So only
+ * characters that a decoding server would read differently from a literal one are
+ * escaped, and everything else (unreserved characters, other punctuation, spaces,
+ * non-ASCII as UTF-8) goes as is, which both kinds read the same:
+ *   `%` and `+`  a decoder turns `%xx` into a byte and `+` into a space. No spelling
+ *                satisfies both kinds; with `literal` false they are escaped (%25, %2B)
+ *                as the RFC says, with `literal` true sent as is (IntrospectionAuth tries
+ *                both, see `basicForms`);
+ *   `:` in the id  it would end the id for every server (RFC 7617 forbids it there), so
+ *                it is always escaped; in the secret it is safe (both split at the first `:`).
+ */
+export function basicCredential(value: string, kind: 'id' | 'secret', literal = false): string {
+  const special = kind === 'id' ? (literal ? /:/g : /[%+:]/g) : literal ? null : /[%+]/g;
+  return special === null ? value : value.replace(special, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The Authorization header value for `id`/`secret` (UTF-8 before base64). */
+export function basicHeader(id: string, secret: string, literal = false): string {
+  const pair = `${basicCredential(id, 'id', literal)}:${basicCredential(secret, 'secret', literal)}`;
+  return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
+}
+
+/**
+ * The HTTP Basic spellings to try, preferred first: one when no character is read
+ * differently by decoding and literal servers, else the RFC-escaped one and then the literal one.
+ */
+function basicForms(id: string, secret: string): { header: string; name: string }[] {
+  const escaped = basicHeader(id, secret, false);
+  const literal = basicHeader(id, secret, true);
+  return escaped === literal ? [{ header: escaped, name: 'basic' }] : [
+    { header: escaped, name: 'basic (%, + escaped)' },
+    { header: literal, name: 'basic (literal)' },
+  ];
+}
+
+/** Client authentication for openid-client: a fixed Authorization header. */
+function fixedBasic(header: string): oidc.ClientAuth {
+  return (_as, _client, _body, headers) => headers.set('authorization', header);
+}
+
 export class IntrospectionAuth implements Authenticator {
   readonly mode = 'introspect';
-  private readonly config: oidc.Configuration;
+  /** One per way of sending the client credentials (see basicForms); `preferred` is the one that last worked. */
+  private readonly configs: { config: oidc.Configuration; name: string }[];
+  private preferred = 0;
   private readonly endpoint: URL;
   private readonly cache = new Map<string, Introspected>();
   private readonly inflight = new Map<string, Promise<Introspected>>();
@@ -79,15 +135,21 @@ export class IntrospectionAuth implements Authenticator {
     this.cacheSize = Math.max(1, Math.floor(opts.cacheSize ?? 1000));
     this.cacheMaxMs = Math.max(0, (opts.cacheMaxSeconds ?? 60) * 1000);
     this.logger = (opts.logger ?? silentLogger).child({ auth: 'introspect' });
-    // No discovery: a bare introspection endpoint is all a resource server needs.
-    this.config = new oidc.Configuration(
-      { issuer: this.endpoint.origin, introspection_endpoint: this.endpoint.href },
-      opts.clientId,
-      undefined,
-      oidc.ClientSecretBasic(opts.clientSecret),
-    );
-    if (isLoopbackHttp(this.endpoint)) oidc.allowInsecureRequests(this.config);
-    this.config.timeout = opts.timeoutSeconds ?? 10;
+    const method = opts.clientAuth ?? 'basic';
+    if (!INTROSPECTION_CLIENT_AUTH.includes(method)) {
+      throw new AuthConfigError(`introspection: client authentication "${String(method)}" is not one of ${INTROSPECTION_CLIENT_AUTH.join(', ')}`);
+    }
+    const auths =
+      method === 'post'
+        ? [{ auth: oidc.ClientSecretPost(opts.clientSecret), name: 'post' }]
+        : basicForms(opts.clientId, opts.clientSecret).map((f) => ({ auth: fixedBasic(f.header), name: f.name }));
+    this.configs = auths.map(({ auth, name }) => {
+      // No discovery: a bare introspection endpoint is all a resource server needs.
+      const config = new oidc.Configuration({ issuer: this.endpoint.origin, introspection_endpoint: this.endpoint.href }, opts.clientId, undefined, auth);
+      if (isLoopbackHttp(this.endpoint)) oidc.allowInsecureRequests(config);
+      config.timeout = opts.timeoutSeconds ?? 10;
+      return { config, name };
+    });
   }
 
   async authenticate(metadata: Metadata, rpc: RpcName): Promise<Identity> {
@@ -131,22 +193,63 @@ export class IntrospectionAuth implements Authenticator {
     return pending;
   }
 
+  /**
+   * One introspection request, with the preferred way of sending the client credentials;
+   * when the provider rejects them (401) and another spelling exists, that one is tried
+   * and, if it works, kept for the next requests.
+   */
+  private async request(token: string, ref: string): Promise<oidc.IntrospectionResponse> {
+    const first = this.preferred;
+    let lastErr: unknown;
+    for (let n = 0; n < this.configs.length; n++) {
+      const i = (first + n) % this.configs.length;
+      try {
+        const res = await oidc.tokenIntrospection(this.configs[i].config, token, { token_type_hint: 'access_token' });
+        if (i !== this.preferred) {
+          this.preferred = i;
+          this.logger.info({ clientAuth: this.configs[i].name, endpoint: this.endpoint.href }, 'the introspection endpoint accepted the client credentials in this form; using it from now on');
+        }
+        return res;
+      } catch (err) {
+        lastErr = err;
+        if (!credentialsRejected(classifyFailure(err))) break;
+        if (n + 1 < this.configs.length) this.logger.debug({ token: ref, clientAuth: this.configs[i].name }, 'client credentials rejected in this form; trying the next');
+      }
+    }
+    throw lastErr;
+  }
+
   private async introspect(token: string, key: string, ref: string): Promise<Introspected> {
     let res: oidc.IntrospectionResponse;
     try {
-      res = await oidc.tokenIntrospection(this.config, token, { token_type_hint: 'access_token' });
+      res = await this.request(token, ref);
     } catch (err) {
       const f = classifyFailure(err);
-      this.logger.warn({ token: ref, failure: f.kind, code: f.code, status: f.status, endpoint: this.endpoint.href }, 'token introspection failed');
+      const tried = this.configs.map((c) => c.name).join(', then ');
+      const at = { token: ref, failure: f.kind, code: f.code, status: f.status, endpoint: this.endpoint.href, clientAuth: tried };
       if (f.kind === 'network' || f.kind === 'server') {
+        this.logger.warn(at, 'token introspection failed: the introspection endpoint did not answer');
         throw unavailable(
           `s2cs cannot check the access token: the authorization server's introspection endpoint ${this.endpoint.origin} did not answer (${f.code ?? f.kind}); retry later`,
         );
       }
+      if (credentialsRejected(f)) {
+        this.logger.error(
+          at,
+          `token introspection failed: the provider rejected this gateway's client credentials (${f.code ?? 'HTTP 401'}); ` +
+            'check --client-id and the client secret, and try --introspection-auth post if the provider expects them in the form body',
+        );
+        throw new ScistreamError(
+          'INTERNAL',
+          `s2cs cannot check access tokens: the authorization server at ${this.endpoint.origin} rejected the gateway's own client credentials (${f.code ?? 'HTTP 401'}); ` +
+            `this is not a problem with your token: the gateway operator should check the s2cs client id and secret (see the s2cs log)`,
+        );
+      }
+      this.logger.error(at, 'token introspection failed: the introspection endpoint refused the request or answered something unexpected');
       throw new ScistreamError(
         'INTERNAL',
         `s2cs cannot check access tokens: the authorization server refused its introspection request (${f.code ?? 'unexpected response'}); ` +
-          `the gateway operator should check the s2cs client id and secret`,
+          `the gateway operator should check the s2cs client id and secret and the introspection URL`,
       );
     }
     if (res.active !== true) {
@@ -203,4 +306,9 @@ export class IntrospectionAuth implements Authenticator {
     if (r.clientId) identity.clientId = r.clientId;
     return identity;
   }
+}
+
+/** The provider said no to the gateway's own credentials (HTTP 401, or an invalid_client error). */
+function credentialsRejected(f: ReturnType<typeof classifyFailure>): boolean {
+  return f.kind === 'rejected' && (f.status === 401 || f.code === 'invalid_client');
 }

@@ -10,7 +10,7 @@ import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.j
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
 import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
-import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
+import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
 import type { Logger } from '../log.js';
 import { lingerUnavailable } from '../transport/linger.js';
 
@@ -41,6 +41,7 @@ interface StartFlags {
   clientId?: string;
   scope?: string;
   clientSecretFile?: string;
+  introspectionAuth?: 'basic' | 'post';
   issuer?: string;
   audience?: string;
   jwksUrl?: string;
@@ -93,6 +94,7 @@ program
   .option('--introspection-url <url>', 'introspect: the token introspection endpoint, e.g. https://auth.globus.org/v2/oauth2/token/introspect')
   .option('--client-id <id>', "introspect: this gateway's client id at the provider")
   .option('--client-secret-file <file>', `introspect: file (mode 600) holding the client secret; default: the environment variable S2CS_CLIENT_SECRET`)
+  .addOption(new Option('--introspection-auth <method>', 'introspect: how the client id and secret are sent: basic (HTTP Basic, escaping only % and + and trying them both ways; default) or post (in the form body, client_secret_post)').choices(INTROSPECTION_CLIENT_AUTH))
   .option('--scope <scope>', "the scope every caller's token must carry")
   .option('--issuer <url>', 'jwt: the token issuer; its keys come from OpenID Connect discovery unless --jwks-url')
   .option('--audience <aud>', 'jwt: the audience tokens for this gateway carry (introspect: checked when given)')
@@ -211,7 +213,7 @@ program
  * from the provider flags given; `none` only when there are none.
  */
 function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
-  const introspectFlags = flags.introspectionUrl !== undefined || flags.clientId !== undefined || flags.clientSecretFile !== undefined;
+  const introspectFlags = flags.introspectionUrl !== undefined || flags.clientId !== undefined || flags.clientSecretFile !== undefined || flags.introspectionAuth !== undefined;
   const jwtFlags = flags.issuer !== undefined || flags.jwksUrl !== undefined;
   let mode = flags.auth as AuthMode | undefined;
   if (mode === undefined) {
@@ -227,7 +229,7 @@ function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
   switch (mode) {
     case 'none':
       if (introspectFlags || jwtFlags || flags.scope !== undefined || flags.audience !== undefined) {
-        throw new Error('--auth none takes no provider flags (--introspection-url, --client-id, --client-secret-file, --scope, --issuer, --audience, --jwks-url); remove them or choose --auth introspect or jwt');
+        throw new Error('--auth none takes no provider flags (--introspection-url, --client-id, --client-secret-file, --introspection-auth, --scope, --issuer, --audience, --jwks-url); remove them or choose --auth introspect or jwt');
       }
       if (flags.admin.length > 0) throw new Error('--admin needs authentication: with --auth none every caller is the same anonymous user');
       return { mode };
@@ -238,12 +240,13 @@ function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
         introspectionUrl: need(flags.introspectionUrl, '--introspection-url', 'the provider\'s token introspection endpoint'),
         clientId: need(flags.clientId, '--client-id', "this gateway's client id at the provider"),
         clientSecret: readClientSecret({ file: flags.clientSecretFile, env: process.env }),
+        clientAuth: flags.introspectionAuth,
         scope: need(flags.scope, '--scope', "the scope callers' tokens must carry"),
         audience: flags.audience,
         logger: authLogger,
       };
     case 'jwt':
-      if (introspectFlags) throw new Error('--introspection-url, --client-id and --client-secret-file belong to --auth introspect; JWT validation needs --issuer, --audience and --scope');
+      if (introspectFlags) throw new Error('--introspection-url, --client-id, --client-secret-file and --introspection-auth belong to --auth introspect; JWT validation needs --issuer, --audience and --scope');
       return {
         mode,
         issuer: need(flags.issuer, '--issuer', 'the token issuer URL'),

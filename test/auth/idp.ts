@@ -24,6 +24,8 @@ export const SHORT_TTL = 2;
 export const CLI_CLIENT = 's2uc-test';
 /** The confidential client the gateways use for introspection. */
 export const GW_CLIENT = 'gw-a';
+/** A second one, spelled like a Globus client (a UUID); its secret (`oddSecret`) has `-._~:+%`. */
+export const ODD_CLIENT = '6f1c2a9e-3b4d-4c5e-8f70-91a2b3c4d5e6';
 
 interface ResourceServer {
   scope: string;
@@ -46,6 +48,8 @@ export interface TestIdP {
   redirectUri: string;
   introspectionUrl: string;
   gwSecret: string;
+  /** ODD_CLIENT's secret: characters that HTTP Basic spells differently when form-encoded. */
+  oddSecret: string;
   /** Requests served, by path (e.g. "/token/introspection"). */
   requests(path: string): number;
   /** Logs `user` in at the provider through the code flow and returns its token response. */
@@ -67,6 +71,7 @@ export async function startIdP(): Promise<TestIdP> {
   const issuer = `http://127.0.0.1:${port}`;
   const redirectUri = `${issuer}/auth-code`;
   const gwSecret = `gw-secret-${randomBytes(16).toString('hex')}`;
+  const oddSecret = `odd-._~:+%2F ${randomBytes(16).toString('hex')}`;
 
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
   const signingKey = { ...(await exportJWK(privateKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
@@ -85,6 +90,14 @@ export async function startIdP(): Promise<TestIdP> {
       {
         client_id: GW_CLIENT,
         client_secret: gwSecret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      },
+      {
+        client_id: ODD_CLIENT,
+        client_secret: oddSecret,
         token_endpoint_auth_method: 'client_secret_basic',
         grant_types: [],
         response_types: [],
@@ -218,6 +231,7 @@ export async function startIdP(): Promise<TestIdP> {
     redirectUri,
     introspectionUrl: `${issuer}/token/introspection`,
     gwSecret,
+    oddSecret,
     requests: (path) => counts.get(path) ?? 0,
     async revoke(token: string) {
       await oidc.tokenRevocation(await cliConfig(), token);
