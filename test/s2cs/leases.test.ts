@@ -3,7 +3,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connect } from 'node:net';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { RemoteError } from '../../src/protocol/client.js';
 import { startControlServer } from '../../src/s2cs/server.js';
@@ -11,21 +10,11 @@ import { ScistreamError } from '../../src/protocol/errors.js';
 import { freePortRange, spawnCli } from '../../src/demo/procs.js';
 import { captureLogger } from '../auth/capture.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { canConnect } from '../support/sockets.js';
 
 const SETUP_MS = 2000;
 const HELLO_MS = 1000;
 
-function canConnect(address: string): Promise<boolean> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve) => {
-    const s = connect({ host: host!, port: Number(port) });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -2,10 +2,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connect } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { RemoteError } from '../../src/protocol/client.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { canConnect } from '../support/sockets.js';
 
 async function rejects(p: Promise<unknown>, code: status, mentions: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -20,17 +20,6 @@ function reserved(gw: TestGateway): number {
   return gw.server.dataServer.ports().reserved;
 }
 
-function canConnect(address: string): Promise<boolean> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve) => {
-    const s = connect({ host: host!, port: Number(port) });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 describe('s2cs rpcs', () => {
   let gw: TestGateway;

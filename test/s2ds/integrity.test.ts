@@ -16,43 +16,11 @@ import type { Address } from '../../src/protocol/address.js';
 import { END_FRAME, dataHeader, type StreamCredentials } from '../../src/transport/index.js';
 import { forward } from '../../src/s2ds/forwarder.js';
 import { lingerAvailable } from '../../src/transport/linger.js';
+import { outcome } from '../support/sockets.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const TIMEOUT = 60_000;
-
-/** How a socket's reading ended: 'end' (clean EOF) or the error code. */
-interface Outcome {
-  bytes: number;
-  sha: string;
-  end: string;
-}
-
-/** Reads `s` to its end; a clean EOF is 'end', an error its code. */
-function outcome(s: Socket): Promise<Outcome> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  s.on('data', (c: Buffer) => {
-    bytes += c.length;
-    hash.update(c);
-  });
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (end: string) => {
-      if (settled) return;
-      settled = true;
-      resolve({ bytes, sha: hash.digest('hex'), end });
-    };
-    // libuv reports EOF after a hang-up following a partial read, so a reset that
-    // arrives while data waits in the kernel shows as 'end'; a write of nothing
-    // brings out the reset's pending error (see passEnd in the forwarder).
-    s.once('end', () => {
-      if (s.writable && !s.writableEnded) s.write(Buffer.alloc(0), (err) => done(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'end'));
-      else done('end');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
-}
 
 /** Resolves once `s` has read at least `n` bytes. */
 function received(s: Socket, n: number): Promise<void> {

@@ -6,6 +6,7 @@ import { createServer, connect, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { outcome } from '../support/sockets.js';
 import { closeCleanly, getLinger, lingerAvailable, lingerUnavailable, resetOnClose, setLinger, socketFd } from '../../src/transport/linger.js';
 
 const MiB = 1024 * 1024;
@@ -40,30 +41,6 @@ async function connectedPair(): Promise<{ ours: Socket; peer: Socket; close: () 
       await new Promise((r) => server.close(r));
     },
   };
-}
-
-/** How `s` ends: 'end' (clean EOF) or the error code, with the bytes and their hash. */
-function outcome(s: Socket): Promise<{ bytes: number; sha: string; end: string }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  s.on('data', (c: Buffer) => {
-    bytes += c.length;
-    hash.update(c);
-  });
-  return new Promise((resolve) => {
-    let settled = false;
-    const done = (end: string) => {
-      if (!settled) resolve({ bytes, sha: hash.digest('hex'), end });
-      settled = true;
-    };
-    // libuv reports EOF, without reading again, when a reset arrives after a partial
-    // read; a write of nothing brings out the reset's pending error (see the forwarder).
-    s.once('end', () => {
-      if (s.writable && !s.writableEnded) s.write(Buffer.alloc(0), (err) => done(err ? ((err as NodeJS.ErrnoException).code ?? err.message) : 'end'));
-      else done('end');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message));
-  });
 }
 
 /**
