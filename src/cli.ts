@@ -1,12 +1,9 @@
 // What the three CLIs share: version, argument spelling, exit codes, error lines.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
 import { RemoteError } from './protocol/client.js';
 
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export { VERSION } from './version.js';
 
 // grpc-js passes an IP address as TLS server name and Node flags that (DEP0123)
 // on every call; the line means nothing to a user.

@@ -23,7 +23,7 @@ export interface Identity {
   clientId?: string;
 }
 
-export type RpcName = 'req' | 'update' | 'release' | 'hello' | 'status';
+export type RpcName = 'req' | 'update' | 'release' | 'hello' | 'status' | 'capabilities';
 
 export interface Authenticator {
   readonly mode: string;

@@ -4,11 +4,13 @@ import { APP_SECRET_HEADER, Control, type ControlClient } from './contract.js';
 import type { Request, Response__Output, UpdateTargets, Release, Hello, AppResponse__Output } from './contract.js';
 import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
+import type { Capabilities__Output } from './generated/scistream/Capabilities.js';
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
 import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
+export type { Capabilities__Output as Capabilities } from './generated/scistream/Capabilities.js';
 
 export interface ConnectionOptions {
   /** Plain-text gRPC (no TLS). */
@@ -122,6 +124,10 @@ export class ControlConnection {
   }
   status(msg: StatusRequest): Promise<StatusResponse__Output> {
     return this.call('status', (md, o, cb) => this.client.status(msg, md, o, cb));
+  }
+
+  capabilities(): Promise<Capabilities__Output> {
+    return this.call('capabilities', (md, o, cb) => this.client.capabilities({}, md, o, cb));
   }
 
   close(): void {

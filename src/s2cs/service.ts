@@ -10,6 +10,7 @@ import { ScistreamError, invalidArgument, toServiceError } from '../protocol/err
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
 import { isCountedRefusal, type StreamTable } from './streams.js';
+import { VERSION } from '../version.js';
 import type { Refusals } from '../limits/refusals.js';
 import { peerKey } from './pending.js';
 
@@ -121,6 +122,17 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
         refusals: deps.refusals.totals(),
       };
     }),
+    // Asked by s2uc before it reserves anything (so no token: a client learns what
+    // the gateway can do before it decides what to send). It reveals nothing about
+    // streams or users.
+    capabilities: unary('capabilities', async () => ({
+      implementation: 'scistream-ts',
+      version: VERSION,
+      stream_credentials: true,
+      plaintext_data: table.acceptsPlaintextData(),
+      early_app_secret: true,
+      checks_tokens: auth.mode !== 'none',
+    })),
   };
 }
 

@@ -341,6 +341,11 @@ export class StreamTable {
     return this.records.get(uid)?.appSecret ?? '';
   }
 
+  /** Whether UpdateTargets without credentials (a plain-TCP WAN leg) is accepted. */
+  acceptsPlaintextData(): boolean {
+    return this.opts.allowPlaintextData === true;
+  }
+
   /** Whether `subject` is listed with --admin (may release, and see, every stream). */
   isAdmin(subject: string): boolean {
     return this.opts.admins?.has(subject) ?? false;
@@ -482,7 +487,7 @@ export class StreamTable {
     }
     this.checkOwner(record, caller, 'update');
     if (u.role) this.checkRole(record, u.role, 'UpdateTargets');
-    if (!u.credentials && !this.opts.allowPlaintextData) {
+    if (!u.credentials && !this.acceptsPlaintextData()) {
       throw failedPrecondition(
         `UpdateTargets for ${u.uid} carries no credentials for the WAN leg, and this s2cs forwards only encrypted streams; ` +
           'use an s2uc that sends per-stream credentials (SciStream-TS), or start s2cs with --allow-plaintext-data to accept unencrypted streams',

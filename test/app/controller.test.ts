@@ -20,6 +20,7 @@ async function referenceLikeGateway(): Promise<{ address: string; hellos: () => 
     update: unimplemented,
     release: unimplemented,
     status: unimplemented,
+    capabilities: unimplemented,
     hello: (call, cb) => {
       hellos++;
       if (!known) cb({ code: grpc.status.UNKNOWN, details: `Exception calling application: entry not found for ${call.request.uid}` });

@@ -2,6 +2,8 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from './scistream/AppResponse';
+import type { Capabilities as _scistream_Capabilities, Capabilities__Output as _scistream_Capabilities__Output } from './scistream/Capabilities';
+import type { CapabilitiesRequest as _scistream_CapabilitiesRequest, CapabilitiesRequest__Output as _scistream_CapabilitiesRequest__Output } from './scistream/CapabilitiesRequest';
 import type { ControlClient as _scistream_ControlClient, ControlDefinition as _scistream_ControlDefinition } from './scistream/Control';
 import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from './scistream/Hello';
 import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from './scistream/Refusal';
@@ -21,6 +23,8 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   scistream: {
     AppResponse: MessageTypeDefinition<_scistream_AppResponse, _scistream_AppResponse__Output>
+    Capabilities: MessageTypeDefinition<_scistream_Capabilities, _scistream_Capabilities__Output>
+    CapabilitiesRequest: MessageTypeDefinition<_scistream_CapabilitiesRequest, _scistream_CapabilitiesRequest__Output>
     Control: SubtypeConstructor<typeof grpc.Client, _scistream_ControlClient> & { service: _scistream_ControlDefinition }
     Hello: MessageTypeDefinition<_scistream_Hello, _scistream_Hello__Output>
     Refusal: MessageTypeDefinition<_scistream_Refusal, _scistream_Refusal__Output>

@@ -3,6 +3,8 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from '../scistream/AppResponse';
+import type { Capabilities as _scistream_Capabilities, Capabilities__Output as _scistream_Capabilities__Output } from '../scistream/Capabilities';
+import type { CapabilitiesRequest as _scistream_CapabilitiesRequest, CapabilitiesRequest__Output as _scistream_CapabilitiesRequest__Output } from '../scistream/CapabilitiesRequest';
 import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from '../scistream/Hello';
 import type { Release as _scistream_Release, Release__Output as _scistream_Release__Output } from '../scistream/Release';
 import type { Request as _scistream_Request, Request__Output as _scistream_Request__Output } from '../scistream/Request';
@@ -12,6 +14,11 @@ import type { StatusResponse as _scistream_StatusResponse, StatusResponse__Outpu
 import type { UpdateTargets as _scistream_UpdateTargets, UpdateTargets__Output as _scistream_UpdateTargets__Output } from '../scistream/UpdateTargets';
 
 export interface ControlClient extends grpc.Client {
+  capabilities(argument: _scistream_CapabilitiesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_scistream_Capabilities__Output>): grpc.ClientUnaryCall;
+  capabilities(argument: _scistream_CapabilitiesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_scistream_Capabilities__Output>): grpc.ClientUnaryCall;
+  capabilities(argument: _scistream_CapabilitiesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_scistream_Capabilities__Output>): grpc.ClientUnaryCall;
+  capabilities(argument: _scistream_CapabilitiesRequest, callback: grpc.requestCallback<_scistream_Capabilities__Output>): grpc.ClientUnaryCall;
+  
   hello(argument: _scistream_Hello, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_scistream_AppResponse__Output>): grpc.ClientUnaryCall;
   hello(argument: _scistream_Hello, metadata: grpc.Metadata, callback: grpc.requestCallback<_scistream_AppResponse__Output>): grpc.ClientUnaryCall;
   hello(argument: _scistream_Hello, options: grpc.CallOptions, callback: grpc.requestCallback<_scistream_AppResponse__Output>): grpc.ClientUnaryCall;
@@ -40,6 +47,8 @@ export interface ControlClient extends grpc.Client {
 }
 
 export interface ControlHandlers extends grpc.UntypedServiceImplementation {
+  capabilities: grpc.handleUnaryCall<_scistream_CapabilitiesRequest__Output, _scistream_Capabilities>;
+  
   hello: grpc.handleUnaryCall<_scistream_Hello__Output, _scistream_AppResponse>;
   
   release: grpc.handleUnaryCall<_scistream_Release__Output, _scistream_Response>;
@@ -53,6 +62,7 @@ export interface ControlHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface ControlDefinition extends grpc.ServiceDefinition {
+  capabilities: MethodDefinition<_scistream_CapabilitiesRequest, _scistream_Capabilities, _scistream_CapabilitiesRequest__Output, _scistream_Capabilities__Output>
   hello: MethodDefinition<_scistream_Hello, _scistream_AppResponse, _scistream_Hello__Output, _scistream_AppResponse__Output>
   release: MethodDefinition<_scistream_Release, _scistream_Response, _scistream_Release__Output, _scistream_Response__Output>
   req: MethodDefinition<_scistream_Request, _scistream_Response, _scistream_Request__Output, _scistream_Response__Output>

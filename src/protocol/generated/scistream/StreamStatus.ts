@@ -19,6 +19,9 @@ export interface StreamStatus {
   'owner'?: (string);
   'lease_remaining_s'?: (number);
   'refused_connections'?: (number);
+  'age_s'?: (number);
+  'to_target_bps'?: (number | string | Long);
+  'from_target_bps'?: (number | string | Long);
 }
 
 export interface StreamStatus__Output {
@@ -38,4 +41,7 @@ export interface StreamStatus__Output {
   'owner': (string);
   'lease_remaining_s': (number);
   'refused_connections': (number);
+  'age_s': (number);
+  'to_target_bps': (string);
+  'from_target_bps': (string);
 }

@@ -1,0 +1,8 @@
+// Original file: proto/scistream.proto
+
+
+export interface CapabilitiesRequest {
+}
+
+export interface CapabilitiesRequest__Output {
+}
