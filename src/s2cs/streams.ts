@@ -17,6 +17,7 @@ import {
 } from '../protocol/errors.js';
 import { sameAddresses, type HelloMessage, type Role, type StreamRequest, type TargetUpdate } from '../protocol/validate.js';
 import { PendingByPeer } from './pending.js';
+import { RateWindow, SAMPLE_INTERVAL_MS } from './rates.js';
 
 export interface StreamTableOptions {
   dataServer: DataServer;
@@ -80,6 +81,11 @@ export interface StreamStatus extends StreamRequest {
   stats: StreamStats | undefined;
   /** Seconds until the gateway releases the stream for want of UpdateTargets; 0 once they came. */
   leaseRemainingS: number;
+  /** Seconds since the stream's first req. */
+  ageS: number;
+  /** Bytes per second each way, averaged over the last 10 s (rates.ts). */
+  toTargetBps: number;
+  fromTargetBps: number;
 }
 
 interface StreamRecord {
@@ -107,6 +113,10 @@ interface StreamRecord {
   leaseTimer: NodeJS.Timeout | undefined;
   /** An UpdateTargets in progress: the lease waits for its outcome. */
   updating: Promise<unknown> | undefined;
+  /** When the first req arrived (ms since epoch). */
+  createdAt: number;
+  /** Recent samples of the data server's byte counters, for the rates in status. */
+  rates: RateWindow;
 }
 
 interface PendingHello {
@@ -136,6 +146,8 @@ export class StreamTable {
   private nextWaiter = 0;
   /** Ports held by each quota key (see portsPerPeer), counted from req on, so that concurrent reqs cannot overshoot. */
   private readonly portsHeld = new Map<string, number>();
+  /** Samples byte counters for the rates in status; runs only while there are streams. */
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: StreamTableOptions) {
     const consWait = Math.min(opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, opts.helloTimeoutMs);
@@ -185,6 +197,7 @@ export class StreamTable {
     }
     const quotaKey = this.takePorts(request, caller, peer);
     let boundDone!: () => void;
+    const now = Date.now();
     const record: StreamRecord = {
       request,
       owner: caller,
@@ -198,13 +211,16 @@ export class StreamTable {
       ready: Promise.resolve({ listeners: [], prodListeners: [] }),
       quotaKey,
       quotaReturned: false,
-      leaseEnds: Date.now() + this.opts.setupTimeoutMs,
+      leaseEnds: now + this.opts.setupTimeoutMs,
       leaseTimer: undefined,
       updating: undefined,
+      createdAt: now,
+      rates: new RateWindow(now),
     };
     record.leaseTimer = setTimeout(() => this.leaseEnded(record), this.opts.setupTimeoutMs);
     record.leaseTimer.unref();
     this.records.set(request.uid, record);
+    this.startSampling();
     record.ready = this.reserve(record, boundDone);
     record.ready.catch(noop);
     const waiters = this.recordWaiters.get(request.uid);
@@ -563,21 +579,56 @@ export class StreamTable {
   }
 
   status(uid?: string): StreamStatus[] {
+    const now = Date.now();
     const records = uid ? [this.records.get(uid)].filter((r): r is StreamRecord => r !== undefined) : [...this.records.values()];
-    return records.map((r) => ({
-      ...r.request,
-      state: r.state === 'released' ? 'ready' : r.state,
-      leaseRemainingS: r.targets || r.state === 'released' ? 0 : Math.max(0, Math.ceil((r.leaseEnds - Date.now()) / 1000)),
-      owner: r.owner.subject,
-      listeners: r.listeners.map(formatAddress),
-      prodListeners: (r.prodListeners ?? []).map(formatAddress),
-      targets: (r.targets ?? []).map(formatAddress),
-      stats: this.opts.dataServer.stats(r.request.uid),
-    }));
+    return records.flatMap((r) => {
+      if (r.state === 'released') return [];
+      const stats = this.opts.dataServer.stats(r.request.uid);
+      const rates = r.rates.rates(now, stats?.bytesToTarget ?? 0, stats?.bytesFromTarget ?? 0);
+      return [
+        {
+          ...r.request,
+          state: shownState(r),
+          leaseRemainingS: r.targets ? 0 : Math.max(0, Math.ceil((r.leaseEnds - now) / 1000)),
+          owner: r.owner.subject,
+          listeners: r.listeners.map(formatAddress),
+          prodListeners: (r.prodListeners ?? []).map(formatAddress),
+          targets: (r.targets ?? []).map(formatAddress),
+          stats,
+          ageS: Math.max(0, Math.floor((now - r.createdAt) / 1000)),
+          ...rates,
+        },
+      ];
+    });
+  }
+
+  /** Starts sampling byte counters once a second (an unref'd timer: it never keeps the process alive). */
+  private startSampling(): void {
+    if (this.sampler) return;
+    this.sampler = setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
+    this.sampler.unref();
+  }
+
+  private stopSampling(): void {
+    if (this.sampler) clearInterval(this.sampler);
+    this.sampler = undefined;
+  }
+
+  private sample(): void {
+    if (this.records.size === 0) {
+      this.stopSampling();
+      return;
+    }
+    const now = Date.now();
+    for (const r of this.records.values()) {
+      const stats = this.opts.dataServer.stats(r.request.uid);
+      if (stats) r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget);
+    }
   }
 
   /** Releases every stream (shutdown). */
   async close(): Promise<void> {
+    this.stopSampling();
     this.pendingHellos.clear();
     this.recordWaiters.clear();
     for (const w of this.consWaiters.clear()) w.reject(aborted('s2cs is shutting down; send Hello again once it is back'));
@@ -597,6 +648,19 @@ export class StreamTable {
     if (adminMay && this.opts.admins?.has(caller.subject)) return;
     throw new ScistreamError('PERMISSION_DENIED', `stream ${record.request.uid} belongs to another user; only its owner may ${action} it`);
   }
+}
+
+/**
+ * The state status reports, read from what the stream has rather than from the
+ * step its setup is at, so that 'ready' always means listeners, producer listeners
+ * (PROD) and an applied connection map. (Before UpdateTargets existed as a step,
+ * a stream was 'ready' once the Hello came, and showed `ready` with no targets.)
+ */
+function shownState(r: StreamRecord): StreamState {
+  if (r.listeners.length === 0) return 'reserving';
+  if (r.request.role === 'PROD' && !r.prodListeners) return 'awaiting-hello';
+  if (!r.targets || r.targets.length === 0) return 'awaiting-update';
+  return 'ready';
 }
 
 function reply(record: StreamRecord): StreamReply {
