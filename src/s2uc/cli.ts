@@ -11,12 +11,12 @@ import {
   releaseStream,
   request1,
   requestStream,
-  streamStatus,
   type FlowOptions,
   type SideResult,
 } from './flows.js';
 import { UserAuth } from './auth/login.js';
 import { addAuthCommands } from './auth/commands.js';
+import { statusCommand } from './status.js';
 import type { Role } from '../protocol/validate.js';
 
 interface GlobalFlags {
@@ -237,27 +237,12 @@ program
 
 program
   .command('status')
-  .description("show a gateway's streams, their listeners, targets and byte counts")
+  .description("show gateways' streams: state, age, listeners -> targets, bytes and rates each way, connections, refusals")
   .argument('[uid]', 'one stream (default: all)')
-  .requiredOption('--s2cs <host:port>', 's2cs to ask', address('--s2cs'))
-  .option('--json', 'print one JSON object on stdout')
-  .action(async (uid: string | undefined, f: { s2cs: string; json?: boolean }) => {
-    const s = await streamStatus(f.s2cs, uid, connection());
-    if (f.json) {
-      process.stdout.write(`${JSON.stringify(s)}\n`);
-      return;
-    }
-    process.stdout.write(`gateway ${f.s2cs}: ${s.streams.length} stream(s), ${s.reserved_ports} port(s) reserved, ${s.free_ports} free\n`);
-    for (const st of s.streams) {
-      // The lease matters only until the connection map arrives: then the stream stays until released.
-      const lease = st.state === 'ready' ? '' : ` lease=${st.lease_remaining_s}s`;
-      process.stdout.write(
-        `  ${st.uid} ${st.role} ${st.state}${lease} num_conn=${st.num_conn} rate=${st.rate} listeners=${st.listeners.join(',')} ` +
-          `owner=${st.owner} targets=${st.targets.join(',') || '-'} bytes to/from target=${st.bytes_to_target}/${st.bytes_from_target} active=${st.active_connections}\n`,
-      );
-    }
-    const refused = s.refusals.filter((r) => Number(r.count) > 0);
-    if (refused.length > 0) process.stdout.write(`refused since start: ${refused.map((r) => `${r.kind}=${r.count}`).join(' ')}\n`);
+  .requiredOption('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--json', 'print one JSON object on stdout: {"gateways":[...]}')
+  .action(async (uid: string | undefined, f: { s2cs: string[]; json?: boolean }) => {
+    process.exitCode = await statusCommand(f.s2cs, uid, connection(), { json: f.json });
   });
 
 addAuthCommands(program);

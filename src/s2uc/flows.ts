@@ -1,7 +1,7 @@
 // S2UC as a library: the request flows of the seed's rules 1-7, for the CLI and
 // for workflow engines that import SciStream.
 import { randomUUID } from 'node:crypto';
-import { ControlConnection, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
+import { ControlConnection, type ConnectionOptions } from '../protocol/client.js';
 import { validateUid, type Role } from '../protocol/validate.js';
 import { createStreamCredentials } from '../security/stream-credentials.js';
 
@@ -62,7 +62,7 @@ function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number
 }
 
 /** Runs `fn` with connections to the given servers and closes them afterwards. */
-async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+export async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
   if (opts.pool) {
     const pool = opts.pool;
     return fn(await Promise.all(servers.map((s) => pool.get(s, opts))));
@@ -211,9 +211,4 @@ export async function releaseStream(uid: string, servers: string[], opts: Connec
     `${done.length > 0 ? `released ${uid} on ${done.join(', ')}; ` : ''}not released on ${failed.map((f) => `${f.server} (${f.err.message})`).join('; ')}: ` +
       'run s2uc release again for those gateways once they are reachable (it is safe to repeat)',
   );
-}
-
-export async function streamStatus(server: string, uid: string | undefined, opts: ConnectionOptions): Promise<StatusResponse> {
-  if (uid !== undefined) validateUid(uid, 'uid');
-  return withServers([server], opts, ([c]) => c!.status({ uid: uid ?? '' }));
 }

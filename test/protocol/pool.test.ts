@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionPool } from '../../src/protocol/client.js';
-import { streamStatus } from '../../src/s2uc/flows.js';
+import { streamStatus } from '../../src/s2uc/status.js';
 import { startGateway } from '../support/gateway.js';
 
 test('a pool keeps one connection per server and identity, and asks for the token on every call', async () => {

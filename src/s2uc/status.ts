@@ -1,0 +1,202 @@
+// `s2uc status`: what one or more gateways hold, for humans and for scripts. The
+// library functions return the same camelCase shape that `--json` prints.
+import type { ConnectionOptions, StatusResponse } from '../protocol/client.js';
+import { validateUid } from '../protocol/validate.js';
+import { formatBytes, formatRate } from '../units.js';
+import { withServers } from './flows.js';
+
+/** One stream on one gateway. Byte counts and rates are numbers (grpc-js hands uint64 over as strings). */
+export interface StreamStatusRow {
+  uid: string;
+  role: string;
+  numConn: number;
+  rate: number;
+  /** reserving | awaiting-hello | awaiting-update | ready */
+  state: string;
+  owner: string;
+  /** Seconds since the stream's req. */
+  ageS: number;
+  /** Seconds until the gateway releases the stream for want of UpdateTargets; 0 once they came. */
+  leaseRemainingS: number;
+  listeners: string[];
+  prodListeners: string[];
+  targets: string[];
+  bytesToTarget: number;
+  bytesFromTarget: number;
+  /** Bytes per second, averaged over the last 10 s. */
+  toTargetBps: number;
+  fromTargetBps: number;
+  activeConnections: number;
+  waitingConnections: number;
+  acceptedConnections: number;
+  refusedConnections: number;
+}
+
+export interface GatewayStatus {
+  s2cs: string;
+  reservedPorts: number;
+  freePorts: number;
+  streams: StreamStatusRow[];
+  /** What the gateway refused since it started, by kind. */
+  refusals: Record<string, number>;
+}
+
+/** A gateway that could not be asked. */
+export interface GatewayFailure {
+  s2cs: string;
+  error: string;
+}
+
+export interface StatusReport {
+  /** In the order the gateways were given. */
+  gateways: (GatewayStatus | GatewayFailure)[];
+}
+
+export function isFailure(g: GatewayStatus | GatewayFailure): g is GatewayFailure {
+  return 'error' in g;
+}
+
+/** uint64 fields arrive as decimal strings; the counts stay far below 2^53. */
+function num(v: string | number | undefined): number {
+  const n = Number(v ?? 0);
+  return Number.isFinite(n) ? n : 0;
+}
+
+/** The wire answer (snake_case, uint64 as strings) as the typed camelCase object. */
+export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus {
+  return {
+    s2cs,
+    reservedPorts: num(r.reserved_ports),
+    freePorts: num(r.free_ports),
+    streams: r.streams.map((s) => ({
+      uid: s.uid,
+      role: s.role,
+      numConn: num(s.num_conn),
+      rate: num(s.rate),
+      state: s.state,
+      owner: s.owner,
+      ageS: num(s.age_s),
+      leaseRemainingS: num(s.lease_remaining_s),
+      listeners: s.listeners,
+      prodListeners: s.prod_listeners,
+      targets: s.targets,
+      bytesToTarget: num(s.bytes_to_target),
+      bytesFromTarget: num(s.bytes_from_target),
+      toTargetBps: num(s.to_target_bps),
+      fromTargetBps: num(s.from_target_bps),
+      activeConnections: num(s.active_connections),
+      waitingConnections: num(s.waiting_connections),
+      acceptedConnections: num(s.accepted_connections),
+      refusedConnections: num(s.refused_connections),
+    })),
+    refusals: Object.fromEntries(r.refusals.map((x) => [x.kind, num(x.count)])),
+  };
+}
+
+/** One gateway's streams (all, or the one with `uid`). Throws when the gateway cannot be asked. */
+export async function streamStatus(server: string, uid: string | undefined, opts: ConnectionOptions): Promise<GatewayStatus> {
+  if (uid !== undefined) validateUid(uid, 'uid');
+  const r = await withServers([server], opts, ([c]) => c!.status({ uid: uid ?? '' }));
+  return toGatewayStatus(server, r);
+}
+
+/**
+ * Every gateway asked at once, each on its own connection: one that is down, or
+ * whose TLS cannot open, is reported in its place and the others are still shown.
+ */
+export async function gatewaysStatus(servers: string[], uid: string | undefined, opts: ConnectionOptions): Promise<StatusReport> {
+  if (uid !== undefined) validateUid(uid, 'uid');
+  const results = await Promise.allSettled(servers.map((s) => streamStatus(s, uid, opts)));
+  return {
+    gateways: results.map((r, i) => {
+      if (r.status === 'fulfilled') return r.value;
+      const s2cs = servers[i]!;
+      const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
+      // The line must say which gateway failed, whatever the error names.
+      return { s2cs, error: message.includes(s2cs) ? message : `s2cs at ${s2cs}: ${message}` };
+    }),
+  };
+}
+
+/** "45s", "3m12s", "2h05m", "3d04h". */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86400)}d${two(Math.floor((s % 86400) / 3600))}h`;
+}
+
+/** Bytes per second as bits: "812.50 Mbit/s", "9.41 Gbit/s". */
+export function formatBps(bytesPerSecond: number): string {
+  return formatRate(bytesPerSecond, 1);
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** A labelled line, the values aligned. */
+const field = (label: string, value: string) => `    ${label.padEnd(13)}${value}\n`;
+
+function formatStream(s: StreamStatusRow): string {
+  const head = [s.role, plural(s.numConn, 'connection'), ...(s.rate > 0 ? [`rate ${s.rate}`] : [])].join(', ');
+  // The lease matters only until the connection map arrives: then the stream stays until released.
+  const state = s.state === 'ready' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
+  let text = `  stream ${s.uid} (${head})\n`;
+  text += field('state', state);
+  text += field('age', formatAge(s.ageS));
+  text += field('owner', s.owner);
+  // Connections on listener i go to targets[i % targets.length] (as the data server forwards).
+  const width = Math.max(0, ...s.listeners.map((l) => l.length));
+  s.listeners.forEach((l, i) => {
+    const target = s.targets.length > 0 ? s.targets[i % s.targets.length]! : '(no targets yet)';
+    text += `    ${(i === 0 ? 'listeners' : '').padEnd(13)}${l.padEnd(width)} -> ${target}\n`;
+  });
+  if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
+  text += field('to target', `${formatBytes(s.bytesToTarget).padStart(11)}  ${formatBps(s.toTargetBps).padStart(15)} (last 10 s)`);
+  text += field('from target', `${formatBytes(s.bytesFromTarget).padStart(11)}  ${formatBps(s.fromTargetBps).padStart(15)}`);
+  text += field(
+    'connections',
+    `${s.activeConnections} active, ${s.waitingConnections} waiting, ${s.acceptedConnections} accepted, ${s.refusedConnections} refused`,
+  );
+  return text;
+}
+
+/** One gateway for humans: a summary line, a block per stream, the refusals since start. */
+export function formatGatewayStatus(g: GatewayStatus): string {
+  let text = `gateway ${g.s2cs}: ${plural(g.streams.length, 'stream')}, ${plural(g.reservedPorts, 'port')} reserved, ${g.freePorts} free\n`;
+  for (const s of g.streams) text += formatStream(s);
+  const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
+  if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;
+  return text;
+}
+
+export interface StatusCommandOptions {
+  json?: boolean;
+  /** Default: process.stdout and process.stderr. */
+  out?: NodeJS.WritableStream;
+  err?: NodeJS.WritableStream;
+}
+
+/**
+ * `s2uc status`: asks every gateway in parallel, prints them in the order given
+ * (failures as one line each on stderr, or as `{s2cs, error}` in the JSON), and
+ * returns the exit code: 1 if any gateway failed, 0 otherwise.
+ */
+export async function statusCommand(servers: string[], uid: string | undefined, opts: ConnectionOptions, flags: StatusCommandOptions = {}): Promise<number> {
+  const out = flags.out ?? process.stdout;
+  const err = flags.err ?? process.stderr;
+  const report = await gatewaysStatus(servers, uid, opts);
+  const code = report.gateways.some(isFailure) ? 1 : 0;
+  // A reader that stops early (`| head -1`) is not an error of ours.
+  out.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(code);
+    throw e;
+  });
+  for (const g of report.gateways) {
+    if (isFailure(g)) err.write(`s2uc: error: ${g.error}\n`);
+    else if (!flags.json) out.write(formatGatewayStatus(g));
+  }
+  if (flags.json) out.write(`${JSON.stringify(report)}\n`);
+  return code;
+}
