@@ -602,6 +602,11 @@ export class StreamTable {
     });
   }
 
+  /** Whether the rate sampler runs (it should only while there are streams). */
+  get sampling(): boolean {
+    return this.sampler !== undefined;
+  }
+
   /** Starts sampling byte counters once a second (an unref'd timer: it never keeps the process alive). */
   private startSampling(): void {
     if (this.sampler) return;
