@@ -153,8 +153,9 @@ function formatStream(s: StreamStatusRow): string {
     text += `    ${(i === 0 ? 'listeners' : '').padEnd(13)}${l.padEnd(width)} -> ${target}\n`;
   });
   if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
-  text += field('to target', `${formatBytes(s.bytesToTarget).padStart(11)}  ${formatBps(s.toTargetBps).padStart(15)} (last 10 s)`);
-  text += field('from target', `${formatBytes(s.bytesFromTarget).padStart(11)}  ${formatBps(s.fromTargetBps).padStart(15)}`);
+  // Total so far, then the rate: the gateway's average over the last 10 s.
+  text += field('to target', `${formatBytes(s.bytesToTarget).padEnd(12)}${formatBps(s.toTargetBps)}`);
+  text += field('from target', `${formatBytes(s.bytesFromTarget).padEnd(12)}${formatBps(s.fromTargetBps)}`);
   text += field(
     'connections',
     `${s.activeConnections} active, ${s.waitingConnections} waiting, ${s.acceptedConnections} accepted, ${s.refusedConnections} refused`,
