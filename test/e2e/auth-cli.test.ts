@@ -172,7 +172,7 @@ scope = "${SCOPE_B}"
 
   const status = await run('s2uc', [...trust, 'status', uid, '--s2cs', gwA.address, '--json']);
   assert.equal(status.code, 0, status.stderr);
-  assert.equal((JSON.parse(status.stdout) as { streams: { owner: string }[] }).streams[0]!.owner, 'alice');
+  assert.equal((JSON.parse(status.stdout) as { gateways: { streams: { owner: string }[] }[] }).gateways[0]!.streams[0]!.owner, 'alice');
   const release = await run('s2uc', [...trust, 'release', uid, '--s2cs', gwA.address, '--s2cs', gwB.address]);
   assert.equal(release.code, 0, release.stderr);
 

@@ -113,15 +113,15 @@ describe('two facilities through both gateways, every program a separate process
 
     const status = await run('s2uc', ['--insecure', 'status', uid, '--s2cs', prod.address, '--json']);
     assert.equal(status.code, 0, status.stderr);
-    const st = JSON.parse(status.stdout) as { streams: { bytes_from_target: string; accepted_connections: number }[] };
-    assert.equal(Number(st.streams[0]!.bytes_from_target), 3 * 8 * 1024 * 1024);
-    assert.equal(st.streams[0]!.accepted_connections, 3);
+    const st = (JSON.parse(status.stdout) as { gateways: { streams: { bytesFromTarget: number; acceptedConnections: number }[] }[] }).gateways[0]!;
+    assert.equal(st.streams[0]!.bytesFromTarget, 3 * 8 * 1024 * 1024);
+    assert.equal(st.streams[0]!.acceptedConnections, 3);
 
     const release = await run('s2uc', ['--insecure', 'release', uid, '--s2cs', prod.address, '--s2cs', cons.address]);
     assert.equal(release.code, 0, release.stderr);
     assert.match(release.stdout, /Release completed/);
     const after = await run('s2uc', ['--insecure', 'status', '--s2cs', prod.address, '--json']);
-    assert.equal((JSON.parse(after.stdout) as { reserved_ports: number }).reserved_ports, 0);
+    assert.equal((JSON.parse(after.stdout) as { gateways: { reservedPorts: number }[] }).gateways[0]!.reservedPorts, 0);
   });
 
   test('a consumer with the wrong seed fails with a mismatch and exit 1', async () => {
@@ -164,14 +164,14 @@ describe('interrupts', () => {
       // Wait until both sides hold the reservation.
       for (let i = 0; i < 100; i++) {
         const s = await run('s2uc', ['--insecure', 'status', '--s2cs', cons.address, '--json']);
-        if ((JSON.parse(s.stdout) as { reserved_ports: number }).reserved_ports === 2) break;
+        if ((JSON.parse(s.stdout) as { gateways: { reservedPorts: number }[] }).gateways[0]!.reservedPorts === 2) break;
         await new Promise((r) => setTimeout(r, 50));
       }
       assert.equal(await request.stop(signal), code);
       assert.match(request.stderr(), /releasing/);
       for (const gw of [prod, cons]) {
         const s = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
-        assert.equal((JSON.parse(s.stdout) as { reserved_ports: number }).reserved_ports, 0, `nothing reserved on ${gw.address}`);
+        assert.equal((JSON.parse(s.stdout) as { gateways: { reservedPorts: number }[] }).gateways[0]!.reservedPorts, 0, `nothing reserved on ${gw.address}`);
       }
     } finally {
       await Promise.all([prod.proc.stop(), cons.proc.stop()]);
@@ -192,7 +192,7 @@ describe('interrupts', () => {
       const consumer = spawnCli('s2app', ['consume', '--connect', listener, '--bytes', '1TiB']);
       for (let i = 0; i < 100; i++) {
         const s = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
-        if (Number((JSON.parse(s.stdout) as { streams: { bytes_from_target: string }[] }).streams[0]?.bytes_from_target ?? 0) > 0) break;
+        if (((JSON.parse(s.stdout) as { gateways: { streams: { bytesFromTarget: number }[] }[] }).gateways[0]!.streams[0]?.bytesFromTarget ?? 0) > 0) break;
         await new Promise((r) => setTimeout(r, 50));
       }
       assert.equal(await gw.proc.stop('SIGINT'), 0);

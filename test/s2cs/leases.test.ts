@@ -119,10 +119,10 @@ describe('leases', () => {
     const json = spawnCli('s2uc', ['--insecure', 'status', uid, '--s2cs', gw.address, '--json']);
     assert.equal(await table.exited, 0, table.stderr());
     assert.equal(await json.exited, 0, json.stderr());
-    assert.match(table.stdout(), new RegExp(`${uid} CONS awaiting-update lease=[12]s `));
-    const parsed = JSON.parse(json.stdout()) as { streams: { state: string; lease_remaining_s: number }[] };
+    assert.match(table.stdout(), new RegExp(`stream ${uid} \\(CONS, 1 connection\\)\\n +state +awaiting-update, lease [12]s left\\n`));
+    const parsed = (JSON.parse(json.stdout()) as { gateways: { streams: { state: string; leaseRemainingS: number }[] }[] }).gateways[0]!;
     assert.equal(parsed.streams[0]!.state, 'awaiting-update');
-    assert.ok(parsed.streams[0]!.lease_remaining_s >= 1);
+    assert.ok(parsed.streams[0]!.leaseRemainingS >= 1);
     await gw.client.release({ uid });
   });
 });
