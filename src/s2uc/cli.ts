@@ -240,9 +240,10 @@ program
   .command('release')
   .description('release a stream on one or more gateways (safe to repeat)')
   .argument('<uid>', 'the stream uid printed by s2uc request')
-  .requiredOption('--s2cs <host:port>', 's2cs to release on; repeat for each gateway', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--s2cs <host:port>', 's2cs to release on; repeat for each gateway (default: localhost:5000, as in the seed tutorial)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
   .option('--json', 'print one JSON object on stdout')
-  .action(async (uid: string, f: { s2cs: string[]; json?: boolean }) => {
+  .action(async (uid: string, f: { s2cs?: string[]; json?: boolean }) => {
+    f.s2cs ??= ['localhost:5000'];
     await releaseStream(uid, f.s2cs, connection());
     process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
   });
