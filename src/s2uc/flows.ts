@@ -50,7 +50,21 @@ export interface GatewayCapabilities {
  * a gateway that ignores credentials (plain-TCP WAN leg), issues no application
  * secret and answers every req only after a Hello.
  */
-export async function gatewayCapabilities(c: ControlConnection): Promise<GatewayCapabilities> {
+export function gatewayCapabilities(c: ControlConnection): Promise<GatewayCapabilities> {
+  // Kept a while per connection: a pooled connection (workflow engines, the
+  // benchmark) sets up many streams, and the answer changes only with a restart.
+  const cached = known.get(c);
+  if (cached && Date.now() - cached.at < CAPABILITIES_TTL_MS) return cached.caps;
+  const caps = askCapabilities(c);
+  known.set(c, { at: Date.now(), caps });
+  caps.catch(() => known.delete(c));
+  return caps;
+}
+
+const CAPABILITIES_TTL_MS = 30_000;
+const known = new WeakMap<ControlConnection, { at: number; caps: Promise<GatewayCapabilities> }>();
+
+async function askCapabilities(c: ControlConnection): Promise<GatewayCapabilities> {
   try {
     const r = await c.capabilities();
     return {
