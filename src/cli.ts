@@ -1,5 +1,5 @@
 // What the three CLIs share: version, argument spelling, exit codes, error lines.
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
 import { RemoteError } from './protocol/client.js';
 
@@ -82,6 +82,17 @@ function quietOnClosedPipe(): void {
 /** Shown after a command's --help: real command lines, one a line. */
 export function examples(cmd: Command, lines: string[]): Command {
   return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`);
+}
+
+/**
+ * Examples for a program ('') and its commands, found by name; a name with no command is
+ * skipped (the usage test asks every listed command for its examples).
+ */
+export function addExamples(program: Command, byCommand: Record<string, string[]>): void {
+  for (const [name, lines] of Object.entries(byCommand)) {
+    const cmd = name === '' ? program : program.commands.find((c) => c.name() === name);
+    if (cmd) examples(cmd, lines);
+  }
 }
 
 /**
