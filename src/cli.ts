@@ -2,6 +2,7 @@
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
 import { RemoteError } from './protocol/client.js';
+import { setClientName } from './security/control-tls.js';
 
 export { VERSION } from './version.js';
 
@@ -102,6 +103,7 @@ export function addExamples(program: Command, byCommand: Record<string, string[]
  */
 export async function runCli(program: Command, argv: string[] = process.argv): Promise<void> {
   quietOnClosedPipe();
+  setClientName(program.name());
   conventions(program, program.name());
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   try {
