@@ -67,14 +67,16 @@ function conventions(cmd: Command, programName: string): void {
 }
 
 /**
- * A reader that stops early (`s2uc status | head -1`) closes the pipe: like `head`'s
- * other writers, stop quietly with status 0 instead of an unhandled EPIPE.
+ * A reader that stops early (`s2uc status | head -1`) closes the pipe. Its EPIPE is no
+ * failure and no stack trace: the rest of the output is dropped, and the command finishes
+ * what it started (a `request | head -1` still completes its setup or releases it) and exits
+ * with its own status.
  */
 function quietOnClosedPipe(): void {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(EXIT.ok);
-      // Nothing left to report an error on: stderr itself may be the failing stream.
+      if (err.code === 'EPIPE') return;
+      // Output cannot be written at all (EIO, ENOSPC): nothing sensible is left to do or say.
       process.exit(EXIT.failed);
     });
   }
