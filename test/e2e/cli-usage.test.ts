@@ -8,7 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { freePort, freePortRange, spawnCli, watchChild, type Proc } from '../../src/demo/procs.js';
+import { Control } from '../../src/protocol/contract.js';
 
 type Program = 's2cs' | 's2uc' | 's2app';
 const PROGRAMS: Program[] = ['s2uc', 's2cs', 's2app'];
@@ -197,6 +199,26 @@ describe('TLS and plain text mixed on the control channel: one line saying which
       assert.doesNotMatch(p.stderr(), /EPIPE|Unhandled|^\s+at /m, p.stderr());
     }
   });
+});
+
+test("a server's refusal spanning lines (a Python traceback) is still one error line", async () => {
+  // A stand-in gateway on a real socket, answering the way a failing Python servicer does.
+  const server = new grpc.Server();
+  const traceback = 'Exception calling application: entry not found\nTraceback (most recent call last):\n  File "s2cs.py", line 80, in release\nKeyError: \'u1\'';
+  const refuse = (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNKNOWN, details: traceback });
+  server.addService(Control.service, { req: refuse, update: refuse, release: refuse, hello: refuse, status: refuse, capabilities: refuse });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  try {
+    const r = await run('s2uc', ['--insecure', 'status', '--s2cs', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 1, r.stderr);
+    const errors = errorLines(r.stderr);
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0]!, /^s2uc: error: s2cs at 127\.0\.0\.1:\d+ refused status: UNKNOWN: Exception calling application: entry not found Traceback .* KeyError: 'u1'$/);
+  } finally {
+    server.forceShutdown();
+  }
 });
 
 describe('npm run demo: the same conventions', () => {
