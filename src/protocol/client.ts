@@ -50,6 +50,15 @@ export class RemoteError extends Error {
 }
 
 /**
+ * The Python reference's answer to an rpc for a uid it does not hold (an early
+ * Hello, a repeated release): an exception in its servicer, so UNKNOWN, whose text
+ * says `entry not found`.
+ */
+export function isReferenceUnknownUid(err: unknown): boolean {
+  return err instanceof RemoteError && err.code === grpc.status.UNKNOWN && /entry not found/i.test(err.details);
+}
+
+/**
  * `hint`: what a probe found when a plain-text call could not connect ('tls': the server
  * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
  */

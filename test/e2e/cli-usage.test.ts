@@ -94,7 +94,7 @@ function commandsOf(help: string): string[] {
   const section = (help.split(/^Commands:$/m)[1] ?? '').split(/\n\s*\n/)[0]!;
   return section
     .split('\n')
-    .map((l) => /^ {2}(\S+)/.exec(l)?.[1])
+    .map((l) => /^ {2}([^\s|]+)/.exec(l)?.[1])
     .filter((c): c is string => c !== undefined && c !== 'help');
 }
 
