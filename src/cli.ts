@@ -1,7 +1,8 @@
 // What the three CLIs share: version, argument spelling, exit codes, error lines.
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
 import { RemoteError } from './protocol/client.js';
+import { setClientName } from './security/control-tls.js';
 
 export { VERSION } from './version.js';
 
@@ -41,17 +42,79 @@ export const integer =
     return n;
   };
 
-/** Runs a commander program; errors become one line on stderr and an exit code. */
+/** `s2uc request`: the program and subcommand names, as typed. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** One line: commander's and OpenSSL's texts carry newlines that would break "one error, one line". */
+export function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+/**
+ * Commander's own errors (unknown option, missing option, bad value, unknown command) in our
+ * form, `s2uc: error: ... (see: s2uc request --help)`, and exits that we decide (runCli).
+ */
+function conventions(cmd: Command, programName: string): void {
+  cmd.exitOverride();
+  cmd.configureOutput({
+    outputError: (str, write) => write(`${programName}: ${oneLine(str)} (see: ${commandPath(cmd)} --help)\n`),
+  });
+  for (const sub of cmd.commands) conventions(sub, programName);
+}
+
+/**
+ * A reader that stops early (`s2uc status | head -1`) closes the pipe. Its EPIPE is no
+ * failure and no stack trace: the rest of the output is dropped, and the command finishes
+ * what it started (a `request | head -1` still completes its setup or releases it) and exits
+ * with its own status.
+ */
+function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') return;
+      // Output cannot be written at all (EIO, ENOSPC): nothing sensible is left to do or say.
+      process.exit(EXIT.failed);
+    });
+  }
+}
+
+/** Shown after a command's --help: real command lines, one a line. */
+export function examples(cmd: Command, lines: string[]): Command {
+  return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`);
+}
+
+/**
+ * Examples for a program ('') and its commands, found by name; a name with no command is
+ * skipped (the usage test asks every listed command for its examples).
+ */
+export function addExamples(program: Command, byCommand: Record<string, string[]>): void {
+  for (const [name, lines] of Object.entries(byCommand)) {
+    const cmd = name === '' ? program : program.commands.find((c) => c.name() === name);
+    if (cmd) examples(cmd, lines);
+  }
+}
+
+/**
+ * Runs a commander program; errors become one line on stderr and an exit code.
+ * No arguments at all, or a command group without its subcommand, is bad usage:
+ * help on stderr and exit 2. `--help` is help on stdout and exit 0.
+ */
 export async function runCli(program: Command, argv: string[] = process.argv): Promise<void> {
-  program.exitOverride();
-  program.configureOutput({ outputError: (str, write) => write(str) });
-  for (const sub of program.commands) sub.exitOverride();
+  quietOnClosedPipe();
+  setClientName(program.name());
+  conventions(program, program.name());
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   try {
     await program.parseAsync(normalizeArgv(argv));
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') process.exit(EXIT.ok);
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(EXIT.ok);
+      // `help({ error: true })`: commander's answer to a missing subcommand (exit code 1 there).
+      if (err.code === 'commander.help') process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
       process.exit(EXIT.usage);
     }
     fail(program.name(), err, verbose);
@@ -62,7 +125,7 @@ export class UsageError extends Error {}
 
 /** Prints what failed in one line (a stack only with --verbose) and exits. */
 export function fail(name: string, err: unknown, verbose: boolean): never {
-  const message = err instanceof Error ? err.message : String(err);
+  const message = oneLine(err instanceof Error ? err.message : String(err));
   process.stderr.write(`${name}: error: ${message}\n`);
   if (verbose && err instanceof Error && !(err instanceof RemoteError) && err.stack) process.stderr.write(`${err.stack}\n`);
   const usage = err instanceof UsageError || (err instanceof ScistreamError && err.kind === 'INVALID_ARGUMENT');

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Command } from 'commander';
-import { VERSION, integer, onShutdown, option, runCli } from '../cli.js';
+import { VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import { validateRole } from '../protocol/validate.js';
 import { sendHello } from './controller.js';
@@ -117,5 +117,19 @@ function progressBar(got: number, total: number): string {
   const filled = Math.round(frac * width);
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(got)} / ${formatBytes(total)}`;
 }
+
+const UID = '4f0c1b5e-6a57-4c4e-9d3e-2b7f5c1a9e10';
+addExamples(program, {
+  '': [
+    `s2app hello --s2cs gw-a.example.org:5000 --uid ${UID} --role PROD --listeners 10.0.0.5:5074,10.0.0.5:5075`,
+    's2app produce --listen 127.0.0.1:0,127.0.0.1:0 --bytes 256MiB',
+  ],
+  hello: [
+    `s2app hello --s2cs gw-a.example.org:5000 --uid ${UID} --role PROD --listeners 10.0.0.5:5074,10.0.0.5:5075 --app-secret-file prod.secret`,
+    `s2app hello --s2cs gw-b.example.org:5000 --uid ${UID} --role CONS --json`,
+  ],
+  produce: ['s2app produce --listen 127.0.0.1:5074,127.0.0.1:5075 --bytes 256MiB --count 2'],
+  consume: ['s2app consume --connect 127.0.0.1:5100,127.0.0.1:5101 --bytes 256MiB'],
+});
 
 await runCli(program);

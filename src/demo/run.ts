@@ -4,27 +4,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { Command, Option } from 'commander';
+import { UsageError, addExamples, integer, option, runCli } from '../cli.js';
 import { formatBytes, parseSize } from '../units.js';
 import { freePort, freePortRange, spawnCli, type Proc } from './procs.js';
 
-const { values } = parseArgs({
-  options: {
-    bytes: { type: 'string', default: '1GiB' },
-    'num-conn': { type: 'string', default: '4' },
-  },
-});
-const totalBytes = parseSize(values.bytes!);
-const numConn = Number(values['num-conn']);
-if (!Number.isInteger(numConn) || numConn < 1 || numConn > 64) {
-  process.stderr.write('demo: --num-conn must be 1-64\n');
-  process.exit(2);
+interface DemoFlags {
+  bytes: number;
+  numConn: number;
 }
-const perConn = Math.floor(totalBytes / numConn);
-
-// The gateways' certificates live here for the demo's length only.
-const state = mkdtempSync(join(tmpdir(), 'scistream-demo-'));
-process.on('exit', () => rmSync(state, { recursive: true, force: true }));
 
 const running: Proc[] = [];
 const start = (p: Proc) => {
@@ -47,16 +35,21 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-async function main(): Promise<void> {
+async function main(totalBytes: number, numConn: number): Promise<void> {
+  const perConn = Math.floor(totalBytes / numConn);
+  if (perConn < 1) throw new UsageError(`--bytes ${totalBytes} is less than one byte per connection; give at least --num-conn bytes`);
+  // The gateways' certificates live here for the demo's length only.
+  const state = mkdtempSync(join(tmpdir(), 'scistream-demo-'));
+  process.on('exit', () => rmSync(state, { recursive: true, force: true }));
   const [prodPort, consPort, prodRange, consRange] = await Promise.all([freePort(), freePort(), freePortRange(16), freePortRange(16)]);
   const prodS2cs = `127.0.0.1:${prodPort}`;
   const consS2cs = `127.0.0.1:${consPort}`;
 
   say(`starting the producer facility's gateway (s2cs on ${prodS2cs}) and the consumer facility's (s2cs on ${consS2cs}), control channel over TLS`);
-  const gateways = [
-    start(spawnCli('s2cs', ['start', '--state-dir', join(state, 'gw-a'), '--port', String(prodPort), '--listener-ip', '127.0.0.1', '--port-range', `${prodRange.first}-${prodRange.last}`])),
-    start(spawnCli('s2cs', ['start', '--state-dir', join(state, 'gw-b'), '--port', String(consPort), '--listener-ip', '127.0.0.1', '--port-range', `${consRange.first}-${consRange.last}`])),
-  ];
+  // Control ports and data listeners on loopback only: nothing the demo starts is reachable from the network.
+  const gateway = (name: string, port: number, range: { first: number; last: number }) =>
+    start(spawnCli('s2cs', ['start', '--state-dir', join(state, name), '--control-host', '127.0.0.1', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`]));
+  const gateways = [gateway('gw-a', prodPort, prodRange), gateway('gw-b', consPort, consRange)];
   await Promise.all(gateways.map((g) => g.waitFor(/s2cs ready/)));
   // Each gateway made a self-signed certificate; the clients trust exactly those two.
   const bundle = join(state, 'gateways.pem');
@@ -99,15 +92,27 @@ async function main(): Promise<void> {
   process.stdout.write('demo finished: data verified end to end (control over TLS, WAN leg encrypted with per-stream credentials)\n');
 }
 
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    if (interrupted) return;
-    process.stderr.write(`\ndemo failed: ${(err as Error).message}\n`);
-    for (const p of running) {
-      if (p.stderr().trim()) process.stderr.write(`--- ${p.name} stderr:\n${p.stderr().trim()}\n`);
+const program = new Command('demo')
+  .description('two gateways, a producer and a consumer on loopback, driven through the real CLIs: streams and verifies --bytes through both gateways (run it with `npm run demo -- [options]`)')
+  .addOption(
+    // Default shown as written: parseSize's value (1073741824) means less to a reader.
+    new Option('--bytes <size>', 'bytes to stream in total, split over the connections, e.g. 256MiB').argParser(option(parseSize)).default(parseSize('1GiB'), '1GiB'),
+  )
+  .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 64)), 4)
+  .action(async (f: DemoFlags) => {
+    try {
+      await main(f.bytes, f.numConn);
+    } catch (err) {
+      if (interrupted) return;
+      // What each program printed, then the one error line (runCli).
+      for (const p of running) {
+        if (p.stderr().trim()) process.stderr.write(`--- ${p.name} stderr:\n${p.stderr().trim()}\n`);
+      }
+      await stopAll();
+      throw err;
     }
-    await stopAll();
-    process.exit(1);
-  },
-);
+    process.exit(0);
+  });
+addExamples(program, { '': ['npm run demo', 'npm run demo -- --bytes 256MiB --num-conn 2'] });
+
+await runCli(program);

@@ -7,7 +7,7 @@ import type { StatusResponse__Output } from './generated/scistream/StatusRespons
 import type { Capabilities__Output } from './generated/scistream/Capabilities.js';
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
-import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
+import { answeredInPlainText, answersWithTls, channelCredentials, controlMismatch, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
 export type { Capabilities__Output as Capabilities } from './generated/scistream/Capabilities.js';
@@ -39,8 +39,9 @@ export class RemoteError extends Error {
     readonly rpc: string,
     readonly code: number,
     readonly details: string,
+    hint?: 'tls',
   ) {
-    super(describe(server, rpc, code, details));
+    super(describe(server, rpc, code, details, hint));
     this.name = 'RemoteError';
   }
   get status(): string {
@@ -57,14 +58,33 @@ export function isReferenceUnknownUid(err: unknown): boolean {
   return err instanceof RemoteError && err.code === grpc.status.UNKNOWN && /entry not found/i.test(err.details);
 }
 
-function describe(server: string, rpc: string, code: number, details: string): string {
+/**
+ * `hint`: what a probe found when a plain-text call could not connect ('tls': the server
+ * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
+ */
+function describe(server: string, rpc: string, code: number, details: string, hint?: 'tls'): string {
   if (code === grpc.status.UNAVAILABLE) {
-    return `cannot reach s2cs at ${server} for ${rpc} (${details}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
+    if (hint === 'tls') return controlMismatch(server, 'tls');
+    if (answeredInPlainText(details)) return controlMismatch(server, 'plain');
+    return `cannot reach s2cs at ${server} for ${rpc} (${tidy(details)}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
   }
   if (code === grpc.status.DEADLINE_EXCEEDED && /Deadline exceeded/i.test(details)) {
     return `s2cs at ${server} did not answer ${rpc} in time; it may be overloaded or unreachable, retry or raise --timeout`;
   }
   return `s2cs at ${server} refused ${rpc}: ${statusName(code)}: ${details}`;
+}
+
+/** grpc-js's connection failure text without its scaffolding: `connect ECONNREFUSED 127.0.0.1:5000`. */
+function tidy(details: string): string {
+  const text = details
+    .replace(/No connection established\.\s*/i, '')
+    .replace(/Last error:\s*/i, '')
+    .replace(/\bError:\s*/g, '')
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[0-9:.]+Z\)/g, '')
+    .replace(/\.?\s*Resolution note:\s*$/i, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return text || details.trim();
 }
 
 // Every rpc is retry-safe on the server (the seed: messages can be lost), so
@@ -157,8 +177,11 @@ export class ControlConnection {
           if (t) md.set('authorization', t);
           const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
           invoke(md, options, (err, res) => {
-            if (err) reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
-            else resolve(res as T);
+            if (!err) resolve(res as T);
+            else if (err.code === grpc.status.UNAVAILABLE && this.opts.insecure) {
+              // A plain-text call that cannot connect: a TLS s2cs is the usual cause, worth a probe to say so.
+              void answersWithTls(this.server).then((tls) => reject(new RemoteError(this.server, rpc, err.code, err.details ?? err.message, tls ? 'tls' : undefined)));
+            } else reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
           });
         }),
     );

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
-import { EXIT, VERSION, integer, onShutdown, option, runCli } from '../cli.js';
+import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS, connectionMemory, parsePortRange } from '../s2ds/index.js';
 import { parseSize } from '../units.js';
 import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.js';
@@ -266,5 +266,15 @@ function canBind(host: string, port: number): Promise<string | undefined> {
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
   });
 }
+
+addExamples(program, {
+  '': ['s2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  start: [
+    's2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200    # loopback; self-signed TLS certificate',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5200 --tls-cert /etc/scistream/cert.pem --tls-key /etc/scistream/key.pem',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --auth jwt --issuer https://idp.example.org --audience gw-a --scope scistream',
+    's2cs start --port 5000 --listener-ip 127.0.0.1 --insecure    # plain-text control channel: clients need --insecure too',
+  ],
+});
 
 await runCli(program);

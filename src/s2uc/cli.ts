@@ -2,7 +2,7 @@
 // (exactly one JSON object on stdout; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { EXIT, UsageError, VERSION, integer, option, runCli } from '../cli.js';
+import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
 import {
@@ -259,5 +259,43 @@ program
   });
 
 addAuthCommands(program);
+
+// --help examples, by command name (kept apart from the definitions above). Gateways:
+// gw-a (producer facility) and gw-b (consumer facility), control port 5000 as in s2cs --help.
+const UID = '4f0c1b5e-6a57-4c4e-9d3e-2b7f5c1a9e10';
+addExamples(program, {
+  '': [
+    's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4',
+    's2uc status --s2cs gw-a.example.org:5000',
+    's2uc --insecure status --s2cs 127.0.0.1:5000    # an s2cs started with --insecure',
+  ],
+  request: [
+    's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4',
+    's2uc --server-cert gateways.pem request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4 --app-secret-file prod.secret --json',
+  ],
+  'inbound-request': [
+    's2uc inbound-request --s2cs gw-a.example.org:5000 --targets 10.0.0.5:5074,10.0.0.5:5075 --num-conn 2',
+    's2uc inbound-request --s2cs gw-a.example.org:5000 --remote_ip 10.0.0.5 --receiver_ports 5074,5075 --num_conn 2    # reference spelling',
+  ],
+  'outbound-request': [
+    's2uc outbound-request --s2cs gw-b.example.org:5000 --remote-listeners 198.51.100.7:5100,198.51.100.7:5101 --num-conn 2',
+    `s2uc outbound-request --s2cs gw-b.example.org:5000 ${UID} 198.51.100.7:5100,198.51.100.7:5101    # reference spelling`,
+  ],
+  request1: [
+    's2uc request1 --s2cs localhost:5000 --num-conn 2    # then: s2app hello --role PROD with the uid it prints',
+    's2uc request1 --s2cs gw-a.example.org:5000 --num-conn 4 --app-secret-file prod.secret',
+  ],
+  release: [
+    `s2uc release ${UID} --s2cs gw-a.example.org:5000 --s2cs gw-b.example.org:5000`,
+  ],
+  status: [
+    's2uc status --s2cs gw-a.example.org:5000',
+    `s2uc status ${UID} --s2cs gw-a.example.org:5000 --json`,
+  ],
+  login: ['s2uc login', 's2uc login --device'],
+  logout: ['s2uc logout'],
+  'check-auth': ['s2uc check-auth', 's2uc check-auth --s2cs gw-a.example.org:5000 --json'],
+  whoami: ['s2uc whoami', 's2uc whoami --userinfo --json'],
+});
 
 await runCli(program);

@@ -189,11 +189,6 @@ export async function statusCommand(servers: string[], uid: string | undefined, 
   const err = flags.err ?? process.stderr;
   const report = await gatewaysStatus(servers, uid, opts);
   const code = report.gateways.some(isFailure) ? 1 : 0;
-  // A reader that stops early (`| head -1`) is not an error of ours.
-  out.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(code);
-    throw e;
-  });
   for (const g of report.gateways) {
     if (isFailure(g)) err.write(`s2uc: error: ${g.error}\n`);
     else if (!flags.json) out.write(formatGatewayStatus(g));

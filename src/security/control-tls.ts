@@ -186,9 +186,50 @@ function fetchCertificate(host: string, port: number, server: string): Promise<s
       if (!raw) reject(new Error(`s2cs at ${server} presented no certificate`));
       else resolve(raw.toString());
     });
-    s.once('error', (err) => {
+    s.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new Error(`cannot open TLS to s2cs at ${server} (${err.message}); check the address, and pass --insecure if it runs with --insecure`));
+      if (answeredInPlainText(`${err.code ?? ''} ${err.message}`)) reject(new Error(controlMismatch(server, 'plain')));
+      else reject(new Error(`cannot open TLS to s2cs at ${server} (${err.code ?? err.message}); check that s2cs runs there and that the address and port are right`));
     });
+  });
+}
+
+/** The program named in mismatch advice; runCli sets it (s2uc, s2app). */
+let clientName = 'the client';
+export function setClientName(name: string): void {
+  clientName = name;
+}
+
+/**
+ * OpenSSL's words for a TLS client reading a plain-text answer (an HTTP/2 server's
+ * GOAWAY or SETTINGS frame read as a TLS record).
+ */
+export function answeredInPlainText(text: string): boolean {
+  return /wrong.version.number|packet.length.too.long|http.request|unknown.protocol/i.test(text);
+}
+
+/** One line saying which side runs without TLS and what to change. */
+export function controlMismatch(server: string, answered: 'plain' | 'tls'): string {
+  return answered === 'plain'
+    ? `s2cs at ${server} answered in plain text: it was started with --insecure; pass --insecure to ${clientName} too (or start s2cs with TLS)`
+    : `s2cs at ${server} answered with TLS: it was started without --insecure; drop --insecure from ${clientName} (or start s2cs with --insecure too)`;
+}
+
+/**
+ * Whether a server completes a TLS handshake: asked only after a plain-text call failed
+ * to connect, to tell "s2cs speaks TLS" from "nothing there". Sends nothing else.
+ */
+export function answersWithTls(server: string, timeoutMs = 3000): Promise<boolean> {
+  const { host, port } = parseAddress(server, 's2cs address');
+  return new Promise((resolve) => {
+    const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    const done = (yes: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(yes);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once('secureConnect', () => done(true));
+    s.once('error', () => done(false));
   });
 }
