@@ -252,10 +252,10 @@ program
   .command('status')
   .description("show gateways' streams: state, age, listeners -> targets, bytes and rates each way, connections, refusals")
   .argument('[uid]', 'one stream (default: all)')
-  .requiredOption('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order; default: localhost:5000)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
   .option('--json', 'print one JSON object on stdout: {"gateways":[...]}')
-  .action(async (uid: string | undefined, f: { s2cs: string[]; json?: boolean }) => {
-    process.exitCode = await statusCommand(f.s2cs, uid, connection(), { json: f.json });
+  .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean }) => {
+    process.exitCode = await statusCommand(f.s2cs ?? ['localhost:5000'], uid, connection(), { json: f.json });
   });
 
 addAuthCommands(program);
