@@ -688,6 +688,7 @@ export function isLoopback(host: string): boolean {
   if (h === 'localhost') return true;
   const bytes = ipBytes(h);
   if (!bytes) return false;
+  if (bytes.length === 4) return bytes[0] === 127;
   return isV4Mapped(bytes) ? bytes[12] === 127 : bytes.equals(IPV6_LOOPBACK);
 }
 
