@@ -199,7 +199,7 @@ export class LocalDataServer implements DataServer {
         : 'release streams no longer needed (s2uc release UID), ask for fewer connections, or widen --port-range';
     return resourceExhausted(
       `not enough free ports in ${first}-${last} (--port-range) for ${count} connection(s): streams on this gateway hold ${byStreams} of its ${this.pool.size} ports, ` +
-        `other programs listen on ${others.length}, ${free} are free; ${advice}`,
+        `other programs listen on ${others.length} and ${free} ${free === 1 ? 'is' : 'are'} free; ${advice}`,
     );
   }
 
