@@ -199,6 +199,6 @@ function warnPortsHeldByOthers(local: LocalDataServer, range: PortRange, logger:
   const size = range.last - range.first + 1;
   logger.warn(
     { ports: others.slice(0, 20), count: others.length },
-    `${others.length} of the ${size} ports in --port-range ${range.first}-${range.last} are in use by other programs (${portList(others)}): streams cannot use them; stop those programs or choose another --port-range`,
+    `${others.length} of the ${size} ports in --port-range ${range.first}-${range.last} ${others.length === 1 ? 'is' : 'are'} in use by other programs (${portList(others)}): streams cannot use them; stop those programs or choose another --port-range`,
   );
 }
