@@ -7,9 +7,29 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { RemoteError } from '../../src/protocol/client.js';
-import { freePortRange } from '../../src/demo/procs.js';
+import { readFileSync } from 'node:fs';
 import { captureLogger } from '../auth/capture.js';
 import { startGateway } from '../support/gateway.js';
+
+/**
+ * Free consecutive ports below the kernel's ephemeral range, where no socket of a
+ * test running alongside lands by listening on port 0 (the counts below are exact).
+ */
+async function rangeBelowEphemeral(size: number): Promise<{ first: number; last: number }> {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // keep Linux's default
+  }
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = 10_000 + Math.floor(Math.random() * Math.max(1, low - 10_000 - size));
+    const probes = await Promise.all(Array.from({ length: size }, (_, i) => hold('0.0.0.0', first + i).catch(() => undefined)));
+    await Promise.all(probes.map((s) => s && new Promise((resolve) => s.close(resolve))));
+    if (probes.every(Boolean)) return { first, last: first + size - 1 };
+  }
+  throw new Error(`no ${size} consecutive free ports below ${low}`);
+}
 
 async function hold(host: string, port: number): Promise<Server> {
   const s = createServer();
@@ -22,7 +42,7 @@ async function hold(host: string, port: number): Promise<Server> {
 
 test('ports held by other programs: a start-up warning, not counted free, and named when a req cannot get its ports', async (t) => {
   if (!existsSync('/proc/net/tcp')) return t.skip('no /proc/net/tcp here: other programs are found only when a stream tries their ports');
-  const range = await freePortRange(6);
+  const range = await rangeBelowEphemeral(6);
   // Two on the gateway's own address, one on the wildcard (which also takes 127.0.0.1).
   const held = await Promise.all([hold('127.0.0.1', range.first), hold('127.0.0.1', range.first + 2), hold('0.0.0.0', range.first + 4)]);
   const { logger, lines } = captureLogger();
