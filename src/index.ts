@@ -1,6 +1,6 @@
 // SciStream as a library, for workflow engines and application controllers.
-export { requestStream, inboundRequest, outboundRequest, request1, releaseStream, streamStatus } from './s2uc/flows.js';
-export type { ConnectionMap, SideResult, StreamSpec, FlowOptions } from './s2uc/flows.js';
+export { requestStream, inboundRequest, outboundRequest, request1, releaseStream, streamStatus, gatewayCapabilities } from './s2uc/flows.js';
+export type { ConnectionMap, SideResult, StreamSpec, FlowOptions, GatewayCapabilities } from './s2uc/flows.js';
 export { sendHello, type HelloResult } from './app/controller.js';
 export { startProducer, type Producer, type ProducerOptions } from './app/produce.js';
 export { consume, type ConsumerOptions, type ConsumeResult } from './app/consume.js';

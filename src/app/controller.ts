@@ -1,7 +1,8 @@
 // The application controller: tells S2CS where the producer listens (PROD
 // Hello), or asks where the consumer connects (CONS Hello).
 import { status } from '@grpc/grpc-js';
-import { ControlConnection, RemoteError, type ConnectionOptions } from '../protocol/client.js';
+import { ControlConnection, RemoteError, isReferenceUnknownUid, type ConnectionOptions } from '../protocol/client.js';
+import type { AppResponse__Output, Hello } from '../protocol/contract.js';
 import { validateUid, type Role } from '../protocol/validate.js';
 
 export interface HelloResult {
@@ -23,23 +24,29 @@ export async function sendHello(s2cs: string, uid: string, role: Role, prodListe
   const { appSecret, pool, ...connection } = opts;
   const anonymous = { ...connection, token: undefined, tokenFor: undefined };
   const conn = pool ? await pool.get(s2cs, anonymous) : await ControlConnection.open(s2cs, anonymous);
-  // A Hello may come before s2uc's req: the gateway then answers that it knows no
-  // such stream yet, and the Hello is sent again until the deadline.
-  const until = Date.now() + (connection.deadlineMs ?? DEFAULT_HELLO_MS);
-  let pause = 250;
   try {
-    for (;;) {
-      try {
-        const r = await conn.hello({ uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' }, Math.max(1, until - Date.now()));
-        return { uid, role, message: r.message, listeners: r.listeners };
-      } catch (err) {
-        if (!notRequestedYet(err) || Date.now() + pause >= until) throw err;
-        await new Promise((resolve) => setTimeout(resolve, pause));
-        pause = Math.min(pause * 2, 2000);
-      }
-    }
+    const r = await helloUntilRequested(conn, { uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' }, Date.now() + (connection.deadlineMs ?? DEFAULT_HELLO_MS));
+    return { uid, role, message: r.message, listeners: r.listeners };
   } finally {
     if (!pool) conn.close();
+  }
+}
+
+/**
+ * Sends a Hello on `conn` until the gateway knows the stream or `until` (epoch ms)
+ * passes. A Hello may come before s2uc's req: the gateway then answers that it knows
+ * no such stream yet (ours with a short wait, the reference at once).
+ */
+export async function helloUntilRequested(conn: ControlConnection, msg: Hello, until: number): Promise<AppResponse__Output> {
+  let pause = 250;
+  for (;;) {
+    try {
+      return await conn.hello(msg, Math.max(1, until - Date.now()));
+    } catch (err) {
+      if (!notRequestedYet(err) || Date.now() + pause >= until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      pause = Math.min(pause * 2, 2000);
+    }
   }
 }
 
@@ -56,7 +63,7 @@ function notRequestedYet(err: unknown): boolean {
     case status.NOT_FOUND:
       return true;
     case status.UNKNOWN:
-      return /entry not found/i.test(err.details);
+      return isReferenceUnknownUid(err);
     case status.DEADLINE_EXCEEDED:
       return /no request for uid/.test(err.details);
     case status.UNAUTHENTICATED:

@@ -1,4 +1,5 @@
-// host:port parsing shared by every component; IPv6 hosts are written [addr]:port.
+// host:port parsing shared by every component; IPv6 hosts are written [addr]:port
+// (the reference's unbracketed addr:port is read too: the port is what follows the last colon).
 import { isIP } from 'node:net';
 import { invalidArgument } from './errors.js';
 import { shown } from './text.js';
@@ -33,15 +34,22 @@ export function parseAddress(text: string, field = 'address', opts: ParseOptions
     if (colon < 0) throw fail('the port is missing');
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
-    if (host.includes(':')) throw fail('an IPv6 address must be in brackets');
+    // The Python reference writes its listeners as f"{ip}:{port}", IPv6 too; a port is
+    // always required, so the last group is the port.
+    if (host.includes(':') && isIP(host) !== 6) throw fail('an IPv6 address belongs in brackets, [addr]:port');
+    if (host.includes(':')) return finish(host, portText);
     if (isIP(host) !== 4 && !HOSTNAME.test(host)) throw fail(`"${shown(host, 80)}" is not a host name or IPv4 address`);
     // All-numeric names such as 256.1.1.1 are typos of IPv4 addresses, not host names.
     if (isIP(host) !== 4 && /^[0-9.]+$/.test(host)) throw fail(`"${shown(host)}" is not a valid IPv4 address`);
   }
-  if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
-  const port = Number(portText);
-  if (port > 65535 || (port < 1 && !(port === 0 && opts.allowPortZero))) throw fail('the port must be between 1 and 65535');
-  return { host, port };
+  return finish(host, portText);
+
+  function finish(host: string, portText: string): Address {
+    if (!/^[0-9]{1,5}$/.test(portText)) throw fail('the port must be a number');
+    const port = Number(portText);
+    if (port > 65535 || (port < 1 && !(port === 0 && opts.allowPortZero))) throw fail('the port must be between 1 and 65535');
+    return { host, port };
+  }
 }
 
 export function formatAddress(a: Address): string {

@@ -48,6 +48,15 @@ export class RemoteError extends Error {
   }
 }
 
+/**
+ * The Python reference's answer to an rpc for a uid it does not hold (an early
+ * Hello, a repeated release): an exception in its servicer, so UNKNOWN, whose text
+ * says `entry not found`.
+ */
+export function isReferenceUnknownUid(err: unknown): boolean {
+  return err instanceof RemoteError && err.code === grpc.status.UNKNOWN && /entry not found/i.test(err.details);
+}
+
 function describe(server: string, rpc: string, code: number, details: string): string {
   if (code === grpc.status.UNAVAILABLE) {
     return `cannot reach s2cs at ${server} for ${rpc} (${details}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;

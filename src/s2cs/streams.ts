@@ -310,6 +310,11 @@ export class StreamTable {
       { uid, role, numConn, rate: record.request.rate, listeners: record.listeners.map(formatAddress) },
       'stream reserved',
     );
+    // A Hello with role PROD that came before this CONS req (the reference's
+    // outbound-request sends one) was held as a producer's; it was this side's Hello.
+    if (role === 'CONS' && this.pendingHellos.delete(uid)) {
+      this.opts.logger.debug({ uid }, 'a Hello with role PROD held for this uid was taken as the CONS stream\'s consumer Hello, listeners ignored');
+    }
     if (role === 'PROD' && !record.prodListeners) {
       let early = this.pendingHellos.delete(uid);
       if (early?.owner !== undefined && early.owner !== record.owner.subject) {
@@ -380,6 +385,17 @@ export class StreamTable {
   /** Hello from an application controller: where the producer listens (PROD), or where the consumer connects (CONS). */
   async hello(msg: HelloMessage, peer = '', creds: HelloCredentials = NO_TOKEN): Promise<{ message: string; listeners: string[] }> {
     const owner = this.opts.requireAppSecret ? await this.checkHelloCredentials(msg, creds) : undefined;
+    if (msg.role === 'PROD' && this.records.get(msg.uid)?.request.role === 'CONS') {
+      // The reference's s2uc outbound-request sends the consumer-side gateway a Hello
+      // with role PROD (and its default receivers), which the reference's s2cs takes as
+      // the Hello its CONS req waits for. Taken here as that stream's consumer Hello;
+      // its listeners mean nothing on this side.
+      this.opts.logger.debug(
+        { uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) },
+        'Hello with role PROD for a stream requested as CONS: taken as its consumer Hello, listeners ignored (the reference s2uc outbound-request sends it)',
+      );
+      return this.consumerHello(msg, peer, owner);
+    }
     return msg.role === 'PROD' ? this.producerHello(msg, peer, owner) : this.consumerHello(msg, peer, owner);
   }
 
@@ -592,7 +608,7 @@ export class StreamTable {
         );
       }
     }
-    return reply(record);
+    return updateReply(record, u.targets);
   }
 
   /** REL: idempotent; an unknown uid is already released. */
@@ -696,6 +712,16 @@ const IPV6_LOOPBACK = Buffer.from('00000000000000000000000000000001', 'hex');
 
 function reply(record: StreamRecord): StreamReply {
   return { listeners: record.listeners.map(formatAddress), prodListeners: (record.prodListeners ?? []).map(formatAddress) };
+}
+
+/**
+ * The UpdateTargets answer, as the reference gives it: the stream's listeners, and
+ * in prod_listeners the target each listener forwards to (targets taken round-robin
+ * up to num_conn, as the data server maps them).
+ */
+function updateReply(record: StreamRecord, targets: Address[]): StreamReply {
+  const prodListeners = Array.from({ length: record.request.numConn }, (_, i) => formatAddress(targets[i % targets.length]!));
+  return { listeners: record.listeners.map(formatAddress), prodListeners };
 }
 
 function noop(): void {}

@@ -2,7 +2,7 @@
 // (exactly one JSON object on stdout; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { EXIT, VERSION, integer, option, runCli } from '../cli.js';
+import { EXIT, UsageError, VERSION, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
 import {
@@ -21,6 +21,7 @@ import type { Role } from '../protocol/validate.js';
 
 interface GlobalFlags {
   insecure?: boolean;
+  allowPlaintextData?: boolean;
   serverCert?: string;
   clientCert?: string;
   clientKey?: string;
@@ -47,6 +48,7 @@ const program = new Command('s2uc')
   .option('--client-key <file>', 'PEM private key of --client-cert')
   .option('--server-cert <file>', "CA bundle or the servers' own certificates (PEM) to verify s2cs with; default: pin on first use")
   .option('--timeout <seconds>', 'deadline for each call that does not wait for an application', option(integer(1, 3600)), 30)
+  .option('--allow-plaintext-data', "accept a plain-TCP WAN leg when a gateway cannot take per-stream credentials (the Python reference's s2cs); without it such a request is refused before anything is reserved")
   .option('-v, --verbose', 'stack traces on errors');
 
 let warnedInsecure = false;
@@ -75,6 +77,8 @@ function flow(f: SpecFlags, servers: string[], secretRole: Role): FlowOptions {
   const json = f.json;
   return {
     ...connection(),
+    allowPlaintextData: program.opts<GlobalFlags>().allowPlaintextData ?? false,
+    onWarning: (warning) => process.stderr.write(`s2uc: warning: ${warning}\n`),
     // Printed as soon as issued: the application controller needs it before the
     // producer-side req can be answered.
     onAppSecret: (secret, server, role) => {
@@ -136,7 +140,7 @@ async function settled<T>(setup: Promise<T>): Promise<T> {
 
 function specOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)))
+    .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)), 5)
     .option('--rate <r>', 'requested rate, stored and reported by s2cs', option(integer(0, 2 ** 31 - 1)), 0)
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
     .option('--json', 'print one JSON object on stdout');
@@ -179,6 +183,7 @@ secretFileOption(specOptions(
     process.stdout.write(`  ${c} -> ${wan} -> ${app}\n`);
   });
   process.stdout.write(`producer gateway listeners: ${map.prodListeners.join(',')}\n`);
+  process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
 });
 
@@ -209,17 +214,24 @@ secretFileOption(specOptions(
   program
     .command('outbound-request')
     .description('let applications in this facility reach remote listeners through its gateway')
+    .argument('[uid]', "the stream's uid (the reference's spelling; same as --uid)")
+    .argument('[remote-listeners]', "listeners to reach (the reference's spelling; same as --remote-listeners)")
     .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
-    .requiredOption('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
-)).action(async (f: SpecFlags & { s2cs: string; remoteListeners: string[] }) => {
-  printSide(await settled(outboundRequest(f.s2cs, f.remoteListeners, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
+    .option('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
+)).action(async (uid: string | undefined, listeners: string | undefined, f: SpecFlags & { s2cs: string; remoteListeners?: string[] }) => {
+  if (uid !== undefined && f.uid !== undefined && uid !== f.uid) throw new UsageError(`the uid is given twice, as ${uid} and as --uid ${f.uid}; give it once`);
+  const remote = listeners !== undefined ? parseAddressList(listeners, 'remote listeners').map(formatAddress) : f.remoteListeners;
+  if (!remote) throw new UsageError('say which listeners to reach: --remote-listeners host:port[,...] (or, as the reference: outbound-request UID HOST:PORT[,...])');
+  const spec = { numConn: f.numConn, rate: f.rate, uid: uid ?? f.uid };
+  printSide(await settled(outboundRequest(f.s2cs, remote, spec, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
 
 secretFileOption(specOptions(
   program
     .command('request1')
+    .alias('prod-req')
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
-    .requiredOption('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs')),
+    .option('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs'), 'localhost:5000'),
 )).action(async (f: SpecFlags & { s2cs: string }) => {
   printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
@@ -228,9 +240,10 @@ program
   .command('release')
   .description('release a stream on one or more gateways (safe to repeat)')
   .argument('<uid>', 'the stream uid printed by s2uc request')
-  .requiredOption('--s2cs <host:port>', 's2cs to release on; repeat for each gateway', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--s2cs <host:port>', 's2cs to release on; repeat for each gateway (default: localhost:5000, as in the seed tutorial)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
   .option('--json', 'print one JSON object on stdout')
-  .action(async (uid: string, f: { s2cs: string[]; json?: boolean }) => {
+  .action(async (uid: string, f: { s2cs?: string[]; json?: boolean }) => {
+    f.s2cs ??= ['localhost:5000'];
     await releaseStream(uid, f.s2cs, connection());
     process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
   });

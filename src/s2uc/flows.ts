@@ -1,9 +1,12 @@
 // S2UC as a library: the request flows of the seed's rules 1-7, for the CLI and
 // for workflow engines that import SciStream.
 import { randomUUID } from 'node:crypto';
-import { ControlConnection, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
+import { status } from '@grpc/grpc-js';
+import { ControlConnection, RemoteError, isReferenceUnknownUid, type ConnectionOptions, type StatusResponse } from '../protocol/client.js';
 import { validateUid, type Role } from '../protocol/validate.js';
+import { failedPrecondition } from '../protocol/errors.js';
 import { createStreamCredentials } from '../security/stream-credentials.js';
+import { helloUntilRequested } from '../app/controller.js';
 
 export interface FlowOptions extends ConnectionOptions {
   /** Called with the uid before anything is sent, so the user can hand it to the application controllers. */
@@ -16,6 +19,86 @@ export interface FlowOptions extends ConnectionOptions {
    * that checks no tokens (its Hello needs no secret).
    */
   onAppSecret?: (secret: string, s2cs: string, role: Role) => void;
+  /**
+   * Set up a stream whose WAN leg is plain TCP when a gateway cannot take per-stream
+   * credentials (the Python reference's s2cs). Off: such a request is refused
+   * before anything is reserved.
+   */
+  allowPlaintextData?: boolean;
+  /** Warnings for humans (a plain-text WAN leg). */
+  onWarning?: (warning: string) => void;
+}
+
+/** What a gateway can do, asked before anything is reserved. */
+export interface GatewayCapabilities {
+  server: string;
+  /** 'scistream-ts', or 'reference' for a gateway without the capabilities rpc. */
+  implementation: string;
+  version: string;
+  /** Takes UpdateTargets.credentials: its WAN leg runs TLS with the stream's credentials. */
+  streamCredentials: boolean;
+  /** Takes UpdateTargets without credentials (a plain-TCP WAN leg). */
+  plaintextData: boolean;
+  /** Sends the application secret when it takes a req (before the Hello); otherwise none is issued. */
+  earlyAppSecret: boolean;
+  /** Answers a req only after a Hello for its uid, on either side (the reference). */
+  reqWaitsForHello: boolean;
+}
+
+/**
+ * Asks a gateway what it can do. The reference has no such rpc: UNIMPLEMENTED means
+ * a gateway that ignores credentials (plain-TCP WAN leg), issues no application
+ * secret and answers every req only after a Hello.
+ */
+export function gatewayCapabilities(c: ControlConnection): Promise<GatewayCapabilities> {
+  // Kept a while per connection: a pooled connection (workflow engines, the
+  // benchmark) sets up many streams, and the answer changes only with a restart.
+  const cached = known.get(c);
+  if (cached && Date.now() - cached.at < CAPABILITIES_TTL_MS) return cached.caps;
+  const caps = askCapabilities(c);
+  known.set(c, { at: Date.now(), caps });
+  caps.catch(() => known.delete(c));
+  return caps;
+}
+
+const CAPABILITIES_TTL_MS = 30_000;
+const known = new WeakMap<ControlConnection, { at: number; caps: Promise<GatewayCapabilities> }>();
+
+async function askCapabilities(c: ControlConnection): Promise<GatewayCapabilities> {
+  try {
+    const r = await c.capabilities();
+    return {
+      server: c.server,
+      implementation: r.implementation,
+      version: r.version,
+      streamCredentials: r.stream_credentials,
+      plaintextData: r.plaintext_data,
+      earlyAppSecret: r.early_app_secret,
+      reqWaitsForHello: false,
+    };
+  } catch (err) {
+    if (!(err instanceof RemoteError) || err.code !== status.UNIMPLEMENTED) throw err;
+    return { server: c.server, implementation: 'reference', version: '', streamCredentials: false, plaintextData: true, earlyAppSecret: false, reqWaitsForHello: true };
+  }
+}
+
+/** Refuses, before anything is reserved, a stream that a gateway would not take without credentials. */
+function requirePlaintextAccepted(caps: GatewayCapabilities[]): void {
+  const strict = caps.filter((c) => !c.plaintextData);
+  if (strict.length === 0) return;
+  throw failedPrecondition(
+    `${strict.map((c) => c.server).join(' and ')} ${strict.length > 1 ? 'accept' : 'accepts'} only streams with per-stream credentials ` +
+      "(the data listeners are not on loopback and s2cs runs without --allow-plaintext-data), and this flow has none to send; nothing was reserved. " +
+      'Ask the gateway operator to start s2cs with --allow-plaintext-data, or set the stream up with s2uc request between two SciStream-TS gateways',
+  );
+}
+
+/**
+ * Sends, on the user's connection, the Hello a reference gateway waits for before it
+ * answers a consumer-side req (ours answers at once). Retried until the req exists.
+ */
+function helloForReference(c: ControlConnection, uid: string, role: Role, prodListeners: string[], opts: ConnectionOptions): Promise<unknown> {
+  return helloUntilRequested(c, { uid, role, prod_listeners: prodListeners }, Date.now() + (opts.deadlineMs ?? 30_000));
 }
 
 export interface StreamSpec {
@@ -41,6 +124,8 @@ export interface ConnectionMap {
   prodAppSecret?: string;
   /** What the consumer's application controller presents with Hello (gateways that check tokens). */
   consAppSecret?: string;
+  /** The WAN leg: TLS with the stream's credentials, or plain TCP (--allow-plaintext-data with a reference gateway). */
+  wan: 'tls' | 'plain';
 }
 
 /** Reports a gateway's application secret (when it issued one) and keeps it for the result. */
@@ -83,22 +168,42 @@ async function releaseQuietly(conns: ControlConnection[], uid: string): Promise<
 
 /** `s2uc request`: both facilities. */
 export async function requestStream(prodS2cs: string, consS2cs: string, spec: StreamSpec, opts: FlowOptions): Promise<ConnectionMap> {
-  const { uid, rate } = begin(spec, opts);
   return withServers([prodS2cs, consS2cs], opts, async ([prod, cons]) => {
     const both = [prod!, cons!];
+    // Before anything is reserved: can the WAN leg be encrypted?
+    const [prodCaps, consCaps] = await Promise.all(both.map(gatewayCapabilities)) as [GatewayCapabilities, GatewayCapabilities];
+    const lacking = [prodCaps, consCaps].filter((c) => !c.streamCredentials);
+    if (lacking.length > 0) {
+      const names = `${lacking.map((c) => c.server).join(' and ')} ${lacking.length > 1 ? 'answer' : 'answers'} like the Python reference's s2cs`;
+      if (!opts.allowPlaintextData) {
+        throw failedPrecondition(
+          `${names}, which cannot take per-stream credentials: the WAN leg between the gateways would be plain TCP, readable and forgeable on the path. ` +
+            'Nothing was reserved. Rerun with s2uc --allow-plaintext-data to accept that, or run SciStream-TS s2cs on both gateways',
+        );
+      }
+      requirePlaintextAccepted([prodCaps, consCaps]);
+    }
+    const encrypted = lacking.length === 0;
+    const { uid, rate } = begin(spec, opts);
+    if (!encrypted) opts.onWarning?.(`the WAN leg of stream ${uid} is plain TCP, unencrypted and unauthenticated: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data)`);
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
       const prodSecret = secretSink(opts, prod!.server, 'PROD');
       const consSecret = secretSink(opts, cons!.server, 'CONS');
+      // A gateway that issues no secret has none to wait for: say so at once, so that
+      // a script waiting on --app-secret-file can start the application controller.
+      if (!prodCaps.earlyAppSecret) prodSecret.take('');
+      if (!consCaps.earlyAppSecret) consSecret.take('');
       const [p, c, credentials] = await Promise.all([
         prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, prodSecret.take),
         cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, consSecret.take),
-        createStreamCredentials(uid),
+        encrypted ? createStreamCredentials(uid) : undefined,
+        consCaps.reqWaitsForHello ? helloForReference(cons!, uid, 'CONS', [], opts) : undefined,
       ]);
-      opts.onStep?.('sending the connection map (UpdateTargets) and the stream credentials to both gateways');
+      opts.onStep?.('sending the connection map (UpdateTargets)' + (credentials ? ' and the stream credentials' : '') + ' to both gateways');
       await Promise.all([
-        prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD', credentials: credentials.producerSide }),
-        cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS', credentials: credentials.consumerSide }),
+        prod!.update({ uid, remote_listeners: p.prod_listeners, role: 'PROD', credentials: credentials?.producerSide }),
+        cons!.update({ uid, remote_listeners: p.listeners, role: 'CONS', credentials: credentials?.consumerSide }),
       ]);
       const map: ConnectionMap = {
         uid,
@@ -109,6 +214,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prodListeners: p.listeners,
         consListeners: c.listeners,
         prodAppListeners: p.prod_listeners,
+        wan: encrypted ? 'tls' : 'plain',
       };
       const prodAppSecret = p.app_secret || prodSecret.value;
       const consAppSecret = c.app_secret || consSecret.value;
@@ -144,15 +250,19 @@ function side(uid: string, s2cs: string, listeners: string[], targets: string[],
  * gateway. S2UC speaks for the application controller: it sends the Hello itself.
  */
 export async function inboundRequest(s2cs: string, targets: string[], spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
-  const { uid, rate } = begin(spec, opts);
   return withServers([s2cs], opts, async ([gw]) => {
+    const caps = await gatewayCapabilities(gw!);
+    requirePlaintextAccepted([caps]);
+    const { uid, rate } = begin(spec, opts);
     try {
       // The Hello goes out once the gateway has taken the req and issued the
-      // stream's application secret (none when it checks no tokens).
+      // stream's application secret (none when it checks no tokens). A gateway that
+      // issues none (the reference) gets it at once, retried until the req exists.
       let issued!: (secret: string) => void;
       const secret = new Promise<string>((resolve) => (issued = resolve));
+      if (!caps.earlyAppSecret) issued('');
       const [, r] = await Promise.all([
-        secret.then((app_secret) => gw!.hello({ uid, role: 'PROD', prod_listeners: targets, app_secret })),
+        secret.then((app_secret) => helloUntilRequested(gw!, { uid, role: 'PROD', prod_listeners: targets, app_secret }, Date.now() + (opts.deadlineMs ?? 30_000))),
         gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, issued),
       ]);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
@@ -166,11 +276,17 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
 
 /** `s2uc outbound-request`: let applications inside one facility reach remote listeners through its gateway. */
 export async function outboundRequest(s2cs: string, remoteListeners: string[], spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
-  const { uid, rate } = begin(spec, opts);
   return withServers([s2cs], opts, async ([gw]) => {
+    const caps = await gatewayCapabilities(gw!);
+    requirePlaintextAccepted([caps]);
+    const { uid, rate } = begin(spec, opts);
     try {
       const secret = secretSink(opts, gw!.server, 'CONS');
-      const r = await gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, secret.take);
+      if (!caps.earlyAppSecret) secret.take('');
+      const [r] = await Promise.all([
+        gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, secret.take),
+        caps.reqWaitsForHello ? helloForReference(gw!, uid, 'CONS', [], opts) : undefined,
+      ]);
       await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
       return side(uid, gw!.server, r.listeners, remoteListeners, r.app_secret || secret.value);
     } catch (err) {
@@ -182,11 +298,14 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
 
 /** `s2uc request1`: the seed tutorial's single-gateway flow; the producer's controller sends Hello. */
 export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions): Promise<SideResult> {
-  const { uid, rate } = begin(spec, opts);
   return withServers([s2cs], opts, async ([gw]) => {
+    const caps = await gatewayCapabilities(gw!);
+    requirePlaintextAccepted([caps]);
+    const { uid, rate } = begin(spec, opts);
     try {
       opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
       const secret = secretSink(opts, gw!.server, 'PROD');
+      if (!caps.earlyAppSecret) secret.take('');
       const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
       return side(uid, gw!.server, r.listeners, r.prod_listeners, r.app_secret || secret.value);
@@ -202,7 +321,12 @@ export async function releaseStream(uid: string, servers: string[], opts: Connec
   validateUid(uid, 'uid');
   // Each gateway on its own connection: one that is down (or whose TLS cannot open)
   // must not keep the others from releasing.
-  const results = await Promise.allSettled(servers.map((s) => withServers([s], opts, ([c]) => c!.release({ uid }))));
+  // The reference answers a release of a uid it does not hold (already released)
+  // with an error; released is what the user asked for, so that counts as done.
+  const releaseOn = (c: ControlConnection) => c.release({ uid }).catch((err: unknown) => {
+    if (!isReferenceUnknownUid(err)) throw err;
+  });
+  const results = await Promise.allSettled(servers.map((s) => withServers([s], opts, ([c]) => releaseOn(c!))));
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ server: servers[i]!, err: r.reason as Error }] : []));
   if (failed.length === 0) return;
   if (servers.length === 1) throw failed[0]!.err;

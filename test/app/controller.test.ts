@@ -5,49 +5,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { sendHello } from '../../src/app/controller.js';
-import { RemoteError } from '../../src/protocol/client.js';
-import { Control, type ControlHandlers } from '../../src/protocol/contract.js';
+import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
+import { startReferenceGateway } from '../support/reference-gateway.js';
 import { startGateway } from '../support/gateway.js';
 
-/** A stand-in gateway whose hello answers like the reference's until `requested()` is called. */
-async function referenceLikeGateway(): Promise<{ address: string; hellos: () => number; requested: () => void; close: () => void }> {
-  let known = false;
-  let hellos = 0;
-  const server = new grpc.Server();
-  const unimplemented = (_call: unknown, cb: grpc.sendUnaryData<never>) => cb({ code: grpc.status.UNIMPLEMENTED, details: 'not in this stand-in' });
-  const handlers: ControlHandlers = {
-    req: unimplemented,
-    update: unimplemented,
-    release: unimplemented,
-    status: unimplemented,
-    capabilities: unimplemented,
-    hello: (call, cb) => {
-      hellos++;
-      if (!known) cb({ code: grpc.status.UNKNOWN, details: `Exception calling application: entry not found for ${call.request.uid}` });
-      else cb(null, { message: 'Hello message sent to the scistream control server', listeners: ['127.0.0.1:5100'] });
-    },
-  };
-  server.addService(Control.service, handlers);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return { address: `127.0.0.1:${port}`, hellos: () => hellos, requested: () => (known = true), close: () => server.forceShutdown() };
-}
-
 test('a Hello sent before the request is retried until the request exists (reference-like gateway)', async () => {
-  const gw = await referenceLikeGateway();
+  const gw = await startReferenceGateway({ helloTimeoutMs: 10_000 });
+  const user = new ControlConnection(gw.address, { insecure: true, deadlineMs: 10_000 });
   try {
-    setTimeout(() => gw.requested(), 1200);
+    const req = new Promise<unknown>((resolve, reject) => setTimeout(() => user.req({ uid: 'early-1', role: 'CONS', num_conn: 1, rate: 0 }).then(resolve, reject), 1200));
     const r = await sendHello(gw.address, 'early-1', 'CONS', [], { insecure: true, deadlineMs: 10_000 });
-    assert.deepEqual(r.listeners, ['127.0.0.1:5100']);
-    assert.ok(gw.hellos() >= 2, `sent ${gw.hellos()} Hellos`);
+    assert.equal(r.listeners.length, 1);
+    assert.ok(gw.calls.hello >= 2, `sent ${gw.calls.hello} Hellos`);
+    await req;
   } finally {
-    gw.close();
+    user.close();
+    await gw.close();
   }
 });
 
 test('the retries end at the deadline with the gateway\'s answer', async () => {
-  const gw = await referenceLikeGateway();
+  const gw = await startReferenceGateway();
   try {
     await assert.rejects(sendHello(gw.address, 'never-1', 'PROD', ['127.0.0.1:7000'], { insecure: true, deadlineMs: 1500 }), (err: unknown) => {
       assert.ok(err instanceof RemoteError);
@@ -55,7 +33,7 @@ test('the retries end at the deadline with the gateway\'s answer', async () => {
       return true;
     });
   } finally {
-    gw.close();
+    await gw.close();
   }
 });
 

@@ -6,6 +6,7 @@ import { status } from '@grpc/grpc-js';
 import { RemoteError } from '../../src/protocol/client.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import { canConnect } from '../support/sockets.js';
+import { captureLogger } from '../auth/capture.js';
 
 async function rejects(p: Promise<unknown>, code: status, mentions: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
@@ -89,6 +90,45 @@ describe('s2cs rpcs', () => {
     await gw.client.release({ uid });
   });
 
+  test("a Hello with role PROD on a CONS stream is its consumer Hello (the reference's outbound-request); a CONS Hello on a PROD stream is refused", async () => {
+    const uid = randomUUID();
+    const prodUid = randomUUID();
+    try {
+      const r = await gw.client.req({ uid, role: 'CONS', num_conn: 2, rate: 0 });
+      const h = await gw.client.hello({ uid, role: 'PROD', prod_listeners: ['localhost:5074', 'localhost:5075'] });
+      assert.deepEqual(h.listeners, r.listeners, 'answered as a consumer Hello');
+      const st = (await gw.client.status({ uid })).streams[0]!;
+      assert.deepEqual([st.role, st.prod_listeners], ['CONS', []], 'its listeners are ignored');
+
+      const pending = gw.client.req({ uid: prodUid, role: 'PROD', num_conn: 1, rate: 0 });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await rejects(gw.client.hello({ uid: prodUid, role: 'CONS', prod_listeners: [] }), status.FAILED_PRECONDITION, /Hello with role CONS does not match stream .*requested as PROD/);
+      await gw.client.hello({ uid: prodUid, role: 'PROD', prod_listeners: ['127.0.0.1:7000'] });
+      await pending;
+    } finally {
+      await Promise.all([gw.client.release({ uid }), gw.client.release({ uid: prodUid })]);
+    }
+  });
+
+  test('update answers as the reference: the listeners, and in prod_listeners the targets round-robin to num_conn', async () => {
+    const uid = randomUUID();
+    const prodUid = randomUUID();
+    try {
+      const c = await gw.client.req({ uid, role: 'CONS', num_conn: 3, rate: 0 });
+      const u = await gw.client.update({ uid, remote_listeners: ['127.0.0.1:6000', '127.0.0.1:6001'], role: 'CONS' });
+      assert.deepEqual(u.listeners, c.listeners);
+      assert.deepEqual(u.prod_listeners, ['127.0.0.1:6000', '127.0.0.1:6001', '127.0.0.1:6000']);
+
+      await gw.client.hello({ uid: prodUid, role: 'PROD', prod_listeners: ['127.0.0.1:7000'] });
+      const p = await gw.client.req({ uid: prodUid, role: 'PROD', num_conn: 2, rate: 0 });
+      const pu = await gw.client.update({ uid: prodUid, remote_listeners: p.prod_listeners, role: 'PROD' });
+      assert.deepEqual(pu.listeners, p.listeners);
+      assert.deepEqual(pu.prod_listeners, ['127.0.0.1:7000', '127.0.0.1:7000']);
+    } finally {
+      await Promise.all([gw.client.release({ uid }), gw.client.release({ uid: prodUid })]);
+    }
+  });
+
   test('retried req with identical fields returns the same listeners; different fields: ALREADY_EXISTS', async () => {
     const uid = randomUUID();
     const [a, b] = await Promise.all([
@@ -170,5 +210,25 @@ describe('s2cs rpcs', () => {
       await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
       await gw.client.release({ uid });
     });
+  }
+});
+
+test('a Hello with role PROD held before its CONS req: the req is answered at once and the held Hello is let go', async () => {
+  // One held producer Hello per address: the next Hello is held only if the first was let go.
+  const { logger, lines } = captureLogger();
+  const gw = await startGateway({ maxPendingHellosPerPeer: 1, helloTimeoutMs: 5000, logger }, 4);
+  try {
+    const uid = randomUUID();
+    const h = await gw.client.hello({ uid, role: 'PROD', prod_listeners: ['localhost:5074'] });
+    assert.match(h.message, /waiting for the request/);
+    const r = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
+    assert.equal(r.listeners.length, 1);
+    assert.deepEqual(r.prod_listeners, []);
+    assert.ok(lines.some((l) => /taken as the CONS stream's consumer Hello/.test(l)), 'logged at debug');
+    const other = await gw.client.hello({ uid: randomUUID(), role: 'PROD', prod_listeners: ['127.0.0.1:7000'] });
+    assert.match(other.message, /waiting for the request/, 'the held Hello no longer counts against this address');
+    await gw.client.release({ uid });
+  } finally {
+    await gw.close();
   }
 });

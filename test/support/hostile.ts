@@ -272,7 +272,7 @@ function oddCredentials(rng: Rng, pool: string[]): Creds | null {
 
 // ---------------------------------------------------------------- messages
 
-export const RPCS = ['req', 'update', 'release', 'hello', 'status'] as const;
+export const RPCS = ['req', 'update', 'release', 'hello', 'status', 'capabilities'] as const;
 export type Rpc = (typeof RPCS)[number];
 
 /** One message to send: typed (through ControlConnection) or raw protobuf bytes. */
@@ -295,6 +295,8 @@ export const ALLOWED: Record<Rpc, readonly string[]> = {
   // DEADLINE_EXCEEDED: no req for the uid within --hello-timeout; ABORTED: released while the CONS Hello waited.
   hello: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'FAILED_PRECONDITION', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'ABORTED', 'PERMISSION_DENIED', 'UNAUTHENTICATED'],
   status: ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'PERMISSION_DENIED', 'UNAUTHENTICATED'],
+  // No token and no state: only bytes that are not its message are refused.
+  capabilities: ['OK', 'INVALID_ARGUMENT'],
 };
 /**
  * Bytes that are not the rpc's protobuf message get INVALID_ARGUMENT from s2cs
@@ -339,6 +341,8 @@ function validMessage(rng: Rng, rpc: Rpc, pool: string[]): Record<string, unknow
       return { uid, prod_listeners: role === 'PROD' ? listeners() : [], role, app_secret: '' };
     case 'status':
       return { uid: rng.chance(0.5) ? '' : uid };
+    case 'capabilities':
+      return {};
   }
 }
 
@@ -355,6 +359,8 @@ function wildMessage(rng: Rng, rpc: Rpc, pool: string[]): Record<string, unknown
       return { uid: uid(), prod_listeners: addressList(rng, pool), role: oddRole(rng, pool), app_secret: rng.chance(0.5) ? '' : anyText(rng, pool) };
     case 'status':
       return { uid: rng.chance(0.3) ? '' : uid() };
+    case 'capabilities':
+      return {};
   }
 }
 
@@ -410,8 +416,8 @@ function badUtf8(rng: Rng): Buffer {
   return Buffer.concat(Array.from({ length: rng.int(1, 6) }, () => rng.pick(pieces)));
 }
 
-const FIELD_STRINGS: Record<Rpc, number[]> = { req: [1, 2], update: [1, 2, 3], release: [1], hello: [1, 2, 3, 16], status: [1] };
-const FIELD_INTS: Record<Rpc, number[]> = { req: [3, 4], update: [], release: [], hello: [], status: [] };
+const FIELD_STRINGS: Record<Rpc, number[]> = { req: [1, 2], update: [1, 2, 3], release: [1], hello: [1, 2, 3, 16], status: [1], capabilities: [] };
+const FIELD_INTS: Record<Rpc, number[]> = { req: [3, 4], update: [], release: [], hello: [], status: [], capabilities: [] };
 
 /**
  * A raw message: well-formed protobuf with what the typed client would refuse or
@@ -463,7 +469,7 @@ export function rawMessage(rng: Rng, rpc: Rpc, pool: string[]): { bytes: Buffer;
     }
     case 8: {
       // Wire types 3, 4 (groups), 6 and 7 (invalid) on known fields.
-      p.tag(rng.pick(FIELD_STRINGS[rpc]), rng.pick([3, 4, 6, 7])).raw(rng.bytes(rng.int(0, 8)));
+      p.tag(rng.pick(FIELD_STRINGS[rpc].length > 0 ? FIELD_STRINGS[rpc] : [1]), rng.pick([3, 4, 6, 7])).raw(rng.bytes(rng.int(0, 8)));
       return { bytes: p.build(), note: 'invalid wire type', decodable: false };
     }
     default: {
