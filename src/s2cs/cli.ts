@@ -36,6 +36,7 @@ interface StartFlags {
   clientCa?: string;
   stateDir?: string;
   allowPlaintextData?: boolean;
+  helloAcceptsOwnerToken?: boolean;
   auth?: string;
   introspectionUrl?: string;
   clientId?: string;
@@ -84,7 +85,7 @@ program
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
-  .option('--allow-plaintext-data', 'accept streams without per-stream credentials (reference clients): their WAN leg is unencrypted')
+  .option('--allow-plaintext-data', 'accept streams without per-stream credentials (single-gateway flows, reference gateways and clients) on any address: their WAN leg is unencrypted. Without it they are accepted only when the data listeners are on loopback (--bind-ip 127.x or ::1)')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
   .option('--client-ca <file>', 'require client certificates issued by this CA bundle (mutual TLS)')
@@ -99,6 +100,7 @@ program
   .option('--issuer <url>', 'jwt: the token issuer; its keys come from OpenID Connect discovery unless --jwks-url')
   .option('--audience <aud>', 'jwt: the audience tokens for this gateway carry (introspect: checked when given)')
   .option('--jwks-url <url>', "jwt: the issuer's key set (JWKS) URL")
+  .option('--hello-accepts-owner-token', "with --auth introspect or jwt: accept on Hello, in place of the stream's application secret, the token of the user who requested the stream (the reference's application controllers send it); hands that token to the application hosts")
   .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
@@ -175,6 +177,7 @@ program
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
+        helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
         auth,
@@ -187,7 +190,7 @@ program
     if (auth.mode === 'none') {
       logger.warn('no authentication (--auth none): anyone who reaches the control port can reserve, redirect and release streams; configure a provider with --auth introspect or --auth jwt');
     } else {
-      logger.info({ auth: auth.mode, scope: flags.scope, admins: flags.admin.length }, `callers need an access token with scope ${flags.scope} (${auth.mode}); application controllers need the stream's application secret`);
+      logger.info({ auth: auth.mode, scope: flags.scope, admins: flags.admin.length }, `callers need an access token with scope ${flags.scope} (${auth.mode}); application controllers need the stream's application secret${flags.helloAcceptsOwnerToken ? " or the stream owner's token (--hello-accepts-owner-token)" : ''}`);
     }
     if (!tls) logger.warn('control channel is plain text (--insecure): anyone on the network can read and forge control messages');
     else {

@@ -7,7 +7,8 @@ import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
-import { StreamTable } from './streams.js';
+import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
+import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 
 export interface ControlServerOptions {
@@ -31,8 +32,13 @@ export interface ControlServerOptions {
   maxBufferMemory?: number;
   /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
   refusals?: Refusals;
-  /** Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg). */
+  /**
+   * Accept UpdateTargets without per-stream credentials (plain-TCP WAN leg) on any
+   * bind address; on loopback they are accepted without it (plaintextDataPolicy).
+   */
   allowPlaintextData?: boolean;
+  /** With token checking on, accept on Hello the stream owner's token in place of its application secret. */
+  helloAcceptsOwnerToken?: boolean;
   /** How callers are identified (default: NoAuth, every caller anonymous). */
   auth?: Authenticator;
   /** Identities (token subjects) that may release and see every stream. */
@@ -94,10 +100,11 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const maxPendingHellos = opts.maxPendingHellos ?? DEFAULTS.maxPendingHellos;
   const maxPendingHellosPerPeer = Math.min(opts.maxPendingHellosPerPeer ?? DEFAULTS.maxPendingHellosPerPeer, maxPendingHellos);
   const refusals = opts.refusals ?? new Refusals(logger);
-  const dataServer =
-    opts.dataServer ??
-    new LocalDataServer({
-      bindHost: opts.bindIp ?? opts.listenerIp,
+  const dataBindHost = opts.bindIp ?? opts.listenerIp;
+  const local = opts.dataServer
+    ? undefined
+    : new LocalDataServer({
+      bindHost: dataBindHost,
       portRange: opts.portRange,
       bufferSize,
       waitLimit: opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit,
@@ -107,7 +114,11 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });
+  const dataServer: DataServer = opts.dataServer ?? local!;
   const auth = opts.auth ?? new NoAuth();
+  if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
+    throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
+  }
   const table = new StreamTable({
     dataServer,
     advertiseHost: opts.listenerIp,
@@ -123,7 +134,9 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     portsPerPeer: auth.mode === 'none',
     refusals,
     allowPlaintextData: opts.allowPlaintextData ?? false,
+    dataBindHost,
     requireAppSecret: auth.mode !== 'none',
+    helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false,
     admins: new Set(opts.admins ?? []),
     logger,
   });
@@ -146,6 +159,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       } else resolve(bound);
     });
   });
+  const policy = plaintextDataPolicy(dataBindHost, opts.allowPlaintextData ?? false);
+  // A warning only where plain text may cross a network: the flag on an address that is not loopback.
+  logger[opts.allowPlaintextData && !isLoopback(dataBindHost) ? 'warn' : 'info']({ plaintextData: policy.accepts, bindIp: dataBindHost }, policy.why);
+  if (local) warnPortsHeldByOthers(local, opts.portRange, logger);
   let closing: Promise<void> | undefined;
   return {
     port,
@@ -169,4 +186,19 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         });
       })()),
   };
+}
+
+/** Start-up: ports of the range other programs listen on cannot be reserved; say so once, with what to do. */
+function warnPortsHeldByOthers(local: LocalDataServer, range: PortRange, logger: Logger): void {
+  if (!local.canSeeOtherPrograms()) {
+    logger.debug('cannot read /proc/net/tcp: ports of --port-range held by other programs are found only when a stream tries them');
+    return;
+  }
+  const others = local.portsHeldByOthers();
+  if (others.length === 0) return;
+  const size = range.last - range.first + 1;
+  logger.warn(
+    { ports: others.slice(0, 20), count: others.length },
+    `${others.length} of the ${size} ports in --port-range ${range.first}-${range.last} ${others.length === 1 ? 'is' : 'are'} in use by other programs (${portList(others)}): streams cannot use them; stop those programs or choose another --port-range`,
+  );
 }

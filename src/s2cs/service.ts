@@ -89,9 +89,15 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       return { listeners: [], prod_listeners: [] };
     }),
     // Application controllers present the stream's application secret, not a user
-    // token; the table checks it when s2cs checks tokens.
+    // token; the table checks it when s2cs checks tokens, and with
+    // --hello-accepts-owner-token takes the owner's token in its place (authenticated
+    // only then: a Hello with a good secret costs no token check).
     // Hello is not authenticated: its caps count by the caller's address.
-    hello: unary('hello', async (msg, call) => table.hello(validateHello(msg), peerKey(peerOf(call)))),
+    hello: unary('hello', async (msg, call) => {
+      const hello = validateHello(msg);
+      const token = call.metadata.get('authorization').length > 0;
+      return table.hello(hello, peerKey(peerOf(call)), { token, authenticate: () => auth.authenticate(call.metadata, 'hello') });
+    }),
     status: unary('status', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'status');
       // With tokens checked, users see their own streams; --admin identities see all.

@@ -18,6 +18,7 @@ import {
 import { sameAddresses, type HelloMessage, type Role, type StreamRequest, type TargetUpdate } from '../protocol/validate.js';
 import { PendingByPeer } from './pending.js';
 import { RateWindow, SAMPLE_INTERVAL_MS } from './rates.js';
+import { ipBytes, isV4Mapped } from '../s2ds/ports.js';
 
 export interface StreamTableOptions {
   dataServer: DataServer;
@@ -55,13 +56,21 @@ export interface StreamTableOptions {
   refusals: Refusals;
   /** Identities allowed to release any stream. */
   admins?: ReadonlySet<string>;
-  /** Accept UpdateTargets without credentials (reference clients): the WAN leg is then plain TCP. */
+  /** Accept UpdateTargets without credentials on any bind address (--allow-plaintext-data): the WAN leg is then plain TCP. */
   allowPlaintextData?: boolean;
+  /** Address the data listeners bind to (--bind-ip): on loopback, plain-TCP legs are accepted without the flag (see plaintextDataPolicy). */
+  dataBindHost?: string;
   /**
    * Give each stream an application secret and accept a Hello only with it (s2cs
    * checks tokens). Off (--auth none): Hello needs no secret, as in the reference.
    */
   requireAppSecret?: boolean;
+  /**
+   * With secrets on, also accept a Hello whose `authorization` token authenticates
+   * as the stream's owner (--hello-accepts-owner-token): the reference's controllers
+   * send the user's token, never a secret.
+   */
+  helloAcceptsOwnerToken?: boolean;
   logger: Logger;
 }
 
@@ -122,7 +131,19 @@ interface StreamRecord {
 interface PendingHello {
   /** The producer listeners as one comma-separated text: a one-byte string, not an object per address. */
   listeners: string;
+  /** Whose token the Hello carried (--hello-accepts-owner-token); the req must come from the same subject. */
+  owner?: string;
 }
+
+/** What a Hello carried besides its message: whether a user token, and how to authenticate it. */
+export interface HelloCredentials {
+  /** The call had an `authorization` value. */
+  token: boolean;
+  /** Authenticates that value as a user (the same check as req). */
+  authenticate?: () => Promise<Identity>;
+}
+
+const NO_TOKEN: HelloCredentials = { token: false };
 
 /** Most characters of producer listeners a Hello held before its req may carry: 10,000 held Hellos stay under 50 MB. */
 const MAX_HELD_LISTENERS_TEXT = 4096;
@@ -311,7 +332,12 @@ export class StreamTable {
       this.opts.logger.debug({ uid }, 'a Hello with role PROD held for this uid was taken as the CONS stream\'s consumer Hello, listeners ignored');
     }
     if (role === 'PROD' && !record.prodListeners) {
-      const early = this.pendingHellos.delete(uid);
+      let early = this.pendingHellos.delete(uid);
+      if (early?.owner !== undefined && early.owner !== record.owner.subject) {
+        // Someone else's token opened it: the owner's controller must send its own Hello.
+        this.opts.logger.warn({ uid, helloFrom: early.owner, owner: record.owner.subject }, "dropped a Hello held for this uid: it carried another user's token than the request's");
+        early = undefined;
+      }
       if (early) {
         record.prodListeners = parseAddressList(early.listeners, 'prod_listeners');
       } else {
@@ -364,7 +390,7 @@ export class StreamTable {
 
   /** Whether UpdateTargets without credentials (a plain-TCP WAN leg) is accepted. */
   acceptsPlaintextData(): boolean {
-    return this.opts.allowPlaintextData === true;
+    return plaintextDataPolicy(this.opts.dataBindHost, this.opts.allowPlaintextData === true).accepts;
   }
 
   /** Whether `subject` is listed with --admin (may release, and see, every stream). */
@@ -373,8 +399,8 @@ export class StreamTable {
   }
 
   /** Hello from an application controller: where the producer listens (PROD), or where the consumer connects (CONS). */
-  async hello(msg: HelloMessage, peer = ''): Promise<{ message: string; listeners: string[] }> {
-    if (this.opts.requireAppSecret) this.checkAppSecret(msg);
+  async hello(msg: HelloMessage, peer = '', creds: HelloCredentials = NO_TOKEN): Promise<{ message: string; listeners: string[] }> {
+    const owner = this.opts.requireAppSecret ? await this.checkHelloCredentials(msg, creds) : undefined;
     if (msg.role === 'PROD' && this.records.get(msg.uid)?.request.role === 'CONS') {
       // The reference's s2uc outbound-request sends the consumer-side gateway a Hello
       // with role PROD (and its default receivers), which the reference's s2cs takes as
@@ -384,34 +410,67 @@ export class StreamTable {
         { uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) },
         'Hello with role PROD for a stream requested as CONS: taken as its consumer Hello, listeners ignored (the reference s2uc outbound-request sends it)',
       );
-      return this.consumerHello(msg, peer);
+      return this.consumerHello(msg, peer, owner);
     }
-    return msg.role === 'PROD' ? this.producerHello(msg, peer) : this.consumerHello(msg, peer);
+    return msg.role === 'PROD' ? this.producerHello(msg, peer, owner) : this.consumerHello(msg, peer, owner);
   }
 
-  // With secrets on, a Hello must name a stream that exists here: the secret only
-  // exists once s2uc has requested the stream.
-  private checkAppSecret(msg: HelloMessage): void {
+  /**
+   * With secrets on, a Hello carries the stream's application secret, which exists
+   * only once s2uc has requested the stream; or, with --hello-accepts-owner-token,
+   * its owner's token. Returns that token's subject (undefined for a secret): a
+   * Hello before its req is then held, or waits, and the owner is checked when the
+   * req arrives.
+   */
+  private async checkHelloCredentials(msg: HelloMessage, creds: HelloCredentials): Promise<string | undefined> {
     const record = this.records.get(msg.uid);
+    if (record && verifyAppSecret(msg.appSecret, record.appSecret)) return undefined;
+    if (this.opts.helloAcceptsOwnerToken && creds.token && creds.authenticate) {
+      let who: Identity;
+      try {
+        who = await creds.authenticate();
+      } catch (err) {
+        if (!(err instanceof ScistreamError)) throw err;
+        throw new ScistreamError(
+          err.kind,
+          `the Hello for ${msg.uid} has no valid application secret, and its token (accepted in its place from the stream's owner, --hello-accepts-owner-token) was refused: ${err.message}`,
+        );
+      }
+      const now = this.records.get(msg.uid);
+      if (now) this.checkHelloOwner(now, who.subject);
+      return who.subject;
+    }
+    const tokenHint = creds.token
+      ? this.opts.helloAcceptsOwnerToken
+        ? ''
+        : "; a user token on Hello is accepted in its place only when s2cs runs with --hello-accepts-owner-token (and is its stream owner's)"
+      : '';
     if (!record) {
       throw new ScistreamError(
         'UNAUTHENTICATED',
-        `no stream with uid ${msg.uid} on this server, so no application secret can match: run s2uc request first, then send Hello with the uid and the application secret it prints`,
+        `no stream with uid ${msg.uid} on this server, so no application secret can match: run s2uc request first, then send Hello with the uid and the application secret it prints${tokenHint}`,
       );
     }
-    if (!verifyAppSecret(msg.appSecret, record.appSecret)) {
-      throw new ScistreamError(
-        'UNAUTHENTICATED',
-        msg.appSecret
-          ? `the application secret does not match stream ${msg.uid}; give the secret s2uc request printed for this gateway (s2app hello --app-secret)`
-          : `this s2cs checks tokens, so a Hello must carry the stream's application secret: give the one s2uc request printed for this gateway (s2app hello --app-secret)`,
-      );
-    }
+    throw new ScistreamError(
+      'UNAUTHENTICATED',
+      msg.appSecret
+        ? `the application secret does not match stream ${msg.uid}; give the secret s2uc request printed for this gateway (s2app hello --app-secret)${tokenHint}`
+        : `this s2cs checks tokens, so a Hello must carry the stream's application secret: give the one s2uc request printed for this gateway (s2app hello --app-secret)${tokenHint}`,
+    );
   }
 
-  private producerHello(msg: HelloMessage, peer: string): { message: string; listeners: string[] } {
+  private checkHelloOwner(record: StreamRecord, subject: string): void {
+    if (record.owner.subject === subject) return;
+    throw new ScistreamError(
+      'PERMISSION_DENIED',
+      `stream ${record.request.uid} belongs to another user: a Hello without its application secret must carry the token of the user who requested it (--hello-accepts-owner-token)`,
+    );
+  }
+
+  private producerHello(msg: HelloMessage, peer: string, owner?: string): { message: string; listeners: string[] } {
     const record = this.records.get(msg.uid);
     if (record) {
+      if (owner !== undefined) this.checkHelloOwner(record, owner);
       this.checkRole(record, 'PROD', 'Hello');
       if (record.prodListeners) {
         if (!sameAddresses(record.prodListeners, msg.prodListeners)) {
@@ -430,6 +489,9 @@ export class StreamTable {
     const pending = this.pendingHellos.get(msg.uid);
     const listenersText = msg.prodListeners.map(formatAddress).join(',');
     if (pending) {
+      if (pending.owner !== owner) {
+        throw new ScistreamError('PERMISSION_DENIED', `a Hello for uid ${msg.uid} from another user is already waiting for its request; use a uid of your own`);
+      }
       if (pending.listeners !== listenersText) {
         throw alreadyExists(`a Hello for uid ${msg.uid} with other producer listeners is already waiting for its request`);
       }
@@ -441,15 +503,16 @@ export class StreamTable {
           `and this one has ${msg.prodListeners.length} in ${listenersText.length}; send it after s2uc request has reserved the stream`,
       );
     }
-    const added = this.pendingHellos.add(msg.uid, peer, { listeners: listenersText });
+    const added = this.pendingHellos.add(msg.uid, peer, owner === undefined ? { listeners: listenersText } : { listeners: listenersText, owner });
     if (!added.ok) throw this.helloRefused('producer', peer, added.held, this.opts.maxPendingHellos, this.opts.maxPendingHellosPerPeer, added.why, msg.uid);
     if (added.evicted) this.helloEvicted('producer', added.evicted.peer, added.evicted.key);
     this.opts.logger.debug({ uid: msg.uid, prodListeners: msg.prodListeners.map(formatAddress) }, 'producer Hello before its request; holding it');
     return { message: 'Hello received; waiting for the request for this uid', listeners: [] };
   }
 
-  private async consumerHello(msg: HelloMessage, peer: string): Promise<{ message: string; listeners: string[] }> {
+  private async consumerHello(msg: HelloMessage, peer: string, owner?: string): Promise<{ message: string; listeners: string[] }> {
     const record = this.records.get(msg.uid) ?? (await this.waitForRecord(msg.uid, peer));
+    if (owner !== undefined) this.checkHelloOwner(record, owner);
     this.checkRole(record, 'CONS', 'Hello');
     const r = await record.ready;
     return { message: 'Hello received', listeners: r.listeners };
@@ -521,8 +584,9 @@ export class StreamTable {
     if (u.role) this.checkRole(record, u.role, 'UpdateTargets');
     if (!u.credentials && !this.acceptsPlaintextData()) {
       throw failedPrecondition(
-        `UpdateTargets for ${u.uid} carries no credentials for the WAN leg, and this s2cs forwards only encrypted streams; ` +
-          'use an s2uc that sends per-stream credentials (SciStream-TS), or start s2cs with --allow-plaintext-data to accept unencrypted streams',
+        `UpdateTargets for ${u.uid} carries no credentials for the WAN leg, and this gateway's data listeners are on ${this.opts.dataBindHost ?? 'an address that is not loopback'}, not loopback, ` +
+          'where s2cs forwards only encrypted streams: start s2cs with --allow-plaintext-data to accept unencrypted streams, ' +
+          'or set the stream up with `s2uc request` between two SciStream-TS gateways, which sends per-stream credentials',
       );
     }
     const updating = this.applyUpdate(record, u);
@@ -556,7 +620,7 @@ export class StreamTable {
       } else {
         this.opts.logger.warn(
           { uid: u.uid, targets: u.targets.map(formatAddress), wan: 'plain' },
-          'connection map updated without credentials: this stream crosses the WAN unencrypted and unauthenticated (--allow-plaintext-data)',
+          `connection map updated without credentials: this stream crosses the WAN unencrypted and unauthenticated (${this.opts.allowPlaintextData ? '--allow-plaintext-data' : 'data listeners on loopback'})`,
         );
       }
     }
@@ -683,6 +747,37 @@ function shownState(r: StreamRecord): StreamState {
   if (!r.targets || r.targets.length === 0) return 'awaiting-update';
   return 'ready';
 }
+
+/**
+ * Whether plain-TCP data legs (UpdateTargets without per-stream credentials) are
+ * accepted, and why, in one line for the start-up log. On a loopback bind address
+ * nothing can reach the listeners from another host, so the seed tutorial works on
+ * defaults; on any other address only with --allow-plaintext-data.
+ */
+export function plaintextDataPolicy(bindHost: string | undefined, allowFlag: boolean): { accepts: boolean; why: string } {
+  if (allowFlag) {
+    return { accepts: true, why: 'plain-TCP data legs accepted on every address (--allow-plaintext-data): streams set up without per-stream credentials cross the WAN unencrypted' };
+  }
+  if (bindHost !== undefined && isLoopback(bindHost)) {
+    return { accepts: true, why: `plain-TCP data legs accepted: the data listeners are on loopback (${bindHost}), which no other host reaches; on any other address only encrypted streams unless --allow-plaintext-data` };
+  }
+  return {
+    accepts: false,
+    why: `only encrypted data legs (per-stream credentials, sent by \`s2uc request\` between two SciStream-TS gateways): the data listeners are on ${bindHost ?? 'an address'}, not loopback; --allow-plaintext-data accepts unencrypted streams`,
+  };
+}
+
+/** 127.0.0.0/8, ::1, IPv4-mapped 127.x, and the name localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (h === 'localhost') return true;
+  const bytes = ipBytes(h);
+  if (!bytes) return false;
+  if (bytes.length === 4) return bytes[0] === 127;
+  return isV4Mapped(bytes) ? bytes[12] === 127 : bytes.equals(IPV6_LOOPBACK);
+}
+
+const IPV6_LOOPBACK = Buffer.from('00000000000000000000000000000001', 'hex');
 
 function reply(record: StreamRecord): StreamReply {
   return { listeners: record.listeners.map(formatAddress), prodListeners: (record.prodListeners ?? []).map(formatAddress) };

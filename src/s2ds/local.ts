@@ -3,13 +3,13 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
-import { resourceExhausted, alreadyExists, notFound } from '../protocol/errors.js';
+import { resourceExhausted, alreadyExists, notFound, type ScistreamError } from '../protocol/errors.js';
 import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, StreamStats, WanLeg } from './index.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
-import { PortPool, type PortRange } from './ports.js';
+import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 
 export interface LocalDataServerOptions {
   /** Address the listeners bind to. */
@@ -94,6 +94,8 @@ const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
 
 export class LocalDataServer implements DataServer {
   private readonly pool: PortPool;
+  /** Ports of the range other programs listen on (read from /proc, cached; never in the data path). */
+  private readonly others: ListeningPorts;
   private readonly streams = new Map<string, Stream>();
   private readonly starting = new Map<string, Promise<unknown>>();
   private readonly refusals: Refusals;
@@ -104,6 +106,7 @@ export class LocalDataServer implements DataServer {
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
+    this.others = new ListeningPorts(opts.portRange, opts.bindHost);
     this.refusals = opts.refusals ?? new Refusals(opts.logger);
     this.maxConnsPerListener = opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener;
     this.maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
@@ -113,8 +116,22 @@ export class LocalDataServer implements DataServer {
     return { reserved: this.reservedMemory, limit: this.maxBufferMemory };
   }
 
+  /** Free: neither reserved by a stream nor listened on by another program (as far as /proc tells). */
   ports(): { reserved: number; free: number } {
-    return { reserved: this.pool.reserved, free: this.pool.available };
+    return { reserved: this.pool.reserved, free: Math.max(0, this.pool.available - this.portsHeldByOthers().length) };
+  }
+
+  /**
+   * Ports of the range that other programs (or other sockets of this process)
+   * listen on where this server's listeners would bind; [] where /proc is absent.
+   */
+  portsHeldByOthers(): number[] {
+    return (this.others.ports() ?? []).filter((p) => !this.pool.isTaken(p));
+  }
+
+  /** Whether portsHeldByOthers can know anything here (Linux /proc). */
+  canSeeOtherPrograms(): boolean {
+    return this.others.ports() !== undefined;
   }
 
   async startListeners(uid: string, count: number): Promise<Address[]> {
@@ -131,16 +148,11 @@ export class LocalDataServer implements DataServer {
   }
 
   private async bind(uid: string, count: number): Promise<Stream> {
-    const { first, last } = this.opts.portRange;
-    const exhausted = () =>
-      resourceExhausted(
-        `not enough free ports in ${first}-${last} for ${count} connection(s) (${this.pool.available} free of ${this.pool.size}); ` +
-          'release streams that are no longer needed, ask for fewer connections, or widen --port-range',
-      );
-    if (this.pool.available < count) throw exhausted();
     const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
+    const exhausted = () => this.exhausted(count, ports.length, busy);
+    if (this.pool.available < count) throw exhausted();
     const stream = new Stream(uid, listeners, ports, count);
     try {
       while (listeners.length < count) {
@@ -169,6 +181,26 @@ export class LocalDataServer implements DataServer {
     } finally {
       for (const p of busy) this.pool.give(p);
     }
+  }
+
+  /**
+   * Why a reservation of `count` ports failed: how many the streams hold, how
+   * many other programs hold (found busy in this attempt, or listening per /proc),
+   * and what to do about each. `mine` and `busy` are this attempt's ports, still taken.
+   */
+  private exhausted(count: number, mine: number, busy: readonly number[]): ScistreamError {
+    const { first, last } = this.opts.portRange;
+    const others = [...new Set([...busy, ...this.portsHeldByOthers()])].sort((a, b) => a - b);
+    const byStreams = Math.max(0, this.pool.reserved - mine - busy.length);
+    const free = Math.max(0, this.pool.size - byStreams - others.length);
+    const advice =
+      others.length > 0
+        ? `stop the programs listening on ${portList(others)}, or start s2cs with a --port-range they do not use; release streams no longer needed (s2uc release UID) or ask for fewer connections`
+        : 'release streams no longer needed (s2uc release UID), ask for fewer connections, or widen --port-range';
+    return resourceExhausted(
+      `not enough free ports in ${first}-${last} (--port-range) for ${count} connection(s): streams on this gateway hold ${byStreams} of its ${this.pool.size} ports, ` +
+        `other programs listen on ${others.length} and ${free} ${free === 1 ? 'is' : 'are'} free; ${advice}`,
+    );
   }
 
   private accept(stream: Stream, listenerIndex: number, socket: Socket): void {
@@ -426,6 +458,11 @@ function mib(bytes: number): string {
  */
 function readSize(bufferSize: number, towards: 'tcp' | 'tls'): number {
   return Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
+}
+
+/** The first few ports of a list, for a message. */
+export function portList(ports: readonly number[], max = 5): string {
+  return ports.length <= max ? ports.join(', ') : `${ports.slice(0, max).join(', ')} and ${ports.length - max} more`;
 }
 
 function noop(): void {}

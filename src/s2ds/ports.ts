@@ -1,5 +1,8 @@
 // The gateway's port range. Hands out ports round-robin so that a port just
 // released is not reused at once (late packets of an old stream find nothing).
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { endianness } from 'node:os';
 import { invalidArgument } from '../protocol/errors.js';
 
 export interface PortRange {
@@ -51,7 +54,137 @@ export class PortPool {
     return undefined;
   }
 
+  /** Whether the port is handed out now. */
+  isTaken(port: number): boolean {
+    return this.inUse.has(port);
+  }
+
   give(port: number): void {
     this.inUse.delete(port);
   }
+}
+
+/**
+ * An IP address as bytes: 4 for IPv4, 16 for IPv6; undefined for a name or
+ * anything else. Bracketed IPv6 is accepted.
+ */
+export function ipBytes(host: string): Buffer | undefined {
+  const h = host.replace(/^\[(.*)\]$/, '$1');
+  if (isIPv4(h)) return Buffer.from(h.split('.').map(Number));
+  if (!isIPv6(h)) return undefined;
+  const zone = h.indexOf('%');
+  const text = zone >= 0 ? h.slice(0, zone) : h;
+  // A trailing dotted IPv4 part counts as two groups.
+  const groups = (part: string): number[] =>
+    part === ''
+      ? []
+      : part.split(':').flatMap((g) => {
+          if (!g.includes('.')) return [parseInt(g, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const [head = '', tail] = text.split('::');
+  const h1 = groups(head);
+  const t1 = tail === undefined ? [] : groups(tail);
+  const all = [...h1, ...Array<number>(Math.max(0, 8 - h1.length - t1.length)).fill(0), ...t1];
+  const out = Buffer.alloc(16);
+  all.slice(0, 8).forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+/** Whether 16 address bytes are an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+export function isV4Mapped(b: Buffer): boolean {
+  return b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+}
+
+interface ListeningSocket {
+  /** 4 bytes (from /proc/net/tcp) or 16 (from /proc/net/tcp6). */
+  address: Buffer;
+  port: number;
+}
+
+/** How long a reading of /proc/net/tcp{,6} is reused: status may be asked often, and the files can be large. */
+const LISTENING_CACHE_MS = 1000;
+
+/**
+ * Ports of the range on which some socket already listens where a listener on
+ * `bindHost` would conflict (the same address, or a wildcard on either side),
+ * read from /proc/net/tcp and /proc/net/tcp6 of this network namespace and cached
+ * for about a second. The listeners of this very process are in there too: the
+ * data server leaves out its own ports. Only the control plane reads this (start-up,
+ * status, a refused reservation), never the data path.
+ */
+export class ListeningPorts {
+  private cached: { at: number; ports: number[] | undefined } | undefined;
+  private readonly bind: Buffer | undefined;
+
+  constructor(
+    private readonly range: PortRange,
+    bindHost: string,
+    private readonly read: () => ListeningSocket[] | undefined = readProcNetListening,
+  ) {
+    this.bind = ipBytes(bindHost.toLowerCase() === 'localhost' ? '127.0.0.1' : bindHost);
+  }
+
+  /** Sorted ports in the range that conflict; undefined where /proc cannot be read (then nothing is known). */
+  ports(): number[] | undefined {
+    const now = Date.now();
+    if (this.cached && now - this.cached.at < LISTENING_CACHE_MS) return this.cached.ports;
+    const sockets = this.read();
+    const ports = sockets && [
+      ...new Set(sockets.filter((s) => s.port >= this.range.first && s.port <= this.range.last && this.conflicts(s.address)).map((s) => s.port)),
+    ].sort((a, b) => a - b);
+    this.cached = { at: now, ports };
+    return ports;
+  }
+
+  /** Conservative where the kernel's answer depends on options /proc does not show (a [::] listener counts as dual-stack). */
+  private conflicts(other: Buffer): boolean {
+    const bind = this.bind;
+    if (!bind) return true; // a host name: any listener on the port may be in the way
+    const zero = (b: Buffer) => b.every((x) => x === 0);
+    if (bind.length === 4) {
+      if (other.length === 4) return zero(other) || zero(bind) || other.equals(bind);
+      return zero(other) || (isV4Mapped(other) && (zero(bind) || other.subarray(12).equals(bind)));
+    }
+    if (other.length === 16) return zero(other) || zero(bind) || other.equals(bind);
+    if (zero(bind)) return true; // [::] takes IPv4 too (dual-stack)
+    return isV4Mapped(bind) && (zero(other) || other.equals(bind.subarray(12)));
+  }
+}
+
+/** LISTEN sockets of this network namespace, or undefined where /proc/net/tcp cannot be read. */
+function readProcNetListening(): ListeningSocket[] | undefined {
+  const v4 = readText('/proc/net/tcp');
+  if (v4 === undefined) return undefined;
+  return [...parseProcNetTcp(v4), ...parseProcNetTcp(readText('/proc/net/tcp6') ?? '')];
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * LISTEN rows (state 0A) of /proc/net/tcp or tcp6: "sl local_address rem_address st ...",
+ * the local address as hex of 32-bit words in host (little-endian) order, then ":PORT" in hex.
+ */
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+export function parseProcNetTcp(text: string): ListeningSocket[] {
+  const out: ListeningSocket[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[3] !== '0A') continue;
+    const m = /^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):([0-9A-Fa-f]{4})$/.exec(f[1] ?? '');
+    if (!m) continue;
+    const raw = Buffer.from(m[1]!, 'hex');
+    // The kernel prints each 32-bit word of the (network-order) address as a host-order number.
+    if (LITTLE_ENDIAN) for (let i = 0; i < raw.length; i += 4) raw.subarray(i, i + 4).reverse();
+    out.push({ address: raw, port: parseInt(m[2]!, 16) });
+  }
+  return out;
 }

@@ -1,6 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePortRange, PortPool } from '../../src/s2ds/ports.js';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { endianness } from 'node:os';
+import { ipBytes, isV4Mapped, ListeningPorts, parsePortRange, parseProcNetTcp, PortPool } from '../../src/s2ds/ports.js';
+import { freePortRange } from '../../src/demo/procs.js';
 import { ScistreamError } from '../../src/protocol/errors.js';
 
 function assertInvalid(fn: () => unknown, fragment: string): void {
@@ -142,5 +146,82 @@ describe('PortPool', () => {
     assert.equal(seen.size, 65535);
     assert.equal(big.take(), undefined);
     assert.equal(big.available, 0);
+  });
+});
+
+describe('ipBytes', () => {
+  it('reads IPv4, IPv6 in its spellings, mapped and bracketed; nothing else', () => {
+    assert.equal(ipBytes('10.1.2.3')?.toString('hex'), '0a010203');
+    assert.equal(ipBytes('::1')?.toString('hex'), '00000000000000000000000000000001');
+    assert.equal(ipBytes('[2001:db8::1:0]')?.toString('hex'), '20010db8000000000000000000010000');
+    assert.equal(ipBytes('::ffff:127.0.0.1')?.toString('hex'), '00000000000000000000ffff7f000001');
+    assert.ok(isV4Mapped(ipBytes('::ffff:127.0.0.1')!));
+    assert.equal(ipBytes('localhost'), undefined);
+    assert.equal(ipBytes('1.2.3'), undefined);
+  });
+});
+
+describe('parseProcNetTcp', () => {
+  it('keeps LISTEN rows only, with address and port', () => {
+    const v4 = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0 100 0 0 10 0',
+      '   1: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0',
+      '   2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 3 1 0 20 4 30 10 -1',
+    ].join('\n');
+    const rows = parseProcNetTcp(v4);
+    if (endianness() !== 'LE') return; // the sample is from a little-endian host
+    assert.deepEqual(
+      rows.map((r) => [r.address.toString('hex'), r.port]),
+      [
+        ['7f000001', 8080],
+        ['00000000', 22],
+      ],
+    );
+    const v6 = '   0: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 4 1 0 100 0 0 10 0';
+    assert.deepEqual(
+      parseProcNetTcp(v6).map((r) => [r.address.toString('hex'), r.port]),
+      [['00000000000000000000000000000001', 8081]],
+    );
+  });
+});
+
+describe('ListeningPorts', () => {
+  const sock = (host: string, port: number) => ({ address: ipBytes(host)!, port });
+  const range = { first: 7000, last: 7009 };
+  const fixed = (socks: { address: Buffer; port: number }[]) => () => socks;
+
+  it('an IPv4 bind address meets the same address, IPv4 and IPv6 wildcards and its mapped form; not other addresses', () => {
+    const socks = [sock('127.0.0.1', 7000), sock('0.0.0.0', 7001), sock('::', 7002), sock('::ffff:127.0.0.1', 7003), sock('10.0.0.1', 7004), sock('::1', 7005), sock('127.0.0.1', 6999)];
+    assert.deepEqual(new ListeningPorts(range, '127.0.0.1', fixed(socks)).ports(), [7000, 7001, 7002, 7003]);
+    assert.deepEqual(new ListeningPorts(range, '0.0.0.0', fixed(socks)).ports(), [7000, 7001, 7002, 7003, 7004]);
+    assert.deepEqual(new ListeningPorts(range, '::1', fixed(socks)).ports(), [7002, 7005]);
+    assert.deepEqual(new ListeningPorts(range, '::', fixed(socks)).ports(), [7000, 7001, 7002, 7003, 7004, 7005]);
+    assert.deepEqual(new ListeningPorts(range, 'gateway.example', fixed(socks)).ports(), [7000, 7001, 7002, 7003, 7004, 7005]);
+  });
+
+  it('without /proc nothing is known; a reading is reused for about a second', () => {
+    assert.equal(new ListeningPorts(range, '127.0.0.1', () => undefined).ports(), undefined);
+    let reads = 0;
+    const lp = new ListeningPorts(range, '127.0.0.1', () => (reads++, []));
+    lp.ports();
+    lp.ports();
+    assert.equal(reads, 1);
+  });
+
+  it('finds a real listener of this process in the range, on Linux', async (t) => {
+    if (!existsSync('/proc/net/tcp')) return t.skip('no /proc/net/tcp here');
+    const r = await freePortRange(3);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: r.first + 1 }, resolve));
+    try {
+      // Other tests running alongside may listen in the range too: look at our port only.
+      assert.ok(new ListeningPorts(r, '127.0.0.1').ports()?.includes(r.first + 1));
+      assert.ok(new ListeningPorts(r, '0.0.0.0').ports()?.includes(r.first + 1));
+      assert.ok(!new ListeningPorts(r, '10.255.255.254').ports()?.includes(r.first + 1), 'another address does not conflict');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    assert.ok(!new ListeningPorts(r, '127.0.0.1').ports()?.includes(r.first + 1));
   });
 });
