@@ -3,6 +3,7 @@ import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
 import { RemoteError } from './protocol/client.js';
 import { setClientName } from './security/control-tls.js';
+import { oneLine } from './protocol/text.js';
 
 export { VERSION } from './version.js';
 
@@ -49,10 +50,6 @@ function commandPath(cmd: Command): string {
   return names.join(' ');
 }
 
-/** One line: commander's and OpenSSL's texts carry newlines that would break "one error, one line". */
-export function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
-}
 
 /**
  * Commander's own errors (unknown option, missing option, bad value, unknown command) in our

@@ -31,3 +31,8 @@ export function safeDetails(message: string, max = 2000): string {
   const wellFormed = message.replace(LONE_SURROGATE, '\uFFFD');
   return wellFormed.length <= max ? wellFormed : shown(wellFormed, max);
 }
+
+/** One line: commander's, OpenSSL's and a Python traceback's texts carry newlines that would break "one error, one line". */
+export function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}

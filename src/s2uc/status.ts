@@ -2,6 +2,7 @@
 // library functions return the same camelCase shape that `--json` prints.
 import type { ConnectionOptions, StatusResponse } from '../protocol/client.js';
 import { validateUid } from '../protocol/validate.js';
+import { oneLine } from '../protocol/text.js';
 import { formatBytes, formatRate } from '../units.js';
 import { withServers } from './flows.js';
 
@@ -111,7 +112,7 @@ export async function gatewaysStatus(servers: string[], uid: string | undefined,
     gateways: results.map((r, i) => {
       if (r.status === 'fulfilled') return r.value;
       const s2cs = servers[i]!;
-      const message = r.reason instanceof Error ? r.reason.message : String(r.reason);
+      const message = oneLine(r.reason instanceof Error ? r.reason.message : String(r.reason));
       // The line must say which gateway failed, whatever the error names.
       return { s2cs, error: message.includes(s2cs) ? message : `s2cs at ${s2cs}: ${message}` };
     }),

@@ -67,14 +67,15 @@ describe('status state', () => {
   });
 });
 
-test('a stream whose UpdateTargets was refused (the seed tutorial on defaults) is awaiting-update with its lease, not ready', async () => {
+test('a stream whose UpdateTargets was refused is awaiting-update with its lease, not ready', async () => {
   const gw = await startGateway({ allowPlaintextData: false, helloTimeoutMs: 10_000, setupTimeoutMs: 30_000 });
   try {
     const uid = randomUUID();
     const pending = gw.client.req({ uid, role: 'PROD', num_conn: 1, rate: 0 });
     await gw.client.hello({ uid, role: 'PROD', prod_listeners: ['127.0.0.1:7'] });
     const r = await pending;
-    await assert.rejects(gw.client.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' }), /FAILED_PRECONDITION/);
+    // Refused: the role does not match the stream's.
+    await assert.rejects(gw.client.update({ uid, remote_listeners: r.prod_listeners, role: 'CONS' }), /FAILED_PRECONDITION/);
     const st = (await gw.client.status({ uid })).streams[0]!;
     assert.equal(st.state, 'awaiting-update');
     assert.deepEqual(st.targets, []);
