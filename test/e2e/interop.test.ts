@@ -3,20 +3,19 @@
 // CI installs python3-grpcio, protobuf-compiler and protobuf-compiler-grpc (.ci/run).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PROTO_PATH } from '../../src/protocol/contract.js';
 import { Pattern } from '../../src/app/data.js';
 import { startProducer, type Producer } from '../../src/app/produce.js';
 import { formatAddress } from '../../src/protocol/address.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { PYTHON, generatePythonStubs } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const CLIENT = fileURLToPath(new URL('../../../test/e2e/reference_client.py', import.meta.url));
 const BYTES = 4 * 1024 * 1024;
 
@@ -26,15 +25,8 @@ let cons: TestGateway;
 let producer: Producer;
 
 before(async () => {
-  const probe = spawnSync(PYTHON, ['-c', 'import grpc, google.protobuf'], { encoding: 'utf8' });
-  assert.equal(
-    probe.status,
-    0,
-    `the interoperability test needs Debian's python3-grpcio, python3-protobuf, protobuf-compiler and protobuf-compiler-grpc (apt-get install them; .ci/run does): ${probe.stderr}`,
-  );
   gen = mkdtempSync(join(tmpdir(), 'scistream-py-'));
-  const protoDir = fileURLToPath(new URL('.', `file://${PROTO_PATH}`));
-  execFileSync('protoc', [`-I${protoDir}`, `--python_out=${gen}`, `--grpc_out=${gen}`, '--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin', PROTO_PATH]);
+  generatePythonStubs(gen);
   [prod, cons] = await Promise.all([startGateway(), startGateway()]);
   producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: 0 }], bytes: BYTES, seed: 5 });
 });

@@ -4,21 +4,20 @@
 // with exit code 0, none of the reference's error lines, and verified bytes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PROTO_PATH } from '../../src/protocol/contract.js';
 import { Pattern } from '../../src/app/data.js';
 import { startProducer, type Producer } from '../../src/app/produce.js';
 import { formatAddress } from '../../src/protocol/address.js';
 import { freePort, freePortRange, spawnCli, watchChild, type Proc } from '../../src/demo/procs.js';
 import { canConnect, outcome } from '../support/sockets.js';
+import { PYTHON, generatePythonStubs } from '../support/python.js';
 
-const PYTHON = '/usr/bin/python3';
 const CLIENT = fileURLToPath(new URL('../../../test/e2e/reference_like_client.py', import.meta.url));
 const BYTES = 1024 * 1024;
 const SEED = 11;
@@ -32,11 +31,8 @@ let cert: string;
 let producer: Producer;
 
 before(async () => {
-  const probe = spawnSync(PYTHON, ['-c', 'import grpc, google.protobuf'], { encoding: 'utf8' });
-  assert.equal(probe.status, 0, `this test needs python3-grpcio, python3-protobuf, protobuf-compiler and protobuf-compiler-grpc (scripts/test-packages.sh installs them): ${probe.stderr}`);
   dir = mkdtempSync(join(tmpdir(), 'scistream-refclient-'));
-  const protoDir = fileURLToPath(new URL('.', `file://${PROTO_PATH}`));
-  execFileSync('protoc', [`-I${protoDir}`, `--python_out=${dir}`, `--grpc_out=${dir}`, '--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin', PROTO_PATH]);
+  generatePythonStubs(dir);
   const port = await freePort();
   const range = await freePortRange(24);
   // TLS as the reference client expects it: the gateway's self-signed certificate
