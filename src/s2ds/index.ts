@@ -50,5 +50,59 @@ export interface DataServer {
   close(): Promise<void>;
 }
 
+/** One stream as an agent holds it: what a restarted s2cs reads back (ListStreams). */
+export interface AgentStream {
+  uid: string;
+  /** host:port as advertised (the agent's --listener-ip), in StartListeners order. */
+  listeners: string[];
+  /** One per listener; empty before SetTargets. */
+  targets: string[];
+  /** What s2cs stored with SetRecord (or StartListeners); opaque to the agent. */
+  record: Uint8Array;
+  encrypted: boolean;
+  stats: StreamStats;
+}
+
+/** An agent's answer to Health. */
+export interface AgentHealth {
+  name: string;
+  version: string;
+  listenerIp: string;
+  reservedPorts: number;
+  freePorts: number;
+  activeConnections: number;
+  /** Bytes forwarded since the agent started, both directions. */
+  bytesTotal: number;
+  bufferMemoryReserved: number;
+  bufferMemoryLimit: number;
+  startedAtMs: number;
+}
+
+/**
+ * A data-server agent as s2cs sees it (issue 11): a DataServer for its share of
+ * each stream, plus what placement, status and recovery need. Implemented by
+ * RemoteAgent (a client of proto/s2ds.proto, TCP with mutual TLS or a Unix socket)
+ * and by LocalAgent (in process, for tests and libraries). The sync reads (stats,
+ * ports, bufferMemory, health) come from the last poll, at most about a second old.
+ */
+export interface AgentHandle extends DataServer {
+  /** --name of the agent, or its address until it has answered. */
+  readonly name: string;
+  /** Where s2cs reaches it (host:port or unix:/path). */
+  readonly address: string;
+  /** Answered its last Health poll; a down agent gets no new streams. */
+  up(): boolean;
+  /** The last Health answer (undefined before the first). */
+  health(): AgentHealth | undefined;
+  /** Recent load for placement: bytes per second over the last polls, both directions. */
+  bytesPerSecond(): number;
+  /** Stores (replaces) the record s2cs keeps with a stream this agent holds part of. */
+  setRecord(uid: string, record: Uint8Array): Promise<void>;
+  /** Every stream the agent holds now, with records and counters (asks the agent). */
+  listStreams(): Promise<AgentStream[]>;
+  /** Called when the agent goes down or comes back, or restarted (its streams are gone). */
+  onChange(listener: (event: 'down' | 'up' | 'restarted') => void): void;
+}
+
 export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';

@@ -1,0 +1,29 @@
+// Original file: proto/s2ds.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface AgentHealth {
+  'name'?: (string);
+  'version'?: (string);
+  'listener_ip'?: (string);
+  'reserved_ports'?: (number);
+  'free_ports'?: (number);
+  'active_connections'?: (number);
+  'bytes_total'?: (number | string | Long);
+  'buffer_memory_reserved'?: (number | string | Long);
+  'buffer_memory_limit'?: (number | string | Long);
+  'started_at_ms'?: (number | string | Long);
+}
+
+export interface AgentHealth__Output {
+  'name': (string);
+  'version': (string);
+  'listener_ip': (string);
+  'reserved_ports': (number);
+  'free_ports': (number);
+  'active_connections': (number);
+  'bytes_total': (string);
+  'buffer_memory_reserved': (string);
+  'buffer_memory_limit': (string);
+  'started_at_ms': (string);
+}

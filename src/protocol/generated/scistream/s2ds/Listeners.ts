@@ -1,0 +1,10 @@
+// Original file: proto/s2ds.proto
+
+
+export interface Listeners {
+  'listeners'?: (string)[];
+}
+
+export interface Listeners__Output {
+  'listeners': (string)[];
+}

@@ -1,0 +1,10 @@
+// Original file: proto/s2ds.proto
+
+
+export interface StreamId {
+  'uid'?: (string);
+}
+
+export interface StreamId__Output {
+  'uid': (string);
+}
