@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../log.js';
 import { NoAuth, type Authenticator } from '../auth/index.js';
 import { Control, tolerantService } from '../protocol/contract.js';
 import { ScistreamError, invalidArgument } from '../protocol/errors.js';
-import { DATA_DEFAULTS, LocalDataServer, type DataServer, type PortRange } from '../s2ds/index.js';
+import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type AgentSummary, type DataServer, type LocalDataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
 import { controlHandlers } from './service.js';
 import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
@@ -47,7 +47,13 @@ export interface ControlServerOptions {
   /** When the control port closes idle, silent and broken connections (control-port.ts). */
   controlPort?: ControlPortLimits;
   logger?: Logger;
+  /** A data server used as is (tests); no agents, no pool. */
   dataServer?: DataServer;
+  /**
+   * The data-server agents (s2ds processes, or LocalAgents); their listeners carry
+   * their own --listener-ip. Default: one LocalAgent in this process (--workers 0).
+   */
+  agents?: AgentHandle[];
   /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
   setupTimeoutMs?: number;
   /** Ports one identity (with NoAuth: one caller address) may hold at once (default: see defaultMaxPortsPerUser). */
@@ -63,6 +69,10 @@ export interface ControlServer {
   readonly refusals: Refusals;
   readonly table: StreamTable;
   readonly dataServer: DataServer;
+  /** The agents behind dataServer (undefined when a data server was given as is). */
+  readonly pool: AgentPool | undefined;
+  /** Status of each agent: name, address, listener ip, up, streams, free ports, bytes per second. */
+  agents(): AgentSummary[];
   /** Releases every stream, then stops serving. */
   close(): Promise<void>;
 }
@@ -101,10 +111,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const maxPendingHellosPerPeer = Math.min(opts.maxPendingHellosPerPeer ?? DEFAULTS.maxPendingHellosPerPeer, maxPendingHellos);
   const refusals = opts.refusals ?? new Refusals(logger);
   const dataBindHost = opts.bindIp ?? opts.listenerIp;
-  const local = opts.dataServer
+  const local = opts.dataServer || opts.agents
     ? undefined
-    : new LocalDataServer({
+    : new LocalAgent({
+      name: 'in-process',
       bindHost: dataBindHost,
+      advertiseHost: opts.listenerIp,
       portRange: opts.portRange,
       bufferSize,
       waitLimit: opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit,
@@ -114,14 +126,14 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });
-  const dataServer: DataServer = opts.dataServer ?? local!;
+  const pool = opts.dataServer ? undefined : new AgentPool(opts.agents ?? [local!], { logger: logger.child({ component: 'agents' }) });
+  const dataServer: DataServer = opts.dataServer ?? pool!;
   const auth = opts.auth ?? new NoAuth();
   if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
     throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
   }
   const table = new StreamTable({
     dataServer,
-    advertiseHost: opts.listenerIp,
     helloTimeoutMs,
     setupTimeoutMs,
     maxPendingHellos,
@@ -162,13 +174,21 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const policy = plaintextDataPolicy(dataBindHost, opts.allowPlaintextData ?? false);
   // A warning only where plain text may cross a network: the flag on an address that is not loopback.
   logger[opts.allowPlaintextData && !isLoopback(dataBindHost) ? 'warn' : 'info']({ plaintextData: policy.accepts, bindIp: dataBindHost }, policy.why);
-  if (local) warnPortsHeldByOthers(local, opts.portRange, logger);
+  if (local) warnPortsHeldByOthers(local.engine, opts.portRange, logger);
+  // A stream that lost a part with its agent is broken: the pool reset the rest; the table forgets it.
+  pool?.onStreamsLost((uids, why) => {
+    for (const uid of uids) {
+      table.ended(uid, why).catch((err: unknown) => logger.error({ uid, err }, 'releasing a stream lost with its agent failed'));
+    }
+  });
   let closing: Promise<void> | undefined;
   return {
     port,
     refusals,
     table,
     dataServer,
+    pool,
+    agents: () => pool?.agents() ?? [],
     close: () =>
       (closing ??= (async () => {
         await table.close();

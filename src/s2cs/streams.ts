@@ -21,9 +21,8 @@ import { RateWindow, SAMPLE_INTERVAL_MS } from './rates.js';
 import { ipBytes, isV4Mapped } from '../s2ds/ports.js';
 
 export interface StreamTableOptions {
+  /** Returns listeners as advertised (each with its agent's --listener-ip). */
   dataServer: DataServer;
-  /** Host advertised in listeners (--listener-ip). */
-  advertiseHost: string;
   /** How long req(PROD) waits for the producer's Hello, and a PROD Hello is held for its req. */
   helloTimeoutMs: number;
   /**
@@ -311,7 +310,7 @@ export class StreamTable {
     const { uid, role, numConn } = record.request;
     try {
       const bound = await this.opts.dataServer.startListeners(uid, numConn);
-      record.listeners = bound.map((a) => ({ host: this.opts.advertiseHost, port: a.port }));
+      record.listeners = bound;
     } catch (err) {
       if (this.records.get(uid) === record) this.records.delete(uid);
       record.state = 'released';
@@ -634,6 +633,12 @@ export class StreamTable {
     if (!record) return;
     this.checkOwner(record, caller, 'release', true);
     await this.releaseRecord(record, 'released by request');
+  }
+
+  /** A stream the data servers no longer carry (its agent ended): released here too, with why. */
+  async ended(uid: string, why: string): Promise<void> {
+    const record = this.records.get(uid);
+    if (record) await this.releaseRecord(record, why, 'warn');
   }
 
   private async releaseRecord(record: StreamRecord, why: string, level: 'info' | 'warn' = 'info'): Promise<void> {

@@ -14,6 +14,11 @@ import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 export interface LocalDataServerOptions {
   /** Address the listeners bind to. */
   bindHost: string;
+  /**
+   * Host of the addresses startListeners returns, where peers reach the listeners
+   * (the gateway's --listener-ip); default bindHost.
+   */
+  advertiseHost?: string;
   portRange: PortRange;
   /** Per-socket buffer bound in bytes (each direction of each connection). */
   bufferSize: number;
@@ -103,6 +108,8 @@ export class LocalDataServer implements DataServer {
   private readonly maxBufferMemory: number;
   /** Bytes reserved by all connections now (see connectionMemory). */
   private reservedMemory = 0;
+  /** Bytes forwarded by streams already released (bytesTotal). */
+  private releasedBytes = 0;
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
@@ -141,7 +148,8 @@ export class LocalDataServer implements DataServer {
     try {
       const stream = await work;
       this.streams.set(uid, stream);
-      return stream.listeners.map((l) => l.address);
+      const host = this.opts.advertiseHost ?? this.opts.bindHost;
+      return stream.listeners.map((l) => ({ host, port: l.address.port }));
     } finally {
       this.starting.delete(uid);
     }
@@ -380,6 +388,7 @@ export class LocalDataServer implements DataServer {
     if (!stream) return;
     this.streams.delete(uid);
     stream.released = true;
+    this.releasedBytes += stream.counters.toTarget + stream.counters.fromTarget;
     for (const w of stream.waiting) clearTimeout(w.timer);
     stream.waiting.clear();
     // Streams cut short (release, shutdown) reach the applications as a reset, not a clean end.
@@ -389,6 +398,32 @@ export class LocalDataServer implements DataServer {
     for (const h of [...stream.holds]) this.unhold(stream, h);
     await Promise.all(stream.listeners.map((l) => l.close()));
     for (const p of stream.ports) this.pool.give(p);
+  }
+
+  /** Uids of the streams holding listeners now. */
+  uids(): string[] {
+    return [...this.streams.keys()];
+  }
+
+  /** Targets of a stream (after setTargets) and whether its WAN leg runs TLS. */
+  targetsOf(uid: string): { targets: Address[]; encrypted: boolean } | undefined {
+    const s = this.streams.get(uid);
+    if (!s) return undefined;
+    return { targets: s.targets ?? [], encrypted: s.acceptVia !== TCP || s.connectVia !== TCP };
+  }
+
+  /** Bytes forwarded by every stream since the server started, both directions (released streams included). */
+  bytesTotal(): number {
+    let total = this.releasedBytes;
+    for (const s of this.streams.values()) total += s.counters.toTarget + s.counters.fromTarget;
+    return total;
+  }
+
+  /** Connections forwarding now, over all streams. */
+  activeConnections(): number {
+    let n = 0;
+    for (const s of this.streams.values()) n += s.active;
+    return n;
   }
 
   stats(uid: string): StreamStats | undefined {

@@ -298,7 +298,6 @@ async function tableFor(o: Partial<StreamTableOptions>): Promise<{ table: Stream
   const refusals = new Refusals(logger);
   const table = new StreamTable({
     dataServer,
-    advertiseHost: '127.0.0.1',
     helloTimeoutMs: 30_000,
     setupTimeoutMs: 30_000,
     maxPendingHellos: 10_000,

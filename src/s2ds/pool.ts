@@ -1,0 +1,454 @@
+// The gateway's data servers as one: a stream's listeners are spread over the
+// agents (processes on this node, other gateway nodes) that are up, by free ports
+// and load, and each listener keeps its place in the stream's global order so that
+// connection i still goes to targets[i % targets.length].
+import type { Logger } from '../log.js';
+import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
+import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
+import type { AgentHandle, AgentStream, DataServer, StreamStats, WanLeg } from './index.js';
+
+/** One agent as status shows it. */
+export interface AgentSummary {
+  name: string;
+  address: string;
+  /** Host its listeners are advertised with (undefined before its first answer). */
+  listenerIp: string | undefined;
+  up: boolean;
+  /** Streams it holds a share of. */
+  streams: number;
+  freePorts: number;
+  bytesPerSecond: number;
+}
+
+/** An agent's part of a stream: the global indices of its listeners, in its own order. */
+export interface Share {
+  agent: AgentHandle;
+  indices: number[];
+}
+
+/** A stream read back from the agents (adopt). */
+export interface AdoptedStream {
+  uid: string;
+  /** Every listener in the stream's global order (a hole where a share is missing: see `complete`). */
+  listeners: Address[];
+  /** One per listener, in global order; empty before SetTargets. */
+  targets: Address[];
+  /** What s2cs stored with pool.setRecord (empty if nothing). */
+  record: Uint8Array;
+  encrypted: boolean;
+  shares: { agent: string; address: string; indices: number[]; listeners: Address[] }[];
+  /** Every listener was found on an agent that answered. */
+  complete: boolean;
+  stats: StreamStats;
+}
+
+export interface AdoptResult {
+  streams: AdoptedStream[];
+  /** Streams found incomplete while every agent answered: a part of them is gone, so the rest was released. */
+  released: { uid: string; why: string }[];
+  /** Agents that did not answer (their shares may still live). */
+  unanswered: string[];
+}
+
+export type StreamsLostListener = (uids: string[], why: string) => void;
+
+interface Placement {
+  uid: string;
+  count: number;
+  listeners: Address[];
+  shares: Share[];
+}
+
+export interface AgentPoolOptions {
+  logger: Logger;
+}
+
+export class AgentPool implements DataServer {
+  private readonly members: AgentHandle[] = [];
+  private readonly placements = new Map<string, Placement>();
+  private readonly starting = new Map<string, Promise<unknown>>();
+  /** Listeners being reserved on each agent now (not yet in its cached free count). */
+  private readonly pending = new Map<AgentHandle, number>();
+  /** What the pool last said about each agent (a log line per change, not per poll). */
+  private readonly seenUp = new Map<AgentHandle, boolean>();
+  /** Releases that failed because the agent did not answer; retried when it is back. */
+  private readonly unreleased = new Map<AgentHandle, Set<string>>();
+  private readonly lostListeners: StreamsLostListener[] = [];
+
+  constructor(
+    agents: readonly AgentHandle[],
+    private readonly opts: AgentPoolOptions,
+  ) {
+    for (const a of agents) this.add(a);
+  }
+
+  add(agent: AgentHandle): void {
+    this.members.push(agent);
+    this.seenUp.set(agent, agent.up());
+    agent.onChange((event) => this.changed(agent, event));
+  }
+
+  /** The agents, in the order they were given. */
+  handles(): readonly AgentHandle[] {
+    return this.members;
+  }
+
+  /** Called with the uids of streams that lost a part (their agent restarted or died); the rest of them is already released. */
+  onStreamsLost(listener: StreamsLostListener): void {
+    this.lostListeners.push(listener);
+  }
+
+  agents(): AgentSummary[] {
+    return this.members.map((a) => ({
+      name: a.name,
+      address: a.address,
+      listenerIp: a.health()?.listenerIp,
+      up: a.up(),
+      streams: [...this.placements.values()].filter((p) => p.shares.some((s) => s.agent === a)).length,
+      freePorts: a.ports().free,
+      bytesPerSecond: a.bytesPerSecond(),
+    }));
+  }
+
+  private changed(agent: AgentHandle, event: 'down' | 'up' | 'restarted'): void {
+    const log = this.opts.logger;
+    if (event === 'down') {
+      if (this.seenUp.get(agent) === false) return;
+      this.seenUp.set(agent, false);
+      log.warn({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) does not answer: marked down, new streams avoid it`);
+      return;
+    }
+    if (event === 'restarted') {
+      this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
+    }
+    if (this.seenUp.get(agent) !== true) {
+      this.seenUp.set(agent, true);
+      log.info({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) answers: taking it back`);
+    }
+    this.retryReleases(agent);
+  }
+
+  /**
+   * The agent lost every stream it held (its process ended or restarted): each
+   * stream it had a share of is broken, so the rest of it is released on the other
+   * agents (its connections reset, never ended cleanly) and reported lost.
+   */
+  agentLost(agent: AgentHandle, why: string): void {
+    const lost: Placement[] = [];
+    for (const p of this.placements.values()) {
+      if (p.shares.some((s) => s.agent === agent)) lost.push(p);
+    }
+    this.unreleased.delete(agent);
+    if (lost.length === 0) return;
+    for (const p of lost) {
+      this.placements.delete(p.uid);
+      for (const s of p.shares) if (s.agent !== agent) void this.releaseOn(s.agent, p.uid);
+    }
+    const uids = lost.map((p) => p.uid);
+    this.opts.logger.warn({ agent: agent.name, uids }, `${why}; ${uids.length} stream(s) ended: ${uids.slice(0, 10).join(', ')}${uids.length > 10 ? ', ...' : ''}`);
+    for (const l of this.lostListeners) {
+      try {
+        l(uids, why);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'a streams-lost listener failed');
+      }
+    }
+  }
+
+  /** Free ports of an agent for placement: its last reading less what is being reserved on it now. */
+  private freeOn(agent: AgentHandle): number {
+    return Math.max(0, agent.ports().free - (this.pending.get(agent) ?? 0));
+  }
+
+  /**
+   * Which agent takes each of `count` listeners: one at a time, to the up agent
+   * with a free port and the lowest load plus what this stream gave it already.
+   * Load is counted in connections: an agent's open connections, averaged with the
+   * same number spread by throughput (its share of the pool's bytes per second), so
+   * an agent carrying the fast connections counts as more loaded than one with as
+   * many idle ones.
+   */
+  private place(uid: string, count: number): Map<AgentHandle, number[]> {
+    const up = this.members.filter((a) => a.up());
+    if (up.length === 0) {
+      throw new ScistreamError(
+        'UNAVAILABLE',
+        `no data-server agent answers (${this.members.map((a) => `${a.name} at ${a.address}`).join(', ') || 'none configured'}); check that s2ds runs and is reachable, then retry`,
+      );
+    }
+    const conns = up.map((a) => a.health()?.activeConnections ?? 0);
+    const rates = up.map((a) => a.bytesPerSecond());
+    const totalConns = conns.reduce((x, y) => x + y, 0);
+    const totalRate = rates.reduce((x, y) => x + y, 0);
+    const load = up.map((_, i) => (totalRate > 0 ? (conns[i]! + (Math.max(totalConns, 1) * rates[i]!) / totalRate) / 2 : conns[i]!));
+    const free = up.map((a) => this.freeOn(a));
+    const totalFree = free.reduce((x, y) => x + y, 0);
+    if (totalFree < count) {
+      const down = this.members.length - up.length;
+      throw resourceExhausted(
+        `not enough free ports for ${count} connection(s) of stream ${uid}: the data-server agents that answer have ${totalFree} free ` +
+          `(${up.map((a, i) => `${a.name}: ${free[i]}`).join(', ')})${down > 0 ? ` and ${down} agent(s) are down` : ''}; ` +
+          'release streams no longer needed (s2uc release UID), ask for fewer connections, or widen --port-range',
+      );
+    }
+    const given = up.map(() => 0);
+    const plan = new Map<AgentHandle, number[]>();
+    for (let g = 0; g < count; g++) {
+      let best = -1;
+      for (let i = 0; i < up.length; i++) {
+        if (given[i]! >= free[i]!) continue;
+        if (best < 0) {
+          best = i;
+          continue;
+        }
+        const d = load[i]! + given[i]! - (load[best]! + given[best]!);
+        if (d < 0 || (d === 0 && free[i]! - given[i]! > free[best]! - given[best]!)) best = i;
+      }
+      given[best]!++;
+      const agent = up[best]!;
+      const list = plan.get(agent) ?? [];
+      list.push(g);
+      plan.set(agent, list);
+    }
+    return plan;
+  }
+
+  async startListeners(uid: string, count: number): Promise<Address[]> {
+    if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
+    const plan = this.place(uid, count);
+    for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
+    const work = this.reserve(uid, count, plan);
+    this.starting.set(uid, work);
+    try {
+      const placement = await work;
+      this.placements.set(uid, placement);
+      return placement.listeners;
+    } finally {
+      this.starting.delete(uid);
+      for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
+    }
+  }
+
+  /** All or none: when one agent fails, what the others reserved is released. */
+  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>): Promise<Placement> {
+    const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
+    const results = await Promise.allSettled(shares.map((s) => s.agent.startListeners(uid, s.indices.length)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      await Promise.all(shares.map((s, i) => (results[i]!.status === 'fulfilled' ? this.releaseOn(s.agent, uid) : undefined)));
+      const err = (results[failed] as PromiseRejectedResult).reason as unknown;
+      const agent = shares[failed]!.agent;
+      this.opts.logger.debug({ uid, agent: agent.name, err }, 'an agent could not open its share of a stream; released the rest');
+      if (err instanceof ScistreamError) throw err;
+      throw new ScistreamError('UNAVAILABLE', `data-server agent ${agent.name} (${agent.address}) could not open listeners for stream ${uid}: ${(err as Error).message}; retry`);
+    }
+    const listeners = new Array<Address>(count);
+    shares.forEach((s, i) => {
+      const bound = (results[i] as PromiseFulfilledResult<Address[]>).value;
+      s.indices.forEach((g, j) => (listeners[g] = bound[j]!));
+    });
+    return { uid, count, listeners, shares };
+  }
+
+  /** Where each listener of a stream is: per agent, the global indices of its share (its own order). */
+  sharesOf(uid: string): readonly Share[] | undefined {
+    return this.placements.get(uid)?.shares;
+  }
+
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
+    const p = this.placements.get(uid);
+    if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
+    if (targets.length === 0) throw notFound(`stream ${uid}: no targets given`);
+    await Promise.all(p.shares.map((s) => s.agent.setTargets(uid, s.indices.map((g) => targets[g % targets.length]!), wan)));
+  }
+
+  /**
+   * Stores s2cs's record of the stream with every agent holding a share of it,
+   * each prefixed with that share's global indices so that adopt() can put the
+   * listeners back in order.
+   */
+  async setRecord(uid: string, record: Uint8Array): Promise<void> {
+    const p = this.placements.get(uid);
+    if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
+    await Promise.all(p.shares.map((s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record))));
+  }
+
+  async release(uid: string): Promise<void> {
+    const pending = this.starting.get(uid);
+    if (pending) await pending.catch(noop);
+    const p = this.placements.get(uid);
+    if (!p) return;
+    this.placements.delete(uid);
+    await Promise.all(p.shares.map((s) => this.releaseOn(s.agent, uid)));
+  }
+
+  /** Never throws: an agent that does not answer gets the release again when it is back. */
+  private async releaseOn(agent: AgentHandle, uid: string): Promise<void> {
+    try {
+      await agent.release(uid);
+    } catch (err) {
+      this.opts.logger.warn({ uid, agent: agent.name, err: (err as Error).message }, `could not release stream ${uid} on data-server agent ${agent.name}; will retry when it answers`);
+      const set = this.unreleased.get(agent) ?? new Set<string>();
+      set.add(uid);
+      this.unreleased.set(agent, set);
+    }
+  }
+
+  private retryReleases(agent: AgentHandle): void {
+    const set = this.unreleased.get(agent);
+    if (!set) return;
+    this.unreleased.delete(agent);
+    for (const uid of set) if (!this.placements.has(uid)) void this.releaseOn(agent, uid);
+  }
+
+  stats(uid: string): StreamStats | undefined {
+    const p = this.placements.get(uid);
+    if (!p) return undefined;
+    const sum: StreamStats = { uid, listeners: 0, activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, bytesToTarget: 0, bytesFromTarget: 0, refusedConnections: 0 };
+    for (const s of p.shares) {
+      const st = s.agent.stats(uid);
+      if (!st) continue;
+      sum.listeners += st.listeners;
+      sum.activeConnections += st.activeConnections;
+      sum.waitingConnections += st.waitingConnections;
+      sum.acceptedConnections += st.acceptedConnections;
+      sum.bytesToTarget += st.bytesToTarget;
+      sum.bytesFromTarget += st.bytesFromTarget;
+      sum.refusedConnections += st.refusedConnections;
+    }
+    return sum;
+  }
+
+  /** Reserved over every agent; free over the agents that answer (a down agent's ports cannot be used). */
+  ports(): { reserved: number; free: number } {
+    let reserved = 0;
+    let free = 0;
+    for (const a of this.members) {
+      const p = a.ports();
+      reserved += p.reserved;
+      if (a.up()) free += p.free;
+    }
+    return { reserved, free };
+  }
+
+  bufferMemory(): { reserved: number; limit: number } {
+    let reserved = 0;
+    let limit = 0;
+    for (const a of this.members) {
+      const m = a.bufferMemory();
+      reserved += m.reserved;
+      limit += m.limit;
+    }
+    return { reserved, limit };
+  }
+
+  /**
+   * After an s2cs restart: reads every agent's streams and takes them back, each
+   * with its listeners in global order (from the indices setRecord stored; without
+   * them, agent by agent). A stream with a part missing while every agent answered
+   * is broken: its rest is released.
+   */
+  async adopt(): Promise<AdoptResult> {
+    const answers = await Promise.allSettled(this.members.map((a) => a.listStreams()));
+    const unanswered: string[] = [];
+    const byUid = new Map<string, { agent: AgentHandle; stream: AgentStream }[]>();
+    answers.forEach((r, i) => {
+      const agent = this.members[i]!;
+      if (r.status === 'rejected') {
+        unanswered.push(agent.name);
+        return;
+      }
+      for (const stream of r.value) {
+        const list = byUid.get(stream.uid) ?? [];
+        list.push({ agent, stream });
+        byUid.set(stream.uid, list);
+      }
+    });
+    const streams: AdoptedStream[] = [];
+    const released: { uid: string; why: string }[] = [];
+    for (const [uid, parts] of byUid) {
+      if (this.placements.has(uid) || this.starting.has(uid)) continue;
+      const unwrapped = parts.map((p) => ({ ...p, rec: unwrapRecord(p.stream.record) }));
+      const indexed = unwrapped.every((p) => p.rec && p.rec.indices.length === p.stream.listeners.length);
+      let count: number;
+      const shares: Share[] = [];
+      if (indexed) {
+        count = unwrapped[0]!.rec!.count;
+        for (const p of unwrapped) shares.push({ agent: p.agent, indices: p.rec!.indices });
+      } else {
+        count = 0;
+        for (const p of unwrapped) {
+          shares.push({ agent: p.agent, indices: p.stream.listeners.map((_, j) => count + j) });
+          count += p.stream.listeners.length;
+        }
+      }
+      const listeners = new Array<Address>(count);
+      const targets = new Array<Address>(count);
+      let targetsSet = true;
+      unwrapped.forEach((p, i) => {
+        const idx = shares[i]!.indices;
+        p.stream.listeners.forEach((l, j) => (listeners[idx[j]!] = parseAddress(l, 'listener')));
+        if (p.stream.targets.length !== p.stream.listeners.length) targetsSet = false;
+        else p.stream.targets.forEach((t, j) => (targets[idx[j]!] = parseAddress(t, 'target')));
+      });
+      const complete = listeners.filter(Boolean).length === count && count > 0;
+      if (!complete && unanswered.length === 0) {
+        const why = `stream ${uid} has only ${listeners.filter(Boolean).length} of its ${count} listeners on the agents: a part ended with its agent`;
+        await Promise.all(parts.map((p) => this.releaseOn(p.agent, uid)));
+        released.push({ uid, why });
+        this.opts.logger.warn({ uid }, `${why}; released the rest`);
+        continue;
+      }
+      this.placements.set(uid, { uid, count, listeners, shares });
+      const stats = this.stats(uid)!;
+      streams.push({
+        uid,
+        listeners,
+        targets: targetsSet ? targets : [],
+        record: unwrapped.find((p) => p.rec)?.rec?.record ?? parts[0]!.stream.record,
+        encrypted: parts.some((p) => p.stream.encrypted),
+        shares: shares.map((s, i) => ({ agent: s.agent.name, address: s.agent.address, indices: s.indices, listeners: unwrapped[i]!.stream.listeners.map((l) => parseAddress(l, 'listener')) })),
+        complete,
+        stats,
+      });
+    }
+    for (const s of streams) this.opts.logger.info({ uid: s.uid, listeners: s.listeners.filter(Boolean).map(formatAddress) }, 'took back a stream from the data-server agents');
+    return { streams, released, unanswered };
+  }
+
+  /** Releases every stream on every agent and closes the handles. */
+  async close(): Promise<void> {
+    await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
+    this.placements.clear();
+    await Promise.allSettled(this.members.map((a) => a.close()));
+  }
+}
+
+/** "s2p1", u32 count, u32 n, n x u32 global index, then s2cs's record. */
+const MAGIC = 0x73327031;
+
+export function wrapRecord(count: number, indices: readonly number[], record: Uint8Array): Uint8Array {
+  const head = Buffer.alloc(12 + 4 * indices.length);
+  head.writeUInt32BE(MAGIC, 0);
+  head.writeUInt32BE(count, 4);
+  head.writeUInt32BE(indices.length, 8);
+  indices.forEach((g, i) => head.writeUInt32BE(g, 12 + 4 * i));
+  return Buffer.concat([head, record]);
+}
+
+export function unwrapRecord(bytes: Uint8Array): { count: number; indices: number[]; record: Uint8Array } | undefined {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < 12 || b.readUInt32BE(0) !== MAGIC) return undefined;
+  const count = b.readUInt32BE(4);
+  const n = b.readUInt32BE(8);
+  if (b.length < 12 + 4 * n || n > count) return undefined;
+  const indices: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const g = b.readUInt32BE(12 + 4 * i);
+    if (g >= count) return undefined;
+    indices.push(g);
+  }
+  return { count, indices, record: new Uint8Array(b.subarray(12 + 4 * n)) };
+}
+
+function noop(): void {}
