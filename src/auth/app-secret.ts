@@ -18,3 +18,14 @@ export function verifyAppSecret(presented: string | undefined | null, expected: 
   const b = createHash('sha256').update(expected, 'utf8').digest();
   return timingSafeEqual(a, b);
 }
+
+/** SHA-256 of a secret, hex: what may be kept where the secret itself must not be (the agents' records). */
+export function hashAppSecret(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex');
+}
+
+/** Whether `presented` is the secret whose hashAppSecret is `expectedHash`, in constant time. */
+export function verifyAppSecretHash(presented: string | undefined | null, expectedHash: string): boolean {
+  if (typeof presented !== 'string' || presented.length === 0 || !/^[0-9a-f]{64}$/.test(expectedHash)) return false;
+  return timingSafeEqual(createHash('sha256').update(presented, 'utf8').digest(), Buffer.from(expectedHash, 'hex'));
+}

@@ -109,4 +109,4 @@ export function readClientSecret(opts: { file?: string; env: NodeJS.ProcessEnv }
 export { IntrospectionAuth, INTROSPECTION_CLIENT_AUTH, type IntrospectionAuthOptions, type IntrospectionClientAuth } from './introspect.js';
 export { JwtAuth, type JwtAuthOptions } from './jwt.js';
 export { AuthConfigError, bearerToken, tokenRef } from './common.js';
-export { generateAppSecret, verifyAppSecret } from './app-secret.js';
+export { generateAppSecret, verifyAppSecret, hashAppSecret, verifyAppSecretHash } from './app-secret.js';

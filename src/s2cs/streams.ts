@@ -2,7 +2,9 @@
 // Hello/req rendezvous. Independent of gRPC so that it can be tested and reused.
 import type { Logger } from '../log.js';
 import type { Refusals } from '../limits/refusals.js';
-import { generateAppSecret, verifyAppSecret, type Identity } from '../auth/index.js';
+import { generateAppSecret, hashAppSecret, verifyAppSecretHash, type Identity } from '../auth/index.js';
+import { decodeRecord, encodeRecord } from './records.js';
+import type { AdoptedStream } from '../s2ds/index.js';
 import type { DataServer, StreamStats } from '../s2ds/index.js';
 import { formatAddress, parseAddressList, type Address } from '../protocol/address.js';
 import { fingerprint } from '../security/certificates.js';
@@ -99,8 +101,13 @@ export interface StreamStatus extends StreamRequest {
 interface StreamRecord {
   request: StreamRequest;
   owner: Identity;
-  /** What the stream's application controllers present with Hello ('' when not required). */
+  /**
+   * What the stream's application controllers present with Hello ('' when not
+   * required, and after an s2cs restart: only its hash is kept on the agents).
+   */
   appSecret: string;
+  /** SHA-256 of the application secret ('' when not required): what Hello is checked against. */
+  appSecretHash: string;
   state: StreamState | 'released';
   listeners: Address[];
   prodListeners: Address[] | undefined;
@@ -218,10 +225,12 @@ export class StreamTable {
     const quotaKey = this.takePorts(request, caller, peer);
     let boundDone!: () => void;
     const now = Date.now();
+    const appSecret = this.opts.requireAppSecret ? generateAppSecret() : '';
     const record: StreamRecord = {
       request,
       owner: caller,
-      appSecret: this.opts.requireAppSecret ? generateAppSecret() : '',
+      appSecret,
+      appSecretHash: appSecret ? hashAppSecret(appSecret) : '',
       state: 'reserving',
       listeners: [],
       prodListeners: undefined,
@@ -325,6 +334,7 @@ export class StreamTable {
       { uid, role, numConn, rate: record.request.rate, listeners: record.listeners.map(formatAddress) },
       'stream reserved',
     );
+    await this.persist(record);
     // A Hello with role PROD that came before this CONS req (the reference's
     // outbound-request sends one) was held as a producer's; it was this side's Hello.
     if (role === 'CONS' && this.pendingHellos.delete(uid)) {
@@ -351,7 +361,111 @@ export class StreamTable {
     }
     if (released(record)) throw aborted(`stream ${uid} was released while it was being set up`);
     record.state = record.targets ? 'ready' : 'awaiting-update';
+    await this.persist(record);
     return reply(record);
+  }
+
+  /**
+   * Keeps the stream's record on its data-server agents (when they keep records),
+   * so that a restarted s2cs can take the stream back. A failure costs only that:
+   * the stream goes on, with a warning.
+   */
+  private async persist(record: StreamRecord): Promise<void> {
+    const setRecord = this.opts.dataServer.setRecord?.bind(this.opts.dataServer);
+    if (!setRecord || released(record)) return;
+    const state = record.state === 'released' ? 'ready' : record.state;
+    try {
+      await setRecord(
+        record.request.uid,
+        encodeRecord({
+          request: record.request,
+          owner: record.owner,
+          appSecretHash: record.appSecretHash,
+          state,
+          listeners: record.listeners,
+          prodListeners: record.prodListeners,
+          targets: record.targets,
+          wanIdentity: record.wanIdentity,
+          quotaKey: record.quotaKey,
+          createdAt: record.createdAt,
+          leaseEnds: record.leaseEnds,
+        }),
+      );
+    } catch (err) {
+      this.opts.logger.warn({ uid: record.request.uid, err: (err as Error).message }, 'could not keep the stream\'s record on its data-server agents: a restarted s2cs would not take this stream back');
+    }
+  }
+
+  /**
+   * Takes back the streams a previous s2cs set up, as the agents still forward them
+   * (after a crash, kill -9 or an upgrade): same owner, state, addresses, lease and
+   * Hello secret (checked against its hash). A stream whose record cannot be read is
+   * released: nobody could update or release it otherwise.
+   */
+  async adopt(found: AdoptedStream[]): Promise<{ adopted: string[]; dropped: string[] }> {
+    const adopted: string[] = [];
+    const dropped: string[] = [];
+    const now = Date.now();
+    for (const f of found) {
+      let p;
+      try {
+        if (this.records.has(f.uid)) throw new Error('a stream with this uid is already held');
+        p = decodeRecord(f.record, f.uid);
+      } catch (err) {
+        dropped.push(f.uid);
+        this.opts.logger.error({ uid: f.uid, why: (err as Error).message }, 'a stream found on the data-server agents cannot be taken back; releasing it');
+        await this.opts.dataServer.release(f.uid).catch(noop);
+        continue;
+      }
+      const record: StreamRecord = {
+        request: p.request,
+        owner: p.owner,
+        appSecret: '',
+        appSecretHash: p.appSecretHash,
+        state: p.targets ? 'ready' : p.request.role === 'PROD' && !p.prodListeners ? 'awaiting-hello' : 'awaiting-update',
+        listeners: p.listeners,
+        prodListeners: p.prodListeners,
+        targets: p.targets,
+        wanIdentity: p.wanIdentity,
+        bound: Promise.resolve(),
+        ready: Promise.resolve({ listeners: [], prodListeners: [] }),
+        quotaKey: p.quotaKey,
+        quotaReturned: false,
+        leaseEnds: p.leaseEnds,
+        leaseTimer: undefined,
+        updating: undefined,
+        createdAt: p.createdAt,
+        rates: new RateWindow(now),
+      };
+      this.portsHeld.set(p.quotaKey, (this.portsHeld.get(p.quotaKey) ?? 0) + p.request.numConn);
+      this.records.set(p.request.uid, record);
+      if (!record.targets) {
+        record.leaseTimer = setTimeout(() => this.leaseEnded(record), Math.max(0, p.leaseEnds - now));
+        record.leaseTimer.unref();
+      }
+      if (record.state === 'awaiting-hello') {
+        record.ready = this.awaitHello(record).then(
+          (listeners) => {
+            record.prodListeners = listeners;
+            if (released(record)) throw aborted(`stream ${record.request.uid} was released while it was being set up`);
+            record.state = record.targets ? 'ready' : 'awaiting-update';
+            void this.persist(record);
+            return reply(record);
+          },
+          async (err: unknown) => {
+            if (this.records.get(record.request.uid) === record) await this.releaseRecord(record, 'no Hello');
+            throw err;
+          },
+        );
+        record.ready.catch(noop);
+      } else {
+        record.ready = Promise.resolve(reply(record));
+      }
+      adopted.push(p.request.uid);
+      this.opts.logger.info({ uid: p.request.uid, owner: p.owner.subject, state: record.state, listeners: record.listeners.map(formatAddress) }, 'stream taken back from the data-server agents');
+    }
+    if (this.records.size > 0) this.startSampling();
+    return { adopted, dropped };
   }
 
   private endLease(record: StreamRecord): void {
@@ -423,7 +537,7 @@ export class StreamTable {
    */
   private async checkHelloCredentials(msg: HelloMessage, creds: HelloCredentials): Promise<string | undefined> {
     const record = this.records.get(msg.uid);
-    if (record && verifyAppSecret(msg.appSecret, record.appSecret)) return undefined;
+    if (record && verifyAppSecretHash(msg.appSecret, record.appSecretHash)) return undefined;
     if (this.opts.helloAcceptsOwnerToken && creds.token && creds.authenticate) {
       let who: Identity;
       try {
@@ -614,6 +728,7 @@ export class StreamTable {
       // The connection map is what the lease waited for.
       this.endLease(record);
       if (record.state === 'awaiting-update') record.state = 'ready';
+      await this.persist(record);
       if (u.credentials) {
         this.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress), wan: 'tls' }, 'connection map updated; forwarding with the stream\'s credentials');
       } else {

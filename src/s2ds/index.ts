@@ -48,6 +48,16 @@ export interface DataServer {
   bufferMemory(): { reserved: number; limit: number };
   /** Releases everything. */
   close(): Promise<void>;
+  /** Data-server agents: keep `record` with the stream (SetRecord), for a restarted s2cs. */
+  setRecord?(uid: string, record: Uint8Array): Promise<void>;
+  /** Data-server agents: the streams they hold now, each with the record s2cs kept with it. */
+  adopt?(): Promise<AdoptedStream[]>;
+}
+
+/** A stream a restarted s2cs finds on its agents. */
+export interface AdoptedStream {
+  uid: string;
+  record: Uint8Array;
 }
 
 /** One stream as an agent holds it: what a restarted s2cs reads back (ListStreams). */

@@ -188,7 +188,8 @@ test("ownership: only the creator updates or releases a stream; --admin identiti
 });
 
 test('with tokens checked, a Hello for a uid that was never requested is refused (there is no secret yet)', async () => {
-  await refusedWith(sendHello(gwA.address, randomUUID(), 'PROD', ['127.0.0.1:9'], { insecure: true, appSecret: 'guess' }), 'UNAUTHENTICATED', /run s2uc request first/);
+  // s2app hello retries this answer (the req may still come) until its deadline, then reports it.
+  await refusedWith(sendHello(gwA.address, randomUUID(), 'PROD', ['127.0.0.1:9'], { insecure: true, appSecret: 'guess', deadlineMs: 1500 }), 'UNAUTHENTICATED', /run s2uc request first/);
   nothingReserved(gwA);
 });
 

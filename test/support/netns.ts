@@ -8,6 +8,9 @@
 //                               │ .2.3
 //                              user (s2uc; also the WAN attacker)
 //
+// With `secondGatewayA`, facility A has a second gateway node, gwa2 (A LAN .1.3,
+// WAN .2.4), and the A LAN is a bridge in prod's namespace (prod keeps .1.2 on it).
+//
 // The WAN is a Linux bridge in its own namespace, so tcpdump there sees the
 // whole segment. Gateways do not forward IP and no namespace has a default
 // route: the only way across is through the gateways' own sockets.
@@ -23,14 +26,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN_DIR, watchChild, type Proc } from '../../src/demo/procs.js';
 
-export type Host = 'prod' | 'gwa' | 'gwb' | 'cons' | 'user' | 'wan';
-const HOSTS: readonly Host[] = ['prod', 'gwa', 'gwb', 'cons', 'user', 'wan'];
+export type Host = 'prod' | 'gwa' | 'gwa2' | 'gwb' | 'cons' | 'user' | 'wan';
+const BASE_HOSTS: readonly Host[] = ['prod', 'gwa', 'gwb', 'cons', 'user', 'wan'];
 
 /** Addresses in the lab (10.201.x.y exists only inside these namespaces). */
 export const ADDR = {
   prod: '10.201.1.2',
   gwaLan: '10.201.1.1',
   gwaWan: '10.201.2.1',
+  gwa2Lan: '10.201.1.3',
+  gwa2Wan: '10.201.2.4',
   gwbWan: '10.201.2.2',
   gwbLan: '10.201.3.1',
   cons: '10.201.3.2',
@@ -126,8 +131,13 @@ export class NetnsLab {
   /** Whether setup got as far as touching namespaces (so there may be something to remove). */
   private started = false;
 
-  constructor(prefix = defaultPrefix()) {
+  private readonly hosts: readonly Host[];
+  private readonly secondGatewayA: boolean;
+
+  constructor(prefix = defaultPrefix(), opts: { secondGatewayA?: boolean } = {}) {
     this.prefix = prefix;
+    this.secondGatewayA = opts.secondGatewayA ?? false;
+    this.hosts = this.secondGatewayA ? [...BASE_HOSTS, 'gwa2'] : BASE_HOSTS;
     this.dir = mkdtempSync(join(tmpdir(), `scistream-netns-${prefix}-`));
     // If the test process dies before `after` runs, still leave nothing behind.
     process.on('exit', this.onExit);
@@ -152,6 +162,12 @@ export class NetnsLab {
       wanToGwa: `${p}-w-gwa`,
       wanToGwb: `${p}-w-gwb`,
       wanToUser: `${p}-w-user`,
+      aBridge: `${p}-abr`,
+      gwa2Lan: `${p}-gwa2-lan`,
+      gwa2Wan: `${p}-gwa2-wan`,
+      wanToGwa2: `${p}-w-gwa2`,
+      aToGwa: `${p}-a-gwa`,
+      aToGwa2: `${p}-a-gwa2`,
     };
     for (const n of Object.values(names)) if (n.length > 15) throw new Error(`interface name ${n} is longer than Linux's 15 characters; use a shorter prefix`);
     return names;
@@ -163,7 +179,7 @@ export class NetnsLab {
     this.started = true;
     await this.removeNamespaces();
     const i = this.ifaces;
-    for (const h of HOSTS) {
+    for (const h of this.hosts) {
       try {
         await exec('ip', ['netns', 'add', this.ns(h)]);
       } catch (err) {
@@ -175,13 +191,32 @@ export class NetnsLab {
     await this.ip('wan', 'link', 'set', i.bridge, 'up');
     // Each veth is created with its two ends already in their namespaces, so nothing ever
     // appears in the root namespace, even if setup stops half-way.
-    await this.veth('prod', i.prodLan, ADDR.prod, 'gwa', i.gwaLan, ADDR.gwaLan);
+    if (this.secondGatewayA) {
+      // The A LAN as a bridge in prod's namespace, with both A gateways on it.
+      await this.ip('prod', 'link', 'add', i.aBridge, 'type', 'bridge');
+      await this.ip('prod', 'addr', 'add', `${ADDR.prod}/24`, 'dev', i.aBridge);
+      await this.ip('prod', 'link', 'set', i.aBridge, 'up');
+      for (const [host, iface, addr, port] of [
+        ['gwa', i.gwaLan, ADDR.gwaLan, i.aToGwa],
+        ['gwa2', i.gwa2Lan, ADDR.gwa2Lan, i.aToGwa2],
+      ] as const) {
+        await this.ip(host, 'link', 'add', iface, 'type', 'veth', 'peer', 'name', port, 'netns', this.ns('prod'));
+        await this.ip(host, 'addr', 'add', `${addr}/24`, 'dev', iface);
+        await this.ip(host, 'link', 'set', iface, 'up');
+        await this.ip('prod', 'link', 'set', port, 'master', i.aBridge);
+        await this.ip('prod', 'link', 'set', port, 'up');
+      }
+    } else {
+      await this.veth('prod', i.prodLan, ADDR.prod, 'gwa', i.gwaLan, ADDR.gwaLan);
+    }
     await this.veth('gwb', i.gwbLan, ADDR.gwbLan, 'cons', i.consLan, ADDR.cons);
-    for (const [host, iface, addr, port] of [
+    const wanPorts: (readonly [Host, string, string, string])[] = [
       ['gwa', i.gwaWan, ADDR.gwaWan, i.wanToGwa],
       ['gwb', i.gwbWan, ADDR.gwbWan, i.wanToGwb],
       ['user', i.userWan, ADDR.user, i.wanToUser],
-    ] as const) {
+    ];
+    if (this.secondGatewayA) wanPorts.push(['gwa2', i.gwa2Wan, ADDR.gwa2Wan, i.wanToGwa2]);
+    for (const [host, iface, addr, port] of wanPorts) {
       await this.ip(host, 'link', 'add', iface, 'type', 'veth', 'peer', 'name', port, 'netns', this.ns('wan'));
       await this.ip(host, 'addr', 'add', `${addr}/24`, 'dev', iface);
       await this.ip(host, 'link', 'set', iface, 'up');
@@ -190,7 +225,7 @@ export class NetnsLab {
     }
     // New namespaces start with forwarding off; force it anyway, so the isolation does not
     // depend on a distribution's defaults.
-    for (const gw of ['gwa', 'gwb'] as const) {
+    for (const gw of this.hosts.filter((h) => h.startsWith('gw'))) {
       await this.run(gw, ['sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_forward'], { check: true });
     }
   }
@@ -312,7 +347,21 @@ export class NetnsLab {
   async destroy(): Promise<void> {
     try {
       await Promise.all([...this.procs].map((p) => p.stop('SIGTERM', 5000)));
-      if (this.started) await this.removeNamespaces();
+      if (this.started) {
+        // Processes this lab did not start itself (agents that s2cs runs in their own
+        // process groups) are found by namespace.
+        for (const n of await namespacesWithPrefix(this.prefix)) {
+          const { stdout } = await exec('ip', ['netns', 'pids', n]);
+          for (const pid of stdout.split('\n').map(Number).filter((x) => x > 0)) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              // Gone meanwhile.
+            }
+          }
+        }
+        await this.removeNamespaces();
+      }
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
       process.off('exit', this.onExit);
@@ -327,7 +376,13 @@ export class NetnsLab {
   /** Last resort on process exit: no awaiting possible, so SIGKILL and synchronous deletes. */
   private destroySync(): void {
     for (const p of this.procs) if (p.running()) p.child.kill('SIGKILL');
-    for (const h of this.started ? HOSTS : []) {
+    for (const h of this.started ? this.hosts : []) {
+      try {
+        const pids = execFileSync('ip', ['netns', 'pids', this.ns(h)], { encoding: 'utf8' });
+        for (const pid of pids.split('\n').map(Number).filter((x) => x > 0)) process.kill(pid, 'SIGKILL');
+      } catch {
+        // No such namespace, or the processes are gone.
+      }
       try {
         execFileSync('ip', ['netns', 'del', this.ns(h)], { stdio: 'ignore' });
       } catch {

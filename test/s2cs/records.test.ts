@@ -1,0 +1,59 @@
+// The record s2cs keeps with each stream on its agents: it reads back what it
+// wrote, holds no secret, and refuses what it did not write.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeRecord, encodeRecord, MAX_RECORD_BYTES, type PersistedStream } from '../../src/s2cs/records.js';
+import { generateAppSecret, hashAppSecret, verifyAppSecretHash } from '../../src/auth/app-secret.js';
+
+const secret = generateAppSecret();
+const stream: PersistedStream = {
+  request: { uid: 'rec-1', role: 'PROD', numConn: 2, rate: 10 },
+  owner: { subject: 'alice', username: 'Alice' },
+  appSecretHash: hashAppSecret(secret),
+  state: 'ready',
+  listeners: [{ host: '10.0.0.1', port: 5100 }, { host: '::1', port: 5101 }],
+  prodListeners: [{ host: '127.0.0.1', port: 7000 }],
+  targets: [{ host: '127.0.0.1', port: 7000 }],
+  wanIdentity: 'AB:CD',
+  quotaKey: 'user alice',
+  createdAt: 1_700_000_000_000,
+  leaseEnds: 1_700_000_300_000,
+};
+
+test('a record reads back as written, and the secret is checked against its hash only', () => {
+  const bytes = encodeRecord(stream);
+  assert.ok(!Buffer.from(bytes).toString().includes(secret), 'the secret itself is not in the record');
+  const back = decodeRecord(bytes, 'rec-1');
+  assert.deepEqual(back, stream);
+  assert.ok(verifyAppSecretHash(secret, back.appSecretHash));
+  assert.ok(!verifyAppSecretHash(`${secret}x`, back.appSecretHash));
+  assert.ok(!verifyAppSecretHash('', back.appSecretHash));
+  assert.ok(!verifyAppSecretHash(secret, ''));
+});
+
+test('before Hello and UpdateTargets: absent lists stay absent', () => {
+  const early: PersistedStream = { ...stream, state: 'awaiting-hello', prodListeners: undefined, targets: undefined, wanIdentity: undefined, appSecretHash: '' };
+  assert.deepEqual(decodeRecord(encodeRecord(early), 'rec-1'), early);
+});
+
+test('records that are not ours are refused with the reason', () => {
+  const good = JSON.parse(Buffer.from(encodeRecord(stream)).toString()) as Record<string, unknown>;
+  const bad = (o: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...good, ...o }));
+  const cases: [Uint8Array, string, RegExp][] = [
+    [new Uint8Array(), 'rec-1', /no record/],
+    [Buffer.from('{nope'), 'rec-1', /not JSON/],
+    [Buffer.from('[]'), 'rec-1', /version/],
+    [bad({ v: 2 }), 'rec-1', /version 2/],
+    [encodeRecord(stream), 'rec-2', /belongs to uid rec-1/],
+    [bad({ role: 'BOTH' }), 'rec-1', /role/],
+    [bad({ state: 'gone' }), 'rec-1', /state/],
+    [bad({ owner: {} }), 'rec-1', /owner/],
+    [bad({ numConn: 3 }), 'rec-1', /2 listeners for num_conn 3/],
+    [bad({ numConn: 1.5 }), 'rec-1', /numConn/],
+    [bad({ listeners: '10.0.0.1' }), 'rec-1', /host:port/],
+    [bad({ appSecretHash: 'abc' }), 'rec-1', /hash/],
+    [bad({ uid: '\u0000' }), '\u0000', /uid/],
+    [Buffer.alloc(MAX_RECORD_BYTES + 1, 0x20), 'rec-1', /over/],
+  ];
+  for (const [bytes, uid, re] of cases) assert.throws(() => decodeRecord(bytes, uid), re);
+});
