@@ -152,6 +152,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     admins: new Set(opts.admins ?? []),
     logger,
   });
+  // Agents that outlived a previous s2cs (kill -9, crash, upgrade) still forward its streams: take them back first.
+  if (pool && opts.agents) await table.adopt(await pool.adopt());
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
     tolerantService(Control.service),

@@ -117,4 +117,4 @@ export interface AgentHandle extends DataServer {
 export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';
 export { LocalAgent, type LocalAgentOptions } from './local-agent.js';
-export { AgentPool, type AgentSummary, type AdoptedStream, type AdoptResult, type Share } from './pool.js';
+export { AgentPool, type AgentSummary, type PoolStream, type AdoptResult, type Share } from './pool.js';

@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
-import type { AgentHandle, AgentStream, DataServer, StreamStats, WanLeg } from './index.js';
+import type { AdoptedStream, AgentHandle, AgentStream, DataServer, StreamStats, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -27,14 +27,12 @@ export interface Share {
 }
 
 /** A stream read back from the agents (adopt). */
-export interface AdoptedStream {
-  uid: string;
+export interface PoolStream extends AdoptedStream {
   /** Every listener in the stream's global order (a hole where a share is missing: see `complete`). */
   listeners: Address[];
   /** One per listener, in global order; empty before SetTargets. */
   targets: Address[];
   /** What s2cs stored with pool.setRecord (empty if nothing). */
-  record: Uint8Array;
   encrypted: boolean;
   shares: { agent: string; address: string; indices: number[]; listeners: Address[] }[];
   /** Every listener was found on an agent that answered. */
@@ -43,7 +41,7 @@ export interface AdoptedStream {
 }
 
 export interface AdoptResult {
-  streams: AdoptedStream[];
+  streams: PoolStream[];
   /** Streams found incomplete while every agent answered: a part of them is gone, so the rest was released. */
   released: { uid: string; why: string }[];
   /** Agents that did not answer (their shares may still live). */
@@ -348,7 +346,16 @@ export class AgentPool implements DataServer {
    * them, agent by agent). A stream with a part missing while every agent answered
    * is broken: its rest is released.
    */
-  async adopt(): Promise<AdoptResult> {
+  async adopt(): Promise<PoolStream[]> {
+    const result = await this.adoptAll();
+    if (result.unanswered.length > 0) {
+      this.opts.logger.warn({ agents: result.unanswered }, `data-server agents did not answer while taking streams back: ${result.unanswered.join(', ')}; streams with a part there are taken back incomplete`);
+    }
+    return result.streams;
+  }
+
+  /** adopt(), with the streams released as broken and the agents that did not answer. */
+  async adoptAll(): Promise<AdoptResult> {
     const answers = await Promise.allSettled(this.members.map((a) => a.listStreams()));
     const unanswered: string[] = [];
     const byUid = new Map<string, { agent: AgentHandle; stream: AgentStream }[]>();
@@ -364,7 +371,7 @@ export class AgentPool implements DataServer {
         byUid.set(stream.uid, list);
       }
     });
-    const streams: AdoptedStream[] = [];
+    const streams: PoolStream[] = [];
     const released: { uid: string; why: string }[] = [];
     for (const [uid, parts] of byUid) {
       if (this.placements.has(uid) || this.starting.has(uid)) continue;

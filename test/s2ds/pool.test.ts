@@ -245,7 +245,7 @@ test('adopt: a new pool over the same agents takes the streams back in global or
     const sharesBefore = first.sharesOf('kept')!.map((s) => [s.agent.name, s.indices]);
     // s2cs restarts: a new pool, same agents.
     const second = new AgentPool(agents, { logger: captureLogger().logger });
-    const result = await second.adopt();
+    const result = await second.adoptAll();
     assert.deepEqual(result.unanswered, []);
     assert.equal(result.streams.length, 1);
     const s = result.streams[0]!;
