@@ -10,6 +10,7 @@ import { controlHandlers } from './service.js';
 import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
 import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
+import { Supervisor } from './supervisor.js';
 
 export interface ControlServerOptions {
   /** Address the gRPC control service binds to. */
@@ -54,6 +55,13 @@ export interface ControlServerOptions {
    * their own --listener-ip. Default: one LocalAgent in this process (--workers 0).
    */
   agents?: AgentHandle[];
+  /**
+   * Local s2ds worker processes to run and supervise (s2cs --workers N, N >= 1),
+   * each with its slice of portRange; reached through `connectAgent`.
+   */
+  workers?: WorkerSettings;
+  /** How s2cs reaches an agent at an address (RemoteAgent); needed with `workers`. */
+  connectAgent?: (address: string, name: string) => AgentHandle;
   /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
   setupTimeoutMs?: number;
   /** Ports one identity (with NoAuth: one caller address) may hold at once (default: see defaultMaxPortsPerUser). */
@@ -61,6 +69,18 @@ export interface ControlServerOptions {
   /** Producer Hellos held before their req: in all, and from one address (consumer Hellos waiting: a tenth of each). */
   maxPendingHellos?: number;
   maxPendingHellosPerPeer?: number;
+}
+
+export interface WorkerSettings {
+  count: number;
+  /** The workers' sockets, pid files and logs go to <stateDir>/agents. */
+  stateDir: string;
+  /** The agent's script (default: bin/s2ds.js of this package). */
+  script?: string;
+  /** More flags for every worker (e.g. --verbose, --log-json). */
+  extraArgs?: string[];
+  /** First restart delay of a worker that died (default 500 ms). */
+  backoffMs?: number;
 }
 
 export interface ControlServer {
@@ -71,6 +91,8 @@ export interface ControlServer {
   readonly dataServer: DataServer;
   /** The agents behind dataServer (undefined when a data server was given as is). */
   readonly pool: AgentPool | undefined;
+  /** The local workers (with `workers`). */
+  readonly supervisor: Supervisor | undefined;
   /** Status of each agent: name, address, listener ip, up, streams, free ports, bytes per second. */
   agents(): AgentSummary[];
   /** Releases every stream, then stops serving. */
@@ -111,7 +133,47 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const maxPendingHellosPerPeer = Math.min(opts.maxPendingHellosPerPeer ?? DEFAULTS.maxPendingHellosPerPeer, maxPendingHellos);
   const refusals = opts.refusals ?? new Refusals(logger);
   const dataBindHost = opts.bindIp ?? opts.listenerIp;
-  const local = opts.dataServer || opts.agents
+  const auth = opts.auth ?? new NoAuth();
+  if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
+    throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
+  }
+  const maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
+  let supervisor: Supervisor | undefined;
+  let agents = opts.agents;
+  if (opts.workers && !opts.dataServer && !agents) {
+    const w = opts.workers;
+    if (!opts.connectAgent) throw invalidArgument('local workers need connectAgent (how s2cs reaches an agent)');
+    const connectAgent = opts.connectAgent;
+    let handles: AgentHandle[] = [];
+    supervisor = new Supervisor({
+      count: w.count,
+      stateDir: w.stateDir,
+      portRange: opts.portRange,
+      script: w.script,
+      backoffMs: w.backoffMs,
+      logger: logger.child({ component: 'workers' }),
+      // The gateway's buffer memory bound holds for all workers together.
+      args: [
+        '--listener-ip', opts.listenerIp,
+        '--bind-ip', dataBindHost,
+        '--buffer-size', String(bufferSize),
+        '--max-conns-per-listener', String(opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener),
+        '--max-waiting-conns', String(opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit),
+        '--max-buffer-memory', String(Math.floor(maxBufferMemory / w.count)),
+        '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
+        ...(w.extraArgs ?? []),
+      ],
+      onWorkerLost: (i, why) => {
+        const handle = handles[i];
+        if (handle) pool?.agentLost(handle, why);
+      },
+    });
+    await supervisor.start();
+    const names = supervisor.names();
+    handles = supervisor.addresses().map((a, i) => connectAgent(a, names[i]!));
+    agents = handles;
+  }
+  const local = opts.dataServer || agents
     ? undefined
     : new LocalAgent({
       name: 'in-process',
@@ -122,16 +184,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       waitLimit: opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit,
       waitTimeoutMs: helloTimeoutMs,
       maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
-      maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+      maxBufferMemory,
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });
-  const pool = opts.dataServer ? undefined : new AgentPool(opts.agents ?? [local!], { logger: logger.child({ component: 'agents' }) });
+  const pool: AgentPool | undefined = opts.dataServer ? undefined : new AgentPool(agents ?? [local!], { logger: logger.child({ component: 'agents' }) });
   const dataServer: DataServer = opts.dataServer ?? pool!;
-  const auth = opts.auth ?? new NoAuth();
-  if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
-    throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
-  }
   const table = new StreamTable({
     dataServer,
     helloTimeoutMs,
@@ -153,7 +211,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     logger,
   });
   // Agents that outlived a previous s2cs (kill -9, crash, upgrade) still forward its streams: take them back first.
-  if (pool && opts.agents) await table.adopt(await pool.adopt());
+  if (pool && agents) {
+    await firstAnswers(agents, 5000);
+    await table.adopt(await pool.adopt());
+  }
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
     tolerantService(Control.service),
@@ -161,6 +222,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
+  // Workers started above do not outlive a start that fails.
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(target, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, bound) => {
       if (err) {
@@ -172,6 +234,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         );
       } else resolve(bound);
     });
+  }).catch(async (err: unknown) => {
+    await pool?.close();
+    await supervisor?.stop();
+    throw err;
   });
   const policy = plaintextDataPolicy(dataBindHost, opts.allowPlaintextData ?? false);
   // A warning only where plain text may cross a network: the flag on an address that is not loopback.
@@ -190,11 +256,13 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     table,
     dataServer,
     pool,
+    supervisor,
     agents: () => pool?.agents() ?? [],
     close: () =>
       (closing ??= (async () => {
         await table.close();
         await dataServer.close();
+        await supervisor?.stop();
         refusals.close();
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
@@ -208,6 +276,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         });
       })()),
   };
+}
+
+/** Start-up: waits (at most `ms`) until every agent has answered once, so that the first streams and adopt() see them. */
+async function firstAnswers(agents: readonly AgentHandle[], ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (agents.some((a) => !a.up()) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
 }
 
 /** Start-up: ports of the range other programs listen on cannot be reserved; say so once, with what to do. */
