@@ -145,7 +145,7 @@ program
       logger.info('stopped');
     });
     logger.info(
-      { listen: agent.address, name: agent.name, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
+      { listen: agent.address, agent: agent.name, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
       `s2ds ready: agent link on ${agent.address} (${tls ? 'mutual TLS' : 'Unix socket, mode 0600'}), data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });
