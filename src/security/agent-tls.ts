@@ -5,27 +5,31 @@
 // certificates are made by certificates.ts.
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { connect as netConnect } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { checkServerIdentity, createSecureContext } from 'node:tls';
-import { fingerprint } from './certificates.js';
 import { CONTROL_CIPHERS, HANDSHAKE_TIMEOUT_MS, loadServerTls, scistreamHome, type ServerTls } from './control-tls.js';
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** The certificates of a PEM bundle and their SHA-256 fingerprints; throws when it holds none or one does not parse. */
-export function certificateBundle(pem: string, what: string): { pem: string; fingerprints: Set<string> } {
+export function certificateBundle(pem: string, what: string): { pem: string; fingerprints: Set<string>; notSelfSigned: string[] } {
   const certs = pem.match(PEM_CERTIFICATE) ?? [];
   if (certs.length === 0) throw new Error(`${what} holds no PEM certificate`);
   const fingerprints = new Set<string>();
+  const notSelfSigned: string[] = [];
   for (const [i, c] of certs.entries()) {
+    let cert: X509Certificate;
     try {
-      fingerprints.add(fingerprint(c));
+      cert = new X509Certificate(c);
     } catch {
       throw new Error(`certificate ${i + 1} of ${what} is not a valid X.509 certificate`);
     }
+    fingerprints.add(cert.fingerprint256);
+    if (!(cert.checkIssued(cert) && cert.verify(cert.publicKey))) notSelfSigned.push(cert.subject.replace(/\n/g, ', '));
   }
-  return { pem, fingerprints };
+  return { pem, fingerprints, notSelfSigned };
 }
 
 /** The agent's default state directory: $SCISTREAM_HOME/s2ds (~/.scistream/s2ds). */
@@ -47,8 +51,9 @@ class AgentServerCredentials extends grpc.ServerCredentials {
 /**
  * The agent's side of mutual TLS: it presents `tls` and completes a handshake only with
  * a client whose certificate is one of `s2csCerts` (PEM bundle) or was issued by a CA in
- * it. Partial chains are allowed so that a listed certificate is trusted by itself even
- * when it is not self-signed (pinning an s2cs certificate issued by some other CA).
+ * it. OpenSSL decides, with a chain ending at a self-signed certificate of the bundle:
+ * Node 20's TLS server does not pass allowPartialTrustChain on, so a listed certificate
+ * that is not self-signed is trusted only with its issuers up to a root (see the CLI's warning).
  */
 export function agentServerCredentials(tls: ServerTls, s2csCerts: string, handshakeTimeoutMs = HANDSHAKE_TIMEOUT_MS): grpc.ServerCredentials {
   certificateBundle(s2csCerts, '--s2cs-cert');
@@ -61,7 +66,7 @@ export function agentServerCredentials(tls: ServerTls, s2csCerts: string, handsh
       honorCipherOrder: true,
       handshakeTimeout: handshakeTimeoutMs,
     },
-    { ca: s2csCerts, cert: tls.cert, key: tls.key, allowPartialTrustChain: true },
+    { ca: s2csCerts, cert: tls.cert, key: tls.key },
   );
 }
 

@@ -46,7 +46,8 @@ export async function startAgentProcess(opts: { tcp?: boolean; dir?: string; por
   const address = `127.0.0.1:${port}`;
   const proc = spawnCli('s2ds', ['start', '--listen', address, '--s2cs-cert', s2csCertFile, ...common], { env });
   await proc.waitFor(/s2ds ready/, { timeoutMs: 20_000 });
-  const agentCert = readFileSync(join(stateDir, 'tls', 'cert.pem'), 'utf8');
+  const given = common.indexOf('--tls-cert');
+  const agentCert = readFileSync(given >= 0 ? common[given + 1]! : join(stateDir, 'tls', 'cert.pem'), 'utf8');
   return { proc, address, dir, stateDir, agentCert, s2cs, close: closer(proc, dir, opts.dir === undefined) };
 }
 

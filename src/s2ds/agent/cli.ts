@@ -103,7 +103,12 @@ program
       let s2csCerts: string;
       try {
         s2csCerts = readFileSync(flags.s2csCert!, 'utf8');
-        certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`);
+        for (const subject of certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`).notSelfSigned) {
+          logger.warn(
+            { subject },
+            `--s2cs-cert holds a certificate that is not self-signed (${subject}): clients are trusted through it only when the file also holds its issuers up to a self-signed root CA, and then every certificate that CA issued is accepted`,
+          );
+        }
       } catch (err) {
         return usage((err as NodeJS.ErrnoException).code ? `--s2cs-cert: cannot read ${flags.s2csCert} (${(err as NodeJS.ErrnoException).code})` : (err as Error).message);
       }
