@@ -165,9 +165,9 @@ function canBind(host: string): Promise<string | undefined> {
 }
 
 addExamples(program, {
-  '': ['s2ds start --listen unix:/home/me/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  '': ['s2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200'],
   start: [
-    's2ds start --listen unix:/home/me/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200    # next to s2cs',
+    's2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200    # next to s2cs',
     's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/s2cs-cert.pem    # a second gateway node; self-signed certificate',
     's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/ca.pem --tls-cert /etc/scistream/s2ds.pem --tls-key /etc/scistream/s2ds.key',
   ],
