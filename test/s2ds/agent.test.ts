@@ -3,7 +3,7 @@
 // requests, and a client killed with -9 while the agent forwards.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -203,4 +203,29 @@ setInterval(() => {}, 1000);
       await producer.close();
     }
   });
+});
+
+test('SIGTERM releases every stream with a reset (never a clean end) and exits 0', async () => {
+  const agent = await startAgentProcess();
+  const remote = new RemoteAgent({ address: agent.address });
+  const silent = createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  try {
+    const [l] = await remote.startListeners('stopping', 1);
+    await remote.setTargets('stopping', [{ host: '127.0.0.1', port: (silent.address() as { port: number }).port }]);
+    const s = connect(l!.port, '127.0.0.1');
+    const ended = new Promise<string>((resolve) => {
+      s.once('end', () => resolve('clean end'));
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    await new Promise((r) => s.once('connect', r));
+    for (let i = 0; i < 100 && (await remote.listStreams())[0]?.stats.activeConnections !== 1; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await agent.proc.stop('SIGTERM', 5000), 0, agent.proc.describe());
+    assert.equal(await ended, 'ECONNRESET');
+    assert.match(agent.proc.stderr(), /shutting down: releasing every stream/);
+  } finally {
+    await remote.close();
+    silent.close();
+    await agent.close();
+  }
 });
