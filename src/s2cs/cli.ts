@@ -1,5 +1,7 @@
 // s2cs: the control server on a gateway node.
 import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
@@ -13,6 +15,9 @@ import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from 
 import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
 import type { Logger } from '../log.js';
 import { lingerUnavailable } from '../transport/linger.js';
+import { RemoteAgent } from '../s2ds/remote.js';
+import type { AgentClientTls } from '../security/agent-tls.js';
+import { splitPortRange } from './supervisor.js';
 
 interface StartFlags {
   port: number;
@@ -47,6 +52,9 @@ interface StartFlags {
   audience?: string;
   jwksUrl?: string;
   admin: string[];
+  workers?: number;
+  s2ds: string[];
+  s2dsCert?: string;
   verbose?: boolean;
   logJson?: boolean;
   idleTimeout: number;
@@ -102,6 +110,10 @@ program
   .option('--jwks-url <url>', "jwt: the issuer's key set (JWKS) URL")
   .option('--hello-accepts-owner-token', "with --auth introspect or jwt: accept on Hello, in place of the stream's application secret, the token of the user who requested the stream (the reference's application controllers send it); hands that token to the application hosts")
   .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  // Data-server agents (issue 11): local worker processes, or agents on gateway nodes.
+  .option('--workers <n>', 'local data-server agents (s2ds processes) to run and supervise, each with an even slice of --port-range; 0: forward inside the s2cs process (default: the number of CPU cores)', option(integer(0, 1024)))
+  .option('--s2ds <addr>', 'a data-server agent to drive instead of local workers: host:port (mutual TLS, see --s2ds-cert) or unix:/path; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--s2ds-cert <file>', "PEM bundle of the --s2ds agents' certificates, or the CA that issued them (TCP agents); s2cs presents its control-channel certificate to them")
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
@@ -139,13 +151,14 @@ program
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
       if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
     }
+    const stateDir = flags.stateDir ?? join(scistreamHome(), 's2cs');
     let tls: ServerTls | undefined;
     if (!flags.insecure) {
       try {
         tls = await loadServerTls({
           certFile: flags.tlsCert,
           keyFile: flags.tlsKey,
-          stateDir: flags.stateDir ?? join(scistreamHome(), 's2cs'),
+          stateDir,
           names: [flags.listenerIp, flags.controlHost].filter((n) => n !== '0.0.0.0' && n !== '::'),
         });
       } catch (err) {
@@ -158,9 +171,53 @@ program
     } catch (err) {
       return usage((err as Error).message);
     }
+    if (flags.s2ds.length > 0 && flags.workers !== undefined) usage('--workers and --s2ds exclude each other: with --s2ds the agents named there forward, and s2cs runs no local workers');
+    if (flags.s2dsCert !== undefined && flags.s2ds.length === 0) usage('--s2ds-cert applies to the agents named with --s2ds');
+    const workers = flags.s2ds.length > 0 ? 0 : (flags.workers ?? availableParallelism());
+    if (workers > 0) {
+      try {
+        splitPortRange(portRange, workers);
+      } catch (err) {
+        return usage((err as Error).message);
+      }
+      const perWorker = Math.floor(flags.maxBufferMemory / workers);
+      if (perWorker < perConnection) {
+        usage(`--max-buffer-memory ${flags.maxBufferMemory} split over --workers ${workers} leaves ${perWorker} bytes per worker, below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it, lower --workers or --buffer-size`);
+      }
+    }
+    let agents: RemoteAgent[] | undefined;
+    if (flags.s2ds.length > 0) {
+      const tcp = flags.s2ds.filter((a) => !a.startsWith('unix:'));
+      let agentTls: AgentClientTls | undefined;
+      if (tcp.length > 0) {
+        if (!flags.s2dsCert) usage(`--s2ds ${tcp[0]} is a TCP agent: give its certificate (or the CA that issued it) with --s2ds-cert`);
+        // s2cs authenticates to its agents with its control-channel certificate, made or loaded even with --insecure.
+        let own: ServerTls;
+        try {
+          own = tls ?? (await loadServerTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names: [flags.listenerIp, flags.controlHost].filter((n) => n !== '0.0.0.0' && n !== '::') }));
+        } catch (err) {
+          return usage(`certificate for the agent link: ${(err as Error).message}`);
+        }
+        let agentCerts: string;
+        try {
+          agentCerts = readFileSync(flags.s2dsCert!, 'utf8');
+        } catch (err) {
+          return usage(`--s2ds-cert ${flags.s2dsCert}: ${(err as Error).message}`);
+        }
+        agentTls = { agentCerts, clientCert: own.cert, clientKey: own.key };
+      }
+      try {
+        agents = flags.s2ds.map((address) => new RemoteAgent({ address, tls: address.startsWith('unix:') ? undefined : agentTls, logger: logger.child({ agent: address }) }));
+      } catch (err) {
+        return usage(`--s2ds: ${(err as Error).message}`);
+      }
+    }
     let server;
     try {
       server = await startControlServer({
+        agents,
+        workers: workers > 0 ? { count: workers, stateDir, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])] } : undefined,
+        connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
         host: flags.controlHost,
         port: flags.port,
         listenerIp: flags.listenerIp,
@@ -185,8 +242,10 @@ program
         logger,
       });
     } catch (err) {
+      for (const a of agents ?? []) await a.close();
       return usage((err as Error).message);
     }
+    for (const a of server.agents()) logger.info({ agent: a.name, address: a.address, up: a.up, listenerIp: a.listenerIp, freePorts: a.freePorts }, `data-server agent ${a.name} at ${a.address}${a.up ? '' : ' (not answering yet)'}`);
     if (auth.mode === 'none') {
       logger.warn('no authentication (--auth none): anyone who reaches the control port can reserve, redirect and release streams; configure a provider with --auth introspect or --auth jwt');
     } else {
@@ -201,7 +260,7 @@ program
     if (noLinger) logger.warn(noLinger);
     // Handlers first: whoever waits for the ready line may signal at once.
     onShutdown(async (signal) => {
-      logger.info({ signal }, 'shutting down: releasing every stream');
+      logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();
       logger.info('stopped');
     });
@@ -277,6 +336,8 @@ addExamples(program, {
     's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5200 --tls-cert /etc/scistream/cert.pem --tls-key /etc/scistream/key.pem',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --auth jwt --issuer https://idp.example.org --audience gw-a --scope scistream',
     's2cs start --port 5000 --listener-ip 127.0.0.1 --insecure    # plain-text control channel: clients need --insecure too',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5299 --workers 4    # four local data-server processes, 50 ports each',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --s2ds 10.0.0.2:6000 --s2ds 10.0.0.3:6000 --s2ds-cert /etc/scistream/agents.pem    # agents on two gateway nodes',
   ],
 });
 
