@@ -216,7 +216,9 @@ program
     try {
       server = await startControlServer({
         agents,
-        workers: workers > 0 ? { count: workers, stateDir, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])] } : undefined,
+        // Workers are found again by state dir and control port (an s2cs restarted for an upgrade keeps its --port);
+        // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
+        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])] } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
         host: flags.controlHost,
         port: flags.port,

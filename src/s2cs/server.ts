@@ -73,8 +73,10 @@ export interface ControlServerOptions {
 
 export interface WorkerSettings {
   count: number;
-  /** The workers' sockets, pid files and logs go to <stateDir>/agents. */
-  stateDir: string;
+  /** Where the workers' sockets, pid files and logs go; a new s2cs finds running workers there. */
+  dir: string;
+  /** Remove `dir` after a graceful stop (a directory for this run only). */
+  removeDirOnStop?: boolean;
   /** The agent's script (default: bin/s2ds.js of this package). */
   script?: string;
   /** More flags for every worker (e.g. --verbose, --log-json). */
@@ -147,7 +149,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     let handles: AgentHandle[] = [];
     supervisor = new Supervisor({
       count: w.count,
-      stateDir: w.stateDir,
+      dir: w.dir,
+      removeDirOnStop: w.removeDirOnStop,
       portRange: opts.portRange,
       script: w.script,
       backoffMs: w.backoffMs,

@@ -13,8 +13,10 @@ import type { PortRange } from '../s2ds/index.js';
 
 export interface SupervisorOptions {
   count: number;
-  /** Sockets, pid files and logs go to <stateDir>/agents. */
-  stateDir: string;
+  /** Where the workers' sockets, pid files and logs go (the s2ds --state-dir of each). */
+  dir: string;
+  /** Remove `dir` when the workers are stopped (a directory of this s2cs run only). */
+  removeDirOnStop?: boolean;
   /** Split evenly over the workers. */
   portRange: PortRange;
   /** Flags every worker gets besides --listen, --port-range, --name and --state-dir (--listener-ip, bounds...). */
@@ -76,7 +78,7 @@ export class Supervisor {
   readonly dir: string;
 
   constructor(private readonly opts: SupervisorOptions) {
-    this.dir = join(opts.stateDir, 'agents');
+    this.dir = opts.dir;
     const ranges = splitPortRange(opts.portRange, opts.count);
     for (let i = 0; i < opts.count; i++) {
       this.workers.push({
@@ -252,6 +254,7 @@ export class Supervisor {
         rmSync(w.pidFile, { force: true });
       }),
     );
+    if (this.opts.removeDirOnStop) rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

@@ -68,7 +68,7 @@ export class AgentPool implements DataServer {
   /** Listeners being reserved on each agent now (not yet in its cached free count). */
   private readonly pending = new Map<AgentHandle, number>();
   /** What the pool last said about each agent (a log line per change, not per poll). */
-  private readonly seenUp = new Map<AgentHandle, boolean>();
+  private readonly seenUp = new Map<AgentHandle, boolean | undefined>();
   /** Releases that failed because the agent did not answer; retried when it is back. */
   private readonly unreleased = new Map<AgentHandle, Set<string>>();
   private readonly lostListeners: StreamsLostListener[] = [];
@@ -82,7 +82,8 @@ export class AgentPool implements DataServer {
 
   add(agent: AgentHandle): void {
     this.members.push(agent);
-    this.seenUp.set(agent, agent.up());
+    // undefined: not heard of yet (a RemoteAgent before its first poll).
+    if (agent.up()) this.seenUp.set(agent, true);
     agent.onChange((event) => this.changed(agent, event));
   }
 
@@ -119,9 +120,11 @@ export class AgentPool implements DataServer {
     if (event === 'restarted') {
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
-    if (this.seenUp.get(agent) !== true) {
+    const before = this.seenUp.get(agent);
+    if (before !== true) {
       this.seenUp.set(agent, true);
-      log.info({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) answers: taking it back`);
+      // Its first answer is no news; after being down, it is.
+      if (before === false) log.info({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) answers: taking it back`);
     }
     this.retryReleases(agent);
   }

@@ -55,7 +55,7 @@ test('workers run in their own process groups, are restarted after kill -9 (repo
   const dir = mkdtempSync(join(tmpdir(), 'sup-'));
   const { logger, lines } = captureLogger();
   const lost: number[] = [];
-  const settings = { count: 2, stateDir: dir, portRange: { first: 6100, last: 6103 }, args: ['--listener-ip', '127.0.0.1'], script: STAND_IN, logger, backoffMs: 100 };
+  const settings = { count: 2, dir: join(dir, 'agents'), portRange: { first: 6100, last: 6103 }, args: ['--listener-ip', '127.0.0.1'], script: STAND_IN, logger, backoffMs: 100 };
   const first = new Supervisor({ ...settings, onWorkerLost: (i) => lost.push(i) });
   let second: Supervisor | undefined;
   const all = new Set<number>();
