@@ -7,8 +7,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect } from 'node:net';
 import { Supervisor, splitPortRange } from '../../src/s2cs/supervisor.js';
 import { captureLogger } from '../auth/capture.js';
+import { freePortRange, spawnCli } from '../../src/demo/procs.js';
+import { ControlConnection } from '../../src/protocol/client.js';
+import { startProducer } from '../../src/app/produce.js';
+import { consume } from '../../src/app/consume.js';
+import { parseAddress } from '../../src/protocol/address.js';
+import { lingerAvailable } from '../../src/transport/linger.js';
+import { outcome } from '../support/sockets.js';
 
 const STAND_IN = fileURLToPath(new URL('../support/stand-in-agent.js', import.meta.url));
 
@@ -88,6 +96,75 @@ test('workers run in their own process groups, are restarted after kill -9 (repo
     assert.equal(pgrep(join(dir, 'agents')), '', 'no process of this state dir is left');
   } finally {
     for (const p of all) if (alive(p)) process.kill(-p, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('s2cs start --workers 2: a stream spread over both workers; kill -9 of a worker ends its streams with resets and restarts it; SIGTERM stops everything', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 's2cs-workers-'));
+  const range = await freePortRange(8);
+  const s2cs = spawnCli('s2cs', [
+    'start', '--insecure', '--port', '0', '--control-host', '127.0.0.1', '--listener-ip', '127.0.0.1',
+    '--port-range', `${range.first}-${range.last}`, '--state-dir', dir, '--workers', '2', '--hello-timeout', '5', '--allow-plaintext-data',
+  ]);
+  const small = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 4 * 1024 * 1024, seed: 11 });
+  const endless = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 1024 ** 4, seed: 12 });
+  let client: ControlConnection | undefined;
+  try {
+    const port = Number((await s2cs.waitFor(/s2cs ready: control on [^\s]+:(\d+)/, { timeoutMs: 30_000 }))[1]);
+    client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+    const workers = () => pgrep(join(dir, 'agents-0-')).split('\n').filter(Boolean).map(Number);
+    const worker1 = () => Number(pgrep('worker-1.sock').split('\n').filter(Boolean).map(Number).find((p) => workers().includes(p)));
+    assert.equal(workers().length, 2, 'two s2ds workers run');
+    const before = worker1();
+
+    // A stream of 2 connections: one listener on each worker's slice of the range.
+    const open = async (uid: string, producer: typeof small) => {
+      await client!.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
+      const r = await client!.req({ uid, role: 'PROD', num_conn: 2, rate: 0 });
+      await client!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+      return r.listeners.map((l) => parseAddress(l));
+    };
+    const listeners = await open('spread', small);
+    const half = range.first + 4;
+    assert.deepEqual(listeners.map((l) => l.port < half).sort(), [false, true], `one listener per worker: ${listeners.map((l) => l.port)}`);
+    const r = await consume({ connect: listeners, bytes: 4 * 1024 * 1024, seed: 11 });
+    assert.equal(r.bytes, 2 * 4 * 1024 * 1024, 'every byte through both workers, verified');
+    await client.release({ uid: 'spread' });
+
+    // A live stream over both workers; worker-1 is killed with -9.
+    const live = await open('live', endless);
+    const sockets = live.map((l) => connect(l.port, l.host));
+    const ends = sockets.map((s) => outcome(s));
+    await Promise.all(sockets.map((s) => new Promise((res) => s.once('data', res))));
+    process.kill(before, 'SIGKILL');
+    const [a, b] = await Promise.all(ends);
+    if (lingerAvailable) {
+      assert.notEqual(a!.end, 'end', 'never a clean end of stream');
+      assert.notEqual(b!.end, 'end', 'never a clean end of stream');
+    }
+    let st = await client.status({ uid: '' });
+    for (const end = Date.now() + 15_000; (st.streams.length > 0 || st.reserved_ports > 0) && Date.now() < end; ) {
+      await new Promise((res) => setTimeout(res, 100));
+      st = await client.status({ uid: '' });
+    }
+    assert.deepEqual(st.streams.map((x) => x.uid), [], 'status lists no stream');
+    assert.equal(st.reserved_ports, 0, 'every port freed');
+    await until('worker-1 restarted', () => Number.isInteger(worker1()) && worker1() !== before && workers().length === 2, 15_000);
+    assert.match(s2cs.stdout() + s2cs.stderr(), /data-server worker worker-1 killed by SIGKILL: the connections it carried were reset/);
+
+    client.close();
+    client = undefined;
+    const pids = workers();
+    assert.equal(await s2cs.stop('SIGTERM', 15_000), 0, 'SIGTERM: exit 0');
+    for (const p of pids) assert.equal(alive(p), false, `worker ${p} stopped`);
+    assert.equal(pgrep(dir), '', 'no process left');
+  } finally {
+    client?.close();
+    await small.close();
+    await endless.close();
+    if (s2cs.running()) await s2cs.stop('SIGKILL');
+    for (const p of pgrep(dir).split('\n').filter(Boolean)) process.kill(-Number(p), 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });
