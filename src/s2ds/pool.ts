@@ -182,6 +182,8 @@ export class AgentPool implements DataServer {
     const totalConns = conns.reduce((x, y) => x + y, 0);
     const totalRate = rates.reduce((x, y) => x + y, 0);
     const load = up.map((_, i) => (totalRate > 0 ? (conns[i]! + (Math.max(totalConns, 1) * rates[i]!) / totalRate) / 2 : conns[i]!));
+    // One agent: it places everything itself, and its refusal says best what holds its ports.
+    if (up.length === 1) return new Map([[up[0]!, Array.from({ length: count }, (_, g) => g)]]);
     const free = up.map((a) => this.freeOn(a));
     const totalFree = free.reduce((x, y) => x + y, 0);
     if (totalFree < count) {
