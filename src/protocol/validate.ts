@@ -7,7 +7,6 @@ import type { Request__Output } from './generated/scistream/Request.js';
 import type { UpdateTargets__Output } from './generated/scistream/UpdateTargets.js';
 import type { Hello__Output } from './generated/scistream/Hello.js';
 import type { Release__Output } from './generated/scistream/Release.js';
-import type { StreamCredentials__Output } from './generated/scistream/StreamCredentials.js';
 import type { StreamCredentials } from '../transport/index.js';
 import { checkPrivateKey, checkStreamCertificate } from '../security/certificates.js';
 
@@ -59,7 +58,7 @@ export function validateRole(role: string, field = 'role'): Role {
   throw invalidArgument(`${field} "${shown(role, 20)}" is not valid: use PROD (producer side) or CONS (consumer side)`);
 }
 
-function validateAddresses(list: string[], field: string): Address[] {
+export function validateAddresses(list: string[], field: string): Address[] {
   if (list.length > MAX_ADDRESSES) throw invalidArgument(`${field} has ${list.length} addresses; at most ${MAX_ADDRESSES} are accepted`);
   return list.map((a, i) => parseAddress(a, `${field}[${i}]`));
 }
@@ -89,24 +88,32 @@ export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {
 
 const MAX_PEM = 16 * 1024;
 
+/** The PEM fields of a stream's credentials as they arrive (control UpdateTargets, agent SetTargets' WanLeg). */
+export interface CredentialFields {
+  certificate: string;
+  private_key: string;
+  peer_certificate: string;
+}
+
 /**
  * Checks the credentials completely: each certificate parses, has an accepted key
  * type and strength and is within its dates, and the key belongs to the
  * certificate. (The TLS context is built from them by the data server before the
  * update is taken.) Messages name the field and never quote it: it holds a key.
+ * `field` names the message part in errors (credentials, wan).
  */
-function validateCredentials(c: StreamCredentials__Output | null): StreamCredentials | undefined {
+export function validateCredentials(c: CredentialFields | null, field = 'credentials'): StreamCredentials | undefined {
   if (!c) return undefined;
-  for (const field of ['certificate', 'private_key', 'peer_certificate'] as const) {
-    if (!c[field]) throw invalidArgument(`credentials.${field} is empty; send all three of certificate, private_key and peer_certificate`);
-    if (c[field].length > MAX_PEM) throw invalidArgument(`credentials.${field} is larger than ${MAX_PEM} bytes`);
+  for (const name of ['certificate', 'private_key', 'peer_certificate'] as const) {
+    if (!c[name]) throw invalidArgument(`${field}.${name} is empty; send all three of certificate, private_key and peer_certificate`);
+    if (c[name].length > MAX_PEM) throw invalidArgument(`${field}.${name} is larger than ${MAX_PEM} bytes`);
   }
   const own = checkStreamCertificate(c.certificate);
-  if ('problem' in own) throw invalidArgument(`credentials.certificate ${own.problem}`);
+  if ('problem' in own) throw invalidArgument(`${field}.certificate ${own.problem}`);
   const keyProblem = checkPrivateKey(own.cert, c.private_key);
-  if (keyProblem) throw invalidArgument(`credentials.private_key ${keyProblem}`);
+  if (keyProblem) throw invalidArgument(`${field}.private_key ${keyProblem}`);
   const peer = checkStreamCertificate(c.peer_certificate);
-  if ('problem' in peer) throw invalidArgument(`credentials.peer_certificate ${peer.problem}`);
+  if ('problem' in peer) throw invalidArgument(`${field}.peer_certificate ${peer.problem}`);
   return { cert: c.certificate, key: c.private_key, peerCert: c.peer_certificate };
 }
 

@@ -24,7 +24,7 @@ export interface ServerTls {
 }
 
 /** The server's certificate: from --tls-cert/--tls-key, or self-signed under stateDir (made on first start, reused after). */
-export async function loadServerTls(opts: { certFile?: string; keyFile?: string; stateDir: string; names: string[] }): Promise<ServerTls> {
+export async function loadServerTls(opts: { certFile?: string; keyFile?: string; stateDir: string; names: string[]; program?: string }): Promise<ServerTls> {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new Error('give both --tls-cert and --tls-key');
     const cert = readFileSync(opts.certFile, 'utf8');
@@ -40,7 +40,7 @@ export async function loadServerTls(opts: { certFile?: string; keyFile?: string;
   }
   const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...localAddresses(), ...opts.names])];
   // A unique subject: verifiers look issuers up by name, so two gateways' certificates in one bundle must not share it.
-  const made = await createSelfSigned({ commonName: `s2cs ${hostname()} ${randomBytes(6).toString('hex')}`, names, validDays: 3650 });
+  const made = await createSelfSigned({ commonName: `${opts.program ?? 's2cs'} ${hostname()} ${randomBytes(6).toString('hex')}`, names, validDays: 3650 });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(keyFile, made.key, { mode: 0o600 });
   writeFileSync(certFile, made.cert, { mode: 0o644 });

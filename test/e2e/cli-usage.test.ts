@@ -12,8 +12,8 @@ import * as grpc from '@grpc/grpc-js';
 import { freePort, freePortRange, spawnCli, watchChild, type Proc } from '../../src/demo/procs.js';
 import { Control } from '../../src/protocol/contract.js';
 
-type Program = 's2cs' | 's2uc' | 's2app';
-const PROGRAMS: Program[] = ['s2uc', 's2cs', 's2app'];
+type Program = 's2cs' | 's2uc' | 's2app' | 's2ds';
+const PROGRAMS: Program[] = ['s2uc', 's2cs', 's2app', 's2ds'];
 
 // Pins, tokens and self-signed certificates of this file's runs stay here.
 const home = mkdtempSync(join(tmpdir(), 'scistream-cli-usage-'));

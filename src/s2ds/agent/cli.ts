@@ -1,0 +1,176 @@
+// s2ds: the data-server agent on a gateway node, driven by s2cs over the agent link.
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { Command, Option } from 'commander';
+import * as grpc from '@grpc/grpc-js';
+import { createLogger } from '../../log.js';
+import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
+import { DATA_DEFAULTS, connectionMemory } from '../local.js';
+import { parsePortRange, type PortRange } from '../ports.js';
+import { parseSize } from '../../units.js';
+import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
+import type { AgentListen } from '../../security/agent-tls.js';
+import type { ServerTls } from '../../security/control-tls.js';
+import { lingerUnavailable } from '../../transport/linger.js';
+import { AGENT_WAIT_TIMEOUT_MS, parseListen, startAgent } from './server.js';
+
+interface StartFlags {
+  listen: string;
+  listenerIp: string;
+  portRange: string;
+  bindIp?: string;
+  bufferSize: number;
+  stateDir?: string;
+  name?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  s2csCert?: string;
+  maxConnsPerListener: number;
+  maxWaitingConns: number;
+  maxBufferMemory: number;
+  waitTimeout: number;
+  verbose?: boolean;
+  logJson?: boolean;
+}
+
+const program = new Command('s2ds')
+  .description('SciStream data-server agent: opens the data listeners of a gateway node and forwards streams, driven by s2cs over an authenticated link')
+  .version(VERSION, '-V, --version');
+
+program
+  .command('start')
+  .description('serve the agent link (scistream.s2ds.Agent, proto/s2ds.proto) and forward streams')
+  .requiredOption('--listen <addr>', 'where s2cs reaches this agent: host:port (TCP, mutual TLS) or unix:/path (Unix socket, mode 0600)')
+  .requiredOption('--listener-ip <ip>', 'IP of this node that peers connect to; advertised in listeners')
+  .requiredOption('--port-range <first-last>', 'ports the data listeners are taken from')
+  .option('--bind-ip <ip>', 'address the data listeners bind to (default: --listener-ip; 0.0.0.0 for all)')
+  .addOption(new Option('--buffer-size <size>', 'buffer per connection and direction, e.g. 4MiB').argParser(option(parseSize)).default(4 * 1024 * 1024, '4MiB'))
+  .option('--state-dir <dir>', 'where the agent keeps its self-signed certificate (default: $SCISTREAM_HOME/s2ds, ~/.scistream/s2ds)')
+  .option('--name <name>', 'name reported to s2cs (default: host name and --listen)')
+  .option('--tls-cert <file>', 'TCP: PEM certificate the agent presents (with --tls-key; default: self-signed, made once in --state-dir)')
+  .option('--tls-key <file>', 'TCP: PEM private key of --tls-cert')
+  .option('--s2cs-cert <file>', 'TCP: PEM bundle of the s2cs certificates (or the CA that issued them) allowed to drive this agent; required with a TCP --listen')
+  .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
+  .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's targets; more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
+  .addOption(
+    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together; beyond it new connections are refused')
+      .argParser(option(parseSize))
+      .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
+  )
+  .option('--wait-timeout <seconds>', 'how long a connection that arrived before its targets waits for them', option(integer(1, 86_400)), AGENT_WAIT_TIMEOUT_MS / 1000)
+  .option('-v, --verbose', 'debug logs')
+  .option('--log-json', 'logs as JSON lines')
+  .action(async (flags: StartFlags) => {
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2ds' });
+    grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
+    const usage = (message: string): never => {
+      process.stderr.write(`s2ds: error: ${message}\n`);
+      process.exit(EXIT.usage);
+    };
+    let listen: AgentListen;
+    try {
+      listen = parseListen(flags.listen);
+    } catch (err) {
+      return usage(`--listen: ${(err as Error).message}`);
+    }
+    let portRange: PortRange;
+    try {
+      portRange = parsePortRange(flags.portRange);
+    } catch (err) {
+      return usage(`--port-range: ${(err as Error).message}`);
+    }
+    if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
+    const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
+    if (flags.maxBufferMemory < perConnection) {
+      usage(`--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`);
+    }
+    const bindIp = flags.bindIp ?? flags.listenerIp;
+    const bindProblem = await canBind(bindIp);
+    if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
+    const stateDir = flags.stateDir ?? agentStateDir();
+    let tls: { server: ServerTls; s2csCerts: string } | undefined;
+    if (listen.kind === 'unix') {
+      if (flags.tlsCert || flags.tlsKey || flags.s2csCert) {
+        usage('--tls-cert, --tls-key and --s2cs-cert apply to a TCP --listen address; a Unix socket is protected by its file mode (0600) and carries no TLS');
+      }
+    } else {
+      if (!flags.s2csCert) {
+        usage(
+          `--listen ${flags.listen} is a TCP address, which needs --s2cs-cert FILE: the agent accepts only the s2cs certificates (or CA) listed there (mutual TLS), ` +
+            'so that nobody else can open listeners or read stream credentials; for an agent on the same machine as s2cs, use --listen unix:PATH',
+        );
+      }
+      let s2csCerts: string;
+      try {
+        s2csCerts = readFileSync(flags.s2csCert!, 'utf8');
+        for (const subject of certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`).notSelfSigned) {
+          logger.warn(
+            { subject },
+            `--s2cs-cert holds a certificate that is not self-signed (${subject}): clients are trusted through it only when the file also holds its issuers up to a self-signed root CA, and then every certificate that CA issued is accepted`,
+          );
+        }
+      } catch (err) {
+        return usage((err as NodeJS.ErrnoException).code ? `--s2cs-cert: cannot read ${flags.s2csCert} (${(err as NodeJS.ErrnoException).code})` : (err as Error).message);
+      }
+      try {
+        const names = [flags.listenerIp, listen.host].filter((n) => n !== '0.0.0.0' && n !== '::');
+        tls = { server: await loadAgentTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names }), s2csCerts };
+      } catch (err) {
+        return usage(`agent link TLS: ${(err as Error).message}`);
+      }
+    }
+    let agent;
+    try {
+      agent = await startAgent({
+        listen,
+        listenerIp: flags.listenerIp,
+        bindIp,
+        portRange,
+        bufferSize: flags.bufferSize,
+        name: flags.name,
+        tls,
+        maxConnsPerListener: flags.maxConnsPerListener,
+        maxWaitingConns: flags.maxWaitingConns,
+        maxBufferMemory: flags.maxBufferMemory,
+        waitTimeoutMs: flags.waitTimeout * 1000,
+        logger,
+      });
+    } catch (err) {
+      return usage(`cannot serve the agent link on ${flags.listen}: ${(err as Error).message}`);
+    }
+    if (tls) {
+      if (tls.server.created) logger.info({ file: tls.server.created }, 'made a self-signed certificate for the agent link');
+      logger.info({ fingerprint: tls.server.fingerprint }, `agent link TLS certificate SHA-256 fingerprint: ${tls.server.fingerprint}`);
+    }
+    const noLinger = lingerUnavailable();
+    if (noLinger) logger.warn(noLinger);
+    onShutdown(async (signal) => {
+      logger.info({ signal, streams: agent.service.size }, 'shutting down: releasing every stream');
+      await agent.close();
+      logger.info('stopped');
+    });
+    logger.info(
+      { listen: agent.address, agent: agent.name, listenerIp: flags.listenerIp, portRange: flags.portRange, version: VERSION },
+      `s2ds ready: agent link on ${agent.address} (${tls ? 'mutual TLS' : 'Unix socket, mode 0600'}), data listeners on ${bindIp} ports ${flags.portRange}`,
+    );
+  });
+
+/** Start-up check of the data bind address, so that a bad flag is one clear line, not a failure at the first stream. */
+function canBind(host: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    probe.listen({ host, port: 0, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+}
+
+addExamples(program, {
+  '': ['s2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  start: [
+    's2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200    # next to s2cs',
+    's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/s2cs-cert.pem    # a second gateway node; self-signed certificate',
+    's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/ca.pem --tls-cert /etc/scistream/s2ds.pem --tls-key /etc/scistream/s2ds.key',
+  ],
+});
+
+await runCli(program);

@@ -1,0 +1,234 @@
+// The agent's gRPC handlers (proto/s2ds.proto) over the data-server engine
+// (LocalDataServer): validate, call the engine, keep what ListStreams and Health
+// report. Everything here lives in memory only, stream credentials included.
+import * as grpc from '@grpc/grpc-js';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from '../../log.js';
+import { formatAddress } from '../../protocol/address.js';
+import { MAX_RECORD_BYTES, undecodable, type AgentHandlers, type AgentHealthMessage, type StreamInfo } from '../../protocol/agent-contract.js';
+import { ScistreamError, aborted, invalidArgument, notFound, toServiceError } from '../../protocol/errors.js';
+import { shown, safeDetails } from '../../protocol/text.js';
+import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateUid } from '../../protocol/validate.js';
+import { VERSION } from '../../version.js';
+import type { LocalDataServer } from '../local.js';
+import type { WanLeg } from '../index.js';
+
+export interface AgentServiceOptions {
+  engine: LocalDataServer;
+  /** Advertised in every listener (--listener-ip). */
+  listenerIp: string;
+  /** --name, reported by Health. */
+  name: string;
+  logger: Logger;
+}
+
+interface Entry {
+  listeners: string[];
+  targets: string[];
+  record: Buffer;
+  encrypted: boolean;
+  /** What SetTargets last applied (targets, side, certificates; never the key), to make a repeat a no-op. */
+  applied: string;
+}
+
+/** The agent's own view of its streams, next to the engine's sockets. */
+export class AgentService {
+  private readonly entries = new Map<string, Entry>();
+  /** Bytes forwarded by streams already released, so that Health's total never goes down. */
+  private releasedBytes = 0;
+  readonly startedAtMs = Date.now();
+
+  constructor(private readonly opts: AgentServiceOptions) {}
+
+  async startListeners(uidText: string, count: number, record: Buffer): Promise<string[]> {
+    const uid = validateUid(uidText);
+    if (!Number.isInteger(count) || count < 1 || count > MAX_ADDRESSES) {
+      throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
+    }
+    checkRecord(record);
+    const bound = await this.opts.engine.startListeners(uid, count);
+    // A Release that arrived while the ports were being bound has closed them already.
+    if (!this.opts.engine.stats(uid)) throw aborted(`stream ${uid} was released while its listeners were being opened`);
+    const listeners = bound.map((a) => formatAddress({ host: this.opts.listenerIp, port: a.port }));
+    this.entries.set(uid, { listeners, targets: [], record: Buffer.from(record), encrypted: false, applied: '' });
+    return listeners;
+  }
+
+  async setTargets(uidText: string, targetTexts: string[], wanMessage: { side: string; certificate: string; private_key: string; peer_certificate: string } | null): Promise<void> {
+    const uid = validateUid(uidText);
+    const entry = this.entries.get(uid);
+    if (!entry) throw notFound(`stream ${uid} has no listeners on this agent; call StartListeners first`);
+    if (targetTexts.length !== entry.listeners.length) {
+      throw invalidArgument(`targets has ${Math.min(targetTexts.length, 1_000_000)} address(es) but stream ${uid} has ${entry.listeners.length} listener(s) on this agent; give one target per listener`);
+    }
+    const targets = validateAddresses(targetTexts, 'targets');
+    let wan: WanLeg | undefined;
+    if (wanMessage) {
+      const side = wanMessage.side;
+      if (side !== 'accept' && side !== 'connect') throw invalidArgument(`wan.side "${shown(side, 20)}" is not valid: use accept (producer side) or connect (consumer side)`);
+      wan = { side, credentials: validateCredentials(wanMessage, 'wan')! };
+    }
+    const formatted = targets.map(formatAddress);
+    const applied = createHash('sha256')
+      .update(JSON.stringify([formatted, wan?.side ?? '', wan?.credentials.cert ?? '', wan?.credentials.peerCert ?? '']))
+      .digest('hex');
+    if (entry.applied === applied) return;
+    await this.opts.engine.setTargets(uid, targets, wan);
+    if (this.entries.get(uid) !== entry) throw aborted(`stream ${uid} was released while its targets were being set`);
+    entry.targets = formatted;
+    entry.encrypted = wan !== undefined;
+    entry.applied = applied;
+  }
+
+  setRecord(uidText: string, record: Buffer): void {
+    const uid = validateUid(uidText);
+    checkRecord(record);
+    const entry = this.entries.get(uid);
+    if (!entry) throw notFound(`stream ${uid} has no listeners on this agent; nothing to keep a record with`);
+    entry.record = Buffer.from(record);
+  }
+
+  async release(uidText: string): Promise<void> {
+    const uid = validateUid(uidText);
+    const engine = this.opts.engine;
+    // Read in the same tick as the engine resets the connections: no byte is counted twice or lost.
+    const s = engine.stats(uid);
+    if (s) this.releasedBytes += s.bytesToTarget + s.bytesFromTarget;
+    this.entries.delete(uid);
+    await engine.release(uid);
+  }
+
+  listStreams(): StreamInfo[] {
+    const out: StreamInfo[] = [];
+    for (const [uid, e] of this.entries) {
+      const s = this.opts.engine.stats(uid);
+      if (!s) continue;
+      out.push({
+        uid,
+        listeners: e.listeners,
+        targets: e.targets,
+        record: e.record,
+        encrypted: e.encrypted,
+        active_connections: s.activeConnections,
+        waiting_connections: s.waitingConnections,
+        accepted_connections: s.acceptedConnections,
+        refused_connections: s.refusedConnections,
+        bytes_to_target: s.bytesToTarget,
+        bytes_from_target: s.bytesFromTarget,
+      });
+    }
+    return out;
+  }
+
+  health(): AgentHealthMessage {
+    const engine = this.opts.engine;
+    let active = 0;
+    let bytes = this.releasedBytes;
+    for (const uid of this.entries.keys()) {
+      const s = engine.stats(uid);
+      if (!s) continue;
+      active += s.activeConnections;
+      bytes += s.bytesToTarget + s.bytesFromTarget;
+    }
+    const ports = engine.ports();
+    const memory = engine.bufferMemory();
+    return {
+      name: this.opts.name,
+      version: VERSION,
+      listener_ip: this.opts.listenerIp,
+      reserved_ports: ports.reserved,
+      free_ports: ports.free,
+      active_connections: active,
+      bytes_total: bytes,
+      buffer_memory_reserved: memory.reserved,
+      buffer_memory_limit: memory.limit,
+      started_at_ms: this.startedAtMs,
+    };
+  }
+
+  /** Streams held now. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Releases every stream (connections reset): the agent's graceful stop. */
+  async close(): Promise<void> {
+    await Promise.all([...this.entries.keys()].map((uid) => this.release(uid)));
+    await this.opts.engine.close();
+  }
+
+  handlers(): AgentHandlers {
+    const { logger } = this.opts;
+    // The last-resort guard (as s2cs/service.ts): whatever a handler throws becomes a
+    // status for this call and a log line, never an exception that ends the agent
+    // and every stream it forwards.
+    const unary =
+      <Req, Res>(rpc: string, fn: (request: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
+      (call, callback) => {
+        let answered = false;
+        const fail = (err: unknown) => {
+          const incident = randomBytes(4).toString('hex');
+          logFailure(logger, rpc, call.request, err, incident);
+          if (answered) return;
+          answered = true;
+          try {
+            const status = toServiceError(err, incident);
+            if (!(err instanceof ScistreamError)) {
+              status.details = `internal error in s2ds ${this.opts.name} (incident ${incident}); the agent's log has the details under that id: please report it`;
+            }
+            callback(status);
+          } catch (sendErr) {
+            logger.error({ rpc, incident, err: sendErr }, 'could not send the error status; the call is left to its deadline');
+          }
+        };
+        const succeed = (res: Res) => {
+          if (answered) return;
+          try {
+            callback(null, res);
+            answered = true;
+          } catch (err) {
+            fail(err);
+          }
+        };
+        const garbled = undecodable(call.request);
+        if (garbled !== undefined) {
+          fail(invalidArgument(`the ${rpc} request is not a scistream.s2ds.Agent ${rpc} message (${shown(garbled, 120)}); send it with a client built from proto/s2ds.proto`));
+          return;
+        }
+        try {
+          Promise.resolve(fn(call.request)).then(succeed, fail);
+        } catch (err) {
+          fail(err);
+        }
+      };
+    return {
+      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record) })),
+      SetTargets: unary('SetTargets', async (m) => {
+        await this.setTargets(m.uid, m.targets, m.wan);
+        return {};
+      }),
+      SetRecord: unary('SetRecord', (m) => {
+        this.setRecord(m.uid, m.record);
+        return {};
+      }),
+      Release: unary('Release', async (m) => {
+        await this.release(m.uid);
+        return {};
+      }),
+      ListStreams: unary('ListStreams', () => ({ streams: this.listStreams() })),
+      Health: unary('Health', () => this.health()),
+    };
+  }
+}
+
+function checkRecord(record: Buffer): void {
+  if (record.length > MAX_RECORD_BYTES) {
+    throw invalidArgument(`record is ${record.length} bytes; an agent keeps at most ${MAX_RECORD_BYTES} bytes per stream`);
+  }
+}
+
+function logFailure(logger: Logger, rpc: string, request: unknown, err: unknown, incident: string): void {
+  const uid = typeof request === 'object' && request !== null && 'uid' in request && typeof request.uid === 'string' ? shown(request.uid, 128) : undefined;
+  if (err instanceof ScistreamError) logger.info({ rpc, uid, status: err.kind }, safeDetails(err.message));
+  else logger.error({ rpc, uid, incident, err }, `unexpected failure while serving an rpc (incident ${incident})`);
+}

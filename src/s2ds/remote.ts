@@ -1,0 +1,311 @@
+// RemoteAgent: s2cs's handle on one s2ds agent, a client of proto/s2ds.proto over
+// TCP with mutual TLS or over a Unix socket. A poll (Health and ListStreams, every
+// second) keeps the sync reads current and tells when the agent goes down, comes
+// back or restarted.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
+import { Agent, type AgentClient, type AgentHealthMessage__Output, type StreamInfo__Output } from '../protocol/agent-contract.js';
+import { ScistreamError, statusName, type ErrorKind } from '../protocol/errors.js';
+import { agentChannelCredentials, type AgentClientTls } from '../security/agent-tls.js';
+import type { AgentHandle, AgentHealth, AgentStream, StreamStats, WanLeg } from './index.js';
+
+export interface RemoteAgentOptions {
+  /** host:port (mutual TLS, `tls` required) or unix:/path. */
+  address: string;
+  tls?: AgentClientTls;
+  /** Shown until the agent has answered Health with its own name. */
+  name?: string;
+  /** Default 1000. */
+  pollIntervalMs?: number;
+  /** Deadline of each call; default 10 s. */
+  deadlineMs?: number;
+  logger?: Logger;
+}
+
+/** Consecutive failed polls after which an agent is down. */
+export const DOWN_AFTER_FAILED_POLLS = 3;
+
+/** A call to an agent that failed; the message names the agent and says what it answered. */
+export class AgentCallError extends ScistreamError {
+  constructor(
+    kind: ErrorKind,
+    readonly agent: string,
+    readonly address: string,
+    readonly rpc: string,
+    readonly code: number,
+    details: string,
+  ) {
+    super(kind, `data-server agent ${agent} at ${address}: ${details}`);
+    this.name = 'AgentCallError';
+  }
+}
+
+// The agent's statuses that s2cs passes on as they are; anything else is the agent being unreachable or broken.
+const PASSED_ON: Partial<Record<number, ErrorKind>> = {
+  [grpc.status.INVALID_ARGUMENT]: 'INVALID_ARGUMENT',
+  [grpc.status.NOT_FOUND]: 'NOT_FOUND',
+  [grpc.status.ALREADY_EXISTS]: 'ALREADY_EXISTS',
+  [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
+  [grpc.status.FAILED_PRECONDITION]: 'FAILED_PRECONDITION',
+  [grpc.status.ABORTED]: 'ABORTED',
+  [grpc.status.DEADLINE_EXCEEDED]: 'DEADLINE_EXCEEDED',
+  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
+};
+
+type Event = 'down' | 'up' | 'restarted';
+
+export class RemoteAgent implements AgentHandle {
+  readonly address: string;
+  private readonly client: AgentClient;
+  private readonly deadlineMs: number;
+  private readonly logger: Logger;
+  private readonly listeners: ((event: Event) => void)[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private readonly configuredName: string | undefined;
+  private lastHealth: AgentHealth | undefined;
+  private streams = new Map<string, StreamStats>();
+  /** Streams started or released through this handle, by the poll count then: a poll already under way does not know of them. */
+  private readonly changed = new Map<string, { seq: number; stats: StreamStats | undefined }>();
+  private pollSeq = 0;
+  private rate = 0;
+  private previous: { bytes: number; at: number } | undefined;
+  private isUp = false;
+  /** Whether 'down' was told since the last 'up' (or since the start). */
+  private toldDown = false;
+  private failedPolls = 0;
+  private polling: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(opts: RemoteAgentOptions) {
+    this.address = opts.address;
+    this.configuredName = opts.name;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.logger = opts.logger ?? silentLogger;
+    let credentials: grpc.ChannelCredentials;
+    if (opts.address.startsWith('unix:')) {
+      credentials = grpc.credentials.createInsecure();
+    } else {
+      parseAddress(opts.address, 'agent address');
+      if (!opts.tls) throw new Error(`data-server agent at ${opts.address}: a TCP agent needs mutual TLS (its certificate or CA, and s2cs's certificate and key)`);
+      credentials = agentChannelCredentials(opts.tls);
+    }
+    this.client = new Agent(opts.address, credentials, {
+      // An agent that comes back is found within about a second, not after grpc-js's default backoff of up to two minutes.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      // ListStreams carries every stream's record (up to 64 KiB each).
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    }) as unknown as AgentClient;
+    const interval = opts.pollIntervalMs ?? 1000;
+    this.timer = setInterval(() => void this.poll(), interval);
+    this.timer.unref();
+    void this.poll();
+  }
+
+  get name(): string {
+    return this.lastHealth?.name || this.configuredName || this.address;
+  }
+
+  up(): boolean {
+    return this.isUp;
+  }
+
+  health(): AgentHealth | undefined {
+    return this.lastHealth;
+  }
+
+  bytesPerSecond(): number {
+    return this.rate;
+  }
+
+  onChange(listener: (event: Event) => void): void {
+    this.listeners.push(listener);
+  }
+
+  stats(uid: string): StreamStats | undefined {
+    return this.streams.get(uid);
+  }
+
+  ports(): { reserved: number; free: number } {
+    const h = this.lastHealth;
+    return { reserved: h?.reservedPorts ?? 0, free: this.isUp ? (h?.freePorts ?? 0) : 0 };
+  }
+
+  bufferMemory(): { reserved: number; limit: number } {
+    return { reserved: this.lastHealth?.bufferMemoryReserved ?? 0, limit: this.lastHealth?.bufferMemoryLimit ?? 0 };
+  }
+
+  async startListeners(uid: string, count: number, record?: Uint8Array): Promise<Address[]> {
+    const r = await this.call<{ listeners: string[] }>('StartListeners', { uid, count, record: record ? Buffer.from(record) : Buffer.alloc(0) });
+    const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
+    const stats = emptyStats(uid, listeners.length);
+    this.streams.set(uid, stats);
+    this.changed.set(uid, { seq: this.pollSeq, stats });
+    return listeners;
+  }
+
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
+    await this.call('SetTargets', {
+      uid,
+      targets: targets.map(formatAddress),
+      wan: wan ? { side: wan.side, certificate: wan.credentials.cert, private_key: wan.credentials.key, peer_certificate: wan.credentials.peerCert } : null,
+    });
+  }
+
+  async setRecord(uid: string, record: Uint8Array): Promise<void> {
+    await this.call('SetRecord', { uid, record: Buffer.from(record) });
+  }
+
+  async release(uid: string): Promise<void> {
+    await this.call('Release', { uid });
+    this.streams.delete(uid);
+    this.changed.set(uid, { seq: this.pollSeq, stats: undefined });
+  }
+
+  async listStreams(): Promise<AgentStream[]> {
+    const r = await this.call<{ streams: StreamInfo__Output[] }>('ListStreams', {});
+    return r.streams.map(toAgentStream);
+  }
+
+  /** Stops polling and closes the channel. Releases nothing: the agent's streams outlive this s2cs. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.client.close();
+  }
+
+  /** Asks Health and ListStreams now (the timer does it every interval); resolves when both answered or failed. */
+  poll(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.polling ??= this.pollOnce().finally(() => (this.polling = undefined));
+    return this.polling;
+  }
+
+  private async pollOnce(): Promise<void> {
+    const seq = ++this.pollSeq;
+    let health: AgentHealthMessage__Output;
+    let list: { streams: StreamInfo__Output[] };
+    try {
+      [health, list] = await Promise.all([
+        this.call<AgentHealthMessage__Output>('Health', {}, true),
+        this.call<{ streams: StreamInfo__Output[] }>('ListStreams', {}, true),
+      ]);
+    } catch (err) {
+      if (this.closed) return;
+      this.failedPolls++;
+      if (this.failedPolls >= DOWN_AFTER_FAILED_POLLS) this.markDown((err as Error).message);
+      return;
+    }
+    if (this.closed) return;
+    this.failedPolls = 0;
+    const h = toHealth(health);
+    const restarted = this.lastHealth !== undefined && this.lastHealth.startedAtMs !== h.startedAtMs;
+    const now = Date.now();
+    if (this.previous && !restarted && now > this.previous.at) {
+      this.rate = Math.max(0, (h.bytesTotal - this.previous.bytes) / ((now - this.previous.at) / 1000));
+    } else if (restarted) {
+      this.rate = 0;
+    }
+    this.previous = { bytes: h.bytesTotal, at: now };
+    this.lastHealth = h;
+    const streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s).stats]));
+    for (const [uid, c] of this.changed) {
+      if (c.seq >= seq) {
+        // Started or released after this poll asked: its answer is older than what this handle knows.
+        if (c.stats) streams.set(uid, streams.get(uid) ?? c.stats);
+        else streams.delete(uid);
+      } else {
+        this.changed.delete(uid);
+      }
+    }
+    this.streams = streams;
+    if (restarted) {
+      this.logger.warn({ agent: h.name, address: this.address }, 'data-server agent restarted: the streams it carried are gone');
+      this.emit('restarted');
+    }
+    if (!this.isUp) {
+      this.isUp = true;
+      this.toldDown = false;
+      this.logger.info({ agent: h.name, address: this.address }, 'data-server agent is up');
+      this.emit('up');
+    }
+  }
+
+  private markDown(why: string): void {
+    const wasUp = this.isUp;
+    this.isUp = false;
+    if (wasUp || !this.toldDown) {
+      this.toldDown = true;
+      this.logger.warn({ agent: this.name, address: this.address }, `data-server agent is down: ${why}`);
+      this.emit('down');
+    }
+  }
+
+  private emit(event: Event): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.logger.error({ err, event }, 'an agent change listener threw');
+      }
+    }
+  }
+
+  private call<Res>(rpc: 'StartListeners' | 'SetTargets' | 'SetRecord' | 'Release' | 'ListStreams' | 'Health', request: object, fromPoll = false): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const method = (this.client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void>)[rpc]!;
+      method.call(this.client, request, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
+        if (!err) {
+          resolve(res!);
+          return;
+        }
+        const kind = PASSED_ON[err.code] ?? 'INTERNAL';
+        const details = err.code === grpc.status.UNAVAILABLE ? `unreachable (${err.details || statusName(err.code)}); check that s2ds runs there and that the certificates match` : err.details || statusName(err.code);
+        if (err.code === grpc.status.UNAVAILABLE && !fromPoll && !this.closed) this.markDown(err.details);
+        reject(new AgentCallError(kind, this.name, this.address, rpc, err.code, details));
+      });
+    });
+  }
+}
+
+function emptyStats(uid: string, listeners: number): StreamStats {
+  return { uid, listeners, activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, bytesToTarget: 0, bytesFromTarget: 0, refusedConnections: 0 };
+}
+
+function toAgentStream(s: StreamInfo__Output): AgentStream {
+  return {
+    uid: s.uid,
+    listeners: s.listeners,
+    targets: s.targets,
+    record: new Uint8Array(s.record),
+    encrypted: s.encrypted,
+    stats: {
+      uid: s.uid,
+      listeners: s.listeners.length,
+      activeConnections: s.active_connections,
+      waitingConnections: s.waiting_connections,
+      acceptedConnections: s.accepted_connections,
+      refusedConnections: s.refused_connections,
+      bytesToTarget: Number(s.bytes_to_target),
+      bytesFromTarget: Number(s.bytes_from_target),
+    },
+  };
+}
+
+function toHealth(h: AgentHealthMessage__Output): AgentHealth {
+  return {
+    name: h.name,
+    version: h.version,
+    listenerIp: h.listener_ip,
+    reservedPorts: h.reserved_ports,
+    freePorts: h.free_ports,
+    activeConnections: h.active_connections,
+    bytesTotal: Number(h.bytes_total),
+    bufferMemoryReserved: Number(h.buffer_memory_reserved),
+    bufferMemoryLimit: Number(h.buffer_memory_limit),
+    startedAtMs: Number(h.started_at_ms),
+  };
+}
