@@ -66,6 +66,9 @@ export class RemoteAgent implements AgentHandle {
   private readonly configuredName: string | undefined;
   private lastHealth: AgentHealth | undefined;
   private streams = new Map<string, StreamStats>();
+  /** Streams started or released through this handle, by the poll count then: a poll already under way does not know of them. */
+  private readonly changed = new Map<string, { seq: number; stats: StreamStats | undefined }>();
+  private pollSeq = 0;
   private rate = 0;
   private previous: { bytes: number; at: number } | undefined;
   private isUp = false;
@@ -137,7 +140,9 @@ export class RemoteAgent implements AgentHandle {
   async startListeners(uid: string, count: number, record?: Uint8Array): Promise<Address[]> {
     const r = await this.call<{ listeners: string[] }>('StartListeners', { uid, count, record: record ? Buffer.from(record) : Buffer.alloc(0) });
     const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
-    if (!this.streams.has(uid)) this.streams.set(uid, emptyStats(uid, listeners.length));
+    const stats = emptyStats(uid, listeners.length);
+    this.streams.set(uid, stats);
+    this.changed.set(uid, { seq: this.pollSeq, stats });
     return listeners;
   }
 
@@ -156,6 +161,7 @@ export class RemoteAgent implements AgentHandle {
   async release(uid: string): Promise<void> {
     await this.call('Release', { uid });
     this.streams.delete(uid);
+    this.changed.set(uid, { seq: this.pollSeq, stats: undefined });
   }
 
   async listStreams(): Promise<AgentStream[]> {
@@ -179,6 +185,7 @@ export class RemoteAgent implements AgentHandle {
   }
 
   private async pollOnce(): Promise<void> {
+    const seq = ++this.pollSeq;
     let health: AgentHealthMessage__Output;
     let list: { streams: StreamInfo__Output[] };
     try {
@@ -204,7 +211,17 @@ export class RemoteAgent implements AgentHandle {
     }
     this.previous = { bytes: h.bytesTotal, at: now };
     this.lastHealth = h;
-    this.streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s).stats]));
+    const streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s).stats]));
+    for (const [uid, c] of this.changed) {
+      if (c.seq >= seq) {
+        // Started or released after this poll asked: its answer is older than what this handle knows.
+        if (c.stats) streams.set(uid, streams.get(uid) ?? c.stats);
+        else streams.delete(uid);
+      } else {
+        this.changed.delete(uid);
+      }
+    }
+    this.streams = streams;
     if (restarted) {
       this.logger.warn({ agent: h.name, address: this.address }, 'data-server agent restarted: the streams it carried are gone');
       this.emit('restarted');
