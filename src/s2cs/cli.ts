@@ -112,7 +112,7 @@ program
   .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
   // Data-server agents (issue 11): local worker processes, or agents on gateway nodes.
   .option('--workers <n>', 'local data-server agents (s2ds processes) to run and supervise, each with an even slice of --port-range; 0: forward inside the s2cs process (default: the number of CPU cores)', option(integer(0, 1024)))
-  .option('--s2ds <addr>', 'a data-server agent to drive instead of local workers: host:port (mutual TLS, see --s2ds-cert) or unix:/path; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--s2ds <addr>', 'a data-server agent to drive, e.g. on another gateway node: host:port (mutual TLS, see --s2ds-cert) or unix:/path; repeat for more (local workers then only with --workers)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--s2ds-cert <file>', "PEM bundle of the --s2ds agents' certificates, or the CA that issued them (TCP agents); s2cs presents its control-channel certificate to them")
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
@@ -171,9 +171,9 @@ program
     } catch (err) {
       return usage((err as Error).message);
     }
-    if (flags.s2ds.length > 0 && flags.workers !== undefined) usage('--workers and --s2ds exclude each other: with --s2ds the agents named there forward, and s2cs runs no local workers');
     if (flags.s2dsCert !== undefined && flags.s2ds.length === 0) usage('--s2ds-cert applies to the agents named with --s2ds');
-    const workers = flags.s2ds.length > 0 ? 0 : (flags.workers ?? availableParallelism());
+    // With --s2ds the agents named there forward; local workers only when asked for too.
+    const workers = flags.workers ?? (flags.s2ds.length > 0 ? 0 : availableParallelism());
     if (workers > 0) {
       try {
         splitPortRange(portRange, workers);

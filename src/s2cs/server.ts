@@ -142,7 +142,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
   let supervisor: Supervisor | undefined;
   let agents = opts.agents;
-  if (opts.workers && !opts.dataServer && !agents) {
+  // Local workers and agents on other gateway nodes (--s2ds) may serve together.
+  if (opts.workers && !opts.dataServer) {
     const w = opts.workers;
     if (!opts.connectAgent) throw invalidArgument('local workers need connectAgent (how s2cs reaches an agent)');
     const connectAgent = opts.connectAgent;
@@ -174,7 +175,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     await supervisor.start();
     const names = supervisor.names();
     handles = supervisor.addresses().map((a, i) => connectAgent(a, names[i]!));
-    agents = handles;
+    agents = [...(opts.agents ?? []), ...handles];
   }
   const local = opts.dataServer || agents
     ? undefined
