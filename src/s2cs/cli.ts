@@ -218,7 +218,7 @@ program
         agents,
         // Workers are found again by state dir and control port (an s2cs restarted for an upgrade keeps its --port);
         // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
-        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])] } : undefined,
+        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
         host: flags.controlHost,
         port: flags.port,

@@ -83,6 +83,8 @@ export interface WorkerSettings {
   extraArgs?: string[];
   /** First restart delay of a worker that died (default 500 ms). */
   backoffMs?: number;
+  /** What the workers log, as they write it (the CLI copies it to its own log output). */
+  onLog?: (chunk: Buffer) => void;
 }
 
 export interface ControlServer {
@@ -155,6 +157,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       portRange: opts.portRange,
       script: w.script,
       backoffMs: w.backoffMs,
+      onLog: w.onLog,
       logger: logger.child({ component: 'workers' }),
       // The gateway's buffer memory bound holds for all workers together.
       args: [

@@ -3,7 +3,7 @@
 // range. Each runs in its own process group, so that a kill -9 of s2cs leaves them
 // forwarding; a restarted s2cs finds them on their sockets and adopts them.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,16 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** How long a worker has to answer on its socket after it was started (default 15 s). */
   readyTimeoutMs?: number;
+  /**
+   * Receives what the workers append to their log files, as it is written (s2cs
+   * copies it to its own log output, so an operator reads one log). Only what is
+   * written after start() is passed on.
+   */
+  onLog?: (chunk: Buffer) => void;
 }
+
+/** How often the workers' log files are read for new lines (onLog). */
+const LOG_FOLLOW_MS = 250;
 
 /** A worker that ran this long before it ended was healthy: its next restart starts from the first delay. */
 const STABLE_MS = 60_000;
@@ -75,6 +84,7 @@ interface Worker {
 export class Supervisor {
   private readonly workers: Worker[] = [];
   private stopping = false;
+  private follower: NodeJS.Timeout | undefined;
   readonly dir: string;
 
   constructor(private readonly opts: SupervisorOptions) {
@@ -116,6 +126,7 @@ export class Supervisor {
   /** Adopts the workers a previous s2cs left running, starts the others, and waits until each answers. */
   async start(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.followLogs();
     try {
       await Promise.all(this.workers.map((w) => this.startWorker(w)));
     } catch (err) {
@@ -227,7 +238,45 @@ export class Supervisor {
    * Stops supervising and leaves the workers running with their streams (a new
    * s2cs adopts them): no restart, no stop.
    */
+  /**
+   * Copies what the workers append to their logs to onLog. The logs are files, not
+   * pipes: a pipe would break when s2cs dies, and the workers must outlive it; a new
+   * s2cs starts reading at their current ends.
+   */
+  private followLogs(): void {
+    const onLog = this.opts.onLog;
+    if (!onLog || this.follower) return;
+    const offsets = this.workers.map((w) => fileSize(w.logFile));
+    this.follower = setInterval(() => {
+      this.workers.forEach((w, i) => {
+        const size = fileSize(w.logFile);
+        if (size < offsets[i]!) offsets[i] = 0; // truncated or replaced (logrotate)
+        if (size === offsets[i]) return;
+        const length = Math.min(size - offsets[i]!, 1 << 20);
+        let fd: number | undefined;
+        try {
+          fd = openSync(w.logFile, 'r');
+          const chunk = Buffer.alloc(length);
+          const n = readSync(fd, chunk, 0, length, offsets[i]!);
+          offsets[i]! += n;
+          if (n > 0) onLog(chunk.subarray(0, n));
+        } catch {
+          // The file is gone for now (a worker being restarted); read again next time.
+        } finally {
+          if (fd !== undefined) closeSync(fd);
+        }
+      });
+    }, LOG_FOLLOW_MS);
+    this.follower.unref();
+  }
+
+  private stopFollowing(): void {
+    if (this.follower) clearInterval(this.follower);
+    this.follower = undefined;
+  }
+
   detach(): void {
+    this.stopFollowing();
     this.stopping = true;
     for (const w of this.workers) {
       if (w.restartTimer) clearTimeout(w.restartTimer);
@@ -254,7 +303,16 @@ export class Supervisor {
         rmSync(w.pidFile, { force: true });
       }),
     );
+    this.stopFollowing();
     if (this.opts.removeDirOnStop) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
   }
 }
 
