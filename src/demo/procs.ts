@@ -33,7 +33,7 @@ export interface SpawnOptions {
 }
 
 /** Runs one of bin/ (s2cs, s2uc, s2app) with `node`, capturing its output. */
-export function spawnCli(program: 's2cs' | 's2uc' | 's2app', args: string[], opts: SpawnOptions = {}): Proc {
+export function spawnCli(program: 's2cs' | 's2uc' | 's2app' | 's2ds', args: string[], opts: SpawnOptions = {}): Proc {
   const child = spawn(process.execPath, [`${BIN_DIR}${program}.js`, ...args], {
     stdio: ['ignore', 'pipe', opts.inheritStderr ? 'inherit' : 'pipe'],
     env: opts.env ?? process.env,
