@@ -270,7 +270,7 @@ export class NetnsLab {
   }
 
   /** One of the repository's CLIs (bin/s2cs.js, s2uc.js, s2app.js) on `host`. */
-  cli(host: Host, program: 's2cs' | 's2uc' | 's2app', args: string[]): NsProc {
+  cli(host: Host, program: 's2cs' | 's2uc' | 's2app' | 's2ds', args: string[]): NsProc {
     // The subcommand (start, request, hello...), not an option's value such as a path.
     const command = args.find((a) => /^[a-z][a-z0-9-]*$/.test(a)) ?? '';
     return this.spawn(host, [process.execPath, `${BIN_DIR}${program}.js`, ...args], { name: `${program} ${command} (in ${host})` });
