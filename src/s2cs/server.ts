@@ -225,7 +225,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
   server.addService(
     tolerantService(Control.service),
-    controlHandlers({ table, dataServer, auth, limits: { maxConn }, refusals, logger }),
+    controlHandlers({ table, dataServer, agents: () => pool?.agents() ?? [], auth, limits: { maxConn }, refusals, logger }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;

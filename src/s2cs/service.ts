@@ -10,12 +10,15 @@ import { ScistreamError, invalidArgument, toServiceError } from '../protocol/err
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
 import { isCountedRefusal, type StreamTable } from './streams.js';
+import type { AgentSummary } from '../s2ds/pool.js';
 import { VERSION } from '../version.js';
 import type { Refusals } from '../limits/refusals.js';
 import { peerKey } from './pending.js';
 
 export interface ServiceDeps {
   table: StreamTable;
+  /** The data-server agents behind the gateway, for status (none when a data server is used as is). */
+  agents?: () => AgentSummary[];
   dataServer: DataServer;
   auth: Authenticator;
   limits: Limits;
@@ -102,7 +105,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       const caller = await auth.authenticate(call.metadata, 'status');
       // With tokens checked, users see their own streams; --admin identities see all.
       const all = table.status(msg.uid ? validateUid(msg.uid) : undefined);
-      const streams = auth.mode === 'none' || table.isAdmin(caller.subject) ? all : all.filter((s) => s.owner === caller.subject);
+      const seesAll = auth.mode === 'none' || table.isAdmin(caller.subject);
+      const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
       const ports = deps.dataServer.ports();
       return {
         streams: streams.map((s) => ({
@@ -129,6 +133,18 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
         reserved_ports: ports.reserved,
         free_ports: ports.free,
         refusals: deps.refusals.totals(),
+        // The facility's internal addresses: for operators, not for every user.
+        agents: seesAll
+          ? (deps.agents?.() ?? []).map((a) => ({
+            name: a.name,
+            address: a.address,
+            listener_ip: a.listenerIp ?? '',
+            up: a.up,
+            streams: a.streams,
+            free_ports: a.freePorts,
+            bytes_per_second: Math.round(a.bytesPerSecond),
+          }))
+          : [],
       };
     }),
     // Asked by s2uc before it reserves anything (so no token: a client learns what

@@ -33,6 +33,17 @@ export interface StreamStatusRow {
   refusedConnections: number;
 }
 
+/** A data-server agent behind a gateway (shown to its admins, or to all with --auth none). */
+export interface AgentStatusRow {
+  name: string;
+  address: string;
+  listenerIp: string;
+  up: boolean;
+  streams: number;
+  freePorts: number;
+  bytesPerSecond: number;
+}
+
 export interface GatewayStatus {
   s2cs: string;
   reservedPorts: number;
@@ -40,6 +51,7 @@ export interface GatewayStatus {
   streams: StreamStatusRow[];
   /** What the gateway refused since it started, by kind. */
   refusals: Record<string, number>;
+  agents: AgentStatusRow[];
 }
 
 /** A gateway that could not be asked. */
@@ -91,6 +103,15 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       refusedConnections: num(s.refused_connections),
     })),
     refusals: Object.fromEntries(r.refusals.map((x) => [x.kind, num(x.count)])),
+    agents: r.agents.map((a) => ({
+      name: a.name,
+      address: a.address,
+      listenerIp: a.listener_ip,
+      up: a.up,
+      streams: num(a.streams),
+      freePorts: num(a.free_ports),
+      bytesPerSecond: num(a.bytes_per_second),
+    })),
   };
 }
 
@@ -170,6 +191,12 @@ export function formatGatewayStatus(g: GatewayStatus): string {
   for (const s of g.streams) text += formatStream(s);
   const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
   if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;
+  for (const a of g.agents) {
+    const where = a.listenerIp ? `, listeners on ${a.listenerIp}` : '';
+    text += a.up
+      ? `  agent ${a.name} (${a.address}${where}): up, ${plural(a.streams, 'stream')}, ${a.freePorts} free ports, ${formatRate(a.bytesPerSecond, 1)}\n`
+      : `  agent ${a.name} (${a.address}${where}): DOWN, not answering; new streams avoid it\n`;
+  }
   return text;
 }
 

@@ -126,7 +126,13 @@ describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs an
     await gwa.waitFor(/s2cs ready/, { stream: 'stderr' });
     const status = await runIn('user', 's2uc', ['--server-cert', bundle, 'status', uid, '--s2cs', GWA, '--json']);
     assert.equal(status.code, 0, `${status.stdout}${status.stderr}\n${logs(gwa)}`);
-    const s = JSON.parse(status.stdout) as { gateways: { streams: { uid: string; state: string; owner: string; listeners: string[] }[] }[] };
+    const s = JSON.parse(status.stdout) as {
+      gateways: { streams: { uid: string; state: string; owner: string; listeners: string[] }[]; agents: { name: string; up: boolean; listenerIp: string; streams: number }[] }[];
+    };
+    const agents = s.gateways[0]?.agents ?? [];
+    assert.equal(agents.length, 2, `status lists the local worker and gwa2's agent: ${status.stdout}`);
+    assert.ok(agents.every((a) => a.up && a.streams === 1), `both agents up, each with a share of the stream: ${status.stdout}`);
+    assert.deepEqual(agents.map((a) => a.listenerIp).sort(), [ADDR.gwaWan, ADDR.gwa2Wan].sort());
     const st = s.gateways[0]?.streams.find((x) => x.uid === uid);
     assert.ok(st, `the restarted s2cs does not list stream ${uid}: ${status.stdout}\n${gwa.describe()}`);
     assert.equal(st.state, 'ready');

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AgentStatus as _scistream_AgentStatus, AgentStatus__Output as _scistream_AgentStatus__Output } from './scistream/AgentStatus';
 import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from './scistream/AppResponse';
 import type { Capabilities as _scistream_Capabilities, Capabilities__Output as _scistream_Capabilities__Output } from './scistream/Capabilities';
 import type { CapabilitiesRequest as _scistream_CapabilitiesRequest, CapabilitiesRequest__Output as _scistream_CapabilitiesRequest__Output } from './scistream/CapabilitiesRequest';
@@ -22,6 +23,7 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 
 export interface ProtoGrpcType {
   scistream: {
+    AgentStatus: MessageTypeDefinition<_scistream_AgentStatus, _scistream_AgentStatus__Output>
     AppResponse: MessageTypeDefinition<_scistream_AppResponse, _scistream_AppResponse__Output>
     Capabilities: MessageTypeDefinition<_scistream_Capabilities, _scistream_Capabilities__Output>
     CapabilitiesRequest: MessageTypeDefinition<_scistream_CapabilitiesRequest, _scistream_CapabilitiesRequest__Output>

@@ -2,12 +2,14 @@
 
 import type { StreamStatus as _scistream_StreamStatus, StreamStatus__Output as _scistream_StreamStatus__Output } from '../scistream/StreamStatus';
 import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from '../scistream/Refusal';
+import type { AgentStatus as _scistream_AgentStatus, AgentStatus__Output as _scistream_AgentStatus__Output } from '../scistream/AgentStatus';
 
 export interface StatusResponse {
   'streams'?: (_scistream_StreamStatus)[];
   'reserved_ports'?: (number);
   'free_ports'?: (number);
   'refusals'?: (_scistream_Refusal)[];
+  'agents'?: (_scistream_AgentStatus)[];
 }
 
 export interface StatusResponse__Output {
@@ -15,4 +17,5 @@ export interface StatusResponse__Output {
   'reserved_ports': (number);
   'free_ports': (number);
   'refusals': (_scistream_Refusal__Output)[];
+  'agents': (_scistream_AgentStatus__Output)[];
 }
