@@ -261,6 +261,16 @@ program
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
     // Handlers first: whoever waits for the ready line may signal at once.
+    // SIGUSR2: exit for a restart (an upgrade) and leave the streams to the agents.
+    process.on('SIGUSR2', () => {
+      server.detach().then(
+        () => {
+          logger.info('SIGUSR2: stopped without releasing: the data-server agents go on forwarding every stream; start s2cs again with the same --state-dir and --port to take them back');
+          process.exit(EXIT.ok);
+        },
+        (err: Error) => logger.warn(`SIGUSR2 ignored: ${err.message}`),
+      );
+    });
     onShutdown(async (signal) => {
       logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();

@@ -101,6 +101,13 @@ export interface ControlServer {
   agents(): AgentSummary[];
   /** Releases every stream, then stops serving. */
   close(): Promise<void>;
+  /**
+   * For a restart (an upgrade) without dropping streams: stops serving control calls
+   * and lets go of the agents without releasing anything; the local workers go on
+   * forwarding, and an s2cs started with the same --state-dir and --port takes the
+   * streams back. Throws when streams live in this process (--workers 0).
+   */
+  detach(): Promise<void>;
 }
 
 export const DEFAULTS = {
@@ -282,6 +289,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
           });
         });
       })()),
+    detach: async () => {
+      if (!agents || agents.length === 0) {
+        throw new Error('the streams are forwarded inside this s2cs process (--workers 0), so they cannot outlive it; stop it with SIGTERM (which releases them) instead');
+      }
+      server.forceShutdown();
+      supervisor?.detach();
+      // RemoteAgent.close() stops polling and closes the link; it releases nothing.
+      await Promise.allSettled(agents.map((a) => a.close()));
+      refusals.close();
+    },
   };
 }
 

@@ -168,3 +168,57 @@ test('s2cs start --workers 2: a stream spread over both workers; kill -9 of a wo
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('SIGUSR2 (restart for an upgrade): s2cs exits 0, the workers go on forwarding, the next s2cs takes the stream back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 's2cs-upgrade-'));
+  const range = await freePortRange(4);
+  const port = (await freePortRange(1)).first;
+  const args = [
+    'start', '--insecure', '--port', String(port), '--control-host', '127.0.0.1', '--listener-ip', '127.0.0.1',
+    '--port-range', `${range.first}-${range.last}`, '--state-dir', dir, '--workers', '1',
+  ];
+  const BYTES = 64 * 1024 * 1024;
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: BYTES, seed: 13 });
+  let first = spawnCli('s2cs', args);
+  let client: ControlConnection | undefined;
+  try {
+    await first.waitFor(/s2cs ready/, { timeoutMs: 30_000 });
+    client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+    const uid = 'upgrade-1';
+    await client.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
+    const r = await client.req({ uid, role: 'PROD', num_conn: 1, rate: 0 });
+    await client.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+    const reading = consume({ connect: r.listeners.map((l) => parseAddress(l)), bytes: BYTES, seed: 13 });
+    const worker = Number(pgrep('worker-0.sock').split('\n').filter(Boolean).map(Number).find((p) => pgrep(dir).includes(String(p))));
+
+    first.child.kill('SIGUSR2');
+    assert.equal(await first.exited, 0, first.describe());
+    assert.match(first.stderr(), /stopped without releasing/);
+    assert.ok(alive(worker), 'the worker outlives s2cs');
+    assert.equal((await reading).bytes, BYTES, 'the stream went on and every byte arrived, verified');
+
+    const second = spawnCli('s2cs', args);
+    first = second;
+    await second.waitFor(/s2cs ready/, { timeoutMs: 30_000 });
+    const st = await client.status({ uid });
+    assert.deepEqual(st.streams.map((s) => [s.uid, s.state]), [[uid, 'ready']], 'the new s2cs holds the stream');
+    assert.deepEqual(st.streams[0]!.listeners, r.listeners);
+    await client.release({ uid });
+    // Port counts come from the agents' health polls (about a second).
+    let reserved = -1;
+    for (const end = Date.now() + 5000; reserved !== 0 && Date.now() < end; await new Promise((res) => setTimeout(res, 100))) {
+      reserved = (await client.status({ uid: '' })).reserved_ports;
+    }
+    assert.equal(reserved, 0, 'the release freed the port on the worker');
+    client.close();
+    client = undefined;
+    assert.equal(await second.stop('SIGTERM', 15_000), 0, 'SIGTERM: exit 0');
+    assert.equal(alive(worker), false, 'SIGTERM stops the worker it took over');
+  } finally {
+    client?.close();
+    await producer.close();
+    if (first.running()) await first.stop('SIGKILL');
+    for (const p of pgrep(dir).split('\n').filter(Boolean)) process.kill(-Number(p), 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
