@@ -26,6 +26,9 @@ const { values } = parseArgs({
     // path. Skips the SciStream/stunnel contenders when no TLS row is asked, and the
     // verified, control-plane and memory sections.
     rows: { type: 'string' },
+    // Another checkout's bin/s2cs.js (built), run as one more one-hop contender:
+    // before/after comparisons within one run.
+    compare: { type: 'string' },
   },
 });
 const quick = values.quick!;
@@ -144,6 +147,7 @@ async function main(): Promise<void> {
     await s2dsHop(target, dir),
     await haproxy(target, dir),
     await socat(target),
+    ...(values.compare ? [await s2dsHop(target, dir, [], values.compare)] : []),
     ...(tls ? [await scistream(target, dir, 1), await stunnel(target, dir)] : []),
   ];
   const rows = new Map<string, Row>();
