@@ -449,8 +449,9 @@ const CONNECTION_SLACK = 256 * 1024;
  *   from there, the next read waiting until the kernel took it: that buffer only.
  *   TLS reads into a ring (ringSize) whose records wait in the accepted socket's
  *   writable buffer, up to b of them (past the ring, in one-off buffers).
- * Measured (test/s2ds/limits.test.ts): arrayBuffers grows by about 2b + 1 MiB per
- * plain connection pushing into a target that does not read.
+ * Measured (test/s2ds/limits.test.ts, b = 1 MiB): arrayBuffers grows by about 2 MiB
+ * per plain connection pushing into a target that does not read (the two reused
+ * read buffers); before accepted connections read into one, 2b + 1 MiB.
  */
 export function connectionMemory(bufferSize: number, accept: 'tcp' | 'tls', connect: 'tcp' | 'tls'): number {
   const fromTarget = connect === 'tcp' ? readSize(bufferSize, accept) : ringSize(bufferSize) + bufferSize;
