@@ -188,10 +188,13 @@ async function main(): Promise<void> {
     r.peakRssBytes = c.pids.reduce((s, p) => s + memory(p).peak, 0);
   }
 
+  const throughputOnly = table({ machine: info, retriedRuns: retried, throughput: summarize(rows), verified: [], setup: undefined, idleMemory: undefined });
   if (onlyRows) {
-    process.stdout.write(table({ machine: info, retriedRuns: retried, throughput: summarize(rows), verified: [], setup: undefined, idleMemory: undefined }));
+    process.stdout.write(throughputOnly);
     return;
   }
+  // Kept should a later section fail: these rows took most of the run.
+  say(throughputOnly);
 
   say('verifying every byte with our own generator (s2app produce -> path -> s2app consume)');
   const verifiedBytes = quick ? 256 * 2 ** 20 : 1024 * 2 ** 20;
