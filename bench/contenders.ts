@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnCli, freePort, freePortRange, type Proc } from '../src/demo/procs.js';
+import { spawn } from 'node:child_process';
+import { spawnCli, freePort, freePortRange, watchChild, type Proc } from '../src/demo/procs.js';
 import { inboundRequest, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { createSelfSigned } from '../src/security/certificates.js';
@@ -36,21 +37,25 @@ export function direct(target: Target): Contender {
   return { name: 'direct TCP', group: 'direct', port: target.port, pids: [] };
 }
 
-async function gateway(name: string, dir: string, extra: string[]): Promise<{ proc: Proc; address: string }> {
+/** `s2cs`: this checkout's, or another's bin/s2cs.js (a before/after comparison). */
+async function gateway(name: string, dir: string, extra: string[], s2csScript?: string): Promise<{ proc: Proc; address: string }> {
   const [port, range] = await Promise.all([freePort(), freePortRange(16)]);
+  const args = ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, ...extra];
   const proc = track(
-    spawnCli('s2cs', ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, ...extra]),
+    s2csScript
+      ? watchChild('s2cs start', `${s2csScript} ${args.join(' ')}`, spawn(process.execPath, [s2csScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }))
+      : spawnCli('s2cs', args),
   );
   await proc.waitFor(/s2cs ready/);
   return { proc, address: `${HOST}:${port}` };
 }
 
 /** One S2DS hop, set up as an operator would for a non-SciStream service (inbound-request). */
-export async function s2dsHop(target: Target, dir: string, gatewayArgs: string[] = []): Promise<Contender> {
-  const gw = await gateway('hop', dir, ['--insecure', '--allow-plaintext-data', ...gatewayArgs]);
+export async function s2dsHop(target: Target, dir: string, gatewayArgs: string[] = [], s2csScript?: string): Promise<Contender> {
+  const gw = await gateway(s2csScript ? 'hop-compared' : 'hop', dir, ['--insecure', '--allow-plaintext-data', ...gatewayArgs], s2csScript);
   const side = await inboundRequest(gw.address, [`${target.host}:${target.port}`], { numConn: 1 }, { insecure: true });
   const port = Number(side.listeners[0]!.split(':').pop());
-  return { name: 'S2DS (SciStream)', group: 'hop', port, pids: [gw.proc.pid!] };
+  return { name: s2csScript ? `S2DS (${s2csScript})` : 'S2DS (SciStream)', group: 'hop', port, pids: [gw.proc.pid!] };
 }
 
 export async function haproxy(target: Target, dir: string): Promise<Contender> {

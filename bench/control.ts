@@ -140,7 +140,7 @@ export async function idleStreamMemory(dir: string, counts: number[]): Promise<{
   const max = Math.max(...counts);
   const [port, range] = await Promise.all([freePort(), freePortRange(max + 8)]);
   const proc = track(
-    spawnCli('s2cs', ['start', '--state-dir', join(dir, 'mem'), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--max-conn', '4']),
+    spawnCli('s2cs', ['start', '--state-dir', join(dir, 'mem'), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--max-conn', '4', '--max-ports-per-user', String(max + 8)]),
   );
   await proc.waitFor(/s2cs ready/);
   const cert = readFileSync(join(dir, 'mem', 'tls', 'cert.pem'));

@@ -22,12 +22,24 @@ const { values } = parseArgs({
     repeats: { type: 'string' },
     seconds: { type: 'string' },
     json: { type: 'string' },
+    // Only these throughput rows, e.g. `upload-1,download-4`: for iterating on one
+    // path. Skips the SciStream/stunnel contenders when no TLS row is asked, and the
+    // verified, control-plane and memory sections.
+    rows: { type: 'string' },
+    // Another checkout's bin/s2cs.js (built), run as one more one-hop contender:
+    // before/after comparisons within one run.
+    compare: { type: 'string' },
   },
 });
 const quick = values.quick!;
 const repeats = Number(values.repeats ?? (quick ? 1 : 4));
 const seconds = Number(values.seconds ?? (quick ? 1 : 3));
 const setups = quick ? 20 : 100;
+const onlyRows = values.rows?.split(',').map((r) => r.trim());
+if (onlyRows?.some((r) => !/^(download|upload)-\d+$/.test(r))) {
+  process.stderr.write('bench: --rows takes DIRECTION-CONNS items, e.g. upload-1,download-4\n');
+  process.exit(2);
+}
 if (!Number.isInteger(repeats) || repeats < 1 || !(seconds >= 1)) {
   process.stderr.write('bench: --repeats must be a whole number >= 1 and --seconds >= 1\n');
   process.exit(2);
@@ -128,13 +140,15 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
 
   say('setting up the contenders (SciStream paths through the real protocol)');
+  // Uploads have no TLS row: a --rows run of uploads only skips those contenders.
+  const tls = !onlyRows || onlyRows.some((r) => r.startsWith('download'));
   const contenders = [
     direct(target),
     await s2dsHop(target, dir),
     await haproxy(target, dir),
     await socat(target),
-    await scistream(target, dir, 1),
-    await stunnel(target, dir),
+    ...(values.compare ? [await s2dsHop(target, dir, [], values.compare)] : []),
+    ...(tls ? [await scistream(target, dir, 1), await stunnel(target, dir)] : []),
   ];
   const rows = new Map<string, Row>();
   const row = (c: Contender, parallel: number, direction: Row['direction']) => {
@@ -145,12 +159,14 @@ async function main(): Promise<void> {
   };
 
   // Bulk data flows from the producer (the iperf3 server, -R) to the consumer (the client).
-  const plan: { parallel: number; direction: Row['direction']; who: Contender[]; reps: number }[] = [
+  const fullPlan: { parallel: number; direction: Row['direction']; who: Contender[]; reps: number }[] = [
     { parallel: 1, direction: 'download', who: contenders, reps: repeats },
     { parallel: 4, direction: 'download', who: contenders, reps: repeats },
     { parallel: 1, direction: 'upload', who: contenders.filter((c) => c.group !== 'tls'), reps: repeats },
+    { parallel: 4, direction: 'upload', who: contenders.filter((c) => c.group !== 'tls'), reps: repeats },
     { parallel: 64, direction: 'download', who: contenders.filter((c) => c.group !== 'hop' || c.name !== 'socat'), reps: 1 },
   ];
+  const plan = onlyRows ? fullPlan.filter((p) => onlyRows.includes(`${p.direction}-${p.parallel}`)) : fullPlan;
   const runs = plan.reduce((n, p) => n + p.reps * p.who.length, 0);
   say(`throughput: ${runs} iperf3 runs of ${seconds} s`);
   let done = 0;
@@ -171,6 +187,14 @@ async function main(): Promise<void> {
     const c = contenders.find((x) => x.name === r.contender)!;
     r.peakRssBytes = c.pids.reduce((s, p) => s + memory(p).peak, 0);
   }
+
+  const throughputOnly = table({ machine: info, retriedRuns: retried, throughput: summarize(rows), verified: [], setup: undefined, idleMemory: undefined });
+  if (onlyRows) {
+    process.stdout.write(throughputOnly);
+    return;
+  }
+  // Kept should a later section fail: these rows took most of the run.
+  say(throughputOnly);
 
   say('verifying every byte with our own generator (s2app produce -> path -> s2app consume)');
   const verifiedBytes = quick ? 256 * 2 ** 20 : 1024 * 2 ** 20;
@@ -212,19 +236,7 @@ async function main(): Promise<void> {
     machine: info,
     settings: { repeats, seconds, quick },
     retriedRuns: retried,
-    throughput: [...rows.values()].map((r) => {
-      const g = r.samples.map((s) => s.gbps);
-      const gb = r.samples.reduce((s, x) => s + x.receivedBytes, 0) / 1e9;
-      return {
-        path: r.path,
-        contender: r.contender,
-        parallel: r.parallel,
-        direction: r.direction,
-        gbps: { median: median(g), min: Math.min(...g), max: Math.max(...g), samples: g },
-        cpuSecondsPerGB: r.samples.reduce((s, x) => s + x.cpuSeconds, 0) / gb,
-        peakRssBytes: r.peakRssBytes ?? 0,
-      };
-    }),
+    throughput: summarize(rows),
     verified: checks,
     setup: {
       library: { n: lib.length, p50ms: percentile(libSorted, 50), p99ms: percentile(libSorted, 99) },
@@ -245,13 +257,30 @@ async function main(): Promise<void> {
   }
 }
 
+function summarize(rows: Map<string, Row>): Results['throughput'] {
+  return [...rows.values()].map((r) => {
+    const g = r.samples.map((s) => s.gbps);
+    const gb = r.samples.reduce((s, x) => s + x.receivedBytes, 0) / 1e9;
+    return {
+      path: r.path,
+      contender: r.contender,
+      parallel: r.parallel,
+      direction: r.direction,
+      gbps: { median: median(g), min: Math.min(...g), max: Math.max(...g), samples: g },
+      cpuSecondsPerGB: r.samples.reduce((s, x) => s + x.cpuSeconds, 0) / gb,
+      peakRssBytes: r.peakRssBytes ?? 0,
+    };
+  });
+}
+
 type Results = {
   machine: ReturnType<typeof machine>;
   retriedRuns: number;
-  throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number }; cpuSecondsPerGB: number; peakRssBytes: number }[];
+  throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number; samples: number[] }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
-  setup: { library: { n: number; p50ms: number; p99ms: number }; libraryWarm: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
-  idleMemory: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
+  /** Absent in a --rows run. */
+  setup?: { library: { n: number; p50ms: number; p99ms: number }; libraryWarm: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
 
 /** One Markdown table (it goes into docs/benchmarks.md as printed). */
@@ -270,24 +299,24 @@ function table(r: Results): string {
     );
   }
   lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
-  lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
-  for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
-  const s = r.setup;
-  lines.push(
-    '',
-    '| control plane | value |',
-    '|---|---|',
-    `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
-    `| setup, library, control connections kept open (ConnectionPool), p50 / p99 over ${s.libraryWarm.n} | ${s.libraryWarm.p50ms.toFixed(1)} ms / ${s.libraryWarm.p99ms.toFixed(1)} ms |`,
-    `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
-    `| setups per second, 50 concurrent clients | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
-    `| s2cs RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
-    ...r.idleMemory.points.map((p) => `| s2cs RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
-    `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
-    '',
-    `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`,
-    '',
-  );
+  if (r.setup && r.idleMemory) {
+    lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
+    for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+    const s = r.setup;
+    lines.push(
+      '',
+      '| control plane | value |',
+      '|---|---|',
+      `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
+      `| setup, library, control connections kept open (ConnectionPool), p50 / p99 over ${s.libraryWarm.n} | ${s.libraryWarm.p50ms.toFixed(1)} ms / ${s.libraryWarm.p99ms.toFixed(1)} ms |`,
+      `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
+      `| setups per second, 50 concurrent clients | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
+      `| s2cs RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
+      ...r.idleMemory.points.map((p) => `| s2cs RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
+      `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+    );
+  } else lines.push('', '(a --rows run: throughput rows only)');
+  lines.push('', `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`, '');
   return `${lines.join('\n')}\n`;
 }
 

@@ -31,7 +31,9 @@ export type FramedSide = 'accepted' | 'target';
  * With `targetReads` (the memory the target was opened to read into), data from
  * the target is written straight from there: from a reused buffer, the target
  * reads again only once the kernel has taken the bytes; from a ring, each read is
- * held until its write completes (see transport/reads.ts).
+ * held until its write completes (see transport/reads.ts). `acceptedReads` does
+ * the same for a plain accepted socket moved onto a reused buffer (transport/tcp.ts
+ * readInto).
  * With `framed`, that socket's directions end only with an END frame: a clean end
  * from the other side is sent as one, and the framed leg ending without one, or
  * carrying anything malformed, resets both sides.
@@ -43,7 +45,10 @@ export function forward(
   onDone: () => void,
   targetReads?: ConnectionReads,
   framed?: FramedSide,
+  acceptedReads?: ReusedReadBuffer,
 ): void {
+  // A framed (TLS) accepted side decrypts into its own buffers (see transport/reads.ts).
+  if (acceptedReads && framed === 'accepted') throw new Error('forward: a framed accepted socket cannot read into a reused buffer');
   let open = 2;
   const closed = () => {
     if (--open === 0) onDone();
@@ -56,24 +61,27 @@ export function forward(
   const acceptedReader = framed === 'accepted' ? new FrameReader(() => endCleanly(target)) : undefined;
   const targetReader = framed === 'target' ? new FrameReader(() => endCleanly(accepted)) : undefined;
 
-  const toTarget = batched(target, framed === 'target');
-  if (acceptedReader) {
-    acceptedReader.onData = (view) => {
-      counters.toTarget += view.length;
-      if (!toTarget(view)) accepted.pause();
-    };
-    accepted.on('data', (chunk: Buffer) => {
-      if (!acceptedReader.push(chunk, chunk.length)) fail();
-    });
-  } else {
-    accepted.on('data', (chunk: Buffer) => {
-      counters.toTarget += chunk.length;
-      if (!toTarget(chunk)) accepted.pause();
-    });
+  if (acceptedReads) fromReusedBuffer(accepted, target, counters, 'toTarget', acceptedReads, framed === 'target');
+  else {
+    const toTarget = batched(target, framed === 'target');
+    if (acceptedReader) {
+      acceptedReader.onData = (view) => {
+        counters.toTarget += view.length;
+        if (!toTarget(view)) accepted.pause();
+      };
+      accepted.on('data', (chunk: Buffer) => {
+        if (!acceptedReader.push(chunk, chunk.length)) fail();
+      });
+    } else {
+      accepted.on('data', (chunk: Buffer) => {
+        counters.toTarget += chunk.length;
+        if (!toTarget(chunk)) accepted.pause();
+      });
+    }
+    target.on('drain', () => accepted.resume());
   }
-  target.on('drain', () => accepted.resume());
 
-  if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, target, counters, targetReads, framed === 'accepted');
+  if (targetReads?.kind === 'reused') fromReusedBuffer(target, accepted, counters, 'fromTarget', targetReads, framed === 'accepted');
   else if (targetReads?.kind === 'ring') fromRing(accepted, target, counters, targetReads, framed === 'accepted', targetReader, fail);
   else {
     const toAccepted = batched(accepted, framed === 'accepted');
@@ -187,39 +195,40 @@ function writeFrames(dest: Socket, chunk: Buffer, written?: () => void): boolean
 
 const EMPTY = Buffer.alloc(0);
 
-// Target data read into one reused buffer: written from there, and the target reads
-// again only once the kernel has taken those bytes. Framed: the read landed behind
-// room for the header, which goes in front of it in the same buffer, so header and
-// payload leave in one write (one TLS write, no copy).
-function fromReusedBuffer(accepted: Socket, target: Socket, counters: ByteCounters, reads: ReusedReadBuffer, framed: boolean): void {
+// Data read into one reused buffer (from a TCP target, or from an accepted plain
+// TCP connection): written from there, and `from` reads again only once the kernel
+// has taken those bytes. Framed: the read landed behind room for the header, which
+// goes in front of it in the same buffer, so header and payload leave in one write
+// (one TLS write, no copy).
+function fromReusedBuffer(from: Socket, to: Socket, counters: ByteCounters, count: keyof ByteCounters, reads: ReusedReadBuffer, framed: boolean): void {
   let waiting = false;
   // Runs when a write from the buffer has reached the kernel; one function for every write.
   const flushed = () => {
-    if (waiting && accepted.writableLength === 0) {
+    if (waiting && to.writableLength === 0) {
       waiting = false;
-      target.resume();
+      from.resume();
     }
   };
   const { headroom } = reads;
   const inPlace = framed && headroom >= FRAME_HEADER;
   const early = reads.take((bytes, buffer) => {
-    counters.fromTarget += bytes;
+    counters[count] += bytes;
     if (inPlace && bytes <= MAX_FRAME_PAYLOAD) {
       writeDataHeader(reads.buffer, headroom - FRAME_HEADER, bytes);
-      accepted.write(reads.buffer.subarray(headroom - FRAME_HEADER, headroom + bytes), flushed);
-    } else if (framed) writeFrames(accepted, buffer.subarray(0, bytes), flushed);
-    else accepted.write(buffer.subarray(0, bytes), flushed);
+      to.write(reads.buffer.subarray(headroom - FRAME_HEADER, headroom + bytes), flushed);
+    } else if (framed) writeFrames(to, buffer.subarray(0, bytes), flushed);
+    else to.write(buffer.subarray(0, bytes), flushed);
     // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
-    if (accepted.writableLength > 0) {
+    if (to.writableLength > 0) {
       waiting = true;
       return false;
     }
     return true;
   });
   for (const chunk of early) {
-    counters.fromTarget += chunk.length;
-    if (framed) writeFrames(accepted, chunk);
-    else accepted.write(chunk);
+    counters[count] += chunk.length;
+    if (framed) writeFrames(to, chunk);
+    else to.write(chunk);
   }
 }
 

@@ -300,7 +300,15 @@ export class LocalDataServer implements DataServer {
     this.reservedMemory += need;
     const peer = `${raw.remoteAddress}:${raw.remotePort}`;
     const options = { highWaterMark: this.opts.bufferSize };
-    acceptVia.accept(raw, options).then(
+    // A plain accepted connection is read into one reused buffer too (the socket
+    // moves onto it, see transport/tcp.ts readInto); towards a TLS target, with room
+    // for the WAN leg's frame header in front. TLS decrypts into its own buffers.
+    const towardsFramed = acceptVia.name === 'tcp' && connectVia.name === 'tls';
+    const acceptedReads =
+      acceptVia.name === 'tcp'
+        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
+        : undefined;
+    acceptVia.accept(raw, { ...options, reads: acceptedReads }).then(
       (socket) => {
         if (stream.released || raw.destroyed) {
           socket.destroy();
@@ -339,6 +347,7 @@ export class LocalDataServer implements DataServer {
               },
               reads,
               framed,
+              socket === raw ? undefined : acceptedReads,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -465,20 +474,24 @@ const CONNECTION_SLACK = 256 * 1024;
 /**
  * The most buffer memory one forwarded connection can hold (user space; kernel
  * socket buffers not counted), with every high-water mark at `bufferSize` (b):
- * - towards the target: the accepted socket keeps reading while its destination
- *   is full, until its readable buffer holds b; the target's writable buffer
- *   holds b more. 2b: with a target that does not read, 2 x 4 MiB was the 8 MiB
- *   per connection measured from outside.
+ * - towards the target: plain TCP reads into one reused buffer (readSize) and
+ *   reads again only once the kernel took it: that buffer only. A TLS accepted
+ *   socket keeps decrypting while its destination is full, until its readable
+ *   buffer holds b; the target's writable buffer holds b more. 2b: with a target
+ *   that does not read, 2 x 4 MiB was the 8 MiB per connection measured from
+ *   outside (before plain accepted sockets read into a reused buffer).
  * - from the target: plain TCP reads into one reused buffer (readSize) written
  *   from there, the next read waiting until the kernel took it: that buffer only.
  *   TLS reads into a ring (ringSize) whose records wait in the accepted socket's
  *   writable buffer, up to b of them (past the ring, in one-off buffers).
- * Measured (test/s2ds/limits.test.ts): arrayBuffers grows by about 2b + 1 MiB per
- * plain connection pushing into a target that does not read.
+ * Measured (test/s2ds/limits.test.ts, b = 1 MiB): arrayBuffers grows by about 2 MiB
+ * per plain connection pushing into a target that does not read (the two reused
+ * read buffers); before accepted connections read into one, 2b + 1 MiB.
  */
 export function connectionMemory(bufferSize: number, accept: 'tcp' | 'tls', connect: 'tcp' | 'tls'): number {
   const fromTarget = connect === 'tcp' ? readSize(bufferSize, accept) : ringSize(bufferSize) + bufferSize;
-  return 2 * bufferSize + fromTarget + CONNECTION_SLACK;
+  const toTarget = accept === 'tcp' ? readSize(bufferSize, connect) : 2 * bufferSize;
+  return toTarget + fromTarget + CONNECTION_SLACK;
 }
 
 function mib(bytes: number): string {

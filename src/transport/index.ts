@@ -10,7 +10,10 @@ import type { ConnectionReads } from './reads.js';
 export interface SocketOptions {
   /** Stream buffer bound per direction, in bytes (see the forwarder). */
   highWaterMark: number;
-  /** connect only: read into memory allocated once instead of a new Buffer per chunk (see reads.ts). */
+  /**
+   * Read into memory allocated once instead of a new Buffer per chunk (see reads.ts):
+   * connections opened, and plain TCP connections accepted (a ReusedReadBuffer).
+   */
   reads?: ConnectionReads;
 }
 
@@ -22,7 +25,7 @@ export interface Transport {
   connect(address: Address, options: SocketOptions): Promise<Socket>;
 }
 
-export { TcpTransport, listenTcp, type TcpListener } from './tcp.js';
+export { TcpTransport, listenTcp, readInto, type TcpListener } from './tcp.js';
 export { TlsTransport, type StreamCredentials } from './tls.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
 export { FrameReader, END_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from './frames.js';

@@ -13,7 +13,7 @@ interface OnRead {
 abstract class TargetReads {
   private handler: ReadHandler | undefined;
   private early: Buffer[] = [];
-  /** The `onread` option of net.connect / tls.connect. */
+  /** The `onread` option of net.connect / tls.connect / new net.Socket (an accepted connection, tcp.ts). */
   abstract readonly onread: OnRead;
 
   /** Hands every later read to `handler`; returns (copies of) what arrived before it was set. */

@@ -33,6 +33,12 @@ function deferred<T>(): Deferred<T> {
 
 type ReadMode = 'new' | 'reused' | 'ring';
 
+/** How the target reads, and whether the accepted socket is moved onto a reused buffer (TcpTransport.accept with reads). */
+interface Modes {
+  target: ReadMode;
+  accepted: 'new' | 'reused';
+}
+
 /** One proxied connection as seen by the harness. */
 interface Leg {
   accepted: Socket;
@@ -53,11 +59,14 @@ class Harness {
   private readonly legWaiters: Array<Deferred<Leg>> = [];
   private readonly legs: Leg[] = [];
 
-  private constructor(private readonly reads: ReadMode) {}
+  private constructor(private readonly modes: Modes) {}
 
-  /** How the target reads: new Buffers, one reused buffer (TCP targets), or a ring (TLS targets). */
-  static async start(reads: ReadMode = 'new'): Promise<Harness> {
-    const h = new Harness(reads);
+  /**
+   * How the target reads: new Buffers, one reused buffer (TCP targets), or a ring
+   * (TLS targets); how the accepted socket reads: new Buffers or one reused buffer.
+   */
+  static async start(modes: Modes = { target: 'new', accepted: 'new' }): Promise<Harness> {
+    const h = new Harness(modes);
     await h.init();
     return h;
   }
@@ -80,12 +89,17 @@ class Harness {
     await once(this.upstreamServer, 'listening');
     const upPort = (this.upstreamServer.address() as { port: number }).port;
 
-    this.proxy = await listenTcp({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, (accepted) => {
-      this.track(accepted);
-      accepted.on('error', () => {}); // until forward() owns it, as in LocalDataServer
+    this.proxy = await listenTcp({ host: '127.0.0.1', port: 0 }, { highWaterMark: HWM }, async (raw) => {
+      this.track(raw);
+      raw.on('error', () => {}); // until forward() owns it, as in LocalDataServer
       // A small ring, so that wrapping and the one-off buffers of a full ring happen too.
+      const { target: mode } = this.modes;
       const reads: ConnectionReads | undefined =
-        this.reads === 'reused' ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : this.reads === 'ring' ? new RingReadBuffer(Buffer.allocUnsafe(40 * KiB), 16 * KiB) : undefined;
+        mode === 'reused' ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : mode === 'ring' ? new RingReadBuffer(Buffer.allocUnsafe(40 * KiB), 16 * KiB) : undefined;
+      const acceptedReads = this.modes.accepted === 'reused' ? new ReusedReadBuffer(Buffer.allocUnsafe(HWM)) : undefined;
+      const accepted = this.track(await transport.accept(raw, { highWaterMark: HWM, reads: acceptedReads }));
+      accepted.on('error', () => {});
+      if (acceptedReads) assert.notEqual(accepted, raw, 'the accepted connection moved onto its reused buffer');
       transport.connect({ host: '127.0.0.1', port: upPort }, { highWaterMark: HWM, reads }).then(
         (target) => {
           this.track(target);
@@ -101,6 +115,8 @@ class Harness {
               done.resolve();
             },
             reads,
+            undefined,
+            acceptedReads,
           );
           const leg: Leg = { accepted, target, counters, done: done.promise, doneCalls: () => calls };
           this.legs.push(leg);
@@ -191,8 +207,16 @@ afterEach(async () => {
   harness = undefined;
 });
 
-// Every case runs with each way the target can read.
-for (const reads of ['new', 'reused', 'ring'] as const) describe(`forward (target reads: ${reads})`, () => {
+// Every case runs with each way the target can read, and with the accepted socket
+// reading new Buffers or (moved onto one by TcpTransport.accept) a reused buffer.
+const MODES: Modes[] = [
+  { target: 'new', accepted: 'new' },
+  { target: 'reused', accepted: 'new' },
+  { target: 'ring', accepted: 'new' },
+  { target: 'reused', accepted: 'reused' },
+  { target: 'ring', accepted: 'reused' },
+];
+for (const reads of MODES) describe(`forward (target reads: ${reads.target}, accepted reads: ${reads.accepted})`, () => {
   it('carries bytes both ways intact and counts them exactly', { timeout: TEST_TIMEOUT }, async () => {
     harness = await Harness.start(reads);
     // Half-open capable: the upstream may finish (FIN) before the client has sent
@@ -391,6 +415,85 @@ for (const reads of ['new', 'reused', 'ring'] as const) describe(`forward (targe
     assert.equal(leg.counters.fromTarget, TOTAL);
     assert.equal(leg.counters.toTarget, 0);
     assert.ok(maxProxyWriteBuffer <= 2 * HWM, `proxy write buffer reached ${maxProxyWriteBuffer} bytes`);
+    assert.equal(leg.doneCalls(), 1);
+  });
+
+  it('keeps memory bounded when the target stalls, then, read slowly, delivers every byte in order', { timeout: TEST_TIMEOUT }, async (t) => {
+    harness = await Harness.start(reads);
+    const { client, upstream, leg } = await harness.client();
+    upstream.pause(); // the target does not read for a while
+
+    // 17 distinct chunks cycled: a read landing over bytes still waiting to be
+    // written (a reused buffer refilled too early), a loss or a reordering changes the hash.
+    const CHUNK = 64 * KiB;
+    const TOTAL = 128 * MiB;
+    const LIMIT = 32 * MiB;
+    const pool = Array.from({ length: 17 }, () => randomBytes(CHUNK));
+    const sentHash = createHash('sha256');
+    let handed = 0;
+    let blocked = false;
+    let maxWrite = 0;
+    let maxRead = 0;
+    const sample = () => {
+      maxWrite = Math.max(maxWrite, leg.target.writableLength);
+      maxRead = Math.max(maxRead, leg.accepted.readableLength);
+    };
+    const writer = (async () => {
+      let i = 0;
+      while (handed < TOTAL) {
+        const chunk = pool[i++ % pool.length]!;
+        sentHash.update(chunk);
+        handed += chunk.length;
+        if (!client.write(chunk)) {
+          blocked = true;
+          await once(client, 'drain');
+          blocked = false;
+        }
+      }
+      client.end();
+    })();
+
+    let last = -1;
+    let still = 0;
+    while (still < 20 && handed < TOTAL) {
+      await sleep(25);
+      sample();
+      const moved = handed !== last || !blocked;
+      last = handed;
+      still = moved ? 0 : still + 1;
+    }
+    t.diagnostic(`while stalled: client handed ${handed} bytes to write(); proxy took ${leg.counters.toTarget}; proxy buffers max write ${maxWrite} / read ${maxRead}`);
+    assert.ok(handed < LIMIT, `client wrote ${(handed / MiB).toFixed(1)} MiB while the target was stalled; expected < ${LIMIT / MiB} MiB`);
+    assert.ok(maxWrite <= 2 * HWM, `proxy write buffer reached ${maxWrite} bytes`);
+    assert.ok(maxRead <= 2 * HWM, `proxy read buffer reached ${maxRead} bytes`);
+
+    // A slow reader: it takes a little, stops, takes a little more, so that the
+    // forwarder is held back and let go many times.
+    const recvHash = createHash('sha256');
+    let received = 0;
+    let sinceStop = 0;
+    upstream.on('data', (c: Buffer) => {
+      received += c.length;
+      recvHash.update(c);
+      sinceStop += c.length;
+      if (sinceStop >= 4 * MiB) {
+        sinceStop = 0;
+        sample();
+        upstream.pause();
+        setTimeout(() => upstream.resume(), 2);
+      }
+    });
+    const ended = once(upstream, 'end');
+    upstream.resume();
+    await ended;
+    await writer;
+    upstream.end();
+    assert.equal(received, TOTAL);
+    assert.equal(recvHash.digest('hex'), sentHash.digest('hex'));
+    await leg.done;
+    assert.equal(leg.counters.toTarget, TOTAL);
+    assert.equal(leg.counters.fromTarget, 0);
+    assert.ok(maxWrite <= 2 * HWM, `proxy write buffer reached ${maxWrite} bytes`);
     assert.equal(leg.doneCalls(), 1);
   });
 

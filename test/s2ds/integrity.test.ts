@@ -237,6 +237,34 @@ describe('two TLS gateways in one process', () => {
     }
   });
 
+  it('reverse direction, a producer that stalls and then reads slowly: every byte, in order (the consumer-side gateway reads into one reused buffer)', { timeout: TIMEOUT }, async () => {
+    const g = await gateways();
+    try {
+      const consumer = await connectTo(g.consumerAddress);
+      const producer = await g.app.next();
+      producer.pause();
+      const data = randomBytes(48 * MiB + 5);
+      const written = writeAll(consumer, data);
+      await new Promise((r) => setTimeout(r, 300));
+      // Taken a little at a time: the gateways are held back and let go many times.
+      let since = 0;
+      producer.on('data', (c: Buffer) => {
+        since += c.length;
+        if (since >= 2 * MiB) {
+          since = 0;
+          producer.pause();
+          setTimeout(() => producer.resume(), 2);
+        }
+      });
+      const result = outcome(producer);
+      producer.resume();
+      await written;
+      assert.deepEqual(await result, { bytes: data.length, sha: sha(data), end: 'end' });
+    } finally {
+      await g.close();
+    }
+  });
+
   it('both directions at once, half-closes in either order, all bytes both ways', { timeout: TIMEOUT }, async () => {
     const g = await gateways();
     try {
