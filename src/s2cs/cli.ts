@@ -89,7 +89,7 @@ program
   .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
   .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's connection map (UpdateTargets); more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
   .addOption(
-    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case, about 2-3 x --buffer-size); beyond it new connections are refused')
+    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case: at 4MiB --buffer-size, 2.25 MiB plain to plain up to 8.5 MiB from TLS); beyond it new connections are refused')
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
