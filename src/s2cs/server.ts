@@ -293,6 +293,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       if (!agents || agents.length === 0) {
         throw new Error('the streams are forwarded inside this s2cs process (--workers 0), so they cannot outlive it; stop it with SIGTERM (which releases them) instead');
       }
+      table.detach();
       server.forceShutdown();
       supervisor?.detach();
       // RemoteAgent.close() stops polling and closes the link; it releases nothing.

@@ -195,6 +195,8 @@ export class StreamTable {
     );
   }
 
+  private detached = false;
+
   get size(): number {
     return this.records.size;
   }
@@ -485,6 +487,8 @@ export class StreamTable {
           ),
         );
       }, this.opts.helloTimeoutMs);
+      // The open req call keeps the server busy; the timer alone must not keep a detached one alive.
+      timer.unref();
       record.helloArrived = (listeners) => {
         clearTimeout(timer);
         resolve(listeners);
@@ -758,6 +762,8 @@ export class StreamTable {
 
   private async releaseRecord(record: StreamRecord, why: string, level: 'info' | 'warn' = 'info'): Promise<void> {
     const { uid } = record.request;
+    // After detach() the streams belong to the next s2cs: nothing here may release them.
+    if (this.detached) return;
     if (this.records.get(uid) === record) this.records.delete(uid);
     const wasReserving = record.state === 'reserving';
     record.state = 'released';
@@ -829,6 +835,20 @@ export class StreamTable {
       const stats = this.opts.dataServer.stats(r.request.uid);
       if (stats) r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget);
     }
+  }
+
+  /**
+   * Lets go of every stream without releasing any (a restart for an upgrade: the
+   * agents keep forwarding and the next s2cs takes the streams back). Timers stop;
+   * nothing this table does afterwards reaches the data server.
+   */
+  detach(): void {
+    this.detached = true;
+    this.stopSampling();
+    for (const r of this.records.values()) this.endLease(r);
+    this.pendingHellos.clear();
+    this.recordWaiters.clear();
+    for (const w of this.consWaiters.clear()) w.reject(aborted('s2cs is restarting; send Hello again once it is back'));
   }
 
   /** Releases every stream (shutdown). */
