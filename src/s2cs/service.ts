@@ -133,6 +133,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
         reserved_ports: ports.reserved,
         free_ports: ports.free,
         refusals: deps.refusals.totals(),
+        ended: table
+          .endedRecently()
+          .filter((e) => seesAll || e.owner === caller.subject)
+          .filter((e) => !msg.uid || e.uid === msg.uid)
+          .map((e) => ({ uid: e.uid, owner: e.owner, why: e.why, ago_s: Math.max(0, Math.floor((Date.now() - e.at) / 1000)) })),
         // The facility's internal addresses: for operators, not for every user.
         agents: seesAll
           ? (deps.agents?.() ?? []).map((a) => ({

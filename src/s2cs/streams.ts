@@ -196,6 +196,8 @@ export class StreamTable {
   }
 
   private detached = false;
+  /** Streams this gateway ended by itself lately, newest last (status shows why). */
+  private readonly endedLately: EndedStream[] = [];
 
   get size(): number {
     return this.records.size;
@@ -751,7 +753,7 @@ export class StreamTable {
     const record = this.records.get(uid);
     if (!record) return;
     this.checkOwner(record, caller, 'release', true);
-    await this.releaseRecord(record, 'released by request');
+    await this.releaseRecord(record, RELEASED_BY_REQUEST);
   }
 
   /** A stream the data servers no longer carry (its agent ended): released here too, with why. */
@@ -767,6 +769,10 @@ export class StreamTable {
     if (this.records.get(uid) === record) this.records.delete(uid);
     const wasReserving = record.state === 'reserving';
     record.state = 'released';
+    if (why !== RELEASED_BY_REQUEST && why !== SHUTTING_DOWN) {
+      this.endedLately.push({ uid, owner: record.owner.subject, why, at: Date.now() });
+      if (this.endedLately.length > MAX_ENDED_KEPT) this.endedLately.shift();
+    }
     this.endLease(record);
     record.abort?.(why);
     const stats = this.opts.dataServer.stats(uid);
@@ -806,6 +812,11 @@ export class StreamTable {
         },
       ];
     });
+  }
+
+  /** Streams this gateway ended by itself lately (not released by their owner), newest last. */
+  endedRecently(): readonly EndedStream[] {
+    return this.endedLately;
   }
 
   /** Whether the rate sampler runs (it should only while there are streams). */
@@ -857,7 +868,7 @@ export class StreamTable {
     this.pendingHellos.clear();
     this.recordWaiters.clear();
     for (const w of this.consWaiters.clear()) w.reject(aborted('s2cs is shutting down; send Hello again once it is back'));
-    await Promise.all([...this.records.values()].map((r) => this.releaseRecord(r, 'server shutting down')));
+    await Promise.all([...this.records.values()].map((r) => this.releaseRecord(r, SHUTTING_DOWN)));
   }
 
   private checkRole(record: StreamRecord, role: Role, what: string): void {
@@ -934,6 +945,19 @@ function updateReply(record: StreamRecord, targets: Address[]): StreamReply {
 }
 
 function noop(): void {}
+
+const RELEASED_BY_REQUEST = 'released by request';
+const SHUTTING_DOWN = 'server shutting down';
+/** How many self-ended streams status remembers (a few KiB). */
+const MAX_ENDED_KEPT = 100;
+
+export interface EndedStream {
+  uid: string;
+  owner: string;
+  why: string;
+  /** When it ended (ms since epoch). */
+  at: number;
+}
 
 const countedRefusals = new WeakSet<Error>();
 

@@ -52,6 +52,8 @@ export interface GatewayStatus {
   /** What the gateway refused since it started, by kind. */
   refusals: Record<string, number>;
   agents: AgentStatusRow[];
+  /** Streams the gateway ended by itself lately (lease over, no Hello, agent died...), with why. */
+  ended: { uid: string; owner: string; why: string; agoS: number }[];
 }
 
 /** A gateway that could not be asked. */
@@ -112,6 +114,7 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       freePorts: num(a.free_ports),
       bytesPerSecond: num(a.bytes_per_second),
     })),
+    ended: r.ended.map((e) => ({ uid: e.uid, owner: e.owner, why: e.why, agoS: num(e.ago_s) })),
   };
 }
 
@@ -191,6 +194,7 @@ export function formatGatewayStatus(g: GatewayStatus): string {
   for (const s of g.streams) text += formatStream(s);
   const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
   if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;
+  for (const e of g.ended) text += `  ended by the gateway ${formatAge(e.agoS)} ago: ${e.uid} (owner ${e.owner}): ${e.why}\n`;
   for (const a of g.agents) {
     const where = a.listenerIp ? `, listeners on ${a.listenerIp}` : '';
     text += a.up

@@ -150,6 +150,9 @@ test('s2cs start --workers 2: a stream spread over both workers; kill -9 of a wo
     }
     assert.deepEqual(st.streams.map((x) => x.uid), [], 'status lists no stream');
     assert.equal(st.reserved_ports, 0, 'every port freed');
+    const ended = st.ended.find((e) => e.uid === 'live');
+    assert.ok(ended, `status says the stream ended: ${JSON.stringify(st.ended)}`);
+    assert.match(ended.why, /data-server worker worker-1 killed by SIGKILL: the connections it carried were reset/);
     await until('worker-1 restarted', () => Number.isInteger(worker1()) && worker1() !== before && workers().length === 2, 15_000);
     assert.match(s2cs.stdout() + s2cs.stderr(), /data-server worker worker-1 killed by SIGKILL: the connections it carried were reset/);
 

@@ -67,7 +67,7 @@ describe('units', () => {
 
 describe('human output', () => {
   test('a ready stream: aligned fields, sizes with units, rate, age, listeners -> targets, no lease', () => {
-    const text = formatGatewayStatus({ s2cs: '127.0.0.1:5000', reservedPorts: 2, freePorts: 98, streams: [stream()], refusals: { 'wan-auth': 0 }, agents: [] });
+    const text = formatGatewayStatus({ s2cs: '127.0.0.1:5000', reservedPorts: 2, freePorts: 98, streams: [stream()], refusals: { 'wan-auth': 0 }, agents: [], ended: [] });
     const lines = text.trimEnd().split('\n');
     assert.equal(lines[0], 'gateway 127.0.0.1:5000: 1 stream, 2 ports reserved, 98 free');
     assert.equal(lines[1], '  stream u-1 (PROD, 2 connections)');
@@ -97,7 +97,9 @@ describe('human output', () => {
         { name: 'worker-0', address: 'unix:/var/lib/s2cs/agents-5000/worker-0.sock', listenerIp: '10.0.0.1', up: true, streams: 1, freePorts: 9, bytesPerSecond: 125_000_000 },
         { name: 'gwa2', address: '10.0.1.3:7200', listenerIp: '10.0.0.2', up: false, streams: 0, freePorts: 0, bytesPerSecond: 0 },
       ],
+      ended: [{ uid: 'u-0', owner: 'alice', why: 'its data-server agent worker-1 died (killed by SIGKILL)', agoS: 125 }],
     });
+    assert.match(text, /ended by the gateway 2m05s ago: u-0 \(owner alice\): its data-server agent worker-1 died \(killed by SIGKILL\)/);
     assert.match(text, /agent worker-0 \(unix:\/var\/lib\/s2cs\/agents-5000\/worker-0\.sock, listeners on 10\.0\.0\.1\): up, 1 stream, 9 free ports, 1\.00 Gbit\/s/);
     assert.match(text, /agent gwa2 \(10\.0\.1\.3:7200, listeners on 10\.0\.0\.2\): DOWN, not answering; new streams avoid it/);
     assert.match(text, /stream u-1 \(PROD, 1 connection, rate 100\)/);
@@ -153,6 +155,7 @@ describe('against gateways', () => {
       free_ports: 4,
       refusals: [{ kind: 'wan-auth', count: '12' }],
       agents: [{ name: 'w', address: 'unix:/s', listener_ip: '10.0.0.1', up: true, streams: 2, free_ports: 7, bytes_per_second: '1000' }],
+      ended: [{ uid: 'u', owner: 'o', why: 'w', ago_s: 3 }],
     });
     assert.deepEqual(g, {
       s2cs: 'h:1',
@@ -161,6 +164,7 @@ describe('against gateways', () => {
       streams: [],
       refusals: { 'wan-auth': 12 },
       agents: [{ name: 'w', address: 'unix:/s', listenerIp: '10.0.0.1', up: true, streams: 2, freePorts: 7, bytesPerSecond: 1000 }],
+      ended: [{ uid: 'u', owner: 'o', why: 'w', agoS: 3 }],
     });
   });
 

@@ -6,6 +6,7 @@ import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _sci
 import type { Capabilities as _scistream_Capabilities, Capabilities__Output as _scistream_Capabilities__Output } from './scistream/Capabilities';
 import type { CapabilitiesRequest as _scistream_CapabilitiesRequest, CapabilitiesRequest__Output as _scistream_CapabilitiesRequest__Output } from './scistream/CapabilitiesRequest';
 import type { ControlClient as _scistream_ControlClient, ControlDefinition as _scistream_ControlDefinition } from './scistream/Control';
+import type { EndedStream as _scistream_EndedStream, EndedStream__Output as _scistream_EndedStream__Output } from './scistream/EndedStream';
 import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from './scistream/Hello';
 import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from './scistream/Refusal';
 import type { Release as _scistream_Release, Release__Output as _scistream_Release__Output } from './scistream/Release';
@@ -28,6 +29,7 @@ export interface ProtoGrpcType {
     Capabilities: MessageTypeDefinition<_scistream_Capabilities, _scistream_Capabilities__Output>
     CapabilitiesRequest: MessageTypeDefinition<_scistream_CapabilitiesRequest, _scistream_CapabilitiesRequest__Output>
     Control: SubtypeConstructor<typeof grpc.Client, _scistream_ControlClient> & { service: _scistream_ControlDefinition }
+    EndedStream: MessageTypeDefinition<_scistream_EndedStream, _scistream_EndedStream__Output>
     Hello: MessageTypeDefinition<_scistream_Hello, _scistream_Hello__Output>
     Refusal: MessageTypeDefinition<_scistream_Refusal, _scistream_Refusal__Output>
     Release: MessageTypeDefinition<_scistream_Release, _scistream_Release__Output>

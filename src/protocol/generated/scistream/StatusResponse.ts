@@ -3,6 +3,7 @@
 import type { StreamStatus as _scistream_StreamStatus, StreamStatus__Output as _scistream_StreamStatus__Output } from '../scistream/StreamStatus';
 import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from '../scistream/Refusal';
 import type { AgentStatus as _scistream_AgentStatus, AgentStatus__Output as _scistream_AgentStatus__Output } from '../scistream/AgentStatus';
+import type { EndedStream as _scistream_EndedStream, EndedStream__Output as _scistream_EndedStream__Output } from '../scistream/EndedStream';
 
 export interface StatusResponse {
   'streams'?: (_scistream_StreamStatus)[];
@@ -10,6 +11,7 @@ export interface StatusResponse {
   'free_ports'?: (number);
   'refusals'?: (_scistream_Refusal)[];
   'agents'?: (_scistream_AgentStatus)[];
+  'ended'?: (_scistream_EndedStream)[];
 }
 
 export interface StatusResponse__Output {
@@ -18,4 +20,5 @@ export interface StatusResponse__Output {
   'free_ports': (number);
   'refusals': (_scistream_Refusal__Output)[];
   'agents': (_scistream_AgentStatus__Output)[];
+  'ended': (_scistream_EndedStream__Output)[];
 }
