@@ -2,7 +2,7 @@
 // through the real CLIs as separate processes, exactly as a user would.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { UsageError, addExamples, integer, option, runCli } from '../cli.js';
@@ -48,7 +48,8 @@ async function main(totalBytes: number, numConn: number): Promise<void> {
   say(`starting the producer facility's gateway (s2cs on ${prodS2cs}) and the consumer facility's (s2cs on ${consS2cs}), control channel over TLS`);
   // Control ports and data listeners on loopback only: nothing the demo starts is reachable from the network.
   const gateway = (name: string, port: number, range: { first: number; last: number }) =>
-    start(spawnCli('s2cs', ['start', '--state-dir', join(state, name), '--control-host', '127.0.0.1', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`]));
+    // Local data-server workers, as s2cs runs by default (one per core, at most two here).
+    start(spawnCli('s2cs', ['start', '--state-dir', join(state, name), '--control-host', '127.0.0.1', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, '--workers', String(Math.min(2, availableParallelism()))]));
   const gateways = [gateway('gw-a', prodPort, prodRange), gateway('gw-b', consPort, consRange)];
   await Promise.all(gateways.map((g) => g.waitFor(/s2cs ready/)));
   // Each gateway made a self-signed certificate; the clients trust exactly those two.
