@@ -1,22 +1,12 @@
 // The S2CS–S2DS link's contract: proto/s2ds.proto loaded at run time, with the
 // types generated from it by `npm run gen:proto` (src/protocol/generated/scistream/s2ds).
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProto } from './contract.js';
 import type { ProtoGrpcType } from './generated/s2ds.js';
 
 export const AGENT_PROTO_PATH = fileURLToPath(new URL('../../../proto/s2ds.proto', import.meta.url));
 
-// The same loader options as the control contract (contract.ts): uint64 fields come out as strings.
-const definition = protoLoader.loadSync(AGENT_PROTO_PATH, {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
-
-const loaded = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+const loaded = loadProto<ProtoGrpcType>(AGENT_PROTO_PATH);
 
 /** The `scistream.s2ds.Agent` service: its definition for the agent, its client class for s2cs. */
 export const Agent = loaded.scistream.s2ds.Agent;

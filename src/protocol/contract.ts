@@ -7,15 +7,16 @@ import type { ProtoGrpcType } from './generated/scistream.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../../proto/scistream.proto', import.meta.url));
 
-const definition = protoLoader.loadSync(PROTO_PATH, {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-});
+/**
+ * Loads a .proto of ours the one way both contracts are loaded: field names as
+ * written, uint64 as decimal strings, defaults filled in.
+ */
+export function loadProto<T>(path: string): T {
+  const definition = protoLoader.loadSync(path, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  return grpc.loadPackageDefinition(definition) as unknown as T;
+}
 
-const loaded = grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType;
+const loaded = loadProto<ProtoGrpcType>(PROTO_PATH);
 
 /** The `scistream.Control` service: its definition for servers, its client class for clients. */
 export const Control = loaded.scistream.Control;

@@ -1,12 +1,12 @@
 // s2cs: the control server on a gateway node.
-import { createServer } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../log.js';
 import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
-import { DATA_DEFAULTS, connectionMemory, parsePortRange } from '../s2ds/index.js';
+import { DATA_DEFAULTS, connectionMemory } from '../s2ds/index.js';
+import { canBind, checkDataPlaneFlags } from '../s2ds/flags.js';
 import { parseSize } from '../units.js';
 import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
@@ -127,25 +127,16 @@ program
       process.stderr.write(`s2cs: error: ${message}\n`);
       process.exit(EXIT.usage);
     };
-    let portRange;
-    try {
-      portRange = parsePortRange(flags.portRange);
-    } catch (err) {
-      return usage(`--port-range: ${(err as Error).message}`);
-    }
-    if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
+    const bindIp = flags.bindIp ?? flags.listenerIp;
+    const checked = await checkDataPlaneFlags({ portRange: flags.portRange, bufferSize: flags.bufferSize, maxBufferMemory: flags.maxBufferMemory, bindIp });
+    if ('problem' in checked) return usage(checked.problem);
+    const { portRange } = checked;
     const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
-    if (flags.maxBufferMemory < perConnection) {
-      usage(`--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`);
-    }
     if (flags.setupTimeout !== undefined && flags.setupTimeout < flags.helloTimeout) {
       usage(`--setup-timeout ${flags.setupTimeout} is below --hello-timeout ${flags.helloTimeout}: a producer stream would be released while it may still wait for its Hello; give at least ${flags.helloTimeout}`);
     }
     const setupTimeout = flags.setupTimeout ?? Math.max(DEFAULTS.setupTimeoutMs / 1000, flags.helloTimeout);
     const maxPortsPerUser = flags.maxPortsPerUser ?? defaultMaxPortsPerUser(portRange, flags.maxConn);
-    const bindIp = flags.bindIp ?? flags.listenerIp;
-    const bindProblem = await canBind(bindIp, 0);
-    if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
     if (flags.port !== 0) {
       const controlProblem = await canBind(flags.controlHost, flags.port);
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
@@ -330,15 +321,6 @@ function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
         logger: authLogger,
       };
   }
-}
-
-/** Start-up check of an address, so that a bad flag is one clear line, not a failure later. */
-function canBind(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
-  });
 }
 
 addExamples(program, {

@@ -1,12 +1,12 @@
 // gRPC handlers of scistream.Control: authenticate, validate, call the stream
 // table, map errors to statuses. No stream logic lives here.
 import * as grpc from '@grpc/grpc-js';
-import { randomBytes } from 'node:crypto';
 import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
-import type { Authenticator, RpcName } from '../auth/index.js';
-import { APP_SECRET_HEADER, undecodable, type ControlHandlers } from '../protocol/contract.js';
-import { ScistreamError, invalidArgument, toServiceError } from '../protocol/errors.js';
+import type { Authenticator } from '../auth/index.js';
+import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
+import { guardedUnary } from '../protocol/guard.js';
+import { ScistreamError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
 import { isCountedRefusal, type StreamTable } from './streams.js';
@@ -28,44 +28,12 @@ export interface ServiceDeps {
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
   const { table, auth, limits } = deps;
-  // The last-resort guard: whatever a handler throws, or throws while its answer is
-  // sent, becomes a status for this call and a log line; it never reaches the
-  // event loop, where it would end the process and every stream on the gateway.
-  const unary =
-    <Req extends { uid?: string }, Res>(rpc: RpcName, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
-    (call, callback) => {
-      let answered = false;
-      const fail = (err: unknown) => {
-        const incident = randomBytes(4).toString('hex');
-        logFailure(deps.logger, rpc, call.request?.uid, peerOf(call), err, incident);
-        if (answered) return;
-        answered = true;
-        try {
-          callback(toServiceError(err, incident));
-        } catch (sendErr) {
-          deps.logger.error({ rpc, incident, err: sendErr }, 'could not send the error status; the call is left to its deadline');
-        }
-      };
-      const succeed = (res: Res) => {
-        if (answered) return;
-        try {
-          callback(null, res);
-          answered = true;
-        } catch (err) {
-          fail(err);
-        }
-      };
-      const garbled = undecodable(call.request);
-      if (garbled !== undefined) {
-        fail(invalidArgument(`the ${rpc} request is not a scistream.Control ${rpc} message (${shown(garbled, 120)}); send it with a client built from proto/scistream.proto`));
-        return;
-      }
-      try {
-        fn(call.request, call).then(succeed, fail);
-      } catch (err) {
-        fail(err);
-      }
-    };
+  const unary = guardedUnary({
+    service: 'scistream.Control',
+    protoFile: 'proto/scistream.proto',
+    logger: deps.logger,
+    logFailure: (rpc, call, err, incident) => logFailure(deps.logger, rpc, (call.request as { uid?: unknown } | undefined)?.uid, peerOf(call), err, incident),
+  });
 
   return {
     req: unary('req', async (msg, call) => {

@@ -1,12 +1,11 @@
 // s2ds: the data-server agent on a gateway node, driven by s2cs over the agent link.
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '../../log.js';
 import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
-import { DATA_DEFAULTS, connectionMemory } from '../local.js';
-import { parsePortRange, type PortRange } from '../ports.js';
+import { DATA_DEFAULTS } from '../local.js';
+import { checkDataPlaneFlags } from '../flags.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
 import type { AgentListen } from '../../security/agent-tls.js';
@@ -73,20 +72,10 @@ program
     } catch (err) {
       return usage(`--listen: ${(err as Error).message}`);
     }
-    let portRange: PortRange;
-    try {
-      portRange = parsePortRange(flags.portRange);
-    } catch (err) {
-      return usage(`--port-range: ${(err as Error).message}`);
-    }
-    if (flags.bufferSize < 4096) usage(`--buffer-size ${flags.bufferSize} is too small; give at least 4KiB`);
-    const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
-    if (flags.maxBufferMemory < perConnection) {
-      usage(`--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`);
-    }
     const bindIp = flags.bindIp ?? flags.listenerIp;
-    const bindProblem = await canBind(bindIp);
-    if (bindProblem) usage(`cannot open data listeners on ${bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0`);
+    const checked = await checkDataPlaneFlags({ portRange: flags.portRange, bufferSize: flags.bufferSize, maxBufferMemory: flags.maxBufferMemory, bindIp });
+    if ('problem' in checked) return usage(checked.problem);
+    const { portRange } = checked;
     const stateDir = flags.stateDir ?? agentStateDir();
     let tls: { server: ServerTls; s2csCerts: string } | undefined;
     if (listen.kind === 'unix') {
@@ -154,15 +143,6 @@ program
       `s2ds ready: agent link on ${agent.address} (${tls ? 'mutual TLS' : 'Unix socket, mode 0600'}), data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });
-
-/** Start-up check of the data bind address, so that a bad flag is one clear line, not a failure at the first stream. */
-function canBind(host: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-    probe.listen({ host, port: 0, exclusive: true }, () => probe.close(() => resolve(undefined)));
-  });
-}
 
 addExamples(program, {
   '': ['s2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200'],

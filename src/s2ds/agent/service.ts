@@ -1,12 +1,12 @@
 // The agent's gRPC handlers (proto/s2ds.proto) over the data-server engine
 // (LocalDataServer): validate, call the engine, keep what ListStreams and Health
 // report. Everything here lives in memory only, stream credentials included.
-import * as grpc from '@grpc/grpc-js';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../log.js';
 import { formatAddress } from '../../protocol/address.js';
-import { MAX_RECORD_BYTES, undecodable, type AgentHandlers, type AgentHealthMessage, type StreamInfo } from '../../protocol/agent-contract.js';
-import { ScistreamError, aborted, invalidArgument, notFound, toServiceError } from '../../protocol/errors.js';
+import { MAX_RECORD_BYTES, type AgentHandlers, type AgentHealthMessage, type StreamInfo } from '../../protocol/agent-contract.js';
+import { ScistreamError, aborted, invalidArgument, notFound } from '../../protocol/errors.js';
+import { guardedUnary } from '../../protocol/guard.js';
 import { shown, safeDetails } from '../../protocol/text.js';
 import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateUid } from '../../protocol/validate.js';
 import { VERSION } from '../../version.js';
@@ -159,48 +159,13 @@ export class AgentService {
 
   handlers(): AgentHandlers {
     const { logger } = this.opts;
-    // The last-resort guard (as s2cs/service.ts): whatever a handler throws becomes a
-    // status for this call and a log line, never an exception that ends the agent
-    // and every stream it forwards.
-    const unary =
-      <Req, Res>(rpc: string, fn: (request: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
-      (call, callback) => {
-        let answered = false;
-        const fail = (err: unknown) => {
-          const incident = randomBytes(4).toString('hex');
-          logFailure(logger, rpc, call.request, err, incident);
-          if (answered) return;
-          answered = true;
-          try {
-            const status = toServiceError(err, incident);
-            if (!(err instanceof ScistreamError)) {
-              status.details = `internal error in s2ds ${this.opts.name} (incident ${incident}); the agent's log has the details under that id: please report it`;
-            }
-            callback(status);
-          } catch (sendErr) {
-            logger.error({ rpc, incident, err: sendErr }, 'could not send the error status; the call is left to its deadline');
-          }
-        };
-        const succeed = (res: Res) => {
-          if (answered) return;
-          try {
-            callback(null, res);
-            answered = true;
-          } catch (err) {
-            fail(err);
-          }
-        };
-        const garbled = undecodable(call.request);
-        if (garbled !== undefined) {
-          fail(invalidArgument(`the ${rpc} request is not a scistream.s2ds.Agent ${rpc} message (${shown(garbled, 120)}); send it with a client built from proto/s2ds.proto`));
-          return;
-        }
-        try {
-          Promise.resolve(fn(call.request)).then(succeed, fail);
-        } catch (err) {
-          fail(err);
-        }
-      };
+    const unary = guardedUnary({
+      service: 'scistream.s2ds.Agent',
+      protoFile: 'proto/s2ds.proto',
+      logger,
+      logFailure: (rpc, call, err, incident) => logFailure(logger, rpc, call.request, err, incident),
+      internalDetails: (incident) => `internal error in s2ds ${this.opts.name} (incident ${incident}); the agent's log has the details under that id: please report it`,
+    });
     return {
       StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record) })),
       SetTargets: unary('SetTargets', async (m) => {

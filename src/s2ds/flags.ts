@@ -1,0 +1,42 @@
+// The data-plane flags s2cs and s2ds share, checked the same way at start, so that
+// a bad value is one clear line (exit 2) rather than a failure at the first stream.
+import { createServer } from 'node:net';
+import { connectionMemory } from './local.js';
+import { parsePortRange, type PortRange } from './ports.js';
+
+export interface DataPlaneFlags {
+  portRange: string;
+  bufferSize: number;
+  maxBufferMemory: number;
+  /** Where the data listeners bind (--bind-ip, default --listener-ip). */
+  bindIp: string;
+}
+
+/** Returns the parsed port range, or the usage problem in one line. */
+export async function checkDataPlaneFlags(flags: DataPlaneFlags): Promise<{ portRange: PortRange } | { problem: string }> {
+  let portRange: PortRange;
+  try {
+    portRange = parsePortRange(flags.portRange);
+  } catch (err) {
+    return { problem: `--port-range: ${(err as Error).message}` };
+  }
+  if (flags.bufferSize < 4096) return { problem: `--buffer-size ${flags.bufferSize} is too small; give at least 4KiB` };
+  const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
+  if (flags.maxBufferMemory < perConnection) {
+    return {
+      problem: `--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`,
+    };
+  }
+  const bindProblem = await canBind(flags.bindIp, 0);
+  if (bindProblem) return { problem: `cannot open data listeners on ${flags.bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0` };
+  return { portRange };
+}
+
+/** Whether this host can listen on host:port now (port 0: any); the error code when not. */
+export function canBind(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+}
