@@ -13,17 +13,25 @@ import { inboundRequest, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { createSelfSigned } from '../src/security/certificates.js';
 import { TLS13_CIPHERS } from '../src/transport/tls.js';
-import { start, track } from './tools.js';
+import { agentPids, start, track } from './tools.js';
 
-export type Group = 'direct' | 'hop' | 'tls';
+export type Group = 'direct' | 'hop' | 'tls' | 'workers';
 
 export interface Contender {
   name: string;
   group: Group;
-  /** Where the iperf3 client connects. */
-  port: number;
-  /** The forwarding processes (for CPU time and memory). */
-  pids: number[];
+  /**
+   * Where the iperf3 clients connect: one port, or one per iperf3 server (the
+   * workers rows: a stream with one listener per target, the connections split
+   * evenly over them).
+   */
+  ports: number[];
+  /**
+   * The forwarding processes now (for CPU time and memory): s2cs and its local
+   * workers, which run detached in their own process groups and are found by
+   * their pid files, read each time since a worker may have been restarted.
+   */
+  pids: () => number[];
 }
 
 export interface Target {
@@ -34,28 +42,50 @@ export interface Target {
 const HOST = '127.0.0.1';
 
 export function direct(target: Target): Contender {
-  return { name: 'direct TCP', group: 'direct', port: target.port, pids: [] };
+  return { name: 'direct TCP', group: 'direct', ports: [target.port], pids: () => [] };
 }
 
-/** `s2cs`: this checkout's, or another's bin/s2cs.js (a before/after comparison). */
-async function gateway(name: string, dir: string, extra: string[], s2csScript?: string): Promise<{ proc: Proc; address: string }> {
+/** How a contender's name says its workers. */
+export const workersLabel = (workers: number) => (workers === 0 ? 'in-process, --workers 0' : `--workers ${workers}`);
+
+export interface Gateway {
+  proc: Proc;
+  address: string;
+  /** s2cs and its workers' pids now. */
+  pids: () => number[];
+}
+
+/**
+ * `s2cs` with `workers` local workers, stated on the command line (s2cs's default
+ * is the number of cores): this checkout's, or another's bin/s2cs.js (a
+ * before/after comparison).
+ */
+export async function gateway(name: string, dir: string, extra: string[], workers: number, s2csScript?: string): Promise<Gateway> {
   const [port, range] = await Promise.all([freePort(), freePortRange(16)]);
-  const args = ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, ...extra];
+  const stateDir = join(dir, name);
+  const args = ['start', '--state-dir', stateDir, '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers), ...extra];
   const proc = track(
     s2csScript
       ? watchChild('s2cs start', `${s2csScript} ${args.join(' ')}`, spawn(process.execPath, [s2csScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }))
       : spawnCli('s2cs', args),
   );
   await proc.waitFor(/s2cs ready/);
-  return { proc, address: `${HOST}:${port}` };
+  const agents = join(stateDir, `agents-${port}`);
+  return { proc, address: `${HOST}:${port}`, pids: () => [proc.pid!, ...(workers > 0 ? agentPids(agents) : [])] };
 }
 
-/** One S2DS hop, set up as an operator would for a non-SciStream service (inbound-request). */
-export async function s2dsHop(target: Target, dir: string, gatewayArgs: string[] = [], s2csScript?: string): Promise<Contender> {
-  const gw = await gateway(s2csScript ? 'hop-compared' : 'hop', dir, ['--insecure', '--allow-plaintext-data', ...gatewayArgs], s2csScript);
-  const side = await inboundRequest(gw.address, [`${target.host}:${target.port}`], { numConn: 1 }, { insecure: true });
-  const port = Number(side.listeners[0]!.split(':').pop());
-  return { name: s2csScript ? `S2DS (${s2csScript})` : 'S2DS (SciStream)', group: 'hop', port, pids: [gw.proc.pid!] };
+/**
+ * One S2DS hop, set up as an operator would for a non-SciStream service
+ * (inbound-request): one listener per target, in the targets' order, which the
+ * gateway spreads over its workers.
+ */
+export async function s2dsHop(targets: Target[], dir: string, workers: number, opts: { name?: string; group?: Group; s2csScript?: string } = {}): Promise<Contender> {
+  const label = `${opts.name ?? (opts.s2csScript ? 'hop-compared' : 'hop')}-w${workers}`;
+  const gw = await gateway(label.replace(/\W+/g, '-'), dir, ['--insecure', '--allow-plaintext-data'], workers, opts.s2csScript);
+  const side = await inboundRequest(gw.address, targets.map((t) => `${t.host}:${t.port}`), { numConn: targets.length }, { insecure: true });
+  const ports = side.listeners.map((l) => Number(l.split(':').pop()));
+  const name = opts.name ?? (opts.s2csScript ? `S2DS (${opts.s2csScript}, ${workersLabel(workers)})` : `S2DS (${workersLabel(workers)})`);
+  return { name, group: opts.group ?? 'hop', ports, pids: gw.pids };
 }
 
 export async function haproxy(target: Target, dir: string): Promise<Contender> {
@@ -79,19 +109,19 @@ backend iperf
   );
   const p = start('haproxy', 'haproxy', ['-db', '-f', cfg]);
   await listening(port, p);
-  return { name: 'HAProxy', group: 'hop', port, pids: [p.pid!] };
+  return { name: 'HAProxy', group: 'hop', ports: [port], pids: () => [p.pid!] };
 }
 
 export async function socat(target: Target): Promise<Contender> {
   const port = await freePort();
   const p = start('socat', 'socat', [`TCP-LISTEN:${port},bind=${HOST},reuseaddr,fork`, `TCP:${target.host}:${target.port}`]);
   await listening(port, p);
-  return { name: 'socat', group: 'hop', port, pids: [p.pid!] };
+  return { name: 'socat', group: 'hop', ports: [port], pids: () => [p.pid!] };
 }
 
 /** The SciStream path: two gateways (separate processes), WAN leg over TLS 1.3 with the stream's own certificates. */
-export async function scistream(target: Target, dir: string, numConn: number, gatewayArgs: string[] = []): Promise<Contender> {
-  const [prod, cons] = await Promise.all([gateway('gw-prod', dir, gatewayArgs), gateway('gw-cons', dir, gatewayArgs)]);
+export async function scistream(target: Target, dir: string, numConn: number, workers: number, gatewayArgs: string[] = []): Promise<Contender & { gateways: { prod: Gateway; cons: Gateway } }> {
+  const [prod, cons] = await Promise.all([gateway('gw-prod', dir, gatewayArgs, workers), gateway('gw-cons', dir, gatewayArgs, workers)]);
   const bundle = join(dir, 'gateways.pem');
   writeFileSync(bundle, ['gw-prod', 'gw-cons'].map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
   const conn = { insecure: false, tls: { serverCert: bundle } };
@@ -106,8 +136,16 @@ export async function scistream(target: Target, dir: string, numConn: number, ga
   });
   await Promise.all(hellos);
   const port = Number(map.consListeners[0]!.split(':').pop());
-  return { name: 'SciStream (2 x S2DS, TLS)', group: 'tls', port, pids: [prod.proc.pid!, cons.proc.pid!] };
+  return {
+    name: `SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`,
+    group: 'tls',
+    ports: [port],
+    pids: () => [...prod.pids(), ...cons.pids()],
+    gateways: { prod, cons },
+  };
 }
+
+export const STUNNEL = 'stunnel x 2 (TLS)';
 
 /** Two stunnel processes with TLS 1.3 and mutual, pinned certificates, as the reference deploys them. */
 export async function stunnel(target: Target, dir: string): Promise<Contender> {
@@ -136,7 +174,7 @@ export async function stunnel(target: Target, dir: string): Promise<Contender> {
   const prod = start('stunnel (producer side)', 'stunnel', [prodConf]);
   const cons = start('stunnel (consumer side)', 'stunnel', [consConf]);
   await Promise.all([listening(wanPort, prod), listening(lanPort, cons)]);
-  return { name: 'stunnel x 2 (TLS)', group: 'tls', port: lanPort, pids: [prod.pid!, cons.pid!] };
+  return { name: STUNNEL, group: 'tls', ports: [lanPort], pids: () => [prod.pid!, cons.pid!] };
 }
 
 /**

@@ -10,29 +10,34 @@ import { releaseStream, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { ConnectionPool, ControlConnection } from '../src/protocol/client.js';
 import { createStreamCredentials } from '../src/security/stream-credentials.js';
-import { memory, track } from './tools.js';
+import { agentPids, memory, track } from './tools.js';
 
 const HOST = '127.0.0.1';
 
 export interface Gateways {
+  workers: number;
   prod: { proc: Proc; address: string };
   cons: { proc: Proc; address: string };
   conn: { insecure: false; tls: { serverCert: string } };
 }
 
-export async function startGateways(dir: string, ports: number): Promise<Gateways> {
+/** Two gateways with `workers` local workers each (0: forwarding inside s2cs). */
+export async function startGateways(dir: string, ports: number, workers: number): Promise<Gateways> {
+  const names = [`ctl-prod-w${workers}`, `ctl-cons-w${workers}`];
   const one = async (name: string) => {
     const [port, range] = await Promise.all([freePort(), freePortRange(ports)]);
     const proc = track(
-      spawnCli('s2cs', ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`]),
+      spawnCli('s2cs', ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers)]),
     );
     await proc.waitFor(/s2cs ready/);
+    // Known to the benchmark's final sweep should s2cs not stop them.
+    agentPids(join(dir, name, `agents-${port}`));
     return { proc, address: `${HOST}:${port}` };
   };
-  const [prod, cons] = await Promise.all([one('ctl-prod'), one('ctl-cons')]);
-  const bundle = join(dir, 'ctl-gateways.pem');
-  writeFileSync(bundle, ['ctl-prod', 'ctl-cons'].map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
-  return { prod, cons, conn: { insecure: false, tls: { serverCert: bundle } } };
+  const [prod, cons] = await Promise.all(names.map(one));
+  const bundle = join(dir, `ctl-gateways-w${workers}.pem`);
+  writeFileSync(bundle, names.map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
+  return { workers, prod: prod!, cons: cons!, conn: { insecure: false, tls: { serverCert: bundle } } };
 }
 
 /** A producer that sends one byte on every connection: the consumer's "first byte". */
@@ -133,23 +138,25 @@ export interface IdleMemory {
 }
 
 /**
- * RSS of one s2cs holding n idle streams: consumer-side streams with their listener,
- * connection map and per-stream TLS credentials, as `s2uc request` leaves them.
+ * RSS of one s2cs and its `workers` workers holding n idle streams: consumer-side
+ * streams with their listener (in a worker), connection map and per-stream TLS
+ * credentials, as `s2uc request` leaves them.
  */
-export async function idleStreamMemory(dir: string, counts: number[]): Promise<{ baseline: number; points: IdleMemory[] }> {
+export async function idleStreamMemory(dir: string, counts: number[], workers: number): Promise<{ baseline: number; points: IdleMemory[] }> {
   const max = Math.max(...counts);
   const [port, range] = await Promise.all([freePort(), freePortRange(max + 8)]);
   const proc = track(
-    spawnCli('s2cs', ['start', '--state-dir', join(dir, 'mem'), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--max-conn', '4', '--max-ports-per-user', String(max + 8)]),
+    spawnCli('s2cs', ['start', '--state-dir', join(dir, 'mem'), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--max-conn', '4', '--max-ports-per-user', String(max + 8), '--workers', String(workers)]),
   );
   await proc.waitFor(/s2cs ready/);
+  const agents = join(dir, 'mem', `agents-${port}`);
   const cert = readFileSync(join(dir, 'mem', 'tls', 'cert.pem'));
   const bundle = join(dir, 'mem.pem');
   writeFileSync(bundle, cert);
   const client = await ControlConnection.open(`${HOST}:${port}`, { insecure: false, tls: { serverCert: bundle }, deadlineMs: 30_000 });
   const settle = async () => {
     await new Promise((r) => setTimeout(r, 1500));
-    return memory(proc.pid).rss;
+    return [proc.pid!, ...agentPids(agents)].reduce((s, p) => s + memory(p).rss, 0);
   };
   try {
     const baseline = await settle();

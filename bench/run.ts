@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { freePort, spawnCli } from '../src/demo/procs.js';
-import { direct, haproxy, s2dsHop, scistream, socat, stunnel, type Contender, type Target } from './contenders.js';
+import { direct, haproxy, workersLabel, s2dsHop, scistream, socat, stunnel, STUNNEL, type Contender, type Target } from './contenders.js';
 import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
 import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
 import { ConnectionPool } from '../src/protocol/client.js';
@@ -29,8 +29,18 @@ const { values } = parseArgs({
     // Another checkout's bin/s2cs.js (built), run as one more one-hop contender:
     // before/after comparisons within one run.
     compare: { type: 'string' },
+    // Local workers of every S2DS gateway in the main rows (stated on the command line;
+    // s2cs's own default is the number of cores). The workers rows use 1 and 2.
+    workers: { type: 'string', default: '1' },
+    'compare-workers': { type: 'string' },
   },
 });
+const workers = Number(values.workers);
+const compareWorkers = Number(values['compare-workers'] ?? workers);
+if (![workers, compareWorkers].every((w) => Number.isInteger(w) && w >= 0)) {
+  process.stderr.write('bench: --workers and --compare-workers take a whole number >= 0\n');
+  process.exit(2);
+}
 const quick = values.quick!;
 const repeats = Number(values.repeats ?? (quick ? 1 : 4));
 const seconds = Number(values.seconds ?? (quick ? 1 : 3));
@@ -105,11 +115,19 @@ async function iperfWhenFree(name: string, port: number, parallel: number, secs:
   }
 }
 
+/**
+ * One sample: the connections split evenly over the contender's ports (one iperf3
+ * client per port, at once), their rates and bytes summed. CPU time is that of the
+ * contender's processes, s2cs's workers included.
+ */
 async function measure(c: Contender, parallel: number, reverse: boolean): Promise<Sample> {
-  const cpu0 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
-  const r = await iperfWhenFree(c.name, c.port, parallel, seconds, reverse);
-  const cpu1 = c.pids.reduce((s, p) => s + cpuSeconds(p), 0);
-  return { ...r, cpuSeconds: cpu1 - cpu0 };
+  const pids = c.pids();
+  const cpu0 = pids.reduce((s, p) => s + cpuSeconds(p), 0);
+  const each = Math.max(1, Math.floor(parallel / c.ports.length));
+  const rs = await Promise.all(c.ports.map((port) => iperfWhenFree(c.name, port, each, seconds, reverse)));
+  const cpu1 = pids.reduce((s, p) => s + cpuSeconds(p), 0);
+  const sum = (k: 'gbps' | 'sentBytes' | 'receivedBytes') => rs.reduce((s, r) => s + r[k], 0);
+  return { gbps: sum('gbps'), sentBytes: sum('sentBytes'), receivedBytes: sum('receivedBytes'), cpuSeconds: cpu1 - cpu0 };
 }
 
 const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
@@ -134,21 +152,33 @@ async function main(): Promise<void> {
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
-  const iperfPort = await freePort();
+  const [iperfPort, iperfPort2] = [await freePort(), await freePort()];
   start('iperf3 server', 'iperf3', ['-s', '-p', String(iperfPort)]);
+  // The workers rows: a stream with one listener per target, and one iperf3 server per target.
+  start('iperf3 server 2', 'iperf3', ['-s', '-p', String(iperfPort2)]);
   const target: Target = { host: '127.0.0.1', port: iperfPort };
+  const target2: Target = { host: '127.0.0.1', port: iperfPort2 };
   await new Promise((r) => setTimeout(r, 300));
 
   say('setting up the contenders (SciStream paths through the real protocol)');
   // Uploads have no TLS row: a --rows run of uploads only skips those contenders.
   const tls = !onlyRows || onlyRows.some((r) => r.startsWith('download'));
+  const workersRows = !onlyRows || onlyRows.some((r) => /-(4|64)$/.test(r));
   const contenders = [
     direct(target),
-    await s2dsHop(target, dir),
+    await s2dsHop([target], dir, workers),
     await haproxy(target, dir),
     await socat(target),
-    ...(values.compare ? [await s2dsHop(target, dir, [], values.compare)] : []),
-    ...(tls ? [await scistream(target, dir, 1), await stunnel(target, dir)] : []),
+    ...(values.compare ? [await s2dsHop([target], dir, compareWorkers, { s2csScript: values.compare })] : []),
+    ...(tls ? [await scistream(target, dir, 1, workers), await stunnel(target, dir)] : []),
+    // The workers dimension: the same stream (two listeners, one per iperf3 server,
+    // half of the connections each) on one worker and spread over two.
+    ...(workersRows
+      ? [
+          await s2dsHop([target, target2], dir, 1, { name: 'S2DS, 2 listeners, --workers 1', group: 'workers' }),
+          await s2dsHop([target, target2], dir, 2, { name: 'S2DS, 2 listeners, --workers 2', group: 'workers' }),
+        ]
+      : []),
   ];
   const rows = new Map<string, Row>();
   const row = (c: Contender, parallel: number, direction: Row['direction']) => {
@@ -159,12 +189,18 @@ async function main(): Promise<void> {
   };
 
   // Bulk data flows from the producer (the iperf3 server, -R) to the consumer (the client).
+  const notWorkers = contenders.filter((c) => c.group !== 'workers');
+  const plain = contenders.filter((c) => c.group !== 'tls');
   const fullPlan: { parallel: number; direction: Row['direction']; who: Contender[]; reps: number }[] = [
-    { parallel: 1, direction: 'download', who: contenders, reps: repeats },
+    { parallel: 1, direction: 'download', who: notWorkers, reps: repeats },
     { parallel: 4, direction: 'download', who: contenders, reps: repeats },
-    { parallel: 1, direction: 'upload', who: contenders.filter((c) => c.group !== 'tls'), reps: repeats },
-    { parallel: 4, direction: 'upload', who: contenders.filter((c) => c.group !== 'tls'), reps: repeats },
-    { parallel: 64, direction: 'download', who: contenders.filter((c) => c.group !== 'hop' || c.name !== 'socat'), reps: 1 },
+    { parallel: 1, direction: 'upload', who: notWorkers.filter((c) => c.group !== 'tls'), reps: repeats },
+    { parallel: 4, direction: 'upload', who: plain, reps: repeats },
+    { parallel: 64, direction: 'download', who: contenders.filter((c) => c.name !== 'socat'), reps: 1 },
+    // One run each, but two for the workers rows: their point is the comparison of the two.
+    { parallel: 64, direction: 'upload', who: plain.filter((c) => c.name !== 'socat' && c.group !== 'workers'), reps: 1 },
+    { parallel: 64, direction: 'upload', who: plain.filter((c) => c.group === 'workers'), reps: 2 },
+    { parallel: 64, direction: 'download', who: plain.filter((c) => c.group === 'workers'), reps: 1 },
   ];
   const plan = onlyRows ? fullPlan.filter((p) => onlyRows.includes(`${p.direction}-${p.parallel}`)) : fullPlan;
   const runs = plan.reduce((n, p) => n + p.reps * p.who.length, 0);
@@ -185,7 +221,7 @@ async function main(): Promise<void> {
   process.stderr.write('\n');
   for (const r of rows.values()) {
     const c = contenders.find((x) => x.name === r.contender)!;
-    r.peakRssBytes = c.pids.reduce((s, p) => s + memory(p).peak, 0);
+    r.peakRssBytes = c.pids().reduce((s, p) => s + memory(p).peak, 0);
   }
 
   const throughputOnly = table({ machine: info, retriedRuns: retried, throughput: summarize(rows), verified: [], setup: undefined, idleMemory: undefined });
@@ -202,34 +238,43 @@ async function main(): Promise<void> {
   const at = (p: string): Target => ({ host: p.slice(0, p.lastIndexOf(':')), port: Number(p.slice(p.lastIndexOf(':') + 1)) });
   for (const parallel of [1, 4]) {
     checks.push(await verified('direct', async (p) => p, parallel, verifiedBytes));
-    checks.push(await verified('S2DS (SciStream)', async (p) => `127.0.0.1:${(await s2dsHop(at(p), join(dir, `verify-hop-${parallel}`))).port}`, parallel, verifiedBytes));
+    checks.push(await verified(`S2DS (${workersLabel(workers)})`, async (p) => `127.0.0.1:${(await s2dsHop([at(p)], join(dir, `verify-hop-${parallel}`), workers)).ports[0]}`, parallel, verifiedBytes));
     checks.push(
-      await verified('SciStream (2 x S2DS, TLS)', async (p) => `127.0.0.1:${(await scistream(at(p), join(dir, `verify-${parallel}`), 1)).port}`, parallel, verifiedBytes),
+      await verified(`SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`, async (p) => `127.0.0.1:${(await scistream(at(p), join(dir, `verify-${parallel}`), 1, workers)).ports[0]}`, parallel, verifiedBytes),
     );
   }
 
-  say(`control plane: ${setups} setups, request to the consumer's first byte`);
-  const gw = await startGateways(dir, 256);
+  // Two pairs of gateways: forwarding inside s2cs (--workers 0) and through two local
+  // workers each (--workers 2), taking turns setup by setup so that the difference
+  // the agents add is not a difference in the machine's load.
+  say(`control plane: ${setups} setups each with --workers 0 and --workers 2, request to the consumer's first byte`);
+  const gws = [await startGateways(dir, 256, 0), await startGateways(dir, 256, 2)];
   const producer = await oneByteProducer();
-  for (let i = 0; i < 5; i++) await setupOnce(gw, producer.address); // warm-up
-  const lib: number[] = [];
-  for (let i = 0; i < setups; i++) lib.push(await setupOnce(gw, producer.address));
-  const pool = new ConnectionPool();
-  await setupOnce(gw, producer.address, pool); // opens the pool's connections
-  const warm: number[] = [];
-  for (let i = 0; i < setups; i++) warm.push(await setupOnce(gw, producer.address, pool));
-  pool.close();
+  const turns = async (pools: (ConnectionPool | undefined)[]): Promise<number[][]> => {
+    const out: number[][] = gws.map(() => []);
+    for (let i = 0; i < setups; i++) for (const [k, g] of gws.entries()) out[k]!.push(await setupOnce(g, producer.address, pools[k]));
+    return out;
+  };
+  for (const g of gws) for (let i = 0; i < 5; i++) await setupOnce(g, producer.address); // warm-up
+  const lib = await turns([undefined, undefined]);
+  const pools = gws.map(() => new ConnectionPool());
+  for (const [k, g] of gws.entries()) await setupOnce(g, producer.address, pools[k]); // opens the pools' connections
+  const warm = await turns(pools);
+  for (const p of pools) p.close();
+  const gw = gws[1]!;
   const cli: number[] = [];
   for (let i = 0; i < (quick ? 3 : 10); i++) cli.push(await setupOnceCli(gw, producer.address));
-  say('control plane: 50 concurrent clients, each keeping its control connections');
+  say('control plane: 50 concurrent clients, each keeping its control connections (--workers 2)');
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
 
-  say('memory of idle streams');
-  const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000]);
+  say('memory of idle streams (s2cs --workers 1: s2cs and its worker)');
+  const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1);
 
-  const libSorted = [...lib].sort((a, b) => a - b);
-  const warmSorted = [...warm].sort((a, b) => a - b);
+  const stat = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return { n: xs.length, p50ms: percentile(sorted, 50), p99ms: percentile(sorted, 99) };
+  };
   const cliSorted = [...cli].sort((a, b) => a - b);
   const results = {
     date: new Date().toISOString(),
@@ -239,8 +284,7 @@ async function main(): Promise<void> {
     throughput: summarize(rows),
     verified: checks,
     setup: {
-      library: { n: lib.length, p50ms: percentile(libSorted, 50), p99ms: percentile(libSorted, 99) },
-      libraryWarm: { n: warm.length, p50ms: percentile(warmSorted, 50), p99ms: percentile(warmSorted, 99) },
+      byWorkers: gws.map((g, k) => ({ workers: g.workers, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
       concurrent50: rate,
     },
@@ -273,13 +317,15 @@ function summarize(rows: Map<string, Row>): Results['throughput'] {
   });
 }
 
+type Latency = { n: number; p50ms: number; p99ms: number };
+
 type Results = {
   machine: ReturnType<typeof machine>;
   retriedRuns: number;
   throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number; samples: number[] }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
-  setup?: { library: { n: number; p50ms: number; p99ms: number }; libraryWarm: { n: number; p50ms: number; p99ms: number }; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
 
@@ -289,13 +335,13 @@ function table(r: Results): string {
   const find = (name: string, p: number, dir: string) => t.find((x) => x.contender === name && x.parallel === p && x.direction === dir)?.gbps.median;
   const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
   const lines = [
-    '| path | contender | conns | direction | Gbit/s (median) | min-max | vs direct | vs HAProxy | vs stunnel | CPU s/GB | peak RSS MiB |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| path | contender | conns | direction | Gbit/s (median) | min-max | vs direct | vs HAProxy | vs stunnel | CPU s/GB | Gbit per CPU-s | peak RSS MiB |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const x of t) {
     const m = x.gbps.median;
     lines.push(
-      `| ${x.path} | ${x.contender} | ${x.parallel} | ${x.direction} | ${m.toFixed(2)} | ${x.gbps.min.toFixed(1)}-${x.gbps.max.toFixed(1)} | ${ratio(m, find('direct TCP', x.parallel, x.direction))} | ${x.path === 'hop' ? ratio(m, find('HAProxy', x.parallel, x.direction)) : '-'} | ${x.path === 'tls' ? ratio(m, find('stunnel x 2 (TLS)', x.parallel, x.direction)) : '-'} | ${x.cpuSecondsPerGB.toFixed(3)} | ${(x.peakRssBytes / 2 ** 20).toFixed(0)} |`,
+      `| ${x.path} | ${x.contender} | ${x.parallel} | ${x.direction} | ${m.toFixed(2)} | ${x.gbps.min.toFixed(1)}-${x.gbps.max.toFixed(1)} | ${ratio(m, find('direct TCP', x.parallel, x.direction))} | ${x.path === 'hop' || x.path === 'workers' ? ratio(m, find('HAProxy', x.parallel, x.direction)) : '-'} | ${x.path === 'tls' ? ratio(m, find(STUNNEL, x.parallel, x.direction)) : '-'} | ${x.cpuSecondsPerGB.toFixed(3)} | ${x.cpuSecondsPerGB > 0 ? (8 / x.cpuSecondsPerGB).toFixed(1) : '-'} | ${(x.peakRssBytes / 2 ** 20).toFixed(0)} |`,
     );
   }
   lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
@@ -307,12 +353,14 @@ function table(r: Results): string {
       '',
       '| control plane | value |',
       '|---|---|',
-      `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), p50 / p99 over ${s.library.n} | ${s.library.p50ms.toFixed(1)} ms / ${s.library.p99ms.toFixed(1)} ms |`,
-      `| setup, library, control connections kept open (ConnectionPool), p50 / p99 over ${s.libraryWarm.n} | ${s.libraryWarm.p50ms.toFixed(1)} ms / ${s.libraryWarm.p99ms.toFixed(1)} ms |`,
-      `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
-      `| setups per second, 50 concurrent clients | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
-      `| s2cs RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
-      ...r.idleMemory.points.map((p) => `| s2cs RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
+      ...s.byWorkers.flatMap((b) => [
+        `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), ${workersLabel(b.workers)}, p50 / p99 over ${b.library.n} | ${b.library.p50ms.toFixed(1)} ms / ${b.library.p99ms.toFixed(1)} ms |`,
+        `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
+      ]),
+      `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
+      `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
+      `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
+      ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
       `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
     );
   } else lines.push('', '(a --rows run: throughput rows only)');

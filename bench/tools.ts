@@ -1,7 +1,8 @@
 // What the benchmark needs from the machine: the contenders' packages, processes it
 // starts and always stops, and the CPU time and memory of those processes.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { watchChild, type Proc } from '../src/demo/procs.js';
 
@@ -46,8 +47,61 @@ export function track(p: Proc): Proc {
   return p;
 }
 
+/** Every worker pid seen (agentPids), for the sweep in stopAll. */
+const workers = new Set<number>();
+
+/**
+ * The local workers of an s2cs, from the pid files in its agents directory
+ * (`<state-dir>/agents-<port>/worker-N.pid`). They are detached children of s2cs
+ * in their own process groups: not in its /proc stat's children's times while
+ * they run, so their CPU time is counted separately.
+ */
+export function agentPids(agentsDir: string): number[] {
+  let files: string[];
+  try {
+    files = readdirSync(agentsDir).filter((f) => /^worker-\d+\.pid$/.test(f));
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const f of files) {
+    try {
+      const pid = Number.parseInt(readFileSync(join(agentsDir, f), 'utf8').trim(), 10);
+      if (Number.isInteger(pid) && pid > 1) {
+        pids.push(pid);
+        workers.add(pid);
+      }
+    } catch {
+      // removed between the listing and the read: the worker is stopping
+    }
+  }
+  return pids;
+}
+
+function isWorker(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('s2ds.js');
+  } catch {
+    return false;
+  }
+}
+
 export async function stopAll(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop('SIGTERM', 3000)));
+  // s2cs stops its workers on SIGTERM; one it did not stop in time (or an s2cs
+  // killed after the grace) would outlive the benchmark: end its process group.
+  const left = [...workers].filter(isWorker);
+  for (const pid of left) signalGroup(pid, 'SIGTERM');
+  for (let i = 0; i < 30 && left.some(isWorker); i++) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of left.filter(isWorker)) signalGroup(pid, 'SIGKILL');
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
 }
 
 const TICKS = (() => {
