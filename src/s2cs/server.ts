@@ -236,7 +236,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
-  // Workers started above do not outlive a start that fails.
+  // Workers started above do not outlive a start that fails, unless they carry streams.
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(target, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, bound) => {
       if (err) {
@@ -249,8 +249,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       } else resolve(bound);
     });
   }).catch(async (err: unknown) => {
-    await pool?.close();
-    await supervisor?.stop();
+    if (table.size > 0) {
+      // Streams taken back from running agents go on forwarding: a start on a free port takes them again.
+      table.detach();
+      supervisor?.detach();
+      await Promise.allSettled((agents ?? []).map((a) => a.close()));
+      logger.warn({ streams: table.size }, 'the control port could not be opened; the streams taken back from the data-server agents go on, for the next s2cs to take');
+    } else {
+      await pool?.close();
+      await supervisor?.stop();
+    }
     throw err;
   });
   const policy = plaintextDataPolicy(dataBindHost, opts.allowPlaintextData ?? false);

@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { startControlServer } from '../../src/s2cs/server.js';
+import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { Supervisor, splitPortRange } from '../../src/s2cs/supervisor.js';
 import { captureLogger } from '../auth/capture.js';
 import { freePortRange, spawnCli } from '../../src/demo/procs.js';
@@ -221,6 +223,60 @@ test('SIGUSR2 (restart for an upgrade): s2cs exits 0, the workers go on forwardi
     client?.close();
     await producer.close();
     if (first.running()) await first.stop('SIGKILL');
+    for (const p of pgrep(dir).split('\n').filter(Boolean)) process.kill(-Number(p), 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a start whose control port is taken leaves the streams its adopted workers carry alone', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 's2cs-taken-'));
+  const range = await freePortRange(4);
+  const port = (await freePortRange(1)).first;
+  const { logger } = captureLogger();
+  const opts = {
+    port,
+    host: '127.0.0.1',
+    listenerIp: '127.0.0.1',
+    portRange: range,
+    logger,
+    workers: { count: 1, dir: join(dir, 'agents') },
+    connectAgent: (address: string, name: string) => new RemoteAgent({ address, name }),
+  };
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 1024 * 1024, seed: 21 });
+  const blocker = createServer();
+  let client: ControlConnection | undefined;
+  let second: Awaited<ReturnType<typeof startControlServer>> | undefined;
+  try {
+    const first = await startControlServer(opts);
+    client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+    const uid = 'taken-1';
+    await client.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
+    const r = await client.req({ uid, role: 'PROD', num_conn: 1, rate: 0 });
+    await client.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+    client.close();
+    client = undefined;
+    await first.detach();
+
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+    await assert.rejects(startControlServer(opts), /cannot serve the control channel/);
+    const got = await consume({ connect: r.listeners.map((l) => parseAddress(l)), bytes: 1024 * 1024, seed: 21 });
+    assert.equal(got.bytes, 1024 * 1024, 'the worker still forwards the stream');
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+
+    second = await startControlServer(opts);
+    client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+    assert.deepEqual((await client.status({ uid })).streams.map((s) => s.state), ['ready'], 'the next start takes the stream back');
+    await client.release({ uid });
+    client.close();
+    client = undefined;
+    await second.close();
+    second = undefined;
+    assert.equal(pgrep(dir), '', 'close() stops the worker');
+  } finally {
+    client?.close();
+    blocker.close();
+    await second?.close();
+    await producer.close();
     for (const p of pgrep(dir).split('\n').filter(Boolean)) process.kill(-Number(p), 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
