@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { undecodable } from './contract.js';
-import { ScistreamError, invalidArgument, toServiceError } from './errors.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { ScistreamError, invalidArgument, statusName, toServiceError } from './errors.js';
 import { shown } from './text.js';
 
 export interface GuardOptions {
@@ -19,6 +20,8 @@ export interface GuardOptions {
   logFailure: (rpc: string, call: grpc.ServerUnaryCall<unknown, unknown>, err: unknown, incident: string) => void;
   /** The details sent for an unexpected error (default: toServiceError's). */
   internalDetails?: (incident: string) => string;
+  /** Told of every answered call: its status name ('OK', 'NOT_FOUND', ...) and how long it took (metrics). */
+  observe?: (rpc: string, code: string, seconds: number) => void;
 }
 
 export type Guarded = <Req, Res>(
@@ -29,6 +32,15 @@ export type Guarded = <Req, Res>(
 export function guardedUnary(opts: GuardOptions): Guarded {
   return (rpc, fn) => (call, callback) => {
     let answered = false;
+    const started = process.hrtime.bigint();
+    const observed = (code: string) => {
+      if (!opts.observe) return;
+      try {
+        opts.observe(rpc, code, Number(process.hrtime.bigint() - started) / 1e9);
+      } catch (err) {
+        opts.logger.error({ rpc, err }, 'recording the call in the metrics failed');
+      }
+    };
     const fail = (err: unknown) => {
       const incident = randomBytes(4).toString('hex');
       opts.logFailure(rpc, call as grpc.ServerUnaryCall<unknown, unknown>, err, incident);
@@ -38,6 +50,7 @@ export function guardedUnary(opts: GuardOptions): Guarded {
         const status = toServiceError(err, incident);
         if (!(err instanceof ScistreamError) && opts.internalDetails) status.details = opts.internalDetails(incident);
         callback(status);
+        observed(statusName(status.code ?? grpcStatus.INTERNAL));
       } catch (sendErr) {
         opts.logger.error({ rpc, incident, err: sendErr }, 'could not send the error status; the call is left to its deadline');
       }
@@ -47,6 +60,7 @@ export function guardedUnary(opts: GuardOptions): Guarded {
       try {
         callback(null, res);
         answered = true;
+        observed('OK');
       } catch (err) {
         fail(err);
       }

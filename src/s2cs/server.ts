@@ -6,7 +6,8 @@ import { Control, tolerantService } from '../protocol/contract.js';
 import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type AgentSummary, type DataServer, type LocalDataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
-import { controlHandlers } from './service.js';
+import { controlHandlers, statusView, type StatusView, type Viewer } from './service.js';
+import { GatewayMetrics } from './metrics.js';
 import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
 import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
@@ -99,6 +100,14 @@ export interface ControlServer {
   readonly supervisor: Supervisor | undefined;
   /** Status of each agent: name, address, listener ip, up, streams, free ports, bytes per second. */
   agents(): AgentSummary[];
+  /** The gateway's Prometheus metrics (metrics.ts); served by the monitor (--metrics-listen). */
+  readonly metrics: GatewayMetrics;
+  /** How callers are identified (the monitor checks its callers the same way). */
+  readonly auth: Authenticator;
+  /** What `status` shows this viewer (viewerOf: a caller's identity; the monitor: the operator, who sees all). */
+  status(viewer: Viewer, uid?: string): StatusView;
+  /** Whether the gateway can serve new streams now, and if not why (the monitor's /healthz). */
+  health(): { ok: true } | { ok: false; why: string };
   /** Releases every stream, then stops serving. */
   close(): Promise<void>;
   /**
@@ -230,9 +239,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     await table.adopt(await pool.adopt());
   }
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
+  const agentSummaries = () => pool?.agents() ?? [];
+  const metrics = new GatewayMetrics({ table, dataServer, agents: agentSummaries, refusals });
+  const statusDeps = { table, dataServer, agents: agentSummaries, auth, refusals };
   server.addService(
     tolerantService(Control.service),
-    controlHandlers({ table, dataServer, agents: () => pool?.agents() ?? [], auth, limits: { maxConn }, refusals, logger }),
+    controlHandlers({ ...statusDeps, limits: { maxConn }, logger, observe: metrics.observeRpc }),
   );
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
@@ -272,6 +284,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     }
   });
   let closing: Promise<void> | undefined;
+  let serving = true;
   return {
     port,
     refusals,
@@ -279,9 +292,21 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     dataServer,
     pool,
     supervisor,
-    agents: () => pool?.agents() ?? [],
+    agents: agentSummaries,
+    metrics,
+    auth,
+    status: (viewer, uid) => statusView(statusDeps, viewer, uid),
+    health: () => {
+      if (!serving) return { ok: false, why: 'the control server is shutting down' };
+      const agents = agentSummaries();
+      if (pool && !agents.some((a) => a.up)) {
+        return { ok: false, why: `no data-server agent answers (${agents.map((a) => `${a.name} at ${a.address}`).join(', ')})` };
+      }
+      return { ok: true };
+    },
     close: () =>
       (closing ??= (async () => {
+        serving = false;
         await table.close();
         await dataServer.close();
         await supervisor?.stop();
@@ -301,6 +326,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       if (!agents || agents.length === 0) {
         throw new Error('the streams are forwarded inside this s2cs process (--workers 0), so they cannot outlive it; stop it with SIGTERM (which releases them) instead');
       }
+      serving = false;
       table.detach();
       server.forceShutdown();
       supervisor?.detach();

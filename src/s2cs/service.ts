@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
-import type { Authenticator } from '../auth/index.js';
+import type { Authenticator, Identity } from '../auth/index.js';
 import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
 import { guardedUnary } from '../protocol/guard.js';
 import { ScistreamError } from '../protocol/errors.js';
@@ -24,6 +24,75 @@ export interface ServiceDeps {
   limits: Limits;
   refusals: Refusals;
   logger: Logger;
+  /** Told of every answered rpc with its status name and duration (the gateway's metrics). */
+  observe?: (rpc: string, code: string, seconds: number) => void;
+}
+
+/** What `status` shows a caller, numbers as numbers; the HTTP status page shows the same (monitor.ts). */
+export type StatusView = ReturnType<typeof statusView>;
+
+/** Who asks for status: an identity, and whether it sees every stream and the agents. */
+export interface Viewer {
+  subject: string;
+  seesAll: boolean;
+}
+
+/** With tokens checked, users see their own streams; --admin identities (and everyone with --auth none) see all. */
+export function viewerOf(auth: Authenticator, table: StreamTable, caller: Identity): Viewer {
+  return { subject: caller.subject, seesAll: auth.mode === 'none' || table.isAdmin(caller.subject) };
+}
+
+/** The status answer for one viewer: its streams (or all), and the agents only for those who see all. */
+export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataServer' | 'refusals'>, viewer: Viewer, uid?: string) {
+  const { table } = deps;
+  const all = table.status(uid);
+  const { seesAll } = viewer;
+  const caller = viewer;
+  const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
+  const ports = deps.dataServer.ports();
+  return {
+    streams: streams.map((s) => ({
+      uid: s.uid,
+      role: s.role,
+      num_conn: s.numConn,
+      rate: s.rate,
+      state: s.state,
+      owner: s.owner,
+      listeners: s.listeners,
+      prod_listeners: s.prodListeners,
+      targets: s.targets,
+      bytes_to_target: s.stats?.bytesToTarget ?? 0,
+      bytes_from_target: s.stats?.bytesFromTarget ?? 0,
+      active_connections: s.stats?.activeConnections ?? 0,
+      waiting_connections: s.stats?.waitingConnections ?? 0,
+      accepted_connections: s.stats?.acceptedConnections ?? 0,
+      refused_connections: s.stats?.refusedConnections ?? 0,
+      lease_remaining_s: s.leaseRemainingS,
+      age_s: s.ageS,
+      to_target_bps: s.toTargetBps,
+      from_target_bps: s.fromTargetBps,
+    })),
+    reserved_ports: ports.reserved,
+    free_ports: ports.free,
+    refusals: deps.refusals.totals(),
+    ended: table
+      .endedRecently()
+      .filter((e) => seesAll || e.owner === caller.subject)
+      .filter((e) => !uid || e.uid === uid)
+      .map((e) => ({ uid: e.uid, owner: e.owner, why: e.why, ago_s: Math.max(0, Math.floor((Date.now() - e.at) / 1000)) })),
+    // The facility's internal addresses: for operators, not for every user.
+    agents: seesAll
+      ? (deps.agents?.() ?? []).map((a) => ({
+        name: a.name,
+        address: a.address,
+        listener_ip: a.listenerIp ?? '',
+        up: a.up,
+        streams: a.streams,
+        free_ports: a.freePorts,
+        bytes_per_second: Math.round(a.bytesPerSecond),
+      }))
+      : [],
+  };
 }
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
@@ -33,6 +102,7 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     protoFile: 'proto/scistream.proto',
     logger: deps.logger,
     logFailure: (rpc, call, err, incident) => logFailure(deps.logger, rpc, (call.request as { uid?: unknown } | undefined)?.uid, peerOf(call), err, incident),
+    observe: deps.observe,
   });
 
   return {
@@ -71,54 +141,7 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     }),
     status: unary('status', async (msg, call) => {
       const caller = await auth.authenticate(call.metadata, 'status');
-      // With tokens checked, users see their own streams; --admin identities see all.
-      const all = table.status(msg.uid ? validateUid(msg.uid) : undefined);
-      const seesAll = auth.mode === 'none' || table.isAdmin(caller.subject);
-      const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
-      const ports = deps.dataServer.ports();
-      return {
-        streams: streams.map((s) => ({
-          uid: s.uid,
-          role: s.role,
-          num_conn: s.numConn,
-          rate: s.rate,
-          state: s.state,
-          owner: s.owner,
-          listeners: s.listeners,
-          prod_listeners: s.prodListeners,
-          targets: s.targets,
-          bytes_to_target: s.stats?.bytesToTarget ?? 0,
-          bytes_from_target: s.stats?.bytesFromTarget ?? 0,
-          active_connections: s.stats?.activeConnections ?? 0,
-          waiting_connections: s.stats?.waitingConnections ?? 0,
-          accepted_connections: s.stats?.acceptedConnections ?? 0,
-          refused_connections: s.stats?.refusedConnections ?? 0,
-          lease_remaining_s: s.leaseRemainingS,
-          age_s: s.ageS,
-          to_target_bps: s.toTargetBps,
-          from_target_bps: s.fromTargetBps,
-        })),
-        reserved_ports: ports.reserved,
-        free_ports: ports.free,
-        refusals: deps.refusals.totals(),
-        ended: table
-          .endedRecently()
-          .filter((e) => seesAll || e.owner === caller.subject)
-          .filter((e) => !msg.uid || e.uid === msg.uid)
-          .map((e) => ({ uid: e.uid, owner: e.owner, why: e.why, ago_s: Math.max(0, Math.floor((Date.now() - e.at) / 1000)) })),
-        // The facility's internal addresses: for operators, not for every user.
-        agents: seesAll
-          ? (deps.agents?.() ?? []).map((a) => ({
-            name: a.name,
-            address: a.address,
-            listener_ip: a.listenerIp ?? '',
-            up: a.up,
-            streams: a.streams,
-            free_ports: a.freePorts,
-            bytes_per_second: Math.round(a.bytesPerSecond),
-          }))
-          : [],
-      };
+      return statusView(deps, viewerOf(auth, table, caller), msg.uid ? validateUid(msg.uid) : undefined);
     }),
     // Asked by s2uc before it reserves anything (so no token: a client learns what
     // the gateway can do before it decides what to send). It reveals nothing about

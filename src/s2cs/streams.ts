@@ -196,6 +196,8 @@ export class StreamTable {
   }
 
   private detached = false;
+  /** Bytes the streams released so far carried, as last read before their release (scistream_bytes_total). */
+  readonly releasedBytes = { toTarget: 0, fromTarget: 0 };
   /** Streams this gateway ended by itself lately, newest last (status shows why). */
   private readonly endedLately: EndedStream[] = [];
 
@@ -776,6 +778,9 @@ export class StreamTable {
     this.endLease(record);
     record.abort?.(why);
     const stats = this.opts.dataServer.stats(uid);
+    // The gateway's byte totals (metrics) keep what released streams carried.
+    this.releasedBytes.toTarget += stats?.bytesToTarget ?? 0;
+    this.releasedBytes.fromTarget += stats?.bytesFromTarget ?? 0;
     try {
       await this.opts.dataServer.release(uid);
     } finally {

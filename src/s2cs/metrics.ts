@@ -1,0 +1,150 @@
+// The gateway's Prometheus metrics (docs/metrics.md: the families are part of the
+// contract). Everything but the rpc figures is read at scrape time from what
+// `status` reads (the stream table, the data server, the agent pool): no timers of
+// its own, nothing on the forwarding path.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Refusals, RefusalKind } from '../limits/refusals.js';
+import type { AgentSummary, DataServer } from '../s2ds/index.js';
+import type { StreamState, StreamTable } from './streams.js';
+
+export interface MetricsSources {
+  table: StreamTable;
+  dataServer: DataServer;
+  agents: () => AgentSummary[];
+  refusals: Refusals;
+}
+
+const STATES: readonly StreamState[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready'];
+/** Connections refused at the data listeners; control-plane refusals show as rpc codes (RESOURCE_EXHAUSTED). */
+const WAN_REFUSALS: readonly RefusalKind[] = ['conns-per-listener', 'waiting-conns', 'buffer-memory', 'wan-auth', 'target-unreachable'];
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly rpcRequests: Counter<'rpc' | 'code'>;
+  private readonly rpcDuration: Histogram<'rpc'>;
+  private defaults = false;
+
+  constructor(src: MetricsSources) {
+    const registers = [this.registry];
+    const { table, dataServer, refusals } = src;
+    new Gauge({
+      name: 'scistream_streams',
+      help: 'Streams held by the gateway, by state (reserving, awaiting-hello, awaiting-update, ready)',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map<string, number>(STATES.map((s) => [s, 0]));
+        for (const s of table.status()) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'scistream_connections',
+      help: "Data connections of the gateway's streams: active (forwarding) or waiting (accepted before the connection map)",
+      labelNames: ['state'],
+      registers,
+      collect() {
+        let active = 0;
+        let waiting = 0;
+        for (const s of table.status()) {
+          active += s.stats?.activeConnections ?? 0;
+          waiting += s.stats?.waitingConnections ?? 0;
+        }
+        this.set({ state: 'active' }, active);
+        this.set({ state: 'waiting' }, waiting);
+      },
+    });
+    new Counter({
+      name: 'scistream_bytes_total',
+      help: 'Bytes forwarded by the gateway since it started, to_target (towards the stream target) or from_target',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        let to = table.releasedBytes.toTarget;
+        let from = table.releasedBytes.fromTarget;
+        for (const s of table.status()) {
+          to += s.stats?.bytesToTarget ?? 0;
+          from += s.stats?.bytesFromTarget ?? 0;
+        }
+        this.reset();
+        this.inc({ direction: 'to_target' }, to);
+        this.inc({ direction: 'from_target' }, from);
+      },
+    });
+    new Counter({
+      name: 'scistream_stream_bytes_total',
+      help: 'Bytes forwarded for one stream, by uid and direction; the series ends when the stream is released',
+      labelNames: ['uid', 'direction'],
+      registers,
+      collect() {
+        // reset(): the series of released streams go (bounded by the live streams, hence the port range).
+        this.reset();
+        for (const s of table.status()) {
+          this.inc({ uid: s.uid, direction: 'to_target' }, s.stats?.bytesToTarget ?? 0);
+          this.inc({ uid: s.uid, direction: 'from_target' }, s.stats?.bytesFromTarget ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'scistream_ports',
+      help: 'Ports of --port-range: reserved by streams, or free',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const p = dataServer.ports();
+        this.set({ state: 'reserved' }, p.reserved);
+        this.set({ state: 'free' }, p.free);
+      },
+    });
+    new Counter({
+      name: 'scistream_wan_refused_total',
+      help: 'Data connections the gateway refused, by reason (the refusal kinds of the README: conns-per-listener, waiting-conns, buffer-memory, wan-auth, target-unreachable)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const totals = new Map<string, number>(WAN_REFUSALS.map((k) => [k, 0]));
+        for (const t of refusals.totals()) if (totals.has(t.kind)) totals.set(t.kind, t.count);
+        this.reset();
+        for (const [reason, n] of totals) this.inc({ reason }, n);
+      },
+    });
+    new Gauge({
+      name: 'scistream_agents',
+      help: 'Data-server agents (s2ds workers and --s2ds agents): up (answering) or down',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const agents = src.agents();
+        const up = agents.filter((a) => a.up).length;
+        this.set({ state: 'up' }, up);
+        this.set({ state: 'down' }, agents.length - up);
+      },
+    });
+    this.rpcRequests = new Counter({
+      name: 'scistream_rpc_requests_total',
+      help: 'Control rpcs answered, by rpc (req, hello, update, release, status, capabilities) and gRPC status (OK, NOT_FOUND, ...)',
+      labelNames: ['rpc', 'code'],
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: 'scistream_rpc_duration_seconds',
+      help: 'Time from a control rpc arriving to its answer, by rpc (a producer req waits for its Hello)',
+      labelNames: ['rpc'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 180],
+      registers,
+    });
+  }
+
+  /** An answered rpc (guardedUnary's observe). */
+  readonly observeRpc = (rpc: string, code: string, seconds: number): void => {
+    this.rpcRequests.inc({ rpc, code });
+    this.rpcDuration.observe({ rpc }, seconds);
+  };
+
+  /** Adds prom-client's process metrics (CPU, memory, event loop, GC); once they are served. */
+  withProcessMetrics(): this {
+    if (!this.defaults) collectDefaultMetrics({ register: this.registry });
+    this.defaults = true;
+    return this;
+  }
+}
