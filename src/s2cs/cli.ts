@@ -18,6 +18,9 @@ import { lingerUnavailable } from '../transport/linger.js';
 import { RemoteAgent } from '../s2ds/remote.js';
 import type { AgentClientTls } from '../security/agent-tls.js';
 import { splitPortRange } from './supervisor.js';
+import { monitorExposureProblem, startMonitor, type Monitor } from './monitor.js';
+import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
+import { isLoopback } from './streams.js';
 
 interface StartFlags {
   port: number;
@@ -59,6 +62,8 @@ interface StartFlags {
   logJson?: boolean;
   idleTimeout: number;
   handshakeTimeout: number;
+  metricsListen?: string;
+  metricsPublic?: boolean;
 }
 
 const program = new Command('s2cs')
@@ -117,6 +122,9 @@ program
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
+  // Monitoring (monitor.ts): off unless asked for.
+  .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
+  .option('--metrics-public', 'with --auth introspect or jwt: allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
   .option('-v, --verbose', 'debug logs')
   .option('--log-json', 'logs as JSON lines')
   .action(async (flags: StartFlags) => {
@@ -142,6 +150,18 @@ program
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
       if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
     }
+    let metricsAt: Address | undefined;
+    if (flags.metricsPublic && flags.metricsListen === undefined) usage('--metrics-public applies to --metrics-listen');
+    if (flags.metricsListen !== undefined) {
+      try {
+        metricsAt = parseAddress(flags.metricsListen, '--metrics-listen', { allowPortZero: true });
+      } catch (err) {
+        return usage((err as Error).message);
+      }
+      const problem = await canBind(metricsAt.host, metricsAt.port);
+      if (problem === 'EADDRINUSE') usage(`--metrics-listen ${flags.metricsListen} is in use by another program; stop it or choose another port`);
+      if (problem) usage(`cannot serve metrics on ${flags.metricsListen} (${problem}); give an address of this host`);
+    }
     const stateDir = flags.stateDir ?? join(scistreamHome(), 's2cs');
     let tls: ServerTls | undefined;
     if (!flags.insecure) {
@@ -161,6 +181,10 @@ program
       auth = createAuthenticator(authConfig(flags, logger));
     } catch (err) {
       return usage((err as Error).message);
+    }
+    if (metricsAt) {
+      const exposed = monitorExposureProblem(metricsAt.host, auth.mode, flags.metricsPublic ?? false);
+      if (exposed) usage(exposed);
     }
     if (flags.s2dsCert !== undefined && flags.s2ds.length === 0) usage('--s2ds-cert applies to the agents named with --s2ds');
     // With --s2ds the agents named there forward; local workers only when asked for too.
@@ -238,6 +262,18 @@ program
       for (const a of agents ?? []) await a.close();
       return usage((err as Error).message);
     }
+    let monitor: Monitor | undefined;
+    if (metricsAt) {
+      try {
+        monitor = await startMonitor({ host: metricsAt.host, port: metricsAt.port, gateway: server, title: `s2cs ${formatAddress({ host: flags.listenerIp, port: server.port })}`, logger: logger.child({ component: 'monitor' }) });
+      } catch (err) {
+        await server.close();
+        return usage(`--metrics-listen ${flags.metricsListen}: ${(err as Error).message}`);
+      }
+      const at = formatAddress({ host: metricsAt.host, port: monitor.port });
+      logger.info({ metrics: at }, `metrics at http://${at}/metrics, health at /healthz, status page at http://${at}/`);
+      if (!isLoopback(metricsAt.host)) logger.warn({ metrics: at }, `the status page and /metrics on ${at} show every stream, owner and address to whoever reaches that address (plain HTTP): keep it to your management network`);
+    }
     for (const a of server.agents()) logger.info({ agent: a.name, address: a.address, up: a.up, listenerIp: a.listenerIp, freePorts: a.freePorts }, `data-server agent ${a.name} at ${a.address}${a.up ? '' : ' (not answering yet)'}`);
     if (auth.mode === 'none') {
       logger.warn('no authentication (--auth none): anyone who reaches the control port can reserve, redirect and release streams; configure a provider with --auth introspect or --auth jwt');
@@ -265,6 +301,7 @@ program
     onShutdown(async (signal) => {
       logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();
+      await monitor?.close();
       logger.info('stopped');
     });
     logger.info(
@@ -331,6 +368,7 @@ addExamples(program, {
     's2cs start --port 5000 --listener-ip 198.51.100.7 --auth jwt --issuer https://idp.example.org --audience gw-a --scope scistream',
     's2cs start --port 5000 --listener-ip 127.0.0.1 --insecure    # plain-text control channel: clients need --insecure too',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5299 --workers 4    # four local data-server processes, 50 ports each',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --metrics-listen 127.0.0.1:9464    # Prometheus at /metrics, status page at http://127.0.0.1:9464/',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --s2ds 10.0.0.2:6000 --s2ds 10.0.0.3:6000 --s2ds-cert /etc/scistream/agents.pem    # agents on two gateway nodes',
   ],
 });
