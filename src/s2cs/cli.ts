@@ -158,6 +158,8 @@ program
       } catch (err) {
         return usage((err as Error).message);
       }
+      // The reference's unbracketed v6 form is read for listeners only; a flag is written one way.
+      if (metricsAt.host.includes(':') && !flags.metricsListen.startsWith('[')) usage(`--metrics-listen ${flags.metricsListen}: an IPv6 address belongs in brackets, e.g. [::1]:9464`);
       const problem = await canBind(metricsAt.host, metricsAt.port);
       if (problem === 'EADDRINUSE') usage(`--metrics-listen ${flags.metricsListen} is in use by another program; stop it or choose another port`);
       if (problem) usage(`cannot serve metrics on ${flags.metricsListen} (${problem}); give an address of this host`);

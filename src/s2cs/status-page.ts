@@ -156,7 +156,8 @@ export const STATUS_PAGE_CSP = [
   `script-src ${sha256(SCRIPT)}`,
   `style-src ${sha256(STYLE)}`,
   "connect-src 'self'",
-  "img-src 'none'",
+  // Only the empty icon below, so that browsers do not ask for /favicon.ico.
+  'img-src data:',
   "base-uri 'none'",
   "form-action 'none'",
   "frame-ancestors 'none'",
@@ -194,7 +195,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
   const ended = [...st.ended].reverse().map((e) => `<tr>${codeCell([e.uid])}${cell(e.owner)}${cell(e.why)}${cell(`${formatAge(e.ago_s)} ago`, 'num')}</tr>`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
+<link rel="icon" href="data:,"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head>
 <body>
 <h1>${escapeHtml(title)}</h1>
 <p class="summary"><span id="summary">${escapeHtml(summary)}</span> <span id="live">(a snapshot: reload for news, or allow JavaScript)</span></p>
