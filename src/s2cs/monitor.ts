@@ -67,6 +67,8 @@ export async function startMonitor(opts: MonitorOptions): Promise<Monitor> {
       headersTimeout: MONITOR_LIMITS.headersTimeoutMs,
       requestTimeout: MONITOR_LIMITS.requestTimeoutMs,
       keepAliveTimeout: MONITOR_LIMITS.keepAliveTimeoutMs,
+      // How often those timeouts are checked (Node's default, 30 s, would let a stalled request linger that long).
+      connectionsCheckingInterval: 1_000,
     },
     (req, res) => {
       handle(req, res).catch((err: unknown) => {

@@ -20,7 +20,8 @@ table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 0 0 1px #
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #edf2f7;vertical-align:top}
 th{background:#f1f5f9;font-weight:600;font-size:.9em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-code{font:12px ui-monospace,monospace;word-break:break-all}
+code{font:12px ui-monospace,monospace;white-space:nowrap}
+td.owner{overflow-wrap:anywhere;max-width:18em}
 .state-ready{color:#17803d;font-weight:600}.state-down{color:#b91c1c;font-weight:600}
 .empty{color:#718096;font-style:italic}
 svg.chart{display:block;width:160px;height:36px;background:#f8fafc}
@@ -113,7 +114,7 @@ const SCRIPT = `
       var chartCell = el('td');
       chartCell.appendChild(chart(history[s.uid] || []));
       var uid = el('td'); uid.appendChild(el('code', s.uid));
-      return [uid, el('td', s.owner), el('td', s.role), state, el('td', age(s.age_s), 'num'), lines(pairs),
+      return [uid, el('td', s.owner, 'owner'), el('td', s.role), state, el('td', age(s.age_s), 'num'), lines(pairs),
         el('td', s.active_connections + ' active, ' + s.waiting_connections + ' waiting, ' + s.accepted_connections + ' accepted, ' + s.refused_connections + ' refused'),
         el('td', units(s.bytes_to_target) + ' / ' + units(s.bytes_from_target), 'num'),
         el('td', rate(s.to_target_bps) + ' / ' + rate(s.from_target_bps), 'num rate'), chartCell];
@@ -125,7 +126,7 @@ const SCRIPT = `
     fill('refusals', st.refusals.map(function (r) { return [el('td', r.kind), el('td', r.count, 'num')]; }), 2, 'none');
     fill('ended', st.ended.slice().reverse().map(function (e) {
       var uid = el('td'); uid.appendChild(el('code', e.uid));
-      return [uid, el('td', e.owner), el('td', e.why), el('td', age(e.ago_s) + ' ago', 'num')];
+      return [uid, el('td', e.owner, 'owner'), el('td', e.why), el('td', age(e.ago_s) + ' ago', 'num')];
     }), 4, 'none');
   }
   function summary(st) {
@@ -182,7 +183,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
   const summary = `${st.streams.length} stream(s), ${st.reserved_ports} port(s) reserved, ${st.free_ports} free${st.agents.length ? `, ${up} of ${st.agents.length} agent(s) up` : ''}`;
   const streams = st.streams.map((s) => {
     const pairs = s.listeners.map((l, i) => (s.targets.length ? `${l} \u2192 ${s.targets[i % s.targets.length]}` : l));
-    return `<tr>${codeCell([s.uid])}${cell(s.owner)}${cell(s.role)}${cell(s.state, `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
+    return `<tr>${codeCell([s.uid])}${cell(s.owner, 'owner')}${cell(s.role)}${cell(s.state, `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
       cell(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`) +
       cell(`${formatBytes(s.bytes_to_target)} / ${formatBytes(s.bytes_from_target)}`, 'num') +
       cell(`${bps(s.to_target_bps)} / ${bps(s.from_target_bps)}`, 'num rate') +
@@ -192,7 +193,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
     (a) => `<tr>${cell(a.name)}${codeCell([a.address])}${cell(a.listener_ip)}${cell(a.up ? 'up' : 'DOWN', a.up ? 'state-ready' : 'state-down')}${cell(a.streams, 'num')}${cell(a.free_ports, 'num')}${cell(bps(a.bytes_per_second), 'num')}</tr>`,
   );
   const refusals = st.refusals.map((r) => `<tr>${cell(r.kind)}${cell(r.count, 'num')}</tr>`);
-  const ended = [...st.ended].reverse().map((e) => `<tr>${codeCell([e.uid])}${cell(e.owner)}${cell(e.why)}${cell(`${formatAge(e.ago_s)} ago`, 'num')}</tr>`);
+  const ended = [...st.ended].reverse().map((e) => `<tr>${codeCell([e.uid])}${cell(e.owner, 'owner')}${cell(e.why)}${cell(`${formatAge(e.ago_s)} ago`, 'num')}</tr>`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <link rel="icon" href="data:,"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head>

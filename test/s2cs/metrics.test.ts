@@ -200,7 +200,8 @@ describe('s2cs start --metrics-listen', () => {
   const base = ['start', '--insecure', '--port', '0', '--listener-ip', '127.0.0.1'];
   async function usage(args: string[], expected: RegExp): Promise<void> {
     const p = spawnCli('s2cs', [...base, ...args]);
-    const code = await p.exited;
+    // A start that wrongly succeeds is stopped, not left running.
+    const code = await Promise.race([p.exited, sleep(20_000).then(() => p.stop())]);
     const err = p.stderr().trim();
     assert.equal(code, 2, err);
     assert.equal(err.split('\n').length, 1, err);
