@@ -21,10 +21,11 @@ th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #edf2f7;vertica
 th{background:#f1f5f9;font-weight:600;font-size:.9em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{font:12px ui-monospace,monospace;white-space:nowrap}
-td.owner{overflow-wrap:anywhere;max-width:18em}
+td.owner{overflow-wrap:anywhere;min-width:8em;max-width:18em}
 .state-ready{color:#17803d;font-weight:600}.state-down{color:#b91c1c;font-weight:600}
 .empty{color:#718096;font-style:italic}
-svg.chart{display:block;width:160px;height:36px;background:#f8fafc}
+svg.chart{display:block;width:120px;height:36px;background:#f1f5f9}
+.wrap{overflow-x:auto}
 svg.chart polyline{fill:none;stroke:#2563eb;stroke-width:1.5}
 #live{color:#718096;font-size:.85em}
 `;
@@ -69,12 +70,13 @@ const SCRIPT = `
     var NS = 'http://www.w3.org/2000/svg';
     var svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('class', 'chart');
-    svg.setAttribute('viewBox', '0 0 ' + KEEP + ' 36');
     svg.setAttribute('preserveAspectRatio', 'none');
     var max = Math.max.apply(null, points.concat([1]));
     var line = document.createElementNS(NS, 'polyline');
-    var start = KEEP - points.length;
-    line.setAttribute('points', points.map(function (v, i) { return (start + i) + ',' + (34 - (v / max) * 32).toFixed(1); }).join(' '));
+    // The x axis spans KEEP samples once there are that many; a page opened lately stretches what it has.
+    var span = Math.max(points.length, 30) - 1, start = span - (points.length - 1);
+    svg.setAttribute('viewBox', '0 0 ' + span + ' 36');
+    line.setAttribute('points', points.map(function (v, i) { return (start + i) + ',' + (34 - (v / max) * 30).toFixed(1); }).join(' '));
     var title = document.createElementNS(NS, 'title');
     title.textContent = 'throughput, last ' + Math.round(points.length * POLL / 1000) + ' s, peak ' + rate(max);
     svg.appendChild(title);
@@ -201,8 +203,8 @@ export function renderStatusPage(st: StatusView, title: string): string {
 <h1>${escapeHtml(title)}</h1>
 <p class="summary"><span id="summary">${escapeHtml(summary)}</span> <span id="live">(a snapshot: reload for news, or allow JavaScript)</span></p>
 <h2>Streams</h2>
-<table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (10 s)</th><th>throughput</th></tr></thead>
-<tbody id="streams">${rows(streams, 10, 'no streams')}</tbody></table>
+<div class="wrap"><table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (last 10 s)</th><th>throughput</th></tr></thead>
+<tbody id="streams">${rows(streams, 10, 'no streams')}</tbody></table></div>
 <h2>Data-server agents</h2>
 <table><thead><tr><th>name</th><th>address</th><th>listener ip</th><th>state</th><th>streams</th><th>free ports</th><th>rate</th></tr></thead>
 <tbody id="agents">${rows(agents, 7, 'no agents shown')}</tbody></table>

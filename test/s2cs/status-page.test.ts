@@ -68,7 +68,7 @@ describe('status page', () => {
   });
 
   test('in headless Chromium: loads without console errors, shows the live rate and its chart, the owner as text', async (t) => {
-    const browser: Browser = await launchChromium({ width: 1400, height: 640 });
+    const browser: Browser = await launchChromium({ width: 1400, height: 760 });
     t.after(() => browser.close());
     await browser.navigate(`${m.url}/`);
     // Live: the script has redrawn the table from /status.json at least twice (a chart needs two points).
@@ -87,7 +87,11 @@ describe('status page', () => {
       return v && v.live.startsWith('live, updated') && v.points >= 3 && /^[1-9]/.test(v.rate) ? v : undefined;
     });
     // For the picture in docs/, a longer history in the chart.
-    if (process.env.S2CS_STATUS_SCREENSHOT) await sleep(40_000);
+    if (process.env.S2CS_STATUS_SCREENSHOT) {
+      await sleep(20_000);
+      stream.trickle(256 * 1024, 100);
+      await sleep(24_000);
+    }
     assert.equal(live.uid, stream.uid);
     assert.match(live.rate, /^[1-9][0-9]*\.[0-9]{2} Mbit\/s \/ 0\.00 Mbit\/s$/);
     const owner = await browser.evaluate<string>(`document.querySelector('#streams tr').children[1].textContent`);

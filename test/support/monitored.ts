@@ -37,7 +37,7 @@ export interface SinkStream {
   received(): number;
   /** Writes `bytes` into the stream and waits until the sink has them all. */
   send(bytes: number): Promise<void>;
-  /** Keeps writing `chunk` every `everyMs` (a steady rate without hogging the CPU) until close. */
+  /** Keeps writing `chunk` every `everyMs` (a steady rate without hogging the CPU) until close; calls add up. */
   trickle(chunk: number, everyMs: number): void;
   close(): Promise<void>;
 }
@@ -63,7 +63,7 @@ export async function sinkStream(gw: TestGateway, uid = randomUUID()): Promise<S
     client.once('connect', resolve);
     client.once('error', reject);
   });
-  let timer: NodeJS.Timeout | undefined;
+  const timers: NodeJS.Timeout[] = [];
   return {
     uid,
     client,
@@ -79,12 +79,12 @@ export async function sinkStream(gw: TestGateway, uid = randomUUID()): Promise<S
     },
     trickle(chunk, everyMs) {
       const buf = Buffer.alloc(chunk, 0x5a);
-      timer = setInterval(() => {
+      timers.push(setInterval(() => {
         if (client.writableLength < 4 * chunk) client.write(buf);
-      }, everyMs);
+      }, everyMs));
     },
     async close() {
-      if (timer) clearInterval(timer);
+      for (const t of timers) clearInterval(t);
       client.destroy();
       for (const s of conns) s.destroy();
       await new Promise((resolve) => sink.close(resolve));
