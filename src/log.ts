@@ -12,14 +12,33 @@ export interface LogOptions {
   name?: string;
 }
 
+/** A logger's children (pino's levels do not pass to children made earlier), for setLogLevel. */
+const families = new WeakMap<Logger, Set<WeakRef<Logger>>>();
+
 export function createLogger(opts: LogOptions = {}): Logger {
   const level = opts.silent ? 'silent' : opts.verbose ? 'debug' : 'info';
   const base = { name: opts.name };
-  if (opts.json) return pino({ level, base }, pino.destination({ fd: 2, sync: true }));
-  return pino(
-    { level, base },
-    pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }),
-  );
+  const family = new Set<WeakRef<Logger>>();
+  const onChild = (child: Logger) => void family.add(new WeakRef(child));
+  const logger = opts.json
+    ? pino({ level, base, onChild }, pino.destination({ fd: 2, sync: true }))
+    : pino(
+      { level, base, onChild },
+      pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }),
+    );
+  families.set(logger, family);
+  return logger;
+}
+
+/** Sets the level of a logger made by createLogger and of every child made from it (SIGHUP reload of --verbose). */
+export function setLogLevel(logger: Logger, level: 'debug' | 'info'): void {
+  logger.level = level;
+  const family = families.get(logger);
+  for (const ref of family ?? []) {
+    const child = ref.deref();
+    if (child) child.level = level;
+    else family!.delete(ref);
+  }
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -75,6 +75,23 @@ export interface StreamTableOptions {
   logger: Logger;
 }
 
+/** What a running table may be given anew (StreamTable.reconfigure). */
+export type TableSettings = Partial<
+  Pick<
+    StreamTableOptions,
+    | 'helloTimeoutMs'
+    | 'setupTimeoutMs'
+    | 'maxPendingHellos'
+    | 'maxPendingHellosPerPeer'
+    | 'maxWaitingConsHellos'
+    | 'maxWaitingConsHellosPerPeer'
+    | 'maxHeldListeners'
+    | 'maxPortsPerUser'
+    | 'admins'
+    | 'helloAcceptsOwnerToken'
+  >
+>;
+
 export type StreamState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
 
 export interface StreamReply {
@@ -176,23 +193,39 @@ export class StreamTable {
   /** Samples byte counters for the rates in status; runs only while there are streams. */
   private sampler: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: StreamTableOptions) {
-    const consWait = Math.min(opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, opts.helloTimeoutMs);
+  constructor(private opts: StreamTableOptions) {
+    const consWait = () => Math.min(this.opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, this.opts.helloTimeoutMs);
     this.pendingHellos = new PendingByPeer<PendingHello>(
       { max: opts.maxPendingHellos, maxPerPeer: opts.maxPendingHellosPerPeer, ttlMs: opts.helloTimeoutMs },
       () => {},
     );
     this.consWaiters = new PendingByPeer<ConsWaiter>(
-      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: consWait },
+      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: consWait() },
       (id, w) => {
         this.forgetWaiter(id, w.uid);
         w.reject(
           deadlineExceeded(
-            `no request for uid ${w.uid} arrived within ${consWait / 1000} s; run s2uc request first and hand its uid to the application controller (s2app hello retries by itself until its --timeout)`,
+            `no request for uid ${w.uid} arrived within ${consWait() / 1000} s; run s2uc request first and hand its uid to the application controller (s2app hello retries by itself until its --timeout)`,
           ),
         );
       },
     );
+  }
+
+  /**
+   * New limits and policies from a configuration reload (SIGHUP). They apply to what
+   * comes next: streams already granted keep their ports and their lease; Hellos held
+   * now are held at most the new Hello timeout.
+   */
+  reconfigure(changes: TableSettings): void {
+    this.opts = { ...this.opts, ...changes };
+    const o = this.opts;
+    this.pendingHellos.setLimits({ max: o.maxPendingHellos, maxPerPeer: o.maxPendingHellosPerPeer, ttlMs: o.helloTimeoutMs });
+    this.consWaiters.setLimits({
+      max: o.maxWaitingConsHellos,
+      maxPerPeer: o.maxWaitingConsHellosPerPeer,
+      ttlMs: Math.min(o.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, o.helloTimeoutMs),
+    });
   }
 
   private detached = false;
