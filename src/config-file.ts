@@ -92,7 +92,7 @@ export function withConfigFile(cmd: Command): Command {
     required.add(o);
     o.mandatory = false;
   }
-  cmd.option('--config <file>', 'read settings from this TOML file (keys: the long option names, e.g. listener-ip = "10.0.0.1"); flags given here override it');
+  cmd.option('--config <file>', 'read settings from this TOML file (keys: the long option names, e.g. listener-ip = "10.0.0.1"; relative paths resolve against the file\'s directory); flags given here override it');
   cmd.hook('preAction', (thisCommand) => {
     const file = thisCommand.getOptionValue(CONFIG_ATTR) as string | undefined;
     if (file !== undefined) {
