@@ -5,7 +5,8 @@ import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound, type ScistreamError } from '../protocol/errors.js';
 import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
-import type { DataServer, StreamStats, WanLeg } from './index.js';
+import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
+import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
@@ -84,14 +85,18 @@ class Stream {
   refused = 0;
   active = 0;
   released = false;
+  /** The stream's cap here, shared by its connections (absent: not capped). */
+  readonly pacing: StreamPacing | undefined;
 
   constructor(
     readonly uid: string,
     readonly listeners: TcpListener[],
     readonly ports: number[],
     count: number,
+    readonly capBps = 0,
   ) {
     this.perListener = new Array<number>(count).fill(0);
+    this.pacing = capBps > 0 ? { toTarget: new Pacer(capBps), fromTarget: new Pacer(capBps) } : undefined;
   }
 }
 
@@ -141,9 +146,9 @@ export class LocalDataServer implements DataServer {
     return this.others.ports() !== undefined;
   }
 
-  async startListeners(uid: string, count: number): Promise<Address[]> {
+  async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
-    const work = this.bind(uid, count);
+    const work = this.bind(uid, count, opts.capBps ?? 0);
     this.starting.set(uid, work);
     try {
       const stream = await work;
@@ -155,13 +160,13 @@ export class LocalDataServer implements DataServer {
     }
   }
 
-  private async bind(uid: string, count: number): Promise<Stream> {
+  private async bind(uid: string, count: number, capBps: number): Promise<Stream> {
     const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
     const exhausted = () => this.exhausted(count, ports.length, busy);
     if (this.pool.available < count) throw exhausted();
-    const stream = new Stream(uid, listeners, ports, count);
+    const stream = new Stream(uid, listeners, ports, count, capBps);
     try {
       while (listeners.length < count) {
         const port = this.pool.take();
@@ -348,6 +353,7 @@ export class LocalDataServer implements DataServer {
               reads,
               framed,
               socket === raw ? undefined : acceptedReads,
+              stream.pacing,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -412,6 +418,11 @@ export class LocalDataServer implements DataServer {
   /** Uids of the streams holding listeners now. */
   uids(): string[] {
     return [...this.streams.keys()];
+  }
+
+  /** The stream's rate cap on this data server in bytes per second (0: none); undefined for an unknown uid. */
+  capOf(uid: string): number | undefined {
+    return this.streams.get(uid)?.capBps;
   }
 
   /** Targets of a stream (after setTargets) and whether its WAN leg runs TLS. */
