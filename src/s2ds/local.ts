@@ -311,7 +311,7 @@ export class LocalDataServer implements DataServer {
     const towardsFramed = acceptVia.name === 'tcp' && connectVia.name === 'tls';
     const acceptedReads =
       acceptVia.name === 'tcp'
-        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
+        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name, stream.capBps) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
         : undefined;
     acceptVia.accept(raw, { ...options, reads: acceptedReads }).then(
       (socket) => {
@@ -330,7 +330,7 @@ export class LocalDataServer implements DataServer {
         const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
         const reads =
           connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name) + headroom), headroom)
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom)
             : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
@@ -513,10 +513,15 @@ function mib(bytes: number): string {
  * How much one read from the producer takes. Measured (docs/benchmarks.md): 1 MiB
  * reads forward plain TCP near loopback speed for 1 to 64 connections (4 MiB is as
  * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
- * encryption and sending in step. Never more than the configured buffer.
+ * encryption and sending in step. Never more than the configured buffer. A capped
+ * stream reads at most what its cap passes in 20 ms (at least 64 KiB): each of its
+ * connections may take one read when the bucket allows, so the read is what the
+ * stream can run ahead of its rate (measured: 1 MiB reads put 4 connections 6 %
+ * above a 100 Mbit/s cap over 4 s).
  */
-function readSize(bufferSize: number, towards: 'tcp' | 'tls'): number {
-  return Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
+function readSize(bufferSize: number, towards: 'tcp' | 'tls', capBps = 0): number {
+  const size = Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
+  return capBps > 0 ? Math.min(size, Math.max(64 * 1024, Math.round(capBps * 0.02))) : size;
 }
 
 /** The first few ports of a list, for a message. */
