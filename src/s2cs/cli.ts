@@ -6,7 +6,8 @@ import { createLogger } from '../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { canBind } from '../s2ds/flags.js';
-import { parseSize } from '../units.js';
+import { parseRate, parseSize } from '../units.js';
+import { RATE_POLICIES } from './streams.js';
 import { startControlServer, DEFAULTS } from './server.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
@@ -50,6 +51,13 @@ const start: Command = program
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
+  // Stream rates (issue 13): Request.rate is kB/s.
+  .addOption(
+    new Option('--rate-policy <policy>', "what a stream's stated rate means here: none (stored and reported, as the reference does), cap (each stream held to its rate, each direction, all its connections together), reserve (cap, and a request admitted only while the streams' rates fit in --capacity; one stating no rate is refused)")
+      .choices(RATE_POLICIES)
+      .default('none'),
+  )
+  .option('--capacity <rate>', 'with --rate-policy reserve: what this gateway can carry, e.g. 10Gbit/s or 1250MB/s (a plain number: kB/s)', option((v: string) => parseRate(v) * 1000))
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (single-gateway flows, reference gateways and clients) on any address: their WAN leg is unencrypted. Without it they are accepted only when the data listeners are on loopback (--bind-ip 127.x or ::1)')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
@@ -169,6 +177,8 @@ const start: Command = program
         maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
+        ratePolicy: flags.ratePolicy,
+        capacityBps: flags.capacity,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
         auth,

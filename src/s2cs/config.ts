@@ -12,6 +12,7 @@ import { scistreamHome } from '../security/control-tls.js';
 import { setLogLevel, type Logger } from '../log.js';
 import { DEFAULTS, defaultMaxPortsPerUser, type ControlServer, type RuntimeSettings } from './server.js';
 import { splitPortRange } from './supervisor.js';
+import type { RatePolicy } from './streams.js';
 
 /** The options of `s2cs start`, as commander hands them over. */
 export interface StartFlags {
@@ -38,6 +39,8 @@ export interface StartFlags {
   stateDir?: string;
   allowPlaintextData?: boolean;
   helloAcceptsOwnerToken?: boolean;
+  ratePolicy: RatePolicy;
+  capacity?: number;
   auth?: string;
   introspectionUrl?: string;
   clientId?: string;

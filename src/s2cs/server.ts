@@ -7,7 +7,8 @@ import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type AgentSummary, type DataServer, type LocalDataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
 import { controlHandlers, type ServiceDeps } from './service.js';
-import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
+import { StreamTable, isLoopback, plaintextDataPolicy, type RatePolicy } from './streams.js';
+import { formatBitRate } from '../units.js';
 import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 import { Supervisor } from './supervisor.js';
@@ -40,6 +41,10 @@ export interface ControlServerOptions {
   allowPlaintextData?: boolean;
   /** With token checking on, accept on Hello the stream owner's token in place of its application secret. */
   helloAcceptsOwnerToken?: boolean;
+  /** What a stream's Request.rate means here (default none: stored and reported). */
+  ratePolicy?: RatePolicy;
+  /** With ratePolicy reserve (required there): what the gateway admits streams against, bytes per second. */
+  capacityBps?: number;
   /** How callers are identified (default: NoAuth, every caller anonymous). */
   auth?: Authenticator;
   /** Identities (token subjects) that may release and see every stream. */
@@ -168,6 +173,13 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
     throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
   }
+  const ratePolicy = opts.ratePolicy ?? 'none';
+  if (ratePolicy === 'reserve' && !(opts.capacityBps && opts.capacityBps > 0)) {
+    throw invalidArgument('--rate-policy reserve admits streams against --capacity: give what this gateway can carry, e.g. --capacity 10Gbit/s');
+  }
+  if (ratePolicy !== 'reserve' && opts.capacityBps !== undefined) {
+    throw invalidArgument(`--capacity is what --rate-policy reserve admits streams against; with --rate-policy ${ratePolicy} it would do nothing`);
+  }
   const maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
   let supervisor: Supervisor | undefined;
   let agents = opts.agents;
@@ -241,6 +253,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     dataBindHost,
     requireAppSecret: auth.mode !== 'none',
     helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false,
+    ratePolicy,
+    capacityBps: opts.capacityBps,
     admins: new Set(opts.admins ?? []),
     logger,
   });
@@ -286,6 +300,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   // A warning only where plain text may cross a network: the flag on an address that is not loopback.
   logger[opts.allowPlaintextData && !isLoopback(dataBindHost) ? 'warn' : 'info']({ plaintextData: policy.accepts, bindIp: dataBindHost }, policy.why);
   if (local) warnPortsHeldByOthers(local.engine, opts.portRange, logger);
+  if (ratePolicy !== 'none') {
+    const capacity = ratePolicy === 'reserve' ? `; streams admitted while their rates fit in ${formatBitRate(opts.capacityBps!)} (--capacity), a req stating no rate refused` : '';
+    logger.info({ ratePolicy, capacityBps: opts.capacityBps }, `streams are held to their stated rate (--rate-policy ${ratePolicy})${capacity}`);
+  }
   // A stream that lost a part with its agent is broken: the pool reset the rest; the table forgets it.
   pool?.onStreamsLost((uids, why) => {
     for (const uid of uids) {
