@@ -4,7 +4,7 @@
 # namespaces with a packet capture (the multi-host test), systemd-analyze (the units' test). Run by `npm test` (pretest)
 # and by CI. As root it installs them; otherwise it names them and stops.
 set -euo pipefail
-packages=(python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2 tcpdump systemd)
+packages=(python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2 tcpdump systemd python3-yaml)
 missing=()
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
