@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger } from '../log.js';
+import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { canBind } from '../s2ds/flags.js';
@@ -83,9 +83,10 @@ const start: Command = program
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
   .option('-v, --verbose', 'debug logs')
-  .option('--log-json', 'logs as JSON lines')
+  .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
   .action(async (flags: StartFlags) => {
-    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2cs' });
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, format: flags.logFormat, name: 's2cs' });
     // grpc-js prints its own lines to stderr; route them into our log at debug level.
     grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
@@ -158,7 +159,8 @@ const start: Command = program
         agents,
         // Workers are found again by state dir and control port (an s2cs restarted for an upgrade keeps its --port);
         // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
-        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
+        // Workers log to files (auto would mean JSON there): they get the format s2cs writes, so the log s2cs copies them into reads as one.
+        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', resolveLogFormat({ json: flags.logJson, format: flags.logFormat })], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
         host: flags.controlHost,
         port: flags.port,

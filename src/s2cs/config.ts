@@ -9,7 +9,7 @@ import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, typ
 import { connectionMemory, type PortRange } from '../s2ds/index.js';
 import { checkDataPlaneFlags } from '../s2ds/flags.js';
 import { scistreamHome } from '../security/control-tls.js';
-import { setLogLevel, type Logger } from '../log.js';
+import { setLogLevel, type LogFormat, type Logger } from '../log.js';
 import { DEFAULTS, defaultMaxPortsPerUser, type ControlServer, type RuntimeSettings } from './server.js';
 import { splitPortRange } from './supervisor.js';
 import type { RatePolicy } from './streams.js';
@@ -56,6 +56,7 @@ export interface StartFlags {
   s2dsCert?: string;
   verbose?: boolean;
   logJson?: boolean;
+  logFormat: LogFormat;
   idleTimeout: number;
   handshakeTimeout: number;
 }

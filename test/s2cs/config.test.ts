@@ -241,7 +241,8 @@ test('SIGHUP reloads admin: an identity added to the file sees every stream with
       const from = proc.stderr().length;
       writeFileSync(file, [...base, 'admin = ["dave", "carol"]'].join('\n'));
       proc.child.kill('SIGHUP');
-      await proc.waitFor(/reloaded: admin \["dave"\] -> \["dave", "carol"\]/, { from });
+      // Logs to a pipe are JSON lines: the quotes come escaped.
+      await proc.waitFor(/reloaded: admin \[\\?"dave\\?"\] -> \[\\?"dave\\?", \\?"carol\\?"\]/, { from });
       assert.equal((await carol.status({ uid: '' })).streams.length, 1, 'carol, now an admin, sees every stream');
     } finally {
       alice.close();

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger } from '../../log.js';
+import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
 import { checkDataPlaneFlags } from '../flags.js';
@@ -33,6 +33,7 @@ interface StartFlags {
   waitTimeout: number;
   verbose?: boolean;
   logJson?: boolean;
+  logFormat: LogFormat;
 }
 
 const program = new Command('s2ds')
@@ -61,9 +62,10 @@ const start: Command = program
   )
   .option('--wait-timeout <seconds>', 'how long a connection that arrived before its targets waits for them', option(integer(1, 86_400)), AGENT_WAIT_TIMEOUT_MS / 1000)
   .option('-v, --verbose', 'debug logs')
-  .option('--log-json', 'logs as JSON lines')
+  .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
   .action(async (flags: StartFlags) => {
-    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2ds' });
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, format: flags.logFormat, name: 's2ds' });
     grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
       process.stderr.write(`s2ds: error: ${message}\n`);
