@@ -8,15 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN_DIR, freePortRange, spawnCli, watchChild } from '../src/demo/procs.js';
 import { resolveLogFormat } from '../src/log.js';
+import { alive } from './support/process.js';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('resolveLogFormat: json forced by --log-json or --log-format json, pretty forced, auto follows the terminal', () => {
   assert.equal(resolveLogFormat({}, true), 'pretty');

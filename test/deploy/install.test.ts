@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer, type Socket } from 'node:net';
 import { freePort, freePortRange, watchChild } from '../../src/demo/procs.js';
 import { canConnect } from '../support/sockets.js';
+import { alive } from '../support/process.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const PROGRAMS = ['s2cs', 's2ds', 's2uc', 's2app'] as const;
@@ -21,14 +22,6 @@ let prefix: string;
 // As a service manager runs it: node found through PATH (the bins start with #!/usr/bin/env node).
 const env = { ...process.env, PATH: `${dirname(process.execPath)}:/usr/bin:/bin` };
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'scistream-install-'));
