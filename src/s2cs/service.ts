@@ -28,9 +28,6 @@ export interface ServiceDeps {
   observe?: (rpc: string, code: string, seconds: number) => void;
 }
 
-/** What `status` shows a caller, numbers as numbers; the HTTP status page shows the same (monitor.ts). */
-export type StatusView = ReturnType<typeof statusView>;
-
 /** Who asks for status: an identity, and whether it sees every stream and the agents. */
 export interface Viewer {
   subject: string;
@@ -42,12 +39,15 @@ export function viewerOf(auth: Authenticator, table: StreamTable, caller: Identi
   return { subject: caller.subject, seesAll: auth.mode === 'none' || table.isAdmin(caller.subject) };
 }
 
+/** What `status` shows a caller, numbers as numbers; the HTTP status page shows the same (monitor.ts). */
+export type StatusView = ReturnType<typeof statusView>;
+
 /** The status answer for one viewer: its streams (or all), and the agents only for those who see all. */
 export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataServer' | 'refusals'>, viewer: Viewer, uid?: string) {
   const { table } = deps;
-  const all = table.status(uid);
-  const { seesAll } = viewer;
   const caller = viewer;
+  const { seesAll } = viewer;
+  const all = table.status(uid);
   const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
   const ports = deps.dataServer.ports();
   return {
@@ -71,7 +71,11 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       age_s: s.ageS,
       to_target_bps: s.toTargetBps,
       from_target_bps: s.fromTargetBps,
+      cap_bps: s.capBps,
     })),
+    rate_policy: table.rateLimits().policy,
+    capacity_bps: table.rateLimits().capacityBps,
+    reserved_bps: table.rateLimits().policy === 'reserve' ? table.reservedBps() : 0,
     reserved_ports: ports.reserved,
     free_ports: ports.free,
     refusals: deps.refusals.totals(),
@@ -96,7 +100,8 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
 }
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
-  const { table, auth, limits } = deps;
+  // auth and limits are read at each call: a configuration reload replaces them (ControlServer.reconfigure).
+  const { table } = deps;
   const unary = guardedUnary({
     service: 'scistream.Control',
     protoFile: 'proto/scistream.proto',
@@ -107,8 +112,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
 
   return {
     req: unary('req', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'req');
-      const request = validateRequest(msg, limits);
+      const caller = await deps.auth.authenticate(call.metadata, 'req');
+      const request = validateRequest(msg, deps.limits);
       const ready = table.req(request, caller, peerKey(peerOf(call)));
       // Headers go out at once, with the secret when there is one: a producer's req
       // is answered only after the Hello that must carry it.
@@ -120,12 +125,12 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       return { listeners: r.listeners, prod_listeners: r.prodListeners, app_secret: appSecret };
     }),
     update: unary('update', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'update');
+      const caller = await deps.auth.authenticate(call.metadata, 'update');
       const r = await table.update(validateUpdate(msg), caller);
       return { listeners: r.listeners, prod_listeners: r.prodListeners };
     }),
     release: unary('release', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'release');
+      const caller = await deps.auth.authenticate(call.metadata, 'release');
       await table.release(validateRelease(msg), caller);
       return { listeners: [], prod_listeners: [] };
     }),
@@ -137,11 +142,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     hello: unary('hello', async (msg, call) => {
       const hello = validateHello(msg);
       const token = call.metadata.get('authorization').length > 0;
-      return table.hello(hello, peerKey(peerOf(call)), { token, authenticate: () => auth.authenticate(call.metadata, 'hello') });
+      return table.hello(hello, peerKey(peerOf(call)), { token, authenticate: () => deps.auth.authenticate(call.metadata, 'hello') });
     }),
     status: unary('status', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'status');
-      return statusView(deps, viewerOf(auth, table, caller), msg.uid ? validateUid(msg.uid) : undefined);
+      const caller = await deps.auth.authenticate(call.metadata, 'status');
+      return statusView(deps, viewerOf(deps.auth, table, caller), msg.uid ? validateUid(msg.uid) : undefined);
     }),
     // Asked by s2uc before it reserves anything (so no token: a client learns what
     // the gateway can do before it decides what to send). It reveals nothing about
@@ -151,8 +156,9 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       version: VERSION,
       stream_credentials: true,
       plaintext_data: table.acceptsPlaintextData(),
+      rate_policy: table.rateLimits().policy,
       early_app_secret: true,
-      checks_tokens: auth.mode !== 'none',
+      checks_tokens: deps.auth.mode !== 'none',
     })),
   };
 }
