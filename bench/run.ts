@@ -3,7 +3,7 @@
 // alternate within each repetition, so that a busy moment of a shared machine hits
 // them all; figures are medians with their spread, compared only within this run.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
@@ -33,8 +33,16 @@ const { values } = parseArgs({
     // s2cs's own default is the number of cores). The workers rows use 1 and 2.
     workers: { type: 'string', default: '1' },
     'compare-workers': { type: 'string' },
+    // `--only control`: the control-plane section alone (setup latency taking turns
+    // between --workers 0 and 2, the CLI setups and the 50 concurrent clients).
+    only: { type: 'string' },
   },
 });
+if (values.only !== undefined && values.only !== 'control') {
+  process.stderr.write('bench: --only takes: control\n');
+  process.exit(2);
+}
+const onlyControl = values.only === 'control';
 const workers = Number(values.workers);
 const compareWorkers = Number(values['compare-workers'] ?? workers);
 if (![workers, compareWorkers].every((w) => Number.isInteger(w) && w >= 0)) {
@@ -152,6 +160,15 @@ async function main(): Promise<void> {
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
+  const rows = new Map<string, Row>();
+  const checks: { label: string; parallel: number; gbps: number; bytes: number }[] = [];
+  if (!onlyControl) await throughputAndChecks(info, rows, checks);
+  else say(`load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  // A --rows run ends with its throughput rows.
+  if (!onlyRows) await controlPlane(info, rows, checks);
+}
+
+async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
   const [iperfPort, iperfPort2] = [await freePort(), await freePort()];
   start('iperf3 server', 'iperf3', ['-s', '-p', String(iperfPort)]);
   // The workers rows: a stream with one listener per target, and one iperf3 server per target.
@@ -180,7 +197,6 @@ async function main(): Promise<void> {
         ]
       : []),
   ];
-  const rows = new Map<string, Row>();
   const row = (c: Contender, parallel: number, direction: Row['direction']) => {
     const key = `${c.name}|${parallel}|${direction}`;
     let r = rows.get(key);
@@ -234,7 +250,6 @@ async function main(): Promise<void> {
 
   say('verifying every byte with our own generator (s2app produce -> path -> s2app consume)');
   const verifiedBytes = quick ? 256 * 2 ** 20 : 1024 * 2 ** 20;
-  const checks = [];
   const at = (p: string): Target => ({ host: p.slice(0, p.lastIndexOf(':')), port: Number(p.slice(p.lastIndexOf(':') + 1)) });
   for (const parallel of [1, 4]) {
     checks.push(await verified('direct', async (p) => p, parallel, verifiedBytes));
@@ -243,6 +258,9 @@ async function main(): Promise<void> {
       await verified(`SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`, async (p) => `127.0.0.1:${(await scistream(at(p), join(dir, `verify-${parallel}`), 1, workers)).ports[0]}`, parallel, verifiedBytes),
     );
   }
+}
+
+async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
 
   // Two pairs of gateways: forwarding inside s2cs (--workers 0) and through two local
   // workers each (--workers 2), taking turns setup by setup so that the difference
@@ -268,8 +286,7 @@ async function main(): Promise<void> {
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
 
-  say('memory of idle streams (s2cs --workers 1: s2cs and its worker)');
-  const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1);
+  const mem = onlyControl ? undefined : (say('memory of idle streams (s2cs --workers 1: s2cs and its worker)'), await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1));
 
   const stat = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
@@ -288,11 +305,12 @@ async function main(): Promise<void> {
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
       concurrent50: rate,
     },
-    idleMemory: {
+    idleMemory: mem && {
       baselineBytes: mem.baseline,
       points: mem.points,
       perStreamBytes: mem.points.length > 1 ? (mem.points.at(-1)!.rssBytes - mem.points[0]!.rssBytes) / (mem.points.at(-1)!.streams - mem.points[0]!.streams) : NaN,
     },
+    loadAverage: loadavg(),
   };
   process.stdout.write(table(results));
   if (values.json) {
@@ -325,6 +343,7 @@ type Results = {
   throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number; samples: number[] }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
+  loadAverage?: number[];
   setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
@@ -345,9 +364,11 @@ function table(r: Results): string {
     );
   }
   lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
-  if (r.setup && r.idleMemory) {
-    lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
-    for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+  if (r.setup) {
+    if (r.verified.length > 0) {
+      lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
+      for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+    }
     const s = r.setup;
     lines.push(
       '',
@@ -359,10 +380,15 @@ function table(r: Results): string {
       ]),
       `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
       `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
-      `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
-      ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
-      `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+      ...(r.idleMemory
+        ? [
+            `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
+            ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
+            `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+          ]
+        : []),
     );
+    if (r.loadAverage) lines.push('', `load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   } else lines.push('', '(a --rows run: throughput rows only)');
   lines.push('', `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`, '');
   return `${lines.join('\n')}\n`;
