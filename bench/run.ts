@@ -266,7 +266,8 @@ async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, 
   // workers each (--workers 2), taking turns setup by setup so that the difference
   // the agents add is not a difference in the machine's load.
   say(`control plane: ${setups} setups each with --workers 0 and --workers 2, request to the consumer's first byte`);
-  const gws = [await startGateways(dir, 256, 0), await startGateways(dir, 256, 2)];
+  // With --compare, a third pair: --workers 2 run by the other checkout.
+  const gws = [await startGateways(dir, 256, 0), await startGateways(dir, 256, 2), ...(values.compare ? [await startGateways(dir, 256, 2, values.compare)] : [])];
   const producer = await oneByteProducer();
   const turns = async (pools: (ConnectionPool | undefined)[]): Promise<number[][]> => {
     const out: number[][] = gws.map(() => []);
@@ -301,7 +302,7 @@ async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, 
     throughput: summarize(rows),
     verified: checks,
     setup: {
-      byWorkers: gws.map((g, k) => ({ workers: g.workers, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
+      byWorkers: gws.map((g, k) => ({ workers: g.workers, compared: g.compared, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
       concurrent50: rate,
     },
@@ -344,7 +345,7 @@ type Results = {
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
   loadAverage?: number[];
-  setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  setup?: { byWorkers: { workers: number; compared?: string; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
 
@@ -375,8 +376,8 @@ function table(r: Results): string {
       '| control plane | value |',
       '|---|---|',
       ...s.byWorkers.flatMap((b) => [
-        `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), ${workersLabel(b.workers)}, p50 / p99 over ${b.library.n} | ${b.library.p50ms.toFixed(1)} ms / ${b.library.p99ms.toFixed(1)} ms |`,
-        `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
+        `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), ${workersLabel(b.workers)}${b.compared ? ` (${b.compared})` : ''}, p50 / p99 over ${b.library.n} | ${b.library.p50ms.toFixed(1)} ms / ${b.library.p99ms.toFixed(1)} ms |`,
+        `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}${b.compared ? ` (${b.compared})` : ''}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
       ]),
       `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
       `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,

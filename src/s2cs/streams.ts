@@ -130,6 +130,8 @@ interface StreamRecord {
   updating: Promise<unknown> | undefined;
   /** The record's last store on the agents (persistSoon), in order; never rejects. */
   persisting?: Promise<void>;
+  /** A store is queued and not started: it will read the record as it is then, so another is not needed. */
+  persistQueued?: boolean;
   /** When the first req arrived (ms since epoch). */
   createdAt: number;
   /** Recent samples of the data server's byte counters, for the rates in status. */
@@ -378,8 +380,12 @@ export class StreamTable {
    * milliseconds). UpdateTargets waits for them and carries its own record.
    */
   private persistSoon(record: StreamRecord): void {
-    if (!this.opts.dataServer.setRecord) return;
-    record.persisting = (record.persisting ?? Promise.resolve()).then(() => this.persist(record));
+    if (!this.opts.dataServer.setRecord || record.persistQueued) return;
+    record.persistQueued = true;
+    record.persisting = (record.persisting ?? Promise.resolve()).then(() => {
+      record.persistQueued = false;
+      return this.persist(record);
+    });
   }
 
   /**

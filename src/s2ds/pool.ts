@@ -69,6 +69,8 @@ export interface AgentPoolOptions {
 
 /** At most this many spares per agent, whatever the option says (the agent's own bound per owner is 16). */
 export const MAX_SPARES_PER_AGENT = 8;
+/** How long after a stream took spares they are replaced. */
+const REFILL_DELAY_MS = 50;
 
 export class AgentPool implements DataServer {
   private readonly members: AgentHandle[] = [];
@@ -373,7 +375,10 @@ export class AgentPool implements DataServer {
     void work.finally(() => {
       if (this.assigning.get(uid) === work) this.assigning.delete(uid);
     }).catch(noop);
-    for (const s of shares) this.refill(s.agent);
+    // A little later: the calls that set this stream up go first on both event loops.
+    setTimeout(() => {
+      for (const s of shares) this.refill(s.agent);
+    }, REFILL_DELAY_MS).unref();
     return listeners;
   }
 
