@@ -128,9 +128,10 @@ export class AgentPool implements DataServer {
    * then this pool's are opened.
    */
   private prepareSpares(agent: AgentHandle): void {
-    if (!this.usesSpares(agent)) return;
+    // Cleared even when this pool keeps none: they hold ports no stream can use.
+    if (this.closed || !agent.releaseSpares) return;
     const epoch = this.dropSpares(agent);
-    void Promise.all([agent.releaseSpares!(this.owner, true), agent.releaseSpares!(this.owner, false)]).then(
+    void Promise.all([agent.releaseSpares(this.owner, true), agent.releaseSpares(this.owner, false)]).then(
       () => {
         if (this.spareEpoch.get(agent) === epoch) this.refill(agent);
       },
@@ -178,9 +179,9 @@ export class AgentPool implements DataServer {
   /** Gives an agent's spares back (a request needs its ports); refills come later. */
   private async giveBackSpares(agent: AgentHandle): Promise<void> {
     const list = this.spares.get(agent);
-    if (!list || list.length === 0) return;
+    if (!list || list.length === 0 || !agent.releaseSpares) return;
     this.spares.delete(agent);
-    await agent.releaseSpares!(this.owner, false, list).catch(noop);
+    await agent.releaseSpares(this.owner, false, list).catch(noop);
   }
 
   /** The agents, in the order they were given. */
@@ -322,7 +323,8 @@ export class AgentPool implements DataServer {
     if ([...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan);
     // Spares an agent has are given back when its share needs more ports than it has
     // free otherwise: they must not make a request fail that would fit without them.
-    await Promise.all([...plan].map(([a, idx]) => (this.usesSpares(a) && a.ports().free < idx.length ? this.giveBackSpares(a) : undefined)));
+    // (The agent's free count may date from before its spares opened: counted without them.)
+    await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
     if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     const work = this.reserve(uid, count, plan);
