@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
+import { AgentCallError } from './remote.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, StreamStats, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -69,6 +70,8 @@ export interface AgentPoolOptions {
 
 /** At most this many spares per agent, whatever the option says (the agent's own bound per owner is 16). */
 export const MAX_SPARES_PER_AGENT = 8;
+/** gRPC's UNIMPLEMENTED: the agent's contract has no such call. */
+const UNIMPLEMENTED = 12;
 /** How long after a stream took spares they are replaced. */
 const REFILL_DELAY_MS = 50;
 
@@ -91,8 +94,12 @@ export class AgentPool implements DataServer {
   /** Changes when an agent's spares are dropped (down, restarted): refills asked before are stale. */
   private readonly spareEpoch = new Map<AgentHandle, number>();
   private readonly refilling = new Set<AgentHandle>();
+  /** Agents that answered that they know no spares (an s2ds older than them): asked no more. */
+  private readonly noSpares = new WeakSet<AgentHandle>();
   /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
   private readonly assigning = new Map<string, Promise<void>>();
+  /** Assignments not sent yet, with the record they will carry. */
+  private readonly unsent = new Map<string, { record: Uint8Array }>();
   private closed = false;
 
   constructor(
@@ -119,7 +126,7 @@ export class AgentPool implements DataServer {
   }
 
   private usesSpares(agent: AgentHandle): boolean {
-    return this.spareTarget > 0 && !this.closed && agent.reserveSpares !== undefined && agent.assignSpares !== undefined && agent.releaseSpares !== undefined;
+    return this.spareTarget > 0 && !this.closed && !this.noSpares.has(agent) && agent.reserveSpares !== undefined && agent.assignSpares !== undefined && agent.releaseSpares !== undefined;
   }
 
   /**
@@ -129,13 +136,13 @@ export class AgentPool implements DataServer {
    */
   private prepareSpares(agent: AgentHandle): void {
     // Cleared even when this pool keeps none: they hold ports no stream can use.
-    if (this.closed || !agent.releaseSpares) return;
+    if (this.closed || !agent.releaseSpares || this.noSpares.has(agent)) return;
     const epoch = this.dropSpares(agent);
     void Promise.all([agent.releaseSpares(this.owner, true), agent.releaseSpares(this.owner, false)]).then(
       () => {
         if (this.spareEpoch.get(agent) === epoch) this.refill(agent);
       },
-      (err: unknown) => this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, 'could not clear spare listeners on a data-server agent'),
+      (err: unknown) => this.sparesFailed(agent, err, 'could not clear spare listeners on a data-server agent'),
     );
   }
 
@@ -171,9 +178,18 @@ export class AgentPool implements DataServer {
       },
       (err: unknown) => {
         this.refilling.delete(agent);
-        this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, 'could not open spare listeners on a data-server agent');
+        this.sparesFailed(agent, err, 'could not open spare listeners on a data-server agent');
       },
     );
+  }
+
+  private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
+    if (err instanceof AgentCallError && err.code === UNIMPLEMENTED) {
+      this.noSpares.add(agent);
+      this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (an older s2ds): requests wait for it to open theirs`);
+      return;
+    }
+    this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, what);
   }
 
   /** Gives an agent's spares back (a request needs its ports); refills come later. */
@@ -361,7 +377,16 @@ export class AgentPool implements DataServer {
     }
     const placement: Placement = { uid, count, listeners, shares };
     this.placements.set(uid, placement);
-    const work = Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, new Uint8Array())))).then(
+    // Sent at the end of this turn of the event loop, so that the record s2cs stores
+    // right after the answer (setRecord) goes with it instead of in a call of its own.
+    const unsent = { record: new Uint8Array() as Uint8Array };
+    this.unsent.set(uid, unsent);
+    const work = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => {
+        if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
+        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record))));
+      })
+      .then(
       () => undefined,
       (err: unknown) => {
         if (this.placements.get(uid) === placement) {
@@ -448,6 +473,11 @@ export class AgentPool implements DataServer {
    * listeners back in order.
    */
   async setRecord(uid: string, record: Uint8Array): Promise<void> {
+    const unsent = this.unsent.get(uid);
+    if (unsent) {
+      unsent.record = record;
+      return this.assigned(uid);
+    }
     await this.assigned(uid);
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
