@@ -69,7 +69,9 @@ test('a request is answered from spares: a connection on a spare is reset, the s
 
     const listeners = await pool.startListeners('s1', 1);
     assert.ok(spares.includes(formatAddress(listeners[0]!)), `${formatAddress(listeners[0]!)} is one of the spares ${spares.join(', ')}`);
-    await new Promise((r) => setImmediate(r));
+    // Stored right after the answer, as s2cs does: it goes with the assignment.
+    await pool.setRecord('s1', new TextEncoder().encode('early'));
+    assert.equal(new TextDecoder().decode(unwrapRecord((await remote.listStreams())[0]!.record)!.record), 'early');
     assert.equal(pool.stats('s1')?.listeners, 1, 'counted once the assignment is sent, before the agent answers');
     await pool.setTargets('s1', [echo.address], undefined, new TextEncoder().encode('the record'));
     assert.deepEqual(await exchange(listeners[0]!, 'through the stream'), { data: 'through the stream' });
