@@ -232,8 +232,7 @@ export class AgentPool implements DataServer {
       return;
     }
     if (event === 'restarted') {
-      // Its spares went with it; nothing to report: they belonged to no stream.
-      this.dropSpares(agent);
+      // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
     const before = this.seenUp.get(agent);
@@ -252,6 +251,8 @@ export class AgentPool implements DataServer {
    * agents (its connections reset, never ended cleanly) and reported lost.
    */
   agentLost(agent: AgentHandle, why: string): void {
+    // Its spares went with it (they are opened again when it answers as restarted).
+    this.dropSpares(agent);
     const lost: Placement[] = [];
     for (const p of this.placements.values()) {
       if (p.shares.some((s) => s.agent === agent)) lost.push(p);
