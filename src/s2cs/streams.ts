@@ -132,6 +132,11 @@ interface StreamRecord {
   persisting?: Promise<void>;
   /** A store is queued and not started: it will read the record as it is then, so another is not needed. */
   persistQueued?: boolean;
+  /**
+   * An UpdateTargets carrying the whole record was sent (or applied): a store
+   * queued before it would only put an older record after it, so it is skipped.
+   */
+  mapCarriesRecord?: boolean;
   /** When the first req arrived (ms since epoch). */
   createdAt: number;
   /** Recent samples of the data server's byte counters, for the rates in status. */
@@ -395,7 +400,7 @@ export class StreamTable {
    */
   private async persist(record: StreamRecord): Promise<void> {
     const setRecord = this.opts.dataServer.setRecord?.bind(this.opts.dataServer);
-    if (!setRecord || released(record)) return;
+    if (!setRecord || released(record) || record.mapCarriesRecord) return;
     try {
       await setRecord(record.request.uid, this.encode(record, {}));
     } catch (err) {
@@ -745,18 +750,26 @@ export class StreamTable {
     const wanIdentity = u.credentials ? fingerprint(u.credentials.cert) : '';
     if (!record.targets || !sameAddresses(record.targets, u.targets) || record.wanIdentity !== wanIdentity) {
       const role = record.request.role;
-      // The records stored before stay before this one.
-      if (record.persisting) await record.persisting;
-      // The record as it will be once the map applies, stored by the agents with it in one call.
+      // The record as it will be once the map applies, stored by the agents with it in
+      // one call; stores queued before it are skipped from now on (mapCarriesRecord),
+      // and those already sent reach the agent before it (same channel, in order).
       const after = this.opts.dataServer.setRecord
         ? this.encode(record, { targets: u.targets, wanIdentity, state: record.state === 'awaiting-update' || record.state === 'ready' ? 'ready' : record.state })
         : undefined;
-      await this.opts.dataServer.setTargets(
-        u.uid,
-        u.targets,
-        u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
-        after,
-      );
+      record.mapCarriesRecord = after !== undefined;
+      try {
+        await this.opts.dataServer.setTargets(
+          u.uid,
+          u.targets,
+          u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
+          after,
+        );
+      } catch (err) {
+        // Not applied: the agents keep the record from before this map; store what the stream is now.
+        record.mapCarriesRecord = false;
+        if (!record.targets) this.persistSoon(record);
+        throw err;
+      }
       if (released(record)) throw notFound(`stream ${u.uid} was released while its connection map was being applied; request it again`);
       record.targets = u.targets;
       record.wanIdentity = wanIdentity;

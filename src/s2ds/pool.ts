@@ -479,7 +479,8 @@ export class AgentPool implements DataServer {
       unsent.record = record;
       return this.assigned(uid);
     }
-    await this.assigned(uid);
+    // No await when nothing is being assigned: the call goes out now, before any later one for the uid.
+    if (this.assigning.has(uid)) await this.assigned(uid);
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
     await Promise.all(p.shares.map((s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record))));
