@@ -194,9 +194,10 @@ export class AgentPool implements DataServer {
 
   /** Gives an agent's spares back (a request needs its ports); refills come later. */
   private async giveBackSpares(agent: AgentHandle): Promise<void> {
-    const list = this.spares.get(agent);
-    if (!list || list.length === 0 || !agent.releaseSpares) return;
-    this.spares.delete(agent);
+    const list = this.spares.get(agent) ?? [];
+    // A refill under way is stale too: what it opens is closed on arrival.
+    this.dropSpares(agent);
+    if (list.length === 0 || !agent.releaseSpares) return;
     await agent.releaseSpares(this.owner, false, list).catch(noop);
   }
 
@@ -344,7 +345,13 @@ export class AgentPool implements DataServer {
     await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
     if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
-    const work = this.reserve(uid, count, plan);
+    const work = this.reserve(uid, count, plan).catch(async (err: unknown) => {
+      // The agent's free count was older than its spares: give them back and try once more.
+      const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
+      if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
+      await Promise.all(holding.map((a) => this.giveBackSpares(a)));
+      return this.reserve(uid, count, plan);
+    });
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -393,6 +400,8 @@ export class AgentPool implements DataServer {
         if (this.placements.get(uid) === placement) {
           this.placements.delete(uid);
           for (const s of shares) void this.releaseOn(s.agent, uid);
+          // Spares an agent refused to assign, should they still be open there.
+          shares.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
           this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
         }
         throw err;
@@ -493,6 +502,7 @@ export class AgentPool implements DataServer {
     if (!p) return;
     this.placements.delete(uid);
     await Promise.all(p.shares.map((s) => this.releaseOn(s.agent, uid)));
+    for (const s of p.shares) this.refill(s.agent);
   }
 
   /** Never throws: an agent that does not answer gets the release again when it is back. */

@@ -101,6 +101,30 @@ test('a request is answered from spares: a connection on a spare is reset, the s
   }
 });
 
+test('spares that vanished from their agent: the request answered from them is reported lost, and its map refused', async () => {
+  const agent = await startAgentProcess({ ports: 8 });
+  const remote = new RemoteAgent({ address: agent.address, pollIntervalMs: 200 });
+  const pool = new AgentPool([remote], { logger: silentLogger, spares: 2 });
+  const lost: { uids: string[]; why: string }[] = [];
+  pool.onStreamsLost((uids, why) => lost.push({ uids, why }));
+  try {
+    await until('two spares', () => pool.sparesOn(remote).length === 2);
+    // Behind the pool's back (as if the agent lost them): the pool still lists them.
+    await remote.releaseSpares(pool.owner, false);
+    const listeners = await pool.startListeners('gone', 1);
+    assert.equal(listeners.length, 1);
+    const err = await pool.setTargets('gone', [{ host: '127.0.0.1', port: 9 }]).catch((e: unknown) => e);
+    assert.ok(err instanceof Error && /lost its listeners/.test(err.message), String(err));
+    assert.deepEqual(lost.map((l) => l.uids), [['gone']]);
+    assert.match(lost[0]!.why, /could not be given to it/);
+    assert.equal(pool.stats('gone'), undefined);
+    assert.deepEqual(await remote.listStreams(), []);
+  } finally {
+    await pool.close();
+    await agent.close();
+  }
+});
+
 test('spares never make a request fail that fits: a stream asking for every port gets them', async () => {
   const agent = await startAgentProcess({ ports: 4 });
   const remote = new RemoteAgent({ address: agent.address, pollIntervalMs: 200 });
@@ -111,6 +135,31 @@ test('spares never make a request fail that fits: a stream asking for every port
     assert.equal(new Set(listeners.map(formatAddress)).size, 4);
     assert.equal(pool.sparesOn(remote).length, 0);
     await pool.release('all');
+  } finally {
+    await pool.close();
+    await agent.close();
+  }
+});
+
+test('a flood of requests: as many streams as ports, the rest refused, and never more spares than asked for', async () => {
+  const agent = await startAgentProcess({ ports: 8 });
+  const remote = new RemoteAgent({ address: agent.address, pollIntervalMs: 200 });
+  const pool = new AgentPool([remote], { logger: silentLogger, spares: 2 });
+  try {
+    await until('two spares', () => pool.sparesOn(remote).length === 2);
+    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => pool.startListeners(`flood-${i}`, 1)));
+    const ok = results.filter((r) => r.status === 'fulfilled').length;
+    assert.equal(ok, 8, 'every port went to a stream: the spares were used or given back');
+    for (const r of results) {
+      if (r.status === 'rejected') assert.equal((r.reason as { kind?: string }).kind, 'RESOURCE_EXHAUSTED', String(r.reason));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    await remote.poll();
+    assert.ok((remote.health()?.sparePorts ?? 0) <= 2);
+    await Promise.all(results.map((_, i) => pool.release(`flood-${i}`)));
+    await remote.poll();
+    assert.equal(remote.health()!.reservedPorts - (remote.health()!.sparePorts ?? 0), 0, 'every stream port is back');
+    assert.ok((remote.health()!.sparePorts ?? 0) <= 2);
   } finally {
     await pool.close();
     await agent.close();
