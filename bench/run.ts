@@ -261,7 +261,6 @@ async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<s
 }
 
 async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
-
   // Two pairs of gateways: forwarding inside s2cs (--workers 0) and through two local
   // workers each (--workers 2), taking turns setup by setup so that the difference
   // the agents add is not a difference in the machine's load.
@@ -354,7 +353,8 @@ function table(r: Results): string {
   const t = r.throughput;
   const find = (name: string, p: number, dir: string) => t.find((x) => x.contender === name && x.parallel === p && x.direction === dir)?.gbps.median;
   const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
-  const lines = [
+  // No throughput rows in an --only control run.
+  const lines = t.length === 0 ? [] : [
     '| path | contender | conns | direction | Gbit/s (median) | min-max | vs direct | vs HAProxy | vs stunnel | CPU s/GB | Gbit per CPU-s | peak RSS MiB |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
@@ -364,7 +364,7 @@ function table(r: Results): string {
       `| ${x.path} | ${x.contender} | ${x.parallel} | ${x.direction} | ${m.toFixed(2)} | ${x.gbps.min.toFixed(1)}-${x.gbps.max.toFixed(1)} | ${ratio(m, find('direct TCP', x.parallel, x.direction))} | ${x.path === 'hop' || x.path === 'workers' ? ratio(m, find('HAProxy', x.parallel, x.direction)) : '-'} | ${x.path === 'tls' ? ratio(m, find(STUNNEL, x.parallel, x.direction)) : '-'} | ${x.cpuSecondsPerGB.toFixed(3)} | ${x.cpuSecondsPerGB > 0 ? (8 / x.cpuSecondsPerGB).toFixed(1) : '-'} | ${(x.peakRssBytes / 2 ** 20).toFixed(0)} |`,
     );
   }
-  lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
+  if (t.length > 0) lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
   if (r.setup) {
     if (r.verified.length > 0) {
       lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
