@@ -5,7 +5,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { freePort, freePortRange, spawnCli, type Proc } from '../src/demo/procs.js';
+import { spawn } from 'node:child_process';
+import { freePort, freePortRange, spawnCli, watchChild, type Proc } from '../src/demo/procs.js';
 import { releaseStream, requestStream } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { ConnectionPool, ControlConnection } from '../src/protocol/client.js';
@@ -16,18 +17,25 @@ const HOST = '127.0.0.1';
 
 export interface Gateways {
   workers: number;
+  /** Run by another checkout (bench --compare). */
+  compared?: string;
   prod: { proc: Proc; address: string };
   cons: { proc: Proc; address: string };
   conn: { insecure: false; tls: { serverCert: string } };
 }
 
-/** Two gateways with `workers` local workers each (0: forwarding inside s2cs). */
-export async function startGateways(dir: string, ports: number, workers: number): Promise<Gateways> {
-  const names = [`ctl-prod-w${workers}`, `ctl-cons-w${workers}`];
+/**
+ * Two gateways with `workers` local workers each (0: forwarding inside s2cs), run
+ * by this checkout or by `s2csScript` (another checkout's bin/s2cs.js, built).
+ */
+export async function startGateways(dir: string, ports: number, workers: number, s2csScript?: string): Promise<Gateways> {
+  const tag = s2csScript ? '-compared' : '';
+  const names = [`ctl-prod-w${workers}${tag}`, `ctl-cons-w${workers}${tag}`];
   const one = async (name: string) => {
     const [port, range] = await Promise.all([freePort(), freePortRange(ports)]);
+    const args = ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers)];
     const proc = track(
-      spawnCli('s2cs', ['start', '--state-dir', join(dir, name), '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers)]),
+      s2csScript ? watchChild('s2cs start', `${s2csScript} ${args.join(' ')}`, spawn(process.execPath, [s2csScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })) : spawnCli('s2cs', args),
     );
     await proc.waitFor(/s2cs ready/);
     // Known to the benchmark's final sweep should s2cs not stop them.
@@ -35,9 +43,9 @@ export async function startGateways(dir: string, ports: number, workers: number)
     return { proc, address: `${HOST}:${port}` };
   };
   const [prod, cons] = await Promise.all(names.map(one));
-  const bundle = join(dir, `ctl-gateways-w${workers}.pem`);
+  const bundle = join(dir, `ctl-gateways-w${workers}${tag}.pem`);
   writeFileSync(bundle, names.map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
-  return { workers, prod: prod!, cons: cons!, conn: { insecure: false, tls: { serverCert: bundle } } };
+  return { workers, compared: s2csScript, prod: prod!, cons: cons!, conn: { insecure: false, tls: { serverCert: bundle } } };
 }
 
 /** A producer that sends one byte on every connection: the consumer's "first byte". */

@@ -3,7 +3,7 @@
 // alternate within each repetition, so that a busy moment of a shared machine hits
 // them all; figures are medians with their spread, compared only within this run.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
@@ -34,8 +34,16 @@ const { values } = parseArgs({
     // s2cs's own default is the number of cores). The workers rows use 1 and 2.
     workers: { type: 'string', default: '1' },
     'compare-workers': { type: 'string' },
+    // `--only control`: the control-plane section alone (setup latency taking turns
+    // between --workers 0 and 2, the CLI setups and the 50 concurrent clients).
+    only: { type: 'string' },
   },
 });
+if (values.only !== undefined && values.only !== 'control') {
+  process.stderr.write('bench: --only takes: control\n');
+  process.exit(2);
+}
+const onlyControl = values.only === 'control';
 const workers = Number(values.workers);
 const compareWorkers = Number(values['compare-workers'] ?? workers);
 if (![workers, compareWorkers].every((w) => Number.isInteger(w) && w >= 0)) {
@@ -153,6 +161,15 @@ async function main(): Promise<void> {
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
+  const rows = new Map<string, Row>();
+  const checks: { label: string; parallel: number; gbps: number; bytes: number }[] = [];
+  if (!onlyControl) await throughputAndChecks(info, rows, checks);
+  else say(`load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  // A --rows run ends with its throughput rows.
+  if (!onlyRows) await controlPlane(info, rows, checks);
+}
+
+async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
   const [iperfPort, iperfPort2] = [await freePort(), await freePort()];
   start('iperf3 server', 'iperf3', ['-s', '-p', String(iperfPort)]);
   // The workers rows: a stream with one listener per target, and one iperf3 server per target.
@@ -181,7 +198,6 @@ async function main(): Promise<void> {
         ]
       : []),
   ];
-  const rows = new Map<string, Row>();
   const row = (c: Contender, parallel: number, direction: Row['direction']) => {
     const key = `${c.name}|${parallel}|${direction}`;
     let r = rows.get(key);
@@ -235,7 +251,6 @@ async function main(): Promise<void> {
 
   say('verifying every byte with our own generator (s2app produce -> path -> s2app consume)');
   const verifiedBytes = quick ? 256 * 2 ** 20 : 1024 * 2 ** 20;
-  const checks = [];
   const at = (p: string): Target => ({ host: p.slice(0, p.lastIndexOf(':')), port: Number(p.slice(p.lastIndexOf(':') + 1)) });
   for (const parallel of [1, 4]) {
     checks.push(await verified('direct', async (p) => p, parallel, verifiedBytes));
@@ -244,12 +259,15 @@ async function main(): Promise<void> {
       await verified(`SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`, async (p) => `127.0.0.1:${(await scistream(at(p), join(dir, `verify-${parallel}`), 1, workers)).ports[0]}`, parallel, verifiedBytes),
     );
   }
+}
 
+async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
   // Two pairs of gateways: forwarding inside s2cs (--workers 0) and through two local
   // workers each (--workers 2), taking turns setup by setup so that the difference
   // the agents add is not a difference in the machine's load.
   say(`control plane: ${setups} setups each with --workers 0 and --workers 2, request to the consumer's first byte`);
-  const gws = [await startGateways(dir, 256, 0), await startGateways(dir, 256, 2)];
+  // With --compare, a third pair: --workers 2 run by the other checkout.
+  const gws = [await startGateways(dir, 256, 0), await startGateways(dir, 256, 2), ...(values.compare ? [await startGateways(dir, 256, 2, values.compare)] : [])];
   const producer = await oneByteProducer();
   const turns = async (pools: (ConnectionPool | undefined)[]): Promise<number[][]> => {
     const out: number[][] = gws.map(() => []);
@@ -269,11 +287,12 @@ async function main(): Promise<void> {
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
 
-  say('memory of idle streams (s2cs --workers 1: s2cs and its worker)');
-  const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1);
+  const mem = onlyControl ? undefined : (say('memory of idle streams (s2cs --workers 1: s2cs and its worker)'), await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1));
 
-  say('rate caps (--rate-policy cap, one plain hop): 100 Mbit/s, 1 Gbit/s, 5 Gbit/s and none');
-  const caps = await capRows({ seconds: quick ? 2 : 5, repeats: quick ? 1 : 3, conns: 4, dir: join(dir, 'caps'), say });
+  const caps = onlyControl
+    ? undefined
+    : (say('rate caps (--rate-policy cap, one plain hop): 100 Mbit/s, 1 Gbit/s, 5 Gbit/s and none'),
+      await capRows({ seconds: quick ? 2 : 5, repeats: quick ? 1 : 3, conns: 4, dir: join(dir, 'caps'), say }));
 
   const stat = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
@@ -288,16 +307,17 @@ async function main(): Promise<void> {
     throughput: summarize(rows),
     verified: checks,
     setup: {
-      byWorkers: gws.map((g, k) => ({ workers: g.workers, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
+      byWorkers: gws.map((g, k) => ({ workers: g.workers, compared: g.compared, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
       concurrent50: rate,
     },
-    idleMemory: {
+    idleMemory: mem && {
       baselineBytes: mem.baseline,
       points: mem.points,
       perStreamBytes: mem.points.length > 1 ? (mem.points.at(-1)!.rssBytes - mem.points[0]!.rssBytes) / (mem.points.at(-1)!.streams - mem.points[0]!.streams) : NaN,
     },
     caps,
+    loadAverage: loadavg(),
   };
   process.stdout.write(table(results));
   if (values.json) {
@@ -330,7 +350,8 @@ type Results = {
   throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number; samples: number[] }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
-  setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  loadAverage?: number[];
+  setup?: { byWorkers: { workers: number; compared?: string; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
   /** Absent in a --rows run. */
   caps?: CapRow[];
@@ -341,7 +362,8 @@ function table(r: Results): string {
   const t = r.throughput;
   const find = (name: string, p: number, dir: string) => t.find((x) => x.contender === name && x.parallel === p && x.direction === dir)?.gbps.median;
   const ratio = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(2)}x` : '-');
-  const lines = [
+  // No throughput rows in an --only control run.
+  const lines = t.length === 0 ? [] : [
     '| path | contender | conns | direction | Gbit/s (median) | min-max | vs direct | vs HAProxy | vs stunnel | CPU s/GB | Gbit per CPU-s | peak RSS MiB |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
@@ -351,26 +373,33 @@ function table(r: Results): string {
       `| ${x.path} | ${x.contender} | ${x.parallel} | ${x.direction} | ${m.toFixed(2)} | ${x.gbps.min.toFixed(1)}-${x.gbps.max.toFixed(1)} | ${ratio(m, find('direct TCP', x.parallel, x.direction))} | ${x.path === 'hop' || x.path === 'workers' ? ratio(m, find('HAProxy', x.parallel, x.direction)) : '-'} | ${x.path === 'tls' ? ratio(m, find(STUNNEL, x.parallel, x.direction)) : '-'} | ${x.cpuSecondsPerGB.toFixed(3)} | ${x.cpuSecondsPerGB > 0 ? (8 / x.cpuSecondsPerGB).toFixed(1) : '-'} | ${(x.peakRssBytes / 2 ** 20).toFixed(0)} |`,
     );
   }
-  lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
-  if (r.setup && r.idleMemory) {
-    lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
-    for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+  if (t.length > 0) lines.push('', `iperf3 runs repeated because the server was still busy with the previous one: ${r.retriedRuns}`);
+  if (r.setup) {
+    if (r.verified.length > 0) {
+      lines.push('', '| verified with s2app (every byte checked) | conns | Gbit/s |', '|---|---|---|');
+      for (const v of r.verified) lines.push(`| ${v.label} | ${v.parallel} | ${v.gbps.toFixed(2)} |`);
+    }
     const s = r.setup;
     lines.push(
       '',
       '| control plane | value |',
       '|---|---|',
       ...s.byWorkers.flatMap((b) => [
-        `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), ${workersLabel(b.workers)}, p50 / p99 over ${b.library.n} | ${b.library.p50ms.toFixed(1)} ms / ${b.library.p99ms.toFixed(1)} ms |`,
-        `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
+        `| setup, library, new control connections each time (request -> Hello -> map -> consumer's first byte), ${workersLabel(b.workers)}${b.compared ? ` (${b.compared})` : ''}, p50 / p99 over ${b.library.n} | ${b.library.p50ms.toFixed(1)} ms / ${b.library.p99ms.toFixed(1)} ms |`,
+        `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}${b.compared ? ` (${b.compared})` : ''}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
       ]),
       `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
       `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
-      `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
-      ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
-      `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+      ...(r.idleMemory
+        ? [
+            `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
+            ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
+            `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
+          ]
+        : []),
     );
     if (r.caps) lines.push('', capTable(r.caps));
+    if (r.loadAverage) lines.push('', `load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   } else lines.push('', '(a --rows run: throughput rows only)');
   lines.push('', `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`, '');
   return `${lines.join('\n')}\n`;

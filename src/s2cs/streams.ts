@@ -161,6 +161,15 @@ interface StreamRecord {
   leaseTimer: NodeJS.Timeout | undefined;
   /** An UpdateTargets in progress: the lease waits for its outcome. */
   updating: Promise<unknown> | undefined;
+  /** The record's last store on the agents (persistSoon), in order; never rejects. */
+  persisting?: Promise<void>;
+  /** A store is queued and not started: it will read the record as it is then, so another is not needed. */
+  persistQueued?: boolean;
+  /**
+   * An UpdateTargets carrying the whole record was sent (or applied): a store
+   * queued before it would only put an older record after it, so it is skipped.
+   */
+  mapCarriesRecord?: boolean;
   /** When the first req arrived (ms since epoch). */
   createdAt: number;
   /** Recent samples of the data server's byte counters, for the rates in status. */
@@ -442,7 +451,7 @@ export class StreamTable {
       { uid, role, numConn, rate: record.request.rate, listeners: record.listeners.map(formatAddress) },
       'stream reserved',
     );
-    await this.persist(record);
+    this.persistSoon(record);
     // A Hello with role PROD that came before this CONS req (the reference's
     // outbound-request sends one) was held as a producer's; it was this side's Hello.
     if (role === 'CONS' && this.pendingHellos.delete(uid)) {
@@ -469,8 +478,23 @@ export class StreamTable {
     }
     if (released(record)) throw aborted(`stream ${uid} was released while it was being set up`);
     record.state = record.targets ? 'ready' : 'awaiting-update';
-    await this.persist(record);
+    this.persistSoon(record);
     return reply(record);
+  }
+
+  /**
+   * persist() off the request's path: the records a stream's setup stores before its
+   * connection map are stored in order behind the answer (a restarted s2cs that
+   * finds none releases the stream: only one whose s2cs died within those
+   * milliseconds). UpdateTargets waits for them and carries its own record.
+   */
+  private persistSoon(record: StreamRecord): void {
+    if (!this.opts.dataServer.setRecord || record.persistQueued) return;
+    record.persistQueued = true;
+    record.persisting = (record.persisting ?? Promise.resolve()).then(() => {
+      record.persistQueued = false;
+      return this.persist(record);
+    });
   }
 
   /**
@@ -480,28 +504,31 @@ export class StreamTable {
    */
   private async persist(record: StreamRecord): Promise<void> {
     const setRecord = this.opts.dataServer.setRecord?.bind(this.opts.dataServer);
-    if (!setRecord || released(record)) return;
-    const state = record.state === 'released' ? 'ready' : record.state;
+    if (!setRecord || released(record) || record.mapCarriesRecord) return;
     try {
-      await setRecord(
-        record.request.uid,
-        encodeRecord({
-          request: record.request,
-          owner: record.owner,
-          appSecretHash: record.appSecretHash,
-          state,
-          listeners: record.listeners,
-          prodListeners: record.prodListeners,
-          targets: record.targets,
-          wanIdentity: record.wanIdentity,
-          quotaKey: record.quotaKey,
-          createdAt: record.createdAt,
-          leaseEnds: record.leaseEnds,
-        }),
-      );
+      await setRecord(record.request.uid, this.encode(record, {}));
     } catch (err) {
+      if (released(record)) return;
       this.opts.logger.warn({ uid: record.request.uid, err: (err as Error).message }, 'could not keep the stream\'s record on its data-server agents: a restarted s2cs would not take this stream back');
     }
+  }
+
+  /** The stream's record for its agents, with `changes` applied. */
+  private encode(record: StreamRecord, changes: { targets?: Address[]; wanIdentity?: string; state?: StreamRecord['state'] }): Uint8Array {
+    const state = changes.state ?? record.state;
+    return encodeRecord({
+      request: record.request,
+      owner: record.owner,
+      appSecretHash: record.appSecretHash,
+      state: state === 'released' ? 'ready' : state,
+      listeners: record.listeners,
+      prodListeners: record.prodListeners,
+      targets: changes.targets ?? record.targets,
+      wanIdentity: changes.wanIdentity ?? record.wanIdentity,
+      quotaKey: record.quotaKey,
+      createdAt: record.createdAt,
+      leaseEnds: record.leaseEnds,
+    });
   }
 
   /**
@@ -829,18 +856,32 @@ export class StreamTable {
     const wanIdentity = u.credentials ? fingerprint(u.credentials.cert) : '';
     if (!record.targets || !sameAddresses(record.targets, u.targets) || record.wanIdentity !== wanIdentity) {
       const role = record.request.role;
-      await this.opts.dataServer.setTargets(
-        u.uid,
-        u.targets,
-        u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
-      );
+      // The record as it will be once the map applies, stored by the agents with it in
+      // one call; stores queued before it are skipped from now on (mapCarriesRecord),
+      // and those already sent reach the agent before it (same channel, in order).
+      const after = this.opts.dataServer.setRecord
+        ? this.encode(record, { targets: u.targets, wanIdentity, state: record.state === 'awaiting-update' || record.state === 'ready' ? 'ready' : record.state })
+        : undefined;
+      record.mapCarriesRecord = after !== undefined;
+      try {
+        await this.opts.dataServer.setTargets(
+          u.uid,
+          u.targets,
+          u.credentials ? { side: role === 'PROD' ? 'accept' : 'connect', credentials: u.credentials } : undefined,
+          after,
+        );
+      } catch (err) {
+        // Not applied: the agents keep the record from before this map; store what the stream is now.
+        record.mapCarriesRecord = false;
+        if (!record.targets) this.persistSoon(record);
+        throw err;
+      }
       if (released(record)) throw notFound(`stream ${u.uid} was released while its connection map was being applied; request it again`);
       record.targets = u.targets;
       record.wanIdentity = wanIdentity;
       // The connection map is what the lease waited for.
       this.endLease(record);
       if (record.state === 'awaiting-update') record.state = 'ready';
-      await this.persist(record);
       if (u.credentials) {
         this.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress), wan: 'tls' }, 'connection map updated; forwarding with the stream\'s credentials');
       } else {

@@ -47,8 +47,12 @@ export interface StreamStats {
 export interface DataServer {
   /** StartLstn: opens `count` listeners for a stream, all or none. Returns their bound addresses. */
   startListeners(uid: string, count: number, opts?: ListenerOptions): Promise<Address[]>;
-  /** StartConn/Connect: connections on listener i go to targets[i % targets.length]. */
-  setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void>;
+  /**
+   * StartConn/Connect: connections on listener i go to targets[i % targets.length].
+   * `record` (data servers that keep records): replaces the stream's record once the
+   * targets apply, in the same call.
+   */
+  setTargets(uid: string, targets: Address[], wan?: WanLeg, record?: Uint8Array): Promise<void>;
   /** Closes the stream's listeners and connections and returns its ports. Unknown uid: no-op. */
   release(uid: string): Promise<void>;
   stats(uid: string): StreamStats | undefined;
@@ -96,6 +100,8 @@ export interface AgentHealth {
   bufferMemoryReserved: number;
   bufferMemoryLimit: number;
   startedAtMs: number;
+  /** Ports held by spare listeners (every owner); counted in reservedPorts. */
+  sparePorts?: number;
 }
 
 /**
@@ -122,6 +128,16 @@ export interface AgentHandle extends DataServer {
   listStreams(): Promise<AgentStream[]>;
   /** Called when the agent goes down or comes back, or restarted (its streams are gone). */
   onChange(listener: (event: 'down' | 'up' | 'restarted') => void): void;
+  /**
+   * Spare listeners (agents in other processes, where opening listeners costs a
+   * round trip): opened ahead for `owner`, given to a stream without waiting
+   * (AgentPool), and released. Absent: the pool opens listeners per request.
+   */
+  reserveSpares?(owner: string, count: number): Promise<Address[]>;
+  /** Makes spares the stream's listeners (in this order) with its record; the handle counts the stream from the call on. */
+  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number): Promise<void>;
+  /** Closes the owner's spares (only `listeners`, when given), or (others) every other owner's. */
+  releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
 }
 
 export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';

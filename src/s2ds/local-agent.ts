@@ -78,8 +78,9 @@ export class LocalAgent implements AgentHandle {
     return bound;
   }
 
-  setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
-    return this.engine.setTargets(uid, targets, wan);
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg, record?: Uint8Array): Promise<void> {
+    await this.engine.setTargets(uid, targets, wan);
+    if (record && record.length > 0) this.records.set(uid, record);
   }
 
   async setRecord(uid: string, record: Uint8Array): Promise<void> {

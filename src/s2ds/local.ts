@@ -102,6 +102,18 @@ class Stream {
 
 const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
 
+/** Where a spare listener's connections go: nowhere (reset) until a stream takes it. */
+interface Seat {
+  stream: Stream | undefined;
+  index: number;
+}
+
+interface Spare {
+  listener: TcpListener;
+  port: number;
+  seat: Seat;
+}
+
 export class LocalDataServer implements DataServer {
   private readonly pool: PortPool;
   /** Ports of the range other programs listen on (read from /proc, cached; never in the data path). */
@@ -115,6 +127,8 @@ export class LocalDataServer implements DataServer {
   private reservedMemory = 0;
   /** Bytes forwarded by streams already released (bytesTotal). */
   private releasedBytes = 0;
+  /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
+  private readonly spares = new Map<number, Spare>();
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
@@ -415,6 +429,82 @@ export class LocalDataServer implements DataServer {
     for (const p of stream.ports) this.pool.give(p);
   }
 
+  /**
+   * Opens up to `count` spare listeners: bound ahead of any stream so that a
+   * stream can take them without waiting for a bind (assignSpares). A connection
+   * arriving on a spare is reset. Returns their ports (fewer when the range runs
+   * out; none is an error).
+   */
+  async openSpares(count: number): Promise<number[]> {
+    const opened: number[] = [];
+    const busy: number[] = [];
+    try {
+      while (opened.length < count) {
+        const port = this.pool.take();
+        if (port === undefined) break;
+        const seat: Seat = { stream: undefined, index: 0 };
+        try {
+          const listener = await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) => {
+            if (seat.stream) this.accept(seat.stream, seat.index, socket);
+            else {
+              socket.on('error', noop);
+              abort(socket);
+            }
+          });
+          this.spares.set(port, { listener, port, seat });
+          opened.push(port);
+        } catch (err) {
+          busy.push(port);
+          if (!BIND_CONFLICTS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        }
+      }
+    } catch (err) {
+      await this.releaseSpares(opened);
+      throw err;
+    } finally {
+      for (const p of busy) this.pool.give(p);
+    }
+    if (opened.length === 0 && count > 0) throw this.exhausted(count, 0, busy);
+    return opened;
+  }
+
+  /** Ports of the spare listeners not taken by a stream. */
+  sparePorts(): number[] {
+    return [...this.spares.keys()];
+  }
+
+  /**
+   * A new stream whose listeners are these spares, in this order: what
+   * startListeners would have opened, without binding. All or nothing.
+   */
+  assignSpares(uid: string, ports: readonly number[], capBps = 0): Address[] {
+    if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
+    if (ports.length === 0) throw notFound(`stream ${uid}: no spare listeners given`);
+    const taken = ports.map((p) => this.spares.get(p));
+    const missing = ports.filter((_, i) => !taken[i]);
+    if (missing.length > 0 || new Set(ports).size !== ports.length) {
+      throw notFound(`stream ${uid}: port(s) ${portList(missing.length > 0 ? missing : ports)} are not spare listeners of this data server (already taken, released, or never opened)`);
+    }
+    const spares = taken as Spare[];
+    const stream = new Stream(uid, spares.map((s) => s.listener), [...ports], ports.length, capBps);
+    spares.forEach((s, i) => {
+      this.spares.delete(s.port);
+      s.seat.stream = stream;
+      s.seat.index = i;
+    });
+    this.streams.set(uid, stream);
+    const host = this.opts.advertiseHost ?? this.opts.bindHost;
+    return spares.map((s) => ({ host, port: s.listener.address.port }));
+  }
+
+  /** Closes spare listeners and returns their ports (ports that are not spares: ignored). */
+  async releaseSpares(ports: readonly number[]): Promise<void> {
+    const spares = ports.map((p) => this.spares.get(p)).filter((s): s is Spare => s !== undefined);
+    for (const s of spares) this.spares.delete(s.port);
+    await Promise.all(spares.map((s) => s.listener.close()));
+    for (const s of spares) this.pool.give(s.port);
+  }
+
   /** Uids of the streams holding listeners now. */
   uids(): string[] {
     return [...this.streams.keys()];
@@ -464,6 +554,7 @@ export class LocalDataServer implements DataServer {
   async close(): Promise<void> {
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
+    await this.releaseSpares([...this.spares.keys()]);
   }
 }
 

@@ -2,9 +2,11 @@
 // agents (processes on this node, other gateway nodes) that are up, by free ports
 // and load, and each listener keeps its place in the stream's global order so that
 // connection i still goes to targets[i % targets.length].
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
+import { AgentCallError } from './remote.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -59,7 +61,19 @@ interface Placement {
 
 export interface AgentPoolOptions {
   logger: Logger;
+  /**
+   * Spare listeners kept open on each agent that can hold them (RemoteAgent), so
+   * that a request takes them without a round trip to the agent. 0 (default): none.
+   */
+  spares?: number;
 }
+
+/** At most this many spares per agent, whatever the option says (the agent's own bound per owner is 16). */
+export const MAX_SPARES_PER_AGENT = 8;
+/** gRPC's UNIMPLEMENTED: the agent's contract has no such call. */
+const UNIMPLEMENTED = 12;
+/** How long after a stream took spares they are replaced. */
+const REFILL_DELAY_MS = 50;
 
 export class AgentPool implements DataServer {
   private readonly members: AgentHandle[] = [];
@@ -72,19 +86,119 @@ export class AgentPool implements DataServer {
   /** Releases that failed because the agent did not answer; retried when it is back. */
   private readonly unreleased = new Map<AgentHandle, Set<string>>();
   private readonly lostListeners: StreamsLostListener[] = [];
+  /** Who this pool's spares belong to on the agents: one id per s2cs process. */
+  readonly owner = randomBytes(12).toString('base64url');
+  private readonly spareTarget: number;
+  /** This pool's spare listeners on each agent, ready to be taken. */
+  private readonly spares = new Map<AgentHandle, Address[]>();
+  /** Changes when an agent's spares are dropped (down, restarted): refills asked before are stale. */
+  private readonly spareEpoch = new Map<AgentHandle, number>();
+  private readonly refilling = new Set<AgentHandle>();
+  /** Agents that answered that they know no spares (an s2ds older than them): asked no more. */
+  private readonly noSpares = new WeakSet<AgentHandle>();
+  /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
+  private readonly assigning = new Map<string, Promise<void>>();
+  /** Assignments not sent yet, with the record they will carry. */
+  private readonly unsent = new Map<string, { record: Uint8Array }>();
+  private closed = false;
 
   constructor(
     agents: readonly AgentHandle[],
     private readonly opts: AgentPoolOptions,
   ) {
+    this.spareTarget = Math.max(0, Math.min(MAX_SPARES_PER_AGENT, Math.floor(opts.spares ?? 0)));
     for (const a of agents) this.add(a);
   }
 
   add(agent: AgentHandle): void {
     this.members.push(agent);
     // undefined: not heard of yet (a RemoteAgent before its first poll).
-    if (agent.up()) this.seenUp.set(agent, true);
+    if (agent.up()) {
+      this.seenUp.set(agent, true);
+      this.prepareSpares(agent);
+    }
     agent.onChange((event) => this.changed(agent, event));
+  }
+
+  /** This pool's spares on an agent, ready to be taken. */
+  sparesOn(agent: AgentHandle): readonly Address[] {
+    return this.spares.get(agent) ?? [];
+  }
+
+  private usesSpares(agent: AgentHandle): boolean {
+    return this.spareTarget > 0 && !this.closed && !this.noSpares.has(agent) && agent.reserveSpares !== undefined && agent.assignSpares !== undefined && agent.releaseSpares !== undefined;
+  }
+
+  /**
+   * An agent answers (first time, or back after being down): spares left on it by
+   * an s2cs that is gone, or by this pool before the agent went down, are closed,
+   * then this pool's are opened.
+   */
+  private prepareSpares(agent: AgentHandle): void {
+    // Cleared even when this pool keeps none: they hold ports no stream can use.
+    if (this.closed || !agent.releaseSpares || this.noSpares.has(agent)) return;
+    const epoch = this.dropSpares(agent);
+    void Promise.all([agent.releaseSpares(this.owner, true), agent.releaseSpares(this.owner, false)]).then(
+      () => {
+        if (this.spareEpoch.get(agent) === epoch) this.refill(agent);
+      },
+      (err: unknown) => this.sparesFailed(agent, err, 'could not clear spare listeners on a data-server agent'),
+    );
+  }
+
+  /** Forgets the agent's spares (it went down or restarted); returns the new epoch. */
+  private dropSpares(agent: AgentHandle): number {
+    this.spares.delete(agent);
+    const epoch = (this.spareEpoch.get(agent) ?? 0) + 1;
+    this.spareEpoch.set(agent, epoch);
+    return epoch;
+  }
+
+  /**
+   * Opens spares up to the target in the background, one call per agent at a
+   * time, and only while the agent has at least twice as many other free ports:
+   * spares never take the last ports a request could use.
+   */
+  private refill(agent: AgentHandle): void {
+    if (!this.usesSpares(agent) || !agent.up() || this.refilling.has(agent)) return;
+    const have = this.spares.get(agent)?.length ?? 0;
+    const want = this.spareTarget - have;
+    if (want <= 0 || agent.ports().free < 2 * this.spareTarget) return;
+    const epoch = this.spareEpoch.get(agent) ?? 0;
+    this.refilling.add(agent);
+    agent.reserveSpares!(this.owner, want).then(
+      (opened) => {
+        this.refilling.delete(agent);
+        if (this.closed || this.spareEpoch.get(agent) !== epoch) {
+          // Dropped meanwhile: these are stale too.
+          void agent.releaseSpares!(this.owner, false, opened).catch(noop);
+          return;
+        }
+        this.spares.set(agent, [...(this.spares.get(agent) ?? []), ...opened]);
+      },
+      (err: unknown) => {
+        this.refilling.delete(agent);
+        this.sparesFailed(agent, err, 'could not open spare listeners on a data-server agent');
+      },
+    );
+  }
+
+  private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
+    if (err instanceof AgentCallError && err.code === UNIMPLEMENTED) {
+      this.noSpares.add(agent);
+      this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (an older s2ds): requests wait for it to open theirs`);
+      return;
+    }
+    this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, what);
+  }
+
+  /** Gives an agent's spares back (a request needs its ports); refills come later. */
+  private async giveBackSpares(agent: AgentHandle): Promise<void> {
+    const list = this.spares.get(agent) ?? [];
+    // A refill under way is stale too: what it opens is closed on arrival.
+    this.dropSpares(agent);
+    if (list.length === 0 || !agent.releaseSpares) return;
+    await agent.releaseSpares(this.owner, false, list).catch(noop);
   }
 
   /** The agents, in the order they were given. */
@@ -104,7 +218,7 @@ export class AgentPool implements DataServer {
       listenerIp: a.health()?.listenerIp,
       up: a.up(),
       streams: [...this.placements.values()].filter((p) => p.shares.some((s) => s.agent === a)).length,
-      freePorts: a.ports().free,
+      freePorts: a.ports().free + (a.health()?.sparePorts ?? 0),
       bytesPerSecond: a.bytesPerSecond(),
     }));
   }
@@ -112,15 +226,18 @@ export class AgentPool implements DataServer {
   private changed(agent: AgentHandle, event: 'down' | 'up' | 'restarted'): void {
     const log = this.opts.logger;
     if (event === 'down') {
+      this.dropSpares(agent);
       if (this.seenUp.get(agent) === false) return;
       this.seenUp.set(agent, false);
       log.warn({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) does not answer: marked down, new streams avoid it`);
       return;
     }
     if (event === 'restarted') {
+      // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
     const before = this.seenUp.get(agent);
+    if (before !== true || event === 'restarted') this.prepareSpares(agent);
     if (before !== true) {
       this.seenUp.set(agent, true);
       // Its first answer is no news; after being down, it is.
@@ -135,6 +252,8 @@ export class AgentPool implements DataServer {
    * agents (its connections reset, never ended cleanly) and reported lost.
    */
   agentLost(agent: AgentHandle, why: string): void {
+    // Its spares went with it (they are opened again when it answers as restarted).
+    this.dropSpares(agent);
     const lost: Placement[] = [];
     for (const p of this.placements.values()) {
       if (p.shares.some((s) => s.agent === agent)) lost.push(p);
@@ -156,9 +275,9 @@ export class AgentPool implements DataServer {
     }
   }
 
-  /** Free ports of an agent for placement: its last reading less what is being reserved on it now. */
+  /** Free ports of an agent for placement: its last reading and this pool's spares there, less what is being reserved on it now. */
   private freeOn(agent: AgentHandle): number {
-    return Math.max(0, agent.ports().free - (this.pending.get(agent) ?? 0));
+    return Math.max(0, agent.ports().free + (this.spares.get(agent)?.length ?? 0) - (this.pending.get(agent) ?? 0));
   }
 
   /**
@@ -219,8 +338,21 @@ export class AgentPool implements DataServer {
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     const plan = this.place(uid, count);
+    const capBps = opts.capBps ?? 0;
+    if ([...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps);
+    // Spares an agent has are given back when its share needs more ports than it has
+    // free otherwise: they must not make a request fail that would fit without them.
+    // (The agent's free count may date from before its spares opened: counted without them.)
+    await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
+    if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
-    const work = this.reserve(uid, count, plan, opts.capBps ?? 0);
+    const work = this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
+      // The agent's free count was older than its spares: give them back and try once more.
+      const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
+      if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
+      await Promise.all(holding.map((a) => this.giveBackSpares(a)));
+      return this.reserve(uid, count, plan, capBps);
+    });
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -228,17 +360,93 @@ export class AgentPool implements DataServer {
       return placement.listeners;
     } finally {
       this.starting.delete(uid);
-      for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
+      for (const [a, idx] of plan) {
+        this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
+        this.refill(a);
+      }
+    }
+  }
+
+  /**
+   * The stream's listeners are spares, taken now: the answer needs no round trip.
+   * The agents learn it (AssignSpares) in the background; every later call for
+   * the uid waits for that. Should an assignment fail (the agent went away), the
+   * stream is reported lost like one whose agent died, and the rest released.
+   */
+  private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Address[] {
+    const listeners = new Array<Address>(count);
+    const shares: Share[] = [];
+    const taken: Address[][] = [];
+    for (const [agent, indices] of plan) {
+      const list = this.spares.get(agent)!;
+      const mine = list.splice(0, indices.length);
+      indices.forEach((g, j) => (listeners[g] = mine[j]!));
+      shares.push({ agent, indices });
+      taken.push(mine);
+    }
+    const placement: Placement = { uid, count, listeners, shares };
+    this.placements.set(uid, placement);
+    // Sent at the end of this turn of the event loop, so that the record s2cs stores
+    // right after the answer (setRecord) goes with it instead of in a call of its own.
+    const unsent = { record: new Uint8Array() as Uint8Array };
+    this.unsent.set(uid, unsent);
+    const work = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => {
+        if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
+        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count))));
+      })
+      .then(
+      () => undefined,
+      (err: unknown) => {
+        if (this.placements.get(uid) === placement) {
+          this.placements.delete(uid);
+          for (const s of shares) void this.releaseOn(s.agent, uid);
+          // Spares an agent refused to assign, should they still be open there.
+          shares.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
+          this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
+        }
+        throw err;
+      },
+    );
+    work.catch(noop);
+    this.assigning.set(uid, work);
+    void work.finally(() => {
+      if (this.assigning.get(uid) === work) this.assigning.delete(uid);
+    }).catch(noop);
+    // A little later: the calls that set this stream up go first on both event loops.
+    setTimeout(() => {
+      for (const s of shares) this.refill(s.agent);
+    }, REFILL_DELAY_MS).unref();
+    return listeners;
+  }
+
+  /** Waits for a stream's assignment from spares; its failure means the stream is gone. */
+  private async assigned(uid: string): Promise<void> {
+    const work = this.assigning.get(uid);
+    if (!work) return;
+    try {
+      await work;
+    } catch (err) {
+      throw new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
+    }
+  }
+
+  private tellLost(uids: string[], why: string): void {
+    this.opts.logger.warn({ uids }, `${uids.length} stream(s) ended: ${uids.slice(0, 10).join(', ')}${uids.length > 10 ? ', ...' : ''}: ${why}`);
+    for (const l of this.lostListeners) {
+      try {
+        l(uids, why);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'a streams-lost listener failed');
+      }
     }
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
   private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
     const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
-    // A cap is one bucket per agent: each holds its listeners' part of it (the
-    // stream's connections are spread over its listeners by the connection map).
     const results = await Promise.allSettled(
-      shares.map((s) => s.agent.startListeners(uid, s.indices.length, capBps > 0 ? { capBps: (capBps * s.indices.length) / count } : {})),
+      shares.map((s) => s.agent.startListeners(uid, s.indices.length, capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {})),
     );
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
@@ -262,11 +470,14 @@ export class AgentPool implements DataServer {
     return this.placements.get(uid)?.shares;
   }
 
-  async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg, record?: Uint8Array): Promise<void> {
+    await this.assigned(uid);
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
     if (targets.length === 0) throw notFound(`stream ${uid}: no targets given`);
-    await Promise.all(p.shares.map((s) => s.agent.setTargets(uid, s.indices.map((g) => targets[g % targets.length]!), wan)));
+    await Promise.all(
+      p.shares.map((s) => s.agent.setTargets(uid, s.indices.map((g) => targets[g % targets.length]!), wan, record ? wrapRecord(p.count, s.indices, record) : undefined)),
+    );
   }
 
   /**
@@ -275,18 +486,26 @@ export class AgentPool implements DataServer {
    * listeners back in order.
    */
   async setRecord(uid: string, record: Uint8Array): Promise<void> {
+    const unsent = this.unsent.get(uid);
+    if (unsent) {
+      unsent.record = record;
+      return this.assigned(uid);
+    }
+    // No await when nothing is being assigned: the call goes out now, before any later one for the uid.
+    if (this.assigning.has(uid)) await this.assigned(uid);
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
     await Promise.all(p.shares.map((s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record))));
   }
 
   async release(uid: string): Promise<void> {
-    const pending = this.starting.get(uid);
+    const pending = this.starting.get(uid) ?? this.assigning.get(uid);
     if (pending) await pending.catch(noop);
     const p = this.placements.get(uid);
     if (!p) return;
     this.placements.delete(uid);
     await Promise.all(p.shares.map((s) => this.releaseOn(s.agent, uid)));
+    for (const s of p.shares) this.refill(s.agent);
   }
 
   /** Never throws: an agent that does not answer gets the release again when it is back. */
@@ -332,8 +551,10 @@ export class AgentPool implements DataServer {
     let free = 0;
     for (const a of this.members) {
       const p = a.ports();
-      reserved += p.reserved;
-      if (a.up()) free += p.free;
+      // Spares belong to no stream: free for any request (it takes or gives them back).
+      const spare = a.health()?.sparePorts ?? 0;
+      reserved += Math.max(0, p.reserved - spare);
+      if (a.up()) free += p.free + spare;
     }
     return { reserved, free };
   }
@@ -434,7 +655,11 @@ export class AgentPool implements DataServer {
 
   /** Releases every stream on every agent and closes the handles. */
   async close(): Promise<void> {
-    await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
+    await Promise.all([...this.starting.values(), ...this.assigning.values()].map((p) => p.catch(noop)));
+    this.closed = true;
+    // Spares belong to no stream: a graceful stop closes them (a detach leaves them for the next s2cs to clear).
+    await Promise.allSettled(this.members.map((a) => (this.spareTarget > 0 && a.releaseSpares && a.up() ? a.releaseSpares(this.owner, false) : undefined)));
+    this.spares.clear();
     this.placements.clear();
     await Promise.allSettled(this.members.map((a) => a.close()));
   }
@@ -468,3 +693,11 @@ export function unwrapRecord(bytes: Uint8Array): { count: number; indices: numbe
 }
 
 function noop(): void {}
+
+/**
+ * A cap is one bucket per agent: each holds its listeners' part of the stream's
+ * rate (the connection map spreads the stream's connections over its listeners).
+ */
+function shareOfCap(capBps: number, listeners: number, count: number): number {
+  return capBps > 0 ? (capBps * listeners) / count : 0;
+}

@@ -147,12 +147,39 @@ export class RemoteAgent implements AgentHandle {
     return listeners;
   }
 
-  async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
+  async setTargets(uid: string, targets: Address[], wan?: WanLeg, record?: Uint8Array): Promise<void> {
     await this.call('SetTargets', {
       uid,
       targets: targets.map(formatAddress),
       wan: wan ? { side: wan.side, certificate: wan.credentials.cert, private_key: wan.credentials.key, peer_certificate: wan.credentials.peerCert } : null,
+      record: record ? Buffer.from(record) : Buffer.alloc(0),
     });
+  }
+
+  async reserveSpares(owner: string, count: number): Promise<Address[]> {
+    const r = await this.call<{ listeners: string[] }>('ReserveSpares', { owner, count });
+    return r.listeners.map((l, i) => parseAddress(l, `spare listeners[${i}] from the agent`));
+  }
+
+  assignSpares(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps = 0): Promise<void> {
+    // Counted from now: the pool answers the request before the agent does.
+    const stats = emptyStats(uid, listeners.length);
+    this.streams.set(uid, stats);
+    this.changed.set(uid, { seq: this.pollSeq, stats });
+    return this.call('AssignSpares', { uid, owner, listeners: listeners.map(formatAddress), record: Buffer.from(record), cap_bps: String(Math.round(capBps)) }).then(
+      () => undefined,
+      (err: unknown) => {
+        if (this.streams.get(uid) === stats) {
+          this.streams.delete(uid);
+          this.changed.set(uid, { seq: this.pollSeq, stats: undefined });
+        }
+        throw err;
+      },
+    );
+  }
+
+  async releaseSpares(owner: string, others: boolean, listeners: Address[] = []): Promise<void> {
+    await this.call('ReleaseSpares', { owner, others, listeners: listeners.map(formatAddress) });
   }
 
   async setRecord(uid: string, record: Uint8Array): Promise<void> {
@@ -255,7 +282,7 @@ export class RemoteAgent implements AgentHandle {
     }
   }
 
-  private call<Res>(rpc: 'StartListeners' | 'SetTargets' | 'SetRecord' | 'Release' | 'ListStreams' | 'Health', request: object, fromPoll = false): Promise<Res> {
+  private call<Res>(rpc: 'StartListeners' | 'SetTargets' | 'SetRecord' | 'Release' | 'ListStreams' | 'Health' | 'ReserveSpares' | 'AssignSpares' | 'ReleaseSpares', request: object, fromPoll = false): Promise<Res> {
     return new Promise((resolve, reject) => {
       const method = (this.client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void>)[rpc]!;
       method.call(this.client, request, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
@@ -308,5 +335,6 @@ function toHealth(h: AgentHealthMessage__Output): AgentHealth {
     bufferMemoryReserved: Number(h.buffer_memory_reserved),
     bufferMemoryLimit: Number(h.buffer_memory_limit),
     startedAtMs: Number(h.started_at_ms),
+    sparePorts: h.spare_ports,
   };
 }

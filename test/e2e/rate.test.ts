@@ -1,8 +1,9 @@
-// Stream rates (issue 13): two s2cs processes with --rate-policy cap hold a stream to
-// its stated rate over all its connections, each gateway on its own (the producer
-// side through two local workers, which share the cap by listeners; the consumer
-// side in process), over the TLS WAN leg; a capped stream does not hold back an
-// uncapped one; --rate-policy reserve admits streams against --capacity.
+// Stream rates (issue 13): s2cs processes with --rate-policy cap hold a stream to its
+// stated rate over all its connections, each gateway on its own, over the TLS WAN
+// leg: a producer side through two local workers (which share the cap by listeners,
+// the listeners taken from spares or bound for the stream) with a consumer side that
+// does not cap, and the other way round, in process; a capped stream does not hold back
+// an uncapped one; --rate-policy reserve admits streams against --capacity.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -37,13 +38,19 @@ async function gateway(extra: string[]): Promise<Gateway> {
 
 let prod: Gateway;
 let cons: Gateway;
+/** Caps nothing: with it on one side, only the other side's cap holds the stream. */
+let plain: Gateway;
 
 before(async () => {
-  [prod, cons] = await Promise.all([gateway(['--rate-policy', 'cap', '--workers', '2']), gateway(['--rate-policy', 'cap', '--workers', '0'])]);
+  [prod, cons, plain] = await Promise.all([
+    gateway(['--rate-policy', 'cap', '--workers', '2']),
+    gateway(['--rate-policy', 'cap', '--workers', '0']),
+    gateway(['--rate-policy', 'none', '--workers', '0']),
+  ]);
 });
 
 after(async () => {
-  for (const g of [prod, cons]) {
+  for (const g of [prod, cons, plain]) {
     if (!g) continue;
     assert.equal(await g.proc.stop('SIGTERM', 10_000), 0, g.proc.describe());
     rmSync(g.dir, { recursive: true, force: true });
@@ -51,11 +58,11 @@ after(async () => {
 });
 
 /** Sets up a stream between the two gateways to a new producer and streams `perConn` bytes on each connection. */
-async function stream(numConn: number, rateKBps: number, perConn: number, seed: number): Promise<{ map: ConnectionMap; result: Promise<ConsumeResult>; done: () => Promise<void> }> {
+async function stream(numConn: number, rateKBps: number, perConn: number, seed: number, [p, c]: [Gateway, Gateway] = [prod, cons]): Promise<{ map: ConnectionMap; result: Promise<ConsumeResult>; done: () => Promise<void> }> {
   const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: perConn, seed });
   const hellos: Promise<unknown>[] = [];
   const uid = randomUUID();
-  const map = await requestStream(prod.address, cons.address, { numConn, rate: rateKBps, uid }, {
+  const map = await requestStream(p.address, c.address, { numConn, rate: rateKBps, uid }, {
     ...OPTS,
     onAppSecret: (secret, server, role) => {
       if (role === 'PROD') hellos.push(sendHello(server, uid, 'PROD', producer.addresses.map(formatAddress), { ...OPTS, appSecret: secret }));
@@ -68,32 +75,39 @@ async function stream(numConn: number, rateKBps: number, perConn: number, seed: 
     result,
     done: async () => {
       await result.catch(() => undefined);
-      await releaseStream(uid, [prod.address, cons.address], OPTS);
+      await releaseStream(uid, [p.address, c.address], OPTS);
       await producer.close();
     },
   };
 }
 
 describe('--rate-policy cap', () => {
-  for (const numConn of [2, 8]) {
-    test(`a stream over ${numConn} connections arrives within 10 % of its rate over more than 5 s`, async (t) => {
+  const cases = [
+    { numConn: 2, side: 'the producer side (two workers)', pair: () => [prod, plain] as [Gateway, Gateway], policies: { prod: 'cap', cons: 'none' } },
+    { numConn: 8, side: 'the producer side (two workers)', pair: () => [prod, plain] as [Gateway, Gateway], policies: { prod: 'cap', cons: 'none' } },
+    { numConn: 2, side: 'the consumer side (in process)', pair: () => [plain, cons] as [Gateway, Gateway], policies: { prod: 'none', cons: 'cap' } },
+    { numConn: 8, side: 'both sides', pair: () => [prod, cons] as [Gateway, Gateway], policies: { prod: 'cap', cons: 'cap' } },
+  ];
+  for (const { numConn, side, pair, policies } of cases) {
+    test(`a stream over ${numConn} connections, capped by ${side}, arrives within 10 % of its rate over more than 5 s`, async (t) => {
       const rateKBps = 10_000; // 80 Mbit/s: far below what this path carries, so only the cap can hold it there
       const seconds = 6;
       const perConn = Math.floor((rateKBps * 1000 * seconds) / numConn);
-      const s = await stream(numConn, rateKBps, perConn, 7 + numConn);
+      const [pg, cg] = pair();
+      const s = await stream(numConn, rateKBps, perConn, 7 + numConn, [pg, cg]);
       try {
-        assert.deepEqual(s.map.ratePolicies, { prod: 'cap', cons: 'cap' });
-        // Both gateways report the cap while the stream runs.
-        const [p, c] = await Promise.all([streamStatus(prod.address, s.map.uid, OPTS), streamStatus(cons.address, s.map.uid, OPTS)]);
-        assert.equal(p.ratePolicy, 'cap');
-        assert.equal(p.streams[0]!.capBps, rateKBps * 1000);
-        assert.equal(c.streams[0]!.capBps, rateKBps * 1000);
+        assert.deepEqual(s.map.ratePolicies, policies);
+        // Each gateway reports the cap it holds the stream to while it runs.
+        const [p, c] = await Promise.all([streamStatus(pg.address, s.map.uid, OPTS), streamStatus(cg.address, s.map.uid, OPTS)]);
+        assert.equal(p.ratePolicy, policies.prod);
+        assert.equal(p.streams[0]!.capBps, policies.prod === 'cap' ? rateKBps * 1000 : 0);
+        assert.equal(c.streams[0]!.capBps, policies.cons === 'cap' ? rateKBps * 1000 : 0);
         assert.equal(p.streams[0]!.rate, rateKBps);
         const r = await s.result;
         assert.equal(r.bytes, perConn * numConn, 'every byte arrived, verified');
         assert.ok(r.seconds > 5, `took ${r.seconds.toFixed(2)} s`);
         const achieved = r.bytes / r.seconds / 1000;
-        t.diagnostic(`${numConn} connections: ${achieved.toFixed(0)} kB/s over ${r.seconds.toFixed(2)} s (cap ${rateKBps} kB/s)`);
+        t.diagnostic(`${numConn} connections, ${side}: ${achieved.toFixed(0)} kB/s over ${r.seconds.toFixed(2)} s (cap ${rateKBps} kB/s)`);
         assert.ok(Math.abs(achieved - rateKBps) <= rateKBps * 0.1, `achieved ${achieved.toFixed(0)} kB/s against a cap of ${rateKBps} kB/s over ${r.seconds.toFixed(2)} s`);
         // Every connection moved: the cap is shared, not taken by one.
         for (const pc of r.perConnection) assert.equal(pc.received, perConn);

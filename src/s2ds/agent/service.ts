@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../log.js';
 import { formatAddress } from '../../protocol/address.js';
 import { MAX_RECORD_BYTES, type AgentHandlers, type AgentHealthMessage, type StreamInfo } from '../../protocol/agent-contract.js';
-import { ScistreamError, aborted, invalidArgument, notFound } from '../../protocol/errors.js';
+import { ScistreamError, aborted, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../../protocol/errors.js';
 import { guardedUnary } from '../../protocol/guard.js';
 import { shown, safeDetails } from '../../protocol/text.js';
 import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateUid } from '../../protocol/validate.js';
@@ -31,9 +31,16 @@ interface Entry {
   applied: string;
 }
 
+/** Spares one owner (an s2cs process) may hold on an agent. */
+export const MAX_SPARES_PER_OWNER = 16;
+/** Spares all owners together may hold: a bound whatever the owners ask. */
+export const MAX_SPARES = 64;
+
 /** The agent's own view of its streams, next to the engine's sockets. */
 export class AgentService {
   private readonly entries = new Map<string, Entry>();
+  /** Spare listeners' ports by owner (ReserveSpares). */
+  private readonly spares = new Map<string, Set<number>>();
   /** Bytes forwarded by streams already released, so that Health's total never goes down. */
   private releasedBytes = 0;
   readonly startedAtMs = Date.now();
@@ -46,10 +53,7 @@ export class AgentService {
       throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
     }
     checkRecord(record);
-    // uint64 arrives as text; beyond 2^53 it is no cap any link could need.
-    const capBps = Number(capText);
-    if (!Number.isSafeInteger(capBps) || capBps < 0) throw invalidArgument(`cap_bps ${capText} is not a whole number of bytes per second below 2^53`);
-    const bound = await this.opts.engine.startListeners(uid, count, { capBps });
+    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText) });
     // A Release that arrived while the ports were being bound has closed them already.
     if (!this.opts.engine.stats(uid)) throw aborted(`stream ${uid} was released while its listeners were being opened`);
     const listeners = bound.map((a) => formatAddress({ host: this.opts.listenerIp, port: a.port }));
@@ -57,8 +61,9 @@ export class AgentService {
     return listeners;
   }
 
-  async setTargets(uidText: string, targetTexts: string[], wanMessage: { side: string; certificate: string; private_key: string; peer_certificate: string } | null): Promise<void> {
+  async setTargets(uidText: string, targetTexts: string[], wanMessage: { side: string; certificate: string; private_key: string; peer_certificate: string } | null, record: Buffer = EMPTY): Promise<void> {
     const uid = validateUid(uidText);
+    checkRecord(record);
     const entry = this.entries.get(uid);
     if (!entry) throw notFound(`stream ${uid} has no listeners on this agent; call StartListeners first`);
     if (targetTexts.length !== entry.listeners.length) {
@@ -75,12 +80,76 @@ export class AgentService {
     const applied = createHash('sha256')
       .update(JSON.stringify([formatted, wan?.side ?? '', wan?.credentials.cert ?? '', wan?.credentials.peerCert ?? '']))
       .digest('hex');
-    if (entry.applied === applied) return;
-    await this.opts.engine.setTargets(uid, targets, wan);
-    if (this.entries.get(uid) !== entry) throw aborted(`stream ${uid} was released while its targets were being set`);
-    entry.targets = formatted;
-    entry.encrypted = wan !== undefined;
-    entry.applied = applied;
+    if (entry.applied !== applied) {
+      await this.opts.engine.setTargets(uid, targets, wan);
+      if (this.entries.get(uid) !== entry) throw aborted(`stream ${uid} was released while its targets were being set`);
+      entry.targets = formatted;
+      entry.encrypted = wan !== undefined;
+      entry.applied = applied;
+    }
+    if (record.length > 0) entry.record = Buffer.from(record);
+  }
+
+  private sparesHeld(): number {
+    let n = 0;
+    for (const set of this.spares.values()) n += set.size;
+    return n;
+  }
+
+  async reserveSpares(ownerText: string, count: number): Promise<string[]> {
+    const owner = validateOwner(ownerText);
+    const mine = this.spares.get(owner)?.size ?? 0;
+    if (!Number.isInteger(count) || count < 1 || mine + count > MAX_SPARES_PER_OWNER) {
+      throw invalidArgument(`count ${count} is out of range: owner ${owner} holds ${mine} spare listener(s) and may hold at most ${MAX_SPARES_PER_OWNER}`);
+    }
+    if (this.sparesHeld() + count > MAX_SPARES) {
+      throw resourceExhausted(`this agent already holds ${this.sparesHeld()} spare listeners, the most it keeps (${MAX_SPARES}); ReleaseSpares those of owners that are gone`);
+    }
+    const ports = await this.opts.engine.openSpares(count);
+    let set = this.spares.get(owner);
+    if (!set) this.spares.set(owner, (set = new Set()));
+    for (const p of ports) set.add(p);
+    return ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
+  }
+
+  assignSpares(uidText: string, ownerText: string, listenerTexts: string[], record: Buffer, capText = '0'): void {
+    const uid = validateUid(uidText);
+    const owner = validateOwner(ownerText);
+    checkRecord(record);
+    if (listenerTexts.length < 1 || listenerTexts.length > MAX_SPARES_PER_OWNER) {
+      throw invalidArgument(`listeners has ${Math.min(listenerTexts.length, 1_000_000)} address(es); give 1 to ${MAX_SPARES_PER_OWNER} spare listeners`);
+    }
+    const ports = validateAddresses(listenerTexts, 'listeners').map((a) => a.port);
+    const set = this.spares.get(owner);
+    const notMine = ports.filter((p) => !set?.has(p));
+    if (notMine.length > 0) throw notFound(`port(s) ${notMine.join(', ')} are not spare listeners of owner ${owner} on this agent (released, taken, or the agent restarted)`);
+    if (this.entries.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this agent`);
+    this.opts.engine.assignSpares(uid, ports, capOf(capText));
+    for (const p of ports) set!.delete(p);
+    if (set!.size === 0) this.spares.delete(owner);
+    const listeners = ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
+    this.entries.set(uid, { listeners, targets: [], record: Buffer.from(record), encrypted: false, applied: '' });
+  }
+
+  async releaseSpares(ownerText: string, others: boolean, listenerTexts: string[] = []): Promise<void> {
+    const owner = validateOwner(ownerText);
+    const ports: number[] = [];
+    if (listenerTexts.length > 0 && !others) {
+      if (listenerTexts.length > MAX_SPARES) throw invalidArgument(`listeners has ${Math.min(listenerTexts.length, 1_000_000)} address(es); an agent holds at most ${MAX_SPARES} spares`);
+      const set = this.spares.get(owner);
+      for (const a of validateAddresses(listenerTexts, 'listeners')) {
+        // Not (or no longer) a spare of this owner: nothing to release.
+        if (set?.delete(a.port)) ports.push(a.port);
+      }
+      if (set?.size === 0) this.spares.delete(owner);
+    } else {
+      for (const [o, set] of this.spares) {
+        if ((o === owner) === others) continue;
+        ports.push(...set);
+        this.spares.delete(o);
+      }
+    }
+    await this.opts.engine.releaseSpares(ports);
   }
 
   setRecord(uidText: string, record: Buffer): void {
@@ -146,6 +215,7 @@ export class AgentService {
       buffer_memory_reserved: memory.reserved,
       buffer_memory_limit: memory.limit,
       started_at_ms: this.startedAtMs,
+      spare_ports: this.sparesHeld(),
     };
   }
 
@@ -172,7 +242,7 @@ export class AgentService {
     return {
       StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps) })),
       SetTargets: unary('SetTargets', async (m) => {
-        await this.setTargets(m.uid, m.targets, m.wan);
+        await this.setTargets(m.uid, m.targets, m.wan, m.record);
         return {};
       }),
       SetRecord: unary('SetRecord', (m) => {
@@ -185,8 +255,25 @@ export class AgentService {
       }),
       ListStreams: unary('ListStreams', () => ({ streams: this.listStreams() })),
       Health: unary('Health', () => this.health()),
+      ReserveSpares: unary('ReserveSpares', async (m) => ({ listeners: await this.reserveSpares(m.owner, m.count) })),
+      AssignSpares: unary('AssignSpares', (m) => {
+        this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps);
+        return {};
+      }),
+      ReleaseSpares: unary('ReleaseSpares', async (m) => {
+        await this.releaseSpares(m.owner, m.others, m.listeners);
+        return {};
+      }),
     };
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** An owner of spares: the id an s2cs process picked (letters, digits, - and _; 1 to 64). */
+function validateOwner(owner: string): string {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(owner)) throw invalidArgument(`owner "${shown(owner, 64)}" is not valid: 1 to 64 letters, digits, - or _`);
+  return owner;
 }
 
 function checkRecord(record: Buffer): void {
@@ -199,4 +286,11 @@ function logFailure(logger: Logger, rpc: string, request: unknown, err: unknown,
   const uid = typeof request === 'object' && request !== null && 'uid' in request && typeof request.uid === 'string' ? shown(request.uid, 128) : undefined;
   if (err instanceof ScistreamError) logger.info({ rpc, uid, status: err.kind }, safeDetails(err.message));
   else logger.error({ rpc, uid, incident, err }, `unexpected failure while serving an rpc (incident ${incident})`);
+}
+
+/** A stream's cap_bps (uint64 arrives as text); beyond 2^53 it is no cap any link could need. */
+function capOf(text: string): number {
+  const capBps = Number(text);
+  if (!Number.isSafeInteger(capBps) || capBps < 0) throw invalidArgument(`cap_bps ${text} is not a whole number of bytes per second below 2^53`);
+  return capBps;
 }

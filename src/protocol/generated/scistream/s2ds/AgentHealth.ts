@@ -13,6 +13,7 @@ export interface AgentHealth {
   'buffer_memory_reserved'?: (number | string | Long);
   'buffer_memory_limit'?: (number | string | Long);
   'started_at_ms'?: (number | string | Long);
+  'spare_ports'?: (number);
 }
 
 export interface AgentHealth__Output {
@@ -26,4 +27,5 @@ export interface AgentHealth__Output {
   'buffer_memory_reserved': (string);
   'buffer_memory_limit': (string);
   'started_at_ms': (string);
+  'spare_ports': (number);
 }

@@ -6,10 +6,12 @@ export interface SetTargetsRequest {
   'uid'?: (string);
   'targets'?: (string)[];
   'wan'?: (_scistream_s2ds_WanLeg | null);
+  'record'?: (Buffer | Uint8Array | string);
 }
 
 export interface SetTargetsRequest__Output {
   'uid': (string);
   'targets': (string)[];
   'wan': (_scistream_s2ds_WanLeg__Output | null);
+  'record': (Buffer);
 }

@@ -1,0 +1,19 @@
+// Original file: proto/s2ds.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface AssignRequest {
+  'uid'?: (string);
+  'owner'?: (string);
+  'listeners'?: (string)[];
+  'record'?: (Buffer | Uint8Array | string);
+  'cap_bps'?: (number | string | Long);
+}
+
+export interface AssignRequest__Output {
+  'uid': (string);
+  'owner': (string);
+  'listeners': (string)[];
+  'record': (Buffer);
+  'cap_bps': (string);
+}
