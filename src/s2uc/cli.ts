@@ -5,18 +5,13 @@ import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
-import {
-  inboundRequest,
-  outboundRequest,
-  releaseStream,
-  request1,
-  requestStream,
-  type FlowOptions,
-  type SideResult,
-} from './flows.js';
-import { UserAuth } from './auth/login.js';
+import type { FlowOptions, SideResult } from './flows.js';
+import type { UserAuth } from './auth/login.js';
 import { addAuthCommands } from './auth/commands.js';
-import { statusCommand } from './status.js';
+
+// What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
+// protocol, TLS or OIDC code; each command imports what it calls when it runs.
+const flows = () => import('./flows.js');
 import type { Role } from '../protocol/validate.js';
 
 interface GlobalFlags {
@@ -56,7 +51,7 @@ let userAuth: Promise<UserAuth> | undefined;
 
 /** The token for a server from tokens.json, by the scope config.toml names for it (none named: none sent). */
 async function tokenFor(server: string): Promise<string | undefined> {
-  return (await (userAuth ??= UserAuth.open())).getToken(server);
+  return (await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open()))).getToken(server);
 }
 
 function connection(): ConnectionOptions {
@@ -112,7 +107,7 @@ function releaseOnInterrupt(uid: string, servers: string[]): void {
     // After SIGHUP the terminal may be gone: a failed write to it must not stop the release.
     process.stderr.on('error', () => undefined);
     process.stderr.write(`s2uc: ${signal}: releasing ${uid} on ${servers.join(', ')}\n`);
-    releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 }).then(
+    flows().then((f) => f.releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 })).then(
       () => process.exit(EXIT.interrupted),
       (err: Error) => {
         process.stderr.write(`s2uc: error: ${err.message}\n`);
@@ -171,6 +166,7 @@ secretFileOption(specOptions(
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
 )).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
+  const { requestStream } = await flows();
   const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(map)}\n`);
@@ -207,6 +203,7 @@ specOptions(
     ).map(formatAddress);
   }
   if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
+  const { inboundRequest } = await flows();
   printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
 });
 
@@ -223,6 +220,7 @@ secretFileOption(specOptions(
   const remote = listeners !== undefined ? parseAddressList(listeners, 'remote listeners').map(formatAddress) : f.remoteListeners;
   if (!remote) throw new UsageError('say which listeners to reach: --remote-listeners host:port[,...] (or, as the reference: outbound-request UID HOST:PORT[,...])');
   const spec = { numConn: f.numConn, rate: f.rate, uid: uid ?? f.uid };
+  const { outboundRequest } = await flows();
   printSide(await settled(outboundRequest(f.s2cs, remote, spec, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
 
@@ -233,6 +231,7 @@ secretFileOption(specOptions(
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
     .option('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs'), 'localhost:5000'),
 )).action(async (f: SpecFlags & { s2cs: string }) => {
+  const { request1 } = await flows();
   printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
 
@@ -244,7 +243,7 @@ program
   .option('--json', 'print one JSON object on stdout')
   .action(async (uid: string, f: { s2cs?: string[]; json?: boolean }) => {
     f.s2cs ??= ['localhost:5000'];
-    await releaseStream(uid, f.s2cs, connection());
+    await (await flows()).releaseStream(uid, f.s2cs, connection());
     process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
   });
 
@@ -255,6 +254,7 @@ program
   .option('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order; default: localhost:5000)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
   .option('--json', 'print one JSON object on stdout: {"gateways":[...]}')
   .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean }) => {
+    const { statusCommand } = await import('./status.js');
     process.exitCode = await statusCommand(f.s2cs ?? ['localhost:5000'], uid, connection(), { json: f.json });
   });
 

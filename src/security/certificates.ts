@@ -1,11 +1,23 @@
 // X.509 certificates for the control channel and for each stream's WAN leg,
 // made with @peculiar/x509 over Node's WebCrypto: no cryptography of our own.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { webcrypto, X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+let x509Module: Promise<typeof X509> | undefined;
+
+/**
+ * @peculiar/x509 (with reflect-metadata) takes about 80 ms to load: loaded on the first
+ * certificate made, not by every program that only reads certificates (s2uc, s2app).
+ */
+function loadX509(): Promise<typeof X509> {
+  return (x509Module ??= (async () => {
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })());
+}
 
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
@@ -25,10 +37,11 @@ export interface SelfSignedOptions {
 
 /** A fresh P-256 key pair and a self-signed certificate for it. */
 export async function createSelfSigned(opts: SelfSignedOptions): Promise<CertificateAndKey> {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const names = [...new Set(opts.names ?? [])];
-  const extensions: x509.Extension[] = [
+  const extensions: X509.Extension[] = [
     // CA:true lets the certificate serve as its own trust anchor for the peer that pins it.
     new x509.BasicConstraintsExtension(true, 0, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign, true),
