@@ -7,6 +7,7 @@ import { parseAddress, parseAddressList, formatAddress } from '../protocol/addre
 import type { ConnectionOptions } from '../protocol/client.js';
 import type { FlowOptions, SideResult } from './flows.js';
 import type { UserAuth } from './auth/login.js';
+import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
@@ -47,11 +48,15 @@ const program = new Command('s2uc')
   .option('-v, --verbose', 'stack traces on errors');
 
 let warnedInsecure = false;
+let clientConfig: Promise<ClientConfig> | undefined;
 let userAuth: Promise<UserAuth> | undefined;
 
 /** The token for a server from tokens.json, by the scope config.toml names for it (none named: none sent). */
 async function tokenFor(server: string): Promise<string | undefined> {
-  return (await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open()))).getToken(server);
+  const config = await (clientConfig ??= import('./auth/config.js').then((m) => m.loadClientConfig()));
+  // No scope for this server: no token, and no need to load the OIDC client (about 40 ms).
+  if (config.scopeFor(server) === undefined) return undefined;
+  return (await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open({ config })))).getToken(server);
 }
 
 function connection(): ConnectionOptions {
