@@ -33,6 +33,13 @@ interface SpecFlags {
   appSecretFile?: string;
 }
 
+/** A number of seconds from `min` to `max`, fractions allowed (--interval 0.5). */
+const seconds = (min: number, max: number) => (text: string): number => {
+  const n = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text.trim()) || n < min || n > max) throw new Error(`"${text}" is not a number of seconds from ${min} to ${max}`);
+  return n;
+};
+
 const address = (field: string) => option((t: string) => formatAddress(parseAddress(t, field)));
 const addressList = (field: string) => option((t: string) => parseAddressList(t, field).map(formatAddress));
 
@@ -257,10 +264,36 @@ program
   .description("show gateways' streams: state, age, listeners -> targets, bytes and rates each way, connections, refusals")
   .argument('[uid]', 'one stream (default: all)')
   .option('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order; default: localhost:5000)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
-  .option('--json', 'print one JSON object on stdout: {"gateways":[...]}')
-  .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean }) => {
-    const { statusCommand } = await import('./status.js');
-    process.exitCode = await statusCommand(f.s2cs ?? ['localhost:5000'], uid, connection(), { json: f.json });
+  .option('--json', 'print one JSON object on stdout: {"gateways":[...]} (with --watch: one line per sample)')
+  .option('--watch', 'ask again every --interval until Ctrl-C: redrawn in place on a terminal, one block per sample otherwise; adds the rates between samples')
+  .option('--interval <seconds>', 'seconds between samples with --watch', option(seconds(0.5, 3600)), 2)
+  .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean; watch?: boolean; interval: number }, cmd: Command) => {
+    const servers = f.s2cs ?? ['localhost:5000'];
+    if (!f.watch) {
+      if (cmd.getOptionValueSource('interval') === 'cli') throw new UsageError('--interval goes with --watch: s2uc status --watch --interval SECONDS');
+      const { statusCommand } = await import('./status.js');
+      process.exitCode = await statusCommand(servers, uid, connection(), { json: f.json });
+      return;
+    }
+    const { watchStatus } = await import('./watch.js');
+    // Ctrl-C, SIGTERM, a closed terminal or a reader that went away (| head) end the watch: exit 0.
+    const stop = new AbortController();
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => stop.abort());
+    process.stdout.on('error', () => stop.abort());
+    const tty = process.stdout.isTTY === true && !f.json;
+    const code = await watchStatus(servers, uid, connection(), {
+      intervalS: f.interval,
+      json: f.json,
+      tty,
+      rows: () => process.stdout.rows,
+      columns: () => process.stdout.columns,
+      out: process.stdout,
+      err: process.stderr,
+      signal: stop.signal,
+    });
+    // At once: a sample still under way (a gateway that does not answer) is of no use now.
+    // stdout and stderr are synchronous on Linux terminals and pipes: nothing written is lost.
+    process.exit(code);
   });
 
 addAuthCommands(program);
@@ -295,6 +328,7 @@ addExamples(program, {
   ],
   status: [
     's2uc status --s2cs gw-a.example.org:5000',
+    's2uc status --s2cs gw-a.example.org:5000 --s2cs gw-b.example.org:5000 --watch --interval 1',
     `s2uc status ${UID} --s2cs gw-a.example.org:5000 --json`,
   ],
   login: ['s2uc login', 's2uc login --device'],
