@@ -336,6 +336,8 @@ async function main(): Promise<void> {
   const gw = gws[1]!;
   const cli: number[] = [];
   for (let i = 0; i < (quick ? 3 : 10); i++) cli.push(await setupOnceCli(gw, producer.address));
+  say('start-up: each program, taking turns');
+  const startup = await startupRows(quick ? 10 : 20);
   say('control plane: 50 concurrent clients, each keeping its control connections (--workers 2)');
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
@@ -358,6 +360,7 @@ async function main(): Promise<void> {
     setup: {
       byWorkers: gws.map((g, k) => ({ workers: g.workers, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
+      startup,
       concurrent50: rate,
     },
     idleMemory: {
@@ -397,7 +400,7 @@ type Results = {
   throughput: { path: string; contender: string; parallel: number; direction: string; gbps: { median: number; min: number; max: number; samples: number[] }; cpuSecondsPerGB: number; peakRssBytes: number }[];
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
-  setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; startup: (Latency & { label: string })[]; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
 };
 
@@ -430,6 +433,7 @@ function table(r: Results): string {
         `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
       ]),
       `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
+      ...s.startup.map((r) => `| start-up, ${r.label}, p50 / p99 over ${r.n} | ${r.p50ms.toFixed(0)} ms / ${r.p99ms.toFixed(0)} ms |`),
       `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
       `| s2cs + 1 worker RSS, no streams | ${(r.idleMemory.baselineBytes / 2 ** 20).toFixed(1)} MiB |`,
       ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
