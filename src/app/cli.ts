@@ -26,7 +26,8 @@ async function readSecretFile(file: string, waitMs: number): Promise<string> {
         throw err;
       }
       if (Date.now() >= until) throw new Error(`--app-secret-file ${file} did not appear within the --timeout; start s2uc request --app-secret-file ${file} first`);
-      await delay(100);
+      // Short: s2uc writes the file the moment the gateway issues the secret, and the Hello waits on it.
+      await delay(20);
     }
   }
 }
