@@ -13,6 +13,7 @@ import { direct, haproxy, workersLabel, s2dsHop, scistream, socat, stunnel, STUN
 import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
 import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
 import { ConnectionPool } from '../src/protocol/client.js';
+import { capRows, capTable, type CapRow } from './caps.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
 process.noDeprecation = true;
@@ -345,6 +346,9 @@ async function main(): Promise<void> {
   say('memory of idle streams (s2cs --workers 1: s2cs and its worker)');
   const mem = await idleStreamMemory(dir, quick ? [1, 100] : [1, 100, 1000], 1);
 
+  say('rate caps (--rate-policy cap, one plain hop): 100 Mbit/s, 1 Gbit/s, 5 Gbit/s and none');
+  const caps = await capRows({ seconds: quick ? 2 : 5, repeats: quick ? 1 : 3, conns: 4, dir: join(dir, 'caps'), say });
+
   const stat = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
     return { n: xs.length, p50ms: percentile(sorted, 50), p99ms: percentile(sorted, 99) };
@@ -368,6 +372,7 @@ async function main(): Promise<void> {
       points: mem.points,
       perStreamBytes: mem.points.length > 1 ? (mem.points.at(-1)!.rssBytes - mem.points[0]!.rssBytes) / (mem.points.at(-1)!.streams - mem.points[0]!.streams) : NaN,
     },
+    caps,
   };
   process.stdout.write(table(results));
   if (values.json) {
@@ -402,6 +407,8 @@ type Results = {
   /** Absent in a --rows run. */
   setup?: { byWorkers: { workers: number; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; startup: (Latency & { label: string })[]; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
+  /** Absent in a --rows run. */
+  caps?: CapRow[];
 };
 
 /** One Markdown table (it goes into docs/benchmarks.md as printed). */
@@ -439,6 +446,7 @@ function table(r: Results): string {
       ...r.idleMemory.points.map((p) => `| s2cs + 1 worker RSS, ${p.streams} idle stream(s) | ${(p.rssBytes / 2 ** 20).toFixed(1)} MiB |`),
       `| RSS per idle stream | ${(r.idleMemory.perStreamBytes / 1024).toFixed(1)} KiB |`,
     );
+    if (r.caps) lines.push('', capTable(r.caps));
   } else lines.push('', '(a --rows run: throughput rows only)');
   lines.push('', `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`, '');
   return `${lines.join('\n')}\n`;

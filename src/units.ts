@@ -39,3 +39,41 @@ export function formatRate(bytes: number, seconds: number): string {
   const bits = (bytes * 8) / seconds;
   return bits >= 1e9 ? `${(bits / 1e9).toFixed(2)} Gbit/s` : `${(bits / 1e6).toFixed(2)} Mbit/s`;
 }
+
+// Stream rates (issue 13): the wire's Request.rate is kilobytes per second, 1 kB = 1,000 bytes.
+const RATE = /^(\d+(?:\.\d+)?|\.\d+)\s*(?:([kmgt]?)(bit|b)\/s|([kmgt]?)bps)?$/i;
+const DECIMAL: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+/** The most Request.rate (an int32 of kB/s) can say: about 17 Tbit/s. */
+export const MAX_RATE_KBPS = 2 ** 31 - 1;
+
+/**
+ * Parses a stream rate into kB/s (Request.rate): a plain number is kB/s, as the
+ * reference's --rate; with a unit, "200Mbit/s", "1Gbit/s", "25MB/s", "500kB/s",
+ * "10Gbps" (decimal multiples; "bit" for bits, "B" for bytes). Rounds to the
+ * nearest kB/s; a rate that is not 0 never rounds down to 0.
+ */
+export function parseRate(text: string): number {
+  const m = typeof text === 'string' ? RATE.exec(text.trim()) : null;
+  let kbps = NaN;
+  if (m) {
+    const value = Number(m[1]);
+    if (m[3]) kbps = (value * DECIMAL[m[2]!.toLowerCase()]! * (m[3] === 'B' ? 1 : 1 / 8)) / 1000;
+    else if (m[4] !== undefined) kbps = (value * DECIMAL[m[4].toLowerCase()]!) / 8 / 1000;
+    else kbps = value;
+  }
+  const rounded = kbps > 0 && kbps < 1 ? 1 : Math.round(kbps);
+  if (!m || !Number.isSafeInteger(rounded) || rounded > MAX_RATE_KBPS) {
+    throw new Error(
+      `invalid rate "${String(text)}": write kilobytes per second as a plain number (1 kB = 1,000 bytes; 0: none), ` +
+        `or a number with a unit: 200Mbit/s, 1Gbit/s, 10Gbps, 25MB/s, 500kB/s (at most about 17 Tbit/s)`,
+    );
+  }
+  return rounded;
+}
+
+/** Bytes per second in decimal bits: "200 Mbit/s", "1.5 Gbit/s", "80 kbit/s". */
+export function formatBitRate(bytesPerSecond: number): string {
+  const bits = bytesPerSecond * 8;
+  const [value, unit] = bits >= 1e12 ? [bits / 1e12, 'Tbit/s'] : bits >= 1e9 ? [bits / 1e9, 'Gbit/s'] : bits >= 1e6 ? [bits / 1e6, 'Mbit/s'] : [bits / 1e3, 'kbit/s'];
+  return `${Number(value.toPrecision(4))} ${unit}`;
+}

@@ -11,7 +11,8 @@ export type RefusalKind =
   | 'wan-auth'
   | 'target-unreachable'
   | 'pending-hellos'
-  | 'ports-per-user';
+  | 'ports-per-user'
+  | 'capacity';
 
 interface KindState {
   total: number;

@@ -1,71 +1,29 @@
 // s2cs: the control server on a gateway node.
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger } from '../log.js';
-import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
-import { DATA_DEFAULTS, connectionMemory } from '../s2ds/index.js';
-import { canBind, checkDataPlaneFlags } from '../s2ds/flags.js';
-import { parseSize } from '../units.js';
-import { startControlServer, defaultMaxPortsPerUser, DEFAULTS } from './server.js';
+import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
+import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
+import { DATA_DEFAULTS } from '../s2ds/index.js';
+import { canBind } from '../s2ds/flags.js';
+import { parseRate, parseSize } from '../units.js';
+import { RATE_POLICIES } from './streams.js';
+import { startControlServer, DEFAULTS } from './server.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
-import { loadServerTls, scistreamHome, serverCredentials, type ServerTls } from '../security/control-tls.js';
-import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode, type Authenticator } from '../auth/index.js';
-import type { Logger } from '../log.js';
+import { loadServerTls, serverCredentials, type ServerTls } from '../security/control-tls.js';
+import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authenticator } from '../auth/index.js';
 import { lingerUnavailable } from '../transport/linger.js';
 import { RemoteAgent } from '../s2ds/remote.js';
 import type { AgentClientTls } from '../security/agent-tls.js';
-import { splitPortRange } from './supervisor.js';
-
-interface StartFlags {
-  port: number;
-  listenerIp: string;
-  bindIp?: string;
-  controlHost: string;
-  portRange: string;
-  helloTimeout: number;
-  setupTimeout?: number;
-  maxPortsPerUser?: number;
-  maxPendingHellos: number;
-  maxPendingHellosPerPeer: number;
-  maxConn: number;
-  bufferSize: number;
-  maxConnsPerListener: number;
-  maxWaitingConns: number;
-  maxBufferMemory: number;
-  insecure?: boolean;
-  tlsCert?: string;
-  tlsKey?: string;
-  clientCa?: string;
-  stateDir?: string;
-  allowPlaintextData?: boolean;
-  helloAcceptsOwnerToken?: boolean;
-  auth?: string;
-  introspectionUrl?: string;
-  clientId?: string;
-  scope?: string;
-  clientSecretFile?: string;
-  introspectionAuth?: 'basic' | 'post';
-  issuer?: string;
-  audience?: string;
-  jwksUrl?: string;
-  admin: string[];
-  workers?: number;
-  s2ds: string[];
-  s2dsCert?: string;
-  verbose?: boolean;
-  logJson?: boolean;
-  idleTimeout: number;
-  handshakeTimeout: number;
-}
+import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../config-file.js';
+import { checkStartFlags, derivedSettings, reloadConfig, type Running, type StartFlags, type StartPlan } from './config.js';
 
 const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
   .version(VERSION, '-V, --version');
 
-program
+const start: Command = program
   .command('start')
   .description('serve the control protocol (req, hello, update, release) and forward streams')
   .option('--port <port>', 'control port (gRPC)', option(integer(0, 65535)), 5000)
@@ -93,6 +51,13 @@ program
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
+  // Stream rates (issue 13): Request.rate is kB/s.
+  .addOption(
+    new Option('--rate-policy <policy>', "what a stream's stated rate means here: none (stored and reported, as the reference does), cap (each stream held to its rate, each direction, all its connections together), reserve (cap, and a request admitted only while the streams' rates fit in --capacity; one stating no rate is refused)")
+      .choices(RATE_POLICIES)
+      .default('none'),
+  )
+  .option('--capacity <rate>', 'with --rate-policy reserve: what this gateway can carry, e.g. 10Gbit/s or 1250MB/s (a plain number: kB/s)', option((v: string) => parseRate(v) * 1000))
   .option('--allow-plaintext-data', 'accept streams without per-stream credentials (single-gateway flows, reference gateways and clients) on any address: their WAN leg is unencrypted. Without it they are accepted only when the data listeners are on loopback (--bind-ip 127.x or ::1)')
   .option('--tls-cert <file>', 'PEM certificate for the control channel (with --tls-key)')
   .option('--tls-key <file>', 'PEM private key of --tls-cert')
@@ -118,31 +83,31 @@ program
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
   .option('-v, --verbose', 'debug logs')
-  .option('--log-json', 'logs as JSON lines')
+  .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
   .action(async (flags: StartFlags) => {
-    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2cs' });
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, format: flags.logFormat, name: 's2cs' });
     // grpc-js prints its own lines to stderr; route them into our log at debug level.
     grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
       process.stderr.write(`s2cs: error: ${message}\n`);
       process.exit(EXIT.usage);
     };
-    const bindIp = flags.bindIp ?? flags.listenerIp;
-    const checked = await checkDataPlaneFlags({ portRange: flags.portRange, bufferSize: flags.bufferSize, maxBufferMemory: flags.maxBufferMemory, bindIp });
-    if ('problem' in checked) return usage(checked.problem);
-    const { portRange } = checked;
-    const perConnection = connectionMemory(flags.bufferSize, 'tcp', 'tls');
-    if (flags.setupTimeout !== undefined && flags.setupTimeout < flags.helloTimeout) {
-      usage(`--setup-timeout ${flags.setupTimeout} is below --hello-timeout ${flags.helloTimeout}: a producer stream would be released while it may still wait for its Hello; give at least ${flags.helloTimeout}`);
+    // Until the server runs there is nothing to reload; SIGHUP must not end s2cs (its default action).
+    let onHangup = () => logger.info('SIGHUP during start-up: ignored; send it again once s2cs is ready');
+    process.on('SIGHUP', () => onHangup());
+    let plan: StartPlan;
+    try {
+      plan = await checkStartFlags(flags, { logger, probe: true });
+    } catch (err) {
+      return usage((err as Error).message);
     }
-    const setupTimeout = flags.setupTimeout ?? Math.max(DEFAULTS.setupTimeoutMs / 1000, flags.helloTimeout);
-    const maxPortsPerUser = flags.maxPortsPerUser ?? defaultMaxPortsPerUser(portRange, flags.maxConn);
+    const { bindIp, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
     if (flags.port !== 0) {
       const controlProblem = await canBind(flags.controlHost, flags.port);
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
       if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
     }
-    const stateDir = flags.stateDir ?? join(scistreamHome(), 's2cs');
     let tls: ServerTls | undefined;
     if (!flags.insecure) {
       try {
@@ -158,30 +123,15 @@ program
     }
     let auth: Authenticator;
     try {
-      auth = createAuthenticator(authConfig(flags, logger));
+      auth = createAuthenticator(plan.authConfig);
     } catch (err) {
       return usage((err as Error).message);
-    }
-    if (flags.s2dsCert !== undefined && flags.s2ds.length === 0) usage('--s2ds-cert applies to the agents named with --s2ds');
-    // With --s2ds the agents named there forward; local workers only when asked for too.
-    const workers = flags.workers ?? (flags.s2ds.length > 0 ? 0 : availableParallelism());
-    if (workers > 0) {
-      try {
-        splitPortRange(portRange, workers);
-      } catch (err) {
-        return usage((err as Error).message);
-      }
-      const perWorker = Math.floor(flags.maxBufferMemory / workers);
-      if (perWorker < perConnection) {
-        usage(`--max-buffer-memory ${flags.maxBufferMemory} split over --workers ${workers} leaves ${perWorker} bytes per worker, below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it, lower --workers or --buffer-size`);
-      }
     }
     let agents: RemoteAgent[] | undefined;
     if (flags.s2ds.length > 0) {
       const tcp = flags.s2ds.filter((a) => !a.startsWith('unix:'));
       let agentTls: AgentClientTls | undefined;
       if (tcp.length > 0) {
-        if (!flags.s2dsCert) usage(`--s2ds ${tcp[0]} is a TCP agent: give its certificate (or the CA that issued it) with --s2ds-cert`);
         // s2cs authenticates to its agents with its control-channel certificate, made or loaded even with --insecure.
         let own: ServerTls;
         try {
@@ -209,7 +159,8 @@ program
         agents,
         // Workers are found again by state dir and control port (an s2cs restarted for an upgrade keeps its --port);
         // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
-        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), ...(flags.logJson ? ['--log-json'] : [])], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
+        // Workers log to files (auto would mean JSON there): they get the format s2cs writes, so the log s2cs copies them into reads as one.
+        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', resolveLogFormat({ json: flags.logJson, format: flags.logFormat })], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
         host: flags.controlHost,
         port: flags.port,
@@ -228,6 +179,8 @@ program
         maxBufferMemory: flags.maxBufferMemory,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
+        ratePolicy: flags.ratePolicy,
+        capacityBps: flags.capacity,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
         auth,
@@ -262,6 +215,14 @@ program
         (err: Error) => logger.warn(`SIGUSR2 ignored: ${err.message}`),
       );
     });
+    // SIGHUP: read the configuration file again and apply what can change while serving.
+    let running: Running = { flags, plan };
+    let reloading = Promise.resolve();
+    onHangup = () => {
+      reloading = reloading.then(async () => {
+        running = await reloadConfig(start, running, server, logger);
+      });
+    };
     onShutdown(async (signal) => {
       logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();
@@ -273,59 +234,40 @@ program
     );
   });
 
-/**
- * The authentication configuration from the flags. Without --auth, the mode follows
- * from the provider flags given; `none` only when there are none.
- */
-function authConfig(flags: StartFlags, logger: Logger): AuthConfig {
-  const introspectFlags = flags.introspectionUrl !== undefined || flags.clientId !== undefined || flags.clientSecretFile !== undefined || flags.introspectionAuth !== undefined;
-  const jwtFlags = flags.issuer !== undefined || flags.jwksUrl !== undefined;
-  let mode = flags.auth as AuthMode | undefined;
-  if (mode === undefined) {
-    if (introspectFlags && jwtFlags) throw new Error('both introspection and JWT flags are given; choose one with --auth introspect or --auth jwt');
-    mode = introspectFlags ? 'introspect' : jwtFlags ? 'jwt' : flags.scope !== undefined ? undefined : 'none';
-    if (mode === undefined) throw new Error('--scope needs a provider: add --auth introspect with --introspection-url and --client-id, or --auth jwt with --issuer and --audience');
-  }
-  const need = (value: string | undefined, flag: string, what: string): string => {
-    if (value === undefined || value.trim() === '') throw new Error(`--auth ${mode} needs ${flag} (${what})`);
-    return value.trim();
-  };
-  const authLogger = logger.child({ component: 'auth' });
-  switch (mode) {
-    case 'none':
-      if (introspectFlags || jwtFlags || flags.scope !== undefined || flags.audience !== undefined) {
-        throw new Error('--auth none takes no provider flags (--introspection-url, --client-id, --client-secret-file, --introspection-auth, --scope, --issuer, --audience, --jwks-url); remove them or choose --auth introspect or jwt');
-      }
-      if (flags.admin.length > 0) throw new Error('--admin needs authentication: with --auth none every caller is the same anonymous user');
-      return { mode };
-    case 'introspect':
-      if (jwtFlags) throw new Error('--issuer and --jwks-url belong to --auth jwt; introspection needs --introspection-url, --client-id and --scope');
-      return {
-        mode,
-        introspectionUrl: need(flags.introspectionUrl, '--introspection-url', 'the provider\'s token introspection endpoint'),
-        clientId: need(flags.clientId, '--client-id', "this gateway's client id at the provider"),
-        clientSecret: readClientSecret({ file: flags.clientSecretFile, env: process.env }),
-        clientAuth: flags.introspectionAuth,
-        scope: need(flags.scope, '--scope', "the scope callers' tokens must carry"),
-        audience: flags.audience,
-        logger: authLogger,
-      };
-    case 'jwt':
-      if (introspectFlags) throw new Error('--introspection-url, --client-id, --client-secret-file and --introspection-auth belong to --auth introspect; JWT validation needs --issuer, --audience and --scope');
-      return {
-        mode,
-        issuer: need(flags.issuer, '--issuer', 'the token issuer URL'),
-        audience: need(flags.audience, '--audience', 'the audience tokens for this gateway carry'),
-        scope: need(flags.scope, '--scope', "the scope callers' tokens must carry"),
-        jwksUrl: flags.jwksUrl,
-        logger: authLogger,
-      };
-  }
-}
+withConfigFile(start);
+
+// Same options as start (the same Option objects), checked the same way; nothing is opened or started.
+const checkConfig = copyOptions(start, program.command('check-config'))
+  .description('check the settings start would run with (the --config file, then the flags given here) and print each with where it came from; exit 0 when valid, 2 with the problem when not')
+  .action(async (flags: StartFlags & { json?: boolean }) => {
+    const silent = createLogger({ silent: true });
+    let plan: StartPlan;
+    try {
+      plan = await checkStartFlags(flags, { logger: silent, probe: false });
+      const unreadable = unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
+      if (unreadable) throw new UsageError(unreadable);
+    } catch (err) {
+      process.stderr.write(`s2cs: error: ${(err as Error).message}\n`);
+      process.exit(EXIT.usage);
+    }
+    const settings = effectiveSettings(checkConfig);
+    const derived = derivedSettings(flags, plan);
+    if (flags.json) {
+      const shown = settings.map((s) => (s.source === 'unset' && derived[s.key] ? { ...s, value: derived[s.key]!.value, source: 'default', from: derived[s.key]!.from } : s));
+      process.stdout.write(`${JSON.stringify({ valid: true, config: flags.config ?? null, settings: shown }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`# s2cs ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid\n`);
+      process.stdout.write(formatSettings(settings, derived));
+    }
+  });
+addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON'));
+withConfigFile(checkConfig);
 
 addExamples(program, {
   '': ['s2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  'check-config': ['s2cs check-config --config /etc/scistream/s2cs.toml', 's2cs check-config --config /etc/scistream/s2cs.toml --max-conn 128 --json'],
   start: [
+    's2cs start --config /etc/scistream/s2cs.toml    # settings from a file (examples/s2cs.toml); flags given override it',
     's2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200    # loopback; self-signed TLS certificate',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5200 --tls-cert /etc/scistream/cert.pem --tls-key /etc/scistream/key.pem',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --auth jwt --issuer https://idp.example.org --audience gw-a --scope scistream',

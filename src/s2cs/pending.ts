@@ -36,9 +36,25 @@ export class PendingByPeer<T> {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly limits: PendingLimits,
+    private limits: PendingLimits,
     private readonly onExpire: (key: string, value: T) => void,
   ) {}
+
+  /**
+   * New limits (a configuration reload). Entries held beyond a lowered max stay until
+   * they go; a shorter ttl applies to held entries too, from now, which keeps them in
+   * expiry order (the one timer relies on it).
+   */
+  setLimits(limits: PendingLimits): void {
+    const shorter = limits.ttlMs < this.limits.ttlMs;
+    this.limits = { ...limits };
+    if (!shorter) return;
+    const latest = Date.now() + limits.ttlMs;
+    for (const e of this.entries.values()) e.expiresAt = Math.min(e.expiresAt, latest);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.schedule();
+  }
 
   get size(): number {
     return this.entries.size;

@@ -6,8 +6,9 @@ import { Control, tolerantService } from '../protocol/contract.js';
 import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type AgentSummary, type DataServer, type LocalDataServer, type PortRange } from '../s2ds/index.js';
 import { Refusals } from '../limits/refusals.js';
-import { controlHandlers } from './service.js';
-import { StreamTable, isLoopback, plaintextDataPolicy } from './streams.js';
+import { controlHandlers, type ServiceDeps } from './service.js';
+import { StreamTable, isLoopback, plaintextDataPolicy, type RatePolicy } from './streams.js';
+import { formatBitRate } from '../units.js';
 import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 import { Supervisor } from './supervisor.js';
@@ -40,6 +41,10 @@ export interface ControlServerOptions {
   allowPlaintextData?: boolean;
   /** With token checking on, accept on Hello the stream owner's token in place of its application secret. */
   helloAcceptsOwnerToken?: boolean;
+  /** What a stream's Request.rate means here (default none: stored and reported). */
+  ratePolicy?: RatePolicy;
+  /** With ratePolicy reserve (required there): what the gateway admits streams against, bytes per second. */
+  capacityBps?: number;
   /** How callers are identified (default: NoAuth, every caller anonymous). */
   auth?: Authenticator;
   /** Identities (token subjects) that may release and see every stream. */
@@ -108,6 +113,26 @@ export interface ControlServer {
    * streams back. Throws when streams live in this process (--workers 0).
    */
   detach(): Promise<void>;
+  /**
+   * Takes new settings while serving (a configuration reload, SIGHUP); what is not
+   * given stays. Throws INVALID_ARGUMENT, changing nothing, for settings that cannot
+   * go together or cannot change while running (token checking turned on or off).
+   */
+  reconfigure(settings: RuntimeSettings): void;
+}
+
+/** Settings a running control server can take anew (ControlServer.reconfigure). */
+export interface RuntimeSettings {
+  /** Replaces the token checking; must check tokens exactly when the running one does. */
+  auth?: Authenticator;
+  admins?: string[];
+  helloAcceptsOwnerToken?: boolean;
+  maxConn?: number;
+  maxPortsPerUser?: number;
+  maxPendingHellos?: number;
+  maxPendingHellosPerPeer?: number;
+  helloTimeoutMs?: number;
+  setupTimeoutMs?: number;
 }
 
 export const DEFAULTS = {
@@ -147,6 +172,13 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const auth = opts.auth ?? new NoAuth();
   if (opts.helloAcceptsOwnerToken && auth.mode === 'none') {
     throw invalidArgument('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
+  }
+  const ratePolicy = opts.ratePolicy ?? 'none';
+  if (ratePolicy === 'reserve' && !(opts.capacityBps && opts.capacityBps > 0)) {
+    throw invalidArgument('--rate-policy reserve admits streams against --capacity: give what this gateway can carry, e.g. --capacity 10Gbit/s');
+  }
+  if (ratePolicy !== 'reserve' && opts.capacityBps !== undefined) {
+    throw invalidArgument(`--capacity is what --rate-policy reserve admits streams against; with --rate-policy ${ratePolicy} it would do nothing`);
   }
   const maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
   let supervisor: Supervisor | undefined;
@@ -221,6 +253,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     dataBindHost,
     requireAppSecret: auth.mode !== 'none',
     helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false,
+    ratePolicy,
+    capacityBps: opts.capacityBps,
     admins: new Set(opts.admins ?? []),
     logger,
   });
@@ -230,10 +264,11 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     await table.adopt(await pool.adopt());
   }
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
-  server.addService(
-    tolerantService(Control.service),
-    controlHandlers({ table, dataServer, agents: () => pool?.agents() ?? [], auth, limits: { maxConn }, refusals, logger }),
-  );
+  // The handlers read auth and limits from here at each call; reconfigure replaces them.
+  const deps: ServiceDeps = { table, dataServer, agents: () => pool?.agents() ?? [], auth, limits: { maxConn }, refusals, logger };
+  server.addService(tolerantService(Control.service), controlHandlers(deps));
+  // What reconfigure checks new values against.
+  const running = { helloTimeoutMs, setupTimeoutMs, maxPendingHellos, maxPendingHellosPerPeer, helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false };
   const host = opts.host ?? DEFAULTS.host;
   const target = host.includes(':') ? `[${host}]:${opts.port}` : `${host}:${opts.port}`;
   // Workers started above do not outlive a start that fails, unless they carry streams.
@@ -265,6 +300,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   // A warning only where plain text may cross a network: the flag on an address that is not loopback.
   logger[opts.allowPlaintextData && !isLoopback(dataBindHost) ? 'warn' : 'info']({ plaintextData: policy.accepts, bindIp: dataBindHost }, policy.why);
   if (local) warnPortsHeldByOthers(local.engine, opts.portRange, logger);
+  if (ratePolicy !== 'none') {
+    const capacity = ratePolicy === 'reserve' ? `; streams admitted while their rates fit in ${formatBitRate(opts.capacityBps!)} (--capacity), a req stating no rate refused` : '';
+    logger.info({ ratePolicy, capacityBps: opts.capacityBps }, `streams are held to their stated rate (--rate-policy ${ratePolicy})${capacity}`);
+  }
   // A stream that lost a part with its agent is broken: the pool reset the rest; the table forgets it.
   pool?.onStreamsLost((uids, why) => {
     for (const uid of uids) {
@@ -297,6 +336,40 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
           });
         });
       })()),
+    reconfigure: (settings) => {
+      const next = {
+        helloTimeoutMs: settings.helloTimeoutMs ?? running.helloTimeoutMs,
+        setupTimeoutMs: settings.setupTimeoutMs ?? running.setupTimeoutMs,
+        maxPendingHellos: settings.maxPendingHellos ?? running.maxPendingHellos,
+        maxPendingHellosPerPeer: settings.maxPendingHellosPerPeer ?? running.maxPendingHellosPerPeer,
+        helloAcceptsOwnerToken: settings.helloAcceptsOwnerToken ?? running.helloAcceptsOwnerToken,
+      };
+      const auth = settings.auth ?? deps.auth;
+      if ((auth.mode === 'none') !== (deps.auth.mode === 'none')) {
+        throw invalidArgument(`token checking cannot be turned ${auth.mode === 'none' ? 'off' : 'on'} while s2cs runs (streams hold application secrets and owners accordingly); restart s2cs`);
+      }
+      if (next.setupTimeoutMs < next.helloTimeoutMs) {
+        throw invalidArgument(`the setup timeout (${next.setupTimeoutMs / 1000} s) is below the Hello timeout (${next.helloTimeoutMs / 1000} s): a producer stream would be released while it may still wait for its Hello`);
+      }
+      if (next.helloAcceptsOwnerToken && auth.mode === 'none') throw invalidArgument('--hello-accepts-owner-token needs token checking');
+      const perPeer = Math.min(next.maxPendingHellosPerPeer, next.maxPendingHellos);
+      const maxConn = settings.maxConn ?? deps.limits.maxConn;
+      table.reconfigure({
+        helloTimeoutMs: next.helloTimeoutMs,
+        setupTimeoutMs: next.setupTimeoutMs,
+        maxPendingHellos: next.maxPendingHellos,
+        maxPendingHellosPerPeer: perPeer,
+        maxWaitingConsHellos: Math.max(1, Math.floor(next.maxPendingHellos / 10)),
+        maxWaitingConsHellosPerPeer: Math.max(1, Math.floor(perPeer / 10)),
+        maxHeldListeners: maxConn,
+        helloAcceptsOwnerToken: next.helloAcceptsOwnerToken,
+        ...(settings.maxPortsPerUser !== undefined ? { maxPortsPerUser: settings.maxPortsPerUser } : {}),
+        ...(settings.admins !== undefined ? { admins: new Set(settings.admins) } : {}),
+      });
+      Object.assign(running, next);
+      deps.auth = auth;
+      deps.limits = { ...deps.limits, maxConn };
+    },
     detach: async () => {
       if (!agents || agents.length === 0) {
         throw new Error('the streams are forwarded inside this s2cs process (--workers 0), so they cannot outlive it; stop it with SIGTERM (which releases them) instead');

@@ -27,7 +27,8 @@ export interface ServiceDeps {
 }
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
-  const { table, auth, limits } = deps;
+  // auth and limits are read at each call: a configuration reload replaces them (ControlServer.reconfigure).
+  const { table } = deps;
   const unary = guardedUnary({
     service: 'scistream.Control',
     protoFile: 'proto/scistream.proto',
@@ -37,8 +38,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
 
   return {
     req: unary('req', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'req');
-      const request = validateRequest(msg, limits);
+      const caller = await deps.auth.authenticate(call.metadata, 'req');
+      const request = validateRequest(msg, deps.limits);
       const ready = table.req(request, caller, peerKey(peerOf(call)));
       // Headers go out at once, with the secret when there is one: a producer's req
       // is answered only after the Hello that must carry it.
@@ -50,12 +51,12 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       return { listeners: r.listeners, prod_listeners: r.prodListeners, app_secret: appSecret };
     }),
     update: unary('update', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'update');
+      const caller = await deps.auth.authenticate(call.metadata, 'update');
       const r = await table.update(validateUpdate(msg), caller);
       return { listeners: r.listeners, prod_listeners: r.prodListeners };
     }),
     release: unary('release', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'release');
+      const caller = await deps.auth.authenticate(call.metadata, 'release');
       await table.release(validateRelease(msg), caller);
       return { listeners: [], prod_listeners: [] };
     }),
@@ -67,13 +68,13 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     hello: unary('hello', async (msg, call) => {
       const hello = validateHello(msg);
       const token = call.metadata.get('authorization').length > 0;
-      return table.hello(hello, peerKey(peerOf(call)), { token, authenticate: () => auth.authenticate(call.metadata, 'hello') });
+      return table.hello(hello, peerKey(peerOf(call)), { token, authenticate: () => deps.auth.authenticate(call.metadata, 'hello') });
     }),
     status: unary('status', async (msg, call) => {
-      const caller = await auth.authenticate(call.metadata, 'status');
+      const caller = await deps.auth.authenticate(call.metadata, 'status');
       // With tokens checked, users see their own streams; --admin identities see all.
       const all = table.status(msg.uid ? validateUid(msg.uid) : undefined);
-      const seesAll = auth.mode === 'none' || table.isAdmin(caller.subject);
+      const seesAll = deps.auth.mode === 'none' || table.isAdmin(caller.subject);
       const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
       const ports = deps.dataServer.ports();
       return {
@@ -97,7 +98,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
           age_s: s.ageS,
           to_target_bps: s.toTargetBps,
           from_target_bps: s.fromTargetBps,
+          cap_bps: s.capBps,
         })),
+        rate_policy: table.rateLimits().policy,
+        capacity_bps: table.rateLimits().capacityBps,
+        reserved_bps: table.rateLimits().policy === 'reserve' ? table.reservedBps() : 0,
         reserved_ports: ports.reserved,
         free_ports: ports.free,
         refusals: deps.refusals.totals(),
@@ -128,8 +133,9 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       version: VERSION,
       stream_credentials: true,
       plaintext_data: table.acceptsPlaintextData(),
+      rate_policy: table.rateLimits().policy,
       early_app_secret: true,
-      checks_tokens: auth.mode !== 'none',
+      checks_tokens: deps.auth.mode !== 'none',
     })),
   };
 }

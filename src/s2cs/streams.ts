@@ -13,6 +13,7 @@ import {
   alreadyExists,
   deadlineExceeded,
   failedPrecondition,
+  invalidArgument,
   notFound,
   resourceExhausted,
   ScistreamError,
@@ -21,6 +22,7 @@ import { sameAddresses, type HelloMessage, type Role, type StreamRequest, type T
 import { PendingByPeer } from './pending.js';
 import { RateWindow, SAMPLE_INTERVAL_MS } from './rates.js';
 import { ipBytes, isV4Mapped } from '../s2ds/ports.js';
+import { formatBitRate } from '../units.js';
 
 export interface StreamTableOptions {
   /** Returns listeners as advertised (each with its agent's --listener-ip). */
@@ -72,8 +74,37 @@ export interface StreamTableOptions {
    * send the user's token, never a secret.
    */
   helloAcceptsOwnerToken?: boolean;
+  /** What a stream's rate means here (--rate-policy); default none: stored and reported only. */
+  ratePolicy?: RatePolicy;
+  /** With ratePolicy reserve: what the gateway admits streams against, bytes per second (--capacity). */
+  capacityBps?: number;
   logger: Logger;
 }
+
+/** What a running table may be given anew (StreamTable.reconfigure). */
+export type TableSettings = Partial<
+  Pick<
+    StreamTableOptions,
+    | 'helloTimeoutMs'
+    | 'setupTimeoutMs'
+    | 'maxPendingHellos'
+    | 'maxPendingHellosPerPeer'
+    | 'maxWaitingConsHellos'
+    | 'maxWaitingConsHellosPerPeer'
+    | 'maxHeldListeners'
+    | 'maxPortsPerUser'
+    | 'admins'
+    | 'helloAcceptsOwnerToken'
+  >
+>;
+
+/**
+ * none: Request.rate is stored and reported (the reference's behaviour); cap: each
+ * stream is held to its rate; reserve: cap, and a req is admitted only while the
+ * live streams' rates fit in --capacity.
+ */
+export const RATE_POLICIES = ['none', 'cap', 'reserve'] as const;
+export type RatePolicy = (typeof RATE_POLICIES)[number];
 
 export type StreamState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
 
@@ -96,6 +127,8 @@ export interface StreamStatus extends StreamRequest {
   /** Bytes per second each way, averaged over the last 10 s (rates.ts). */
   toTargetBps: number;
   fromTargetBps: number;
+  /** Bytes per second the gateway holds the stream to, each way (0: not capped). */
+  capBps: number;
 }
 
 interface StreamRecord {
@@ -132,6 +165,8 @@ interface StreamRecord {
   createdAt: number;
   /** Recent samples of the data server's byte counters, for the rates in status. */
   rates: RateWindow;
+  /** Bytes per second the stream is held to (and, with reserve, takes of --capacity); 0: none. */
+  capBps: number;
 }
 
 interface PendingHello {
@@ -176,23 +211,39 @@ export class StreamTable {
   /** Samples byte counters for the rates in status; runs only while there are streams. */
   private sampler: NodeJS.Timeout | undefined;
 
-  constructor(private readonly opts: StreamTableOptions) {
-    const consWait = Math.min(opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, opts.helloTimeoutMs);
+  constructor(private opts: StreamTableOptions) {
+    const consWait = () => Math.min(this.opts.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, this.opts.helloTimeoutMs);
     this.pendingHellos = new PendingByPeer<PendingHello>(
       { max: opts.maxPendingHellos, maxPerPeer: opts.maxPendingHellosPerPeer, ttlMs: opts.helloTimeoutMs },
       () => {},
     );
     this.consWaiters = new PendingByPeer<ConsWaiter>(
-      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: consWait },
+      { max: opts.maxWaitingConsHellos, maxPerPeer: opts.maxWaitingConsHellosPerPeer, ttlMs: consWait() },
       (id, w) => {
         this.forgetWaiter(id, w.uid);
         w.reject(
           deadlineExceeded(
-            `no request for uid ${w.uid} arrived within ${consWait / 1000} s; run s2uc request first and hand its uid to the application controller (s2app hello retries by itself until its --timeout)`,
+            `no request for uid ${w.uid} arrived within ${consWait() / 1000} s; run s2uc request first and hand its uid to the application controller (s2app hello retries by itself until its --timeout)`,
           ),
         );
       },
     );
+  }
+
+  /**
+   * New limits and policies from a configuration reload (SIGHUP). They apply to what
+   * comes next: streams already granted keep their ports and their lease; Hellos held
+   * now are held at most the new Hello timeout.
+   */
+  reconfigure(changes: TableSettings): void {
+    this.opts = { ...this.opts, ...changes };
+    const o = this.opts;
+    this.pendingHellos.setLimits({ max: o.maxPendingHellos, maxPerPeer: o.maxPendingHellosPerPeer, ttlMs: o.helloTimeoutMs });
+    this.consWaiters.setLimits({
+      max: o.maxWaitingConsHellos,
+      maxPerPeer: o.maxWaitingConsHellosPerPeer,
+      ttlMs: Math.min(o.consHelloWaitMs ?? CONS_HELLO_WAIT_MS, o.helloTimeoutMs),
+    });
   }
 
   private detached = false;
@@ -226,6 +277,7 @@ export class StreamTable {
       this.checkOwner(existing, caller, 'request');
       return existing.ready;
     }
+    const capBps = this.admit(request, caller, peer);
     const quotaKey = this.takePorts(request, caller, peer);
     let boundDone!: () => void;
     const now = Date.now();
@@ -249,6 +301,7 @@ export class StreamTable {
       updating: undefined,
       createdAt: now,
       rates: new RateWindow(now),
+      capBps,
     };
     record.leaseTimer = setTimeout(() => this.leaseEnded(record), this.opts.setupTimeoutMs);
     record.leaseTimer.unref();
@@ -262,6 +315,55 @@ export class StreamTable {
       for (const id of waiters) this.consWaiters.delete(id)?.resolve(record);
     }
     return record.ready;
+  }
+
+  /** What the stream's rate is held to under the policy, bytes per second (0: not capped). */
+  private capFor(request: StreamRequest): number {
+    return (this.opts.ratePolicy ?? 'none') !== 'none' ? request.rate * 1000 : 0;
+  }
+
+  /** The rate policy, and with reserve the capacity streams are admitted against (bytes per second). */
+  rateLimits(): { policy: RatePolicy; capacityBps: number } {
+    const policy = this.opts.ratePolicy ?? 'none';
+    return { policy, capacityBps: policy === 'reserve' ? (this.opts.capacityBps ?? 0) : 0 };
+  }
+
+  /** With --rate-policy reserve: the rates of the streams held now, bytes per second. */
+  reservedBps(): number {
+    let sum = 0;
+    for (const r of this.records.values()) if (r.state !== 'released') sum += r.capBps;
+    return sum;
+  }
+
+  /**
+   * Under reserve, admits the stream only if its rate fits in what --capacity
+   * leaves (synchronously, like the port bound: concurrent reqs cannot overshoot),
+   * or refuses with RESOURCE_EXHAUSTED saying how much is free. A req stating no
+   * rate (0) is refused: admitting it would promise nothing and let it take what
+   * the others were promised. Returns the stream's cap.
+   */
+  private admit(request: StreamRequest, caller: Identity, peer: string): number {
+    const cap = this.capFor(request);
+    if (this.opts.ratePolicy !== 'reserve') return cap;
+    const capacity = this.opts.capacityBps ?? 0;
+    const held = this.reservedBps();
+    const free = Math.max(0, capacity - held);
+    const fields = { uid: request.uid, owner: caller.subject, peer, asked: cap, free, capacity };
+    if (cap === 0) {
+      const message =
+        `stream ${request.uid} states no rate, and this gateway admits streams by their rate (--rate-policy reserve): ` +
+        `state one, e.g. s2uc --rate 200Mbit/s (Request.rate in kB/s); ${formatBitRate(free)} of its ${formatBitRate(capacity)} are free now`;
+      this.opts.refusals.count('capacity', message, fields);
+      throw counted(invalidArgument(message));
+    }
+    if (cap > free) {
+      const message =
+        `stream ${request.uid} asks for ${formatBitRate(cap)}, but the streams on this gateway hold ${formatBitRate(held)} of its ${formatBitRate(capacity)} (--capacity) ` +
+        `and ${formatBitRate(free)} ${free > 0 ? 'is' : 'are'} free: ask for at most ${formatBitRate(free)} (s2uc --rate), or retry when streams are released`;
+      this.opts.refusals.count('capacity', message, fields);
+      throw counted(resourceExhausted(message));
+    }
+    return cap;
   }
 
   /**
@@ -322,7 +424,7 @@ export class StreamTable {
   private async reserve(record: StreamRecord, boundDone: () => void): Promise<StreamReply> {
     const { uid, role, numConn } = record.request;
     try {
-      const bound = await this.opts.dataServer.startListeners(uid, numConn);
+      const bound = await this.opts.dataServer.startListeners(uid, numConn, record.capBps > 0 ? { capBps: record.capBps } : {});
       record.listeners = bound;
     } catch (err) {
       if (this.records.get(uid) === record) this.records.delete(uid);
@@ -440,6 +542,8 @@ export class StreamTable {
         updating: undefined,
         createdAt: p.createdAt,
         rates: new RateWindow(now),
+        // The agents hold the cap they were given at req; this is what the policy now counts.
+        capBps: this.capFor(p.request),
       };
       this.portsHeld.set(p.quotaKey, (this.portsHeld.get(p.quotaKey) ?? 0) + p.request.numConn);
       this.records.set(p.request.uid, record);
@@ -809,6 +913,7 @@ export class StreamTable {
           stats,
           ageS: Math.max(0, Math.floor((now - r.createdAt) / 1000)),
           ...rates,
+          capBps: r.capBps,
         },
       ];
     });

@@ -12,8 +12,11 @@ export interface DataPlaneFlags {
   bindIp: string;
 }
 
-/** Returns the parsed port range, or the usage problem in one line. */
-export async function checkDataPlaneFlags(flags: DataPlaneFlags): Promise<{ portRange: PortRange } | { problem: string }> {
+/**
+ * Returns the parsed port range, or the usage problem in one line. `probe: false`
+ * (check-config, a reload) skips trying the bind address, so that nothing is opened.
+ */
+export async function checkDataPlaneFlags(flags: DataPlaneFlags, opts: { probe?: boolean } = {}): Promise<{ portRange: PortRange } | { problem: string }> {
   let portRange: PortRange;
   try {
     portRange = parsePortRange(flags.portRange);
@@ -27,6 +30,7 @@ export async function checkDataPlaneFlags(flags: DataPlaneFlags): Promise<{ port
       problem: `--max-buffer-memory ${flags.maxBufferMemory} is below what one connection reserves with --buffer-size ${flags.bufferSize} (${perConnection} bytes); raise it or lower --buffer-size`,
     };
   }
+  if (opts.probe === false) return { portRange };
   const bindProblem = await canBind(flags.bindIp, 0);
   if (bindProblem) return { problem: `cannot open data listeners on ${flags.bindIp} (${bindProblem}); give an address of this host with --listener-ip, or --bind-ip 0.0.0.0` };
   return { portRange };

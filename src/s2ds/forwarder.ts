@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import { END_FRAME, FRAME_HEADER, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../transport/frames.js';
 import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
 import { closeCleanly } from '../transport/linger.js';
+import { Valve, type StreamPacing } from './pacer.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -37,6 +38,8 @@ export type FramedSide = 'accepted' | 'target';
  * With `framed`, that socket's directions end only with an END frame: a clean end
  * from the other side is sent as one, and the framed leg ending without one, or
  * carrying anything malformed, resets both sides.
+ * With `pacing`, each direction reads no faster than its stream's cap (pacer.ts),
+ * together with the stream's other connections.
  */
 export function forward(
   accepted: Socket,
@@ -46,6 +49,7 @@ export function forward(
   targetReads?: ConnectionReads,
   framed?: FramedSide,
   acceptedReads?: ReusedReadBuffer,
+  pacing?: StreamPacing,
 ): void {
   // A framed (TLS) accepted side decrypts into its own buffers (see transport/reads.ts).
   if (acceptedReads && framed === 'accepted') throw new Error('forward: a framed accepted socket cannot read into a reused buffer');
@@ -61,45 +65,51 @@ export function forward(
   const acceptedReader = framed === 'accepted' ? new FrameReader(() => endCleanly(target)) : undefined;
   const targetReader = framed === 'target' ? new FrameReader(() => endCleanly(accepted)) : undefined;
 
-  if (acceptedReads) fromReusedBuffer(accepted, target, counters, 'toTarget', acceptedReads, framed === 'target');
+  const fromAccepted = new Valve(accepted, pacing?.toTarget);
+  if (acceptedReads) fromReusedBuffer(target, counters, 'toTarget', acceptedReads, framed === 'target', fromAccepted);
   else {
     const toTarget = batched(target, framed === 'target');
     if (acceptedReader) {
       acceptedReader.onData = (view) => {
         counters.toTarget += view.length;
-        if (!toTarget(view)) accepted.pause();
+        if (!toTarget(view)) fromAccepted.fill();
       };
       accepted.on('data', (chunk: Buffer) => {
         if (!acceptedReader.push(chunk, chunk.length)) fail();
+        else fromAccepted.spent(chunk.length);
       });
     } else {
       accepted.on('data', (chunk: Buffer) => {
         counters.toTarget += chunk.length;
-        if (!toTarget(chunk)) accepted.pause();
+        if (!toTarget(chunk)) fromAccepted.fill();
+        fromAccepted.spent(chunk.length);
       });
     }
-    target.on('drain', () => accepted.resume());
+    target.on('drain', () => fromAccepted.drained());
   }
 
-  if (targetReads?.kind === 'reused') fromReusedBuffer(target, accepted, counters, 'fromTarget', targetReads, framed === 'accepted');
-  else if (targetReads?.kind === 'ring') fromRing(accepted, target, counters, targetReads, framed === 'accepted', targetReader, fail);
+  const fromTarget = new Valve(target, pacing?.fromTarget);
+  if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, counters, 'fromTarget', targetReads, framed === 'accepted', fromTarget);
+  else if (targetReads?.kind === 'ring') fromRing(accepted, counters, targetReads, framed === 'accepted', targetReader, fail, fromTarget);
   else {
     const toAccepted = batched(accepted, framed === 'accepted');
     if (targetReader) {
       targetReader.onData = (view) => {
         counters.fromTarget += view.length;
-        if (!toAccepted(view)) target.pause();
+        if (!toAccepted(view)) fromTarget.fill();
       };
       target.on('data', (chunk: Buffer) => {
         if (!targetReader.push(chunk, chunk.length)) fail();
+        else fromTarget.spent(chunk.length);
       });
     } else {
       target.on('data', (chunk: Buffer) => {
         counters.fromTarget += chunk.length;
-        if (!toAccepted(chunk)) target.pause();
+        if (!toAccepted(chunk)) fromTarget.fill();
+        fromTarget.spent(chunk.length);
       });
     }
-    accepted.on('drain', () => target.resume());
+    accepted.on('drain', () => fromTarget.drained());
   }
 
   passEnd(accepted, target, acceptedReader, framed === 'target', fail);
@@ -197,16 +207,16 @@ const EMPTY = Buffer.alloc(0);
 
 // Data read into one reused buffer (from a TCP target, or from an accepted plain
 // TCP connection): written from there, and `from` reads again only once the kernel
-// has taken those bytes. Framed: the read landed behind room for the header, which
+// has taken those bytes (`valve` stops and restarts the reading socket). Framed: the read landed behind room for the header, which
 // goes in front of it in the same buffer, so header and payload leave in one write
 // (one TLS write, no copy).
-function fromReusedBuffer(from: Socket, to: Socket, counters: ByteCounters, count: keyof ByteCounters, reads: ReusedReadBuffer, framed: boolean): void {
+function fromReusedBuffer(to: Socket, counters: ByteCounters, count: keyof ByteCounters, reads: ReusedReadBuffer, framed: boolean, valve: Valve): void {
   let waiting = false;
   // Runs when a write from the buffer has reached the kernel; one function for every write.
   const flushed = () => {
     if (waiting && to.writableLength === 0) {
       waiting = false;
-      from.resume();
+      valve.drained();
     }
   };
   const { headroom } = reads;
@@ -218,17 +228,20 @@ function fromReusedBuffer(from: Socket, to: Socket, counters: ByteCounters, coun
       to.write(reads.buffer.subarray(headroom - FRAME_HEADER, headroom + bytes), flushed);
     } else if (framed) writeFrames(to, buffer.subarray(0, bytes), flushed);
     else to.write(buffer.subarray(0, bytes), flushed);
+    const go = valve.spent(bytes);
     // Still queued: those bytes live in the buffer, so no read may overwrite them yet.
     if (to.writableLength > 0) {
       waiting = true;
+      valve.fill();
       return false;
     }
-    return true;
+    return go;
   });
   for (const chunk of early) {
     counters[count] += chunk.length;
     if (framed) writeFrames(to, chunk);
     else to.write(chunk);
+    valve.spent(chunk.length);
   }
 }
 
@@ -237,12 +250,12 @@ function fromReusedBuffer(from: Socket, to: Socket, counters: ByteCounters, coun
 // ordinary chunks.
 function fromRing(
   accepted: Socket,
-  target: Socket,
   counters: ByteCounters,
   reads: RingReadBuffer,
   framed: boolean,
   reader: FrameReader | undefined,
   fail: () => void,
+  valve: Valve,
 ): void {
   const toAccepted = batched(accepted, framed);
   const written = () => reads.release();
@@ -259,13 +272,15 @@ function fromRing(
           fail();
           return false;
         }
-        if (!more) target.pause();
+        if (!more) valve.fill();
+        valve.spent(bytes);
         return true;
       })
     : reads.take((bytes, buffer) => {
         more = true;
         deliver(buffer.subarray(0, bytes));
-        if (!more) target.pause();
+        if (!more) valve.fill();
+        valve.spent(bytes);
         return true;
       });
   if (reader) reader.onData = deliver;
@@ -277,9 +292,10 @@ function fromRing(
         return;
       }
     } else deliver(chunk);
-    if (!more) target.pause();
+    if (!more) valve.fill();
+    valve.spent(chunk.length);
   }
-  accepted.on('drain', () => target.resume());
+  accepted.on('drain', () => valve.drained());
 }
 
 function noop(): void {}

@@ -14,6 +14,16 @@ export interface WanLeg {
   credentials: StreamCredentials;
 }
 
+export interface ListenerOptions {
+  /**
+   * The stream's rate cap on this data server, bytes per second each direction
+   * over all its connections here (pacer.ts); absent or 0: not capped.
+   */
+  capBps?: number;
+  /** Data-server agents: the record s2cs keeps with the stream (see setRecord). */
+  record?: Uint8Array;
+}
+
 export interface StreamStats {
   uid: string;
   /** Listeners open for the stream. */
@@ -36,7 +46,7 @@ export interface StreamStats {
 
 export interface DataServer {
   /** StartLstn: opens `count` listeners for a stream, all or none. Returns their bound addresses. */
-  startListeners(uid: string, count: number): Promise<Address[]>;
+  startListeners(uid: string, count: number, opts?: ListenerOptions): Promise<Address[]>;
   /** StartConn/Connect: connections on listener i go to targets[i % targets.length]. */
   setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void>;
   /** Closes the stream's listeners and connections and returns its ports. Unknown uid: no-op. */
@@ -116,5 +126,6 @@ export interface AgentHandle extends DataServer {
 
 export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';
+export { Pacer } from './pacer.js';
 export { LocalAgent, type LocalAgentOptions } from './local-agent.js';
 export { AgentPool, type AgentSummary, type PoolStream, type AdoptResult, type Share } from './pool.js';

@@ -3,7 +3,7 @@
 import { formatAddress, type Address } from '../protocol/address.js';
 import { notFound } from '../protocol/errors.js';
 import { VERSION } from '../version.js';
-import type { AgentHandle, AgentHealth, AgentStream, StreamStats, WanLeg } from './index.js';
+import type { AgentHandle, AgentHealth, AgentStream, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import { LocalDataServer, type LocalDataServerOptions } from './local.js';
 
 export interface LocalAgentOptions extends LocalDataServerOptions {
@@ -72,8 +72,8 @@ export class LocalAgent implements AgentHandle {
     return this.rate;
   }
 
-  async startListeners(uid: string, count: number): Promise<Address[]> {
-    const bound = await this.engine.startListeners(uid, count);
+  async startListeners(uid: string, count: number, opts?: ListenerOptions): Promise<Address[]> {
+    const bound = await this.engine.startListeners(uid, count, opts);
     this.listeners.set(uid, bound);
     return bound;
   }

@@ -5,7 +5,8 @@ import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound, type ScistreamError } from '../protocol/errors.js';
 import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
-import type { DataServer, StreamStats, WanLeg } from './index.js';
+import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
+import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
@@ -84,14 +85,18 @@ class Stream {
   refused = 0;
   active = 0;
   released = false;
+  /** The stream's cap here, shared by its connections (absent: not capped). */
+  readonly pacing: StreamPacing | undefined;
 
   constructor(
     readonly uid: string,
     readonly listeners: TcpListener[],
     readonly ports: number[],
     count: number,
+    readonly capBps = 0,
   ) {
     this.perListener = new Array<number>(count).fill(0);
+    this.pacing = capBps > 0 ? { toTarget: new Pacer(capBps), fromTarget: new Pacer(capBps) } : undefined;
   }
 }
 
@@ -141,9 +146,9 @@ export class LocalDataServer implements DataServer {
     return this.others.ports() !== undefined;
   }
 
-  async startListeners(uid: string, count: number): Promise<Address[]> {
+  async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
-    const work = this.bind(uid, count);
+    const work = this.bind(uid, count, opts.capBps ?? 0);
     this.starting.set(uid, work);
     try {
       const stream = await work;
@@ -155,13 +160,13 @@ export class LocalDataServer implements DataServer {
     }
   }
 
-  private async bind(uid: string, count: number): Promise<Stream> {
+  private async bind(uid: string, count: number, capBps: number): Promise<Stream> {
     const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
     const exhausted = () => this.exhausted(count, ports.length, busy);
     if (this.pool.available < count) throw exhausted();
-    const stream = new Stream(uid, listeners, ports, count);
+    const stream = new Stream(uid, listeners, ports, count, capBps);
     try {
       while (listeners.length < count) {
         const port = this.pool.take();
@@ -306,7 +311,7 @@ export class LocalDataServer implements DataServer {
     const towardsFramed = acceptVia.name === 'tcp' && connectVia.name === 'tls';
     const acceptedReads =
       acceptVia.name === 'tcp'
-        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
+        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name, stream.capBps) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
         : undefined;
     acceptVia.accept(raw, { ...options, reads: acceptedReads }).then(
       (socket) => {
@@ -325,7 +330,7 @@ export class LocalDataServer implements DataServer {
         const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
         const reads =
           connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name) + headroom), headroom)
+            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom)
             : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
         connectVia.connect(target, { ...options, reads }).then(
           (out) => {
@@ -348,6 +353,7 @@ export class LocalDataServer implements DataServer {
               reads,
               framed,
               socket === raw ? undefined : acceptedReads,
+              stream.pacing,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -412,6 +418,11 @@ export class LocalDataServer implements DataServer {
   /** Uids of the streams holding listeners now. */
   uids(): string[] {
     return [...this.streams.keys()];
+  }
+
+  /** The stream's rate cap on this data server in bytes per second (0: none); undefined for an unknown uid. */
+  capOf(uid: string): number | undefined {
+    return this.streams.get(uid)?.capBps;
   }
 
   /** Targets of a stream (after setTargets) and whether its WAN leg runs TLS. */
@@ -502,10 +513,15 @@ function mib(bytes: number): string {
  * How much one read from the producer takes. Measured (docs/benchmarks.md): 1 MiB
  * reads forward plain TCP near loopback speed for 1 to 64 connections (4 MiB is as
  * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
- * encryption and sending in step. Never more than the configured buffer.
+ * encryption and sending in step. Never more than the configured buffer. A capped
+ * stream reads at most what its cap passes in 20 ms (at least 64 KiB): each of its
+ * connections may take one read when the bucket allows, so the read is what the
+ * stream can run ahead of its rate (measured: 1 MiB reads put 4 connections 6 %
+ * above a 100 Mbit/s cap over 4 s).
  */
-function readSize(bufferSize: number, towards: 'tcp' | 'tls'): number {
-  return Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
+function readSize(bufferSize: number, towards: 'tcp' | 'tls', capBps = 0): number {
+  const size = Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
+  return capBps > 0 ? Math.min(size, Math.max(64 * 1024, Math.round(capBps * 0.02))) : size;
 }
 
 /** The first few ports of a list, for a message. */

@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
-import type { AdoptedStream, AgentHandle, AgentStream, DataServer, StreamStats, WanLeg } from './index.js';
+import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -216,11 +216,11 @@ export class AgentPool implements DataServer {
     return plan;
   }
 
-  async startListeners(uid: string, count: number): Promise<Address[]> {
+  async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     const plan = this.place(uid, count);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
-    const work = this.reserve(uid, count, plan);
+    const work = this.reserve(uid, count, plan, opts.capBps ?? 0);
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -233,9 +233,13 @@ export class AgentPool implements DataServer {
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
-  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>): Promise<Placement> {
+  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
     const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
-    const results = await Promise.allSettled(shares.map((s) => s.agent.startListeners(uid, s.indices.length)));
+    // A cap is one bucket per agent: each holds its listeners' part of it (the
+    // stream's connections are spread over its listeners by the connection map).
+    const results = await Promise.allSettled(
+      shares.map((s) => s.agent.startListeners(uid, s.indices.length, capBps > 0 ? { capBps: (capBps * s.indices.length) / count } : {})),
+    );
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
       await Promise.all(shares.map((s, i) => (results[i]!.status === 'fulfilled' ? this.releaseOn(s.agent, uid) : undefined)));

@@ -9,7 +9,7 @@ import { formatAddress, parseAddress, type Address } from '../protocol/address.j
 import { Agent, type AgentClient, type AgentHealthMessage__Output, type StreamInfo__Output } from '../protocol/agent-contract.js';
 import { ScistreamError, statusName, type ErrorKind } from '../protocol/errors.js';
 import { agentChannelCredentials, type AgentClientTls } from '../security/agent-tls.js';
-import type { AgentHandle, AgentHealth, AgentStream, StreamStats, WanLeg } from './index.js';
+import type { AgentHandle, AgentHealth, AgentStream, ListenerOptions, StreamStats, WanLeg } from './index.js';
 
 export interface RemoteAgentOptions {
   /** host:port (mutual TLS, `tls` required) or unix:/path. */
@@ -137,8 +137,9 @@ export class RemoteAgent implements AgentHandle {
     return { reserved: this.lastHealth?.bufferMemoryReserved ?? 0, limit: this.lastHealth?.bufferMemoryLimit ?? 0 };
   }
 
-  async startListeners(uid: string, count: number, record?: Uint8Array): Promise<Address[]> {
-    const r = await this.call<{ listeners: string[] }>('StartListeners', { uid, count, record: record ? Buffer.from(record) : Buffer.alloc(0) });
+  async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
+    const { record, capBps = 0 } = opts;
+    const r = await this.call<{ listeners: string[] }>('StartListeners', { uid, count, record: record ? Buffer.from(record) : Buffer.alloc(0), cap_bps: String(Math.round(capBps)) });
     const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
     const stats = emptyStats(uid, listeners.length);
     this.streams.set(uid, stats);

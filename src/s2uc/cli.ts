@@ -5,15 +5,16 @@ import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
-import type { FlowOptions, SideResult } from './flows.js';
+import type { ConnectionMap, FlowOptions, SideResult } from './flows.js';
 import type { UserAuth } from './auth/login.js';
 import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
+import type { Role } from '../protocol/validate.js';
+import { formatBitRate, parseRate } from '../units.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
 // protocol, TLS or OIDC code; each command imports what it calls when it runs.
 const flows = () => import('./flows.js');
-import type { Role } from '../protocol/validate.js';
 
 interface GlobalFlags {
   insecure?: boolean;
@@ -148,7 +149,7 @@ async function settled<T>(setup: Promise<T>): Promise<T> {
 function specOptions(cmd: Command): Command {
   return cmd
     .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)), 5)
-    .option('--rate <r>', 'requested rate, stored and reported by s2cs', option(integer(0, 2 ** 31 - 1)), 0)
+    .option('--rate <rate>', "the stream's rate: kB/s as a plain number (1 kB = 1,000 bytes), or with a unit: 200Mbit/s, 1Gbit/s, 25MB/s; gateways with --rate-policy cap or reserve hold the stream to it (default: 0, none stated)", option(parseRate), 0)
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
     .option('--json', 'print one JSON object on stdout');
 }
@@ -159,6 +160,15 @@ function secretFileOption(cmd: Command): Command {
     '--app-secret-file <file>',
     "write the application secret for the application controller's Hello to this file (mode 600) as soon as the gateway issues it (empty when the gateway checks no tokens)",
   );
+}
+
+/** The stated rate and which gateways hold the stream to it (their --rate-policy). */
+function describeRate(map: ConnectionMap): string {
+  const holds = (policy: string) => policy === 'cap' || policy === 'reserve';
+  const prod = holds(map.ratePolicies.prod);
+  const cons = holds(map.ratePolicies.cons);
+  const by = prod && cons ? 'held to it by both gateways' : prod ? 'held to it by the producer gateway only' : cons ? 'held to it by the consumer gateway only' : 'stored only: neither gateway enforces rates (--rate-policy none)';
+  return `${formatBitRate(map.rate * 1000)} (${map.rate} kB/s), ${by}`;
 }
 
 function printSide(r: SideResult, json: boolean | undefined, what: string): void {
@@ -192,6 +202,7 @@ secretFileOption(specOptions(
   });
   process.stdout.write(`producer gateway listeners: ${map.prodListeners.join(',')}\n`);
   process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
+  if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
 });
 

@@ -43,6 +43,8 @@ export interface GatewayCapabilities {
   earlyAppSecret: boolean;
   /** Answers a req only after a Hello for its uid, on either side (the reference). */
   reqWaitsForHello: boolean;
+  /** What it does with a stream's rate: none (stores it), cap or reserve (holds the stream to it). */
+  ratePolicy: string;
 }
 
 /**
@@ -75,10 +77,11 @@ async function askCapabilities(c: ControlConnection): Promise<GatewayCapabilitie
       plaintextData: r.plaintext_data,
       earlyAppSecret: r.early_app_secret,
       reqWaitsForHello: false,
+      ratePolicy: r.rate_policy || 'none',
     };
   } catch (err) {
     if (!(err instanceof RemoteError) || err.code !== status.UNIMPLEMENTED) throw err;
-    return { server: c.server, implementation: 'reference', version: '', streamCredentials: false, plaintextData: true, earlyAppSecret: false, reqWaitsForHello: true };
+    return { server: c.server, implementation: 'reference', version: '', streamCredentials: false, plaintextData: true, earlyAppSecret: false, reqWaitsForHello: true, ratePolicy: 'none' };
   }
 }
 
@@ -126,6 +129,8 @@ export interface ConnectionMap {
   consAppSecret?: string;
   /** The WAN leg: TLS with the stream's credentials, or plain TCP (--allow-plaintext-data with a reference gateway). */
   wan: 'tls' | 'plain';
+  /** Each gateway's --rate-policy: whether it holds the stream to `rate` (cap, reserve) or only stores it (none). */
+  ratePolicies: { prod: string; cons: string };
 }
 
 /** Reports a gateway's application secret (when it issued one) and keeps it for the result. */
@@ -222,6 +227,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         consListeners: c.listeners,
         prodAppListeners: p.prod_listeners,
         wan: encrypted ? 'tls' : 'plain',
+        ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
       };
       const prodAppSecret = p.app_secret || prodSecret.value;
       const consAppSecret = c.app_secret || consSecret.value;

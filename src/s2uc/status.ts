@@ -3,7 +3,7 @@
 import type { ConnectionOptions, StatusResponse } from '../protocol/client.js';
 import { validateUid } from '../protocol/validate.js';
 import { oneLine } from '../protocol/text.js';
-import { formatBytes, formatRate } from '../units.js';
+import { formatBitRate, formatBytes, formatRate } from '../units.js';
 import { withServers } from './flows.js';
 
 /** One stream on one gateway. Byte counts and rates are numbers (grpc-js hands uint64 over as strings). */
@@ -11,7 +11,10 @@ export interface StreamStatusRow {
   uid: string;
   role: string;
   numConn: number;
+  /** As stated in the request: kB/s (1 kB = 1,000 bytes), 0 when not stated. */
   rate: number;
+  /** Bytes per second the gateway holds the stream to, each way; 0: not capped there. */
+  capBps: number;
   /** reserving | awaiting-hello | awaiting-update | ready */
   state: string;
   owner: string;
@@ -48,6 +51,11 @@ export interface GatewayStatus {
   s2cs: string;
   reservedPorts: number;
   freePorts: number;
+  /** What stated rates mean on this gateway: none, cap or reserve (--rate-policy). */
+  ratePolicy: string;
+  /** With reserve: what streams are admitted against, and what the live ones take of it (bytes per second). */
+  capacityBps: number;
+  reservedBps: number;
   streams: StreamStatusRow[];
   /** What the gateway refused since it started, by kind. */
   refusals: Record<string, number>;
@@ -83,11 +91,16 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
     s2cs,
     reservedPorts: num(r.reserved_ports),
     freePorts: num(r.free_ports),
+    // A gateway from before rate policies (or the reference) sends none of these.
+    ratePolicy: r.rate_policy || 'none',
+    capacityBps: num(r.capacity_bps),
+    reservedBps: num(r.reserved_bps),
     streams: r.streams.map((s) => ({
       uid: s.uid,
       role: s.role,
       numConn: num(s.num_conn),
       rate: num(s.rate),
+      capBps: num(s.cap_bps),
       state: s.state,
       owner: s.owner,
       ageS: num(s.age_s),
@@ -171,13 +184,18 @@ export interface SampledRates {
 }
 
 function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
-  const head = [s.role, plural(s.numConn, 'connection'), ...(s.rate > 0 ? [`rate ${s.rate}`] : [])].join(', ');
+  const head = [s.role, plural(s.numConn, 'connection')].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
   const state = s.state === 'ready' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
   let text = `  stream ${s.uid} (${head})\n`;
   text += field('state', state);
   text += field('age', formatAge(s.ageS));
   text += field('owner', s.owner);
+  if (s.rate > 0 || s.capBps > 0) {
+    // The stated rate, and whether this gateway holds the stream to it (--rate-policy).
+    const held = s.capBps > 0 ? `held to ${formatBitRate(s.capBps)} each way` : 'not enforced by this gateway';
+    text += field('rate', `${formatBitRate(s.rate * 1000)} stated (${s.rate} kB/s), ${held}`);
+  }
   // Connections on listener i go to targets[i % targets.length] (as the data server forwards).
   const width = Math.max(0, ...s.listeners.map((l) => l.length));
   s.listeners.forEach((l, i) => {
@@ -200,6 +218,8 @@ function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
 /** One gateway for humans: a summary line, a block per stream, the refusals since start. */
 export function formatGatewayStatus(g: GatewayStatus, sampled?: (s: StreamStatusRow) => SampledRates | undefined): string {
   let text = `gateway ${g.s2cs}: ${plural(g.streams.length, 'stream')}, ${plural(g.reservedPorts, 'port')} reserved, ${g.freePorts} free\n`;
+  if (g.ratePolicy === 'reserve') text += `  rates: ${formatBitRate(g.reservedBps)} of ${formatBitRate(g.capacityBps)} reserved (--rate-policy reserve), ${formatBitRate(Math.max(0, g.capacityBps - g.reservedBps))} free\n`;
+  else if (g.ratePolicy === 'cap') text += '  rates: each stream held to its stated rate (--rate-policy cap)\n';
   for (const s of g.streams) text += formatStream(s, sampled?.(s));
   const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
   if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;

@@ -113,17 +113,24 @@ describe('leases', () => {
   });
 
   test('s2uc status shows the state and the lease, in its table and in --json', async () => {
-    const uid = randomUUID();
-    await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
-    const table = spawnCli('s2uc', ['--insecure', 'status', uid, '--s2cs', gw.address]);
-    const json = spawnCli('s2uc', ['--insecure', 'status', uid, '--s2cs', gw.address, '--json']);
-    assert.equal(await table.exited, 0, table.stderr());
-    assert.equal(await json.exited, 0, json.stderr());
-    assert.match(table.stdout(), new RegExp(`stream ${uid} \\(CONS, 1 connection\\)\\n +state +awaiting-update, lease [12]s left\\n`));
-    const parsed = (JSON.parse(json.stdout()) as { gateways: { streams: { state: string; leaseRemainingS: number }[] }[] }).gateways[0]!;
-    assert.equal(parsed.streams[0]!.state, 'awaiting-update');
-    assert.ok(parsed.streams[0]!.leaseRemainingS >= 1);
-    await gw.client.release({ uid });
+    // A lease of its own, long enough for two CLI processes to start on a busy machine.
+    const long = await startGateway({ setupTimeoutMs: 50_000, helloTimeoutMs: 10_000 });
+    try {
+      const uid = randomUUID();
+      await long.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
+      const table = spawnCli('s2uc', ['--insecure', 'status', uid, '--s2cs', long.address]);
+      const json = spawnCli('s2uc', ['--insecure', 'status', uid, '--s2cs', long.address, '--json']);
+      assert.equal(await table.exited, 0, table.stderr());
+      assert.equal(await json.exited, 0, json.stderr());
+      const m = new RegExp(`stream ${uid} \\(CONS, 1 connection\\)\\n +state +awaiting-update, lease (\\d+)s left\\n`).exec(table.stdout());
+      assert.ok(m && Number(m[1]) >= 1 && Number(m[1]) <= 50, table.stdout());
+      const parsed = (JSON.parse(json.stdout()) as { gateways: { streams: { state: string; leaseRemainingS: number }[] }[] }).gateways[0]!;
+      assert.equal(parsed.streams[0]!.state, 'awaiting-update');
+      assert.ok(parsed.streams[0]!.leaseRemainingS >= 1 && parsed.streams[0]!.leaseRemainingS <= 50);
+      await long.client.release({ uid });
+    } finally {
+      await long.close();
+    }
   });
 });
 

@@ -19,17 +19,10 @@ import { consume } from '../../src/app/consume.js';
 import { parseAddress } from '../../src/protocol/address.js';
 import { lingerAvailable } from '../../src/transport/linger.js';
 import { outcome } from '../support/sockets.js';
+import { alive } from '../support/process.js';
 
 const STAND_IN = fileURLToPath(new URL('../support/stand-in-agent.js', import.meta.url));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function pgid(pid: number): number {
   return Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(pid)], { encoding: 'utf8' }).trim());

@@ -64,7 +64,7 @@ describe('s2ds over a Unix socket', () => {
     const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }, { host: '127.0.0.1', port: 0 }], bytes, seed: 11 });
     try {
       // Producer side: its listeners face the WAN (accept), its targets are the producer.
-      const prod = await remote.startListeners('p-side', 2, Buffer.from('prod record'));
+      const prod = await remote.startListeners('p-side', 2, { record: Buffer.from('prod record') });
       await remote.setTargets('p-side', producer.addresses, { side: 'accept', credentials: asCredentials(creds.producerSide) });
       // Consumer side: its targets are the producer side's WAN listeners (connect).
       const cons = await remote.startListeners('c-side', 2);
@@ -122,7 +122,7 @@ describe('s2ds over a Unix socket', () => {
     assert.equal(await refusedKind(remote.startListeners('x'.repeat(129), 1)), 'INVALID_ARGUMENT');
     assert.equal(await refusedKind(remote.startListeners('huge', 4_000_000_000)), 'INVALID_ARGUMENT');
     assert.equal(await refusedKind(remote.startListeners('zero', 0)), 'INVALID_ARGUMENT');
-    assert.equal(await refusedKind(remote.startListeners('big-record', 1, Buffer.alloc(65 * 1024))), 'INVALID_ARGUMENT');
+    assert.equal(await refusedKind(remote.startListeners('big-record', 1, { record: Buffer.alloc(65 * 1024) })), 'INVALID_ARGUMENT');
     await remote.startListeners('h', 1);
     try {
       assert.equal(await refusedKind(remote.setRecord('h', Buffer.alloc(65 * 1024))), 'INVALID_ARGUMENT');

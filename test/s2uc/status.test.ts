@@ -30,6 +30,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     role: 'PROD',
     numConn: 2,
     rate: 0,
+    capBps: 0,
     state: 'ready',
     owner: 'alice',
     ageS: 192,
@@ -67,7 +68,7 @@ describe('units', () => {
 
 describe('human output', () => {
   test('a ready stream: aligned fields, sizes with units, rate, age, listeners -> targets, no lease', () => {
-    const text = formatGatewayStatus({ s2cs: '127.0.0.1:5000', reservedPorts: 2, freePorts: 98, streams: [stream()], refusals: { 'wan-auth': 0 }, agents: [], ended: [] });
+    const text = formatGatewayStatus({ s2cs: '127.0.0.1:5000', reservedPorts: 2, freePorts: 98, ratePolicy: 'none', capacityBps: 0, reservedBps: 0, streams: [stream()], refusals: { 'wan-auth': 0 }, agents: [], ended: [] });
     const lines = text.trimEnd().split('\n');
     assert.equal(lines[0], 'gateway 127.0.0.1:5000: 1 stream, 2 ports reserved, 98 free');
     assert.equal(lines[1], '  stream u-1 (PROD, 2 connections)');
@@ -91,6 +92,9 @@ describe('human output', () => {
       s2cs: '127.0.0.1:5000',
       reservedPorts: 1,
       freePorts: 9,
+      ratePolicy: 'none',
+      capacityBps: 0,
+      reservedBps: 0,
       streams: [stream({ state: 'awaiting-update', leaseRemainingS: 75, targets: [], listeners: ['10.0.0.1:5100'], numConn: 1, rate: 100, bytesToTarget: 3 * KiB, bytesFromTarget: 5 * MiB })],
       refusals: { 'ports-per-user': 3 },
       agents: [
@@ -102,7 +106,8 @@ describe('human output', () => {
     assert.match(text, /ended by the gateway 2m05s ago: u-0 \(owner alice\): its data-server agent worker-1 died \(killed by SIGKILL\)/);
     assert.match(text, /agent worker-0 \(unix:\/var\/lib\/s2cs\/agents-5000\/worker-0\.sock, listeners on 10\.0\.0\.1\): up, 1 stream, 9 free ports, 1\.00 Gbit\/s/);
     assert.match(text, /agent gwa2 \(10\.0\.1\.3:7200, listeners on 10\.0\.0\.2\): DOWN, not answering; new streams avoid it/);
-    assert.match(text, /stream u-1 \(PROD, 1 connection, rate 100\)/);
+    assert.match(text, /stream u-1 \(PROD, 1 connection\)/);
+    assert.match(text, /^ {4}rate {9}800 kbit\/s stated \(100 kB\/s\), not enforced by this gateway$/m);
     assert.match(text, /state {8}awaiting-update, lease 1m15s left/);
     assert.match(text, /10\.0\.0\.1:5100 -> \(no targets yet\)/);
     assert.match(text, /3\.00 KiB/);
@@ -153,6 +158,9 @@ describe('against gateways', () => {
       streams: [],
       reserved_ports: 3,
       free_ports: 4,
+      rate_policy: '',
+      capacity_bps: '0',
+      reserved_bps: '0',
       refusals: [{ kind: 'wan-auth', count: '12' }],
       agents: [{ name: 'w', address: 'unix:/s', listener_ip: '10.0.0.1', up: true, streams: 2, free_ports: 7, bytes_per_second: '1000' }],
       ended: [{ uid: 'u', owner: 'o', why: 'w', ago_s: 3 }],
@@ -161,6 +169,9 @@ describe('against gateways', () => {
       s2cs: 'h:1',
       reservedPorts: 3,
       freePorts: 4,
+      ratePolicy: 'none',
+      capacityBps: 0,
+      reservedBps: 0,
       streams: [],
       refusals: { 'wan-auth': 12 },
       agents: [{ name: 'w', address: 'unix:/s', listenerIp: '10.0.0.1', up: true, streams: 2, freePorts: 7, bytesPerSecond: 1000 }],

@@ -236,6 +236,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "from_target_bps": {
               "type": "uint64",
               "id": 19
+            },
+            "cap_bps": {
+              "type": "uint64",
+              "id": 20
             }
           }
         },
@@ -268,6 +272,18 @@ export const SCISTREAM_DESCRIPTOR = {
               "rule": "repeated",
               "type": "EndedStream",
               "id": 6
+            },
+            "rate_policy": {
+              "type": "string",
+              "id": 7
+            },
+            "capacity_bps": {
+              "type": "uint64",
+              "id": 8
+            },
+            "reserved_bps": {
+              "type": "uint64",
+              "id": 9
             }
           }
         },
@@ -363,6 +379,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "checks_tokens": {
               "type": "bool",
               "id": 6
+            },
+            "rate_policy": {
+              "type": "string",
+              "id": 7
             }
           }
         }

@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { createLogger } from '../../log.js';
-import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
+import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
+import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
 import { checkDataPlaneFlags } from '../flags.js';
 import { parseSize } from '../../units.js';
@@ -12,8 +12,11 @@ import type { AgentListen } from '../../security/agent-tls.js';
 import type { ServerTls } from '../../security/control-tls.js';
 import { lingerUnavailable } from '../../transport/linger.js';
 import { AGENT_WAIT_TIMEOUT_MS, parseListen, startAgent } from './server.js';
+import type { PortRange } from '../ports.js';
+import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../../config-file.js';
 
 interface StartFlags {
+  config?: string;
   listen: string;
   listenerIp: string;
   portRange: string;
@@ -30,13 +33,14 @@ interface StartFlags {
   waitTimeout: number;
   verbose?: boolean;
   logJson?: boolean;
+  logFormat: LogFormat;
 }
 
 const program = new Command('s2ds')
   .description('SciStream data-server agent: opens the data listeners of a gateway node and forwards streams, driven by s2cs over an authenticated link')
   .version(VERSION, '-V, --version');
 
-program
+const start: Command = program
   .command('start')
   .description('serve the agent link (scistream.s2ds.Agent, proto/s2ds.proto) and forward streams')
   .requiredOption('--listen <addr>', 'where s2cs reaches this agent: host:port (TCP, mutual TLS) or unix:/path (Unix socket, mode 0600)')
@@ -58,37 +62,24 @@ program
   )
   .option('--wait-timeout <seconds>', 'how long a connection that arrived before its targets waits for them', option(integer(1, 86_400)), AGENT_WAIT_TIMEOUT_MS / 1000)
   .option('-v, --verbose', 'debug logs')
-  .option('--log-json', 'logs as JSON lines')
+  .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
+  .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
   .action(async (flags: StartFlags) => {
-    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, name: 's2ds' });
+    const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, format: flags.logFormat, name: 's2ds' });
     grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
       process.stderr.write(`s2ds: error: ${message}\n`);
       process.exit(EXIT.usage);
     };
-    let listen: AgentListen;
+    let checked: CheckedAgentFlags;
     try {
-      listen = parseListen(flags.listen);
+      checked = await checkAgentFlags(flags, { probe: true });
     } catch (err) {
-      return usage(`--listen: ${(err as Error).message}`);
+      return usage((err as Error).message);
     }
-    const bindIp = flags.bindIp ?? flags.listenerIp;
-    const checked = await checkDataPlaneFlags({ portRange: flags.portRange, bufferSize: flags.bufferSize, maxBufferMemory: flags.maxBufferMemory, bindIp });
-    if ('problem' in checked) return usage(checked.problem);
-    const { portRange } = checked;
-    const stateDir = flags.stateDir ?? agentStateDir();
+    const { listen, bindIp, portRange, stateDir } = checked;
     let tls: { server: ServerTls; s2csCerts: string } | undefined;
-    if (listen.kind === 'unix') {
-      if (flags.tlsCert || flags.tlsKey || flags.s2csCert) {
-        usage('--tls-cert, --tls-key and --s2cs-cert apply to a TCP --listen address; a Unix socket is protected by its file mode (0600) and carries no TLS');
-      }
-    } else {
-      if (!flags.s2csCert) {
-        usage(
-          `--listen ${flags.listen} is a TCP address, which needs --s2cs-cert FILE: the agent accepts only the s2cs certificates (or CA) listed there (mutual TLS), ` +
-            'so that nobody else can open listeners or read stream credentials; for an agent on the same machine as s2cs, use --listen unix:PATH',
-        );
-      }
+    if (listen.kind === 'tcp') {
       let s2csCerts: string;
       try {
         s2csCerts = readFileSync(flags.s2csCert!, 'utf8');
@@ -144,9 +135,73 @@ program
     );
   });
 
+interface CheckedAgentFlags {
+  listen: AgentListen;
+  bindIp: string;
+  portRange: PortRange;
+  stateDir: string;
+}
+
+/** The checks start makes before it opens anything (shared with check-config); throws UsageError. */
+async function checkAgentFlags(flags: StartFlags, opts: { probe: boolean }): Promise<CheckedAgentFlags> {
+  let listen: AgentListen;
+  try {
+    listen = parseListen(flags.listen);
+  } catch (err) {
+    throw new UsageError(`--listen: ${(err as Error).message}`);
+  }
+  const bindIp = flags.bindIp ?? flags.listenerIp;
+  const checked = await checkDataPlaneFlags({ portRange: flags.portRange, bufferSize: flags.bufferSize, maxBufferMemory: flags.maxBufferMemory, bindIp }, opts);
+  if ('problem' in checked) throw new UsageError(checked.problem);
+  if (listen.kind === 'unix') {
+    if (flags.tlsCert || flags.tlsKey || flags.s2csCert) {
+      throw new UsageError('--tls-cert, --tls-key and --s2cs-cert apply to a TCP --listen address; a Unix socket is protected by its file mode (0600) and carries no TLS');
+    }
+  } else if (!flags.s2csCert) {
+    throw new UsageError(
+      `--listen ${flags.listen} is a TCP address, which needs --s2cs-cert FILE: the agent accepts only the s2cs certificates (or CA) listed there (mutual TLS), ` +
+        'so that nobody else can open listeners or read stream credentials; for an agent on the same machine as s2cs, use --listen unix:PATH',
+    );
+  }
+  return { listen, bindIp, portRange: checked.portRange, stateDir: flags.stateDir ?? agentStateDir() };
+}
+
+withConfigFile(start);
+
+// Same options as start (the same Option objects), checked the same way; nothing is opened or started.
+const checkConfig = copyOptions(start, program.command('check-config'))
+  .description('check the settings start would run with (the --config file, then the flags given here) and print each with where it came from; exit 0 when valid, 2 with the problem when not')
+  .action(async (flags: StartFlags & { json?: boolean }) => {
+    let checked: CheckedAgentFlags;
+    try {
+      checked = await checkAgentFlags(flags, { probe: false });
+      const unreadable = unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
+      if (unreadable) throw new UsageError(unreadable);
+    } catch (err) {
+      process.stderr.write(`s2ds: error: ${(err as Error).message}\n`);
+      process.exit(EXIT.usage);
+    }
+    const settings = effectiveSettings(checkConfig);
+    const derived = {
+      'bind-ip': { value: checked.bindIp, from: 'listener-ip' },
+      'state-dir': { value: checked.stateDir, from: '$SCISTREAM_HOME/s2ds' },
+    };
+    if (flags.json) {
+      const shown = settings.map((s) => (s.source === 'unset' && s.key in derived ? { ...s, ...derived[s.key as keyof typeof derived], source: 'default' } : s));
+      process.stdout.write(`${JSON.stringify({ valid: true, config: flags.config ?? null, settings: shown }, null, 2)}\n`);
+    } else {
+      process.stdout.write(`# s2ds ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid\n`);
+      process.stdout.write(formatSettings(settings, derived));
+    }
+  });
+addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON'));
+withConfigFile(checkConfig);
+
 addExamples(program, {
   '': ['s2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  'check-config': ['s2ds check-config --config /etc/scistream/s2ds.toml'],
   start: [
+    's2ds start --config /etc/scistream/s2ds.toml    # settings from a file (examples/s2ds.toml); flags given override it',
     's2ds start --listen unix:$HOME/.scistream/s2ds/agent.sock --listener-ip 127.0.0.1 --port-range 5100-5200    # next to s2cs',
     's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/s2cs-cert.pem    # a second gateway node; self-signed certificate',
     's2ds start --listen 10.0.0.12:5050 --listener-ip 198.51.100.8 --port-range 5100-5200 --s2cs-cert /etc/scistream/ca.pem --tls-cert /etc/scistream/s2ds.pem --tls-key /etc/scistream/s2ds.key',

@@ -40,13 +40,16 @@ export class AgentService {
 
   constructor(private readonly opts: AgentServiceOptions) {}
 
-  async startListeners(uidText: string, count: number, record: Buffer): Promise<string[]> {
+  async startListeners(uidText: string, count: number, record: Buffer, capText = '0'): Promise<string[]> {
     const uid = validateUid(uidText);
     if (!Number.isInteger(count) || count < 1 || count > MAX_ADDRESSES) {
       throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
     }
     checkRecord(record);
-    const bound = await this.opts.engine.startListeners(uid, count);
+    // uint64 arrives as text; beyond 2^53 it is no cap any link could need.
+    const capBps = Number(capText);
+    if (!Number.isSafeInteger(capBps) || capBps < 0) throw invalidArgument(`cap_bps ${capText} is not a whole number of bytes per second below 2^53`);
+    const bound = await this.opts.engine.startListeners(uid, count, { capBps });
     // A Release that arrived while the ports were being bound has closed them already.
     if (!this.opts.engine.stats(uid)) throw aborted(`stream ${uid} was released while its listeners were being opened`);
     const listeners = bound.map((a) => formatAddress({ host: this.opts.listenerIp, port: a.port }));
@@ -167,7 +170,7 @@ export class AgentService {
       internalDetails: (incident) => `internal error in s2ds ${this.opts.name} (incident ${incident}); the agent's log has the details under that id: please report it`,
     });
     return {
-      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record) })),
+      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps) })),
       SetTargets: unary('SetTargets', async (m) => {
         await this.setTargets(m.uid, m.targets, m.wan);
         return {};

@@ -8,6 +8,7 @@ export interface Capabilities {
   'plaintext_data'?: (boolean);
   'early_app_secret'?: (boolean);
   'checks_tokens'?: (boolean);
+  'rate_policy'?: (string);
 }
 
 export interface Capabilities__Output {
@@ -17,4 +18,5 @@ export interface Capabilities__Output {
   'plaintext_data': (boolean);
   'early_app_secret': (boolean);
   'checks_tokens': (boolean);
+  'rate_policy': (string);
 }

@@ -22,6 +22,7 @@ export interface StreamStatus {
   'age_s'?: (number);
   'to_target_bps'?: (number | string | Long);
   'from_target_bps'?: (number | string | Long);
+  'cap_bps'?: (number | string | Long);
 }
 
 export interface StreamStatus__Output {
@@ -44,4 +45,5 @@ export interface StreamStatus__Output {
   'age_s': (number);
   'to_target_bps': (string);
   'from_target_bps': (string);
+  'cap_bps': (string);
 }

@@ -1,14 +1,17 @@
 // Original file: proto/s2ds.proto
 
+import type { Long } from '@grpc/proto-loader';
 
 export interface StartListenersRequest {
   'uid'?: (string);
   'count'?: (number);
   'record'?: (Buffer | Uint8Array | string);
+  'cap_bps'?: (number | string | Long);
 }
 
 export interface StartListenersRequest__Output {
   'uid': (string);
   'count': (number);
   'record': (Buffer);
+  'cap_bps': (string);
 }
