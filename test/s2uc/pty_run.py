@@ -26,14 +26,16 @@ def read_for(t):
 read_for(seconds)
 os.write(fd, b'\x03')  # Ctrl-C, as typed: the terminal sends SIGINT to the foreground group
 read_for(3)
-try:
-    _, status = os.waitpid(pid, os.WNOHANG)
-    if _ == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        code = -1
-    else:
+# The terminal closes as the child exits, a moment before it can be reaped: wait for that.
+code = -1
+deadline = time.time() + 5
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done != 0:
         code = os.waitstatus_to_exitcode(status)
-except ChildProcessError:
-    code = -2
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
 print(json.dumps({'code': code, 'output': out.decode('utf-8', 'replace')}))
