@@ -5,9 +5,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
-import { freePort, spawnCli } from '../src/demo/procs.js';
+import { BIN_DIR, freePort, spawnCli } from '../src/demo/procs.js';
 import { direct, haproxy, workersLabel, s2dsHop, scistream, socat, stunnel, STUNNEL, type Contender, type Target } from './contenders.js';
 import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
 import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
@@ -35,12 +36,15 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     'compare-workers': { type: 'string' },
     // `--only control`: the control-plane section alone (setup latency taking turns
-    // between --workers 0 and 2, the CLI setups and the 50 concurrent clients).
+    // between --workers 0 and 2, the CLI setups and the 50 concurrent clients);
+    // `--only startup`: the start-up rows and the CLI setup row (a minute, not the whole run).
     only: { type: 'string' },
+    // Runs per start-up row and CLI setups in an --only startup run.
+    runs: { type: 'string' },
   },
 });
-if (values.only !== undefined && values.only !== 'control') {
-  process.stderr.write('bench: --only takes: control\n');
+if (values.only !== undefined && values.only !== 'control' && values.only !== 'startup') {
+  process.stderr.write('bench: --only takes "control" (the control-plane section) or "startup" (the start-up rows and the CLI setup row)\n');
   process.exit(2);
 }
 const onlyControl = values.only === 'control';
@@ -157,7 +161,73 @@ async function verified(label: string, connectTo: (producer: string) => Promise<
   }
 }
 
+/** `--only startup`: how long the programs take to start, and a stream set up through them. */
+async function startupOnly(): Promise<void> {
+  const info = machine();
+  const runs = Number(values.runs ?? 20);
+  if (!Number.isInteger(runs) || runs < 3) {
+    process.stderr.write('bench: --runs must be a whole number >= 3\n');
+    process.exit(2);
+  }
+  say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  say(`start-up: ${runs} runs of each program, taking turns`);
+  const startup = await startupRows(runs);
+  say(`control plane: ${runs} setups through the CLIs (s2uc request + s2app hello as processes), --workers 2`);
+  const gw = await startGateways(dir, 64, 2);
+  const producer = await oneByteProducer();
+  // Warm-up, as the full run's CLI setups come after hundreds of library setups: the first
+  // setups on fresh gateways are slower (their code is not optimised yet).
+  for (let i = 0; i < 30; i++) await setupOnce(gw, producer.address);
+  for (let i = 0; i < 2; i++) await setupOnceCli(gw, producer.address);
+  const cli: number[] = [];
+  for (let i = 0; i < runs; i++) cli.push(await setupOnceCli(gw, producer.address));
+  producer.server.close();
+  const cliStat = latency(cli);
+  const lines = [
+    '| start-up and CLI setup | p50 | p99 |',
+    '|---|---|---|',
+    ...startup.map((r) => `| ${r.label}, ${r.n} runs | ${r.p50ms.toFixed(0)} ms | ${r.p99ms.toFixed(0)} ms |`),
+    `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, ${cliStat.n} setups | ${cliStat.p50ms.toFixed(0)} ms | ${cliStat.p99ms.toFixed(0)} ms |`,
+    '',
+    `machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+  if (values.json) {
+    writeFileSync(values.json, `${JSON.stringify({ date: new Date().toISOString(), machine: info, startup, cli: { ...cliStat, samplesMs: cli } }, null, 2)}\n`);
+    say(`wrote ${values.json}`);
+  }
+}
+
+const latency = (xs: number[]): Latency => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return { n: xs.length, p50ms: percentile(sorted, 50), p99ms: percentile(sorted, 99) };
+};
+
+/** Wall time from spawn to exit of each program, in turns so that a busy moment hits them all. */
+async function startupRows(runs: number): Promise<(Latency & { label: string })[]> {
+  const programs: { label: string; args: string[] }[] = [
+    { label: '`node -e 0` (bare Node)', args: ['-e', '0'] },
+    { label: '`s2uc --help`', args: [join(BIN_DIR, 's2uc.js'), '--help'] },
+    { label: '`s2app hello --help`', args: [join(BIN_DIR, 's2app.js'), 'hello', '--help'] },
+    { label: '`s2cs --help`', args: [join(BIN_DIR, 's2cs.js'), '--help'] },
+    { label: '`s2cs start --help`', args: [join(BIN_DIR, 's2cs.js'), 'start', '--help'] },
+  ];
+  const times: number[][] = programs.map(() => []);
+  const once = (args: string[]) =>
+    new Promise<number>((resolve, reject) => {
+      const t0 = performance.now();
+      const child = spawn(process.execPath, args, { stdio: 'ignore' });
+      child.once('error', reject);
+      child.once('exit', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`node ${args.join(' ')} exited with ${code}`))));
+    });
+  for (const p of programs) await once(p.args); // warm the file cache
+  for (let i = 0; i < runs; i++) for (const [k, p] of programs.entries()) times[k]!.push(await once(p.args));
+  return programs.map((p, k) => ({ label: p.label, ...latency(times[k]!) }));
+}
+
 async function main(): Promise<void> {
+  if (values.only === 'startup') return startupOnly();
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
@@ -283,6 +353,8 @@ async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, 
   const gw = gws[1]!;
   const cli: number[] = [];
   for (let i = 0; i < (quick ? 3 : 10); i++) cli.push(await setupOnceCli(gw, producer.address));
+  say('start-up: each program, taking turns');
+  const startup = await startupRows(quick ? 10 : 20);
   say('control plane: 50 concurrent clients, each keeping its control connections (--workers 2)');
   const rate = await setupRate(gw, producer.address, 50, quick ? 2 : 5);
   producer.server.close();
@@ -309,6 +381,7 @@ async function controlPlane(info: ReturnType<typeof machine>, rows: Map<string, 
     setup: {
       byWorkers: gws.map((g, k) => ({ workers: g.workers, compared: g.compared, library: stat(lib[k]!), libraryWarm: stat(warm[k]!) })),
       cli: { n: cli.length, p50ms: percentile(cliSorted, 50), p99ms: percentile(cliSorted, 99) },
+      startup,
       concurrent50: rate,
     },
     idleMemory: mem && {
@@ -351,7 +424,7 @@ type Results = {
   verified: { label: string; parallel: number; gbps: number; bytes: number }[];
   /** Absent in a --rows run. */
   loadAverage?: number[];
-  setup?: { byWorkers: { workers: number; compared?: string; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; concurrent50: { perSecond: number; setups: number; failures: number } };
+  setup?: { byWorkers: { workers: number; compared?: string; library: Latency; libraryWarm: Latency }[]; cli: { n: number; p50ms: number; p99ms: number }; startup: (Latency & { label: string })[]; concurrent50: { perSecond: number; setups: number; failures: number } };
   idleMemory?: { baselineBytes: number; points: { streams: number; rssBytes: number }[]; perStreamBytes: number };
   /** Absent in a --rows run. */
   caps?: CapRow[];
@@ -389,6 +462,7 @@ function table(r: Results): string {
         `| setup, library, control connections kept open (ConnectionPool), ${workersLabel(b.workers)}${b.compared ? ` (${b.compared})` : ''}, p50 / p99 over ${b.libraryWarm.n} | ${b.libraryWarm.p50ms.toFixed(1)} ms / ${b.libraryWarm.p99ms.toFixed(1)} ms |`,
       ]),
       `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, p50 / p99 over ${s.cli.n} | ${s.cli.p50ms.toFixed(0)} ms / ${s.cli.p99ms.toFixed(0)} ms |`,
+      ...s.startup.map((r) => `| start-up, ${r.label}, p50 / p99 over ${r.n} | ${r.p50ms.toFixed(0)} ms / ${r.p99ms.toFixed(0)} ms |`),
       `| setups per second, 50 concurrent clients, --workers 2 | ${s.concurrent50.perSecond.toFixed(1)} (${s.concurrent50.setups} setups, ${s.concurrent50.failures} failures) |`,
       ...(r.idleMemory
         ? [

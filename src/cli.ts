@@ -1,8 +1,7 @@
 // What the three CLIs share: version, argument spelling, exit codes, error lines.
 import { type Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ScistreamError } from './protocol/errors.js';
-import { RemoteError } from './protocol/client.js';
-import { setClientName } from './security/control-tls.js';
+import { setClientName } from './security/client-name.js';
 import { oneLine } from './protocol/text.js';
 
 export { VERSION } from './version.js';
@@ -124,7 +123,8 @@ export class UsageError extends Error {}
 export function fail(name: string, err: unknown, verbose: boolean): never {
   const message = oneLine(err instanceof Error ? err.message : String(err));
   process.stderr.write(`${name}: error: ${message}\n`);
-  if (verbose && err instanceof Error && !(err instanceof RemoteError) && err.stack) process.stderr.write(`${err.stack}\n`);
+  // RemoteError by name: protocol/client.js (and gRPC with it) is loaded only by commands that call a server.
+  if (verbose && err instanceof Error && err.name !== 'RemoteError' && err.stack) process.stderr.write(`${err.stack}\n`);
   const usage = err instanceof UsageError || (err instanceof ScistreamError && err.kind === 'INVALID_ARGUMENT');
   process.exit(usage ? EXIT.usage : EXIT.failed);
 }

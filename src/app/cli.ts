@@ -6,10 +6,7 @@ import { Command } from 'commander';
 import { VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import { validateRole } from '../protocol/validate.js';
-import { sendHello } from './controller.js';
 import { parseSize, formatBytes, formatRate } from '../units.js';
-import { startProducer } from './produce.js';
-import { consume } from './consume.js';
 
 const addressList = (field: string) => option((t: string) => parseAddressList(t, field));
 
@@ -29,7 +26,8 @@ async function readSecretFile(file: string, waitMs: number): Promise<string> {
         throw err;
       }
       if (Date.now() >= until) throw new Error(`--app-secret-file ${file} did not appear within the --timeout; start s2uc request --app-secret-file ${file} first`);
-      await delay(100);
+      // Short: s2uc writes the file the moment the gateway issues the secret, and the Hello waits on it.
+      await delay(20);
     }
   }
 }
@@ -58,6 +56,8 @@ program
     if (f.role === 'PROD' && !f.listeners) throw new Error('a PROD Hello needs --listeners host:port[,...]: where the producer application listens');
     if (f.insecure) process.stderr.write('s2app: warning: --insecure: the control channel is plain text; anyone on the path can read and forge it\n');
     const appSecret = f.appSecret ?? (f.appSecretFile !== undefined ? await readSecretFile(f.appSecretFile, f.timeout * 1000) : process.env[APP_SECRET_ENV]);
+    // The control client (gRPC, the protocol, TLS) is loaded by hello only.
+    const { sendHello } = await import('./controller.js');
     const r = await sendHello(f.s2cs, f.uid, f.role, (f.listeners ?? []).map(formatAddress), {
       appSecret,
       insecure: f.insecure ?? false,
@@ -77,6 +77,7 @@ program
   .option('--seed <n>', 'pattern seed (the consumer must use the same)', option(integer(0, 2 ** 31 - 1)), 1)
   .option('--count <n>', 'exit after serving this many connections', option(integer(1, 1_000_000)))
   .action(async (f: { listen: { host: string; port: number }[]; bytes: number; seed: number; count?: number }) => {
+    const { startProducer } = await import('./produce.js');
     const producer = await startProducer({ listen: f.listen, bytes: f.bytes, seed: f.seed, count: f.count });
     // Handler first: whoever waits for the listening line may signal at once.
     onShutdown(() => producer.close());
@@ -97,6 +98,7 @@ program
   .option('--json', 'print one JSON object on stdout')
   .action(async (f: { connect: { host: string; port: number }[]; bytes: number; seed: number; json?: boolean }) => {
     const tty = process.stderr.isTTY && !f.json;
+    const { consume } = await import('./consume.js');
     const r = await consume({
       connect: f.connect,
       bytes: f.bytes,

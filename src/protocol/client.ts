@@ -30,6 +30,11 @@ export interface ConnectionOptions {
   tls?: Omit<ClientTlsOptions, 'insecure'>;
   /** Keep connections open in this pool and reuse them across calls (see ConnectionPool). */
   pool?: ConnectionPool;
+  /**
+   * false: one attempt per call, no resending of a call that did not reach the server
+   * (s2uc status --watch asks again at its next sample anyway). Default true.
+   */
+  retry?: boolean;
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
@@ -111,7 +116,7 @@ export class ControlConnection {
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
     const creds = opts.credentials ?? grpc.credentials.createInsecure();
-    this.client = new Control(this.server, creds, { 'grpc.service_config': RETRY_CONFIG });
+    this.client = new Control(this.server, creds, opts.retry === false ? { 'grpc.enable_retries': 0 } : { 'grpc.service_config': RETRY_CONFIG });
   }
 
   /** Connects with TLS per `opts` (pinning the server on first use when needed). */

@@ -1,25 +1,68 @@
-// The wire contract: proto/scistream.proto loaded at run time, with the types
-// generated from it by `npm run gen:proto` (src/protocol/generated).
+// The wire contract: proto/scistream.proto, with the types generated from it by
+// `npm run gen:proto` (src/protocol/generated). The Control service is built from the
+// descriptor generated with them, with protobufjs/light: the same encoding and decoding
+// as @grpc/proto-loader gives, without parsing the .proto at every start of a program.
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as ProtoLoader from '@grpc/proto-loader';
+import type * as Protobuf from 'protobufjs';
 import type { ProtoGrpcType } from './generated/scistream.js';
+import { SCISTREAM_DESCRIPTOR } from './generated/scistream-descriptor.js';
 
 export const PROTO_PATH = fileURLToPath(new URL('../../../proto/scistream.proto', import.meta.url));
 
+const require = createRequire(import.meta.url);
+
+/** How both contracts decode: field names as written, uint64 as decimal strings, enums by name, defaults filled in. */
+export const DECODE_OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true } as const;
+
 /**
- * Loads a .proto of ours the one way both contracts are loaded: field names as
- * written, uint64 as decimal strings, defaults filled in.
+ * Loads a .proto of ours with @grpc/proto-loader (the agents' contract, tests), the
+ * options above. proto-loader is required here, not at start-up: the clients never need it.
  */
 export function loadProto<T>(path: string): T {
-  const definition = protoLoader.loadSync(path, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  return grpc.loadPackageDefinition(definition) as unknown as T;
+  const protoLoader = require('@grpc/proto-loader') as typeof ProtoLoader;
+  return grpc.loadPackageDefinition(protoLoader.loadSync(path, DECODE_OPTIONS)) as unknown as T;
 }
 
-const loaded = loadProto<ProtoGrpcType>(PROTO_PATH);
+/**
+ * One service of a protobufjs JSON descriptor as grpc-js takes it: the method
+ * definitions @grpc/proto-loader makes (path, streaming, serializers, original name),
+ * without the reflection descriptors that nothing here reads.
+ */
+export function serviceFromDescriptor(descriptor: Protobuf.INamespace, serviceName: string): grpc.ServiceDefinition {
+  const protobuf = require('protobufjs/light.js') as typeof Protobuf;
+  const root = protobuf.Root.fromJSON(descriptor);
+  root.resolveAll();
+  const service = root.lookupService(serviceName);
+  const serializer = (type: Protobuf.Type) => (arg: object): Buffer => {
+    if (Array.isArray(arg)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
+    return type.encode(type.fromObject(arg)).finish() as Buffer;
+  };
+  const deserializer = (type: Protobuf.Type) => (bytes: Buffer): object => type.toObject(type.decode(bytes), DECODE_OPTIONS);
+  const definition: Record<string, grpc.MethodDefinition<object, object>> = {};
+  for (const method of service.methodsArray) {
+    const request = method.resolvedRequestType!;
+    const response = method.resolvedResponseType!;
+    definition[method.name] = {
+      path: `/${serviceName}/${method.name}`,
+      requestStream: !!method.requestStream,
+      responseStream: !!method.responseStream,
+      requestSerialize: serializer(request),
+      requestDeserialize: deserializer(request),
+      responseSerialize: serializer(response),
+      responseDeserialize: deserializer(response),
+      originalName: method.name.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()),
+    };
+  }
+  return definition as grpc.ServiceDefinition;
+}
 
-/** The `scistream.Control` service: its definition for servers, its client class for clients. */
-export const Control = loaded.scistream.Control;
+type ControlConstructor = ProtoGrpcType['scistream']['Control'];
+
+/** The `scistream.Control` service: its definition for servers (Control.service), its client class for clients. */
+export const Control = grpc.makeClientConstructor(serviceFromDescriptor(SCISTREAM_DESCRIPTOR as unknown as Protobuf.INamespace, 'scistream.Control'), 'scistream.Control') as unknown as ControlConstructor;
 
 export type { ControlClient, ControlHandlers } from './generated/scistream/Control.js';
 export type { Request, Request__Output } from './generated/scistream/Request.js';

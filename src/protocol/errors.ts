@@ -1,6 +1,13 @@
 // Typed errors of the control protocol and their one mapping to gRPC status codes.
-import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type * as Grpc from '@grpc/grpc-js';
+import type { ServiceError, status } from '@grpc/grpc-js';
 import { safeDetails } from './text.js';
+
+// grpc-js takes ~25 ms to load; a CLI that only parses its arguments or prints --help
+// never needs it. Required on first use (the same module instance as an `import` of it).
+let grpcModule: typeof Grpc | undefined;
+const grpc = (): typeof Grpc => (grpcModule ??= createRequire(import.meta.url)('@grpc/grpc-js') as typeof Grpc);
 
 export type ErrorKind =
   | 'INVALID_ARGUMENT'
@@ -34,19 +41,8 @@ export const deadlineExceeded = (m: string) => new ScistreamError('DEADLINE_EXCE
 export const failedPrecondition = (m: string) => new ScistreamError('FAILED_PRECONDITION', m);
 export const aborted = (m: string) => new ScistreamError('ABORTED', m);
 
-const CODES: Record<ErrorKind, status> = {
-  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
-  NOT_FOUND: status.NOT_FOUND,
-  ALREADY_EXISTS: status.ALREADY_EXISTS,
-  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
-  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
-  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
-  PERMISSION_DENIED: status.PERMISSION_DENIED,
-  UNAUTHENTICATED: status.UNAUTHENTICATED,
-  UNAVAILABLE: status.UNAVAILABLE,
-  ABORTED: status.ABORTED,
-  INTERNAL: status.INTERNAL,
-};
+/** gRPC's status code for each kind: the code is the kind's name. */
+const code = (kind: ErrorKind): status => grpc().status[kind];
 
 /**
  * The one place where server-side errors become gRPC statuses. Anything that is
@@ -54,8 +50,9 @@ const CODES: Record<ErrorKind, status> = {
  * the incident id that the gateway's log line carries too.
  */
 export function toServiceError(err: unknown, incident: string): Partial<ServiceError> {
+  const { Metadata, status } = grpc();
   if (err instanceof ScistreamError) {
-    return { code: CODES[err.kind], details: safeDetails(err.message), metadata: new Metadata() };
+    return { code: code(err.kind), details: safeDetails(err.message), metadata: new Metadata() };
   }
   return {
     code: status.INTERNAL,
@@ -66,5 +63,5 @@ export function toServiceError(err: unknown, incident: string): Partial<ServiceE
 
 /** The status name of a gRPC error seen by a client, e.g. "NOT_FOUND". */
 export function statusName(code: number): string {
-  return status[code] ?? `code ${code}`;
+  return grpc().status[code] ?? `code ${code}`;
 }

@@ -5,21 +5,16 @@ import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
-import {
-  inboundRequest,
-  outboundRequest,
-  releaseStream,
-  request1,
-  requestStream,
-  type ConnectionMap,
-  type FlowOptions,
-  type SideResult,
-} from './flows.js';
-import { UserAuth } from './auth/login.js';
+import type { ConnectionMap, FlowOptions, SideResult } from './flows.js';
+import type { UserAuth } from './auth/login.js';
+import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
-import { statusCommand } from './status.js';
 import type { Role } from '../protocol/validate.js';
 import { formatBitRate, parseRate } from '../units.js';
+
+// What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
+// protocol, TLS or OIDC code; each command imports what it calls when it runs.
+const flows = () => import('./flows.js');
 
 interface GlobalFlags {
   insecure?: boolean;
@@ -39,6 +34,13 @@ interface SpecFlags {
   appSecretFile?: string;
 }
 
+/** A number of seconds from `min` to `max`, fractions allowed (--interval 0.5). */
+const seconds = (min: number, max: number) => (text: string): number => {
+  const n = Number(text);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text.trim()) || n < min || n > max) throw new Error(`"${text}" is not a number of seconds from ${min} to ${max}`);
+  return n;
+};
+
 const address = (field: string) => option((t: string) => formatAddress(parseAddress(t, field)));
 const addressList = (field: string) => option((t: string) => parseAddressList(t, field).map(formatAddress));
 
@@ -54,11 +56,15 @@ const program = new Command('s2uc')
   .option('-v, --verbose', 'stack traces on errors');
 
 let warnedInsecure = false;
+let clientConfig: Promise<ClientConfig> | undefined;
 let userAuth: Promise<UserAuth> | undefined;
 
 /** The token for a server from tokens.json, by the scope config.toml names for it (none named: none sent). */
 async function tokenFor(server: string): Promise<string | undefined> {
-  return (await (userAuth ??= UserAuth.open())).getToken(server);
+  const config = await (clientConfig ??= import('./auth/config.js').then((m) => m.loadClientConfig()));
+  // No scope for this server: no token, and no need to load the OIDC client (about 40 ms).
+  if (config.scopeFor(server) === undefined) return undefined;
+  return (await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open({ config })))).getToken(server);
 }
 
 function connection(): ConnectionOptions {
@@ -114,7 +120,7 @@ function releaseOnInterrupt(uid: string, servers: string[]): void {
     // After SIGHUP the terminal may be gone: a failed write to it must not stop the release.
     process.stderr.on('error', () => undefined);
     process.stderr.write(`s2uc: ${signal}: releasing ${uid} on ${servers.join(', ')}\n`);
-    releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 }).then(
+    flows().then((f) => f.releaseStream(uid, servers, { ...connection(), deadlineMs: 5000 })).then(
       () => process.exit(EXIT.interrupted),
       (err: Error) => {
         process.stderr.write(`s2uc: error: ${err.message}\n`);
@@ -182,6 +188,7 @@ secretFileOption(specOptions(
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
 )).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
+  const { requestStream } = await flows();
   const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(map)}\n`);
@@ -219,6 +226,7 @@ specOptions(
     ).map(formatAddress);
   }
   if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
+  const { inboundRequest } = await flows();
   printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
 });
 
@@ -235,6 +243,7 @@ secretFileOption(specOptions(
   const remote = listeners !== undefined ? parseAddressList(listeners, 'remote listeners').map(formatAddress) : f.remoteListeners;
   if (!remote) throw new UsageError('say which listeners to reach: --remote-listeners host:port[,...] (or, as the reference: outbound-request UID HOST:PORT[,...])');
   const spec = { numConn: f.numConn, rate: f.rate, uid: uid ?? f.uid };
+  const { outboundRequest } = await flows();
   printSide(await settled(outboundRequest(f.s2cs, remote, spec, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
 
@@ -245,6 +254,7 @@ secretFileOption(specOptions(
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
     .option('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs'), 'localhost:5000'),
 )).action(async (f: SpecFlags & { s2cs: string }) => {
+  const { request1 } = await flows();
   printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
 
@@ -256,7 +266,7 @@ program
   .option('--json', 'print one JSON object on stdout')
   .action(async (uid: string, f: { s2cs?: string[]; json?: boolean }) => {
     f.s2cs ??= ['localhost:5000'];
-    await releaseStream(uid, f.s2cs, connection());
+    await (await flows()).releaseStream(uid, f.s2cs, connection());
     process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
   });
 
@@ -265,9 +275,36 @@ program
   .description("show gateways' streams: state, age, listeners -> targets, bytes and rates each way, connections, refusals")
   .argument('[uid]', 'one stream (default: all)')
   .option('--s2cs <host:port>', 's2cs to ask; repeat for several gateways (asked in parallel, shown in this order; default: localhost:5000)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
-  .option('--json', 'print one JSON object on stdout: {"gateways":[...]}')
-  .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean }) => {
-    process.exitCode = await statusCommand(f.s2cs ?? ['localhost:5000'], uid, connection(), { json: f.json });
+  .option('--json', 'print one JSON object on stdout: {"gateways":[...]} (with --watch: one line per sample)')
+  .option('--watch', 'ask again every --interval until Ctrl-C: redrawn in place on a terminal, one block per sample otherwise; adds the rates between samples')
+  .option('--interval <seconds>', 'seconds between samples with --watch', option(seconds(0.5, 3600)), 2)
+  .action(async (uid: string | undefined, f: { s2cs?: string[]; json?: boolean; watch?: boolean; interval: number }, cmd: Command) => {
+    const servers = f.s2cs ?? ['localhost:5000'];
+    if (!f.watch) {
+      if (cmd.getOptionValueSource('interval') === 'cli') throw new UsageError('--interval goes with --watch: s2uc status --watch --interval SECONDS');
+      const { statusCommand } = await import('./status.js');
+      process.exitCode = await statusCommand(servers, uid, connection(), { json: f.json });
+      return;
+    }
+    const { watchStatus } = await import('./watch.js');
+    // Ctrl-C, SIGTERM, a closed terminal or a reader that went away (| head) end the watch: exit 0.
+    const stop = new AbortController();
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(s, () => stop.abort());
+    process.stdout.on('error', () => stop.abort());
+    const tty = process.stdout.isTTY === true && !f.json;
+    const code = await watchStatus(servers, uid, connection(), {
+      intervalS: f.interval,
+      json: f.json,
+      tty,
+      rows: () => process.stdout.rows,
+      columns: () => process.stdout.columns,
+      out: process.stdout,
+      err: process.stderr,
+      signal: stop.signal,
+    });
+    // At once: a sample still under way (a gateway that does not answer) is of no use now.
+    // stdout and stderr are synchronous on Linux terminals and pipes: nothing written is lost.
+    process.exit(code);
   });
 
 addAuthCommands(program);
@@ -302,6 +339,7 @@ addExamples(program, {
   ],
   status: [
     's2uc status --s2cs gw-a.example.org:5000',
+    's2uc status --s2cs gw-a.example.org:5000 --s2cs gw-b.example.org:5000 --watch --interval 1',
     `s2uc status ${UID} --s2cs gw-a.example.org:5000 --json`,
   ],
   login: ['s2uc login', 's2uc login --device'],

@@ -157,9 +157,16 @@ export async function withServers<T>(servers: string[], opts: ConnectionOptions,
     const pool = opts.pool;
     return fn(await Promise.all(servers.map((s) => pool.get(s, opts))));
   }
-  const conns: ControlConnection[] = [];
+  // Opened together: pinning on first use reads each server's certificate over its own TLS
+  // handshake. One server named twice is opened in turn, so that it is pinned once.
+  const distinct = new Set(servers).size === servers.length;
+  const opened: PromiseSettledResult<ControlConnection>[] = [];
+  if (distinct) opened.push(...(await Promise.allSettled(servers.map((s) => ControlConnection.open(s, opts)))));
+  else for (const s of servers) opened.push(...(await Promise.allSettled([ControlConnection.open(s, opts)])));
+  const conns = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
-    for (const s of servers) conns.push(await ControlConnection.open(s, opts));
+    const failed = opened.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return await fn(conns);
   } finally {
     for (const c of conns) c.close();

@@ -146,14 +146,14 @@ export async function gatewaysStatus(servers: string[], uid: string | undefined,
   if (uid !== undefined) validateUid(uid, 'uid');
   const results = await Promise.allSettled(servers.map((s) => streamStatus(s, uid, opts)));
   return {
-    gateways: results.map((r, i) => {
-      if (r.status === 'fulfilled') return r.value;
-      const s2cs = servers[i]!;
-      const message = oneLine(r.reason instanceof Error ? r.reason.message : String(r.reason));
-      // The line must say which gateway failed, whatever the error names.
-      return { s2cs, error: message.includes(s2cs) ? message : `s2cs at ${s2cs}: ${message}` };
-    }),
+    gateways: results.map((r, i) => (r.status === 'fulfilled' ? r.value : asFailure(servers[i]!, r.reason))),
   };
+}
+
+/** A gateway that could not be asked, in one line that names it whatever the error says. */
+export function asFailure(s2cs: string, reason: unknown): GatewayFailure {
+  const message = oneLine(reason instanceof Error ? reason.message : String(reason));
+  return { s2cs, error: message.includes(s2cs) ? message : `s2cs at ${s2cs}: ${message}` };
 }
 
 /** "45s", "3m12s", "2h05m", "3d04h". */
@@ -176,7 +176,14 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 /** A labelled line, the values aligned. */
 const field = (label: string, value: string) => `    ${label.padEnd(13)}${value}\n`;
 
-function formatStream(s: StreamStatusRow): string {
+/** A stream's byte rates between two successive samples (s2uc status --watch). */
+export interface SampledRates {
+  toTargetBps: number;
+  fromTargetBps: number;
+  seconds: number;
+}
+
+function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
   const head = [s.role, plural(s.numConn, 'connection')].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
   const state = s.state === 'ready' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
@@ -197,8 +204,10 @@ function formatStream(s: StreamStatusRow): string {
   });
   if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
   // Total so far, then the rate: the gateway's average over the last 10 s.
-  text += field('to target', `${formatBytes(s.bytesToTarget).padEnd(12)}${formatBps(s.toTargetBps)}`);
-  text += field('from target', `${formatBytes(s.bytesFromTarget).padEnd(12)}${formatBps(s.fromTargetBps)}`);
+  // With --watch, also the rate between the last two samples: it follows a change at once.
+  const since = (bps: number) => (sampled ? ` (10 s avg), ${formatBps(bps)} (last ${sampled.seconds.toFixed(1)} s)` : '');
+  text += field('to target', `${formatBytes(s.bytesToTarget).padEnd(12)}${formatBps(s.toTargetBps)}${since(sampled?.toTargetBps ?? 0)}`);
+  text += field('from target', `${formatBytes(s.bytesFromTarget).padEnd(12)}${formatBps(s.fromTargetBps)}${since(sampled?.fromTargetBps ?? 0)}`);
   text += field(
     'connections',
     `${s.activeConnections} active, ${s.waitingConnections} waiting, ${s.acceptedConnections} accepted, ${s.refusedConnections} refused`,
@@ -207,11 +216,11 @@ function formatStream(s: StreamStatusRow): string {
 }
 
 /** One gateway for humans: a summary line, a block per stream, the refusals since start. */
-export function formatGatewayStatus(g: GatewayStatus): string {
+export function formatGatewayStatus(g: GatewayStatus, sampled?: (s: StreamStatusRow) => SampledRates | undefined): string {
   let text = `gateway ${g.s2cs}: ${plural(g.streams.length, 'stream')}, ${plural(g.reservedPorts, 'port')} reserved, ${g.freePorts} free\n`;
   if (g.ratePolicy === 'reserve') text += `  rates: ${formatBitRate(g.reservedBps)} of ${formatBitRate(g.capacityBps)} reserved (--rate-policy reserve), ${formatBitRate(Math.max(0, g.capacityBps - g.reservedBps))} free\n`;
   else if (g.ratePolicy === 'cap') text += '  rates: each stream held to its stated rate (--rate-policy cap)\n';
-  for (const s of g.streams) text += formatStream(s);
+  for (const s of g.streams) text += formatStream(s, sampled?.(s));
   const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
   if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;
   for (const e of g.ended) text += `  ended by the gateway ${formatAge(e.agoS)} ago: ${e.uid} (owner ${e.owner}): ${e.why}\n`;

@@ -10,6 +10,7 @@ import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createSelfSigned, fingerprint } from './certificates.js';
 import { parseAddress } from '../protocol/address.js';
+import { clientName } from './client-name.js';
 
 export function scistreamHome(env: NodeJS.ProcessEnv = process.env): string {
   return env.SCISTREAM_HOME || join(homedir(), '.scistream');
@@ -194,11 +195,7 @@ function fetchCertificate(host: string, port: number, server: string): Promise<s
   });
 }
 
-/** The program named in mismatch advice; runCli sets it (s2uc, s2app). */
-let clientName = 'the client';
-export function setClientName(name: string): void {
-  clientName = name;
-}
+export { setClientName } from './client-name.js';
 
 /**
  * OpenSSL's words for a TLS client reading a plain-text answer (an HTTP/2 server's
@@ -211,8 +208,8 @@ export function answeredInPlainText(text: string): boolean {
 /** One line saying which side runs without TLS and what to change. */
 export function controlMismatch(server: string, answered: 'plain' | 'tls'): string {
   return answered === 'plain'
-    ? `s2cs at ${server} answered in plain text: it was started with --insecure; pass --insecure to ${clientName} too (or start s2cs with TLS)`
-    : `s2cs at ${server} answered with TLS: it was started without --insecure; drop --insecure from ${clientName} (or start s2cs with --insecure too)`;
+    ? `s2cs at ${server} answered in plain text: it was started with --insecure; pass --insecure to ${clientName()} too (or start s2cs with TLS)`
+    : `s2cs at ${server} answered with TLS: it was started without --insecure; drop --insecure from ${clientName()} (or start s2cs with --insecure too)`;
 }
 
 /**

@@ -5,8 +5,13 @@ import type { Command } from 'commander';
 import { EXIT } from '../../cli.js';
 import { formatAddress, parseAddress } from '../../protocol/address.js';
 import { ScistreamError } from '../../protocol/errors.js';
-import { UserAuth, type AuthIO, type LoginFlow } from './login.js';
+import type { AuthIO, LoginFlow, UserAuth } from './login.js';
 import type { StoredIdentity } from './tokens.js';
+
+/** login.js brings openid-client and jose: loaded by these commands only, not at every s2uc start. */
+async function openUserAuth(): Promise<UserAuth> {
+  return (await import('./login.js')).UserAuth.open();
+}
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -54,7 +59,7 @@ export function addAuthCommands(program: Command): void {
     .action(async (f: { device?: boolean; code?: boolean; scope?: string[]; json?: boolean }) => {
       if (f.device && f.code) throw new ScistreamError('INVALID_ARGUMENT', 'choose one of --device and --code');
       const flow: LoginFlow = f.device ? 'device' : f.code ? 'code' : 'auto';
-      const auth = await UserAuth.open();
+      const auth = await openUserAuth();
       const abort = new AbortController();
       const interrupt = () => abort.abort();
       process.once('SIGINT', interrupt);
@@ -77,7 +82,7 @@ export function addAuthCommands(program: Command): void {
     .description('revoke the stored tokens at the provider and delete tokens.json')
     .option('--json', 'print one JSON object on stdout')
     .action(async (f: { json?: boolean }) => {
-      const auth = await UserAuth.open();
+      const auth = await openUserAuth();
       const r = await auth.logout({ io: { print: (l) => say(`s2uc: warning: ${l}`) } });
       if (f.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else if (!r.removed && r.revoked === 0) process.stdout.write('not logged in; nothing to do\n');
@@ -91,7 +96,7 @@ export function addAuthCommands(program: Command): void {
     .option('--s2cs <host:port>', 'check this server; repeat for more (default: every server in config.toml)', serverList)
     .option('--json', 'print one JSON object on stdout')
     .action(async (f: { s2cs?: string[]; json?: boolean }) => {
-      const auth = await UserAuth.open();
+      const auth = await openUserAuth();
       const s = await auth.checkAuth(f.s2cs);
       // An expired token that can be refreshed is fine: s2uc refreshes it on use.
       const usable = (st: (typeof s.servers)[number]) => st.state === 'valid' || (st.state === 'expired' && st.refreshable) || st.state === 'not-configured';
@@ -124,7 +129,7 @@ export function addAuthCommands(program: Command): void {
     .option('--userinfo', "ask the provider's userinfo endpoint instead of reading the login's ID token")
     .option('--json', 'print one JSON object on stdout')
     .action(async (f: { userinfo?: boolean; json?: boolean }) => {
-      const auth = await UserAuth.open();
+      const auth = await openUserAuth();
       const me = await auth.whoami({ userinfo: f.userinfo });
       if (f.json) process.stdout.write(`${JSON.stringify(me)}\n`);
       else process.stdout.write(`${who(me)} at ${me.issuer}${me.email && me.preferred_username ? ` <${me.email}>` : ''}\n`);
