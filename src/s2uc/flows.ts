@@ -6,6 +6,7 @@ import { ControlConnection, RemoteError, isReferenceUnknownUid, type ConnectionO
 import { validateUid, type Role } from '../protocol/validate.js';
 import { failedPrecondition } from '../protocol/errors.js';
 import { createStreamCredentials } from '../security/stream-credentials.js';
+import { preloadCertificates } from '../security/certificates.js';
 import { helloUntilRequested } from '../app/controller.js';
 
 export interface FlowOptions extends ConnectionOptions {
@@ -180,6 +181,8 @@ async function releaseQuietly(conns: ControlConnection[], uid: string): Promise<
 
 /** `s2uc request`: both facilities. */
 export async function requestStream(prodS2cs: string, consS2cs: string, spec: StreamSpec, opts: FlowOptions): Promise<ConnectionMap> {
+  // The stream's credentials need the certificate library: loaded while the gateways answer.
+  preloadCertificates().catch(() => undefined);
   return withServers([prodS2cs, consS2cs], opts, async ([prod, cons]) => {
     const both = [prod!, cons!];
     // Before anything is reserved: can the WAN leg be encrypted?

@@ -1,10 +1,27 @@
-// X.509 certificates for the control channel and for each stream's WAN leg: keys,
-// hashing and signatures by Node's crypto (OpenSSL), the certificate's DER by der.ts.
-import { X509Certificate, createPrivateKey, generateKeyPair, randomBytes, sign, type KeyObject } from 'node:crypto';
+// X.509 certificates for the control channel and for each stream's WAN leg, made
+// with @peculiar/x509 over Node's WebCrypto: no cryptography and no DER of our own.
+// The library takes about 100 ms to load, so it is loaded when a certificate is
+// first made (preloadCertificates starts that early, while a client waits on the
+// network), never by a program that makes none (--help, status, hello).
+import { webcrypto, X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import { promisify } from 'node:util';
-import { bitString, boolean, directoryString, explicit, implicit, octetString, oid, sequence, set, smallInteger, time, unsignedInteger } from './der.js';
-import { ipBytes } from '../s2ds/ports.js';
+
+type X509 = typeof import('@peculiar/x509');
+
+const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+let library: Promise<X509> | undefined;
+
+/** Loads the certificate library (once); returns at once. Later calls of createSelfSigned find it ready. */
+export function preloadCertificates(): Promise<X509> {
+  library ??= (async () => {
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })();
+  return library;
+}
 
 export interface CertificateAndKey {
   /** PEM certificate. */
@@ -20,54 +37,32 @@ export interface SelfSignedOptions {
   validDays: number;
 }
 
-const ECDSA_WITH_SHA256 = sequence(oid('1.2.840.10045.4.3.2'));
-const COMMON_NAME = '2.5.4.3';
-const BASIC_CONSTRAINTS = '2.5.29.19';
-const KEY_USAGE = '2.5.29.15';
-const SUBJECT_ALT_NAME = '2.5.29.17';
-
-const extension = (id: string, critical: boolean, value: Buffer): Buffer =>
-  critical ? sequence(oid(id), boolean(true), octetString(value)) : sequence(oid(id), octetString(value));
-
-/** dNSName [2] or iPAddress [7] (RFC 5280 4.2.1.6). */
-function generalName(name: string): Buffer {
-  return isIP(name) ? implicit(7, ipBytes(name)!) : implicit(2, Buffer.from(name, 'ascii'));
-}
-
-const newKeyPair = promisify(generateKeyPair);
-
 /** A fresh P-256 key pair and a self-signed certificate for it. */
 export async function createSelfSigned(opts: SelfSignedOptions): Promise<CertificateAndKey> {
-  const { publicKey, privateKey } = (await newKeyPair('ec', { namedCurve: 'P-256' })) as { publicKey: KeyObject; privateKey: KeyObject };
+  const x509 = await preloadCertificates();
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const names = [...new Set(opts.names ?? [])];
-  const name = sequence(set(sequence(oid(COMMON_NAME), directoryString(opts.commonName.replace(/[,=+<>#;"\\]/g, '_')))));
-  // A positive 127-bit serial: unique enough, and no sign byte needed.
-  const serial = randomBytes(16);
-  serial[0]! &= 0x7f;
-  const extensions = [
-    // CA:true, pathlen 0 lets the certificate serve as its own trust anchor for the peer that pins it.
-    extension(BASIC_CONSTRAINTS, true, sequence(boolean(true), smallInteger(0))),
-    // digitalSignature (bit 0) and keyCertSign (bit 5): 1000 01xx, the last two bits unused.
-    extension(KEY_USAGE, true, bitString(Buffer.from([0x84]), 2)),
+  const extensions: InstanceType<X509['Extension']>[] = [
+    // CA:true lets the certificate serve as its own trust anchor for the peer that pins it.
+    new x509.BasicConstraintsExtension(true, 0, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign, true),
   ];
-  if (names.length > 0) extensions.push(extension(SUBJECT_ALT_NAME, false, sequence(...names.map(generalName))));
-  const tbs = sequence(
-    explicit(0, smallInteger(2)), // v3
-    unsignedInteger(serial),
-    ECDSA_WITH_SHA256,
-    name,
-    sequence(time(new Date(now - 5 * 60_000)), time(new Date(now + opts.validDays * 86_400_000))),
-    name,
-    publicKey.export({ type: 'spki', format: 'der' }),
-    explicit(3, sequence(...extensions)),
-  );
-  const der = sequence(tbs, ECDSA_WITH_SHA256, bitString(sign('sha256', tbs, privateKey)));
-  return { cert: pem('CERTIFICATE', der), key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
-}
-
-function pem(label: string, der: Buffer): string {
-  return `-----BEGIN ${label}-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
+  if (names.length > 0) {
+    extensions.push(new x509.SubjectAlternativeNameExtension(names.map((n) => (isIP(n) ? { type: 'ip', value: n } : { type: 'dns', value: n }))));
+  }
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '7'),
+    name: `CN=${opts.commonName.replace(/[,=+<>#;"\\]/g, '_')}`,
+    notBefore: new Date(now - 5 * 60_000),
+    notAfter: new Date(now + opts.validDays * 86_400_000),
+    keys: keys as unknown as Parameters<X509['X509CertificateGenerator']['createSelfSigned']>[0]['keys'],
+    signingAlgorithm: ALGORITHM,
+    extensions,
+  });
+  const pkcs8 = Buffer.from((await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) as ArrayBuffer);
+  const key = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+  return { cert: cert.toString('pem') + '\n', key };
 }
 
 /** SHA-256 fingerprint as OpenSSL and Node print it (AB:CD:...). */
