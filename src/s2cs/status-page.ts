@@ -231,7 +231,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
 <h1>${escapeHtml(title)}</h1>
 <p class="summary"><span id="summary">${escapeHtml(summary)}</span> <span id="live">(a snapshot: reload for news, or allow JavaScript)</span></p>
 <h2>Streams</h2>
-<div class="wrap"><table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (last 10 s)</th><th>stated rate, cap</th><th>throughput</th></tr></thead>
+<div class="wrap"><table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (last 10 s)</th><th>stated rate</th><th>throughput</th></tr></thead>
 <tbody id="streams">${rows(streams, 11, 'no streams')}</tbody></table></div>
 <h2>Data-server agents</h2>
 <table><thead><tr><th>name</th><th>address</th><th>listener ip</th><th>state</th><th>streams</th><th>free ports</th><th>rate</th></tr></thead>

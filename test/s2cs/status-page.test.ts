@@ -99,7 +99,7 @@ describe('status page', () => {
   });
 
   test('in headless Chromium: loads without console errors, shows the live rate, the stated rate and cap, and its chart; the owner as text', async (t) => {
-    const browser: Browser = await launchChromium({ width: 1400, height: 760 });
+    const browser: Browser = await launchChromium({ width: 1600, height: 800 });
     t.after(() => browser.close());
     await browser.navigate(`${m.url}/`);
     // One stream's row as the script drew it, by uid.
