@@ -15,8 +15,23 @@ export interface MetricsSources {
 }
 
 const STATES: readonly StreamState[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready'];
-/** Connections refused at the data listeners; control-plane refusals show as rpc codes (RESOURCE_EXHAUSTED). */
-const WAN_REFUSALS: readonly RefusalKind[] = ['conns-per-listener', 'waiting-conns', 'buffer-memory', 'wan-auth', 'target-unreachable'];
+/**
+ * Which family counts each refusal kind: data connections refused at the listeners
+ * (wan), or rpcs refused before a stream is taken on (admission: a req over a user's
+ * ports or over --capacity, a Hello over the waiting-Hello caps). A Record, so that a
+ * new kind does not compile until it is placed.
+ */
+const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission'> = {
+  'conns-per-listener': 'wan',
+  'waiting-conns': 'wan',
+  'buffer-memory': 'wan',
+  'wan-auth': 'wan',
+  'target-unreachable': 'wan',
+  'ports-per-user': 'admission',
+  'pending-hellos': 'admission',
+  capacity: 'admission',
+};
+const kindsOf = (family: 'wan' | 'admission') => (Object.keys(REFUSAL_FAMILY) as RefusalKind[]).filter((k) => REFUSAL_FAMILY[k] === family);
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -96,18 +111,68 @@ export class GatewayMetrics {
         this.set({ state: 'free' }, p.free);
       },
     });
-    new Counter({
-      name: 'scistream_wan_refused_total',
-      help: 'Data connections the gateway refused, by reason (the refusal kinds of the README: conns-per-listener, waiting-conns, buffer-memory, wan-auth, target-unreachable)',
-      labelNames: ['reason'],
+    const refusalCounter = (name: string, help: string, kinds: readonly RefusalKind[]) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['reason'],
+        registers,
+        collect() {
+          // Every kind from the first scrape (as 0): alerts need no absent().
+          const totals = new Map<string, number>(kinds.map((k) => [k, 0]));
+          for (const t of refusals.totals()) if (totals.has(t.kind)) totals.set(t.kind, t.count);
+          this.reset();
+          for (const [reason, n] of totals) this.inc({ reason }, n);
+        },
+      });
+    const wan = kindsOf('wan');
+    const admission = kindsOf('admission');
+    refusalCounter('scistream_wan_refused_total', `Data connections the gateway refused, by reason (the refusal kinds of the README: ${wan.join(', ')})`, wan);
+    refusalCounter(
+      'scistream_admission_refused_total',
+      `Control rpcs refused before a stream was taken on, by reason (${admission.join(', ')}); each also counts in scistream_rpc_requests_total under its code`,
+      admission,
+    );
+    new Gauge({
+      name: 'scistream_stream_rate_stated_bytes_per_second',
+      help: 'The rate a live stream stated in its req (Request.rate, kB/s, times 1000), by uid; no series for a stream that states none',
+      labelNames: ['uid'],
       registers,
       collect() {
-        const totals = new Map<string, number>(WAN_REFUSALS.map((k) => [k, 0]));
-        for (const t of refusals.totals()) if (totals.has(t.kind)) totals.set(t.kind, t.count);
         this.reset();
-        for (const [reason, n] of totals) this.inc({ reason }, n);
+        for (const s of table.status()) if (s.rate > 0) this.set({ uid: s.uid }, s.rate * 1000);
       },
     });
+    new Gauge({
+      name: 'scistream_stream_rate_cap_bytes_per_second',
+      help: 'Bytes per second the gateway holds a live stream to, each way (--rate-policy cap or reserve), by uid; no series for a stream not capped',
+      labelNames: ['uid'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of table.status()) if (s.capBps > 0) this.set({ uid: s.uid }, s.capBps);
+      },
+    });
+    // Only under reserve: elsewhere there is no capacity, and a 0 would read as "full".
+    // (The rate policy is fixed while s2cs runs: a reload does not change it.)
+    if (table.rateLimits().policy === 'reserve') {
+      new Gauge({
+        name: 'scistream_rate_capacity_bytes_per_second',
+        help: 'What the gateway admits streams against (--capacity), bytes per second; only with --rate-policy reserve',
+        registers,
+        collect() {
+          this.set(table.rateLimits().capacityBps);
+        },
+      });
+      new Gauge({
+        name: 'scistream_rate_reserved_bytes_per_second',
+        help: "The sum of the live streams' stated rates, bytes per second, out of the capacity; only with --rate-policy reserve",
+        registers,
+        collect() {
+          this.set(table.reservedBps());
+        },
+      });
+    }
     new Gauge({
       name: 'scistream_agents',
       help: 'Data-server agents (s2ds workers and --s2ds agents): up (answering) or down',

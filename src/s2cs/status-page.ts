@@ -4,7 +4,7 @@
 // a small chart. Everything shown comes from callers (uids, owners, addresses):
 // escaped here, and set with textContent in the script, never as markup.
 import { createHash } from 'node:crypto';
-import { formatBytes, formatRate } from '../units.js';
+import { formatBitRate, formatBytes, formatRate } from '../units.js';
 import { formatAge } from '../s2uc/status.js';
 import type { StatusView } from './service.js';
 
@@ -46,6 +46,16 @@ const SCRIPT = `
   function rate(bps) {
     var bits = bps * 8;
     return bits >= 1e9 ? (bits / 1e9).toFixed(2) + ' Gbit/s' : (bits / 1e6).toFixed(2) + ' Mbit/s';
+  }
+  // As formatBitRate (src/units.ts): "200 Mbit/s", "1.5 Gbit/s".
+  function bitRate(bps) {
+    var bits = bps * 8;
+    var v = bits >= 1e12 ? [bits / 1e12, 'Tbit/s'] : bits >= 1e9 ? [bits / 1e9, 'Gbit/s'] : bits >= 1e6 ? [bits / 1e6, 'Mbit/s'] : [bits / 1e3, 'kbit/s'];
+    return Number(v[0].toPrecision(4)) + ' ' + v[1];
+  }
+  function stated(s) {
+    if (s.cap_bps > 0) return bitRate(s.cap_bps) + ', held';
+    return s.rate > 0 ? bitRate(s.rate * 1000) + ', not enforced' : '-';
   }
   function age(s) {
     var two = function (n) { return (n < 10 ? '0' : '') + n; };
@@ -119,8 +129,8 @@ const SCRIPT = `
       return [uid, el('td', s.owner, 'owner'), el('td', s.role), state, el('td', age(s.age_s), 'num'), lines(pairs),
         el('td', s.active_connections + ' active, ' + s.waiting_connections + ' waiting, ' + s.accepted_connections + ' accepted, ' + s.refused_connections + ' refused'),
         el('td', units(s.bytes_to_target) + ' / ' + units(s.bytes_from_target), 'num'),
-        el('td', rate(s.to_target_bps) + ' / ' + rate(s.from_target_bps), 'num rate'), chartCell];
-    }), 10, 'no streams');
+        el('td', rate(s.to_target_bps) + ' / ' + rate(s.from_target_bps), 'num rate'), el('td', stated(s), 'num stated'), chartCell];
+    }), 11, 'no streams');
     fill('agents', st.agents.map(function (a) {
       return [el('td', a.name), lines([a.address]), el('td', a.listener_ip), el('td', a.up ? 'up' : 'DOWN', a.up ? 'state-ready' : 'state-down'),
         el('td', a.streams, 'num'), el('td', a.free_ports, 'num'), el('td', rate(a.bytes_per_second), 'num')];
@@ -134,7 +144,9 @@ const SCRIPT = `
   function summary(st) {
     var up = st.agents.filter(function (a) { return a.up; }).length;
     return st.streams.length + ' stream(s), ' + st.reserved_ports + ' port(s) reserved, ' + st.free_ports + ' free' +
-      (st.agents.length ? ', ' + up + ' of ' + st.agents.length + ' agent(s) up' : '');
+      (st.agents.length ? ', ' + up + ' of ' + st.agents.length + ' agent(s) up' : '') +
+      (st.rate_policy === 'reserve' ? '; rates: ' + bitRate(st.reserved_bps) + ' of ' + bitRate(st.capacity_bps) + ' reserved, ' +
+        bitRate(Math.max(0, st.capacity_bps - st.reserved_bps)) + ' free' : '');
   }
   var live = document.getElementById('live');
   function poll() {
@@ -179,16 +191,32 @@ const rows = (list: string[], cols: number, empty: string) =>
   list.length > 0 ? list.join('\n') : `<tr><td colspan="${cols}" class="empty">${escapeHtml(empty)}</td></tr>`;
 const bps = (n: number) => formatRate(n, 1);
 
+/** A stream's stated rate and whether this gateway holds it there (the script's stated() says the same). */
+export function statedRate(s: { rate: number; cap_bps: number }): string {
+  if (s.cap_bps > 0) return `${formatBitRate(s.cap_bps)}, held`;
+  return s.rate > 0 ? `${formatBitRate(s.rate * 1000)}, not enforced` : '-';
+}
+
+/** The line above the tables (the script's summary() says the same). */
+export function summaryLine(st: StatusView): string {
+  const up = st.agents.filter((a) => a.up).length;
+  let text = `${st.streams.length} stream(s), ${st.reserved_ports} port(s) reserved, ${st.free_ports} free${st.agents.length ? `, ${up} of ${st.agents.length} agent(s) up` : ''}`;
+  if (st.rate_policy === 'reserve') {
+    text += `; rates: ${formatBitRate(st.reserved_bps)} of ${formatBitRate(st.capacity_bps)} reserved, ${formatBitRate(Math.max(0, st.capacity_bps - st.reserved_bps))} free`;
+  }
+  return text;
+}
+
 /** The page as it stands now; the script keeps it current. */
 export function renderStatusPage(st: StatusView, title: string): string {
-  const up = st.agents.filter((a) => a.up).length;
-  const summary = `${st.streams.length} stream(s), ${st.reserved_ports} port(s) reserved, ${st.free_ports} free${st.agents.length ? `, ${up} of ${st.agents.length} agent(s) up` : ''}`;
+  const summary = summaryLine(st);
   const streams = st.streams.map((s) => {
     const pairs = s.listeners.map((l, i) => (s.targets.length ? `${l} \u2192 ${s.targets[i % s.targets.length]}` : l));
     return `<tr>${codeCell([s.uid])}${cell(s.owner, 'owner')}${cell(s.role)}${cell(s.state, `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
       cell(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`) +
       cell(`${formatBytes(s.bytes_to_target)} / ${formatBytes(s.bytes_from_target)}`, 'num') +
       cell(`${bps(s.to_target_bps)} / ${bps(s.from_target_bps)}`, 'num rate') +
+      cell(statedRate(s), 'num stated') +
       '<td></td></tr>';
   });
   const agents = st.agents.map(
@@ -203,8 +231,8 @@ export function renderStatusPage(st: StatusView, title: string): string {
 <h1>${escapeHtml(title)}</h1>
 <p class="summary"><span id="summary">${escapeHtml(summary)}</span> <span id="live">(a snapshot: reload for news, or allow JavaScript)</span></p>
 <h2>Streams</h2>
-<div class="wrap"><table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (last 10 s)</th><th>throughput</th></tr></thead>
-<tbody id="streams">${rows(streams, 10, 'no streams')}</tbody></table></div>
+<div class="wrap"><table><thead><tr><th>uid</th><th>owner</th><th>role</th><th>state</th><th>age</th><th>listeners \u2192 targets</th><th>connections</th><th>bytes to / from target</th><th>rate to / from target (last 10 s)</th><th>stated rate</th><th>throughput</th></tr></thead>
+<tbody id="streams">${rows(streams, 11, 'no streams')}</tbody></table></div>
 <h2>Data-server agents</h2>
 <table><thead><tr><th>name</th><th>address</th><th>listener ip</th><th>state</th><th>streams</th><th>free ports</th><th>rate</th></tr></thead>
 <tbody id="agents">${rows(agents, 7, 'no agents shown')}</tbody></table>

@@ -118,7 +118,7 @@ describe('metrics', () => {
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
       const text = res.body;
-      for (const family of ['scistream_streams', 'scistream_connections', 'scistream_bytes_total', 'scistream_stream_bytes_total', 'scistream_ports', 'scistream_rpc_requests_total', 'scistream_rpc_duration_seconds', 'scistream_wan_refused_total', 'scistream_agents']) {
+      for (const family of ['scistream_streams', 'scistream_connections', 'scistream_bytes_total', 'scistream_stream_bytes_total', 'scistream_ports', 'scistream_rpc_requests_total', 'scistream_rpc_duration_seconds', 'scistream_wan_refused_total', 'scistream_admission_refused_total', 'scistream_stream_rate_stated_bytes_per_second', 'scistream_stream_rate_cap_bytes_per_second', 'scistream_agents']) {
         assert.match(text, new RegExp(`^# TYPE ${family} `, 'm'), `${family} is served`);
       }
       assert.match(text, /^process_cpu_seconds_total /m, 'default process metrics');
@@ -129,6 +129,12 @@ describe('metrics', () => {
       assert.ok(sample(text, 'scistream_ports{state="reserved"}')! >= 1);
       assert.equal(sample(text, 'scistream_agents{state="up"}'), 1);
       assert.equal(sample(text, 'scistream_wan_refused_total{reason="wan-auth"}'), 0);
+      assert.equal(sample(text, 'scistream_admission_refused_total{reason="capacity"}'), 0);
+      assert.equal(sample(text, 'scistream_wan_refused_total{reason="capacity"}'), undefined, 'admission refusals are not connection refusals');
+      // --rate-policy none, a stream stating no rate: no rate series, no capacity families.
+      assert.ok(!text.includes(`scistream_stream_rate_stated_bytes_per_second{uid="${stream.uid}"}`));
+      assert.ok(!text.includes(`scistream_stream_rate_cap_bytes_per_second{uid="${stream.uid}"}`));
+      assert.doesNotMatch(text, /scistream_rate_(capacity|reserved)_bytes_per_second/);
       assert.ok(sample(text, 'scistream_rpc_requests_total{rpc="req",code="OK"}')! >= 1);
       assert.ok(sample(text, 'scistream_rpc_requests_total{rpc="update",code="OK"}')! >= 1);
       assert.equal(sample(text, 'scistream_rpc_requests_total{rpc="req",code="INVALID_ARGUMENT"}'), 1);
@@ -144,6 +150,52 @@ describe('metrics', () => {
       assert.equal(sample(after, 'scistream_streams{state="ready"}'), 0);
       assert.equal(sample(after, 'scistream_rpc_requests_total{rpc="release",code="OK"}'), (sample(text, 'scistream_rpc_requests_total{rpc="release",code="OK"}') ?? 0) + 1);
     } finally {
+      await stream.close();
+    }
+  });
+});
+
+describe('rate metrics under --rate-policy reserve', () => {
+  let m: MonitoredGateway;
+  before(async () => {
+    // 1 Gbit/s of capacity.
+    m = await startMonitoredGateway({ ratePolicy: 'reserve', capacityBps: 125_000_000 });
+  });
+  after(() => m.close());
+
+  test("a capped stream's stated rate and cap by uid, the capacity and what is reserved of it, capacity refusals; released streams' series dropped", async () => {
+    // 200 Mbit/s (25,000 kB/s), and an uncapped-by-policy neighbour is impossible under reserve: every stream states a rate.
+    const stream = await sinkStream(m.gw, { rate: 25_000 });
+    let released = false;
+    try {
+      await stream.send(100_000);
+      // Refused at admission: no rate stated, and more than is free (1.6 Gbit/s).
+      await assert.rejects(m.gw.client.req({ uid: 'no-rate', role: 'CONS', num_conn: 1, rate: 0 }), /INVALID_ARGUMENT.*states no rate/);
+      await assert.rejects(m.gw.client.req({ uid: 'too-fast', role: 'CONS', num_conn: 1, rate: 200_000 }), /RESOURCE_EXHAUSTED.*800 Mbit\/s/);
+      const text = (await http(`${m.url}/metrics`)).body;
+      assert.match(text, /^# TYPE scistream_stream_rate_stated_bytes_per_second gauge$/m);
+      assert.match(text, /^# TYPE scistream_rate_capacity_bytes_per_second gauge$/m);
+      assert.equal(sample(text, `scistream_stream_rate_stated_bytes_per_second{uid="${stream.uid}"}`), 25_000_000);
+      assert.equal(sample(text, `scistream_stream_rate_cap_bytes_per_second{uid="${stream.uid}"}`), 25_000_000);
+      assert.equal(sample(text, 'scistream_rate_capacity_bytes_per_second'), 125_000_000);
+      assert.equal(sample(text, 'scistream_rate_reserved_bytes_per_second'), 25_000_000);
+      assert.equal(sample(text, 'scistream_admission_refused_total{reason="capacity"}'), 2);
+      assert.equal(sample(text, 'scistream_admission_refused_total{reason="ports-per-user"}'), 0);
+      assert.equal(sample(text, 'scistream_admission_refused_total{reason="pending-hellos"}'), 0);
+      assert.equal(sample(text, 'scistream_rpc_requests_total{rpc="req",code="RESOURCE_EXHAUSTED"}'), 1);
+      assert.equal(sample(text, 'scistream_rpc_requests_total{rpc="req",code="INVALID_ARGUMENT"}'), 1);
+      // The refused reqs hold nothing: no series under their uids.
+      assert.ok(!text.includes('no-rate') && !text.includes('too-fast'));
+
+      await m.gw.client.release({ uid: stream.uid });
+      released = true;
+      const after = (await http(`${m.url}/metrics`)).body;
+      assert.ok(!after.includes(stream.uid), 'the series of a released stream are dropped');
+      assert.equal(sample(after, 'scistream_rate_reserved_bytes_per_second'), 0);
+      assert.equal(sample(after, 'scistream_rate_capacity_bytes_per_second'), 125_000_000);
+      assert.equal(sample(after, 'scistream_admission_refused_total{reason="capacity"}'), 2);
+    } finally {
+      if (!released) await m.gw.client.release({ uid: stream.uid }).catch(() => undefined);
       await stream.close();
     }
   });

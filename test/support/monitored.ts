@@ -6,6 +6,7 @@ import { startGateway, type TestGateway } from './gateway.js';
 import { startMonitor, type Monitor } from '../../src/s2cs/monitor.js';
 import { createLogger } from '../../src/log.js';
 import type { ControlServerOptions } from '../../src/s2cs/server.js';
+import type { ControlConnection } from '../../src/protocol/client.js';
 
 export interface MonitoredGateway {
   gw: TestGateway;
@@ -42,8 +43,17 @@ export interface SinkStream {
   close(): Promise<void>;
 }
 
+export interface SinkStreamOptions {
+  uid?: string;
+  /** Request.rate, kB/s (0: not stated). */
+  rate?: number;
+  /** Who asks (a connection with its own token); the gateway's own client by default. */
+  client?: ControlConnection;
+}
+
 /** A CONS stream of one connection, to a sink that counts what it gets. */
-export async function sinkStream(gw: TestGateway, uid = randomUUID()): Promise<SinkStream> {
+export async function sinkStream(gw: TestGateway, opts: SinkStreamOptions = {}): Promise<SinkStream> {
+  const { uid = randomUUID(), rate = 0, client: control = gw.client } = opts;
   let got = 0;
   const conns = new Set<Socket>();
   const sink: Server = createServer((s) => {
@@ -54,8 +64,15 @@ export async function sinkStream(gw: TestGateway, uid = randomUUID()): Promise<S
   });
   await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
   const target = `127.0.0.1:${(sink.address() as { port: number }).port}`;
-  const r = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
-  await gw.client.update({ uid, remote_listeners: [target], role: 'CONS' });
+  let r: Awaited<ReturnType<ControlConnection['req']>>;
+  try {
+    r = await control.req({ uid, role: 'CONS', num_conn: 1, rate });
+    await control.update({ uid, remote_listeners: [target], role: 'CONS' });
+  } catch (err) {
+    // A refused stream leaves no sink behind.
+    await new Promise((resolve) => sink.close(resolve));
+    throw err;
+  }
   const [host, port] = r.listeners[0]!.split(':');
   const client = connect({ host: host!, port: Number(port) });
   client.on('error', () => undefined);
