@@ -229,3 +229,22 @@ test('SIGTERM releases every stream with a reset (never a clean end) and exits 0
     await agent.close();
   }
 });
+
+test('SIGHUP and SIGUSR2 (a reload, an s2cs upgrade signalled to the whole unit) neither end the agent nor its streams', async () => {
+  const agent = await startAgentProcess();
+  const remote = new RemoteAgent({ address: agent.address });
+  try {
+    await remote.startListeners('hangup', 1);
+    let from = agent.proc.stderr().length;
+    agent.proc.child.kill('SIGHUP');
+    await agent.proc.waitFor(/SIGHUP: s2ds reloads nothing/, { from });
+    from = agent.proc.stderr().length;
+    agent.proc.child.kill('SIGUSR2');
+    await agent.proc.waitFor(/SIGUSR2: ignored by s2ds/, { from });
+    assert.ok(agent.proc.running(), agent.proc.describe());
+    assert.deepEqual((await remote.listStreams()).map((s) => s.uid), ['hangup']);
+  } finally {
+    await remote.close();
+    await agent.close();
+  }
+});

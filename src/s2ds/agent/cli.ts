@@ -124,6 +124,12 @@ const start: Command = program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    // SIGHUP's default would end the agent and every stream it carries (a service manager's reload, a closed terminal).
+    process.on('SIGHUP', () =>
+      logger.warn('SIGHUP: s2ds reloads nothing (its settings apply at start); it goes on forwarding. To apply a changed --config, restart it: the streams it carries then end'),
+    );
+    // SIGUSR2 restarts s2cs for an upgrade; a service manager that signals the whole unit must not end the workers with it.
+    process.on('SIGUSR2', () => logger.info('SIGUSR2: ignored by s2ds (it tells s2cs to exit for an upgrade); forwarding goes on'));
     onShutdown(async (signal) => {
       logger.info({ signal, streams: agent.service.size }, 'shutting down: releasing every stream');
       await agent.close();
