@@ -15,24 +15,11 @@ import { startMonitor } from '../../src/s2cs/monitor.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { createLogger } from '../../src/log.js';
 import { http, sinkStream, startMonitoredGateway, type MonitoredGateway } from '../support/monitored.js';
+import { until } from '../support/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PROMETHEUS = '/usr/bin/prometheus';
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) assert.fail(`${what} not seen within ${ms / 1000} s${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await sleep(250);
-  }
-}
 
 /** The value of one series in Prometheus text format, undefined when absent. */
 function sample(text: string, series: string): number | undefined {

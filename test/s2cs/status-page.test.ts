@@ -15,6 +15,7 @@ import { ControlConnection } from '../../src/protocol/client.js';
 import { MONITOR_LIMITS } from '../../src/s2cs/monitor.js';
 import { http, sinkStream, startMonitoredGateway, type MonitoredGateway, type SinkStream } from '../support/monitored.js';
 import { launchChromium, type Browser } from '../support/chromium.js';
+import { until } from '../support/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -204,15 +205,6 @@ describe('the monitor port under hostile requests', () => {
   });
 });
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) assert.fail(`${what} not seen within ${ms / 1000} s`);
-    await sleep(250);
-  }
-}
 
 /** Sends raw bytes and returns what comes back until the server closes (or 10 s). */
 function raw(port: number, request: string): Promise<string> {

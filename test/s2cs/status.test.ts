@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 import type { StatusResponse } from '../../src/protocol/client.js';
+import { until } from '../support/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ignore = (p: Promise<unknown>) => p.catch(() => undefined);
@@ -110,15 +111,6 @@ describe('age and rates', () => {
     return s;
   }
 
-  async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await probe();
-      if (v !== undefined) return v;
-      if (Date.now() > end) assert.fail(`${what} not seen within ${ms / 1000} s`);
-      await sleep(250);
-    }
-  }
 
   test('bytes through the stream show as rates each way, back to 0 once the window has passed; the sampler stops with the last stream', async () => {
     const uid = randomUUID();
