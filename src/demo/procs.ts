@@ -1,6 +1,7 @@
 // Child processes of the SciStream CLIs, for the demo and the end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const BIN_DIR = fileURLToPath(new URL('../../../bin/', import.meta.url));
@@ -134,14 +135,31 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-/** A range of `size` ports that were free a moment ago (S2DS skips any taken since). */
+/**
+ * A range of `size` ports that were free a moment ago (S2DS skips any taken since),
+ * below the kernel's ephemeral ports: freePort() and outgoing connections take
+ * theirs from there, and a gateway's listeners (spares open at start) must not
+ * take the port another process was just told is free.
+ */
 export async function freePortRange(size: number, host = '127.0.0.1'): Promise<{ first: number; last: number }> {
+  const below = Math.max(10_000 + size + 1, ephemeralPorts().first);
   for (let attempt = 0; attempt < 50; attempt++) {
-    const first = 20_000 + Math.floor(Math.random() * 30_000);
+    const first = 10_000 + Math.floor(Math.random() * (below - size - 10_000));
     const free = await Promise.all(Array.from({ length: size }, (_, i) => isFree(host, first + i)));
     if (free.every(Boolean)) return { first, last: first + size - 1 };
   }
   throw new Error(`no ${size} consecutive free ports found on ${host}`);
+}
+
+/** The kernel's ephemeral port range (Linux); the usual default elsewhere. */
+function ephemeralPorts(): { first: number; last: number } {
+  try {
+    const [first, last] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(first) && Number.isInteger(last)) return { first: first!, last: last! };
+  } catch {
+    // not Linux
+  }
+  return { first: 32_768, last: 60_999 };
 }
 
 function isFree(host: string, port: number): Promise<boolean> {
