@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN_DIR, freePortRange, spawnCli, watchChild } from '../src/demo/procs.js';
@@ -82,14 +82,26 @@ test('on a terminal (a pty from script(1)): readable lines by default; --log-jso
       await p.waitFor(expect, { timeoutMs: 20_000 });
       if (extra === '') assert.doesNotMatch(p.stdout(), /"level":/);
     } finally {
-      // The pty's session: script and s2ds under it.
-      try {
-        process.kill(-p.pid!, 'SIGTERM');
-      } catch {
-        // gone
+      // s2ds runs in the pty's own session (script calls setsid), so neither script's process
+      // group nor the terminal's hangup (s2ds ignores SIGHUP) ends it: it is stopped by pid.
+      for (const pid of childrenOf(p.pid!)) {
+        try {
+          process.kill(pid, 'SIGTERM');
+        } catch {
+          // gone
+        }
       }
-      await p.stop('SIGKILL', 5000);
+      await p.stop('SIGTERM', 5000);
     }
   }
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** The direct children of a process (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
