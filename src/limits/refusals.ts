@@ -4,15 +4,24 @@
 import type { Logger } from '../log.js';
 
 /** Every kind of refusal a gateway counts; documented in the README's "Limits and protections". */
-export type RefusalKind =
-  | 'conns-per-listener'
-  | 'waiting-conns'
-  | 'buffer-memory'
-  | 'wan-auth'
-  | 'target-unreachable'
-  | 'pending-hellos'
-  | 'ports-per-user'
-  | 'capacity';
+export const REFUSAL_KINDS = [
+  'conns-per-listener',
+  'waiting-conns',
+  'buffer-memory',
+  'wan-auth',
+  'target-unreachable',
+  'pending-hellos',
+  'ports-per-user',
+  'capacity',
+] as const;
+export type RefusalKind = (typeof REFUSAL_KINDS)[number];
+
+export function isRefusalKind(kind: string): kind is RefusalKind {
+  return (REFUSAL_KINDS as readonly string[]).includes(kind);
+}
+
+/** Refusals counted elsewhere (a data-server agent in another process), added to this gateway's totals. */
+export type RefusalSource = () => Iterable<{ kind: string; count: number }>;
 
 interface KindState {
   total: number;
@@ -25,6 +34,7 @@ interface KindState {
 
 export class Refusals {
   private readonly kinds = new Map<RefusalKind, KindState>();
+  private readonly sources: RefusalSource[] = [];
 
   constructor(
     private readonly logger: Logger,
@@ -66,8 +76,21 @@ export class Refusals {
   }
 
   /** Totals since start, by kind. */
+  /** What this gateway refused since it started: its own counts and its sources' (addSource). */
   totals(): { kind: RefusalKind; count: number }[] {
-    return [...this.kinds.entries()].map(([kind, s]) => ({ kind, count: s.total }));
+    const sums = new Map<RefusalKind, number>([...this.kinds.entries()].map(([kind, s]) => [kind, s.total]));
+    for (const source of this.sources) {
+      for (const { kind, count } of source()) {
+        // Another process's numbers: only known kinds, only whole counts.
+        if (isRefusalKind(kind) && Number.isSafeInteger(count) && count > 0) sums.set(kind, (sums.get(kind) ?? 0) + count);
+      }
+    }
+    return [...sums.entries()].map(([kind, count]) => ({ kind, count }));
+  }
+
+  /** Counts kept by another process (a data-server agent: its refusals are counted and logged there). */
+  addSource(source: RefusalSource): void {
+    this.sources.push(source);
   }
 
   /** Logs what is still unlogged and stops the timers (shutdown). */

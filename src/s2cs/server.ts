@@ -250,6 +250,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     ? undefined
     : new AgentPool(agents ?? [local!], { logger: logger.child({ component: 'agents' }), spares: opts.spareListeners ?? SPARE_LISTENERS });
   const dataServer: DataServer = opts.dataServer ?? pool!;
+  // Agents in other processes count (and log) the data connections they refuse; status and /metrics show them with ours.
+  if (pool) refusals.addSource(() => pool.refusalTotals());
   const table = new StreamTable({
     dataServer,
     helloTimeoutMs,

@@ -100,6 +100,8 @@ export interface AgentHealth {
   bufferMemoryReserved: number;
   bufferMemoryLimit: number;
   startedAtMs: number;
+  /** Data connections it refused since it started, by kind (agents in other processes; absent in process). */
+  refusals?: { kind: string; count: number }[];
   /** Ports held by spare listeners (every owner); counted in reservedPorts. */
   sparePorts?: number;
 }

@@ -138,6 +138,11 @@ export class LocalDataServer implements DataServer {
     this.maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
   }
 
+  /** What this data server refused, by kind (with a shared Refusals, the stream table's too). */
+  refusalTotals(): { kind: string; count: number }[] {
+    return this.refusals.totals();
+  }
+
   bufferMemory(): { reserved: number; limit: number } {
     return { reserved: this.reservedMemory, limit: this.maxBufferMemory };
   }

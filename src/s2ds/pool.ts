@@ -340,19 +340,22 @@ export class AgentPool implements DataServer {
     const plan = this.place(uid, count);
     const capBps = opts.capBps ?? 0;
     if ([...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps);
-    // Spares an agent has are given back when its share needs more ports than it has
-    // free otherwise: they must not make a request fail that would fit without them.
-    // (The agent's free count may date from before its spares opened: counted without them.)
-    await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-    if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
-    const work = this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
-      // The agent's free count was older than its spares: give them back and try once more.
-      const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
-      if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
-      await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-      return this.reserve(uid, count, plan, capBps);
-    });
+    // Known as starting before anything is awaited: a release that comes meanwhile waits for it
+    // (release() finds it in `starting`) instead of finding nothing and leaving the listeners behind.
+    const work = (async () => {
+      // Spares an agent has are given back when its share needs more ports than it has
+      // free otherwise: they must not make a request fail that would fit without them.
+      // (The agent's free count may date from before its spares opened: counted without them.)
+      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
+      return this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
+        // The agent's free count was older than its spares: give them back and try once more.
+        const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
+        if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
+        await Promise.all(holding.map((a) => this.giveBackSpares(a)));
+        return this.reserve(uid, count, plan, capBps);
+      });
+    })();
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -418,6 +421,13 @@ export class AgentPool implements DataServer {
       for (const s of shares) this.refill(s.agent);
     }, REFILL_DELAY_MS).unref();
     return listeners;
+  }
+
+  /** What the agents refused (counted in their own processes), by kind, summed over the agents' last answers. */
+  refusalTotals(): { kind: string; count: number }[] {
+    const sums = new Map<string, number>();
+    for (const a of this.members) for (const r of a.health()?.refusals ?? []) sums.set(r.kind, (sums.get(r.kind) ?? 0) + r.count);
+    return [...sums].map(([kind, count]) => ({ kind, count }));
   }
 
   /** Waits for a stream's assignment from spares; its failure means the stream is gone. */

@@ -265,3 +265,21 @@ test('adopt: a new pool over the same agents takes the streams back in global or
     echo.server.close();
   }
 });
+
+test('a release that comes while a stream is being reserved waits for it and frees its listeners', async () => {
+  const a = await agent('a', 4);
+  const pool = new AgentPool([a], { logger: captureLogger().logger });
+  try {
+    // Released in the same turn as the request: before any agent call has answered.
+    const starting = pool.startListeners('raced', 2);
+    const releasing = pool.release('raced');
+    await Promise.allSettled([starting, releasing]);
+    assert.equal(a.ports().reserved, 0, 'no listener left behind');
+    assert.equal(pool.stats('raced'), undefined);
+    // The uid is free again.
+    assert.equal((await pool.startListeners('raced', 1)).length, 1);
+    await pool.release('raced');
+  } finally {
+    await pool.close();
+  }
+});

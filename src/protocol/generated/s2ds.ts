@@ -7,6 +7,7 @@ import type { AssignRequest as _scistream_s2ds_AssignRequest, AssignRequest__Out
 import type { Empty as _scistream_s2ds_Empty, Empty__Output as _scistream_s2ds_Empty__Output } from './scistream/s2ds/Empty';
 import type { Listeners as _scistream_s2ds_Listeners, Listeners__Output as _scistream_s2ds_Listeners__Output } from './scistream/s2ds/Listeners';
 import type { RecordRequest as _scistream_s2ds_RecordRequest, RecordRequest__Output as _scistream_s2ds_RecordRequest__Output } from './scistream/s2ds/RecordRequest';
+import type { RefusalCount as _scistream_s2ds_RefusalCount, RefusalCount__Output as _scistream_s2ds_RefusalCount__Output } from './scistream/s2ds/RefusalCount';
 import type { SetTargetsRequest as _scistream_s2ds_SetTargetsRequest, SetTargetsRequest__Output as _scistream_s2ds_SetTargetsRequest__Output } from './scistream/s2ds/SetTargetsRequest';
 import type { SpareRelease as _scistream_s2ds_SpareRelease, SpareRelease__Output as _scistream_s2ds_SpareRelease__Output } from './scistream/s2ds/SpareRelease';
 import type { SpareRequest as _scistream_s2ds_SpareRequest, SpareRequest__Output as _scistream_s2ds_SpareRequest__Output } from './scistream/s2ds/SpareRequest';
@@ -29,6 +30,7 @@ export interface ProtoGrpcType {
       Empty: MessageTypeDefinition<_scistream_s2ds_Empty, _scistream_s2ds_Empty__Output>
       Listeners: MessageTypeDefinition<_scistream_s2ds_Listeners, _scistream_s2ds_Listeners__Output>
       RecordRequest: MessageTypeDefinition<_scistream_s2ds_RecordRequest, _scistream_s2ds_RecordRequest__Output>
+      RefusalCount: MessageTypeDefinition<_scistream_s2ds_RefusalCount, _scistream_s2ds_RefusalCount__Output>
       SetTargetsRequest: MessageTypeDefinition<_scistream_s2ds_SetTargetsRequest, _scistream_s2ds_SetTargetsRequest__Output>
       SpareRelease: MessageTypeDefinition<_scistream_s2ds_SpareRelease, _scistream_s2ds_SpareRelease__Output>
       SpareRequest: MessageTypeDefinition<_scistream_s2ds_SpareRequest, _scistream_s2ds_SpareRequest__Output>

@@ -216,6 +216,7 @@ export class AgentService {
       buffer_memory_limit: memory.limit,
       started_at_ms: this.startedAtMs,
       spare_ports: this.sparesHeld(),
+      refusals: engine.refusalTotals(),
     };
   }
 

@@ -1,5 +1,6 @@
 // Original file: proto/s2ds.proto
 
+import type { RefusalCount as _scistream_s2ds_RefusalCount, RefusalCount__Output as _scistream_s2ds_RefusalCount__Output } from '../../scistream/s2ds/RefusalCount';
 import type { Long } from '@grpc/proto-loader';
 
 export interface AgentHealth {
@@ -14,6 +15,7 @@ export interface AgentHealth {
   'buffer_memory_limit'?: (number | string | Long);
   'started_at_ms'?: (number | string | Long);
   'spare_ports'?: (number);
+  'refusals'?: (_scistream_s2ds_RefusalCount)[];
 }
 
 export interface AgentHealth__Output {
@@ -28,4 +30,5 @@ export interface AgentHealth__Output {
   'buffer_memory_limit': (string);
   'started_at_ms': (string);
   'spare_ports': (number);
+  'refusals': (_scistream_s2ds_RefusalCount__Output)[];
 }
