@@ -38,9 +38,9 @@ function crashReport(gw: S2csUnderTest, done: number, inFlight: FuzzItem[]): str
   );
 }
 
-async function campaign(t: { diagnostic(m: string): void }, label: string, tls: boolean, count: number, seed: number): Promise<void> {
+async function campaign(t: { diagnostic(m: string): void }, label: string, tls: boolean, count: number, seed: number, extra: string[] = []): Promise<void> {
   t.diagnostic(`${label}: run seed ${SEED} (replay: SCISTREAM_FUZZ_SEED=${SEED}), generator seed ${seed}`);
-  const gw = await startS2cs({ tls, ports: 32 });
+  const gw = await startS2cs({ tls, ports: 32, extra });
   const sender = new Sender(gw.address, gw.credentials, 4000);
   try {
     // Both client connections open before the baseline, so that they are in it.
@@ -90,6 +90,12 @@ describe('hostile control messages to a real s2cs process', () => {
 
   test(`${TLS_MESSAGES} generated messages, control TLS (self-signed default)`, { timeout: 120_000 }, async (t) => {
     await campaign(t, 'tls', true, TLS_MESSAGES, (SEED ^ 0x5a5a5a5a) >>> 0);
+  });
+
+  // Streams in two worker processes, set up from the listeners they keep open ahead (spares)
+  // or bound for the stream, released in every order the generator finds.
+  test(`${TLS_MESSAGES} generated messages, two local workers`, { timeout: 120_000 }, async (t) => {
+    await campaign(t, 'workers', true, TLS_MESSAGES, (SEED ^ 0x3c3c3c3c) >>> 0, ['--workers', '2']);
   });
 
   test('the reported crash inputs: 40 x U+1F600 then "a", and lone surrogates, in uid, role and address of every rpc', { timeout: 60_000 }, async (t) => {

@@ -766,7 +766,12 @@ export async function releaseAll(sender: Sender): Promise<{ released: number; re
       // Counted by what status says next.
     }
   }
-  const after = await sender.typed.status({ uid: '' });
+  // Agents in worker processes report their ports once a second: wait for the counts to settle.
+  let after = await sender.typed.status({ uid: '' });
+  for (let i = 0; i < 30 && after.reserved_ports > 0; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await sender.typed.status({ uid: '' });
+  }
   return { released, reservedPorts: after.reserved_ports, leftUids: after.streams.map((s) => s.uid) };
 }
 
