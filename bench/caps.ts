@@ -5,7 +5,7 @@
 // up with `inbound-request --rate`, iperf3 -R -P N through its listener. Reported:
 // the achieved rate (iperf3's bytes over its seconds), its error against the cap,
 // CPU seconds of s2cs and its worker per GB and per second (share of one core).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,7 +14,7 @@ import { freePort } from '../src/demo/procs.js';
 import { inboundRequest, releaseStream } from '../src/s2uc/flows.js';
 import { formatBitRate, parseRate } from '../src/units.js';
 import { gateway } from './contenders.js';
-import { cpuSeconds, ensureTools, start, stopAll } from './tools.js';
+import { cpuSeconds, ensureTools, runScript, start } from './tools.js';
 
 export interface CapRow {
   /** As given, e.g. "1Gbit/s"; "none" for the uncapped stream. */
@@ -110,14 +110,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
   const dir = mkdtempSync(join(tmpdir(), 'scistream-caps-'));
   const say = (line: string) => process.stderr.write(`${line}\n`);
   ensureTools(say);
-  capRows({ seconds: Number(values.seconds), repeats: Number(values.repeats), conns: Number(values.conns), dir, say })
-    .then((rows) => console.log(capTable(rows)))
-    .catch((err: unknown) => {
-      console.error(`caps bench failed: ${(err as Error).message}`);
-      process.exitCode = 1;
-    })
-    .finally(async () => {
-      await stopAll();
-      rmSync(dir, { recursive: true, force: true });
-    });
+  runScript('caps bench', dir, async () => {
+    console.log(capTable(await capRows({ seconds: Number(values.seconds), repeats: Number(values.repeats), conns: Number(values.conns), dir, say })));
+  });
 }

@@ -6,14 +6,14 @@
 // worker (written when they exit: their environment, which s2cs passes on to its
 // workers, loads bench/cpu-prof-preload.ts) and, when
 // `perf` is there, a perf profile of each side's busiest process for `perf report`.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
 import { freePort } from '../src/demo/procs.js';
 import { scistream, stunnel, type Contender } from './contenders.js';
-import { start, stopAll } from './tools.js';
+import { runScript, start } from './tools.js';
 
 process.noDeprecation = true;
 const { values } = parseArgs({
@@ -135,12 +135,4 @@ async function main(): Promise<void> {
   await run(st, 'stunnel', (p) => (p === sp ? 'producer' : 'consumer'), values.out);
 }
 
-main()
-  .catch((err: unknown) => {
-    console.error(`profile failed: ${(err as Error).message}`);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  });
+runScript('profile', dir, main);

@@ -4,14 +4,14 @@
 // --workers 1 and with --workers 2; per process: CPU seconds, read and write system
 // calls (/proc/PID/io, no tracing overhead) per GB, and CPU used while idle (the
 // supervisor's and pool's polling, which grows with the workers).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { freePort } from '../src/demo/procs.js';
 import { s2dsHop, type Contender } from './contenders.js';
-import { cpuSeconds, start, stopAll } from './tools.js';
+import { cpuSeconds, runScript, start } from './tools.js';
 
 process.noDeprecation = true;
 const { values } = parseArgs({ options: { conns: { type: 'string', default: '4' }, seconds: { type: 'string', default: '5' } } });
@@ -68,12 +68,4 @@ async function main(): Promise<void> {
   }
 }
 
-main()
-  .catch((err: unknown) => {
-    console.error(`profile failed: ${(err as Error).message}`);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
-  });
+runScript('profile', dir, main);

@@ -1,7 +1,7 @@
 // What the benchmark needs from the machine: the contenders' packages, processes it
 // starts and always stops, and the CPU time and memory of those processes.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { watchChild, type Proc } from '../src/demo/procs.js';
@@ -84,6 +84,22 @@ function isWorker(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Runs a bench script's `main`: a failure is one line and exit code 1, and whatever
+ * it started is stopped and its scratch directory removed either way.
+ */
+export function runScript(label: string, dir: string, main: () => Promise<void>): void {
+  main()
+    .catch((err: unknown) => {
+      console.error(`${label} failed: ${(err as Error).message}`);
+      process.exitCode = 1;
+    })
+    .finally(async () => {
+      await stopAll();
+      rmSync(dir, { recursive: true, force: true });
+    });
 }
 
 export async function stopAll(): Promise<void> {
