@@ -10,6 +10,7 @@ import { parseRate, parseSize } from '../units.js';
 import { RATE_POLICIES } from './streams.js';
 import { startControlServer, DEFAULTS } from './server.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
+import { CONTROL_ADMISSION_DEFAULTS } from './control-admission.js';
 import { join } from 'node:path';
 import { loadServerTls, serverCredentials, type ServerTls } from '../security/control-tls.js';
 import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authenticator } from '../auth/index.js';
@@ -85,6 +86,10 @@ const start: Command = program
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
+  // Control-port admission (control-admission.ts): checked at accept, before TLS; more are reset and counted.
+  .option('--max-control-conns-per-source <n>', 'control connections one address (IPv6: one /64) may hold open at once; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxConnsPerSource)
+  .option('--max-control-handshakes-per-source <n>', 'control connections of one address (IPv6: one /64) in their TLS handshake at once; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxHandshakesPerSource)
+  .option('--max-control-conns <n>', 'control connections open at once from all addresses; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxConns)
   // Monitoring (monitor.ts): off unless asked for.
   .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
   .option('--metrics-public', 'with --auth introspect or jwt: allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
@@ -194,6 +199,7 @@ const start: Command = program
         capacityBps: flags.capacity,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
+        controlAdmission: { maxConnsPerSource: flags.maxControlConnsPerSource, maxHandshakesPerSource: flags.maxControlHandshakesPerSource, maxConns: flags.maxControlConns },
         auth,
         admins: flags.admin,
         logger,

@@ -61,6 +61,9 @@ export interface StartFlags {
   logFormat: LogFormat;
   idleTimeout: number;
   handshakeTimeout: number;
+  maxControlConnsPerSource: number;
+  maxControlHandshakesPerSource: number;
+  maxControlConns: number;
   metricsListen?: string;
   metricsPublic?: boolean;
 }

@@ -12,6 +12,7 @@ import { StreamTable, isLoopback, plaintextDataPolicy, type RatePolicy } from '.
 import { formatBitRate } from '../units.js';
 import { portList } from '../s2ds/local.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
+import { CONTROL_ADMISSION_DEFAULTS, ControlAdmission, admitThrough, type ControlAdmissionLimits } from './control-admission.js';
 import { Supervisor } from './supervisor.js';
 
 export interface ControlServerOptions {
@@ -53,6 +54,8 @@ export interface ControlServerOptions {
   credentials?: grpc.ServerCredentials;
   /** When the control port closes idle, silent and broken connections (control-port.ts). */
   controlPort?: ControlPortLimits;
+  /** Control connections and TLS handshakes per source address, and connections in all (control-admission.ts). */
+  controlAdmission?: Partial<ControlAdmissionLimits>;
   logger?: Logger;
   /** A data server used as is (tests); no agents, no pool. */
   dataServer?: DataServer;
@@ -102,6 +105,8 @@ export interface ControlServer {
   /** The control port actually bound. */
   readonly port: number;
   readonly refusals: Refusals;
+  /** Who holds control connections now (per-source limits). */
+  readonly admission: ControlAdmission;
   readonly table: StreamTable;
   readonly dataServer: DataServer;
   /** The agents behind dataServer (undefined when a data server was given as is). */
@@ -280,6 +285,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     await table.adopt(await pool.adopt());
   }
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
+  const admission = new ControlAdmission({ ...CONTROL_ADMISSION_DEFAULTS, ...opts.controlAdmission }, refusals);
+  admitThrough(server, admission);
   // The handlers read auth and limits from here at each call; reconfigure replaces them.
   const agentSummaries = () => pool?.agents() ?? [];
   const metrics = new GatewayMetrics({ table, dataServer, agents: agentSummaries, refusals });
@@ -333,6 +340,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   return {
     port,
     refusals,
+    admission,
     table,
     dataServer,
     pool,
