@@ -22,6 +22,7 @@ import { checkStartFlags, derivedSettings, reloadConfig, type Running, type Star
 import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
 import { isLoopback } from './streams.js';
+import { startupProblem, startupWarnings } from './startup-checks.js';
 
 const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
@@ -114,6 +115,10 @@ const start: Command = program
       return usage((err as Error).message);
     }
     const { bindIp, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
+    // Broken state (state dir, certificate bundles) ends start-up here, not at the first handshake.
+    const broken = startupProblem(flags, plan);
+    if (broken) usage(broken);
+    for (const warning of startupWarnings(flags, plan)) logger.warn(warning);
     if (flags.port !== 0) {
       const controlProblem = await canBind(flags.controlHost, flags.port);
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
@@ -136,6 +141,7 @@ const start: Command = program
       } catch (err) {
         return usage(`control channel TLS: ${(err as Error).message}`);
       }
+      for (const warning of tls.warnings ?? []) logger.warn(warning);
     }
     let auth: Authenticator;
     try {
@@ -155,6 +161,7 @@ const start: Command = program
         } catch (err) {
           return usage(`certificate for the agent link: ${(err as Error).message}`);
         }
+        if (!tls) for (const warning of own.warnings ?? []) logger.warn(warning);
         let agentCerts: string;
         try {
           agentCerts = readFileSync(flags.s2dsCert!, 'utf8');
