@@ -1,8 +1,8 @@
 // The state directory (certificates, workers' sockets and logs) must be writable before a
 // server starts: a read-only, full or foreign directory is said so in plain words, not as
 // an errno from whichever write happened to fail first.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 /** A write problem in plain words, with what to do (an errno code, else the message). */
 export function stateDirProblem(err: unknown): string {
@@ -38,8 +38,24 @@ export function stateDirUnwritable(dir: string): string | undefined {
     writeFileSync(probe, Buffer.alloc(16 * 1024));
   } catch (err) {
     rmSync(probe, { force: true });
-    return `the state dir ${dir} cannot be written: ${stateDirProblem(err)}`;
+    return `the state dir ${dir} cannot be written: ${stateDirProblem(ancestorProblem(dir, err))}`;
   }
   rmSync(probe, { force: true });
   return undefined;
+}
+
+/**
+ * Node's recursive mkdir reports ENOENT when a missing directory cannot be made under a
+ * read-only or foreign parent; the first existing ancestor then tells the real cause.
+ */
+function ancestorProblem(dir: string, err: unknown): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return err;
+  let up = dirname(dir);
+  while (!existsSync(up) && dirname(up) !== up) up = dirname(up);
+  try {
+    accessSync(up, constants.W_OK);
+  } catch (cause) {
+    return cause;
+  }
+  return err;
 }
