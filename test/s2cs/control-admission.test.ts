@@ -12,6 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import * as http2 from 'node:http2';
 import { ControlConnection } from '../../src/protocol/client.js';
 import { fdCount, rssMiB, settleFds, startS2cs } from '../support/hostile.js';
+import { startGateway } from '../support/gateway.js';
 
 const FLOOD_FROM = '127.0.0.2';
 const PER_SOURCE = 200;
@@ -63,7 +64,7 @@ function idleSession(port: number): Held {
 test('a flood of thousands of control connections from one address is held to its per-source limits; another address is served throughout; descriptors and memory come back', { timeout: 180_000 }, async () => {
   const gw = await startS2cs({
     tls: true,
-    extra: ['--workers', '0', '--max-control-conns-per-source', String(PER_SOURCE), '--max-control-handshakes-per-source', String(HANDSHAKES_PER_SOURCE)],
+    extra: ['--workers', '0', '--metrics-listen', '127.0.0.1:0', '--max-control-conns-per-source', String(PER_SOURCE), '--max-control-handshakes-per-source', String(HANDSHAKES_PER_SOURCE)],
   });
   const port = Number(gw.address.split(':')[1]);
   const legit = new ControlConnection(gw.address, { insecure: false, credentials: gw.credentials, deadlineMs: 10_000 });
@@ -128,6 +129,12 @@ test('a flood of thousands of control connections from one address is held to it
     const refused = (kind: string) => Number(st.refusals?.find((r) => r.kind === kind)?.count ?? 0);
     assert.ok(refused('control-handshakes-per-source') >= 2000 - HANDSHAKES_PER_SOURCE - 10, `control-handshakes-per-source: ${refused('control-handshakes-per-source')}`);
     assert.ok(refused('control-conns-per-source') >= 1500 - PER_SOURCE - 10, `control-conns-per-source: ${refused('control-conns-per-source')}`);
+    const metricsAt = /metrics at (http:\/\/[^\s]+\/metrics)/.exec(gw.proc.stderr())![1]!;
+    const metrics = await (await fetch(metricsAt)).text();
+    const metric = (reason: string) => Number(new RegExp(`^scistream_control_refused_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(metrics)?.[1]);
+    assert.equal(metric('control-handshakes-per-source'), refused('control-handshakes-per-source'));
+    assert.equal(metric('control-conns-per-source'), refused('control-conns-per-source'));
+    assert.equal(metric('control-conns'), 0);
     // Rate-limited: a line per kind, not one per refusal.
     const lines = gw.proc.stderr().split('\n').filter((l) => l.includes('control connection from 127.0.0.2 refused'));
     assert.ok(lines.length >= 1 && lines.length <= 10, `${lines.length} refusal log lines`);
@@ -152,5 +159,37 @@ test('a flood of thousands of control connections from one address is held to it
     for (const c of flood) c.destroy();
     legit.close();
     await gw.stop();
+  }
+});
+
+test('--max-control-conns bounds the control connections of all sources together; a connection that ends gives its place back', { timeout: 60_000 }, async () => {
+  const gw = await startGateway({ controlAdmission: { maxConns: 20, maxConnsPerSource: 1000, maxHandshakesPerSource: 1000 } });
+  const port = gw.server.port;
+  const conns: Socket[] = [];
+  try {
+    await gw.client.status({ uid: '' });
+    // The test's own client holds one.
+    const opened = await Promise.all(
+      Array.from({ length: 40 }, () => {
+        const s = netConnect({ host: '127.0.0.1', port });
+        conns.push(s);
+        s.on('error', () => undefined);
+        return new Promise<Socket>((resolve) => s.once('connect', () => resolve(s)));
+      }),
+    );
+    await sleep(300);
+    const open = opened.filter((s) => !s.destroyed && s.readyState === 'open').length;
+    assert.equal(open, 19, `connections held: ${open}`);
+    assert.equal(gw.server.admission.held().conns, 20);
+    const refusals = gw.server.refusals.totals().find((r) => r.kind === 'control-conns')?.count;
+    assert.equal(refusals, 21);
+    for (const s of opened) s.destroy();
+    const end = Date.now() + 5000;
+    while (gw.server.admission.held().conns > 1 && Date.now() < end) await sleep(50);
+    assert.equal(gw.server.admission.held().conns, 1);
+    assert.ok((await gw.client.status({ uid: '' })).free_ports > 0);
+  } finally {
+    for (const s of conns) s.destroy();
+    await gw.close();
   }
 });
