@@ -42,9 +42,13 @@ async function s2csArgs(extra: string[]): Promise<string[]> {
   return ['start', '--listener-ip', '127.0.0.1', '--control-host', '127.0.0.1', '--port', String(await freePort()), '--port-range', `${range.first}-${range.last}`, '--workers', '0', ...extra];
 }
 
-/** Runs `proc` until it exits, or until it says ready (then it is stopped: start-up let it through). */
+/**
+ * Runs `proc` until it exits, or until it says ready (then it is stopped: start-up let it through).
+ * s2cs copies its workers' logs, "s2ds ready" among them: the program's own line is awaited.
+ */
 async function outcome(proc: Proc): Promise<{ code: number | 'ready'; stderr: string }> {
-  const ready = proc.waitFor(/ready: /, { timeoutMs: 20_000 }).then(
+  const program = proc.name.split(' ')[0]!;
+  const ready = proc.waitFor(new RegExp(`${program} ready: `), { timeoutMs: 20_000 }).then(
     () => 'ready' as const,
     () => undefined,
   );
