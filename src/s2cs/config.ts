@@ -225,6 +225,9 @@ export const RELOADABLE = new Set([
   'hello-timeout',
   'setup-timeout',
   'max-conn',
+  'max-control-conns-per-source',
+  'max-control-handshakes-per-source',
+  'max-control-conns',
   'verbose',
 ]);
 
@@ -289,6 +292,9 @@ export async function reloadConfig(cmd: Command, current: Running, server: Pick<
   if (apply.includes('max-pending-hellos-per-peer')) settings.maxPendingHellosPerPeer = next.flags.maxPendingHellosPerPeer;
   if (apply.includes('hello-timeout')) settings.helloTimeoutMs = next.flags.helloTimeout * 1000;
   if (apply.includes('setup-timeout')) settings.setupTimeoutMs = next.plan.setupTimeout * 1000;
+  if (['max-control-conns-per-source', 'max-control-handshakes-per-source', 'max-control-conns'].some((k) => apply.includes(k))) {
+    settings.controlAdmission = { maxConnsPerSource: next.flags.maxControlConnsPerSource, maxHandshakesPerSource: next.flags.maxControlHandshakesPerSource, maxConns: next.flags.maxControlConns };
+  }
   try {
     server.reconfigure(settings);
   } catch (err) {

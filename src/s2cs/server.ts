@@ -150,6 +150,8 @@ export interface RuntimeSettings {
   maxPendingHellosPerPeer?: number;
   helloTimeoutMs?: number;
   setupTimeoutMs?: number;
+  /** Control connections per source and in all (connections held beyond a lowered limit stay until they end). */
+  controlAdmission?: ControlAdmissionLimits;
 }
 
 export const DEFAULTS = {
@@ -405,6 +407,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         ...(settings.admins !== undefined ? { admins: new Set(settings.admins) } : {}),
       });
       Object.assign(running, next);
+      if (settings.controlAdmission) admission.setLimits(settings.controlAdmission);
       deps.auth = auth;
       deps.limits = { ...deps.limits, maxConn };
     },

@@ -13,6 +13,10 @@ import * as http2 from 'node:http2';
 import { ControlConnection } from '../../src/protocol/client.js';
 import { fdCount, rssMiB, settleFds, startS2cs } from '../support/hostile.js';
 import { startGateway } from '../support/gateway.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePortRange, spawnCli } from '../../src/demo/procs.js';
 
 const FLOOD_FROM = '127.0.0.2';
 const PER_SOURCE = 200;
@@ -191,5 +195,35 @@ test('--max-control-conns bounds the control connections of all sources together
   } finally {
     for (const s of conns) s.destroy();
     await gw.close();
+  }
+});
+
+test('SIGHUP applies new control-port limits from the --config file: connections held beyond them stay, new ones follow them', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-admission-'));
+  const file = join(dir, 'gw.toml');
+  const range = await freePortRange(4);
+  const base = ['listener-ip = "127.0.0.1"', 'control-host = "127.0.0.1"', 'port = 0', `port-range = "${range.first}-${range.last}"`, 'insecure = true', 'workers = 0'];
+  writeFileSync(file, [...base, 'max-control-conns-per-source = 5'].join('\n'));
+  const proc = spawnCli('s2cs', ['start', '--config', file]);
+  const conns: Held[] = [];
+  try {
+    const port = Number((await proc.waitFor(/s2cs ready: control on [^\s]+:(\d+)/, { timeoutMs: 20_000 }))[1]);
+    const openMany = async (count: number) => {
+      const wave = Array.from({ length: count }, () => silent(port));
+      conns.push(...wave);
+      await Promise.all(wave.map((c) => c.up));
+      await sleep(300);
+      return conns.filter((c) => c.open()).length;
+    };
+    assert.equal(await openMany(10), 5);
+    const from = proc.stderr().length;
+    writeFileSync(file, [...base, 'max-control-conns-per-source = 8'].join('\n'));
+    proc.child.kill('SIGHUP');
+    await proc.waitFor(/reloaded: max-control-conns-per-source 5 -> 8/, { from });
+    assert.equal(await openMany(10), 8);
+  } finally {
+    for (const c of conns) c.destroy();
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
