@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN_DIR, freePort, freePortRange, spawnCli, watchChild, type Proc } from '../../src/demo/procs.js';
 import { createSelfSigned } from '../../src/security/certificates.js';
+import { createPrivateKey } from 'node:crypto';
 
 const home = mkdtempSync(join(tmpdir(), 'scistream-startup-'));
 const env = { ...process.env, SCISTREAM_HOME: home };
@@ -85,13 +86,15 @@ describe('s2cs start: the control certificate and key', () => {
     refused(await s2cs(['--state-dir', noCert]), `${noCert}/tls/cert.pem`, 'does not exist');
   });
 
-  test('--tls-cert/--tls-key: missing, a directory, empty, not a certificate, or not a pair: exit 2 naming the flag and the file', async () => {
-    const d = dir({ 'cert.pem': pair.cert, 'key.pem': pair.key, 'other.key': other.key, 'empty.pem': '', 'key-as-cert.pem': pair.key });
+  test('--tls-cert/--tls-key: missing, a directory, empty, not a certificate, not a pair, or encrypted: exit 2 naming the flag and the file', async () => {
+    const encrypted = createPrivateKey(pair.key).export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'secret' }) as string;
+    const d = dir({ 'cert.pem': pair.cert, 'key.pem': pair.key, 'other.key': other.key, 'empty.pem': '', 'key-as-cert.pem': pair.key, 'encrypted.key': encrypted });
     refused(await s2cs(['--tls-cert', `${d}/nope.pem`, '--tls-key', `${d}/key.pem`]), `cannot read --tls-cert ${d}/nope.pem: it does not exist`);
     refused(await s2cs(['--tls-cert', `${d}/cert.pem`, '--tls-key', d]), `cannot read --tls-key ${d}: it is a directory`);
     refused(await s2cs(['--tls-cert', `${d}/empty.pem`, '--tls-key', `${d}/key.pem`]), `--tls-cert ${d}/empty.pem is empty`);
     refused(await s2cs(['--tls-cert', `${d}/key-as-cert.pem`, '--tls-key', `${d}/key.pem`]), `--tls-cert ${d}/key-as-cert.pem holds no PEM certificate`);
     refused(await s2cs(['--tls-cert', `${d}/cert.pem`, '--tls-key', `${d}/other.key`]), `--tls-key ${d}/other.key does not belong to --tls-cert ${d}/cert.pem`);
+    refused(await s2cs(['--tls-cert', `${d}/cert.pem`, '--tls-key', `${d}/encrypted.key`]), `--tls-key ${d}/encrypted.key is encrypted with a passphrase`);
   });
 
   test('--tls-key unreadable by the user s2cs runs as: exit 2 saying permission denied', async (t) => {
