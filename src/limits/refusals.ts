@@ -13,6 +13,9 @@ export const REFUSAL_KINDS = [
   'pending-hellos',
   'ports-per-user',
   'capacity',
+  'control-conns-per-source',
+  'control-handshakes-per-source',
+  'control-conns',
 ] as const;
 export type RefusalKind = (typeof REFUSAL_KINDS)[number];
 

@@ -11,6 +11,7 @@ import { RATE_POLICIES } from './streams/index.js';
 import { startControlServer } from './server.js';
 import { DEFAULTS } from './server-settings.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
+import { CONTROL_ADMISSION_DEFAULTS } from './control-admission.js';
 import { join } from 'node:path';
 import { loadServerTls, serverCredentials, type ServerTls } from '../security/control-tls.js';
 import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authenticator } from '../auth/index.js';
@@ -22,6 +23,7 @@ import { checkStartFlags, derivedSettings, reloadConfig, type Running, type Star
 import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
 import { isLoopback } from './streams/index.js';
+import { startupProblem, startupWarnings } from './startup-checks.js';
 
 const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
@@ -86,6 +88,10 @@ const start: Command = program
   // Control-port connections (control-port.ts).
   .option('--idle-timeout <seconds>', 'close a control connection that has had no call in flight for this long; clients reconnect by themselves', option(integer(1, 86_400)), CONTROL_PORT_DEFAULTS.idleTimeoutMs / 1000)
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
+  // Control-port admission (control-admission.ts): checked at accept, before TLS; more are reset and counted.
+  .option('--max-control-conns-per-source <n>', 'control connections one address (IPv6: one /64) may hold open at once; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxConnsPerSource)
+  .option('--max-control-handshakes-per-source <n>', 'control connections of one address (IPv6: one /64) in their TLS handshake at once; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxHandshakesPerSource)
+  .option('--max-control-conns <n>', 'control connections open at once from all addresses; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxConns)
   // Monitoring (monitor.ts): off unless asked for.
   .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
   .option('--metrics-public', 'with --auth introspect or jwt: allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
@@ -110,6 +116,10 @@ const start: Command = program
       return usage((err as Error).message);
     }
     const { bindIp, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
+    // Broken state (state dir, certificate bundles) ends start-up here, not at the first handshake.
+    const broken = startupProblem(flags, plan);
+    if (broken) usage(broken);
+    for (const warning of startupWarnings(flags, plan)) logger.warn(warning);
     if (flags.port !== 0) {
       const controlProblem = await canBind(flags.controlHost, flags.port);
       if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
@@ -132,6 +142,7 @@ const start: Command = program
       } catch (err) {
         return usage(`control channel TLS: ${(err as Error).message}`);
       }
+      for (const warning of tls.warnings ?? []) logger.warn(warning);
     }
     let auth: Authenticator;
     try {
@@ -151,6 +162,7 @@ const start: Command = program
         } catch (err) {
           return usage(`certificate for the agent link: ${(err as Error).message}`);
         }
+        if (!tls) for (const warning of own.warnings ?? []) logger.warn(warning);
         let agentCerts: string;
         try {
           agentCerts = readFileSync(flags.s2dsCert!, 'utf8');
@@ -195,6 +207,7 @@ const start: Command = program
         capacityBps: flags.capacity,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),
         controlPort: { idleTimeoutMs: flags.idleTimeout * 1000, handshakeTimeoutMs: flags.handshakeTimeout * 1000 },
+        controlAdmission: { maxConnsPerSource: flags.maxControlConnsPerSource, maxHandshakesPerSource: flags.maxControlHandshakesPerSource, maxConns: flags.maxControlConns },
         auth,
         admins: flags.admin,
         logger,

@@ -62,6 +62,9 @@ export interface StartFlags {
   logFormat: LogFormat;
   idleTimeout: number;
   handshakeTimeout: number;
+  maxControlConnsPerSource: number;
+  maxControlHandshakesPerSource: number;
+  maxControlConns: number;
   metricsListen?: string;
   metricsPublic?: boolean;
 }
@@ -223,6 +226,9 @@ export const RELOADABLE = new Set([
   'hello-timeout',
   'setup-timeout',
   'max-conn',
+  'max-control-conns-per-source',
+  'max-control-handshakes-per-source',
+  'max-control-conns',
   'verbose',
 ]);
 
@@ -287,6 +293,9 @@ export async function reloadConfig(cmd: Command, current: Running, server: Pick<
   if (apply.includes('max-pending-hellos-per-peer')) settings.maxPendingHellosPerPeer = next.flags.maxPendingHellosPerPeer;
   if (apply.includes('hello-timeout')) settings.helloTimeoutMs = next.flags.helloTimeout * 1000;
   if (apply.includes('setup-timeout')) settings.setupTimeoutMs = next.plan.setupTimeout * 1000;
+  if (['max-control-conns-per-source', 'max-control-handshakes-per-source', 'max-control-conns'].some((k) => apply.includes(k))) {
+    settings.controlAdmission = { maxConnsPerSource: next.flags.maxControlConnsPerSource, maxHandshakesPerSource: next.flags.maxControlHandshakesPerSource, maxConns: next.flags.maxControlConns };
+  }
   try {
     server.reconfigure(settings);
   } catch (err) {

@@ -21,7 +21,7 @@ const STATES: readonly StreamState[] = ['reserving', 'awaiting-hello', 'awaiting
  * ports or over --capacity, a Hello over the waiting-Hello caps). A Record, so that a
  * new kind does not compile until it is placed.
  */
-const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission'> = {
+const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission' | 'control'> = {
   'conns-per-listener': 'wan',
   'waiting-conns': 'wan',
   'buffer-memory': 'wan',
@@ -30,8 +30,11 @@ const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission'> = {
   'ports-per-user': 'admission',
   'pending-hellos': 'admission',
   capacity: 'admission',
+  'control-conns-per-source': 'control',
+  'control-handshakes-per-source': 'control',
+  'control-conns': 'control',
 };
-const kindsOf = (family: 'wan' | 'admission') => (Object.keys(REFUSAL_FAMILY) as RefusalKind[]).filter((k) => REFUSAL_FAMILY[k] === family);
+const kindsOf = (family: 'wan' | 'admission' | 'control') => (Object.keys(REFUSAL_FAMILY) as RefusalKind[]).filter((k) => REFUSAL_FAMILY[k] === family);
 
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -133,6 +136,8 @@ export class GatewayMetrics {
       `Control rpcs refused before a stream was taken on, by reason (${admission.join(', ')}); each also counts in scistream_rpc_requests_total under its code`,
       admission,
     );
+    const control = kindsOf('control');
+    refusalCounter('scistream_control_refused_total', `Connections to the control port reset when accepted, by reason (${control.join(', ')}: --max-control-conns-per-source, --max-control-handshakes-per-source, --max-control-conns)`, control);
     new Gauge({
       name: 'scistream_stream_rate_stated_bytes_per_second',
       help: 'The rate a live stream stated in its req (Request.rate, kB/s, times 1000), by uid; no series for a stream that states none',

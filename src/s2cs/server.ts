@@ -13,6 +13,7 @@ import { controlHandlers, statusView, type ServiceDeps, type StatusView, type Vi
 import { GatewayMetrics } from './metrics.js';
 import { StreamTable, type RatePolicy } from './streams/index.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
+import { CONTROL_ADMISSION_DEFAULTS, ControlAdmission, admitThrough, type ControlAdmissionLimits } from './control-admission.js';
 import type { Supervisor } from './supervisor.js';
 import { checkTimeouts, DEFAULTS, defaultMaxPortsPerUser, helloLimits, logDataLegPolicy, logRatePolicy, resolveSettings, type ServerSettings } from './server-settings.js';
 import { firstAnswers, startDataSide, warnPortsHeldByOthers, type DataSide } from './server-agents.js';
@@ -56,6 +57,8 @@ export interface ControlServerOptions {
   credentials?: grpc.ServerCredentials;
   /** When the control port closes idle, silent and broken connections (control-port.ts). */
   controlPort?: ControlPortLimits;
+  /** Control connections and TLS handshakes per source address, and connections in all (control-admission.ts). */
+  controlAdmission?: Partial<ControlAdmissionLimits>;
   logger?: Logger;
   /** A data server used as is (tests); no agents, no pool. */
   dataServer?: DataServer;
@@ -105,6 +108,8 @@ export interface ControlServer {
   /** The control port actually bound. */
   readonly port: number;
   readonly refusals: Refusals;
+  /** Who holds control connections now (per-source limits). */
+  readonly admission: ControlAdmission;
   readonly table: StreamTable;
   readonly dataServer: DataServer;
   /** The agents behind dataServer (undefined when a data server was given as is). */
@@ -148,6 +153,8 @@ export interface RuntimeSettings {
   maxPendingHellosPerPeer?: number;
   helloTimeoutMs?: number;
   setupTimeoutMs?: number;
+  /** Control connections per source and in all (connections held beyond a lowered limit stay until they end). */
+  controlAdmission?: ControlAdmissionLimits;
 }
 
 export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
@@ -169,6 +176,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   return {
     port,
     refusals: settings.refusals,
+    admission: service.admission,
     table,
     dataServer: data.dataServer,
     pool: data.pool,
@@ -178,7 +186,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     status: (viewer, uid) => statusView(service.deps, viewer, uid),
     health: () => health(stop.serving(), data.pool, service.agents),
     close: stop.close,
-    reconfigure: reconfigurer(opts, settings, table, service.deps),
+    reconfigure: reconfigurer(opts, settings, table, service.deps, service.admission),
     detach: stop.detach,
   };
 }
@@ -205,6 +213,7 @@ function newStreamTable(opts: ControlServerOptions, s: ServerSettings, dataServe
 
 interface ControlService {
   server: grpc.Server;
+  admission: ControlAdmission;
   /** What the handlers read at each call (auth and limits: reconfigure replaces them). */
   deps: ServiceDeps;
   metrics: GatewayMetrics;
@@ -215,12 +224,14 @@ interface ControlService {
 function controlService(opts: ControlServerOptions, s: ServerSettings, data: DataSide, table: StreamTable): ControlService {
   const { dataServer, pool } = data;
   const server = new grpc.Server(controlServerOptions(opts.controlPort));
+  const admission = new ControlAdmission({ ...CONTROL_ADMISSION_DEFAULTS, ...opts.controlAdmission }, s.refusals);
+  admitThrough(server, admission);
   // The handlers read auth and limits from here at each call; reconfigure replaces them.
   const agents = () => pool?.agents() ?? [];
   const metrics = new GatewayMetrics({ table, dataServer, agents, refusals: s.refusals });
   const deps: ServiceDeps = { table, dataServer, agents, auth: s.auth, limits: { maxConn: s.maxConn }, refusals: s.refusals, logger: s.logger, observe: metrics.observeRpc };
   server.addService(tolerantService(Control.service), controlHandlers(deps));
-  return { server, deps, metrics, agents };
+  return { server, admission, deps, metrics, agents };
 }
 
 /**
@@ -317,7 +328,7 @@ function shutdown(s: ServerSettings, server: grpc.Server, data: DataSide, table:
 }
 
 /** ControlServer.reconfigure: new settings checked against the running ones, then given to the table and the handlers. */
-function reconfigurer(opts: ControlServerOptions, s: ServerSettings, table: StreamTable, deps: ServiceDeps): (settings: RuntimeSettings) => void {
+function reconfigurer(opts: ControlServerOptions, s: ServerSettings, table: StreamTable, deps: ServiceDeps, admission: ControlAdmission): (settings: RuntimeSettings) => void {
   // What reconfigure checks new values against.
   const running = {
     helloTimeoutMs: s.helloTimeoutMs,
@@ -351,6 +362,7 @@ function reconfigurer(opts: ControlServerOptions, s: ServerSettings, table: Stre
       ...(settings.admins !== undefined ? { admins: new Set(settings.admins) } : {}),
     });
     Object.assign(running, next);
+    if (settings.controlAdmission) admission.setLimits(settings.controlAdmission);
     deps.auth = auth;
     deps.limits = { ...deps.limits, maxConn };
   };

@@ -3,7 +3,7 @@
 // or the server's own certificate (--server-cert), else pinning on first use in
 // known_servers, like ssh's known_hosts.
 import * as grpc from '@grpc/grpc-js';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, appendFileSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, existsSync, appendFileSync, chmodSync, rmSync } from 'node:fs';
 import { hostname, homedir, networkInterfaces } from 'node:os';
 import { join, dirname } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
@@ -11,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { createSelfSigned, fingerprint } from './certificates.js';
 import { parseAddress } from '../protocol/address.js';
 import { clientName } from './client-name.js';
+import { loadKeyPair } from './pem-files.js';
+import { stateDirProblem } from './state-dir.js';
 
 export function scistreamHome(env: NodeJS.ProcessEnv = process.env): string {
   return env.SCISTREAM_HOME || join(homedir(), '.scistream');
@@ -22,30 +24,52 @@ export interface ServerTls {
   fingerprint: string;
   /** Set when the certificate was made now. */
   created?: string;
+  /** What start-up should warn about (a private key others may read). */
+  warnings?: string[];
 }
 
 /** The server's certificate: from --tls-cert/--tls-key, or self-signed under stateDir (made on first start, reused after). */
 export async function loadServerTls(opts: { certFile?: string; keyFile?: string; stateDir: string; names: string[]; program?: string }): Promise<ServerTls> {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new Error('give both --tls-cert and --tls-key');
-    const cert = readFileSync(opts.certFile, 'utf8');
-    const key = readFileSync(opts.keyFile, 'utf8');
-    return { cert, key, fingerprint: fingerprint(cert) };
+    const pair = loadKeyPair({
+      certFile: opts.certFile,
+      keyFile: opts.keyFile,
+      certWhat: `--tls-cert ${opts.certFile}`,
+      keyWhat: `--tls-key ${opts.keyFile}`,
+      fix: 'give a PEM certificate with --tls-cert and the unencrypted PEM private key that belongs to it with --tls-key',
+    });
+    return { cert: pair.cert, key: pair.key, fingerprint: fingerprint(pair.cert), warnings: pair.warnings };
   }
   const dir = join(opts.stateDir, 'tls');
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
-  if (existsSync(certFile) && existsSync(keyFile)) {
-    const cert = readFileSync(certFile, 'utf8');
-    return { cert, key: readFileSync(keyFile, 'utf8'), fingerprint: fingerprint(cert) };
+  if (existsSync(certFile) || existsSync(keyFile)) {
+    const pair = loadKeyPair({
+      certFile,
+      keyFile,
+      certWhat: `the state dir's certificate ${certFile}`,
+      keyWhat: `the state dir's private key ${keyFile}`,
+      fix:
+        `remove ${certFile} and ${keyFile} and start again to make a new self-signed pair ` +
+        `(clients that pinned the old certificate must then remove its line from their known_servers), or give --tls-cert and --tls-key`,
+    });
+    return { cert: pair.cert, key: pair.key, fingerprint: fingerprint(pair.cert), warnings: pair.warnings };
   }
   const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...localAddresses(), ...opts.names])];
   // A unique subject: verifiers look issuers up by name, so two gateways' certificates in one bundle must not share it.
   const made = await createSelfSigned({ commonName: `${opts.program ?? 's2cs'} ${hostname()} ${randomBytes(6).toString('hex')}`, names, validDays: 3650 });
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(keyFile, made.key, { mode: 0o600 });
-  writeFileSync(certFile, made.cert, { mode: 0o644 });
-  return { ...made, fingerprint: fingerprint(made.cert), created: certFile };
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(keyFile, made.key, { mode: 0o600 });
+    writeFileSync(certFile, made.cert, { mode: 0o644 });
+  } catch (err) {
+    // Half a pair would fail the next start: leave none.
+    rmSync(keyFile, { force: true });
+    rmSync(certFile, { force: true });
+    throw new Error(`cannot keep the self-signed certificate in ${dir}: ${stateDirProblem(err)}`);
+  }
+  return { ...made, fingerprint: fingerprint(made.cert), created: certFile, warnings: [] };
 }
 
 function localAddresses(): string[] {

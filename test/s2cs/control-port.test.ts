@@ -48,12 +48,14 @@ function frame(type: number, flags: number, stream: number, payload: Buffer, len
   return Buffer.concat([h, payload]);
 }
 const SETTINGS = frame(4, 0, 0, Buffer.alloc(0));
+/** These tests hold hundreds of connections from 127.0.0.1: the per-source limits (control-admission.test.ts) are out of the way. */
+const UNBOUNDED = { maxConnsPerSource: 100_000, maxHandshakesPerSource: 100_000, maxConns: 100_000 };
 
 async function tlsGateway(dir: string, limits: ControlPortLimits): Promise<{ gw: TestGateway; certFile: string }> {
   const tls = await loadServerTls({ stateDir: dir, names: [] });
   const certFile = join(dir, 'server.pem');
   writeFileSync(certFile, tls.cert);
-  return { gw: await startGateway({ credentials: serverCredentials(tls, undefined, limits.handshakeTimeoutMs), controlPort: limits }), certFile };
+  return { gw: await startGateway({ credentials: serverCredentials(tls, undefined, limits.handshakeTimeoutMs), controlPort: limits, controlAdmission: UNBOUNDED }), certFile };
 }
 
 interface Opened {
@@ -112,7 +114,7 @@ test('500 malformed connections: each is closed by the server, descriptors back 
   const dir = mkdtempSync(join(tmpdir(), 'ss-cport-'));
   // Short liveness times so that the test is quick; the idle timeout is out of the way.
   const limits: ControlPortLimits = { idleTimeoutMs: 600_000, keepaliveIntervalMs: 1000, handshakeTimeoutMs: 2000 };
-  const plain = await startGateway({ controlPort: limits });
+  const plain = await startGateway({ controlPort: limits, controlAdmission: UNBOUNDED });
   const { gw: secure, certFile } = await tlsGateway(dir, limits);
   const tlsClient = await ControlConnection.open(secure.address, { insecure: false, tls: { serverCert: certFile }, deadlineMs: 10_000 });
   try {
@@ -162,7 +164,7 @@ test('1,000 idle connections (plain and TLS, silent, preface only, HTTP/2 with n
   const dir = mkdtempSync(join(tmpdir(), 'ss-cidle-'));
   const idleTimeoutMs = 2000;
   // Default liveness times (a PING every 2 s, 5 s to answer it): the idle timeout comes first.
-  const plain = await startGateway({ controlPort: { idleTimeoutMs } });
+  const plain = await startGateway({ controlPort: { idleTimeoutMs }, controlAdmission: UNBOUNDED });
   const { gw: secure } = await tlsGateway(dir, { idleTimeoutMs });
   try {
     await plain.client.status({ uid: '' });

@@ -1,5 +1,4 @@
 // s2ds: the data-server agent on a gateway node, driven by s2cs over the agent link.
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
@@ -11,6 +10,9 @@ import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/a
 import type { AgentListen } from '../../security/agent-tls.js';
 import type { ServerTls } from '../../security/control-tls.js';
 import { lingerUnavailable } from '../../transport/linger.js';
+import { loadCertificateBundle } from '../../security/pem-files.js';
+import { stateDirUnwritable } from '../../security/state-dir.js';
+import { nofileWarning } from '../../limits/nofile.js';
 import { AGENT_WAIT_TIMEOUT_MS, parseListen, startAgent } from './server.js';
 import type { PortRange } from '../ports.js';
 import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../../config-file.js';
@@ -82,7 +84,7 @@ const start: Command = program
     if (listen.kind === 'tcp') {
       let s2csCerts: string;
       try {
-        s2csCerts = readFileSync(flags.s2csCert!, 'utf8');
+        s2csCerts = loadCertificateBundle(flags.s2csCert!, `--s2cs-cert ${flags.s2csCert}`, "give the certificates of the s2cs allowed to drive this agent (each s2cs's --tls-cert, or tls/cert.pem in its state dir) or the CA that issued them, PEM");
         for (const subject of certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`).notSelfSigned) {
           logger.warn(
             { subject },
@@ -92,13 +94,20 @@ const start: Command = program
       } catch (err) {
         return usage((err as NodeJS.ErrnoException).code ? `--s2cs-cert: cannot read ${flags.s2csCert} (${(err as NodeJS.ErrnoException).code})` : (err as Error).message);
       }
+      if (!flags.tlsCert) {
+        const unwritable = stateDirUnwritable(stateDir);
+        if (unwritable) return usage(unwritable);
+      }
       try {
         const names = [flags.listenerIp, listen.host].filter((n) => n !== '0.0.0.0' && n !== '::');
         tls = { server: await loadAgentTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names }), s2csCerts };
       } catch (err) {
         return usage(`agent link TLS: ${(err as Error).message}`);
       }
+      for (const warning of tls.server.warnings ?? []) logger.warn(warning);
     }
+    const nofile = nofileWarning({ ports: portRange.last - portRange.first + 1, processes: 1, maxConn: 0, maxConnsPerListener: flags.maxConnsPerListener, maxBufferMemory: flags.maxBufferMemory, bufferSize: flags.bufferSize });
+    if (nofile) logger.warn(nofile);
     let agent;
     try {
       agent = await startAgent({
