@@ -177,6 +177,15 @@ const start: Command = program
         return usage(`--s2ds: ${(err as Error).message}`);
       }
     }
+    // A stop signal while agents start must not kill s2cs before it can stop them (they would be left running):
+    // note it, and stop once the server is up.
+    let stopDuringStart: NodeJS.Signals | undefined;
+    const noteStop = (signal: NodeJS.Signals) => {
+      stopDuringStart = signal;
+      logger.info({ signal }, `${signal} during start-up: stopping once the data-server agents have started`);
+    };
+    process.on('SIGTERM', noteStop);
+    process.on('SIGINT', noteStop);
     let server;
     try {
       server = await startControlServer({
@@ -260,6 +269,14 @@ const start: Command = program
         running = await reloadConfig(start, running, server, logger);
       });
     };
+    process.off('SIGTERM', noteStop);
+    process.off('SIGINT', noteStop);
+    if (stopDuringStart) {
+      await server.close();
+      await monitor?.close();
+      logger.info({ signal: stopDuringStart }, 'stopped');
+      process.exit(EXIT.ok);
+    }
     onShutdown(async (signal) => {
       logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();

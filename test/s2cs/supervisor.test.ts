@@ -274,3 +274,27 @@ test('a start whose control port is taken leaves the streams its adopted workers
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('SIGTERM while the workers start stops them with s2cs instead of leaving them running', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sup-early-'));
+  const range = await freePortRange(8);
+  const s2cs = spawnCli('s2cs', [
+    'start', '--insecure', '--port', '0', '--control-host', '127.0.0.1', '--listener-ip', '127.0.0.1',
+    '--port-range', `${range.first}-${range.last}`, '--state-dir', dir, '--workers', '2', '--allow-plaintext-data',
+  ]);
+  const workers = () => pgrep(join(dir, 'agents-0-')).split('\n').filter(Boolean).map(Number);
+  try {
+    // A worker's first line comes before s2cs is ready: the signal lands while start-up awaits the agents.
+    await s2cs.waitFor(/worker-0/, { timeoutMs: 30_000 });
+    assert.ok(workers().length > 0, 'a worker runs when the signal is sent');
+    assert.doesNotMatch(s2cs.stderr() + s2cs.stdout(), /s2cs ready/, 'the signal comes before s2cs is ready');
+    const code = await s2cs.stop('SIGTERM', 20_000);
+    assert.equal(code, 0, s2cs.describe());
+    assert.match(s2cs.stderr() + s2cs.stdout(), /SIGTERM during start-up/);
+    await until('no worker left', () => workers().length === 0);
+  } finally {
+    for (const p of workers()) process.kill(p, 'SIGKILL');
+    await s2cs.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
