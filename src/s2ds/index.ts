@@ -147,6 +147,8 @@ export interface AgentHandle extends DataServer {
   listStreams(): Promise<AgentStream[]>;
   /** Called when the agent goes down or comes back, or restarted (its streams are gone). */
   onChange(listener: (event: 'down' | 'up' | 'restarted') => void): void;
+  /** Called with the streams the agent dropped by itself (s2ds --orphan-timeout), seen at a poll. */
+  onStreamsGone?(listener: (uids: string[]) => void): void;
   /**
    * Spare listeners (agents in other processes, where opening listeners costs a
    * round trip): opened ahead for `owner`, given to a stream without waiting

@@ -123,6 +123,26 @@ export class AgentPool implements DataServer {
       this.prepareSpares(agent);
     }
     agent.onChange((event) => this.changed(agent, event));
+    agent.onStreamsGone?.((uids) => this.sharesGone(agent, uids));
+  }
+
+  /**
+   * The agent dropped streams by itself (it was cut off from every s2cs for longer
+   * than its --orphan-timeout): each of them is broken, so the rest is released and
+   * they are reported lost.
+   */
+  private sharesGone(agent: AgentHandle, uids: string[]): void {
+    const lost: string[] = [];
+    for (const uid of uids) {
+      const p = this.placements.get(uid);
+      if (!p || !p.shares.some((s) => s.agent === agent)) continue;
+      this.placements.delete(uid);
+      for (const s of p.shares) if (s.agent !== agent) void this.releases.releaseOn(s.agent, uid);
+      lost.push(uid);
+    }
+    if (lost.length > 0) {
+      this.tellLost(lost, `data-server agent ${agent.name} (${agent.address}) dropped its part: it was cut off from s2cs for longer than its --orphan-timeout, and its connections were reset`);
+    }
   }
 
   /** This pool's spares on an agent, ready to be taken. */

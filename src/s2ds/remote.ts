@@ -81,6 +81,7 @@ export class RemoteAgent implements AgentHandle {
   private readonly deadlineMs: number;
   private readonly logger: Logger;
   private readonly listeners: ((event: Event) => void)[] = [];
+  private readonly goneListeners: ((uids: string[]) => void)[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly configuredName: string | undefined;
   private lastHealth: AgentHealth | undefined;
@@ -158,6 +159,10 @@ export class RemoteAgent implements AgentHandle {
 
   onChange(listener: (event: Event) => void): void {
     this.listeners.push(listener);
+  }
+
+  onStreamsGone(listener: (uids: string[]) => void): void {
+    this.goneListeners.push(listener);
   }
 
   stats(uid: string): StreamStats | undefined {
@@ -305,7 +310,18 @@ export class RemoteAgent implements AgentHandle {
         this.changed.delete(uid);
       }
     }
+    // Streams it held at the last answer and dropped by itself since (--orphan-timeout), not released through this handle.
+    const gone = restarted ? [] : [...this.streams.keys()].filter((uid) => !streams.has(uid) && !this.changed.has(uid));
     this.streams = streams;
+    if (gone.length > 0) {
+      for (const l of this.goneListeners) {
+        try {
+          l(gone);
+        } catch (err) {
+          this.logger.error({ err }, 'a streams-gone listener threw');
+        }
+      }
+    }
     if (restarted) {
       this.logger.warn({ agent: h.name, address: this.address }, 'data-server agent restarted: the streams it carried are gone');
       this.emit('restarted');
