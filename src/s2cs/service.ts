@@ -9,7 +9,7 @@ import { guardedUnary } from '../protocol/guard.js';
 import { ScistreamError } from '../protocol/errors.js';
 import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
 import type { DataServer } from '../s2ds/index.js';
-import { isCountedRefusal, type StreamTable } from './streams.js';
+import { isCountedRefusal, type StreamTable } from './streams/index.js';
 import type { AgentSummary } from '../s2ds/pool.js';
 import { VERSION } from '../version.js';
 import type { Refusals } from '../limits/refusals.js';
