@@ -10,23 +10,26 @@ import type { AgentHandle, UnreleasedShare } from './index.js';
 
 /**
  * A release that some agents did not confirm: the rest is released, their parts
- * may still forward. An error (UNAVAILABLE), not an OK with a warning: the Python
- * reference client prints "Release completed" on any OK, and workflow scripts
- * check the exit code; the stream is not released yet.
+ * may still forward. An error, not an OK with a warning: the Python reference
+ * client prints "Release completed" on any OK, and workflow scripts check the exit
+ * code; the stream is not released yet. DEADLINE_EXCEEDED, gRPC's code for "not
+ * done in time, maybe done in part": not UNAVAILABLE, which clients retry at once
+ * and read as "s2cs unreachable".
  */
 export class PartialRelease extends ScistreamError {
   constructor(
     readonly uid: string,
     readonly shares: readonly UnreleasedShare[],
   ) {
-    super('UNAVAILABLE', partialReleaseMessage(uid, shares));
+    super('DEADLINE_EXCEEDED', partialReleaseMessage(uid, shares));
     this.name = 'PartialRelease';
   }
 }
 
 export function partialReleaseMessage(uid: string, shares: readonly UnreleasedShare[]): string {
   const connections = shares.reduce((n, s) => n + s.connections, 0);
-  const agents = shares.map((s) => `${s.agent} (${s.address}, ${s.connections} connection(s))`).join(', ');
+  // Names only: agents' addresses are the facility's own (status shows them to operators).
+  const agents = shares.map((s) => `${s.agent} (${s.connections} connection(s))`).join(', ');
   const one = shares.length === 1;
   return (
     `release of stream ${uid} is partial: data-server agent${one ? '' : 's'} ${agents} did not answer, so ${connections} connection(s) of the stream ` +
