@@ -34,6 +34,9 @@ export interface RemoteAgentOptions {
 /** Consecutive failed polls after which an agent is down. */
 export const DOWN_AFTER_FAILED_POLLS = 3;
 
+/** How often the channel to an agent that is down is made anew. */
+const RENEW_CHANNEL_MS = 5_000;
+
 /** gRPC's CANCELLED: a call this handle gave up because the agent was marked down. */
 const CANCELLED = 1;
 
@@ -77,7 +80,10 @@ type Event = 'down' | 'up' | 'restarted';
 
 export class RemoteAgent implements AgentHandle {
   readonly address: string;
-  private readonly client: AgentClient;
+  private client: AgentClient;
+  private readonly newClient: () => AgentClient;
+  /** When the channel in use was made (renewed while the agent is down: see pollFailed). */
+  private channelSince = Date.now();
   private readonly deadlineMs: number;
   private readonly logger: Logger;
   private readonly listeners: ((event: Event) => void)[] = [];
@@ -118,13 +124,15 @@ export class RemoteAgent implements AgentHandle {
       if (!opts.tls) throw new Error(`data-server agent at ${opts.address}: a TCP agent needs mutual TLS (its certificate or CA, and s2cs's certificate and key)`);
       credentials = agentChannelCredentials(opts.tls);
     }
-    this.client = new Agent(opts.address, credentials, {
-      // An agent that comes back is found within about a second, not after grpc-js's default backoff of up to two minutes.
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': 1000,
-      // ListStreams carries every stream's record (up to 64 KiB each).
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
-    }) as unknown as AgentClient;
+    this.newClient = () =>
+      new Agent(opts.address, credentials, {
+        // An agent that comes back is found within about a second, not after grpc-js's default backoff of up to two minutes.
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 1000,
+        // ListStreams carries every stream's record (up to 64 KiB each).
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      }) as unknown as AgentClient;
+    this.client = this.newClient();
     const interval = (this.intervalMs = opts.pollIntervalMs ?? 1000);
     this.timer = setInterval(() => this.tick(), interval);
     this.timer.unref();
@@ -259,6 +267,20 @@ export class RemoteAgent implements AgentHandle {
   private pollFailed(why: string): void {
     this.failedPolls++;
     if (this.failedPolls >= DOWN_AFTER_FAILED_POLLS) this.markDown(`${this.failedPolls} polls in a row failed (last: ${why})`);
+    if (!this.isUp && Date.now() - this.channelSince >= RENEW_CHANNEL_MS) this.renewChannel();
+  }
+
+  /**
+   * A new channel to an agent that is down. After a partition, the old one's TCP
+   * connection (or its connect attempt) waits out the kernel's retransmission
+   * backoff, up to minutes after the network is back; a fresh connection every few
+   * seconds finds the agent within seconds of the heal.
+   */
+  private renewChannel(): void {
+    const old = this.client;
+    this.client = this.newClient();
+    this.channelSince = Date.now();
+    old.close();
   }
 
   /** Asks Health and ListStreams now (the timer does it every interval); resolves when both answered or failed. */

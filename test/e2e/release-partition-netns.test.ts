@@ -26,6 +26,11 @@ const AGENT = `${ADDR.gwa2Lan}:7200`;
 const STEP = { timeout: 180_000 };
 /** This test's own nftables table in gwa2's namespace. */
 const TABLE = 's2test_partition';
+/**
+ * How long the partition lasts: long enough that TCP's retransmission backoff on the
+ * agent link would delay its recovery well past the heal (s2cs renews the channel).
+ */
+const PARTITION_MS = 40_000;
 
 // Connects to every listener and reads slowly (about 64 KiB/s each), so the stream
 // lasts; prints each connection's byte count every 250 ms and how each one ended.
@@ -73,6 +78,7 @@ describe('release during a partition of a remote agent: reported partial, comple
   let prodListeners: string[] = [];
   let consListeners: string[] = [];
   let partitioned = false;
+  let cutAt = 0;
   const L = (): NetnsLab => {
     assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
     return lab;
@@ -180,7 +186,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     );
     await lab.run('gwa2', ['nft', '-f', rules], { check: true });
     partitioned = true;
-    const cutAt = Date.now();
+    cutAt = Date.now();
     await new Promise((r) => setTimeout(r, 1_000));
     const release = await s2uc(['release', uid, '--s2cs', GWA]);
     const n = onGwa2().length;
@@ -218,6 +224,12 @@ describe('release during a partition of a remote agent: reported partial, comple
   test('after the heal gwa2 releases its part: its connections end, its listeners close, the stream is in the ended list', STEP, async () => {
     const lab = L();
     assert.ok(partitioned, 'the partition was not made (see the previous failure)');
+    // Still releasing all along.
+    await new Promise((r) => setTimeout(r, Math.max(0, PARTITION_MS - (Date.now() - cutAt))));
+    const still = (await status()).gateways[0]!.streams.find((x) => x.uid === uid);
+    assert.equal(still?.state, 'releasing', `still releasing ${Math.round((Date.now() - cutAt) / 1000)} s into the partition`);
+    assert.equal(await established('gwa2', 5300, 5320), onGwa2().length, 'gwa2 still holds its connections until it hears the release');
+    console.log(`# ${Math.round((Date.now() - cutAt) / 1000)} s into the partition: ${still.releasingOn![0]}; healing`);
     await heal();
     const healedAt = Date.now();
     let ended: { uid: string; why: string } | undefined;
