@@ -219,6 +219,20 @@ describe('release during a partition of a remote agent: reported partial, comple
     assert.equal(await established('gwa2', 5300, 5320), n, `gwa2 still holds its ${n} connection(s) during the partition`);
     for (const i of onGwa2()) assert.equal((await lab.tryConnect('user', prodListeners[i]!)).connected, true, `gwa2's listener ${prodListeners[i]} is still open during the partition`);
     console.log(`# consumer during the partition (bytes per connection, how each ended): ${JSON.stringify(lastSample())}`);
+
+    // A request meanwhile goes to gwa only: gwa2 has not answered its polls.
+    const other = `partition-new-${randomBytes(4).toString('hex')}`;
+    const asked = Date.now();
+    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', '2', '--json', '--uid', other]);
+    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', other, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
+    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
+    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
+    assert.equal(requestCode, 0, `s2uc request during the partition failed\n${logs(request, gwa, gwb)}`);
+    const placed = (JSON.parse(request.stdout()) as { prodListeners: string[] }).prodListeners;
+    console.log(`# a request ${Math.round((asked - cutAt) / 1000)} s into the partition was set up in ${Date.now() - asked} ms on ${placed.join(', ')}`);
+    assert.ok(placed.every((l) => l.startsWith(`${ADDR.gwaWan}:`)), `placed on gwa only: ${placed.join(', ')}`);
+    const done = await s2uc(['release', other, '--s2cs', GWA, '--s2cs', GWB]);
+    assert.equal(done.code, 0, `${done.stdout}${done.stderr}`);
   });
 
   test('after the heal gwa2 releases its part: its connections end, its listeners close, the stream is in the ended list', STEP, async () => {
