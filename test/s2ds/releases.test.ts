@@ -14,7 +14,8 @@ import { PartialRelease } from '../../src/s2ds/releases.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import type { Address } from '../../src/protocol/address.js';
 import { captureLogger } from '../auth/capture.js';
-import { startAgentProcess, type AgentProcess } from '../support/agent.js';
+import { startAgentProcess, tempDir, type AgentProcess } from '../support/agent.js';
+import { rmSync } from 'node:fs';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -190,5 +191,35 @@ test('a request its agent does not answer is placed again on the others', async 
     await pool.close();
     await a.close();
     await b.close();
+  }
+});
+
+test('a partial release ends when the silent agent restarts instead (its connections went with it)', async () => {
+  const a = await startAgentProcess({ ports: 4 });
+  const dir = tempDir('scistream-releases-');
+  let b = await startAgentProcess({ ports: 4, dir });
+  const ra = new RemoteAgent({ address: a.address, name: 'a' });
+  const rb = new RemoteAgent({ address: b.address, name: 'b' });
+  const pool = new AgentPool([ra, rb], { logger: captureLogger().logger });
+  const released: { uid: string; how: string }[] = [];
+  pool.onReleased((uid, how) => released.push({ uid, how }));
+  try {
+    await until('both up', () => ra.answering() && rb.answering());
+    await pool.startListeners('gone', 4);
+    assert.equal(pool.sharesOf('gone')!.length, 2);
+    pause(b);
+    await assert.rejects(pool.release('gone'), PartialRelease);
+    b.proc.child.kill('SIGKILL');
+    await b.proc.exited;
+    b = await startAgentProcess({ ports: 4, dir });
+    await until('the release to end with the restart', () => released.length === 1);
+    assert.equal(released[0]!.uid, 'gone');
+    assert.match(released[0]!.how, /^released by request; partial for \d+ s \(data-server agent .* restarted: the connections it carried were reset\)$/);
+    assert.equal(pool.releasing('gone'), undefined);
+  } finally {
+    await pool.close();
+    await a.close();
+    await b.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
