@@ -194,7 +194,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     assert.equal(release.code, 1, `s2uc release must not succeed while gwa2 holds its part\n${release.stdout}${release.stderr}\n${logs(gwa)}`);
     assert.doesNotMatch(release.stdout, /Release completed/);
     assert.match(release.stderr, new RegExp(`release of stream ${uid} is partial: data-server agent gwa2 \\(${n} connection\\(s\\)\\) did not answer`));
-    assert.ok(release.ms < 10_000, `answered after ${release.ms} ms`);
+    assert.ok(release.ms < 15_000, `answered after ${release.ms} ms`);
 
     const s = await status();
     const st = s.gateways[0]!.streams.find((x) => x.uid === uid);

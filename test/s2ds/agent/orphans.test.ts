@@ -52,7 +52,7 @@ test('an agent no s2cs calls for --orphan-timeout drops its streams, says which 
     const connectedAt = Date.now();
     await agent.proc.waitFor(/no s2cs has called this agent for \d+ s \(--orphan-timeout 2\).*dropped.*orphan/, { timeoutMs: 10_000 });
     assert.equal(await ended, 'ECONNRESET', 'the connection is reset, never ended cleanly');
-    assert.ok(Date.now() - connectedAt < 6_000);
+    assert.ok(Date.now() - connectedAt < 10_000, `dropped ${Date.now() - connectedAt} ms after the last call (--orphan-timeout 2)`);
     // The next poll sees it gone: reported lost, with why.
     await until('the stream reported lost', () => lost.length > 0, 10_000);
     assert.deepEqual(lost[0]!.uids, ['orphan']);
