@@ -10,7 +10,13 @@ import { RemoteError } from '../../../src/protocol/client.js';
 import { RemoteAgent } from '../../../src/s2ds/remote.js';
 import { silentLogger } from '../../../src/log.js';
 import { startGateway } from '../../support/gateway.js';
-import { startAgentProcess } from '../../support/agent.js';
+import { startAgentProcess, tempDir } from '../../support/agent.js';
+import { PYTHON, generatePythonStubs } from '../../support/python.js';
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const REFERENCE_LIKE = fileURLToPath(new URL('../../../../test/e2e/reference_like_client.py', import.meta.url));
 
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -48,6 +54,21 @@ test('release with a silent agent: partial and named, status releasing, uid held
     assert.ok(st.releasing_on[0]!.startsWith(`${rb.name}: 0 connection(s) may still forward`), st.releasing_on[0]);
     const again = await gw.client.release({ uid }).catch((e: unknown) => e);
     assert.ok(again instanceof RemoteError && again.status === 'DEADLINE_EXCEEDED', String(again));
+    // A reference client does not print "Release completed": it prints its release error.
+    const py = tempDir('scistream-refrel-');
+    try {
+      generatePythonStubs(py);
+      // Not spawnSync: this s2cs runs in this process and must answer meanwhile.
+      const child = spawn(PYTHON, [REFERENCE_LIKE, 'release', '--insecure', '--s2cs', gw.address, uid], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SCISTREAM_PY_STUBS: py } });
+      const ref = { stdout: '', stderr: '' };
+      child.stdout.on('data', (d: Buffer) => (ref.stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (ref.stderr += d.toString()));
+      await new Promise((resolve) => child.on('close', resolve));
+      assert.doesNotMatch(ref.stdout, /Release completed/, ref.stdout + ref.stderr);
+      assert.match(ref.stdout, /Error during release: [\s\S]*DEADLINE_EXCEEDED[\s\S]*is partial: data-server agent/, ref.stdout + ref.stderr);
+    } finally {
+      rmSync(py, { recursive: true, force: true });
+    }
     const reuse = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }).catch((e: unknown) => e);
     assert.ok(reuse instanceof RemoteError && reuse.status === 'ALREADY_EXISTS' && /is still being released here/.test(reuse.details), String(reuse));
 
