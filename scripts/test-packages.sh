@@ -5,7 +5,7 @@
 # a Prometheus server and a headless Chromium (the metrics and status-page tests). Run by
 # `npm test` (pretest) and by CI. As root it installs them; otherwise it names them and stops.
 set -euo pipefail
-packages=(python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2 tcpdump systemd python3-yaml prometheus chromium)
+packages=(python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc iproute2 nftables tcpdump systemd python3-yaml prometheus chromium)
 missing=()
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done

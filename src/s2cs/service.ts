@@ -72,6 +72,7 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       to_target_bps: s.toTargetBps,
       from_target_bps: s.fromTargetBps,
       cap_bps: s.capBps,
+      releasing_on: s.releasingOn ?? [],
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,

@@ -66,6 +66,21 @@ export interface DataServer {
   setRecord?(uid: string, record: Uint8Array): Promise<void>;
   /** Data-server agents: the streams they hold now, each with the record s2cs kept with it. */
   adopt?(): Promise<AdoptedStream[]>;
+  /**
+   * Data-server agents: the parts of a stream whose release (a release() that threw
+   * PartialRelease) an agent has not confirmed yet; undefined when none is left.
+   */
+  releasing?(uid: string): readonly UnreleasedShare[] | undefined;
+  /** Data-server agents: called once every agent confirmed a release that was partial, with how it ended there. */
+  onReleased?(listener: (uid: string, how: string) => void): void;
+}
+
+/** An agent's part of a stream that it has not confirmed releasing (it did not answer). */
+export interface UnreleasedShare {
+  agent: string;
+  address: string;
+  /** Connections it carried for the stream at its last answer: they may still forward. */
+  connections: number;
 }
 
 /** A stream a restarted s2cs finds on its agents. */
@@ -118,8 +133,10 @@ export interface AgentHandle extends DataServer {
   readonly name: string;
   /** Where s2cs reaches it (host:port or unix:/path). */
   readonly address: string;
-  /** Answered its last Health poll; a down agent gets no new streams. */
+  /** Not marked down (it answered one of its last polls); a down agent gets no new streams. */
   up(): boolean;
+  /** Up and answered its very last poll (absent: same as up()); only such an agent gets new streams. */
+  answering?(): boolean;
   /** The last Health answer (undefined before the first). */
   health(): AgentHealth | undefined;
   /** Recent load for placement: bytes per second over the last polls, both directions. */
@@ -130,6 +147,8 @@ export interface AgentHandle extends DataServer {
   listStreams(): Promise<AgentStream[]>;
   /** Called when the agent goes down or comes back, or restarted (its streams are gone). */
   onChange(listener: (event: 'down' | 'up' | 'restarted') => void): void;
+  /** Called with the streams the agent dropped by itself (s2ds --orphan-timeout), seen at a poll. */
+  onStreamsGone?(listener: (uids: string[]) => void): void;
   /**
    * Spare listeners (agents in other processes, where opening listeners costs a
    * round trip): opened ahead for `owner`, given to a stream without waiting

@@ -6,8 +6,9 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
-import { AgentCallError } from './remote.js';
-import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
+import { AgentCallError, unanswered } from './remote.js';
+import { PendingReleases } from './releases.js';
+import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -83,8 +84,8 @@ export class AgentPool implements DataServer {
   private readonly pending = new Map<AgentHandle, number>();
   /** What the pool last said about each agent (a log line per change, not per poll). */
   private readonly seenUp = new Map<AgentHandle, boolean | undefined>();
-  /** Releases that failed because the agent did not answer; retried when it is back. */
-  private readonly unreleased = new Map<AgentHandle, Set<string>>();
+  /** Releases an agent did not confirm (it did not answer); retried until it does. */
+  private readonly releases: PendingReleases;
   private readonly lostListeners: StreamsLostListener[] = [];
   /** Who this pool's spares belong to on the agents: one id per s2cs process. */
   readonly owner = randomBytes(12).toString('base64url');
@@ -107,6 +108,10 @@ export class AgentPool implements DataServer {
     private readonly opts: AgentPoolOptions,
   ) {
     this.spareTarget = Math.max(0, Math.min(MAX_SPARES_PER_AGENT, Math.floor(opts.spares ?? 0)));
+    this.releases = new PendingReleases({
+      logger: opts.logger,
+      placedOn: (agent, uid) => (this.starting.has(uid) ? 'starting' : this.placements.get(uid)?.shares.some((s) => s.agent === agent) ? 'placed' : 'no'),
+    });
     for (const a of agents) this.add(a);
   }
 
@@ -118,6 +123,26 @@ export class AgentPool implements DataServer {
       this.prepareSpares(agent);
     }
     agent.onChange((event) => this.changed(agent, event));
+    agent.onStreamsGone?.((uids) => this.sharesGone(agent, uids));
+  }
+
+  /**
+   * The agent dropped streams by itself (it was cut off from every s2cs for longer
+   * than its --orphan-timeout): each of them is broken, so the rest is released and
+   * they are reported lost.
+   */
+  private sharesGone(agent: AgentHandle, uids: string[]): void {
+    const lost: string[] = [];
+    for (const uid of uids) {
+      const p = this.placements.get(uid);
+      if (!p || !p.shares.some((s) => s.agent === agent)) continue;
+      this.placements.delete(uid);
+      for (const s of p.shares) if (s.agent !== agent) void this.releases.releaseOn(s.agent, uid);
+      lost.push(uid);
+    }
+    if (lost.length > 0) {
+      this.tellLost(lost, `data-server agent ${agent.name} (${agent.address}) dropped its part: it was cut off from s2cs for longer than its --orphan-timeout, and its connections were reset`);
+    }
   }
 
   /** This pool's spares on an agent, ready to be taken. */
@@ -243,7 +268,7 @@ export class AgentPool implements DataServer {
       // Its first answer is no news; after being down, it is.
       if (before === false) log.info({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) answers: taking it back`);
     }
-    this.retryReleases(agent);
+    this.releases.retry(agent);
   }
 
   /**
@@ -258,11 +283,11 @@ export class AgentPool implements DataServer {
     for (const p of this.placements.values()) {
       if (p.shares.some((s) => s.agent === agent)) lost.push(p);
     }
-    this.unreleased.delete(agent);
+    this.releases.agentGone(agent, why);
     if (lost.length === 0) return;
     for (const p of lost) {
       this.placements.delete(p.uid);
-      for (const s of p.shares) if (s.agent !== agent) void this.releaseOn(s.agent, p.uid);
+      for (const s of p.shares) if (s.agent !== agent) void this.releases.releaseOn(s.agent, p.uid);
     }
     const uids = lost.map((p) => p.uid);
     this.opts.logger.warn({ agent: agent.name, uids }, `${why}; ${uids.length} stream(s) ended: ${uids.slice(0, 10).join(', ')}${uids.length > 10 ? ', ...' : ''}`);
@@ -288,12 +313,13 @@ export class AgentPool implements DataServer {
    * an agent carrying the fast connections counts as more loaded than one with as
    * many idle ones.
    */
-  private place(uid: string, count: number): Map<AgentHandle, number[]> {
-    const up = this.members.filter((a) => a.up());
+  private place(uid: string, count: number, silent: ReadonlySet<AgentHandle> = new Set()): Map<AgentHandle, number[]> {
+    // Never an agent that missed its last poll, nor one that did not answer this request.
+    const up = this.members.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a));
     if (up.length === 0) {
       throw new ScistreamError(
         'UNAVAILABLE',
-        `no data-server agent answers (${this.members.map((a) => `${a.name} at ${a.address}`).join(', ') || 'none configured'}); check that s2ds runs and is reachable, then retry`,
+        `no data-server agent answers (${this.members.map((a) => `${a.name} at ${a.address}`).join(', ') || 'none configured'})${silent.size > 0 ? ` for stream ${uid}` : ''}; check that s2ds runs and is reachable, then retry`,
       );
     }
     const conns = up.map((a) => a.health()?.activeConnections ?? 0);
@@ -340,22 +366,9 @@ export class AgentPool implements DataServer {
     const plan = this.place(uid, count);
     const capBps = opts.capBps ?? 0;
     if ([...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps);
-    for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
     // (release() finds it in `starting`) instead of finding nothing and leaving the listeners behind.
-    const work = (async () => {
-      // Spares an agent has are given back when its share needs more ports than it has
-      // free otherwise: they must not make a request fail that would fit without them.
-      // (The agent's free count may date from before its spares opened: counted without them.)
-      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-      return this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
-        // The agent's free count was older than its spares: give them back and try once more.
-        const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
-        if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
-        await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-        return this.reserve(uid, count, plan, capBps);
-      });
-    })();
+    const work = this.reserveAnywhere(uid, count, plan, capBps);
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -363,6 +376,48 @@ export class AgentPool implements DataServer {
       return placement.listeners;
     } finally {
       this.starting.delete(uid);
+    }
+  }
+
+  /** Reserves by the plan; when agents do not answer, places the stream again on the others (while they have the ports). */
+  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
+    const silent = new Set<AgentHandle>();
+    let plan = first;
+    for (;;) {
+      try {
+        return await this.reserveOnce(uid, count, plan, capBps);
+      } catch (err) {
+        if (!(err instanceof SilentAgents)) throw err;
+        for (const a of err.agents) silent.add(a);
+        try {
+          plan = this.place(uid, count, silent);
+        } catch (placing) {
+          this.opts.logger.debug({ uid, err: (placing as Error).message }, 'no other agent can take a stream its agent did not answer for');
+          throw err.cause;
+        }
+        this.opts.logger.warn(
+          { uid, agents: err.agents.map((a) => a.name) },
+          `data-server agent ${err.agents.map((a) => a.name).join(', ')} did not answer for stream ${uid}: placing it on the other agents`,
+        );
+      }
+    }
+  }
+
+  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
+    for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
+    try {
+      // Spares an agent has are given back when its share needs more ports than it has
+      // free otherwise: they must not make a request fail that would fit without them.
+      // (The agent's free count may date from before its spares opened: counted without them.)
+      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
+      return await this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
+        // The agent's free count was older than its spares: give them back and try once more.
+        const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
+        if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
+        await Promise.all(holding.map((a) => this.giveBackSpares(a)));
+        return this.reserve(uid, count, plan, capBps);
+      });
+    } finally {
       for (const [a, idx] of plan) {
         this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
         this.refill(a);
@@ -403,7 +458,7 @@ export class AgentPool implements DataServer {
       (err: unknown) => {
         if (this.placements.get(uid) === placement) {
           this.placements.delete(uid);
-          for (const s of shares) void this.releaseOn(s.agent, uid);
+          for (const s of shares) void this.releases.releaseOn(s.agent, uid);
           // Spares an agent refused to assign, should they still be open there.
           shares.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
           this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
@@ -460,12 +515,17 @@ export class AgentPool implements DataServer {
     );
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
-      await Promise.all(shares.map((s, i) => (results[i]!.status === 'fulfilled' ? this.releaseOn(s.agent, uid) : undefined)));
+      const silent = shares.filter((_, i) => results[i]!.status === 'rejected' && unanswered((results[i] as PromiseRejectedResult).reason));
+      // One that did not answer may have opened them all the same: released there when it answers (not awaited: it may not).
+      for (const s of silent) void this.releases.releaseOn(s.agent, uid);
+      await Promise.all(shares.map((s, i) => (results[i]!.status === 'fulfilled' ? this.releases.releaseOn(s.agent, uid) : undefined)));
       const err = (results[failed] as PromiseRejectedResult).reason as unknown;
       const agent = shares[failed]!.agent;
       this.opts.logger.debug({ uid, agent: agent.name, err }, 'an agent could not open its share of a stream; released the rest');
-      if (err instanceof ScistreamError) throw err;
-      throw new ScistreamError('UNAVAILABLE', `data-server agent ${agent.name} (${agent.address}) could not open listeners for stream ${uid}: ${(err as Error).message}; retry`);
+      const cause = err instanceof ScistreamError ? err : new ScistreamError('UNAVAILABLE', `data-server agent ${agent.name} (${agent.address}) could not open listeners for stream ${uid}: ${(err as Error).message}; retry`);
+      // Every failure was silence: the stream may go to the others.
+      if (silent.length === results.filter((r) => r.status === 'rejected').length) throw new SilentAgents(silent.map((s) => s.agent), cause);
+      throw cause;
     }
     const listeners = new Array<Address>(count);
     shares.forEach((s, i) => {
@@ -508,33 +568,34 @@ export class AgentPool implements DataServer {
     await Promise.all(p.shares.map((s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record))));
   }
 
+  /**
+   * Releases the stream on every agent holding a part of it. Throws PartialRelease
+   * (UNAVAILABLE) when some did not answer: the rest is released, theirs is retried
+   * until they answer (releasing(uid) says what is left; onReleased tells the end).
+   */
   async release(uid: string): Promise<void> {
     const pending = this.starting.get(uid) ?? this.assigning.get(uid);
     if (pending) await pending.catch(noop);
     const p = this.placements.get(uid);
     if (!p) return;
     this.placements.delete(uid);
-    await Promise.all(p.shares.map((s) => this.releaseOn(s.agent, uid)));
+    // What each part carried at its agent's last answer: what may go on forwarding there.
+    const connections = p.shares.map((s) => {
+      const st = s.agent.stats(uid);
+      return (st?.activeConnections ?? 0) + (st?.waitingConnections ?? 0);
+    });
+    const done = await Promise.all(p.shares.map((s) => this.releases.releaseOn(s.agent, uid)));
     for (const s of p.shares) this.refill(s.agent);
+    const left = p.shares.flatMap((s, i) => (done[i] ? [] : [{ agent: s.agent, connections: connections[i]! }]));
+    if (left.length > 0) throw this.releases.partial(uid, left);
   }
 
-  /** Never throws: an agent that does not answer gets the release again when it is back. */
-  private async releaseOn(agent: AgentHandle, uid: string): Promise<void> {
-    try {
-      await agent.release(uid);
-    } catch (err) {
-      this.opts.logger.warn({ uid, agent: agent.name, err: (err as Error).message }, `could not release stream ${uid} on data-server agent ${agent.name}; will retry when it answers`);
-      const set = this.unreleased.get(agent) ?? new Set<string>();
-      set.add(uid);
-      this.unreleased.set(agent, set);
-    }
+  releasing(uid: string): readonly UnreleasedShare[] | undefined {
+    return this.releases.releasing(uid);
   }
 
-  private retryReleases(agent: AgentHandle): void {
-    const set = this.unreleased.get(agent);
-    if (!set) return;
-    this.unreleased.delete(agent);
-    for (const uid of set) if (!this.placements.has(uid)) void this.releaseOn(agent, uid);
+  onReleased(listener: (uid: string, how: string) => void): void {
+    this.releases.onReleased(listener);
   }
 
   stats(uid: string): StreamStats | undefined {
@@ -641,7 +702,7 @@ export class AgentPool implements DataServer {
       const complete = listeners.filter(Boolean).length === count && count > 0;
       if (!complete && unanswered.length === 0) {
         const why = `stream ${uid} has only ${listeners.filter(Boolean).length} of its ${count} listeners on the agents: a part ended with its agent`;
-        await Promise.all(parts.map((p) => this.releaseOn(p.agent, uid)));
+        await Promise.all(parts.map((p) => this.releases.releaseOn(p.agent, uid)));
         released.push({ uid, why });
         this.opts.logger.warn({ uid }, `${why}; released the rest`);
         continue;
@@ -667,11 +728,22 @@ export class AgentPool implements DataServer {
   async close(): Promise<void> {
     await Promise.all([...this.starting.values(), ...this.assigning.values()].map((p) => p.catch(noop)));
     this.closed = true;
+    this.releases.close();
     // Spares belong to no stream: a graceful stop closes them (a detach leaves them for the next s2cs to clear).
     await Promise.allSettled(this.members.map((a) => (this.spareTarget > 0 && a.releaseSpares && a.up() ? a.releaseSpares(this.owner, false) : undefined)));
     this.spares.clear();
     this.placements.clear();
     await Promise.allSettled(this.members.map((a) => a.close()));
+  }
+}
+
+/** A reservation failed only because these agents did not answer: the stream may be placed on the others. */
+class SilentAgents extends Error {
+  constructor(
+    readonly agents: AgentHandle[],
+    override readonly cause: ScistreamError,
+  ) {
+    super(cause.message);
   }
 }
 

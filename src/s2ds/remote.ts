@@ -2,6 +2,13 @@
 // TCP with mutual TLS or over a Unix socket. A poll (Health and ListStreams, every
 // second) keeps the sync reads current and tells when the agent goes down, comes
 // back or restarted.
+//
+// Liveness counts polls, not deadlines: a poll that has not answered when the next
+// one is due is a failed poll, so an agent that stops answering (a partition, a
+// SIGSTOP) is down after DOWN_AFTER_FAILED_POLLS intervals, not after three call
+// deadlines (a hung poll used to hold the next ones back: 30 s). When it is marked
+// down, the calls still waiting on it fail at once, so that a request is placed
+// again elsewhere and a release reports what it could not do.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -19,13 +26,28 @@ export interface RemoteAgentOptions {
   name?: string;
   /** Default 1000. */
   pollIntervalMs?: number;
-  /** Deadline of each call; default 10 s. */
+  /** Deadline of each call to an agent that answers its polls; default 10 s. */
   deadlineMs?: number;
   logger?: Logger;
 }
 
 /** Consecutive failed polls after which an agent is down. */
 export const DOWN_AFTER_FAILED_POLLS = 3;
+
+/** How often the channel to an agent that is down is made anew. */
+const RENEW_CHANNEL_MS = 5_000;
+
+/** gRPC's CANCELLED: a call this handle gave up because the agent was marked down. */
+const CANCELLED = 1;
+
+/**
+ * Whether a failed agent call means the agent did not answer (unreachable, no
+ * answer in time, given up when it was marked down), rather than a refusal: the
+ * call may have been done there, and another agent may do it instead.
+ */
+export function unanswered(err: unknown): boolean {
+  return err instanceof AgentCallError && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED || err.code === CANCELLED);
+}
 
 /** A call to an agent that failed; the message names the agent and says what it answered. */
 export class AgentCallError extends ScistreamError {
@@ -58,10 +80,14 @@ type Event = 'down' | 'up' | 'restarted';
 
 export class RemoteAgent implements AgentHandle {
   readonly address: string;
-  private readonly client: AgentClient;
+  private client: AgentClient;
+  private readonly newClient: () => AgentClient;
+  /** When the channel in use was made (renewed while the agent is down: see pollFailed). */
+  private channelSince = Date.now();
   private readonly deadlineMs: number;
   private readonly logger: Logger;
   private readonly listeners: ((event: Event) => void)[] = [];
+  private readonly goneListeners: ((uids: string[]) => void)[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly configuredName: string | undefined;
   private lastHealth: AgentHealth | undefined;
@@ -75,7 +101,14 @@ export class RemoteAgent implements AgentHandle {
   /** Whether 'down' was told since the last 'up' (or since the start). */
   private toldDown = false;
   private failedPolls = 0;
+  /** The last poll that ended answered (a tick that found one overdue does not change it). */
+  private lastPollOk = false;
+  /** When the poll under way started. */
+  private pollStartedAt: number | undefined;
   private polling: Promise<void> | undefined;
+  private readonly intervalMs: number;
+  /** Calls other than polls waiting for an answer: given up when the agent is marked down. */
+  private readonly inflight = new Set<grpc.ClientUnaryCall>();
   private closed = false;
 
   constructor(opts: RemoteAgentOptions) {
@@ -91,15 +124,17 @@ export class RemoteAgent implements AgentHandle {
       if (!opts.tls) throw new Error(`data-server agent at ${opts.address}: a TCP agent needs mutual TLS (its certificate or CA, and s2cs's certificate and key)`);
       credentials = agentChannelCredentials(opts.tls);
     }
-    this.client = new Agent(opts.address, credentials, {
-      // An agent that comes back is found within about a second, not after grpc-js's default backoff of up to two minutes.
-      'grpc.initial_reconnect_backoff_ms': 200,
-      'grpc.max_reconnect_backoff_ms': 1000,
-      // ListStreams carries every stream's record (up to 64 KiB each).
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
-    }) as unknown as AgentClient;
-    const interval = opts.pollIntervalMs ?? 1000;
-    this.timer = setInterval(() => void this.poll(), interval);
+    this.newClient = () =>
+      new Agent(opts.address, credentials, {
+        // An agent that comes back is found within about a second, not after grpc-js's default backoff of up to two minutes.
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 1000,
+        // ListStreams carries every stream's record (up to 64 KiB each).
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      }) as unknown as AgentClient;
+    this.client = this.newClient();
+    const interval = (this.intervalMs = opts.pollIntervalMs ?? 1000);
+    this.timer = setInterval(() => this.tick(), interval);
     this.timer.unref();
     void this.poll();
   }
@@ -112,6 +147,16 @@ export class RemoteAgent implements AgentHandle {
     return this.isUp;
   }
 
+  /**
+   * Up and answered its last poll, and the poll under way (if any) is not overdue:
+   * only such an agent gets new streams. Overdue means a second or more (an
+   * interval, when longer): a faster poll interval does not make a busy agent skipped.
+   */
+  answering(): boolean {
+    if (!this.isUp || !this.lastPollOk) return false;
+    return this.pollStartedAt === undefined || Date.now() - this.pollStartedAt < Math.max(this.intervalMs, 1000);
+  }
+
   health(): AgentHealth | undefined {
     return this.lastHealth;
   }
@@ -122,6 +167,10 @@ export class RemoteAgent implements AgentHandle {
 
   onChange(listener: (event: Event) => void): void {
     this.listeners.push(listener);
+  }
+
+  onStreamsGone(listener: (uids: string[]) => void): void {
+    this.goneListeners.push(listener);
   }
 
   stats(uid: string): StreamStats | undefined {
@@ -205,10 +254,43 @@ export class RemoteAgent implements AgentHandle {
     this.client.close();
   }
 
+  /** Every interval: a poll still waiting since the last tick is a failed poll; else a new one. */
+  private tick(): void {
+    if (this.closed) return;
+    if (this.polling) {
+      this.pollFailed(`no answer to its poll within ${this.intervalMs} ms`);
+      return;
+    }
+    void this.poll();
+  }
+
+  private pollFailed(why: string): void {
+    this.failedPolls++;
+    if (this.failedPolls >= DOWN_AFTER_FAILED_POLLS) this.markDown(`${this.failedPolls} polls in a row failed (last: ${why})`);
+    if (!this.isUp && Date.now() - this.channelSince >= RENEW_CHANNEL_MS) this.renewChannel();
+  }
+
+  /**
+   * A new channel to an agent that is down. After a partition, the old one's TCP
+   * connection (or its connect attempt) waits out the kernel's retransmission
+   * backoff, up to minutes after the network is back; a fresh connection every few
+   * seconds finds the agent within seconds of the heal.
+   */
+  private renewChannel(): void {
+    const old = this.client;
+    this.client = this.newClient();
+    this.channelSince = Date.now();
+    old.close();
+  }
+
   /** Asks Health and ListStreams now (the timer does it every interval); resolves when both answered or failed. */
   poll(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    this.polling ??= this.pollOnce().finally(() => (this.polling = undefined));
+    if (!this.polling) this.pollStartedAt = Date.now();
+    this.polling ??= this.pollOnce().finally(() => {
+      this.polling = undefined;
+      this.pollStartedAt = undefined;
+    });
     return this.polling;
   }
 
@@ -223,12 +305,13 @@ export class RemoteAgent implements AgentHandle {
       ]);
     } catch (err) {
       if (this.closed) return;
-      this.failedPolls++;
-      if (this.failedPolls >= DOWN_AFTER_FAILED_POLLS) this.markDown((err as Error).message);
+      this.lastPollOk = false;
+      this.pollFailed((err as Error).message);
       return;
     }
     if (this.closed) return;
     this.failedPolls = 0;
+    this.lastPollOk = true;
     const h = toHealth(health);
     const restarted = this.lastHealth !== undefined && this.lastHealth.startedAtMs !== h.startedAtMs;
     const now = Date.now();
@@ -249,7 +332,18 @@ export class RemoteAgent implements AgentHandle {
         this.changed.delete(uid);
       }
     }
+    // Streams it held at the last answer and dropped by itself since (--orphan-timeout), not released through this handle.
+    const gone = restarted ? [] : [...this.streams.keys()].filter((uid) => !streams.has(uid) && !this.changed.has(uid));
     this.streams = streams;
+    if (gone.length > 0) {
+      for (const l of this.goneListeners) {
+        try {
+          l(gone);
+        } catch (err) {
+          this.logger.error({ err }, 'a streams-gone listener threw');
+        }
+      }
+    }
     if (restarted) {
       this.logger.warn({ agent: h.name, address: this.address }, 'data-server agent restarted: the streams it carried are gone');
       this.emit('restarted');
@@ -265,6 +359,9 @@ export class RemoteAgent implements AgentHandle {
   private markDown(why: string): void {
     const wasUp = this.isUp;
     this.isUp = false;
+    // Whoever waits on a call to it learns now, not at the deadline.
+    for (const c of [...this.inflight]) c.cancel();
+    this.inflight.clear();
     if (wasUp || !this.toldDown) {
       this.toldDown = true;
       this.logger.warn({ agent: this.name, address: this.address }, `data-server agent is down: ${why}`);
@@ -284,17 +381,29 @@ export class RemoteAgent implements AgentHandle {
 
   private call<Res>(rpc: 'StartListeners' | 'SetTargets' | 'SetRecord' | 'Release' | 'ListStreams' | 'Health' | 'ReserveSpares' | 'AssignSpares' | 'ReleaseSpares', request: object, fromPoll = false): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const method = (this.client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => void>)[rpc]!;
-      method.call(this.client, request, { deadline: Date.now() + this.deadlineMs }, (err, res) => {
+      const method = (this.client as unknown as Record<string, (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall>)[rpc]!;
+      // A poll has DOWN_AFTER_FAILED_POLLS intervals (the ticks count it failed meanwhile); a call
+      // to an agent that is down has one, to find it back without making its caller wait long.
+      const deadlineMs = fromPoll ? Math.min(this.deadlineMs, DOWN_AFTER_FAILED_POLLS * this.intervalMs) : this.isUp ? this.deadlineMs : Math.min(this.deadlineMs, Math.max(this.intervalMs, 500));
+      const call = method.call(this.client, request, { deadline: Date.now() + deadlineMs }, (err, res) => {
+        this.inflight.delete(call);
         if (!err) {
           resolve(res!);
           return;
         }
-        const kind = PASSED_ON[err.code] ?? 'INTERNAL';
-        const details = err.code === grpc.status.UNAVAILABLE ? `unreachable (${err.details || statusName(err.code)}); check that s2ds runs there and that the certificates match` : err.details || statusName(err.code);
+        const kind = err.code === CANCELLED ? 'UNAVAILABLE' : (PASSED_ON[err.code] ?? 'INTERNAL');
+        const details =
+          err.code === grpc.status.UNAVAILABLE
+            ? `unreachable (${err.details || statusName(err.code)}); check that s2ds runs there and that the certificates match`
+            : err.code === CANCELLED
+              ? `does not answer (${DOWN_AFTER_FAILED_POLLS} polls in a row failed: marked down); check the agent's host and the network to it`
+              : err.code === grpc.status.DEADLINE_EXCEEDED
+                ? `no answer within ${deadlineMs} ms; check the agent's host and the network to it`
+                : err.details || statusName(err.code);
         if (err.code === grpc.status.UNAVAILABLE && !fromPoll && !this.closed) this.markDown(err.details);
         reject(new AgentCallError(kind, this.name, this.address, rpc, err.code, details));
       });
+      if (!fromPoll) this.inflight.add(call);
     });
   }
 }

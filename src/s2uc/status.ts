@@ -15,8 +15,10 @@ export interface StreamStatusRow {
   rate: number;
   /** Bytes per second the gateway holds the stream to, each way; 0: not capped there. */
   capBps: number;
-  /** reserving | awaiting-hello | awaiting-update | ready */
+  /** reserving | awaiting-hello | awaiting-update | ready | releasing */
   state: string;
+  /** While releasing: the agents that have not confirmed their part, and what they may still forward. */
+  releasingOn?: string[];
   owner: string;
   /** Seconds since the stream's req. */
   ageS: number;
@@ -102,6 +104,7 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       rate: num(s.rate),
       capBps: num(s.cap_bps),
       state: s.state,
+      releasingOn: s.releasing_on ?? [],
       owner: s.owner,
       ageS: num(s.age_s),
       leaseRemainingS: num(s.lease_remaining_s),
@@ -186,9 +189,11 @@ export interface SampledRates {
 function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
   const head = [s.role, plural(s.numConn, 'connection')].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
-  const state = s.state === 'ready' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
+  const state = s.state === 'ready' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
   let text = `  stream ${s.uid} (${head})\n`;
   text += field('state', state);
+  // Released, but these agents have not confirmed: their connections may still forward.
+  for (const [i, on] of (s.releasingOn ?? []).entries()) text += field(i === 0 ? 'not released' : '', on);
   text += field('age', formatAge(s.ageS));
   text += field('owner', s.owner);
   if (s.rate > 0 || s.capBps > 0) {

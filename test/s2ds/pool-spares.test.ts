@@ -199,12 +199,14 @@ test('spares vanish with their agent without a stream reported lost; a new s2cs 
     const many = await remote.reserveSpares('someone', 17).catch((e: unknown) => e);
     assert.ok(many instanceof AgentCallError && many.kind === 'INVALID_ARGUMENT', String(many));
 
+    const startedAt = remote.health()!.startedAtMs;
     agent.proc.child.kill('SIGKILL');
     await agent.proc.exited;
     agent = await startAgentProcess({ dir, ports: 8 });
+    // Requests go only to an agent that answered its last poll: wait for the new one's.
     await until('the spare replaced after the restart', () => {
       const now = pool!.sparesOn(remote);
-      return remote.up() && now.length === 1 && remote.health()?.sparePorts === 1;
+      return remote.answering() && remote.health()?.startedAtMs !== startedAt && now.length === 1 && remote.health()?.sparePorts === 1;
     });
     assert.deepEqual(lost, [], 'spares belong to no stream: nothing is reported lost');
     const listeners = await pool.startListeners('after', 1);

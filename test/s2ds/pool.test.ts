@@ -17,12 +17,12 @@ async function agent(name: string, ports: number, extra: Partial<LocalAgentOptio
 
 /** An agent whose liveness the test sets, as a RemoteAgent's polls would. */
 class FlakyAgent extends LocalAgent {
-  private answering = true;
+  private isAnswering = true;
   override up(): boolean {
-    return this.answering;
+    return this.isAnswering;
   }
   setUp(up: boolean): void {
-    this.answering = up;
+    this.isAnswering = up;
     this.emit(up ? 'up' : 'down');
   }
   /** The agent's process ended and a new one started: every connection reset, every port free. */

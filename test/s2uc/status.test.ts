@@ -32,6 +32,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     rate: 0,
     capBps: 0,
     state: 'ready',
+    releasingOn: [],
     owner: 'alice',
     ageS: 192,
     leaseRemainingS: 0,
@@ -113,6 +114,15 @@ describe('human output', () => {
     assert.match(text, /3\.00 KiB/);
     assert.match(text, /5\.00 MiB/);
     assert.match(text, /refused since start: ports-per-user=3/);
+  });
+
+  test('a stream being released shows which agent has not confirmed it', () => {
+    const text = formatGatewayStatus({
+      s2cs: 'gw:5000', reservedPorts: 2, freePorts: 0, ratePolicy: 'none', capacityBps: 0, reservedBps: 0, refusals: {}, ended: [], agents: [],
+      streams: [stream({ state: 'releasing', releasingOn: ['gwa2: 2 connection(s) may still forward; not confirmed for 12 s'] })],
+    });
+    assert.match(text, /state {8}releasing\n/);
+    assert.match(text, /not released gwa2: 2 connection\(s\) may still forward; not confirmed for 12 s/);
   });
 });
 

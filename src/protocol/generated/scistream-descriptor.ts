@@ -240,6 +240,11 @@ export const SCISTREAM_DESCRIPTOR = {
             "cap_bps": {
               "type": "uint64",
               "id": 20
+            },
+            "releasing_on": {
+              "rule": "repeated",
+              "type": "string",
+              "id": 25
             }
           }
         },

@@ -1,12 +1,15 @@
 // What status shows of each stream, and the byte-rate samples behind its rates.
 import { formatAddress } from '../../protocol/address.js';
 import type { StreamRequest } from '../../protocol/validate.js';
-import type { StreamStats } from '../../s2ds/index.js';
+import type { StreamStats, UnreleasedShare } from '../../s2ds/index.js';
 import { SAMPLE_INTERVAL_MS } from '../rates.js';
 import type { StreamRecord, StreamState, TableState } from './record.js';
 
 export interface StreamStatus extends StreamRequest {
-  state: StreamState;
+  /** 'releasing': released, but an agent has not confirmed its part (see releasingOn). */
+  state: StreamState | 'releasing';
+  /** While releasing: each agent that has not confirmed, and the connections it may still forward. */
+  releasingOn?: string[];
   owner: string;
   listeners: string[];
   prodListeners: string[];
@@ -47,6 +50,26 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
       },
     ];
   });
+}
+
+/** A stream whose release an agent has not confirmed: what it was, and who may still forward it. */
+export function releasingStatus(r: StreamRecord, since: number, on: readonly UnreleasedShare[]): StreamStatus {
+  const now = Date.now();
+  return {
+    ...r.request,
+    state: 'releasing',
+    releasingOn: on.map((s) => `${s.agent}: ${s.connections} connection(s) may still forward; not confirmed for ${Math.max(0, Math.floor((now - since) / 1000))} s`),
+    leaseRemainingS: 0,
+    owner: r.owner.subject,
+    listeners: r.listeners.map(formatAddress),
+    prodListeners: (r.prodListeners ?? []).map(formatAddress),
+    targets: (r.targets ?? []).map(formatAddress),
+    stats: undefined,
+    ageS: Math.max(0, Math.floor((now - r.createdAt) / 1000)),
+    toTargetBps: 0,
+    fromTargetBps: 0,
+    capBps: r.capBps,
+  };
 }
 
 /** Samples the streams' byte counters for the rates in status; runs only while there are streams. */

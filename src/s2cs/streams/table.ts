@@ -18,7 +18,7 @@ import { checkOwner } from './ownership.js';
 import { adoptStreams, RecordKeeper, type AdoptionParts } from './persistence.js';
 import { noop, released, reply, type StreamRecord, type StreamReply, type TableState } from './record.js';
 import { RELEASED_BY_REQUEST, Releases, SHUTTING_DOWN, type EndedStream } from './release.js';
-import { RateSampler, streamStatus, type StreamStatus } from './status.js';
+import { RateSampler, releasingStatus, streamStatus, type StreamStatus } from './status.js';
 import { acceptsPlaintextData, updateTargets, type TargetParts } from './targets.js';
 
 export class StreamTable {
@@ -74,6 +74,13 @@ export class StreamTable {
    * and a new lease: never a stream half released.
    */
   req(request: StreamRequest, caller: Identity, peer = ''): Promise<StreamReply> {
+    if (this.releases.releasing(request.uid)) {
+      const on = this.releases.on(request.uid).map((s) => s.agent).join(', ');
+      throw alreadyExists(
+        `uid ${request.uid} is still being released here: data-server agent ${on || '(one)'} has not confirmed its part yet; ` +
+          'use a new uid, or retry once status no longer shows the stream releasing',
+      );
+    }
     const existing = this.state.records.get(request.uid);
     if (existing) {
       const r = existing.request;
@@ -172,6 +179,12 @@ export class StreamTable {
   /** REL: idempotent; an unknown uid is already released. */
   async release(uid: string, caller: Identity): Promise<void> {
     this.hellos.forgetHeld(uid);
+    const releasing = this.releases.releasing(uid);
+    if (releasing) {
+      // Still partial: the repeat gets the same error, never an OK that would read as done.
+      checkOwner(releasing.record, caller, 'release', this.state.opts.admins);
+      throw this.releases.stillPartial(uid);
+    }
     const record = this.state.records.get(uid);
     if (!record) return;
     checkOwner(record, caller, 'release', this.state.opts.admins);
@@ -218,7 +231,8 @@ export class StreamTable {
 
   /** What status shows of one stream (uid) or of all. */
   status(uid?: string): StreamStatus[] {
-    return streamStatus(this.state, uid);
+    const releasing = this.releases.releasingAll().filter((r) => !uid || r.stream.record.request.uid === uid);
+    return [...streamStatus(this.state, uid), ...releasing.map((r) => releasingStatus(r.stream.record, r.stream.since, r.on))];
   }
 
   /** Streams this gateway ended by itself lately (not released by their owner), newest last. */

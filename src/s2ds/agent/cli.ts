@@ -33,6 +33,7 @@ interface StartFlags {
   maxWaitingConns: number;
   maxBufferMemory: number;
   waitTimeout: number;
+  orphanTimeout: number;
   verbose?: boolean;
   logJson?: boolean;
   logFormat: LogFormat;
@@ -63,6 +64,12 @@ const start: Command = program
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
   .option('--wait-timeout <seconds>', 'how long a connection that arrived before its targets waits for them', option(integer(1, 86_400)), AGENT_WAIT_TIMEOUT_MS / 1000)
+  .option(
+    '--orphan-timeout <seconds>',
+    'drop every stream (connections reset, ports freed) when no s2cs has called this agent for this long (s2cs polls each second); 0: never, so streams outlive a crashed s2cs',
+    option(integer(0, 31_536_000)),
+    0,
+  )
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -122,6 +129,7 @@ const start: Command = program
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
         waitTimeoutMs: flags.waitTimeout * 1000,
+        orphanTimeoutMs: flags.orphanTimeout * 1000,
         logger,
       });
     } catch (err) {

@@ -11,6 +11,7 @@ import type { ServerTls } from '../../security/control-tls.js';
 import { DATA_DEFAULTS, LocalDataServer } from '../local.js';
 import type { PortRange } from '../ports.js';
 import { AgentService } from './service.js';
+import { watchOrphans } from './orphans.js';
 
 /** How long an early connection waits for SetTargets by default: s2cs's --hello-timeout default. */
 export const AGENT_WAIT_TIMEOUT_MS = 180_000;
@@ -29,6 +30,8 @@ export interface AgentOptions {
   maxWaitingConns?: number;
   maxBufferMemory?: number;
   waitTimeoutMs?: number;
+  /** Drop every stream when no s2cs has called for this long (--orphan-timeout); 0 or absent: never. */
+  orphanTimeoutMs?: number;
   logger: Logger;
 }
 
@@ -88,6 +91,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const port = await new Promise<number>((resolve, reject) => server.bindAsync(target, credentials, (err, p) => (err ? reject(err) : resolve(p))));
     address = formatAddress({ host: opts.listen.host, port });
   }
+  const orphans = watchOrphans({
+    timeoutMs: opts.orphanTimeoutMs ?? 0,
+    lastContact: () => service.lastContactMs,
+    streams: () => service.uids(),
+    drop: (uid) => service.release(uid),
+    logger: opts.logger,
+  });
   let closing: Promise<void> | undefined;
   return {
     address,
@@ -95,6 +105,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     service,
     close() {
       closing ??= (async () => {
+        orphans.stop();
         await service.close();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {

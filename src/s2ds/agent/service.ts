@@ -6,7 +6,7 @@ import type { Logger } from '../../log.js';
 import { formatAddress } from '../../protocol/address.js';
 import { MAX_RECORD_BYTES, type AgentHandlers, type AgentHealthMessage, type StreamInfo } from '../../protocol/agent-contract.js';
 import { ScistreamError, aborted, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../../protocol/errors.js';
-import { guardedUnary } from '../../protocol/guard.js';
+import { guardedUnary, type Guarded } from '../../protocol/guard.js';
 import { shown, safeDetails } from '../../protocol/text.js';
 import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateUid } from '../../protocol/validate.js';
 import { VERSION } from '../../version.js';
@@ -44,6 +44,8 @@ export class AgentService {
   /** Bytes forwarded by streams already released, so that Health's total never goes down. */
   private releasedBytes = 0;
   readonly startedAtMs = Date.now();
+  /** When an s2cs last called (any rpc): what --orphan-timeout measures. */
+  lastContactMs = Date.now();
 
   constructor(private readonly opts: AgentServiceOptions) {}
 
@@ -225,6 +227,11 @@ export class AgentService {
     return this.entries.size;
   }
 
+  /** The uids of the streams held now. */
+  uids(): string[] {
+    return [...this.entries.keys()];
+  }
+
   /** Releases every stream (connections reset): the agent's graceful stop. */
   async close(): Promise<void> {
     await Promise.all([...this.entries.keys()].map((uid) => this.release(uid)));
@@ -233,13 +240,19 @@ export class AgentService {
 
   handlers(): AgentHandlers {
     const { logger } = this.opts;
-    const unary = guardedUnary({
+    const guarded = guardedUnary({
       service: 'scistream.s2ds.Agent',
       protoFile: 'proto/s2ds.proto',
       logger,
       logFailure: (rpc, call, err, incident) => logFailure(logger, rpc, call.request, err, incident),
       internalDetails: (incident) => `internal error in s2ds ${this.opts.name} (incident ${incident}); the agent's log has the details under that id: please report it`,
     });
+    // Every call comes from an authenticated s2cs (mutual TLS, or the socket's mode): each one is contact.
+    const unary: Guarded = (rpc, handler) =>
+      guarded(rpc, (m, call) => {
+        this.lastContactMs = Date.now();
+        return handler(m, call);
+      });
     return {
       StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps) })),
       SetTargets: unary('SetTargets', async (m) => {
