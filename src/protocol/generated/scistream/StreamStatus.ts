@@ -23,6 +23,7 @@ export interface StreamStatus {
   'to_target_bps'?: (number | string | Long);
   'from_target_bps'?: (number | string | Long);
   'cap_bps'?: (number | string | Long);
+  'redacted'?: (boolean);
 }
 
 export interface StreamStatus__Output {
@@ -46,4 +47,5 @@ export interface StreamStatus__Output {
   'to_target_bps': (string);
   'from_target_bps': (string);
   'cap_bps': (string);
+  'redacted': (boolean);
 }
