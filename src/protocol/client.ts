@@ -7,6 +7,7 @@ import type { StatusResponse__Output } from './generated/scistream/StatusRespons
 import type { Capabilities__Output } from './generated/scistream/Capabilities.js';
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
+import { MAX_STATUS_SECRETS } from './validate.js';
 import { answeredInPlainText, answersWithTls, channelCredentials, controlMismatch, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -42,6 +43,12 @@ export interface ConnectionOptions {
    * release of that uid.
    */
   onControlSecret?: (uid: string, secret: string, server: string) => void;
+  /** A stream's control secret kept elsewhere (a file, a flag), for update and release when this connection has none. */
+  controlSecretFor?: (server: string, uid: string) => string | undefined;
+  /** The control secrets kept for a server's streams (one uid, or all), presented with status. */
+  controlSecretsFor?: (server: string, uid: string | undefined) => string[];
+  /** Told when a gateway has released a stream (its control secret is then of no use). */
+  onReleased?: (uid: string, server: string) => void;
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
@@ -176,7 +183,10 @@ export class ControlConnection {
   release(msg: Release): Promise<Response__Output> {
     const m = this.withSecret(msg);
     return this.call<Response__Output>('release', (md, o, cb) => this.client.release(m, md, o, cb)).then((r) => {
-      if (msg.uid) this.secrets.delete(msg.uid);
+      if (msg.uid) {
+        this.secrets.delete(msg.uid);
+        this.opts.onReleased?.(msg.uid, this.server);
+      }
       return r;
     });
   }
@@ -202,7 +212,7 @@ export class ControlConnection {
 
   private withSecret<T extends { uid?: string; control_secret?: string }>(msg: T): T {
     if (msg.control_secret || !msg.uid) return msg;
-    const secret = this.secrets.get(msg.uid);
+    const secret = this.secrets.get(msg.uid) ?? this.opts.controlSecretFor?.(this.server, msg.uid);
     return secret ? { ...msg, control_secret: secret } : msg;
   }
   hello(msg: Hello, deadlineMs?: number): Promise<AppResponse__Output> {
@@ -218,8 +228,9 @@ export class ControlConnection {
   }
 
   private heldSecrets(uid: string | undefined): string[] {
-    if (uid) return this.secrets.has(uid) ? [this.secrets.get(uid)!] : [];
-    return [...this.secrets.values()].slice(-1024);
+    const held = uid ? (this.secrets.has(uid) ? [this.secrets.get(uid)!] : []) : [...this.secrets.values()];
+    const kept = this.opts.controlSecretsFor?.(this.server, uid || undefined) ?? [];
+    return [...new Set([...held, ...kept])].slice(-MAX_STATUS_SECRETS);
   }
 
   capabilities(): Promise<Capabilities__Output> {

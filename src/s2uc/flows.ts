@@ -128,6 +128,12 @@ export interface ConnectionMap {
   prodAppSecret?: string;
   /** What the consumer's application controller presents with Hello (gateways that check tokens). */
   consAppSecret?: string;
+  /**
+   * What proves at each gateway that the stream is the caller's (Response.control_secret):
+   * update and release present it. '' from a gateway that issues none (the reference).
+   */
+  prodControlSecret: string;
+  consControlSecret: string;
   /** The WAN leg: TLS with the stream's credentials, or plain TCP (--allow-plaintext-data with a reference gateway). */
   wan: 'tls' | 'plain';
   /** Each gateway's --rate-policy: whether it holds the stream to `rate` (cap, reserve) or only stores it (none). */
@@ -229,6 +235,8 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prodListeners: p.listeners,
         consListeners: c.listeners,
         prodAppListeners: p.prod_listeners,
+        prodControlSecret: prod!.controlSecret(uid),
+        consControlSecret: cons!.controlSecret(uid),
         wan: encrypted ? 'tls' : 'plain',
         ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
       };
@@ -253,10 +261,12 @@ export interface SideResult {
   targets: string[];
   /** What the stream's application controller presents with Hello (gateways that check tokens). */
   appSecret?: string;
+  /** What proves at the gateway that the stream is the caller's, for update and release ('' from a reference gateway). */
+  controlSecret: string;
 }
 
-function side(uid: string, s2cs: string, listeners: string[], targets: string[], appSecret: string): SideResult {
-  const r: SideResult = { uid, s2cs, listeners, targets };
+function side(gw: ControlConnection, uid: string, listeners: string[], targets: string[], appSecret: string): SideResult {
+  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid) };
   if (appSecret) r.appSecret = appSecret;
   return r;
 }
@@ -282,7 +292,7 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
         gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, issued),
       ]);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(uid, gw!.server, r.listeners, r.prod_listeners, '');
+      return side(gw!, uid, r.listeners, r.prod_listeners, '');
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -304,7 +314,7 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
         caps.reqWaitsForHello ? helloForReference(gw!, uid, 'CONS', [], opts) : undefined,
       ]);
       await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
-      return side(uid, gw!.server, r.listeners, remoteListeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, remoteListeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -324,7 +334,7 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
       if (!caps.earlyAppSecret) secret.take('');
       const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(uid, gw!.server, r.listeners, r.prod_listeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, r.prod_listeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
