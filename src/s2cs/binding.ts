@@ -87,3 +87,25 @@ export function peerAddress(peer: string): string {
   if (isV4Mapped(bytes)) return [...bytes.subarray(12)].join('.');
   return Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16)).join(':');
 }
+
+/**
+ * Whether a status caller sees the stream in full (listeners, targets) without token
+ * checking: it presented the stream's secret (`secretHashes`: SHA-256 of each secret
+ * it presented; a set lookup of digests leaks nothing a timing attack could use), or
+ * the stream is bound to the caller's address.
+ */
+export function showsInFull(binding: StreamBinding, peer: string, secretHashes: ReadonlySet<string>): boolean {
+  if (binding.secretHash !== '' && secretHashes.has(binding.secretHash)) return true;
+  if (binding.bySecret) return false;
+  return binding.source === '' || binding.source === peer;
+}
+
+/**
+ * Why a retried req (same uid and fields) is not the requester's, or undefined. Without
+ * token checking a retry must come from the address of the first: its answer names the
+ * stream's listeners. (It never carries the control secret again.)
+ */
+export function retryProblem(binding: StreamBinding, peer: string, identityChecked: boolean): ControlProblem | undefined {
+  if (identityChecked || binding.source === '') return undefined;
+  return peer === binding.source ? undefined : 'other-address';
+}
