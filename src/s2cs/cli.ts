@@ -7,8 +7,9 @@ import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, ru
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { canBind } from '../s2ds/flags.js';
 import { parseRate, parseSize } from '../units.js';
-import { RATE_POLICIES } from './streams.js';
-import { startControlServer, DEFAULTS } from './server.js';
+import { RATE_POLICIES } from './streams/index.js';
+import { startControlServer } from './server.js';
+import { DEFAULTS } from './server-settings.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { join } from 'node:path';
 import { loadServerTls, serverCredentials, type ServerTls } from '../security/control-tls.js';
@@ -20,7 +21,7 @@ import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unrea
 import { checkStartFlags, derivedSettings, reloadConfig, type Running, type StartFlags, type StartPlan } from './config.js';
 import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
-import { isLoopback } from './streams.js';
+import { isLoopback } from './streams/index.js';
 
 const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')

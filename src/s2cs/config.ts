@@ -10,9 +10,10 @@ import { connectionMemory, type PortRange } from '../s2ds/index.js';
 import { checkDataPlaneFlags } from '../s2ds/flags.js';
 import { scistreamHome } from '../security/control-tls.js';
 import { setLogLevel, type LogFormat, type Logger } from '../log.js';
-import { DEFAULTS, defaultMaxPortsPerUser, type ControlServer, type RuntimeSettings } from './server.js';
+import type { ControlServer, RuntimeSettings } from './server.js';
+import { DEFAULTS, defaultMaxPortsPerUser } from './server-settings.js';
 import { splitPortRange } from './supervisor.js';
-import { isLoopback, type RatePolicy } from './streams.js';
+import { isLoopback, type RatePolicy } from './streams/index.js';
 import { monitorExposureProblem } from './monitor.js';
 import { parseAddress, type Address } from '../protocol/address.js';
 

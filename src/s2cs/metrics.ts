@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Refusals, RefusalKind } from '../limits/refusals.js';
 import type { AgentSummary, DataServer } from '../s2ds/index.js';
-import type { StreamState, StreamTable } from './streams.js';
+import type { StreamState, StreamTable } from './streams/index.js';
 
 export interface MetricsSources {
   table: StreamTable;

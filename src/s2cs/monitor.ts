@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { shown } from '../protocol/text.js';
-import { isLoopback } from './streams.js';
+import { isLoopback } from './streams/index.js';
 import type { ControlServer } from './server.js';
 import { STATUS_PAGE_CSP, renderStatusPage } from './status-page.js';
 import type { Viewer } from './service.js';

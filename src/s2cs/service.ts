@@ -18,9 +18,9 @@ import {
   type Limits,
 } from '../protocol/validate.js';
 import { hashAppSecret } from '../auth/index.js';
-import { peerAddress, showsInFull, type ControlProof } from './binding.js';
+import { peerAddress, showsInFull, type ControlProof } from './streams/binding.js';
 import type { DataServer } from '../s2ds/index.js';
-import { isCountedRefusal, type StreamStatus, type StreamTable } from './streams.js';
+import { isCountedRefusal, type StreamStatus, type StreamTable } from './streams/index.js';
 import type { AgentSummary } from '../s2ds/pool.js';
 import { VERSION } from '../version.js';
 import type { Refusals } from '../limits/refusals.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import { RemoteError } from '../../src/protocol/client.js';
-import { isLoopback, plaintextDataPolicy } from '../../src/s2cs/streams.js';
+import { isLoopback, plaintextDataPolicy } from '../../src/s2cs/streams/index.js';
 import { captureLogger } from '../auth/capture.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
 

@@ -4,7 +4,7 @@
 // stream with its targets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamTable } from '../../src/s2cs/streams.js';
+import { StreamTable } from '../../src/s2cs/streams/index.js';
 import { decodeRecord } from '../../src/s2cs/records.js';
 import { AgentPool, unwrapRecord } from '../../src/s2ds/pool.js';
 import { LocalAgent } from '../../src/s2ds/local-agent.js';

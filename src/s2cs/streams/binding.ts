@@ -3,9 +3,9 @@
 // (Response.control_secret), which they announce on req (BINDING_HEADER); a reference
 // client, which knows no such secret, with the address its req came from. With token
 // checking the owner's identity decides (streams.ts), and a secret given is checked too.
-import { generateAppSecret, hashAppSecret, verifyAppSecretHash } from '../auth/index.js';
-import { ScistreamError } from '../protocol/errors.js';
-import { ipBytes, isV4Mapped } from '../s2ds/ports.js';
+import { generateAppSecret, hashAppSecret, verifyAppSecretHash } from '../../auth/index.js';
+import { ScistreamError } from '../../protocol/errors.js';
+import { ipBytes, isV4Mapped } from '../../s2ds/ports.js';
 
 export interface StreamBinding {
   /** SHA-256 (hex) of the stream's control secret; '' for a stream an older s2cs set up. */

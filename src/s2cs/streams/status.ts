@@ -1,0 +1,104 @@
+// What status shows of each stream, and the byte-rate samples behind its rates.
+import { formatAddress } from '../../protocol/address.js';
+import type { StreamRequest } from '../../protocol/validate.js';
+import type { StreamStats } from '../../s2ds/index.js';
+import { SAMPLE_INTERVAL_MS } from '../rates.js';
+import type { StreamRecord, StreamState, TableState } from './record.js';
+import type { StreamBinding } from './binding.js';
+
+export interface StreamStatus extends StreamRequest {
+  state: StreamState;
+  owner: string;
+  listeners: string[];
+  prodListeners: string[];
+  targets: string[];
+  stats: StreamStats | undefined;
+  /** Seconds until the gateway releases the stream for want of UpdateTargets; 0 once they came. */
+  leaseRemainingS: number;
+  /** Seconds since the stream's first req. */
+  ageS: number;
+  /** Bytes per second each way, averaged over the last 10 s (rates.ts). */
+  toTargetBps: number;
+  fromTargetBps: number;
+  /** Bytes per second the gateway holds the stream to, each way (0: not capped). */
+  capBps: number;
+  /** Who may see it in full and control it without token checking (never shown as such). */
+  binding: StreamBinding;
+}
+
+/** What status shows of one stream (uid) or of all; released ones are left out. */
+export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
+  const now = Date.now();
+  const records = uid ? [state.records.get(uid)].filter((r): r is StreamRecord => r !== undefined) : [...state.records.values()];
+  return records.flatMap((r) => {
+    if (r.state === 'released') return [];
+    const stats = state.opts.dataServer.stats(r.request.uid);
+    const rates = r.rates.rates(now, stats?.bytesToTarget ?? 0, stats?.bytesFromTarget ?? 0);
+    return [
+      {
+        ...r.request,
+        state: shownState(r),
+        leaseRemainingS: r.targets ? 0 : Math.max(0, Math.ceil((r.leaseEnds - now) / 1000)),
+        owner: r.owner.subject,
+        listeners: r.listeners.map(formatAddress),
+        prodListeners: (r.prodListeners ?? []).map(formatAddress),
+        targets: (r.targets ?? []).map(formatAddress),
+        stats,
+        ageS: Math.max(0, Math.floor((now - r.createdAt) / 1000)),
+        ...rates,
+        capBps: r.capBps,
+        binding: r.binding,
+      },
+    ];
+  });
+}
+
+/** Samples the streams' byte counters for the rates in status; runs only while there are streams. */
+export class RateSampler {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly state: TableState) {}
+
+  /** Whether it runs (it should only while there are streams). */
+  get running(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Starts sampling byte counters once a second (an unref'd timer: it never keeps the process alive). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.sample(), SAMPLE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Stops sampling (no streams, detach, close). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sample(): void {
+    if (this.state.records.size === 0) {
+      this.stop();
+      return;
+    }
+    const now = Date.now();
+    for (const r of this.state.records.values()) {
+      const stats = this.state.opts.dataServer.stats(r.request.uid);
+      if (stats) r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget);
+    }
+  }
+}
+
+/**
+ * The state status reports, read from what the stream has rather than from the
+ * step its setup is at, so that 'ready' always means listeners, producer listeners
+ * (PROD) and an applied connection map. (Before UpdateTargets existed as a step,
+ * a stream was 'ready' once the Hello came, and showed `ready` with no targets.)
+ */
+function shownState(r: StreamRecord): StreamState {
+  if (r.listeners.length === 0) return 'reserving';
+  if (r.request.role === 'PROD' && !r.prodListeners) return 'awaiting-hello';
+  if (!r.targets || r.targets.length === 0) return 'awaiting-update';
+  return 'ready';
+}
