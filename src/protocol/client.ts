@@ -47,6 +47,13 @@ export interface ConnectionOptions {
   controlSecretFor?: (server: string, uid: string) => string | undefined;
   /** The control secrets kept for a server's streams (one uid, or all), presented with status. */
   controlSecretsFor?: (server: string, uid: string | undefined) => string[];
+  /**
+   * false: speak as a reference client: no `scistream-binding` header on req, and the
+   * control secrets gateways issue are neither kept nor presented. Without token
+   * checking the streams it requests are then bound to this host's address (and an
+   * update may race its req). Default true.
+   */
+  bindBySecret?: boolean;
   /** Told when a gateway has released a stream (its control secret is then of no use). */
   onReleased?: (uid: string, server: string) => void;
 }
@@ -156,11 +163,11 @@ export class ControlConnection {
       'req',
       (md, o, cb) => {
         // We present the control secret on update and release: bind the stream to it from the start.
-        md.set(BINDING_HEADER, BINDS_BY_SECRET);
+        if (this.opts.bindBySecret !== false) md.set(BINDING_HEADER, BINDS_BY_SECRET);
         const call = this.client.req(msg, md, o, cb);
         call.once('metadata', (headers: grpc.Metadata) => {
           const control = headers.get(CONTROL_SECRET_HEADER)[0];
-          if (typeof control === 'string' && control) this.learnSecret(uid, control);
+          if (typeof control === 'string' && control && this.opts.bindBySecret !== false) this.learnSecret(uid, control);
           if (onAppSecret) {
             const v = headers.get(APP_SECRET_HEADER)[0];
             onAppSecret(typeof v === 'string' ? v : '');
@@ -170,7 +177,7 @@ export class ControlConnection {
       },
       deadlineMs,
     ).then((r) => {
-      if (r.control_secret) this.learnSecret(uid, r.control_secret);
+      if (r.control_secret && this.opts.bindBySecret !== false) this.learnSecret(uid, r.control_secret);
       return r;
     });
   }

@@ -342,7 +342,24 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
   });
 }
 
-/** `s2uc release`: REL to every given server; idempotent, so safe to repeat. */
+/**
+ * The control secrets a flow's result holds, by gateway, as ConnectionOptions.controlSecretFor
+ * takes them: `releaseStream(map.uid, [map.prodS2cs, map.consS2cs], { ...opts, controlSecretFor: controlSecretsOf(map) })`.
+ */
+export function controlSecretsOf(...results: (ConnectionMap | SideResult)[]): (server: string, uid: string) => string | undefined {
+  const known = new Map<string, string>();
+  for (const r of results) {
+    const pairs: [string, string][] = 'prodS2cs' in r ? [[r.prodS2cs, r.prodControlSecret], [r.consS2cs, r.consControlSecret]] : [[r.s2cs, r.controlSecret]];
+    for (const [server, secret] of pairs) if (secret) known.set(`${r.uid} ${server}`, secret);
+  }
+  return (server, uid) => known.get(`${uid} ${server}`);
+}
+
+/**
+ * `s2uc release`: REL to every given server; idempotent, so safe to repeat. Each
+ * release carries the stream's control secret from `opts.controlSecretFor` (e.g.
+ * controlSecretsOf(map)) unless the connection requested the stream itself.
+ */
 export async function releaseStream(uid: string, servers: string[], opts: ConnectionOptions): Promise<void> {
   validateUid(uid, 'uid');
   // Each gateway on its own connection: one that is down (or whose TLS cannot open)
