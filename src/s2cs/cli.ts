@@ -88,7 +88,7 @@ const start: Command = program
   .option('--handshake-timeout <seconds>', 'close a control connection that has not finished its TLS handshake, or not answered an HTTP/2 PING, within this time', option(integer(1, 300)), CONTROL_PORT_DEFAULTS.handshakeTimeoutMs / 1000)
   // Monitoring (monitor.ts): off unless asked for.
   .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
-  .option('--metrics-public', 'with --auth introspect or jwt: allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
+  .option('--metrics-public', 'allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))

@@ -1,6 +1,7 @@
 // s2uc: the user's client. Output for humans by default; --json for scripts
 // (exactly one JSON object on stdout; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
@@ -222,6 +223,7 @@ secretFileOption(specOptions(
   process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
   if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
+  if (map.prodControlSecret || map.consControlSecret) process.stdout.write(`control secrets (for s2uc release and status) kept in ${join(secrets().dir, map.uid)}\n`);
 });
 
 specOptions(

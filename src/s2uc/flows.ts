@@ -158,8 +158,40 @@ function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number
   return { uid, rate: spec.rate ?? 0 };
 }
 
+/**
+ * The control secrets of the streams this process set up, by uid and gateway, until
+ * they are released: a later releaseStream (or update) on a new connection presents
+ * them by itself. Bounded: the oldest are forgotten first (a workflow engine that sets
+ * up more streams at once gives them back with controlSecretsOf).
+ */
+const issued = new Map<string, string>();
+const MAX_ISSUED = 10_000;
+
+function withIssuedSecrets(opts: ConnectionOptions): ConnectionOptions {
+  return {
+    ...opts,
+    onControlSecret: (uid, secret, server) => {
+      issued.delete(`${uid} ${server}`);
+      issued.set(`${uid} ${server}`, secret);
+      if (issued.size > MAX_ISSUED) issued.delete(issued.keys().next().value!);
+      opts.onControlSecret?.(uid, secret, server);
+    },
+    controlSecretFor: (server, uid) => opts.controlSecretFor?.(server, uid) ?? issued.get(`${uid} ${server}`),
+    controlSecretsFor: (server, uid) => {
+      const kept = opts.controlSecretsFor?.(server, uid) ?? [];
+      if (uid) return [...kept, ...[issued.get(`${uid} ${server}`) ?? ''].filter(Boolean)];
+      return [...kept, ...[...issued].filter(([k]) => k.endsWith(` ${server}`)).map(([, v]) => v)];
+    },
+    onReleased: (uid, server) => {
+      issued.delete(`${uid} ${server}`);
+      opts.onReleased?.(uid, server);
+    },
+  };
+}
+
 /** Runs `fn` with connections to the given servers and closes them afterwards. */
-export async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+export async function withServers<T>(servers: string[], connection: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+  const opts = withIssuedSecrets(connection);
   if (opts.pool) {
     const pool = opts.pool;
     return fn(await Promise.all(servers.map((s) => pool.get(s, opts))));
