@@ -155,7 +155,7 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
     assert.equal(statSync(dir).mode & 0o777, 0o700);
   });
 
-  test('the attacker on the WAN: req, update with its own credentials and targets, release are PERMISSION_DENIED; status hides the addresses; its TLS gets no byte', STEP, async () => {
+  test('the attacker on the WAN: req, update with its own credentials and targets, release are PERMISSION_DENIED; status hides the addresses; its TLS gets no byte', STEP, async (t) => {
     const lab = L();
     assert.ok(map && gwa && producer, 'the stream was not set up (see the previous failure)');
     const clientUrl = new URL('../../src/protocol/client.js', import.meta.url).href;
@@ -169,6 +169,8 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
       assert.fail(`the attacker printed no result (exit ${run.code}): ${run.stdout}${run.stderr}`);
     }
     assert.equal(r.crashed, undefined, r.crashed);
+    for (const name of ['req', 'update', 'updateWrongSecret', 'release'] as const) t.diagnostic(`attacker ${name}: ${r[name]!.status ?? 'OK'} after ${(r[name] as Attempt & { ms: number }).ms} ms`);
+    t.diagnostic(`attacker on gateway A's WAN listener with its own certificate: ${r.wan.bytes} bytes, ${r.wan.events.join(', ')}`);
     const detail = `${JSON.stringify(r)}\n${logs(gwa)}`;
     for (const name of ['req', 'update', 'updateWrongSecret', 'release'] as const) {
       assert.equal(r[name]!.ok, false, `the attacker's ${name} was accepted: ${detail}`);

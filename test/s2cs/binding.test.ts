@@ -102,6 +102,9 @@ describe('with --auth none, a stream is bound to its requester', () => {
     await assert.rejects(here.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }), denied(/requested from another address/));
     await ref.update({ uid, remote_listeners: [TARGET], role: 'CONS' });
     assert.deepEqual(gw.server.table.status(uid)[0]?.targets, [TARGET]);
+    // A stale secret (another stream's of the same uid) does not lock the requester out; elsewhere it is refused.
+    await ref.update({ uid, remote_listeners: [TARGET], role: 'CONS', control_secret: 'y'.repeat(43) });
+    await assert.rejects(here.update({ uid, remote_listeners: [TARGET], role: 'CONS', control_secret: 'y'.repeat(43) }), denied(/does not match/));
     // The secret it was issued also proves it, from anywhere.
     await here.update({ uid, remote_listeners: [TARGET], role: 'CONS', control_secret: r.control_secret });
     await ref.release({ uid });

@@ -35,15 +35,19 @@ export type ControlProblem = 'wrong-secret' | 'secret-needed' | 'other-address';
 /**
  * Why `proof` does not show that the stream is the caller's, or undefined when it
  * does. `identityChecked`: the caller's token identity was already matched to the
- * stream's owner (token checking), so only a secret given is checked.
+ * stream's owner (token checking), so only a secret given is checked. The right
+ * secret proves it from anywhere; for a stream bound to its requester's address, that
+ * address proves it too (a stale secret a client still holds for a reused uid does not
+ * lock its requester out).
  */
 export function controlProblem(binding: StreamBinding, proof: ControlProof, identityChecked: boolean): ControlProblem | undefined {
-  if (proof.secret) return binding.secretHash === '' || verifyAppSecretHash(proof.secret, binding.secretHash) ? undefined : 'wrong-secret';
-  if (identityChecked) return undefined;
-  if (binding.bySecret) return 'secret-needed';
+  const wrong = proof.secret !== '';
+  if (wrong && (binding.secretHash === '' || verifyAppSecretHash(proof.secret, binding.secretHash))) return undefined;
+  if (identityChecked) return wrong ? 'wrong-secret' : undefined;
+  if (binding.bySecret) return wrong ? 'wrong-secret' : 'secret-needed';
   // Set up by an s2cs that did not bind streams: as it was (anyone), rather than no one.
-  if (binding.source === '') return undefined;
-  return proof.peer === binding.source ? undefined : 'other-address';
+  if (binding.source === '' || proof.peer === binding.source) return undefined;
+  return wrong ? 'wrong-secret' : 'other-address';
 }
 
 /** The PERMISSION_DENIED for a refused update or release, naming the cause and what to do. */
