@@ -1,4 +1,5 @@
-// Who may act on a stream: its owner (and, to release it, an admin), with the role it was requested as.
+// Who may act on a stream: its owner (and, to release it, an admin), what binds it to
+// its requester without token checking (binding.ts), and the role it was requested as.
 import type { Identity } from '../../auth/index.js';
 import { failedPrecondition, ScistreamError } from '../../protocol/errors.js';
 import type { Role } from '../../protocol/validate.js';

@@ -3,7 +3,8 @@
 // This class assembles the parts of a stream's life, each in its own file:
 // admission.ts (rate and ports), hello.ts (Hello matching), leases.ts,
 // persistence.ts (records on the agents, adoption), targets.ts (UpdateTargets),
-// release.ts and status.ts; ownership.ts says who may act on a stream.
+// release.ts and status.ts; ownership.ts says who may act on a stream, and
+// binding.ts what binds a stream to its requester without token checking.
 import { generateAppSecret, hashAppSecret, type Identity } from '../../auth/index.js';
 import { formatAddress } from '../../protocol/address.js';
 import { aborted, alreadyExists } from '../../protocol/errors.js';
