@@ -213,6 +213,7 @@ secretFileOption(specOptions(
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
   }
+  if (map.prodControlSecret || map.consControlSecret) process.stdout.write(`control secrets (for s2uc release and status) kept in ${join(secrets().dir, map.uid)}\n`);
   process.stdout.write('connection map (consumer -> consumer gateway -> WAN -> producer gateway -> producer):\n');
   map.consListeners.forEach((c, i) => {
     const wan = map.prodListeners[i]!;
@@ -223,7 +224,6 @@ secretFileOption(specOptions(
   process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
   if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
-  if (map.prodControlSecret || map.consControlSecret) process.stdout.write(`control secrets (for s2uc release and status) kept in ${join(secrets().dir, map.uid)}\n`);
 });
 
 specOptions(

@@ -2,7 +2,16 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+
+// The programs keep state (control secrets of the streams s2uc sets up) under
+// $SCISTREAM_HOME: a directory of this run's, not the home of whoever runs the tests.
+const HOME = mkdtempSync(join(tmpdir(), 'scistream-cli-home-'));
+process.env.SCISTREAM_HOME = HOME;
+after(() => rmSync(HOME, { recursive: true, force: true }));
 
 async function run(program: 's2cs' | 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const p = spawnCli(program, args);
