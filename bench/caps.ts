@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { freePort } from '../src/demo/procs.js';
-import { inboundRequest, releaseStream } from '../src/s2uc/flows.js';
+import { controlSecretsOf, inboundRequest, releaseStream } from '../src/s2uc/flows.js';
 import { formatBitRate, parseRate } from '../src/units.js';
 import { gateway } from './contenders.js';
 import { cpuSeconds, ensureTools, runScript, start } from './tools.js';
@@ -71,7 +71,7 @@ export async function capRows(opts: { seconds: number; repeats: number; conns: n
       // iperf3 serves one test at a time; let it finish closing the last one.
       await new Promise((res) => setTimeout(res, 500));
     }
-    await releaseStream(side.uid, [gw.address], { insecure: true });
+    await releaseStream(side.uid, [gw.address], { insecure: true, controlSecretFor: controlSecretsOf(side) });
     const achieved = median(rates);
     const row: CapRow = {
       cap,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
 import { freePort, freePortRange, spawnCli, watchChild, type Proc } from '../src/demo/procs.js';
-import { releaseStream, requestStream } from '../src/s2uc/flows.js';
+import { controlSecretsOf, releaseStream, requestStream, type ConnectionMap } from '../src/s2uc/flows.js';
 import { sendHello } from '../src/app/controller.js';
 import { ConnectionPool, ControlConnection } from '../src/protocol/client.js';
 import { createStreamCredentials } from '../src/security/stream-credentials.js';
@@ -93,7 +93,7 @@ export async function setupOnce(gw: Gateways, producer: string, pool?: Connectio
   await Promise.all(hellos);
   await firstByte(map.consListeners[0]!);
   const ms = performance.now() - t0;
-  await releaseStream(uid, [gw.prod.address, gw.cons.address], conn);
+  await releaseStream(uid, [gw.prod.address, gw.cons.address], { ...conn, controlSecretFor: controlSecretsOf(map) });
   return ms;
 }
 
@@ -106,10 +106,10 @@ export async function setupOnceCli(gw: Gateways, producer: string): Promise<numb
   const hello = spawnCli('s2app', ['hello', ...trust, '--s2cs', gw.prod.address, '--uid', uid, '--role', 'PROD', '--listeners', producer]);
   const [rc, hc] = await Promise.all([request.exited, hello.exited]);
   if (rc !== 0 || hc !== 0) throw new Error(`CLI setup failed\n${request.describe()}\n${hello.describe()}`);
-  const map = JSON.parse(request.stdout()) as { consListeners: string[] };
+  const map = JSON.parse(request.stdout()) as ConnectionMap;
   await firstByte(map.consListeners[0]!);
   const ms = performance.now() - t0;
-  await releaseStream(uid, [gw.prod.address, gw.cons.address], gw.conn);
+  await releaseStream(uid, [gw.prod.address, gw.cons.address], { ...gw.conn, controlSecretFor: controlSecretsOf(map) });
   return ms;
 }
 

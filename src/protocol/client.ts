@@ -1,12 +1,13 @@
 // A promise-based client of scistream.Control, shared by s2uc and s2app.
 import * as grpc from '@grpc/grpc-js';
-import { APP_SECRET_HEADER, Control, type ControlClient } from './contract.js';
+import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, Control, type ControlClient } from './contract.js';
 import type { Request, Response__Output, UpdateTargets, Release, Hello, AppResponse__Output } from './contract.js';
 import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
 import type { Capabilities__Output } from './generated/scistream/Capabilities.js';
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
+import { MAX_STATUS_SECRETS } from './validate.js';
 import { answeredInPlainText, answersWithTls, channelCredentials, controlMismatch, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -35,6 +36,26 @@ export interface ConnectionOptions {
    * (s2uc status --watch asks again at its next sample anyway). Default true.
    */
   retry?: boolean;
+  /**
+   * Told of each stream's control secret as soon as a gateway issues it (the early
+   * metadata of req), e.g. to keep it for a later release by another process (s2uc
+   * keeps it under $SCISTREAM_HOME). The connection itself presents it on update and
+   * release of that uid.
+   */
+  onControlSecret?: (uid: string, secret: string, server: string) => void;
+  /** A stream's control secret kept elsewhere (a file, a flag), for update and release when this connection has none. */
+  controlSecretFor?: (server: string, uid: string) => string | undefined;
+  /** The control secrets kept for a server's streams (one uid, or all), presented with status. */
+  controlSecretsFor?: (server: string, uid: string | undefined) => string[];
+  /**
+   * false: speak as a reference client: no `scistream-binding` header on req, and the
+   * control secrets gateways issue are neither kept nor presented. Without token
+   * checking the streams it requests are then bound to this host's address (and an
+   * update may race its req). Default true.
+   */
+  bindBySecret?: boolean;
+  /** Told when a gateway has released a stream (its control secret is then of no use). */
+  onReleased?: (uid: string, server: string) => void;
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
@@ -109,9 +130,14 @@ const RETRY_CONFIG = JSON.stringify({
   ],
 });
 
+/** Most control secrets one connection remembers (the oldest are forgotten first). */
+const MAX_REMEMBERED_SECRETS = 10_000;
+
 export class ControlConnection {
   private readonly client: ControlClient;
   readonly server: string;
+  /** Control secrets by uid: what req answered, or what the caller gave (rememberControlSecret). */
+  private readonly secrets = new Map<string, string>();
 
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
@@ -132,32 +158,86 @@ export class ControlConnection {
    * server checks no tokens). SciStream-TS servers send it in the initial metadata.
    */
   req(msg: Request, deadlineMs?: number, onAppSecret?: (secret: string) => void): Promise<Response__Output> {
-    return this.call(
+    const uid = msg.uid ?? '';
+    return this.call<Response__Output>(
       'req',
       (md, o, cb) => {
+        // We present the control secret on update and release: bind the stream to it from the start.
+        if (this.opts.bindBySecret !== false) md.set(BINDING_HEADER, BINDS_BY_SECRET);
         const call = this.client.req(msg, md, o, cb);
-        if (onAppSecret) {
-          call.once('metadata', (headers: grpc.Metadata) => {
+        call.once('metadata', (headers: grpc.Metadata) => {
+          const control = headers.get(CONTROL_SECRET_HEADER)[0];
+          if (typeof control === 'string' && control && this.opts.bindBySecret !== false) this.learnSecret(uid, control);
+          if (onAppSecret) {
             const v = headers.get(APP_SECRET_HEADER)[0];
             onAppSecret(typeof v === 'string' ? v : '');
-          });
-        }
+          }
+        });
         return call;
       },
       deadlineMs,
-    );
+    ).then((r) => {
+      if (r.control_secret && this.opts.bindBySecret !== false) this.learnSecret(uid, r.control_secret);
+      return r;
+    });
   }
+  /** UpdateTargets; carries the stream's control secret when this connection knows it and the message has none. */
   update(msg: UpdateTargets): Promise<Response__Output> {
-    return this.call('update', (md, o, cb) => this.client.update(msg, md, o, cb));
+    const m = this.withSecret(msg);
+    return this.call('update', (md, o, cb) => this.client.update(m, md, o, cb));
   }
+  /** Release; carries the control secret like update, and forgets it once released. */
   release(msg: Release): Promise<Response__Output> {
-    return this.call('release', (md, o, cb) => this.client.release(msg, md, o, cb));
+    const m = this.withSecret(msg);
+    return this.call<Response__Output>('release', (md, o, cb) => this.client.release(m, md, o, cb)).then((r) => {
+      if (msg.uid) {
+        this.secrets.delete(msg.uid);
+        this.opts.onReleased?.(msg.uid, this.server);
+      }
+      return r;
+    });
+  }
+
+  /** The control secret this connection holds for a stream ('' when none). */
+  controlSecret(uid: string): string {
+    return this.secrets.get(uid) ?? '';
+  }
+
+  /** A control secret obtained elsewhere (another process's req), presented on this connection's update and release of `uid`. */
+  rememberControlSecret(uid: string, secret: string): void {
+    if (!secret) return;
+    this.secrets.delete(uid);
+    this.secrets.set(uid, secret);
+    if (this.secrets.size > MAX_REMEMBERED_SECRETS) this.secrets.delete(this.secrets.keys().next().value!);
+  }
+
+  private learnSecret(uid: string, secret: string): void {
+    if (!uid || this.secrets.get(uid) === secret) return;
+    this.rememberControlSecret(uid, secret);
+    this.opts.onControlSecret?.(uid, secret, this.server);
+  }
+
+  private withSecret<T extends { uid?: string; control_secret?: string }>(msg: T): T {
+    if (msg.control_secret || !msg.uid) return msg;
+    const secret = this.secrets.get(msg.uid) ?? this.opts.controlSecretFor?.(this.server, msg.uid);
+    return secret ? { ...msg, control_secret: secret } : msg;
   }
   hello(msg: Hello, deadlineMs?: number): Promise<AppResponse__Output> {
     return this.call('hello', (md, o, cb) => this.client.hello(msg, md, o, cb), deadlineMs);
   }
+  /**
+   * Status; presents the control secrets this connection holds (those of one uid when
+   * asked for one), so that the caller's own streams are shown in full.
+   */
   status(msg: StatusRequest): Promise<StatusResponse__Output> {
-    return this.call('status', (md, o, cb) => this.client.status(msg, md, o, cb));
+    const m = msg.control_secrets !== undefined ? msg : { ...msg, control_secrets: this.heldSecrets(msg.uid) };
+    return this.call('status', (md, o, cb) => this.client.status(m, md, o, cb));
+  }
+
+  private heldSecrets(uid: string | undefined): string[] {
+    const held = uid ? (this.secrets.has(uid) ? [this.secrets.get(uid)!] : []) : [...this.secrets.values()];
+    const kept = this.opts.controlSecretsFor?.(this.server, uid || undefined) ?? [];
+    return [...new Set([...held, ...kept])].slice(-MAX_STATUS_SECRETS);
   }
 
   capabilities(): Promise<Capabilities__Output> {

@@ -79,6 +79,22 @@ export type { AppResponse, AppResponse__Output } from './generated/scistream/App
  */
 export const APP_SECRET_HEADER = 'scistream-app-secret';
 
+/**
+ * Initial-metadata key of the stream's control secret in the answer to its first req
+ * (also Response.control_secret): sent early so that a client can release a producer
+ * stream whose req still waits for the Hello.
+ */
+export const CONTROL_SECRET_HEADER = 'scistream-control-secret';
+
+/**
+ * Request-metadata key by which a client says, on req, that it will present the
+ * control secret on update and release (BINDS_BY_SECRET): the stream is then bound
+ * to the secret from its start. Without it (reference clients) a stream with
+ * --auth none is bound to the address its req came from.
+ */
+export const BINDING_HEADER = 'scistream-binding';
+export const BINDS_BY_SECRET = 'control-secret';
+
 /** Marks a request whose bytes are not the rpc's protobuf message (the text says why). */
 const UNDECODABLE = Symbol('undecodable request');
 

@@ -134,5 +134,24 @@ export function validateRelease(msg: Release__Output): string {
   return validateUid(msg.uid);
 }
 
+/** Longest control secret accepted (ours are 43 characters). */
+export const MAX_CONTROL_SECRET = 256;
+/** Most control secrets one status request may present. */
+export const MAX_STATUS_SECRETS = 1024;
+
+/** The control_secret field of UpdateTargets and Release ('' when none is presented). */
+export function validateControlSecret(secret: string | undefined | null, field = 'control_secret'): string {
+  const s = secret ?? '';
+  if (s.length > MAX_CONTROL_SECRET) throw invalidArgument(`${field} is longer than ${MAX_CONTROL_SECRET} characters; give the control secret the stream's req answered with`);
+  return s;
+}
+
+/** StatusRequest.control_secrets: the secrets of the caller's streams, empty ones dropped. */
+export function validateStatusSecrets(secrets: string[] | undefined | null): string[] {
+  const list = secrets ?? [];
+  if (list.length > MAX_STATUS_SECRETS) throw invalidArgument(`control_secrets has ${list.length} secrets; at most ${MAX_STATUS_SECRETS} are accepted in one status request`);
+  return list.map((s, i) => validateControlSecret(s, `control_secrets[${i}]`)).filter((s) => s.length > 0);
+}
+
 export const sameAddresses = (a: Address[], b: Address[]): boolean =>
   a.length === b.length && a.every((x, i) => formatAddress(x) === formatAddress(b[i]!));

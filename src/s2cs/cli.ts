@@ -35,7 +35,7 @@ const start: Command = program
   .option('--port <port>', 'control port (gRPC)', option(integer(0, 65535)), 5000)
   .requiredOption('--listener-ip <ip>', 'IP of this gateway that peers connect to; advertised in listeners')
   .option('--bind-ip <ip>', 'address the data listeners bind to (default: --listener-ip; 0.0.0.0 for all)')
-  .option('--control-host <ip>', 'address the control port binds to', DEFAULTS.host)
+  .option('--control-host <ip>', `address the control port binds to (default: 127.0.0.1 when --listener-ip is loopback, else ${DEFAULTS.host}, which needs --auth)`)
   .option('--port-range <first-last>', 'ports the data listeners are taken from', '5100-5200')
   .option('--hello-timeout <seconds>', "how long a producer request waits for the application's Hello", option(integer(1, 86_400)), DEFAULTS.helloTimeoutMs / 1000)
   .option('--max-conn <n>', 'most connections one stream may ask for', option(integer(1, 4096)), DEFAULTS.maxConn)
@@ -94,7 +94,7 @@ const start: Command = program
   .option('--max-control-conns <n>', 'control connections open at once from all addresses; more are reset', option(integer(1, 1_000_000)), CONTROL_ADMISSION_DEFAULTS.maxConns)
   // Monitoring (monitor.ts): off unless asked for.
   .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
-  .option('--metrics-public', 'with --auth introspect or jwt: allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
+  .option('--metrics-public', 'allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -115,15 +115,15 @@ const start: Command = program
     } catch (err) {
       return usage((err as Error).message);
     }
-    const { bindIp, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
+    const { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
     // Broken state (state dir, certificate bundles) ends start-up here, not at the first handshake.
     const broken = startupProblem(flags, plan);
     if (broken) usage(broken);
     for (const warning of startupWarnings(flags, plan)) logger.warn(warning);
     if (flags.port !== 0) {
-      const controlProblem = await canBind(flags.controlHost, flags.port);
-      if (controlProblem === 'EADDRINUSE') usage(`control port ${flags.controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
-      if (controlProblem) usage(`cannot serve the control channel on ${flags.controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
+      const controlProblem = await canBind(controlHost, flags.port);
+      if (controlProblem === 'EADDRINUSE') usage(`control port ${controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
+      if (controlProblem) usage(`cannot serve the control channel on ${controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
     }
     if (plan.metrics) {
       const problem = await canBind(plan.metrics.host, plan.metrics.port);
@@ -137,7 +137,7 @@ const start: Command = program
           certFile: flags.tlsCert,
           keyFile: flags.tlsKey,
           stateDir,
-          names: [flags.listenerIp, flags.controlHost].filter((n) => n !== '0.0.0.0' && n !== '::'),
+          names: [flags.listenerIp, controlHost].filter((n) => n !== '0.0.0.0' && n !== '::'),
         });
       } catch (err) {
         return usage(`control channel TLS: ${(err as Error).message}`);
@@ -158,7 +158,7 @@ const start: Command = program
         // s2cs authenticates to its agents with its control-channel certificate, made or loaded even with --insecure.
         let own: ServerTls;
         try {
-          own = tls ?? (await loadServerTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names: [flags.listenerIp, flags.controlHost].filter((n) => n !== '0.0.0.0' && n !== '::') }));
+          own = tls ?? (await loadServerTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names: [flags.listenerIp, controlHost].filter((n) => n !== '0.0.0.0' && n !== '::') }));
         } catch (err) {
           return usage(`certificate for the agent link: ${(err as Error).message}`);
         }
@@ -195,7 +195,7 @@ const start: Command = program
         // Workers log to files (auto would mean JSON there): they get the format s2cs writes, so the log s2cs copies them into reads as one.
         workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', resolveLogFormat({ json: flags.logJson, format: flags.logFormat })], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
-        host: flags.controlHost,
+        host: controlHost,
         port: flags.port,
         listenerIp: flags.listenerIp,
         bindIp,
@@ -284,8 +284,8 @@ const start: Command = program
       logger.info('stopped');
     });
     logger.info(
-      { control: `${flags.controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, setupTimeout, maxPortsPerUser, version: VERSION },
-      `s2cs ready: control on ${flags.controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
+      { control: `${controlHost}:${server.port}`, listenerIp: flags.listenerIp, portRange: flags.portRange, setupTimeout, maxPortsPerUser, version: VERSION },
+      `s2cs ready: control on ${controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });
 

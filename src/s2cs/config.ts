@@ -13,7 +13,7 @@ import { setLogLevel, type LogFormat, type Logger } from '../log.js';
 import type { ControlServer, RuntimeSettings } from './server.js';
 import { DEFAULTS, defaultMaxPortsPerUser } from './server-settings.js';
 import { splitPortRange } from './supervisor.js';
-import type { RatePolicy } from './streams/index.js';
+import { isLoopback, type RatePolicy } from './streams/index.js';
 import { monitorExposureProblem } from './monitor.js';
 import { parseAddress, type Address } from '../protocol/address.js';
 
@@ -23,7 +23,8 @@ export interface StartFlags {
   port: number;
   listenerIp: string;
   bindIp?: string;
-  controlHost: string;
+  /** Default: loopback when --listener-ip is loopback, else every address (plan.controlHost). */
+  controlHost?: string;
   portRange: string;
   helloTimeout: number;
   setupTimeout?: number;
@@ -72,6 +73,8 @@ export interface StartFlags {
 /** What follows from the flags once they are checked. */
 export interface StartPlan {
   bindIp: string;
+  /** Where the control port binds: --control-host, else loopback for a loopback --listener-ip, else every address. */
+  controlHost: string;
   portRange: PortRange;
   /** Seconds. */
   setupTimeout: number;
@@ -106,6 +109,14 @@ export async function checkStartFlags(flags: StartFlags, opts: { logger: Logger;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  const controlHost = controlHostOf(flags);
+  if (flags.auth === undefined && authConfig.mode === 'none' && !isLoopback(controlHost)) {
+    throw new UsageError(
+      `no authentication provider is configured and the control port would listen on ${controlHost}, which is not loopback: anyone who reaches it could set up streams through this gateway. ` +
+        'Give --auth introspect or --auth jwt with the provider settings (README, "Authentication"), or --auth none to run without token checking knowingly ' +
+        "(each stream is then bound to its requester's control secret or address), or --control-host 127.0.0.1 to serve this host only",
+    );
+  }
   if (flags.helloAcceptsOwnerToken && authConfig.mode === 'none') {
     throw new UsageError('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
   }
@@ -129,7 +140,17 @@ export async function checkStartFlags(flags: StartFlags, opts: { logger: Logger;
     }
   }
   const metrics = checkMetricsFlags(flags, authConfig.mode);
-  return { bindIp, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics };
+  return { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics };
+}
+
+/**
+ * --control-host, else loopback when the gateway advertises a loopback --listener-ip
+ * (the tutorial: nothing off this host needs the control port), else every address.
+ */
+function controlHostOf(flags: StartFlags): string {
+  if (flags.controlHost !== undefined) return flags.controlHost;
+  if (!isLoopback(flags.listenerIp)) return DEFAULTS.host;
+  return flags.listenerIp.includes(':') && !flags.listenerIp.includes('.') ? '::1' : '127.0.0.1';
 }
 
 /** --metrics-listen and --metrics-public: the address, bracketed when IPv6, and who may reach it (monitorExposureProblem). */
@@ -206,6 +227,7 @@ function authConfigOf(flags: StartFlags, logger: Logger): AuthConfig {
 export function derivedSettings(flags: StartFlags, plan: StartPlan): Record<string, { value: unknown; from: string }> {
   return {
     'bind-ip': { value: plan.bindIp, from: 'listener-ip' },
+    'control-host': { value: plan.controlHost, from: `127.0.0.1 when listener-ip is loopback, else ${DEFAULTS.host}` },
     'setup-timeout': { value: plan.setupTimeout, from: `${DEFAULTS.setupTimeoutMs / 1000}, or hello-timeout when longer` },
     'max-ports-per-user': { value: plan.maxPortsPerUser, from: 'half the port range, at least max-conn' },
     workers: { value: plan.workers, from: flags.s2ds.length > 0 ? 'agents given with s2ds' : 'CPU cores' },

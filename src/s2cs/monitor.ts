@@ -46,14 +46,14 @@ const OPERATOR: Viewer = { subject: '', seesAll: true };
 
 /**
  * Why --metrics-listen on `host` would show more than `status` shows the same
- * callers (undefined when it would not): with token checking on, only loopback
- * unless --metrics-public.
+ * callers (undefined when it would not): only loopback unless --metrics-public.
  */
 export function monitorExposureProblem(host: string, authMode: string, allowPublic: boolean): string | undefined {
-  if (authMode === 'none' || allowPublic || isLoopback(host)) return undefined;
+  if (allowPublic || isLoopback(host)) return undefined;
+  const theirs = authMode === 'none' ? "see other callers' streams without their listeners and targets" : 'see only their own';
   return (
     `--metrics-listen ${host} is not a loopback address: the page and /metrics show every stream, owner and address to anyone who reaches it, ` +
-    `while callers of status (--auth ${authMode}) see only their own; bind it to 127.0.0.1 or ::1 (scrape through an SSH tunnel or a local Prometheus), ` +
+    `while callers of status (--auth ${authMode}) ${theirs}; bind it to 127.0.0.1 or ::1 (scrape through an SSH tunnel or a local Prometheus), ` +
     'or add --metrics-public if only your management network reaches that address'
   );
 }

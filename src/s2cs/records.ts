@@ -1,12 +1,14 @@
 // What s2cs keeps with each stream on the data-server agents (SetRecord), so that
 // a restarted s2cs takes back the streams they still forward: the request, its
-// owner, its state and addresses, and a hash of the application secret (the secret
-// itself and every private key stay out of it). JSON, versioned, checked field by
+// owner, its state and addresses, a hash of the application secret, and what binds
+// the stream to its requester: the control secret's hash and the requester's address
+// (the secrets themselves and every private key stay out of it). JSON, versioned, checked field by
 // field when read back: an agent's answer is not trusted blindly.
 import type { Identity } from '../auth/index.js';
 import type { Address } from '../protocol/address.js';
 import { formatAddress, parseAddressList } from '../protocol/address.js';
 import { validateUid, type StreamRequest } from '../protocol/validate.js';
+import type { StreamBinding } from './streams/binding.js';
 
 export type PersistedState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
 
@@ -15,6 +17,8 @@ export interface PersistedStream {
   owner: Identity;
   /** SHA-256 (hex) of the application secret; '' when Hello needs none. */
   appSecretHash: string;
+  /** The control secret's hash and the requester's address; all '' in a record an older s2cs wrote. */
+  binding: StreamBinding;
   state: PersistedState;
   listeners: Address[];
   prodListeners: Address[] | undefined;
@@ -40,6 +44,9 @@ export function encodeRecord(p: PersistedStream): Uint8Array {
     rate: p.request.rate,
     owner: { subject: p.owner.subject, username: p.owner.username, clientId: p.owner.clientId },
     appSecretHash: p.appSecretHash,
+    controlSecretHash: p.binding.secretHash,
+    requester: p.binding.source,
+    bindsBySecret: p.binding.bySecret,
     state: p.state,
     listeners: list(p.listeners),
     prodListeners: list(p.prodListeners),
@@ -93,6 +100,14 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
   if (listeners.length !== numConn) throw new Error(`its record lists ${listeners.length} listeners for num_conn ${numConn}`);
   const hash = str('appSecretHash');
   if (hash !== '' && !/^[0-9a-f]{64}$/.test(hash)) throw new Error('its record has a malformed application secret hash');
+  // Absent from the records of an s2cs that did not bind streams: such a stream stays as it was.
+  const controlHash = r.controlSecretHash === undefined ? '' : str('controlSecretHash');
+  if (controlHash !== '' && !/^[0-9a-f]{64}$/.test(controlHash)) throw new Error('its record has a malformed control secret hash');
+  const requester = r.requester === undefined ? '' : str('requester');
+  if (requester.length > 256) throw new Error("its record's requester address is too long");
+  if (r.bindsBySecret !== undefined && typeof r.bindsBySecret !== 'boolean') throw new Error("its record's bindsBySecret is not true or false");
+  const bySecret = r.bindsBySecret === true;
+  if (bySecret && controlHash === '') throw new Error('its record binds the stream to a control secret but holds no hash of it');
   return {
     request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1) },
     owner: {
@@ -101,6 +116,7 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
       ...(typeof owner.clientId === 'string' ? { clientId: owner.clientId } : {}),
     },
     appSecretHash: hash,
+    binding: { secretHash: controlHash, source: requester, bySecret },
     state: state as PersistedState,
     listeners,
     prodListeners: addresses('prodListeners'),

@@ -203,6 +203,7 @@ function newStreamTable(opts: ControlServerOptions, s: ServerSettings, dataServe
     allowPlaintextData: opts.allowPlaintextData ?? false,
     dataBindHost: s.dataBindHost,
     requireAppSecret: s.auth.mode !== 'none',
+    bindStreams: s.auth.mode === 'none',
     helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false,
     ratePolicy: s.ratePolicy,
     capacityBps: opts.capacityBps,

@@ -4,12 +4,23 @@ import * as grpc from '@grpc/grpc-js';
 import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
 import type { Authenticator, Identity } from '../auth/index.js';
-import { APP_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
+import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
 import { guardedUnary } from '../protocol/guard.js';
 import { ScistreamError } from '../protocol/errors.js';
-import { validateHello, validateRelease, validateRequest, validateUid, validateUpdate, type Limits } from '../protocol/validate.js';
+import {
+  validateControlSecret,
+  validateHello,
+  validateRelease,
+  validateRequest,
+  validateStatusSecrets,
+  validateUid,
+  validateUpdate,
+  type Limits,
+} from '../protocol/validate.js';
+import { hashAppSecret } from '../auth/index.js';
+import { peerAddress, showsInFull, type ControlProof } from './streams/binding.js';
 import type { DataServer } from '../s2ds/index.js';
-import { isCountedRefusal, type StreamTable } from './streams/index.js';
+import { isCountedRefusal, type StreamStatus, type StreamTable } from './streams/index.js';
 import type { AgentSummary } from '../s2ds/pool.js';
 import { VERSION } from '../version.js';
 import type { Refusals } from '../limits/refusals.js';
@@ -32,11 +43,28 @@ export interface ServiceDeps {
 export interface Viewer {
   subject: string;
   seesAll: boolean;
+  /**
+   * Whether a stream it sees is shown in full (listeners, targets); absent: every one.
+   * Without token checking, only streams the caller proves are its own (binding.ts).
+   */
+  full?: (s: StreamStatus) => boolean;
 }
 
-/** With tokens checked, users see their own streams; --admin identities (and everyone with --auth none) see all. */
-export function viewerOf(auth: Authenticator, table: StreamTable, caller: Identity): Viewer {
-  return { subject: caller.subject, seesAll: auth.mode === 'none' || table.isAdmin(caller.subject) };
+/** What a status caller brings besides its identity: its address and the control secrets it presents. */
+export interface StatusProof {
+  peer: string;
+  secrets: string[];
+}
+
+/**
+ * With tokens checked, users see their own streams; --admin identities see all. With
+ * --auth none everyone sees every stream, but only its own in full.
+ */
+export function viewerOf(auth: Authenticator, table: StreamTable, caller: Identity, proof?: StatusProof): Viewer {
+  if (auth.mode !== 'none') return { subject: caller.subject, seesAll: table.isAdmin(caller.subject) };
+  const peer = proof?.peer ?? '';
+  const hashes = new Set((proof?.secrets ?? []).map(hashAppSecret));
+  return { subject: caller.subject, seesAll: true, full: (s) => showsInFull(s.binding, peer, hashes) };
 }
 
 /** What `status` shows a caller, numbers as numbers; the HTTP status page shows the same (monitor.ts). */
@@ -50,8 +78,9 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
   const all = table.status(uid);
   const streams = seesAll ? all : all.filter((s) => s.owner === caller.subject);
   const ports = deps.dataServer.ports();
+  const full = (s: StreamStatus): boolean => viewer.full?.(s) ?? true;
   return {
-    streams: streams.map((s) => ({
+    streams: streams.map((s) => redactedUnless(full(s), {
       uid: s.uid,
       role: s.role,
       num_conn: s.numConn,
@@ -73,6 +102,7 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       from_target_bps: s.fromTargetBps,
       cap_bps: s.capBps,
       releasing_on: s.releasingOn ?? [],
+      redacted: false,
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,
@@ -100,6 +130,11 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
   };
 }
 
+/** A stream row without where it listens and forwards to, for who cannot show it is theirs. */
+function redactedUnless<T extends { listeners: string[]; prod_listeners: string[]; targets: string[]; redacted: boolean }>(full: boolean, row: T): T {
+  return full ? row : { ...row, listeners: [], prod_listeners: [], targets: [], redacted: true };
+}
+
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {
   // auth and limits are read at each call: a configuration reload replaces them (ControlServer.reconfigure).
   const { table } = deps;
@@ -115,24 +150,30 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     req: unary('req', async (msg, call) => {
       const caller = await deps.auth.authenticate(call.metadata, 'req');
       const request = validateRequest(msg, deps.limits);
-      const ready = table.req(request, caller, peerKey(peerOf(call)));
-      // Headers go out at once, with the secret when there is one: a producer's req
-      // is answered only after the Hello that must carry it.
+      const peer = peerOf(call);
+      const bySecret = call.metadata.get(BINDING_HEADER)[0] === BINDS_BY_SECRET;
+      const ready = table.req(request, caller, peerKey(peer), { peer: peerAddress(peer), bySecret });
+      // Only the req that created the stream gets its control secret (a retry gets none).
+      const controlSecret = table.takeControlSecret(request.uid);
+      // Headers go out at once, with the secrets when there are: a producer's req
+      // is answered only after the Hello that must carry the app secret, and its
+      // client may need the control secret to release it meanwhile.
       const appSecret = table.appSecret(request.uid);
       const md = new grpc.Metadata();
       if (appSecret) md.set(APP_SECRET_HEADER, appSecret);
+      if (controlSecret) md.set(CONTROL_SECRET_HEADER, controlSecret);
       call.sendMetadata(md);
       const r = await ready;
-      return { listeners: r.listeners, prod_listeners: r.prodListeners, app_secret: appSecret };
+      return { listeners: r.listeners, prod_listeners: r.prodListeners, app_secret: appSecret, control_secret: controlSecret };
     }),
     update: unary('update', async (msg, call) => {
       const caller = await deps.auth.authenticate(call.metadata, 'update');
-      const r = await table.update(validateUpdate(msg), caller);
+      const r = await table.update(validateUpdate(msg), caller, proofOf(call, msg.control_secret));
       return { listeners: r.listeners, prod_listeners: r.prodListeners };
     }),
     release: unary('release', async (msg, call) => {
       const caller = await deps.auth.authenticate(call.metadata, 'release');
-      await table.release(validateRelease(msg), caller);
+      await table.release(validateRelease(msg), caller, proofOf(call, msg.control_secret));
       return { listeners: [], prod_listeners: [] };
     }),
     // Application controllers present the stream's application secret, not a user
@@ -147,7 +188,8 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
     }),
     status: unary('status', async (msg, call) => {
       const caller = await deps.auth.authenticate(call.metadata, 'status');
-      return statusView(deps, viewerOf(deps.auth, table, caller), msg.uid ? validateUid(msg.uid) : undefined);
+      const proof = { peer: peerAddress(peerOf(call)), secrets: validateStatusSecrets(msg.control_secrets) };
+      return statusView(deps, viewerOf(deps.auth, table, caller, proof), msg.uid ? validateUid(msg.uid) : undefined);
     }),
     // Asked by s2uc before it reserves anything (so no token: a client learns what
     // the gateway can do before it decides what to send). It reveals nothing about
@@ -162,6 +204,11 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       checks_tokens: deps.auth.mode !== 'none',
     })),
   };
+}
+
+/** What an update or release brings to show the stream is the caller's (binding.ts). */
+function proofOf(call: grpc.ServerUnaryCall<unknown, unknown>, secret: string | undefined): ControlProof {
+  return { peer: peerAddress(peerOf(call)), secret: validateControlSecret(secret) };
 }
 
 function peerOf(call: grpc.ServerUnaryCall<unknown, unknown>): string {

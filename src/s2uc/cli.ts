@@ -1,6 +1,7 @@
 // s2uc: the user's client. Output for humans by default; --json for scripts
 // (exactly one JSON object on stdout; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
@@ -11,6 +12,7 @@ import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
 import type { Role } from '../protocol/validate.js';
 import { formatBitRate, parseRate } from '../units.js';
+import { ControlSecretStore } from './control-secrets.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
 // protocol, TLS or OIDC code; each command imports what it calls when it runs.
@@ -56,6 +58,8 @@ const program = new Command('s2uc')
   .option('-v, --verbose', 'stack traces on errors');
 
 let warnedInsecure = false;
+let secretStore: ControlSecretStore | undefined;
+const secrets = (): ControlSecretStore => (secretStore ??= ControlSecretStore.forUser());
 let clientConfig: Promise<ClientConfig> | undefined;
 let userAuth: Promise<UserAuth> | undefined;
 
@@ -78,6 +82,18 @@ function connection(): ConnectionOptions {
     deadlineMs: g.timeout * 1000,
     tokenFor,
     tls: { serverCert: g.serverCert, clientCert: g.clientCert, clientKey: g.clientKey, warn: (m) => process.stderr.write(`s2uc: warning: ${m}\n`) },
+    // Control secrets are kept per gateway and uid, so that a later s2uc release or status
+    // (another process) proves the stream is this user's; forgotten once released.
+    onControlSecret: (uid, secret, server) => {
+      try {
+        secrets().save(uid, server, secret);
+      } catch (err) {
+        process.stderr.write(`s2uc: warning: could not keep the control secret of ${uid} at ${server} (${(err as Error).message}): release it with --control-secret ${secret}\n`);
+      }
+    },
+    controlSecretFor: (server, uid) => secrets().read(uid, server),
+    controlSecretsFor: (server, uid) => (uid ? [secrets().read(uid, server) ?? ''].filter(Boolean) : secrets().allFor(server)),
+    onReleased: (uid, server) => secrets().remove(uid, server),
   };
 }
 
@@ -103,6 +119,9 @@ function flow(f: SpecFlags, servers: string[], secretRole: Role): FlowOptions {
     },
   };
 }
+
+/** The environment variable with the control secrets of `s2uc release` (workflow engines), as --control-secret. */
+const CONTROL_SECRET_ENV = 'SCISTREAM_CONTROL_SECRET';
 
 /** Writes the secret readable by the owner only, atomically, so that a reader never sees half of it. */
 function writeSecret(file: string, secret: string): void {
@@ -194,6 +213,7 @@ secretFileOption(specOptions(
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
   }
+  if (map.prodControlSecret || map.consControlSecret) process.stdout.write(`control secrets (for s2uc release and status) kept in ${join(secrets().dir, map.uid)}\n`);
   process.stdout.write('connection map (consumer -> consumer gateway -> WAN -> producer gateway -> producer):\n');
   map.consListeners.forEach((c, i) => {
     const wan = map.prodListeners[i]!;
@@ -263,10 +283,20 @@ program
   .description('release a stream on one or more gateways (safe to repeat)')
   .argument('<uid>', 'the stream uid printed by s2uc request')
   .option('--s2cs <host:port>', 's2cs to release on; repeat for each gateway (default: localhost:5000, as in the seed tutorial)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--control-secret <secret,...>', `the stream's control secret at each --s2cs, in the same order (default: ${CONTROL_SECRET_ENV}, else what s2uc request kept under $SCISTREAM_HOME/control-secrets)`)
   .option('--json', 'print one JSON object on stdout')
-  .action(async (uid: string, f: { s2cs?: string[]; json?: boolean }) => {
+  .action(async (uid: string, f: { s2cs?: string[]; json?: boolean; controlSecret?: string }) => {
     f.s2cs ??= ['localhost:5000'];
-    await (await flows()).releaseStream(uid, f.s2cs, connection());
+    const servers = f.s2cs;
+    const given = f.controlSecret ?? process.env[CONTROL_SECRET_ENV];
+    const explicit = given === undefined ? [] : given.split(',').map((s) => s.trim());
+    if (given !== undefined && explicit.length !== servers.length) {
+      const from = f.controlSecret !== undefined ? '--control-secret' : CONTROL_SECRET_ENV;
+      throw new UsageError(`${from} gives ${explicit.length} secret(s) for ${servers.length} gateway(s); give one per --s2cs, comma-separated, in the same order`);
+    }
+    const base = connection();
+    const secretFor = (server: string, u: string) => explicit[servers.indexOf(server)] || base.controlSecretFor?.(server, u);
+    await (await flows()).releaseStream(uid, servers, { ...base, controlSecretFor: secretFor });
     process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
   });
 

@@ -128,6 +128,12 @@ export interface ConnectionMap {
   prodAppSecret?: string;
   /** What the consumer's application controller presents with Hello (gateways that check tokens). */
   consAppSecret?: string;
+  /**
+   * What proves at each gateway that the stream is the caller's (Response.control_secret):
+   * update and release present it. '' from a gateway that issues none (the reference).
+   */
+  prodControlSecret: string;
+  consControlSecret: string;
   /** The WAN leg: TLS with the stream's credentials, or plain TCP (--allow-plaintext-data with a reference gateway). */
   wan: 'tls' | 'plain';
   /** Each gateway's --rate-policy: whether it holds the stream to `rate` (cap, reserve) or only stores it (none). */
@@ -152,8 +158,40 @@ function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number
   return { uid, rate: spec.rate ?? 0 };
 }
 
+/**
+ * The control secrets of the streams this process set up, by uid and gateway, until
+ * they are released: a later releaseStream (or update) on a new connection presents
+ * them by itself. Bounded: the oldest are forgotten first (a workflow engine that sets
+ * up more streams at once gives them back with controlSecretsOf).
+ */
+const issued = new Map<string, string>();
+const MAX_ISSUED = 10_000;
+
+function withIssuedSecrets(opts: ConnectionOptions): ConnectionOptions {
+  return {
+    ...opts,
+    onControlSecret: (uid, secret, server) => {
+      issued.delete(`${uid} ${server}`);
+      issued.set(`${uid} ${server}`, secret);
+      if (issued.size > MAX_ISSUED) issued.delete(issued.keys().next().value!);
+      opts.onControlSecret?.(uid, secret, server);
+    },
+    controlSecretFor: (server, uid) => opts.controlSecretFor?.(server, uid) ?? issued.get(`${uid} ${server}`),
+    controlSecretsFor: (server, uid) => {
+      const kept = opts.controlSecretsFor?.(server, uid) ?? [];
+      if (uid) return [...kept, ...[issued.get(`${uid} ${server}`) ?? ''].filter(Boolean)];
+      return [...kept, ...[...issued].filter(([k]) => k.endsWith(` ${server}`)).map(([, v]) => v)];
+    },
+    onReleased: (uid, server) => {
+      issued.delete(`${uid} ${server}`);
+      opts.onReleased?.(uid, server);
+    },
+  };
+}
+
 /** Runs `fn` with connections to the given servers and closes them afterwards. */
-export async function withServers<T>(servers: string[], opts: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+export async function withServers<T>(servers: string[], connection: ConnectionOptions, fn: (c: ControlConnection[]) => Promise<T>): Promise<T> {
+  const opts = withIssuedSecrets(connection);
   if (opts.pool) {
     const pool = opts.pool;
     return fn(await Promise.all(servers.map((s) => pool.get(s, opts))));
@@ -229,6 +267,8 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prodListeners: p.listeners,
         consListeners: c.listeners,
         prodAppListeners: p.prod_listeners,
+        prodControlSecret: prod!.controlSecret(uid),
+        consControlSecret: cons!.controlSecret(uid),
         wan: encrypted ? 'tls' : 'plain',
         ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
       };
@@ -253,10 +293,12 @@ export interface SideResult {
   targets: string[];
   /** What the stream's application controller presents with Hello (gateways that check tokens). */
   appSecret?: string;
+  /** What proves at the gateway that the stream is the caller's, for update and release ('' from a reference gateway). */
+  controlSecret: string;
 }
 
-function side(uid: string, s2cs: string, listeners: string[], targets: string[], appSecret: string): SideResult {
-  const r: SideResult = { uid, s2cs, listeners, targets };
+function side(gw: ControlConnection, uid: string, listeners: string[], targets: string[], appSecret: string): SideResult {
+  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid) };
   if (appSecret) r.appSecret = appSecret;
   return r;
 }
@@ -282,7 +324,7 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
         gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, issued),
       ]);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(uid, gw!.server, r.listeners, r.prod_listeners, '');
+      return side(gw!, uid, r.listeners, r.prod_listeners, '');
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -304,7 +346,7 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
         caps.reqWaitsForHello ? helloForReference(gw!, uid, 'CONS', [], opts) : undefined,
       ]);
       await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
-      return side(uid, gw!.server, r.listeners, remoteListeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, remoteListeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -324,7 +366,7 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
       if (!caps.earlyAppSecret) secret.take('');
       const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(uid, gw!.server, r.listeners, r.prod_listeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, r.prod_listeners, r.app_secret || secret.value);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -332,7 +374,24 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
   });
 }
 
-/** `s2uc release`: REL to every given server; idempotent, so safe to repeat. */
+/**
+ * The control secrets a flow's result holds, by gateway, as ConnectionOptions.controlSecretFor
+ * takes them: `releaseStream(map.uid, [map.prodS2cs, map.consS2cs], { ...opts, controlSecretFor: controlSecretsOf(map) })`.
+ */
+export function controlSecretsOf(...results: (ConnectionMap | SideResult)[]): (server: string, uid: string) => string | undefined {
+  const known = new Map<string, string>();
+  for (const r of results) {
+    const pairs: [string, string][] = 'prodS2cs' in r ? [[r.prodS2cs, r.prodControlSecret], [r.consS2cs, r.consControlSecret]] : [[r.s2cs, r.controlSecret]];
+    for (const [server, secret] of pairs) if (secret) known.set(`${r.uid} ${server}`, secret);
+  }
+  return (server, uid) => known.get(`${uid} ${server}`);
+}
+
+/**
+ * `s2uc release`: REL to every given server; idempotent, so safe to repeat. Each
+ * release carries the stream's control secret from `opts.controlSecretFor` (e.g.
+ * controlSecretsOf(map)) unless the connection requested the stream itself.
+ */
 export async function releaseStream(uid: string, servers: string[], opts: ConnectionOptions): Promise<void> {
   validateUid(uid, 'uid');
   // Each gateway on its own connection: one that is down (or whose TLS cannot open)

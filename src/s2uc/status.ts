@@ -36,6 +36,8 @@ export interface StreamStatusRow {
   waitingConnections: number;
   acceptedConnections: number;
   refusedConnections: number;
+  /** Listeners and targets left out: the gateway checks no tokens and the stream is not shown to be the caller's. */
+  redacted: boolean;
 }
 
 /** A data-server agent behind a gateway (shown to its admins, or to all with --auth none). */
@@ -119,6 +121,7 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       waitingConnections: num(s.waiting_connections),
       acceptedConnections: num(s.accepted_connections),
       refusedConnections: num(s.refused_connections),
+      redacted: s.redacted === true,
     })),
     refusals: Object.fromEntries(r.refusals.map((x) => [x.kind, num(x.count)])),
     agents: r.agents.map((a) => ({
@@ -207,7 +210,8 @@ function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
     const target = s.targets.length > 0 ? s.targets[i % s.targets.length]! : '(no targets yet)';
     text += `    ${(i === 0 ? 'listeners' : '').padEnd(13)}${l.padEnd(width)} -> ${target}\n`;
   });
-  if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
+  if (s.redacted) text += field('listeners', "(hidden: not shown to be yours; this gateway checks no tokens, and s2uc shows a stream in full with its control secret or from the address that requested it)");
+  else if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
   // Total so far, then the rate: the gateway's average over the last 10 s.
   // With --watch, also the rate between the last two samples: it follows a change at once.
   const since = (bps: number) => (sampled ? ` (10 s avg), ${formatBps(bps)} (last ${sampled.seconds.toFixed(1)} s)` : '');

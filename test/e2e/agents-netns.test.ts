@@ -73,12 +73,12 @@ describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs an
     assert.ok(existsSync(agentCert), `the agent made no certificate at ${agentCert}\n${agent.describe()}`);
 
     gwaArgs = [
-      'start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', join(lab.dir, 'state-gwa'),
+      'start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', join(lab.dir, 'state-gwa'),
       '--tls-cert', s2csCert, '--tls-key', s2csKey, '--workers', '1', '--s2ds', AGENT, '--s2ds-cert', agentCert,
     ];
     gwa = lab.cli('gwa', 's2cs', gwaArgs);
     const stateB = join(lab.dir, 'state-gwb');
-    gwb = lab.cli('gwb', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--workers', '1']);
+    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--workers', '1']);
     await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
     bundle = join(lab.dir, 'gateways.pem');
     writeFileSync(bundle, `${s2csTls.cert.trim()}\n${readFileSync(join(stateB, 'tls', 'cert.pem'), 'utf8').trim()}\n`);

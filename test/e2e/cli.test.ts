@@ -2,7 +2,16 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+
+// The programs keep state (control secrets of the streams s2uc sets up) under
+// $SCISTREAM_HOME: a directory of this run's, not the home of whoever runs the tests.
+const HOME = mkdtempSync(join(tmpdir(), 'scistream-cli-home-'));
+process.env.SCISTREAM_HOME = HOME;
+after(() => rmSync(HOME, { recursive: true, force: true }));
 
 async function run(program: 's2cs' | 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const p = spawnCli(program, args);
@@ -227,9 +236,10 @@ test('s2uc release with one gateway down (TLS) still releases on the others, and
     await gw.waitFor(/s2cs ready/);
     const { ControlConnection } = await import('../../src/protocol/client.js');
     const c = await ControlConnection.open(address, { insecure: false, deadlineMs: 5000, tls: { serverCert: join(home, 's2cs', 'tls', 'cert.pem') } });
-    await c.req({ uid: 'release-partial', role: 'CONS', num_conn: 2, rate: 0 });
+    const { control_secret: secret } = await c.req({ uid: 'release-partial', role: 'CONS', num_conn: 2, rate: 0 });
     c.close();
-    const p = spawnCli('s2uc', ['release', 'release-partial', '--s2cs', down, '--s2cs', address], { env });
+    // The stream's control secret, given as a workflow engine would (none for the gateway that is down).
+    const p = spawnCli('s2uc', ['release', 'release-partial', '--s2cs', down, '--s2cs', address, '--control-secret', `,${secret}`], { env });
     assert.equal(await p.exited, 1, p.stderr());
     assert.match(p.stderr(), new RegExp(`released release-partial on ${address}; not released on ${down}`));
     const c2 = await ControlConnection.open(address, { insecure: false, deadlineMs: 5000, tls: { serverCert: join(home, 's2cs', 'tls', 'cert.pem') } });

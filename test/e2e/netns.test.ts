@@ -146,8 +146,8 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
     const stateA = join(lab.dir, 'state-gwa');
     const stateB = join(lab.dir, 'state-gwb');
     // Gateway A's data listeners face the WAN; gateway B's face the consumer on B LAN.
-    gwa = lab.cli('gwa', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0']);
+    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA]);
+    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0']);
     await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
 
     // Without --tls-cert, each s2cs made itself a certificate and logged its fingerprint.

@@ -47,6 +47,7 @@ const update = (over: Partial<UpdateTargets__Output> = {}): UpdateTargets__Outpu
   remote_listeners: ['127.0.0.1:7000', '[::1]:7001'],
   role: 'CONS',
   credentials: null,
+  control_secret: '',
   ...over,
 });
 const hello = (over: Partial<Hello__Output> = {}): Hello__Output => ({
@@ -56,7 +57,7 @@ const hello = (over: Partial<Hello__Output> = {}): Hello__Output => ({
   app_secret: '',
   ...over,
 });
-const release = (over: Partial<Release__Output> = {}): Release__Output => ({ uid: UUID, ...over });
+const release = (over: Partial<Release__Output> = {}): Release__Output => ({ uid: UUID, control_secret: '', ...over });
 
 const BAD_UIDS: Array<[string, string]> = [
   ['', 'empty'],

@@ -5,7 +5,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { connect, createServer, type Server } from 'node:net';
+import { relayFrom } from '../support/sockets.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
 import { IntrospectionAuth } from '../../src/auth/introspect.js';
@@ -32,37 +32,6 @@ async function exhausted(p: Promise<unknown>, mentions: RegExp): Promise<void> {
 
 function refusals(st: { refusals: { kind: string; count: string | number }[] }, kind: string): number {
   return Number(st.refusals.find((r) => r.kind === kind)?.count ?? 0);
-}
-
-/**
- * A TCP relay whose connections to `target` leave from `localAddress`: the
- * gateway then sees a second caller address on this one machine.
- */
-async function relayFrom(localAddress: string, target: string): Promise<{ address: string; close(): Promise<void> }> {
-  const [host, port] = target.split(':');
-  const server: Server = createServer((client) => {
-    const upstream = connect({ host: host!, port: Number(port), localAddress });
-    client.pipe(upstream).pipe(client);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  const sockets = new Set<import('node:net').Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port: p } = server.address() as import('node:net').AddressInfo;
-  return {
-    address: `127.0.0.1:${p}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 describe('ports per user, with tokens (real OpenID Provider)', () => {

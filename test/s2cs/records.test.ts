@@ -6,10 +6,12 @@ import { decodeRecord, encodeRecord, MAX_RECORD_BYTES, type PersistedStream } fr
 import { generateAppSecret, hashAppSecret, verifyAppSecretHash } from '../../src/auth/app-secret.js';
 
 const secret = generateAppSecret();
+const controlSecret = generateAppSecret();
 const stream: PersistedStream = {
   request: { uid: 'rec-1', role: 'PROD', numConn: 2, rate: 10 },
   owner: { subject: 'alice', username: 'Alice' },
   appSecretHash: hashAppSecret(secret),
+  binding: { secretHash: hashAppSecret(controlSecret), source: '10.0.0.9', bySecret: true },
   state: 'ready',
   listeners: [{ host: '10.0.0.1', port: 5100 }, { host: '::1', port: 5101 }],
   prodListeners: [{ host: '127.0.0.1', port: 7000 }],
@@ -23,6 +25,7 @@ const stream: PersistedStream = {
 test('a record reads back as written, and the secret is checked against its hash only', () => {
   const bytes = encodeRecord(stream);
   assert.ok(!Buffer.from(bytes).toString().includes(secret), 'the secret itself is not in the record');
+  assert.ok(!Buffer.from(bytes).toString().includes(controlSecret), 'nor the control secret');
   const back = decodeRecord(bytes, 'rec-1');
   assert.deepEqual(back, stream);
   assert.ok(verifyAppSecretHash(secret, back.appSecretHash));
@@ -56,4 +59,18 @@ test('records that are not ours are refused with the reason', () => {
     [Buffer.alloc(MAX_RECORD_BYTES + 1, 0x20), 'rec-1', /over/],
   ];
   for (const [bytes, uid, re] of cases) assert.throws(() => decodeRecord(bytes, uid), re);
+});
+
+test('the binding reads back; a record from an s2cs that did not bind streams reads as unbound; a bad binding is refused', () => {
+  const good = JSON.parse(Buffer.from(encodeRecord(stream)).toString()) as Record<string, unknown>;
+  const { controlSecretHash: _h, requester: _r, bindsBySecret: _b, ...legacy } = good;
+  assert.deepEqual(decodeRecord(Buffer.from(JSON.stringify(legacy)), 'rec-1').binding, { secretHash: '', source: '', bySecret: false });
+  for (const [change, why] of [
+    [{ controlSecretHash: 'zz' }, /malformed control secret hash/],
+    [{ bindsBySecret: 'yes' }, /bindsBySecret is not true or false/],
+    [{ bindsBySecret: true, controlSecretHash: '' }, /holds no hash/],
+    [{ requester: 5 }, /no text requester/],
+  ] as const) {
+    assert.throws(() => decodeRecord(Buffer.from(JSON.stringify({ ...good, ...change })), 'rec-1'), why);
+  }
 });

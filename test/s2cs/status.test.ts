@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { startGateway, type TestGateway } from '../support/gateway.js';
-import type { StatusResponse } from '../../src/protocol/client.js';
+import { ControlConnection, type StatusResponse } from '../../src/protocol/client.js';
 import { until } from '../support/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,7 +29,8 @@ describe('status state', () => {
   after(() => gw.close());
 
   test("'ready' only once the connection map is applied, whatever order req, Hello and UpdateTargets come in", async () => {
-    const c = gw.client;
+    // Bound to the address, as a reference client: an UpdateTargets racing its req cannot carry the control secret the req answers with.
+    const c = new ControlConnection(gw.address, { insecure: true, deadlineMs: 10_000, bindBySecret: false });
     const seen = new Set<string>();
     let polling = true;
     const poller = (async () => {
@@ -65,6 +66,7 @@ describe('status state', () => {
     checkReadyRows(await c.status({ uid: '' }), seen);
     assert.ok(seen.has('PROD ready') && seen.has('CONS ready'), `states seen: ${[...seen].join(', ')}`);
     for (const s of (await c.status({ uid: '' })).streams) await c.release({ uid: s.uid });
+    c.close();
   });
 });
 

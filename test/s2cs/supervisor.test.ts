@@ -246,6 +246,7 @@ test('a start whose control port is taken leaves the streams its adopted workers
     await client.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
     const r = await client.req({ uid, role: 'PROD', num_conn: 1, rate: 0 });
     await client.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+    const secret = client.controlSecret(uid);
     client.close();
     client = undefined;
     await first.detach();
@@ -258,6 +259,8 @@ test('a start whose control port is taken leaves the streams its adopted workers
 
     second = await startControlServer(opts);
     client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+    // The stream's control secret proves it is ours to the next s2cs too (its hash is in the record).
+    client.rememberControlSecret(uid, secret);
     assert.deepEqual((await client.status({ uid })).streams.map((s) => s.state), ['ready'], 'the next start takes the stream back');
     await client.release({ uid });
     client.close();

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { inboundRequest, outboundRequest, releaseStream, request1, requestStream, type FlowOptions } from '../../src/s2uc/flows.js';
+import { controlSecretsOf, inboundRequest, outboundRequest, releaseStream, request1, requestStream, type FlowOptions } from '../../src/s2uc/flows.js';
 import { sendHello } from '../../src/app/controller.js';
 import { startProducer, type Producer } from '../../src/app/produce.js';
 import { consume } from '../../src/app/consume.js';
@@ -148,7 +148,7 @@ for (const side of ['producer', 'consumer'] as const) {
         const s = await ours.client.status({ uid });
         assert.equal(s.streams[0]?.state, 'ready');
         assert.equal(await verified(map.consListeners, 25), 2 * BYTES);
-        await releaseStream(uid, [prod, cons], opts());
+        await releaseStream(uid, [prod, cons], opts({ controlSecretFor: controlSecretsOf(map) }));
       } finally {
         await p.close();
         await ours.close();

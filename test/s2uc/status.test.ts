@@ -47,6 +47,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     waitingConnections: 0,
     acceptedConnections: 5,
     refusedConnections: 1,
+    redacted: false,
     ...over,
   };
 }

@@ -10,6 +10,7 @@ const update = (credentials: { certificate: string; private_key: string; peer_ce
   uid: 'u',
   remote_listeners: ['127.0.0.1:7000'],
   role: 'PROD',
+  control_secret: '',
   credentials,
 });
 

@@ -1,6 +1,6 @@
 // Socket helpers the data-plane and protocol tests share.
 import { createHash } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /** How a socket's reading ended: 'end' (clean EOF) or the error code, with the bytes read and their SHA-256. */
 export interface Outcome {
@@ -46,4 +46,35 @@ export function canConnect(address: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * A TCP relay whose connections to `target` leave from `localAddress`: the
+ * gateway then sees a second caller address on this one machine.
+ */
+export async function relayFrom(localAddress: string, target: string): Promise<{ address: string; close(): Promise<void> }> {
+  const [host, port] = target.split(':');
+  const server: Server = createServer((client) => {
+    const upstream = connect({ host: host!, port: Number(port), localAddress });
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: p } = server.address() as import('node:net').AddressInfo;
+  return {
+    address: `127.0.0.1:${p}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

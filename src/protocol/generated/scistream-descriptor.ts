@@ -69,6 +69,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "credentials": {
               "type": "StreamCredentials",
               "id": 16
+            },
+            "control_secret": {
+              "type": "string",
+              "id": 17
             }
           }
         },
@@ -93,6 +97,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "uid": {
               "type": "string",
               "id": 1
+            },
+            "control_secret": {
+              "type": "string",
+              "id": 16
             }
           }
         },
@@ -132,6 +140,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "app_secret": {
               "type": "string",
               "id": 16
+            },
+            "control_secret": {
+              "type": "string",
+              "id": 17
             }
           }
         },
@@ -153,6 +165,11 @@ export const SCISTREAM_DESCRIPTOR = {
             "uid": {
               "type": "string",
               "id": 1
+            },
+            "control_secrets": {
+              "rule": "repeated",
+              "type": "string",
+              "id": 30
             }
           }
         },
@@ -245,6 +262,10 @@ export const SCISTREAM_DESCRIPTOR = {
               "rule": "repeated",
               "type": "string",
               "id": 25
+            },
+            "redacted": {
+              "type": "bool",
+              "id": 30
             }
           }
         },

@@ -48,6 +48,12 @@ export interface StreamTableOptions {
    */
   requireAppSecret?: boolean;
   /**
+   * No token checking (--auth none): each stream is bound to its requester's control
+   * secret or address (binding.ts), and only that proof may update, release or
+   * re-request it. Off: the owner's identity decides, and a secret given is checked too.
+   */
+  bindStreams?: boolean;
+  /**
    * With secrets on, also accept a Hello whose `authorization` token authenticates
    * as the stream's owner (--hello-accepts-owner-token): the reference's controllers
    * send the user's token, never a secret.

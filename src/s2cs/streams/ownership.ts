@@ -1,8 +1,11 @@
-// Who may act on a stream: its owner (and, to release it, an admin), with the role it was requested as.
+// Who may act on a stream: its owner (and, to release it, an admin), what binds it to
+// its requester without token checking (binding.ts), and the role it was requested as.
 import type { Identity } from '../../auth/index.js';
 import { failedPrecondition, ScistreamError } from '../../protocol/errors.js';
 import type { Role } from '../../protocol/validate.js';
 import type { StreamRecord } from './record.js';
+import type { StreamTableOptions } from './options.js';
+import { controlDenied, controlProblem, retryProblem, type ControlProof } from './binding.js';
 
 export function checkRole(record: StreamRecord, role: Role, what: string): void {
   if (record.request.role !== role) {
@@ -26,4 +29,28 @@ export function checkHelloOwner(record: StreamRecord, subject: string): void {
     'PERMISSION_DENIED',
     `stream ${record.request.uid} belongs to another user: a Hello without its application secret must carry the token of the user who requested it (--hello-accepts-owner-token)`,
   );
+}
+
+/** What a call without a proof brings (the table used directly, as in tests): no address, no secret. */
+const NO_PROOF: ControlProof = { peer: '', secret: '' };
+
+/**
+ * An update or release: the owner's identity (or, to release, an admin's), then what
+ * binds the stream (binding.ts): with --auth none the requester's secret or address;
+ * with token checking a control secret only when one is given.
+ */
+export function checkControl(record: StreamRecord, caller: Identity, proof: ControlProof | undefined, action: 'update' | 'release', opts: StreamTableOptions): void {
+  const admins = action === 'release' ? opts.admins : undefined;
+  checkOwner(record, caller, action, admins);
+  // Admin rules stay: an admin releases any stream without its secret.
+  if (record.owner.subject !== caller.subject && admins?.has(caller.subject)) return;
+  const problem = controlProblem(record.binding, proof ?? NO_PROOF, opts.bindStreams !== true);
+  if (problem) throw controlDenied(record.request.uid, action, problem);
+}
+
+/** A req repeated for a stream held: the owner's identity, and with --auth none the first req's address. */
+export function checkRetry(record: StreamRecord, caller: Identity, peer: string | undefined, opts: StreamTableOptions): void {
+  checkOwner(record, caller, 'request');
+  const problem = retryProblem(record.binding, peer ?? '', opts.bindStreams !== true);
+  if (problem) throw controlDenied(record.request.uid, 'request', problem);
 }

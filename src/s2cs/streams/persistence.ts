@@ -51,6 +51,7 @@ export class RecordKeeper {
       request: record.request,
       owner: record.owner,
       appSecretHash: record.appSecretHash,
+      binding: record.binding,
       state: state === 'released' ? 'ready' : state,
       listeners: record.listeners,
       prodListeners: record.prodListeners,
@@ -75,8 +76,8 @@ export interface AdoptionParts {
 
 /**
  * Takes back the streams a previous s2cs set up, as the agents still forward them
- * (after a crash, kill -9 or an upgrade): same owner, state, addresses, lease and
- * Hello secret (checked against its hash). A stream whose record cannot be read is
+ * (after a crash, kill -9 or an upgrade): same owner, state, addresses, lease,
+ * Hello secret and binding (secrets checked against their hashes). A stream whose record cannot be read is
  * released: nobody could update or release it otherwise.
  */
 export async function adoptStreams(parts: AdoptionParts, found: AdoptedStream[]): Promise<{ adopted: string[]; dropped: string[] }> {
@@ -100,6 +101,8 @@ export async function adoptStreams(parts: AdoptionParts, found: AdoptedStream[])
       owner: p.owner,
       appSecret: '',
       appSecretHash: p.appSecretHash,
+      binding: p.binding,
+      controlSecret: '',
       state: p.targets ? 'ready' : p.request.role === 'PROD' && !p.prodListeners ? 'awaiting-hello' : 'awaiting-update',
       listeners: p.listeners,
       prodListeners: p.prodListeners,

@@ -5,6 +5,7 @@ import { formatAddress, type Address } from '../../protocol/address.js';
 import type { StreamRequest } from '../../protocol/validate.js';
 import type { RateWindow } from '../rates.js';
 import type { StreamTableOptions } from './options.js';
+import type { StreamBinding } from './binding.js';
 
 export type StreamState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
 
@@ -23,6 +24,10 @@ export interface StreamRecord {
   appSecret: string;
   /** SHA-256 of the application secret ('' when not required): what Hello is checked against. */
   appSecretHash: string;
+  /** What proves control of the stream (binding.ts): its control secret's hash, the requester's address. */
+  binding: StreamBinding;
+  /** The control secret until the req that made the stream has taken it for its answer; '' after (only its hash is kept). */
+  controlSecret: string;
   state: StreamState | 'released';
   listeners: Address[];
   prodListeners: Address[] | undefined;

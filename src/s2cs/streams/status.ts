@@ -4,6 +4,7 @@ import type { StreamRequest } from '../../protocol/validate.js';
 import type { StreamStats, UnreleasedShare } from '../../s2ds/index.js';
 import { SAMPLE_INTERVAL_MS } from '../rates.js';
 import type { StreamRecord, StreamState, TableState } from './record.js';
+import type { StreamBinding } from './binding.js';
 
 export interface StreamStatus extends StreamRequest {
   /** 'releasing': released, but an agent has not confirmed its part (see releasingOn). */
@@ -24,6 +25,8 @@ export interface StreamStatus extends StreamRequest {
   fromTargetBps: number;
   /** Bytes per second the gateway holds the stream to, each way (0: not capped). */
   capBps: number;
+  /** Who may see it in full and control it without token checking (never shown as such). */
+  binding: StreamBinding;
 }
 
 /** What status shows of one stream (uid) or of all; released ones are left out. */
@@ -47,6 +50,7 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
         ageS: Math.max(0, Math.floor((now - r.createdAt) / 1000)),
         ...rates,
         capBps: r.capBps,
+        binding: r.binding,
       },
     ];
   });
@@ -69,6 +73,7 @@ export function releasingStatus(r: StreamRecord, since: number, on: readonly Unr
     toTargetBps: 0,
     fromTargetBps: 0,
     capBps: r.capBps,
+    binding: r.binding,
   };
 }
 

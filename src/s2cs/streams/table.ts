@@ -3,7 +3,8 @@
 // This class assembles the parts of a stream's life, each in its own file:
 // admission.ts (rate and ports), hello.ts (Hello matching), leases.ts,
 // persistence.ts (records on the agents, adoption), targets.ts (UpdateTargets),
-// release.ts and status.ts; ownership.ts says who may act on a stream.
+// release.ts and status.ts; ownership.ts says who may act on a stream, and
+// binding.ts what binds a stream to its requester without token checking.
 import { generateAppSecret, hashAppSecret, type Identity } from '../../auth/index.js';
 import { formatAddress } from '../../protocol/address.js';
 import { aborted, alreadyExists } from '../../protocol/errors.js';
@@ -14,12 +15,19 @@ import { Admission } from './admission.js';
 import { HelloRendezvous, type HelloCredentials } from './hello.js';
 import { Leases } from './leases.js';
 import type { RatePolicy, StreamTableOptions, TableSettings } from './options.js';
-import { checkOwner } from './ownership.js';
+import { checkControl, checkRetry } from './ownership.js';
+import { bindStream, type ControlProof } from './binding.js';
 import { adoptStreams, RecordKeeper, type AdoptionParts } from './persistence.js';
 import { noop, released, reply, type StreamRecord, type StreamReply, type TableState } from './record.js';
 import { RELEASED_BY_REQUEST, Releases, SHUTTING_DOWN, type EndedStream } from './release.js';
 import { RateSampler, releasingStatus, streamStatus, type StreamStatus } from './status.js';
 import { acceptsPlaintextData, updateTargets, type TargetParts } from './targets.js';
+
+/** Who sent a req, for the stream's binding (binding.ts): its exact address, and whether it will present the control secret. */
+export interface Requester {
+  peer: string;
+  bySecret: boolean;
+}
 
 export class StreamTable {
   private readonly state: TableState;
@@ -73,7 +81,7 @@ export class StreamTable {
    * time left in status) or, once released, a new reservation with new listeners
    * and a new lease: never a stream half released.
    */
-  req(request: StreamRequest, caller: Identity, peer = ''): Promise<StreamReply> {
+  req(request: StreamRequest, caller: Identity, peer = '', requester?: Requester): Promise<StreamReply> {
     if (this.releases.releasing(request.uid)) {
       const on = this.releases.on(request.uid).map((s) => s.agent).join(', ');
       throw alreadyExists(
@@ -90,7 +98,7 @@ export class StreamTable {
             'a retry must repeat the same fields; for a different stream use a new uid',
         );
       }
-      checkOwner(existing, caller, 'request');
+      checkRetry(existing, caller, requester?.peer, this.state.opts);
       return existing.ready;
     }
     const capBps = this.admission.admit(request, caller, peer);
@@ -98,11 +106,14 @@ export class StreamTable {
     let boundDone!: () => void;
     const now = Date.now();
     const appSecret = this.state.opts.requireAppSecret ? generateAppSecret() : '';
+    const control = bindStream(requester?.peer ?? '', requester?.bySecret ?? false);
     const record: StreamRecord = {
       request,
       owner: caller,
       appSecret,
       appSecretHash: appSecret ? hashAppSecret(appSecret) : '',
+      binding: control.binding,
+      controlSecret: control.secret,
       state: 'reserving',
       listeners: [],
       prodListeners: undefined,
@@ -172,22 +183,22 @@ export class StreamTable {
   }
 
   /** UpdateTargets: the connection map for this side; repeated with the same targets it changes nothing. */
-  update(u: TargetUpdate, caller: Identity): Promise<StreamReply> {
-    return updateTargets(this.parts, u, caller);
+  update(u: TargetUpdate, caller: Identity, proof?: ControlProof): Promise<StreamReply> {
+    return updateTargets(this.parts, u, caller, proof);
   }
 
   /** REL: idempotent; an unknown uid is already released. */
-  async release(uid: string, caller: Identity): Promise<void> {
-    this.hellos.forgetHeld(uid);
+  async release(uid: string, caller: Identity, proof?: ControlProof): Promise<void> {
     const releasing = this.releases.releasing(uid);
     if (releasing) {
       // Still partial: the repeat gets the same error, never an OK that would read as done.
-      checkOwner(releasing.record, caller, 'release', this.state.opts.admins);
+      checkControl(releasing.record, caller, proof, 'release', this.state.opts);
       throw this.releases.stillPartial(uid);
     }
     const record = this.state.records.get(uid);
+    if (record) checkControl(record, caller, proof, 'release', this.state.opts);
+    this.hellos.forgetHeld(uid);
     if (!record) return;
-    checkOwner(record, caller, 'release', this.state.opts.admins);
     await this.releases.release(record, RELEASED_BY_REQUEST);
   }
 
@@ -202,6 +213,18 @@ export class StreamTable {
     const result = await adoptStreams(this.parts, found);
     if (this.state.records.size > 0) this.sampler.start();
     return result;
+  }
+
+  /**
+   * The control secret of a stream the req just made, once: the req that created the
+   * record takes it for its answer (synchronously after req()); a retry finds ''.
+   */
+  takeControlSecret(uid: string): string {
+    const record = this.state.records.get(uid);
+    if (!record) return '';
+    const secret = record.controlSecret;
+    record.controlSecret = '';
+    return secret;
   }
 
   /** The application secret of a stream ('' when secrets are off or the uid is unknown). */

@@ -1,13 +1,14 @@
 // UpdateTargets: a stream's connection map (where its listeners forward to), and
 // whether it may cross the WAN without per-stream credentials.
 import type { Identity } from '../../auth/index.js';
+import type { ControlProof } from './binding.js';
 import { fingerprint } from '../../security/certificates.js';
 import { formatAddress, type Address } from '../../protocol/address.js';
 import { failedPrecondition, notFound } from '../../protocol/errors.js';
 import { sameAddresses, type TargetUpdate } from '../../protocol/validate.js';
 import type { Leases } from './leases.js';
 import type { StreamTableOptions } from './options.js';
-import { checkOwner, checkRole } from './ownership.js';
+import { checkControl, checkRole } from './ownership.js';
 import type { RecordKeeper } from './persistence.js';
 import { plaintextDataPolicy } from './plaintext.js';
 import { released, type StreamRecord, type StreamReply, type TableState } from './record.js';
@@ -25,7 +26,7 @@ export function acceptsPlaintextData(opts: StreamTableOptions): boolean {
 }
 
 /** UpdateTargets: the connection map for this side; repeated with the same targets it changes nothing. */
-export async function updateTargets(parts: TargetParts, u: TargetUpdate, caller: Identity): Promise<StreamReply> {
+export async function updateTargets(parts: TargetParts, u: TargetUpdate, caller: Identity, proof?: ControlProof): Promise<StreamReply> {
   const { state } = parts;
   const record = state.records.get(u.uid);
   if (!record) {
@@ -34,7 +35,7 @@ export async function updateTargets(parts: TargetParts, u: TargetUpdate, caller:
         `(a stream without UpdateTargets within ${state.opts.setupTimeoutMs / 1000} s of its request is released)`,
     );
   }
-  checkOwner(record, caller, 'update');
+  checkControl(record, caller, proof, 'update', state.opts);
   if (u.role) checkRole(record, u.role, 'UpdateTargets');
   if (!u.credentials && !acceptsPlaintextData(state.opts)) {
     throw failedPrecondition(

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { RemoteError } from '../../../src/protocol/client.js';
+import { ControlConnection, RemoteError } from '../../../src/protocol/client.js';
 import { RemoteAgent } from '../../../src/s2ds/remote.js';
 import { silentLogger } from '../../../src/log.js';
 import { startGateway } from '../../support/gateway.js';
@@ -35,12 +35,14 @@ test('release with a silent agent: partial and named, status releasing, uid held
   const rb = new RemoteAgent({ address: b.address, name: 'b' });
   const gw = await startGateway({ agents: [ra, rb], spareListeners: 0, logger: silentLogger });
   const uid = randomUUID();
+  // Requested as a reference client would (bound to its address, no control secret), so that the Python client below may release it.
+  const client = new ControlConnection(gw.address, { insecure: true, deadlineMs: 10_000, bindBySecret: false });
   try {
     await until('both agents answer', () => (ra.answering() && rb.answering()) || undefined);
-    await gw.client.req({ uid, role: 'CONS', num_conn: 4, rate: 0 });
+    await client.req({ uid, role: 'CONS', num_conn: 4, rate: 0 });
     assert.equal(gw.server.pool!.sharesOf(uid)!.length, 2, 'spread over both agents');
     b.proc.child.kill('SIGSTOP');
-    const err = await gw.client.release({ uid }).then(
+    const err = await client.release({ uid }).then(
       () => assert.fail('the release must not say OK'),
       (e: unknown) => e,
     );
@@ -52,7 +54,7 @@ test('release with a silent agent: partial and named, status releasing, uid held
     assert.equal(st?.state, 'releasing');
     assert.equal(st.releasing_on.length, 1);
     assert.ok(st.releasing_on[0]!.startsWith(`${rb.name}: 0 connection(s) may still forward`), st.releasing_on[0]);
-    const again = await gw.client.release({ uid }).catch((e: unknown) => e);
+    const again = await client.release({ uid }).catch((e: unknown) => e);
     assert.ok(again instanceof RemoteError && again.status === 'DEADLINE_EXCEEDED', String(again));
     // A reference client does not print "Release completed": it prints its release error.
     const py = tempDir('scistream-refrel-');
@@ -69,7 +71,7 @@ test('release with a silent agent: partial and named, status releasing, uid held
     } finally {
       rmSync(py, { recursive: true, force: true });
     }
-    const reuse = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }).catch((e: unknown) => e);
+    const reuse = await client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }).catch((e: unknown) => e);
     assert.ok(reuse instanceof RemoteError && reuse.status === 'ALREADY_EXISTS' && /is still being released here/.test(reuse.details), String(reuse));
 
     b.proc.child.kill('SIGCONT');
@@ -78,15 +80,16 @@ test('release with a silent agent: partial and named, status releasing, uid held
       return s.streams.some((x) => x.uid === uid) ? undefined : s.ended.find((e) => e.uid === uid);
     });
     assert.match(ended.why, /^released by request; partial for \d+ s: data-server agent .* did not answer, then released its part when it answered again$/);
-    await gw.client.release({ uid });
+    await client.release({ uid });
     await until('b holds nothing', () => {
       void rb.poll();
       return rb.ports().reserved === 0 || undefined;
     });
     // The uid is free again.
-    await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
-    await gw.client.release({ uid });
+    await client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
+    await client.release({ uid });
   } finally {
+    client.close();
     b.proc.child.kill('SIGCONT');
     await gw.close();
     await a.close();

@@ -3,8 +3,10 @@
 
 export interface Release {
   'uid'?: (string);
+  'control_secret'?: (string);
 }
 
 export interface Release__Output {
   'uid': (string);
+  'control_secret': (string);
 }

@@ -5,10 +5,12 @@ export interface Response {
   'listeners'?: (string)[];
   'prod_listeners'?: (string)[];
   'app_secret'?: (string);
+  'control_secret'?: (string);
 }
 
 export interface Response__Output {
   'listeners': (string)[];
   'prod_listeners': (string)[];
   'app_secret': (string);
+  'control_secret': (string);
 }

@@ -24,6 +24,7 @@ export interface StreamStatus {
   'from_target_bps'?: (number | string | Long);
   'cap_bps'?: (number | string | Long);
   'releasing_on'?: (string)[];
+  'redacted'?: (boolean);
 }
 
 export interface StreamStatus__Output {
@@ -48,4 +49,5 @@ export interface StreamStatus__Output {
   'from_target_bps': (string);
   'cap_bps': (string);
   'releasing_on': (string)[];
+  'redacted': (boolean);
 }

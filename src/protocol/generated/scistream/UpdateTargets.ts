@@ -7,6 +7,7 @@ export interface UpdateTargets {
   'remote_listeners'?: (string)[];
   'role'?: (string);
   'credentials'?: (_scistream_StreamCredentials | null);
+  'control_secret'?: (string);
 }
 
 export interface UpdateTargets__Output {
@@ -14,4 +15,5 @@ export interface UpdateTargets__Output {
   'remote_listeners': (string)[];
   'role': (string);
   'credentials': (_scistream_StreamCredentials__Output | null);
+  'control_secret': (string);
 }
