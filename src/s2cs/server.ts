@@ -11,10 +11,11 @@ import { GatewayMetrics } from './metrics.js';
 import { StreamTable, isLoopback, plaintextDataPolicy, type RatePolicy } from './streams.js';
 import { formatBitRate } from '../units.js';
 import { portList } from '../s2ds/local.js';
+import { admissionArgs, type AdmissionOptions } from '../s2ds/admission.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 import { Supervisor } from './supervisor.js';
 
-export interface ControlServerOptions {
+export interface ControlServerOptions extends AdmissionOptions {
   /** Address the gRPC control service binds to. */
   host?: string;
   /** Control port; 0 picks a free one. */
@@ -219,6 +220,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         '--max-waiting-conns', String(opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit),
         '--max-buffer-memory', String(Math.floor(maxBufferMemory / w.count)),
         '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
+        ...admissionArgs(opts),
         ...(w.extraArgs ?? []),
       ],
       onWorkerLost: (i, why) => {
@@ -243,6 +245,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       waitTimeoutMs: helloTimeoutMs,
       maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
       maxBufferMemory,
+      maxPendingConns: opts.maxPendingConns,
+      maxPendingConnsPerPeer: opts.maxPendingConnsPerPeer,
+      maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });

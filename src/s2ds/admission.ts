@@ -40,6 +40,47 @@ export const ADMISSION_DEFAULTS = {
   handshakeTimeoutMs: 5_000,
 } as const;
 
+/** The admission settings a data server takes (s2cs start and s2ds start flags, s2ds/flags.ts). */
+export interface AdmissionOptions {
+  /** --max-pending-conns. Default ADMISSION_DEFAULTS. */
+  maxPendingConns?: number;
+  /** --max-pending-conns-per-peer. Default ADMISSION_DEFAULTS. */
+  maxPendingConnsPerPeer?: number;
+  /** --max-pending-conns-per-peer-per-listener. Default ADMISSION_DEFAULTS. */
+  maxPendingConnsPerPeerPerListener?: number;
+  /** --data-handshake-timeout, in ms. Default ADMISSION_DEFAULTS. */
+  handshakeTimeoutMs?: number;
+}
+
+/** The flags that give a worker process (s2ds start) these settings. */
+export function admissionArgs(o: AdmissionOptions): string[] {
+  return [
+    '--max-pending-conns', String(o.maxPendingConns ?? ADMISSION_DEFAULTS.maxPending),
+    '--max-pending-conns-per-peer', String(o.maxPendingConnsPerPeer ?? ADMISSION_DEFAULTS.maxPendingPerPeer),
+    '--max-pending-conns-per-peer-per-listener', String(o.maxPendingConnsPerPeerPerListener ?? ADMISSION_DEFAULTS.maxPendingPerPeerPerListener),
+    '--data-handshake-timeout', String((o.handshakeTimeoutMs ?? ADMISSION_DEFAULTS.handshakeTimeoutMs) / 1000),
+  ];
+}
+
+/** The settings from the flags of s2cs start or s2ds start (commander's attribute names). */
+export function admissionOptionsOf(flags: AdmissionFlags): AdmissionOptions {
+  return {
+    maxPendingConns: flags.maxPendingConns,
+    maxPendingConnsPerPeer: flags.maxPendingConnsPerPeer,
+    maxPendingConnsPerPeerPerListener: flags.maxPendingConnsPerPeerPerListener,
+    handshakeTimeoutMs: flags.dataHandshakeTimeout * 1000,
+  };
+}
+
+/** The admission flags as commander hands them over (see addAdmissionOptions in flags.ts). */
+export interface AdmissionFlags {
+  maxPendingConns: number;
+  maxPendingConnsPerPeer: number;
+  maxPendingConnsPerPeerPerListener: number;
+  /** Seconds. */
+  dataHandshakeTimeout: number;
+}
+
 /**
  * What a pending connection may hold: its socket objects and, on a TLS leg, the
  * OpenSSL state of a handshake in progress (measured in test/s2ds/limits.test.ts:

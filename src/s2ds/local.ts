@@ -11,9 +11,9 @@ import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
-import { ADMISSION_DEFAULTS, Admission, type Ticket } from './admission.js';
+import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
 
-export interface LocalDataServerOptions {
+export interface LocalDataServerOptions extends AdmissionOptions {
   /** Address the listeners bind to. */
   bindHost: string;
   /**
@@ -42,14 +42,6 @@ export interface LocalDataServerOptions {
    * (connectionMemory); one that does not fit is refused. Default DATA_DEFAULTS.
    */
   maxBufferMemory?: number;
-  /** Connections pending (not yet authenticated or matched to a target) at once, all sources. Default ADMISSION_DEFAULTS. */
-  maxPendingConns?: number;
-  /** The same from one address (IPv6: one /64). Default ADMISSION_DEFAULTS. */
-  maxPendingConnsPerPeer?: number;
-  /** The same from one address on one listener. Default ADMISSION_DEFAULTS. */
-  maxPendingConnsPerPeerPerListener?: number;
-  /** How long a WAN peer has to complete its TLS handshake. Default ADMISSION_DEFAULTS. */
-  handshakeTimeoutMs?: number;
   /** Where refusals are counted and logged (shared with the stream table). Default: a new one. */
   refusals?: Refusals;
   logger: Logger;

@@ -1,5 +1,6 @@
 // An s2ds agent: the data-server engine behind the scistream.s2ds.Agent service,
 // on a TCP address with mutual TLS or on a Unix socket (security/agent-tls.ts).
+import type { AdmissionOptions } from '../admission.js';
 import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import type { Logger } from '../../log.js';
@@ -15,7 +16,7 @@ import { AgentService } from './service.js';
 /** How long an early connection waits for SetTargets by default: s2cs's --hello-timeout default. */
 export const AGENT_WAIT_TIMEOUT_MS = 180_000;
 
-export interface AgentOptions {
+export interface AgentOptions extends AdmissionOptions {
   listen: AgentListen;
   listenerIp: string;
   /** Address the data listeners bind to; default listenerIp. */
@@ -66,6 +67,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     waitTimeoutMs: opts.waitTimeoutMs ?? AGENT_WAIT_TIMEOUT_MS,
     maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
     maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+    maxPendingConns: opts.maxPendingConns,
+    maxPendingConnsPerPeer: opts.maxPendingConnsPerPeer,
+    maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs,
     refusals,
     logger: opts.logger,
   });
