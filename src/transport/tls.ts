@@ -94,12 +94,17 @@ export class TlsTransport implements Transport {
       };
       const timer = setTimeout(() => fail(new HandshakeTimedOut(`no TLS handshake within ${timeoutMs / 1000} s`)), timeoutMs);
       const closed = () => fail(new PeerRefused('the peer closed the connection during the TLS handshake'));
+      // An end during the handshake: the handshake cannot complete (a half-open socket
+      // would otherwise hold its descriptor until the timeout).
+      const ended = () => fail(new PeerRefused('the peer ended the connection during the TLS handshake'));
       tls.once('error', fail);
       tls.once('close', closed);
+      tls.once('end', ended);
       tls.once(event, () => {
         clearTimeout(timer);
         tls.off('error', fail);
         tls.off('close', closed);
+        tls.off('end', ended);
         const problem = this.checkPeer(tls, event === 'secureConnect');
         if (problem) {
           fail(new PeerRefused(problem));
