@@ -58,7 +58,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'scistream_connections',
-      help: "Data connections of the gateway's streams: active (forwarding) or waiting (accepted before the connection map)",
+      help: "Data connections of the gateway's streams: active (forwarding), waiting (accepted before the connection map) or pending (not yet authenticated or matched to their target)",
       labelNames: ['state'],
       registers,
       collect() {
@@ -70,6 +70,7 @@ export class GatewayMetrics {
         }
         this.set({ state: 'active' }, active);
         this.set({ state: 'waiting' }, waiting);
+        this.set({ state: 'pending' }, dataServer.pendingConnections?.() ?? 0);
       },
     });
     new Counter({

@@ -60,6 +60,8 @@ export interface DataServer {
   ports(): { reserved: number; free: number };
   /** Buffer memory reserved by the connections open now, and the bound (--max-buffer-memory), in bytes. */
   bufferMemory(): { reserved: number; limit: number };
+  /** Data connections accepted and not yet authenticated or matched to a target (agents: as of their last poll). */
+  pendingConnections?(): number;
   /** Releases everything. */
   close(): Promise<void>;
   /** Data-server agents: keep `record` with the stream (SetRecord), for a restarted s2cs. */
@@ -104,6 +106,8 @@ export interface AgentHealth {
   refusals?: { kind: string; count: number }[];
   /** Ports held by spare listeners (every owner); counted in reservedPorts. */
   sparePorts?: number;
+  /** Data connections not yet authenticated or matched to a target, now (admission.ts). */
+  pendingConnections?: number;
 }
 
 /**
