@@ -37,6 +37,20 @@ const FD_SLACK = 8;
 /** Memory a Node process may keep after a flood (heap grown, freed memory not yet returned). */
 const RSS_SLACK_MIB = 96;
 const STEP = { timeout: 120_000 };
+/** gwa's /metrics, inside its namespace. */
+const METRICS = '127.0.0.1:9464';
+
+/** Prints the value of scistream_connections{state="pending"} from gwa's /metrics. */
+const PENDING_METRIC_SCRIPT = `
+require('node:http').get('http://${METRICS}/metrics', (res) => {
+  let body = '';
+  res.on('data', (d) => (body += d));
+  res.on('end', () => {
+    const m = /^scistream_connections\\{state="pending"\\} (\\d+)/m.exec(body);
+    console.log(m ? m[1] : 'absent');
+  });
+}).on('error', (e) => console.log('error ' + e.message));
+`;
 
 /**
  * `slots` connections to `targets` from `sources` in turn, for `ms`: even slots connect
@@ -160,7 +174,7 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
     const lab = L();
     const stateA = join(lab.dir, 'state-gwa');
     const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', stateA, '--workers', '2', '--rate-policy', 'cap']);
+    gwa = lab.cli('gwa', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', stateA, '--workers', '2', '--rate-policy', 'cap', '--metrics-listen', METRICS]);
     gwb = lab.cli('gwb', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1', '--rate-policy', 'cap']);
     await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr', timeoutMs: 60_000 })));
     bundle = join(lab.dir, 'gateways.pem');
@@ -202,8 +216,11 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
       const lab = L();
       assert.ok(consumer?.running(), 'the stream is not running (see the previous failure)');
       const flood = lab.node('user', 'flooder', FLOOD_SCRIPT, [[...prodListeners, ...probeWan].join(','), sources.join(','), String(FLOOD_CONNECTIONS), String(FLOOD_MS)]);
-      // Once the flood holds every slot it can (past the handshake timeout), new connections of another stream get through.
-      await sleep(6000);
+      // The agents report their pending connections (Health, polled every second) to /metrics.
+      await sleep(3000);
+      const pending = await pendingMetric(lab);
+      // Past the handshake timeout, while the flood reconnects, new connections of another stream get through.
+      await sleep(3000);
       const started = Date.now();
       const probe = lab.cli('cons', 's2app', ['consume', '--connect', probeListeners.join(','), '--bytes', PROBE_BYTES, '--seed', SEED, '--json']);
       const probeCode = await probe.exited;
@@ -211,7 +228,8 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
       assert.equal(await flood.exited, 0, flood.describe());
       assert.equal(probeCode, 0, `new connections of another stream did not get through during the flood\n${logs(probe, gwa, gwb)}`);
       const r = JSON.parse(flood.stdout().trim().split('\n').at(-1) ?? '{}') as FloodResult;
-      t.diagnostic(`${what}: ${JSON.stringify(r)}; gwa: ${JSON.stringify(gatewayA())}; the probe stream's consumer got its ${NUM_CONN} x ${PROBE_BYTES} in ${probeMs} ms`);
+      t.diagnostic(`${what}: ${JSON.stringify(r)}; gwa: ${JSON.stringify(gatewayA())}; the probe stream's consumer got its ${NUM_CONN} x ${PROBE_BYTES} in ${probeMs} ms; /metrics: ${pending} pending`);
+      assert.ok(Number(pending) > 0, `/metrics shows ${pending} pending connections during the flood`);
       assert.ok(r.attempts >= FLOOD_CONNECTIONS, `the flood tried only ${r.attempts} connections: ${JSON.stringify(r)}`);
       assert.ok(r.resets > 0, `gwa closed none of the flood's connections within ${FLOOD_MS} ms: ${JSON.stringify(r)}`);
       assert.ok(consumer?.running(), `the stream ended during the flood (it must outlast it: raise BYTES_PER_CONN, or it was reset)\n${logs(consumer, gwa, gwb)}`);
@@ -242,7 +260,14 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
       await sleep(200);
       now = gatewayA();
     }
-    t.diagnostic(`baseline ${JSON.stringify(baseline)}; after ${JSON.stringify(now)}`);
+    // The agents' Health (polled every second) carries their pending connections to /metrics.
+    let pending = await pendingMetric(L());
+    for (let i = 0; i < 20 && pending !== '0'; i++) {
+      await sleep(500);
+      pending = await pendingMetric(L());
+    }
+    t.diagnostic(`baseline ${JSON.stringify(baseline)}; after ${JSON.stringify(now)}; /metrics: ${pending} pending`);
+    assert.equal(pending, '0', 'pending connections left after the flood');
     for (const b of baseline) {
       const a = now.find((p) => p.pid === b.pid);
       assert.ok(a, `process ${b.pid} of gwa is gone (a worker died?)\n${logs(gwa)}`);
@@ -260,6 +285,10 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
 
   const fdLimit = (pid: number) => (baseline.find((b) => b.pid === pid)?.fds ?? 0) + FD_SLACK;
 });
+
+async function pendingMetric(lab: NetnsLab): Promise<string> {
+  return (await lab.run('gwa', [process.execPath, '-e', PENDING_METRIC_SCRIPT], { timeoutMs: 10_000 })).stdout.trim();
+}
 
 /** Pids of the processes in a network namespace. */
 function namespacePids(ns: string): number[] {
