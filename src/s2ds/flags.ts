@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { Option, type Command } from 'commander';
 import { integer, option } from '../cli.js';
 import { ADMISSION_DEFAULTS } from './admission.js';
-import { connectionMemory } from './local.js';
+import { connectionMemory } from './buffers.js';
 import { parsePortRange, type PortRange } from './ports.js';
 
 export interface DataPlaneFlags {

@@ -146,7 +146,8 @@ export interface AgentHandle extends DataServer {
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
 }
 
-export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
+export { LocalDataServer, DATA_DEFAULTS, type LocalDataServerOptions } from './local.js';
+export { connectionMemory } from './buffers.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';
 export { Pacer } from './pacer.js';
 export { LocalAgent, type LocalAgentOptions } from './local-agent.js';
