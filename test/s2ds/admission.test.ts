@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { LocalDataServer, connectionMemory, type LocalDataServerOptions } from '../../src/s2ds/index.js';
-import { PENDING_CONNECTION_MEMORY } from '../../src/s2ds/admission.js';
+import { Admission, PENDING_CONNECTION_MEMORY, type Ticket } from '../../src/s2ds/admission.js';
 import { Refusals } from '../../src/limits/refusals.js';
 import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
@@ -159,6 +159,22 @@ function dribble(s: Socket, hello: Buffer, everyMs: number): void {
 }
 
 describe('data connection admission', () => {
+  it('sources: IPv6 addresses count by their /64, IPv4-mapped IPv6 as IPv4', () => {
+    const admission = new Admission({ maxBufferMemory: 1024 ** 3, maxPending: 100, maxPendingPerPeer: 2, maxPendingPerPeerPerListener: 100 });
+    const enter = (address: string) => admission.enter(address, 5100, () => undefined);
+    const ok = (r: ReturnType<typeof enter>): r is Ticket => !('kind' in r);
+    assert.ok(ok(enter('2001:db8:0:1::1')));
+    assert.ok(ok(enter('2001:db8:0:1:ffff::2')));
+    const third = enter('2001:db8:0:1::3');
+    assert.ok(!ok(third) && third.kind === 'pending-conns-per-peer' && third.message.includes('2001:db8:0:1::/64'), JSON.stringify(third));
+    assert.ok(ok(enter('2001:db8:0:2::1')), 'another /64 is another source');
+    assert.ok(ok(enter('::ffff:192.0.2.7')));
+    assert.ok(ok(enter('192.0.2.7')));
+    assert.ok(!ok(enter('192.0.2.7')), 'an IPv4-mapped address and the IPv4 address are one source');
+    assert.equal(admission.pending, 5);
+    assert.equal(admission.memory().reserved, 5 * PENDING_CONNECTION_MEMORY);
+  });
+
   it('an unauthenticated connection holds 64 KiB, not a forwarding connection\'s reservation; the full one is taken once it authenticates', { timeout: 60_000 }, async () => {
     const g = await gateways(1, { handshakeTimeoutMs: 60_000 });
     try {
@@ -187,7 +203,7 @@ describe('data connection admission', () => {
   });
 
   it('pending connections are capped per source on a listener and on the data server, the oldest of the biggest source makes room for another, and all close at the handshake timeout', { timeout: 60_000 }, async () => {
-    const g = await gateways(2, { maxPendingConns: 8, maxPendingConnsPerPeer: 5, maxPendingConnsPerPeerPerListener: 3, handshakeTimeoutMs: 1500 });
+    const g = await gateways(2, { maxPendingConns: 8, maxPendingConnsPerPeer: 5, maxPendingConnsPerPeerPerListener: 3, handshakeTimeoutMs: 3000 });
     try {
       const live = await g.client();
       // Source .2: 4 at listener 0 (3 fit there), then 4 at listener 1 (2 more fit on the data server).
