@@ -1,6 +1,5 @@
 // An s2ds agent: the data-server engine behind the scistream.s2ds.Agent service,
 // on a TCP address with mutual TLS or on a Unix socket (security/agent-tls.ts).
-import type { AdmissionOptions } from '../admission.js';
 import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import type { Logger } from '../../log.js';
@@ -11,6 +10,7 @@ import { agentServerCredentials, bindUnixSocket, prepareSocketPath, type AgentLi
 import type { ServerTls } from '../../security/control-tls.js';
 import { DATA_DEFAULTS, LocalDataServer } from '../local.js';
 import type { PortRange } from '../ports.js';
+import type { AdmissionOptions } from '../admission.js';
 import { AgentService } from './service.js';
 
 /** How long an early connection waits for SetTargets by default: s2cs's --hello-timeout default. */
