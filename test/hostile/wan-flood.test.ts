@@ -36,7 +36,7 @@ const FLOOD_MS = 9000;
 const FD_SLACK = 8;
 /**
  * Memory a process may keep after the flood: freed, but kept by the allocator (measured:
- * workers +10 to +60 MiB; the JS heap and external memory go back). Pending connections
+ * workers +4 to +66 MiB; the JS heap and external memory go back). Pending connections
  * holding stream buffers would show as hundreds of MiB.
  */
 const RSS_SLACK_MIB = 128;
