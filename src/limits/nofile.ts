@@ -3,7 +3,7 @@
 // connection is reset as target-unreachable: measured at `ulimit -n 256`, 168 of 400
 // connections. Node cannot raise the limit itself (no setrlimit), so start-up warns.
 import { readFileSync } from 'node:fs';
-import { connectionMemory } from '../s2ds/local.js';
+import { connectionMemory } from '../s2ds/buffers.js';
 import { formatBytes } from '../units.js';
 
 /** The soft and hard limit on open files of this process (from /proc/self/limits); undefined where unknown or unlimited. */
@@ -31,6 +31,8 @@ export interface DescriptorBounds {
   maxConnsPerListener: number;
   maxBufferMemory: number;
   bufferSize: number;
+  /** Connections not yet authenticated that the process may hold besides (--max-pending-conns); one descriptor each. */
+  pendingConns?: number;
 }
 
 /** Descriptors a process keeps for its control port, agent link, logs, and Node itself. */
@@ -40,7 +42,8 @@ export const BASE_DESCRIPTORS = 64;
  * What one forwarding process may need: BASE_DESCRIPTORS, one per data listener, and two
  * per data connection (the accepted socket and the one it opens onwards), for as many
  * connections as its bounds admit: its share of the buffer budget over the smallest
- * reservation (plain to plain), at most its listeners times --max-conns-per-listener.
+ * reservation (plain to plain), at most its listeners times --max-conns-per-listener;
+ * and one per pending (unauthenticated) connection it may hold.
  * `oneStream`: the same for a single stream of --max-conn connections.
  */
 export function descriptorNeed(b: DescriptorBounds): { need: number; conns: number; listeners: number; byMemory: number; oneStream: number } {
@@ -48,7 +51,7 @@ export function descriptorNeed(b: DescriptorBounds): { need: number; conns: numb
   const byMemory = Math.floor(b.maxBufferMemory / b.processes / connectionMemory(b.bufferSize, 'tcp', 'tcp'));
   const conns = Math.min(byMemory, listeners * b.maxConnsPerListener);
   return {
-    need: BASE_DESCRIPTORS + listeners + 2 * conns,
+    need: BASE_DESCRIPTORS + listeners + 2 * conns + (b.pendingConns ?? 0),
     conns,
     listeners,
     byMemory,
@@ -67,7 +70,7 @@ export function nofileWarning(b: DescriptorBounds, limit = nofileLimit()): strin
   return (
     `the open-files limit (ulimit -n) is ${limit.soft}, below the ${n.need} descriptors ${who} may need` +
     `: ${BASE_DESCRIPTORS} for the control port, logs and links, ${n.listeners} data listeners, and 2 for each of ${n.conns} data connections` +
-    ` (what --max-buffer-memory ${formatBytes(b.maxBufferMemory)} admits at --buffer-size ${formatBytes(b.bufferSize)}, ${formatBytes(connectionMemory(b.bufferSize, 'tcp', 'tcp'))} each, ${n.byMemory}; at most ${n.listeners} listeners x --max-conns-per-listener ${b.maxConnsPerListener})${stream}.` +
+    ` (what --max-buffer-memory ${formatBytes(b.maxBufferMemory)} admits at --buffer-size ${formatBytes(b.bufferSize)}, ${formatBytes(connectionMemory(b.bufferSize, 'tcp', 'tcp'))} each, ${n.byMemory}; at most ${n.listeners} listeners x --max-conns-per-listener ${b.maxConnsPerListener})${b.pendingConns ? `, and ${b.pendingConns} pending connections (--max-pending-conns)` : ''}${stream}.` +
     ` Connections past the limit are reset (counted as target-unreachable); ${raise}, or lower --max-buffer-memory or the port range`
   );
 }

@@ -5,7 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
-import { canBind } from '../s2ds/flags.js';
+import { addAdmissionOptions, canBind } from '../s2ds/flags.js';
+import { admissionOptionsOf } from '../s2ds/admission.js';
 import { parseRate, parseSize } from '../units.js';
 import { RATE_POLICIES } from './streams/index.js';
 import { startControlServer } from './server.js';
@@ -29,7 +30,8 @@ const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
   .version(VERSION, '-V, --version');
 
-const start: Command = program
+// The admission flags (s2ds/flags.ts) follow the other data-plane bounds.
+const start: Command = addAdmissionOptions(program
   .command('start')
   .description('serve the control protocol (req, hello, update, release) and forward streams')
   .option('--port <port>', 'control port (gRPC)', option(integer(0, 65535)), 5000)
@@ -50,13 +52,13 @@ const start: Command = program
       .default(DEFAULTS.bufferSize, '4MiB'),
   )
   // Data-plane bounds (README, "Limits and protections"): beyond each, new connections are refused (reset), never buffered.
-  .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
+  .option('--max-conns-per-listener <n>', 'connections forwarding at once on one data listener (authenticated, or matched to their target); more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
   .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's connection map (UpdateTargets); more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
   .addOption(
-    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case: at 4MiB --buffer-size, 2.25 MiB plain to plain up to 8.5 MiB from TLS); beyond it new connections are refused')
+    new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together (each reserves its worst case once authenticated or matched to its target: at 4MiB --buffer-size, 2.25 MiB plain to plain up to 8.5 MiB from TLS; 64 KiB before); beyond it new connections are refused')
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
-  )
+  ))
   // Stream rates (issue 13): Request.rate is kB/s.
   .addOption(
     new Option('--rate-policy <policy>', "what a stream's stated rate means here: none (stored and reported, as the reference does), cap (each stream held to its rate, each direction, all its connections together), reserve (cap, and a request admitted only while the streams' rates fit in --capacity; one stating no rate is refused)")
@@ -210,6 +212,7 @@ const start: Command = program
         maxConnsPerListener: flags.maxConnsPerListener,
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
+        ...admissionOptionsOf(flags),
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
         ratePolicy: flags.ratePolicy,

@@ -8,6 +8,7 @@ import { reloadedValues, sameValue, settingOptions, shownValue } from '../config
 import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, type AuthMode } from '../auth/index.js';
 import { connectionMemory, type PortRange } from '../s2ds/index.js';
 import { checkDataPlaneFlags } from '../s2ds/flags.js';
+import type { AdmissionFlags } from '../s2ds/admission.js';
 import { scistreamHome } from '../security/control-tls.js';
 import { setLogLevel, type LogFormat, type Logger } from '../log.js';
 import type { ControlServer, RuntimeSettings } from './server.js';
@@ -18,7 +19,7 @@ import { monitorExposureProblem } from './monitor.js';
 import { parseAddress, type Address } from '../protocol/address.js';
 
 /** The options of `s2cs start`, as commander hands them over. */
-export interface StartFlags {
+export interface StartFlags extends AdmissionFlags {
   config?: string;
   port: number;
   listenerIp: string;

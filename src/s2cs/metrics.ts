@@ -26,6 +26,9 @@ const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission' | 'control'> = {
   'waiting-conns': 'wan',
   'buffer-memory': 'wan',
   'wan-auth': 'wan',
+  'handshake-timeout': 'wan',
+  'pending-conns-per-peer': 'wan',
+  'pending-conns': 'wan',
   'target-unreachable': 'wan',
   'ports-per-user': 'admission',
   'pending-hellos': 'admission',
@@ -58,7 +61,7 @@ export class GatewayMetrics {
     });
     new Gauge({
       name: 'scistream_connections',
-      help: "Data connections of the gateway's streams: active (forwarding) or waiting (accepted before the connection map)",
+      help: "Data connections of the gateway's streams: active (forwarding), waiting (accepted before the connection map) or pending (not yet authenticated or matched to their target)",
       labelNames: ['state'],
       registers,
       collect() {
@@ -70,6 +73,7 @@ export class GatewayMetrics {
         }
         this.set({ state: 'active' }, active);
         this.set({ state: 'waiting' }, waiting);
+        this.set({ state: 'pending' }, dataServer.pendingConnections?.() ?? 0);
       },
     });
     new Counter({

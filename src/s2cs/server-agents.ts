@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type DataServer, type LocalDataServer, type PortRange } from '../s2ds/index.js';
 import { invalidArgument } from '../protocol/errors.js';
 import { portList } from '../s2ds/local.js';
+import { admissionArgs } from '../s2ds/admission.js';
 import type { ControlServerOptions } from './server.js';
 import type { ServerSettings } from './server-settings.js';
 import { Supervisor } from './supervisor.js';
@@ -57,6 +58,7 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
         '--max-waiting-conns', String(opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit),
         '--max-buffer-memory', String(Math.floor(maxBufferMemory / w.count)),
         '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
+        ...admissionArgs(opts),
         ...(w.extraArgs ?? []),
       ],
       onWorkerLost: (i, why) => {
@@ -81,6 +83,10 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
       waitTimeoutMs: helloTimeoutMs,
       maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
       maxBufferMemory,
+      maxPendingConns: opts.maxPendingConns,
+      maxPendingConnsPerPeer: opts.maxPendingConnsPerPeer,
+      maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
+      handshakeTimeoutMs: opts.handshakeTimeoutMs,
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });

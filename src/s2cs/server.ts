@@ -15,10 +15,11 @@ import { StreamTable, type RatePolicy } from './streams/index.js';
 import { controlServerOptions, type ControlPortLimits } from './control-port.js';
 import { CONTROL_ADMISSION_DEFAULTS, ControlAdmission, admitThrough, type ControlAdmissionLimits } from './control-admission.js';
 import type { Supervisor } from './supervisor.js';
+import type { AdmissionOptions } from '../s2ds/admission.js';
 import { checkTimeouts, DEFAULTS, defaultMaxPortsPerUser, helloLimits, logDataLegPolicy, logRatePolicy, resolveSettings, type ServerSettings } from './server-settings.js';
 import { firstAnswers, startDataSide, warnPortsHeldByOthers, type DataSide } from './server-agents.js';
 
-export interface ControlServerOptions {
+export interface ControlServerOptions extends AdmissionOptions {
   /** Address the gRPC control service binds to. */
   host?: string;
   /** Control port; 0 picks a free one. */

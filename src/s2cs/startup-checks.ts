@@ -41,6 +41,7 @@ export function startupWarnings(flags: StartFlags, plan: StartPlan): string[] {
     maxConnsPerListener: flags.maxConnsPerListener,
     maxBufferMemory: flags.maxBufferMemory,
     bufferSize: flags.bufferSize,
+    pendingConns: flags.maxPendingConns,
   });
   return warning ? [warning] : [];
 }

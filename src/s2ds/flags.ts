@@ -1,7 +1,10 @@
 // The data-plane flags s2cs and s2ds share, checked the same way at start, so that
 // a bad value is one clear line (exit 2) rather than a failure at the first stream.
 import { createServer } from 'node:net';
-import { connectionMemory } from './local.js';
+import { Option, type Command } from 'commander';
+import { integer, option } from '../cli.js';
+import { ADMISSION_DEFAULTS } from './admission.js';
+import { connectionMemory } from './buffers.js';
 import { parsePortRange, type PortRange } from './ports.js';
 
 export interface DataPlaneFlags {
@@ -43,4 +46,33 @@ export function canBind(host: string, port: number): Promise<string | undefined>
     probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
   });
+}
+
+/**
+ * The admission flags (admission.ts), the same on s2cs start (its in-process data
+ * server and each worker) and s2ds start: what a data connection may hold before it
+ * has authenticated (WAN TLS handshake) or been matched to its target.
+ */
+export function addAdmissionOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--max-pending-conns <n>', 'data connections each data server (the s2cs process, each worker or agent) holds at once before they authenticate (WAN TLS handshake) or reach their target; when full, the oldest of the address holding the most makes room for another address')
+        .argParser(option(integer(1, 1_000_000)))
+        .default(ADMISSION_DEFAULTS.maxPending),
+    )
+    .addOption(
+      new Option('--max-pending-conns-per-peer <n>', 'the same from one address (IPv6: one /64) on each data server; more are refused')
+        .argParser(option(integer(1, 1_000_000)))
+        .default(ADMISSION_DEFAULTS.maxPendingPerPeer),
+    )
+    .addOption(
+      new Option('--max-pending-conns-per-peer-per-listener <n>', 'the same from one address on one data listener; more are refused')
+        .argParser(option(integer(1, 1_000_000)))
+        .default(ADMISSION_DEFAULTS.maxPendingPerPeerPerListener),
+    )
+    .addOption(
+      new Option('--data-handshake-timeout <seconds>', "close a data connection that has not completed the stream's TLS handshake within this time")
+        .argParser(option(integer(1, 300)))
+        .default(ADMISSION_DEFAULTS.handshakeTimeoutMs / 1000),
+    );
 }

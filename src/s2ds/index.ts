@@ -60,6 +60,8 @@ export interface DataServer {
   ports(): { reserved: number; free: number };
   /** Buffer memory reserved by the connections open now, and the bound (--max-buffer-memory), in bytes. */
   bufferMemory(): { reserved: number; limit: number };
+  /** Data connections accepted and not yet authenticated or matched to a target (agents: as of their last poll). */
+  pendingConnections?(): number;
   /** Releases everything. */
   close(): Promise<void>;
   /** Data-server agents: keep `record` with the stream (SetRecord), for a restarted s2cs. */
@@ -119,6 +121,8 @@ export interface AgentHealth {
   refusals?: { kind: string; count: number }[];
   /** Ports held by spare listeners (every owner); counted in reservedPorts. */
   sparePorts?: number;
+  /** Data connections not yet authenticated or matched to a target, now (admission.ts). */
+  pendingConnections?: number;
 }
 
 /**
@@ -161,7 +165,8 @@ export interface AgentHandle extends DataServer {
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
 }
 
-export { LocalDataServer, DATA_DEFAULTS, connectionMemory, type LocalDataServerOptions } from './local.js';
+export { LocalDataServer, DATA_DEFAULTS, type LocalDataServerOptions } from './local.js';
+export { connectionMemory } from './buffers.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';
 export { Pacer } from './pacer.js';
 export { LocalAgent, type LocalAgentOptions } from './local-agent.js';

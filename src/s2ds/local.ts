@@ -4,15 +4,17 @@ import type { Logger } from '../log.js';
 import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { resourceExhausted, alreadyExists, notFound, type ScistreamError } from '../protocol/errors.js';
-import { FRAME_HEADER, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { FRAME_HEADER, HandshakeTimedOut, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
+import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
+import { connectionMemory, readSize, ringSize } from './buffers.js';
 
-export interface LocalDataServerOptions {
+export interface LocalDataServerOptions extends AdmissionOptions {
   /** Address the listeners bind to. */
   bindHost: string;
   /**
@@ -30,12 +32,15 @@ export interface LocalDataServerOptions {
   waitLimit: number;
   /** How long an early connection waits for UpdateTargets before it is closed. */
   waitTimeoutMs: number;
-  /** Connections open at once on one listener (waiting or forwarding); more are refused. Default DATA_DEFAULTS. */
+  /**
+   * Connections admitted at once on one listener (authenticated, or matched to their
+   * target, and forwarding); more are refused. Default DATA_DEFAULTS.
+   */
   maxConnsPerListener?: number;
   /**
-   * Buffer memory all forwarded connections may hold together, in bytes. Each
-   * connection reserves its worst case (connectionMemory) before its handshake
-   * and target; one that does not fit is refused. Default DATA_DEFAULTS.
+   * Buffer memory all connections may hold together, in bytes. A connection holds a
+   * small fixed share until it is admitted (admission.ts), then its worst case
+   * (connectionMemory); one that does not fit is refused. Default DATA_DEFAULTS.
    */
   maxBufferMemory?: number;
   /** Where refusals are counted and logged (shared with the stream table). Default: a new one. */
@@ -55,26 +60,33 @@ export const DATA_DEFAULTS = {
   waitLimit: 1024,
 } as const;
 
-interface Waiting {
-  socket: Socket;
-  hold: Hold;
-  timer: NodeJS.Timeout;
-}
-
 const TCP = new TcpTransport();
 
-/** One accepted connection's hold on the gateway: its listener slot and its buffer reservation. */
-interface Hold {
-  listenerIndex: number;
-  /** Bytes reserved from the buffer budget (0 while waiting for targets). */
-  bytes: number;
+/**
+ * One accepted connection, from its accept until its socket closes: its standing
+ * with admission (pending, then admitted with its buffer reservation) and its
+ * listener slot once admitted.
+ */
+interface Connection {
+  readonly listenerIndex: number;
+  readonly ticket: Ticket;
+  /** Holds a slot of perListener (admitted). */
+  slot: boolean;
+  /** Refused (reset): whatever settles later for it is dropped, not counted again. */
+  refused: boolean;
+}
+
+interface Waiting {
+  socket: Socket;
+  connection: Connection;
+  timer: NodeJS.Timeout;
 }
 
 class Stream {
   readonly sockets = new Set<Socket>();
   readonly waiting = new Set<Waiting>();
-  readonly holds = new Set<Hold>();
-  /** Open connections by listener index. */
+  readonly connections = new Set<Connection>();
+  /** Admitted connections by listener index. */
   readonly perListener: number[];
   readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
   targets: Address[] | undefined;
@@ -122,9 +134,9 @@ export class LocalDataServer implements DataServer {
   private readonly starting = new Map<string, Promise<unknown>>();
   private readonly refusals: Refusals;
   private readonly maxConnsPerListener: number;
-  private readonly maxBufferMemory: number;
-  /** Bytes reserved by all connections now (see connectionMemory). */
-  private reservedMemory = 0;
+  /** Pending and admitted connections' buffer reservations and per-source caps. */
+  private readonly admission: Admission;
+  private readonly handshakeTimeoutMs: number;
   /** Bytes forwarded by streams already released (bytesTotal). */
   private releasedBytes = 0;
   /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
@@ -135,7 +147,13 @@ export class LocalDataServer implements DataServer {
     this.others = new ListeningPorts(opts.portRange, opts.bindHost);
     this.refusals = opts.refusals ?? new Refusals(opts.logger);
     this.maxConnsPerListener = opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener;
-    this.maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
+    this.admission = new Admission({
+      maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+      maxPending: opts.maxPendingConns ?? ADMISSION_DEFAULTS.maxPending,
+      maxPendingPerPeer: opts.maxPendingConnsPerPeer ?? ADMISSION_DEFAULTS.maxPendingPerPeer,
+      maxPendingPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener ?? ADMISSION_DEFAULTS.maxPendingPerPeerPerListener,
+    });
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? ADMISSION_DEFAULTS.handshakeTimeoutMs;
   }
 
   /** What this data server refused, by kind (with a shared Refusals, the stream table's too). */
@@ -144,7 +162,12 @@ export class LocalDataServer implements DataServer {
   }
 
   bufferMemory(): { reserved: number; limit: number } {
-    return { reserved: this.reservedMemory, limit: this.maxBufferMemory };
+    return this.admission.memory();
+  }
+
+  /** Connections accepted and not yet authenticated (WAN handshake) or matched to a target. */
+  pendingConnections(): number {
+    return this.admission.pending;
   }
 
   /** Free: neither reserved by a stream nor listened on by another program (as far as /proc tells). */
@@ -235,6 +258,11 @@ export class LocalDataServer implements DataServer {
     );
   }
 
+  /**
+   * A connection just accepted: pending (admission.ts) until it proves the stream's
+   * credentials or is matched to its target; before the stream's targets are known
+   * it waits for them, paused.
+   */
   private accept(stream: Stream, listenerIndex: number, socket: Socket): void {
     socket.on('error', noop);
     if (stream.released) {
@@ -245,33 +273,35 @@ export class LocalDataServer implements DataServer {
     // Until the forwarder ends it cleanly, any close (this process dying included)
     // reaches the peer as a reset, never as a clean end (transport/linger.ts).
     resetOnClose(socket);
-    if (stream.perListener[listenerIndex]! >= this.maxConnsPerListener) {
-      this.refuse(stream, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[listenerIndex]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
+    let connection: Connection | undefined;
+    const ticket = this.admission.enter(socket.remoteAddress, socket.localPort ?? 0, (message) => this.refuse(stream, connection, socket, 'pending-conns', message));
+    if ('kind' in ticket) {
+      this.refuse(stream, undefined, socket, ticket.kind, ticket.message, { peer: socket.remoteAddress });
       return;
     }
-    const hold: Hold = { listenerIndex, bytes: 0 };
-    stream.perListener[listenerIndex]!++;
-    stream.holds.add(hold);
+    connection = { listenerIndex, ticket, slot: false, refused: false };
+    const c = connection;
+    stream.connections.add(c);
     stream.sockets.add(socket);
     // Every path ends with the accepted socket closed (a TLS socket closes the one it wraps).
     socket.once('close', () => {
       stream.sockets.delete(socket);
-      this.unhold(stream, hold);
+      this.letGo(stream, c);
     });
     if (stream.targets) {
-      this.connect(stream, hold, socket);
+      this.start(stream, c, socket);
       return;
     }
     if (stream.waiting.size >= this.opts.waitLimit) {
-      this.refuse(stream, socket, 'waiting-conns', `stream ${stream.uid} already has ${this.opts.waitLimit} connections waiting for its connection map (UpdateTargets); refusing more`);
+      this.refuse(stream, c, socket, 'waiting-conns', `stream ${stream.uid} already has ${this.opts.waitLimit} connections waiting for its connection map (UpdateTargets); refusing more`);
       return;
     }
     const waiting: Waiting = {
       socket,
-      hold,
+      connection: c,
       timer: setTimeout(() => {
         stream.waiting.delete(waiting);
-        this.refuse(stream, socket, 'waiting-conns', `no UpdateTargets for stream ${stream.uid} within the wait time; closed a waiting connection`);
+        this.refuse(stream, c, socket, 'waiting-conns', `no UpdateTargets for stream ${stream.uid} within the wait time; closed a waiting connection`);
       }, this.opts.waitTimeoutMs),
     };
     stream.waiting.add(waiting);
@@ -284,119 +314,143 @@ export class LocalDataServer implements DataServer {
   /**
    * Closes a connection the gateway will not serve, at once and with a reset (the
    * peer must not take it for a clean, empty stream); counted, and logged at most
-   * once per interval per kind.
+   * once per interval per kind. Once per connection.
    */
-  private refuse(stream: Stream, socket: Socket, kind: RefusalKind, message: string, fields: Record<string, unknown> = {}): void {
+  private refuse(stream: Stream, connection: Connection | undefined, socket: Socket, kind: RefusalKind, message: string, fields: Record<string, unknown> = {}): void {
+    if (connection) {
+      if (connection.refused) return;
+      connection.refused = true;
+    }
     stream.refused++;
     this.refusals.count(kind, message, { uid: stream.uid, ...fields });
     abort(socket);
   }
 
   /** Gives back a connection's listener slot and buffer reservation; once per connection. */
-  private unhold(stream: Stream, hold: Hold): void {
-    if (!stream.holds.delete(hold)) return;
-    stream.perListener[hold.listenerIndex]!--;
-    this.reservedMemory -= hold.bytes;
-    hold.bytes = 0;
+  private letGo(stream: Stream, connection: Connection): void {
+    if (!stream.connections.delete(connection)) return;
+    if (connection.slot) stream.perListener[connection.listenerIndex]!--;
+    this.admission.leave(connection.ticket);
   }
 
   /**
-   * Reserves the connection's buffer memory, authenticates it (WAN side), then
-   * opens its target and forwards. The reservation is given back when the
-   * accepted socket closes, or at release.
+   * Takes on a connection of a stream with targets: a WAN peer (TLS) first proves
+   * the stream's credentials, pending meanwhile, within the handshake timeout; a
+   * plain connection is matched to its target at once. Admitted, it opens its target.
    */
-  private connect(stream: Stream, hold: Hold, raw: Socket): void {
-    const targets = stream.targets!;
-    const target = targets[hold.listenerIndex % targets.length]!;
-    const acceptVia = stream.acceptVia;
-    const connectVia = stream.connectVia;
-    const need = connectionMemory(this.opts.bufferSize, acceptVia.name, connectVia.name);
-    if (this.reservedMemory + need > this.maxBufferMemory) {
-      this.refuse(
-        stream,
-        raw,
-        'buffer-memory',
-        `connections hold ${mib(this.reservedMemory)} of the ${mib(this.maxBufferMemory)} buffer memory (--max-buffer-memory) and one more needs ${mib(need)}; refusing new connections`,
-      );
-      return;
-    }
-    hold.bytes = need;
-    this.reservedMemory += need;
-    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
-    const options = { highWaterMark: this.opts.bufferSize };
+  private start(stream: Stream, connection: Connection, raw: Socket): void {
+    const { acceptVia, connectVia } = stream;
+    const plain = acceptVia.name === 'tcp';
+    if (plain && !this.admit(stream, connection, raw)) return;
     // A plain accepted connection is read into one reused buffer too (the socket
     // moves onto it, see transport/tcp.ts readInto); towards a TLS target, with room
     // for the WAN leg's frame header in front. TLS decrypts into its own buffers.
-    const towardsFramed = acceptVia.name === 'tcp' && connectVia.name === 'tls';
-    const acceptedReads =
-      acceptVia.name === 'tcp'
-        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name, stream.capBps) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
-        : undefined;
-    acceptVia.accept(raw, { ...options, reads: acceptedReads }).then(
+    const towardsFramed = plain && connectVia.name === 'tls';
+    const acceptedReads = plain
+      ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, connectVia.name, stream.capBps) + (towardsFramed ? FRAME_HEADER : 0)), towardsFramed ? FRAME_HEADER : 0)
+      : undefined;
+    const peer = `${raw.remoteAddress}:${raw.remotePort}`;
+    acceptVia.accept(raw, { highWaterMark: this.opts.bufferSize, reads: acceptedReads, handshakeTimeoutMs: this.handshakeTimeoutMs }).then(
       (socket) => {
-        if (stream.released || raw.destroyed) {
+        if (stream.released || raw.destroyed || connection.refused) {
           socket.destroy();
           return;
         }
         stream.sockets.add(socket);
         socket.once('close', () => stream.sockets.delete(socket));
         socket.on('error', noop);
-        // What comes from the target is read into memory allocated once per
-        // connection: from the producer (plain TCP), one reused buffer; from the WAN
-        // (TLS, record by record), a ring of them (see transport/reads.ts).
-        // A TLS WAN leg is framed (transport/frames.ts): reads towards it leave room for the header.
-        const framed = acceptVia.name === 'tls' ? 'accepted' : connectVia.name === 'tls' ? 'target' : undefined;
-        const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
-        const reads =
-          connectVia.name === 'tcp'
-            ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom)
-            : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
-        connectVia.connect(target, { ...options, reads }).then(
-          (out) => {
-            if (stream.released || socket.destroyed) {
-              out.destroy();
-              socket.destroy();
-              return;
-            }
-            resetOnClose(out);
-            stream.sockets.add(out);
-            out.once('close', () => stream.sockets.delete(out));
-            stream.active++;
-            forward(
-              socket,
-              out,
-              stream.counters,
-              () => {
-                stream.active--;
-              },
-              reads,
-              framed,
-              socket === raw ? undefined : acceptedReads,
-              stream.pacing,
-            );
-          },
-          (err: NodeJS.ErrnoException) => {
-            if (stream.released) {
-              socket.destroy();
-              return;
-            }
-            this.refuse(
-              stream,
-              socket,
-              'target-unreachable',
-              `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
-              { target: formatAddress(target), transport: connectVia.name, code: err.code },
-            );
-          },
-        );
+        // A WAN peer is admitted once it has proved the stream's credentials.
+        if (!plain && !this.admit(stream, connection, socket)) return;
+        this.open(stream, connection, socket, socket === raw ? undefined : acceptedReads);
       },
       (err: Error) => {
         // The peer never reaches the target: nothing is opened for it.
-        if (stream.released) {
+        if (stream.released || connection.refused) {
           raw.destroy();
           return;
         }
-        this.refuse(stream, raw, 'wan-auth', `refused a connection from ${peer}: it did not prove the stream's credentials (${err.message})`, { peer });
+        if (err instanceof HandshakeTimedOut) {
+          this.refuse(stream, connection, raw, 'handshake-timeout', `closed a connection from ${peer}: ${err.message} (--data-handshake-timeout)`, { peer });
+        } else {
+          this.refuse(stream, connection, raw, 'wan-auth', `refused a connection from ${peer}: it did not prove the stream's credentials (${err.message})`, { peer });
+        }
+      },
+    );
+  }
+
+  /**
+   * Gives an authenticated (or matched) connection its listener slot and its full
+   * buffer reservation; refuses it when either is not there. Connections already
+   * forwarding are never touched for a new one.
+   */
+  private admit(stream: Stream, connection: Connection, socket: Socket): boolean {
+    const i = connection.listenerIndex;
+    if (stream.perListener[i]! >= this.maxConnsPerListener) {
+      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
+      return false;
+    }
+    const refused = this.admission.admit(connection.ticket, connectionMemory(this.opts.bufferSize, stream.acceptVia.name, stream.connectVia.name));
+    if (refused) {
+      this.refuse(stream, connection, socket, refused.kind, refused.message);
+      return false;
+    }
+    stream.perListener[i]!++;
+    connection.slot = true;
+    return true;
+  }
+
+  /** Opens an admitted connection's target and forwards between them. */
+  private open(stream: Stream, connection: Connection, socket: Socket, acceptedReads: ReusedReadBuffer | undefined): void {
+    const targets = stream.targets!;
+    const target = targets[connection.listenerIndex % targets.length]!;
+    const { acceptVia, connectVia } = stream;
+    // What comes from the target is read into memory allocated once per
+    // connection: from the producer (plain TCP), one reused buffer; from the WAN
+    // (TLS, record by record), a ring of them (see transport/reads.ts).
+    // A TLS WAN leg is framed (transport/frames.ts): reads towards it leave room for the header.
+    const framed = acceptVia.name === 'tls' ? 'accepted' : connectVia.name === 'tls' ? 'target' : undefined;
+    const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
+    const reads =
+      connectVia.name === 'tcp'
+        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom)
+        : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
+    connectVia.connect(target, { highWaterMark: this.opts.bufferSize, reads }).then(
+      (out) => {
+        if (stream.released || socket.destroyed) {
+          out.destroy();
+          socket.destroy();
+          return;
+        }
+        resetOnClose(out);
+        stream.sockets.add(out);
+        out.once('close', () => stream.sockets.delete(out));
+        stream.active++;
+        forward(
+          socket,
+          out,
+          stream.counters,
+          () => {
+            stream.active--;
+          },
+          reads,
+          framed,
+          acceptedReads,
+          stream.pacing,
+        );
+      },
+      (err: NodeJS.ErrnoException) => {
+        if (stream.released) {
+          socket.destroy();
+          return;
+        }
+        this.refuse(
+          stream,
+          connection,
+          socket,
+          'target-unreachable',
+          `cannot connect to target ${formatAddress(target)}: ${err.message}; closing the incoming connection`,
+          { target: formatAddress(target), transport: connectVia.name, code: err.code },
+        );
       },
     );
   }
@@ -411,7 +465,7 @@ export class LocalDataServer implements DataServer {
     for (const w of stream.waiting) {
       clearTimeout(w.timer);
       stream.waiting.delete(w);
-      this.connect(stream, w.hold, w.socket);
+      this.start(stream, w.connection, w.socket);
     }
   }
 
@@ -429,7 +483,7 @@ export class LocalDataServer implements DataServer {
     for (const s of stream.sockets) abort(s);
     // Destroyed sockets drop their buffers now; the reservations go with them, even
     // for a connection whose handshake or target dial is still settling.
-    for (const h of [...stream.holds]) this.unhold(stream, h);
+    for (const c of [...stream.connections]) this.letGo(stream, c);
     await Promise.all(stream.listeners.map((l) => l.close()));
     for (const p of stream.ports) this.pool.give(p);
   }
@@ -561,63 +615,6 @@ export class LocalDataServer implements DataServer {
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
     await this.releaseSpares([...this.spares.keys()]);
   }
-}
-
-/** The ring TLS records are read into: 16 records of 16 KiB. */
-const RING_SIZE = 256 * 1024;
-
-function ringSize(bufferSize: number): number {
-  return Math.min(bufferSize, RING_SIZE);
-}
-
-/**
- * Slack per connection over the stream buffers: a write is taken even when it
- * crosses the high-water mark, and a read is pushed before the mark stops the
- * next one (one 64 KiB read or one 16 KiB TLS record each), plus OpenSSL's record
- * buffers and the socket objects.
- */
-const CONNECTION_SLACK = 256 * 1024;
-
-/**
- * The most buffer memory one forwarded connection can hold (user space; kernel
- * socket buffers not counted), with every high-water mark at `bufferSize` (b):
- * - towards the target: plain TCP reads into one reused buffer (readSize) and
- *   reads again only once the kernel took it: that buffer only. A TLS accepted
- *   socket keeps decrypting while its destination is full, until its readable
- *   buffer holds b; the target's writable buffer holds b more. 2b: with a target
- *   that does not read, 2 x 4 MiB was the 8 MiB per connection measured from
- *   outside (before plain accepted sockets read into a reused buffer).
- * - from the target: plain TCP reads into one reused buffer (readSize) written
- *   from there, the next read waiting until the kernel took it: that buffer only.
- *   TLS reads into a ring (ringSize) whose records wait in the accepted socket's
- *   writable buffer, up to b of them (past the ring, in one-off buffers).
- * Measured (test/s2ds/limits.test.ts, b = 1 MiB): arrayBuffers grows by about 2 MiB
- * per plain connection pushing into a target that does not read (the two reused
- * read buffers); before accepted connections read into one, 2b + 1 MiB.
- */
-export function connectionMemory(bufferSize: number, accept: 'tcp' | 'tls', connect: 'tcp' | 'tls'): number {
-  const fromTarget = connect === 'tcp' ? readSize(bufferSize, accept) : ringSize(bufferSize) + bufferSize;
-  const toTarget = accept === 'tcp' ? readSize(bufferSize, connect) : 2 * bufferSize;
-  return toTarget + fromTarget + CONNECTION_SLACK;
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 ** 2).toFixed(bytes < 1024 ** 2 ? 2 : 0)} MiB`;
-}
-
-/**
- * How much one read from the producer takes. Measured (docs/benchmarks.md): 1 MiB
- * reads forward plain TCP near loopback speed for 1 to 64 connections (4 MiB is as
- * fast for one connection but slower for many); towards TLS, 256 KiB pieces keep
- * encryption and sending in step. Never more than the configured buffer. A capped
- * stream reads at most what its cap passes in 20 ms (at least 64 KiB): each of its
- * connections may take one read when the bucket allows, so the read is what the
- * stream can run ahead of its rate (measured: 1 MiB reads put 4 connections 6 %
- * above a 100 Mbit/s cap over 4 s).
- */
-function readSize(bufferSize: number, towards: 'tcp' | 'tls', capBps = 0): number {
-  const size = Math.min(bufferSize, towards === 'tls' ? 256 * 1024 : 1024 * 1024);
-  return capBps > 0 ? Math.min(size, Math.max(64 * 1024, Math.round(capBps * 0.02))) : size;
 }
 
 /** The first few ports of a list, for a message. */

@@ -478,6 +478,13 @@ export class AgentPool implements DataServer {
     return listeners;
   }
 
+  /** Pending data connections on every agent, as of their last Health answers. */
+  pendingConnections(): number {
+    let n = 0;
+    for (const a of this.members) n += a.health()?.pendingConnections ?? 0;
+    return n;
+  }
+
   /** What the agents refused (counted in their own processes), by kind, summed over the agents' last answers. */
   refusalTotals(): { kind: string; count: number }[] {
     const sums = new Map<string, number>();

@@ -445,6 +445,7 @@ function toHealth(h: AgentHealthMessage__Output): AgentHealth {
     bufferMemoryLimit: Number(h.buffer_memory_limit),
     startedAtMs: Number(h.started_at_ms),
     sparePorts: h.spare_ports,
+    pendingConnections: h.pending_connections,
     refusals: h.refusals.slice(0, 64).map((r) => ({ kind: r.kind, count: Number(r.count) })),
   };
 }

@@ -15,6 +15,8 @@ export interface SocketOptions {
    * connections opened, and plain TCP connections accepted (a ReusedReadBuffer).
    */
   reads?: ConnectionReads;
+  /** TLS: how long the peer has to complete its handshake (default 10 s). */
+  handshakeTimeoutMs?: number;
 }
 
 export interface Transport {
@@ -26,6 +28,6 @@ export interface Transport {
 }
 
 export { TcpTransport, listenTcp, readInto, type TcpListener } from './tcp.js';
-export { TlsTransport, type StreamCredentials } from './tls.js';
+export { TlsTransport, HandshakeTimedOut, type StreamCredentials } from './tls.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
 export { FrameReader, END_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from './frames.js';

@@ -22,10 +22,12 @@ export interface StreamCredentials {
 
 export const TLS13_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
 
-/** A peer that has not finished its handshake by then is dropped. */
+/** A peer that has not finished its handshake by then is dropped (unless SocketOptions say otherwise). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class PeerRefused extends Error {}
+/** The peer did not complete its handshake within the time given. */
+export class HandshakeTimedOut extends PeerRefused {}
 
 export class TlsTransport implements Transport {
   readonly name = 'tls';
@@ -62,7 +64,7 @@ export class TlsTransport implements Transport {
       rejectUnauthorized: true,
       highWaterMark: options.highWaterMark,
     } as ConstructorParameters<typeof TLSSocket>[1] & { highWaterMark: number });
-    return this.established(tls, 'secure');
+    return this.established(tls, 'secure', options.handshakeTimeoutMs);
   }
 
   connect(address: Address, options: SocketOptions): Promise<Socket> {
@@ -80,24 +82,29 @@ export class TlsTransport implements Transport {
     if (options.reads) opts.onread = options.reads.onread;
     const tls = tlsConnect(opts);
     tls.setNoDelay(true);
-    return this.established(tls, 'secureConnect');
+    return this.established(tls, 'secureConnect', options.handshakeTimeoutMs);
   }
 
-  private established(tls: TLSSocket, event: 'secure' | 'secureConnect'): Promise<Socket> {
+  private established(tls: TLSSocket, event: 'secure' | 'secureConnect', timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<Socket> {
     return new Promise((resolve, reject) => {
       const fail = (err: Error) => {
         clearTimeout(timer);
         tls.destroy();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new PeerRefused('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(new HandshakeTimedOut(`no TLS handshake within ${timeoutMs / 1000} s`)), timeoutMs);
       const closed = () => fail(new PeerRefused('the peer closed the connection during the TLS handshake'));
+      // An end during the handshake: the handshake cannot complete (a half-open socket
+      // would otherwise hold its descriptor until the timeout).
+      const ended = () => fail(new PeerRefused('the peer ended the connection during the TLS handshake'));
       tls.once('error', fail);
       tls.once('close', closed);
+      tls.once('end', ended);
       tls.once(event, () => {
         clearTimeout(timer);
         tls.off('error', fail);
         tls.off('close', closed);
+        tls.off('end', ended);
         const problem = this.checkPeer(tls, event === 'secureConnect');
         if (problem) {
           fail(new PeerRefused(problem));

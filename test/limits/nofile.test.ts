@@ -35,3 +35,9 @@ test('a warning only below the need, with the numbers and what to do', () => {
   assert.doesNotMatch(w, /not even one stream/);
   assert.match(nofileWarning(DEFAULTS, { soft: 100, hard: 100 })!, /not even one stream of --max-conn 64 connections fits.*raise the hard limit too/);
 });
+
+test('pending (unauthenticated) connections count one descriptor each', () => {
+  const base = { ports: 4, processes: 1, maxConn: 0, maxConnsPerListener: 128, maxBufferMemory: 1024 ** 3, bufferSize: 4 * 1024 * 1024 };
+  assert.equal(descriptorNeed({ ...base, pendingConns: 1024 }).need, descriptorNeed(base).need + 1024);
+  assert.match(nofileWarning({ ...base, pendingConns: 1024 }, { soft: 256, hard: 4096 })!, /and 1024 pending connections \(--max-pending-conns\)/);
+});

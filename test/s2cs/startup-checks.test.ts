@@ -184,8 +184,8 @@ describe('the open-files limit', () => {
   test('s2cs under ulimit -n 256 warns with the numbers it needs, and starts', async () => {
     const r = await outcome(underNofile(256, 's2cs', await s2csArgs(['--insecure', '--max-conn', '400'])));
     assert.equal(r.code, 'ready', r.stderr);
-    // Default bounds: 1 GiB of buffers at 4 MiB, 2.25 MiB per plain connection: 455 connections; 4 ports.
-    assert.match(r.stderr, /the open-files limit \(ulimit -n\) is 256, below the 978 descriptors this process may need: 64 for the control port, logs and links, 4 data listeners, and 2 for each of 455 data connections/);
+    // Default bounds: 1 GiB of buffers at 4 MiB, 2.25 MiB per plain connection: 455 connections; 4 ports; 1024 pending connections.
+    assert.match(r.stderr, /the open-files limit \(ulimit -n\) is 256, below the 2002 descriptors this process may need: 64 for the control port, logs and links, 4 data listeners, and 2 for each of 455 data connections/);
     assert.match(r.stderr, /not even one stream of --max-conn 400 connections fits/);
   });
 
@@ -194,8 +194,8 @@ describe('the open-files limit', () => {
     const args = ['start', '--listener-ip', '127.0.0.1', '--control-host', '127.0.0.1', '--port', String(await freePort()), '--port-range', `${range.first}-${range.last}`, '--insecure', '--workers', '2', '--state-dir', dir()];
     const r = await outcome(underNofile(256, 's2cs', args));
     assert.equal(r.code, 'ready', r.stderr);
-    // Each worker: 20 ports, 512 MiB: 227 connections.
-    assert.match(r.stderr, /is 256, below the 538 descriptors each of the 2 workers may need: 64 for the control port, logs and links, 20 data listeners, and 2 for each of 227 data connections/);
+    // Each worker: 20 ports, 512 MiB: 227 connections; 1024 pending connections (the cap is per data server).
+    assert.match(r.stderr, /is 256, below the 1562 descriptors each of the 2 workers may need: 64 for the control port, logs and links, 20 data listeners, and 2 for each of 227 data connections/);
   });
 
   test('s2cs with a limit that fits: no warning', async () => {
@@ -237,6 +237,6 @@ describe('s2ds start', () => {
     const r = await outcome(underNofile(128, 's2ds', await s2dsArgs(['--state-dir', dir(), '--tls-cert', `${f}/cert.pem`, '--tls-key', `${f}/key.pem`])));
     assert.equal(r.code, 'ready', r.stderr);
     assert.match(r.stderr, new RegExp(`the private key --tls-key ${f}/key.pem may be read by its group \\(mode 0640\\)`));
-    assert.match(r.stderr, /the open-files limit \(ulimit -n\) is 128, below the 978 descriptors this process may need/);
+    assert.match(r.stderr, /the open-files limit \(ulimit -n\) is 128, below the 2002 descriptors this process may need/);
   });
 });

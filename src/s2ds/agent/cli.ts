@@ -4,7 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
-import { checkDataPlaneFlags } from '../flags.js';
+import { addAdmissionOptions, checkDataPlaneFlags } from '../flags.js';
+import { admissionOptionsOf, type AdmissionFlags } from '../admission.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
 import type { AgentListen } from '../../security/agent-tls.js';
@@ -17,7 +18,7 @@ import { AGENT_WAIT_TIMEOUT_MS, parseListen, startAgent } from './server.js';
 import type { PortRange } from '../ports.js';
 import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../../config-file.js';
 
-interface StartFlags {
+interface StartFlags extends AdmissionFlags {
   config?: string;
   listen: string;
   listenerIp: string;
@@ -43,7 +44,8 @@ const program = new Command('s2ds')
   .description('SciStream data-server agent: opens the data listeners of a gateway node and forwards streams, driven by s2cs over an authenticated link')
   .version(VERSION, '-V, --version');
 
-const start: Command = program
+// The admission flags (s2ds/flags.ts) follow the other data-plane bounds.
+const start: Command = addAdmissionOptions(program
   .command('start')
   .description('serve the agent link (scistream.s2ds.Agent, proto/s2ds.proto) and forward streams')
   .requiredOption('--listen <addr>', 'where s2cs reaches this agent: host:port (TCP, mutual TLS) or unix:/path (Unix socket, mode 0600)')
@@ -56,7 +58,7 @@ const start: Command = program
   .option('--tls-cert <file>', 'TCP: PEM certificate the agent presents (with --tls-key; default: self-signed, made once in --state-dir)')
   .option('--tls-key <file>', 'TCP: PEM private key of --tls-cert')
   .option('--s2cs-cert <file>', 'TCP: PEM bundle of the s2cs certificates (or the CA that issued them) allowed to drive this agent; required with a TCP --listen')
-  .option('--max-conns-per-listener <n>', 'connections open at once on one data listener; more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
+  .option('--max-conns-per-listener <n>', 'connections forwarding at once on one data listener (authenticated, or matched to their target); more are refused', option(integer(1, 65_536)), DATA_DEFAULTS.maxConnsPerListener)
   .option('--max-waiting-conns <n>', "connections per stream that may wait for the stream's targets; more are refused", option(integer(1, 65_536)), DATA_DEFAULTS.waitLimit)
   .addOption(
     new Option('--max-buffer-memory <size>', 'buffer memory all data connections may hold together; beyond it new connections are refused')
@@ -69,7 +71,7 @@ const start: Command = program
     'drop every stream (connections reset, ports freed) when no s2cs has called this agent for this long (s2cs polls each second); 0: never, so streams outlive a crashed s2cs',
     option(integer(0, 31_536_000)),
     0,
-  )
+  ))
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -113,7 +115,7 @@ const start: Command = program
       }
       for (const warning of tls.server.warnings ?? []) logger.warn(warning);
     }
-    const nofile = nofileWarning({ ports: portRange.last - portRange.first + 1, processes: 1, maxConn: 0, maxConnsPerListener: flags.maxConnsPerListener, maxBufferMemory: flags.maxBufferMemory, bufferSize: flags.bufferSize });
+    const nofile = nofileWarning({ ports: portRange.last - portRange.first + 1, processes: 1, maxConn: 0, maxConnsPerListener: flags.maxConnsPerListener, maxBufferMemory: flags.maxBufferMemory, bufferSize: flags.bufferSize, pendingConns: flags.maxPendingConns });
     if (nofile) logger.warn(nofile);
     let agent;
     try {
@@ -130,6 +132,7 @@ const start: Command = program
         maxBufferMemory: flags.maxBufferMemory,
         waitTimeoutMs: flags.waitTimeout * 1000,
         orphanTimeoutMs: flags.orphanTimeout * 1000,
+        ...admissionOptionsOf(flags),
         logger,
       });
     } catch (err) {

@@ -10,13 +10,14 @@ import { agentServerCredentials, bindUnixSocket, prepareSocketPath, type AgentLi
 import type { ServerTls } from '../../security/control-tls.js';
 import { DATA_DEFAULTS, LocalDataServer } from '../local.js';
 import type { PortRange } from '../ports.js';
+import type { AdmissionOptions } from '../admission.js';
 import { AgentService } from './service.js';
 import { watchOrphans } from './orphans.js';
 
 /** How long an early connection waits for SetTargets by default: s2cs's --hello-timeout default. */
 export const AGENT_WAIT_TIMEOUT_MS = 180_000;
 
-export interface AgentOptions {
+export interface AgentOptions extends AdmissionOptions {
   listen: AgentListen;
   listenerIp: string;
   /** Address the data listeners bind to; default listenerIp. */
@@ -69,6 +70,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     waitTimeoutMs: opts.waitTimeoutMs ?? AGENT_WAIT_TIMEOUT_MS,
     maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
     maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
+    maxPendingConns: opts.maxPendingConns,
+    maxPendingConnsPerPeer: opts.maxPendingConnsPerPeer,
+    maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs,
     refusals,
     logger: opts.logger,
   });

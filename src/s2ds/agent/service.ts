@@ -219,6 +219,7 @@ export class AgentService {
       started_at_ms: this.startedAtMs,
       spare_ports: this.sparesHeld(),
       refusals: engine.refusalTotals(),
+      pending_connections: engine.pendingConnections(),
     };
   }
 

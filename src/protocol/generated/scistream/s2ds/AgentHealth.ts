@@ -16,6 +16,7 @@ export interface AgentHealth {
   'started_at_ms'?: (number | string | Long);
   'spare_ports'?: (number);
   'refusals'?: (_scistream_s2ds_RefusalCount)[];
+  'pending_connections'?: (number);
 }
 
 export interface AgentHealth__Output {
@@ -31,4 +32,5 @@ export interface AgentHealth__Output {
   'started_at_ms': (string);
   'spare_ports': (number);
   'refusals': (_scistream_s2ds_RefusalCount__Output)[];
+  'pending_connections': (number);
 }
