@@ -10,6 +10,8 @@ import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
+import { keepDataSocketAlive } from '../transport/socket-options.js';
+import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 
 export interface LocalDataServerOptions {
@@ -40,6 +42,12 @@ export interface LocalDataServerOptions {
   maxBufferMemory?: number;
   /** Where refusals are counted and logged (shared with the stream table). Default: a new one. */
   refusals?: Refusals;
+  /**
+   * --wan-dead-after, ms: a framed WAN connection that hears nothing for this long is
+   * broken (liveness.ts); every data socket's keepalive and TCP user timeout follow
+   * it (transport/socket-options.ts). Default 30 s.
+   */
+  wanDeadAfterMs?: number;
   logger: Logger;
 }
 
@@ -129,6 +137,8 @@ export class LocalDataServer implements DataServer {
   private releasedBytes = 0;
   /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
   private readonly spares = new Map<number, Spare>();
+  /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
+  private readonly wan: WanGuard;
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
@@ -136,6 +146,12 @@ export class LocalDataServer implements DataServer {
     this.refusals = opts.refusals ?? new Refusals(opts.logger);
     this.maxConnsPerListener = opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener;
     this.maxBufferMemory = opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory;
+    this.wan = new WanGuard({ deadAfterMs: opts.wanDeadAfterMs ?? WAN_DEAD_AFTER_DEFAULT_MS, logger: opts.logger });
+  }
+
+  /** Broken WAN connections since start, by cause (liveness.ts). */
+  wanBreakTotals(): { cause: string; count: number }[] {
+    return this.wan.totals();
   }
 
   /** What this data server refused, by kind (with a shared Refusals, the stream table's too). */
@@ -245,6 +261,7 @@ export class LocalDataServer implements DataServer {
     // Until the forwarder ends it cleanly, any close (this process dying included)
     // reaches the peer as a reset, never as a clean end (transport/linger.ts).
     resetOnClose(socket);
+    keepDataSocketAlive(socket, this.wan.deadAfterMs);
     if (stream.perListener[listenerIndex]! >= this.maxConnsPerListener) {
       this.refuse(stream, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[listenerIndex]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
       return;
@@ -359,6 +376,7 @@ export class LocalDataServer implements DataServer {
               return;
             }
             resetOnClose(out);
+            keepDataSocketAlive(out, this.wan.deadAfterMs);
             stream.sockets.add(out);
             out.once('close', () => stream.sockets.delete(out));
             stream.active++;
@@ -373,6 +391,7 @@ export class LocalDataServer implements DataServer {
               framed,
               socket === raw ? undefined : acceptedReads,
               stream.pacing,
+              framed ? { guard: this.wan, uid: stream.uid } : undefined,
             );
           },
           (err: NodeJS.ErrnoException) => {
@@ -560,6 +579,7 @@ export class LocalDataServer implements DataServer {
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
     await this.releaseSpares([...this.spares.keys()]);
+    this.wan.close();
   }
 }
 
