@@ -34,6 +34,8 @@ export interface StartFlags {
   maxConnsPerListener: number;
   maxWaitingConns: number;
   maxBufferMemory: number;
+  /** --wan-dead-after, seconds. */
+  wanDeadAfter: number;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;

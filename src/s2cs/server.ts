@@ -33,6 +33,8 @@ export interface ControlServerOptions {
   maxWaitingConns?: number;
   /** Buffer memory all data connections may reserve together, in bytes (default 1 GiB). */
   maxBufferMemory?: number;
+  /** --wan-dead-after in ms (default 30 s): dead-peer detection on the WAN leg, keepalive of data sockets. */
+  wanDeadAfterMs?: number;
   /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
   refusals?: Refusals;
   /**
@@ -219,6 +221,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         '--max-waiting-conns', String(opts.maxWaitingConns ?? DATA_DEFAULTS.waitLimit),
         '--max-buffer-memory', String(Math.floor(maxBufferMemory / w.count)),
         '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
+        ...(opts.wanDeadAfterMs !== undefined ? ['--wan-dead-after', String(Math.ceil(opts.wanDeadAfterMs / 1000))] : []),
         ...(w.extraArgs ?? []),
       ],
       onWorkerLost: (i, why) => {
@@ -244,6 +247,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
       maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
       maxBufferMemory,
       refusals,
+      wanDeadAfterMs: opts.wanDeadAfterMs,
       logger: logger.child({ component: 's2ds' }),
     });
   const pool: AgentPool | undefined = opts.dataServer

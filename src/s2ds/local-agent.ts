@@ -65,6 +65,7 @@ export class LocalAgent implements AgentHandle {
       bufferMemoryReserved: memory.reserved,
       bufferMemoryLimit: memory.limit,
       startedAtMs: this.startedAtMs,
+      wanBreaks: this.engine.wanBreakTotals(),
     };
   }
 

@@ -337,5 +337,6 @@ function toHealth(h: AgentHealthMessage__Output): AgentHealth {
     startedAtMs: Number(h.started_at_ms),
     sparePorts: h.spare_ports,
     refusals: h.refusals.slice(0, 64).map((r) => ({ kind: r.kind, count: Number(r.count) })),
+    wanBreaks: (h.wan_breaks ?? []).slice(0, 16).map((b) => ({ cause: b.cause, count: Number(b.count) })),
   };
 }

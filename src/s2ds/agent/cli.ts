@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
-import { checkDataPlaneFlags } from '../flags.js';
+import { WAN_DEAD_AFTER_FLAG, checkDataPlaneFlags } from '../flags.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
 import type { AgentListen } from '../../security/agent-tls.js';
@@ -31,6 +31,7 @@ interface StartFlags {
   maxWaitingConns: number;
   maxBufferMemory: number;
   waitTimeout: number;
+  wanDeadAfter: number;
   verbose?: boolean;
   logJson?: boolean;
   logFormat: LogFormat;
@@ -61,6 +62,7 @@ const start: Command = program
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   )
   .option('--wait-timeout <seconds>', 'how long a connection that arrived before its targets waits for them', option(integer(1, 86_400)), AGENT_WAIT_TIMEOUT_MS / 1000)
+  .option(WAN_DEAD_AFTER_FLAG.flags, WAN_DEAD_AFTER_FLAG.help, option(integer(WAN_DEAD_AFTER_FLAG.min, WAN_DEAD_AFTER_FLAG.max)), WAN_DEAD_AFTER_FLAG.default)
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -113,6 +115,7 @@ const start: Command = program
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
         waitTimeoutMs: flags.waitTimeout * 1000,
+        wanDeadAfterMs: flags.wanDeadAfter * 1000,
         logger,
       });
     } catch (err) {

@@ -29,6 +29,8 @@ export interface AgentOptions {
   maxWaitingConns?: number;
   maxBufferMemory?: number;
   waitTimeoutMs?: number;
+  /** --wan-dead-after, ms (default 30 s). */
+  wanDeadAfterMs?: number;
   logger: Logger;
 }
 
@@ -67,6 +69,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     maxConnsPerListener: opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener,
     maxBufferMemory: opts.maxBufferMemory ?? DATA_DEFAULTS.maxBufferMemory,
     refusals,
+    wanDeadAfterMs: opts.wanDeadAfterMs,
     logger: opts.logger,
   });
   const name = opts.name ?? `${hostname()} ${formatListen(opts.listen)}`;

@@ -217,6 +217,7 @@ export class AgentService {
       started_at_ms: this.startedAtMs,
       spare_ports: this.sparesHeld(),
       refusals: engine.refusalTotals(),
+      wan_breaks: engine.wanBreakTotals(),
     };
   }
 
