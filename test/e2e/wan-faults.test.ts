@@ -100,8 +100,11 @@ interface StreamMap {
 }
 
 /** The gateways' log lines about broken WAN connections (what each gateway noticed, and why). */
-const breaks = (...gws: (NsProc | undefined)[]) =>
-  gws.flatMap((g) => (g?.stderr() ?? '').split('\n').filter((l) => l.includes('broken (')).map((l) => `${g!.name}: ${(/WAN connection to .*?\)/.exec(l) ?? [l])[0]}`));
+const breaks = (g: NsProc | undefined, from = 0): string[] =>
+  (g?.stderr().slice(from) ?? '')
+    .split('\n')
+    .filter((l) => l.includes('broken ('))
+    .map((l) => (/WAN connection to .*?(?=; both)/.exec(l) ?? [l])[0].replace(/: the .*?\(([^()]*)\)$/, ' ($1)'));
 
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
@@ -111,6 +114,9 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
   let gwb: NsProc | undefined;
   let bundle = '';
   const apps: NsProc[] = [];
+  /** Where each gateway's log is now, and what they logged about broken WAN connections since. */
+  const logMarks = () => ({ a: gwa?.stderr().length ?? 0, b: gwb?.stderr().length ?? 0 });
+  const noticed = (from: { a: number; b: number }) => `gateway A: ${breaks(gwa, from.a).join(', ') || 'nothing'}; gateway B: ${breaks(gwb, from.b).join(', ') || 'nothing'}`;
   const L = (): NetnsLab => {
     assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
     return lab;
@@ -161,12 +167,18 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     await nft('add', 'chain', 'inet', TABLE, 'in', '{ type filter hook input priority 0 ; }');
     await nft('add', 'chain', 'inet', TABLE, 'out', '{ type filter hook output priority 0 ; }');
     const [first, last] = PORT_RANGE.split('-');
-    await nft('add', 'rule', 'inet', TABLE, 'in', 'ip', 'saddr', ADDR.gwaWan, 'tcp', 'sport', `${first}-${last}`, ...verdict.split(' '));
-    await nft('add', 'rule', 'inet', TABLE, 'out', 'ip', 'daddr', ADDR.gwaWan, 'tcp', 'dport', `${first}-${last}`, ...verdict.split(' '));
+    // Like a middlebox that resets both ends: the reset it sends to gateway A (for A's
+    // packets) must not be caught by the rule for B's own packets on its way out.
+    const notResets = verdict === 'drop' ? [] : ['tcp', 'flags', '&', 'rst', '==', '0'];
+    await nft('add', 'rule', 'inet', TABLE, 'in', 'ip', 'saddr', ADDR.gwaWan, 'tcp', 'sport', `${first}-${last}`, ...notResets, 'counter', ...verdict.split(' '));
+    await nft('add', 'rule', 'inet', TABLE, 'out', 'ip', 'daddr', ADDR.gwaWan, 'tcp', 'dport', `${first}-${last}`, ...notResets, 'counter', ...verdict.split(' '));
   }
 
-  async function clear(): Promise<void> {
+  /** Removes the fault; returns what its rules matched (packets in, packets out). */
+  async function clear(): Promise<string> {
+    const listed = await L().run('gwb', ['nft', 'list', 'table', 'inet', TABLE], { check: true });
     await L().run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: true });
+    return [...listed.stdout.matchAll(/counter packets (\d+)/g)].map((m) => m[1]).join(' in, ') + ' out';
   }
 
   /** Active data connections the gateways' status shows for `uid` (summed over both). */
@@ -226,26 +238,28 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
   });
 
   test('(a) a 1 s burst of TCP resets on the WAN leg: both applications see a reset', STEP, async (t) => {
+    const seen = logMarks();
+    let matched = '';
     const r = await faultMidStream(7000, async () => {
       await fault('reject with tcp reset');
       await new Promise((res) => setTimeout(res, 1000));
-      await clear();
+      matched = await clear();
     });
-    t.diagnostic(`reset burst: producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; gateways: ${breaks(gwa, gwb).join('; ')}`);
+    t.diagnostic(`reset burst (packets rejected: ${matched}): producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
     assertReset('a 1 s reset burst', r);
     await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
   });
 
   test('(b) a black hole on the WAN leg (all packets dropped, kept in place): both applications see a reset', STEP, async (t) => {
+    const seen = logMarks();
     const r = await faultMidStream(7001, () => fault('drop'));
     try {
-      const from = breaks(gwa, gwb).length;
-      t.diagnostic(`black hole: producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; gateways: ${breaks(gwa, gwb).slice(from - 4 < 0 ? 0 : from - 4).join('; ')}`);
+      t.diagnostic(`black hole: producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
       assertReset('a black hole', r);
       await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     } finally {
-      await clear();
+      t.diagnostic(`black hole: packets dropped ${await clear()}`);
     }
   });
 
@@ -264,9 +278,9 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     await new Promise((res) => setTimeout(res, 1000));
     await fault('drop');
     await new Promise((res) => setTimeout(res, 5000));
-    await clear();
+    const dropped = await clear();
     const code = await consumer.exited;
-    t.diagnostic(`5 s outage: consumer exit ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s: ${consumer.stdout().trim()}`);
+    t.diagnostic(`5 s outage (packets dropped: ${dropped}): consumer exit ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s: ${consumer.stdout().trim()}`);
     assert.equal(code, 0, `the consumer did not verify every byte through a 5 s outage\n${logs(consumer, producer, gwa, gwb)}`);
     const result = JSON.parse(consumer.stdout().trim().split('\n').at(-1)!) as { ok: boolean; bytes: number };
     assert.deepEqual([result.ok, result.bytes], [true, NUM_CONN * bytes]);
