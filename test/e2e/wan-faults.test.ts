@@ -159,19 +159,27 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     return JSON.parse(request.stdout()) as StreamMap;
   }
 
-  /** The fault: our own table in gateway B, on the WAN data connections to gateway A's listeners (the control port stays open). */
-  async function fault(verdict: 'reject with tcp reset' | 'drop'): Promise<void> {
+  /**
+   * The fault: our own table in gateway B, on the WAN data connections to gateway A's
+   * listeners (the control port stays open).
+   * - reset: a middlebox resetting both ends: A's packets are answered with a reset to A,
+   *   B's with a reset to B (the reset sent to A is not caught by the rule for B's packets);
+   * - reset-a: only A gets a reset; B's packets and A's own reset to B are lost (what
+   *   issue 18 measured: the consumer's side heard nothing more);
+   * - drop: a black hole.
+   */
+  async function fault(kind: 'reset' | 'reset-a' | 'drop'): Promise<void> {
     const lab = L();
     const nft = (...args: string[]) => lab.run('gwb', ['nft', ...args], { check: true });
     await nft('add', 'table', 'inet', TABLE);
     await nft('add', 'chain', 'inet', TABLE, 'in', '{ type filter hook input priority 0 ; }');
     await nft('add', 'chain', 'inet', TABLE, 'out', '{ type filter hook output priority 0 ; }');
-    const [first, last] = PORT_RANGE.split('-');
-    // Like a middlebox that resets both ends: the reset it sends to gateway A (for A's
-    // packets) must not be caught by the rule for B's own packets on its way out.
-    const notResets = verdict === 'drop' ? [] : ['tcp', 'flags', '&', 'rst', '==', '0'];
-    await nft('add', 'rule', 'inet', TABLE, 'in', 'ip', 'saddr', ADDR.gwaWan, 'tcp', 'sport', `${first}-${last}`, ...notResets, 'counter', ...verdict.split(' '));
-    await nft('add', 'rule', 'inet', TABLE, 'out', 'ip', 'daddr', ADDR.gwaWan, 'tcp', 'dport', `${first}-${last}`, ...notResets, 'counter', ...verdict.split(' '));
+    const notResets = ['tcp', 'flags', '&', 'rst', '==', '0'];
+    const reject = ['reject', 'with', 'tcp', 'reset'];
+    const [inRule, outRule] =
+      kind === 'reset' ? [[...notResets, ...reject], [...notResets, ...reject]] : kind === 'reset-a' ? [reject, [...notResets, 'drop']] : [['drop'], ['drop']];
+    await nft('add', 'rule', 'inet', TABLE, 'in', 'ip', 'saddr', ADDR.gwaWan, 'tcp', 'sport', PORT_RANGE, 'counter', ...inRule);
+    await nft('add', 'rule', 'inet', TABLE, 'out', 'ip', 'daddr', ADDR.gwaWan, 'tcp', 'dport', PORT_RANGE, 'counter', ...outRule);
   }
 
   /** Removes the fault; returns what its rules matched (packets in, packets out). */
@@ -241,12 +249,26 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     const seen = logMarks();
     let matched = '';
     const r = await faultMidStream(7000, async () => {
-      await fault('reject with tcp reset');
+      await fault('reset');
       await new Promise((res) => setTimeout(res, 1000));
       matched = await clear();
     });
     t.diagnostic(`reset burst (packets rejected: ${matched}): producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
     assertReset('a 1 s reset burst', r);
+    await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
+    assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
+  });
+
+  test('(a2) a 1 s burst of resets that reach gateway A only: the consumer\'s gateway notices too, both applications see a reset', STEP, async (t) => {
+    const seen = logMarks();
+    let matched = '';
+    const r = await faultMidStream(7003, async () => {
+      await fault('reset-a');
+      await new Promise((res) => setTimeout(res, 1000));
+      matched = await clear();
+    });
+    t.diagnostic(`reset burst, A only (packets rejected: ${matched}): producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
+    assertReset('a 1 s reset burst reaching A only', r);
     await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
   });
