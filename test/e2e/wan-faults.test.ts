@@ -28,6 +28,8 @@ const DEAD_AFTER_S = 5;
 const SLACK_MS = 5_000;
 const TABLE = 'scistream_wan_fault';
 const STEP = { timeout: 60_000 };
+/** Each gateway's /metrics, inside its own namespace. */
+const METRICS = '127.0.0.1:9464';
 
 /**
  * A producer that never ends on its own: on each connection, 64 KiB every 10 ms while
@@ -140,8 +142,8 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     await Promise.all([gwa, gwb].map((g) => g?.stop()));
     const stateA = join(lab.dir, 'state-gwa');
     const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA, '--workers', '1', ...extra]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1', ...extra]);
+    gwa = lab.cli('gwa', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA, '--workers', '1', '--metrics-listen', METRICS, ...extra]);
+    gwb = lab.cli('gwb', 's2cs', ['start', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1', '--metrics-listen', METRICS, ...extra]);
     await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
     bundle = join(lab.dir, 'gateways.pem');
     writeFileSync(bundle, [stateA, stateB].map((d) => readFileSync(join(d, 'tls', 'cert.pem'), 'utf8').trim()).join('\n') + '\n');
@@ -187,6 +189,12 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     const listed = await L().run('gwb', ['nft', 'list', 'table', 'inet', TABLE], { check: true });
     await L().run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: true });
     return [...listed.stdout.matchAll(/counter packets (\d+)/g)].map((m) => m[1]).join(' in, ') + ' out';
+  }
+
+  /** A gateway's scistream_wan_broken_total, all causes (counted in its worker, reported through AgentHealth). */
+  async function brokenTotal(host: 'gwa' | 'gwb'): Promise<number> {
+    const r = await L().run(host, [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`], { check: true });
+    return [...r.stdout.matchAll(/^scistream_wan_broken_total\{cause="[a-z-]+"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   }
 
   /** Active data connections the gateways' status shows for `uid` (summed over both). */
@@ -255,6 +263,10 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     });
     t.diagnostic(`reset burst (packets rejected: ${matched}): producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
     assertReset('a 1 s reset burst', r);
+    // Counted in each gateway's worker, reported through AgentHealth, in s2cs's /metrics.
+    await until('both gateways count the broken WAN connections in /metrics', 10_000, async () =>
+      (await brokenTotal('gwa')) >= NUM_CONN && (await brokenTotal('gwb')) >= NUM_CONN ? true : undefined,
+    );
     await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
   });
