@@ -4,6 +4,12 @@
 // end; {off} restores the normal close before a clean end. Plain Node-API: no Node
 // or V8 version ties, nothing to link against, and Node's headers optional
 // (node_api_min.h). See src/transport/linger.ts.
+//
+// Also TCP keepalive and TCP_USER_TIMEOUT, whose intervals Node cannot set (its
+// setKeepAlive sets the idle time only): a data connection whose peer died or
+// whose path black-holes its packets then fails within about --wan-dead-after,
+// not after the kernel's 15 minutes of retransmissions. See
+// src/transport/socket-options.ts.
 #define NAPI_VERSION 8
 #if __has_include(<node_api.h>)
 #include <node_api.h>
@@ -11,6 +17,8 @@
 #include "node_api_min.h"
 #endif
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 // setLinger(fd, on): 0, or the errno of a failed setsockopt.
@@ -54,12 +62,68 @@ static napi_value get_linger(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// setKeepAlive(fd, idleS, intervalS, count, userTimeoutMs): 0, or the errno of the
+// first setsockopt that failed. SO_KEEPALIVE on, TCP_KEEPIDLE/KEEPINTVL/KEEPCNT,
+// then TCP_USER_TIMEOUT (0 keeps the kernel's default).
+static napi_value set_keep_alive(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t v[5] = { -1, 0, 0, 0, 0 };
+  napi_value result;
+  bool ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 5;
+  for (size_t i = 0; ok && i < 5; i++) ok = napi_get_value_int32(env, argv[i], &v[i]) == napi_ok;
+  if (!ok) {
+    napi_throw_type_error(env, NULL, "setKeepAlive(fd, idleS, intervalS, count, userTimeoutMs: number)");
+    return NULL;
+  }
+  int fd = v[0], on = 1;
+  int err = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v[1], sizeof v[1]) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v[2], sizeof v[2]) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v[3], sizeof v[3]) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v[4], sizeof v[4]) != 0)
+    err = errno;
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
+// getKeepAlive(fd): [errno, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT].
+static napi_value get_keep_alive(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  napi_value result, v;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "getKeepAlive(fd: number)");
+    return NULL;
+  }
+  static const int levels[5] = { SOL_SOCKET, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP };
+  static const int names[5] = { SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT };
+  int32_t values[6] = { 0, 0, 0, 0, 0, 0 };
+  for (int i = 0; i < 5 && values[0] == 0; i++) {
+    int value = 0;
+    socklen_t len = sizeof value;
+    if (getsockopt(fd, levels[i], names[i], &value, &len) != 0) values[0] = errno;
+    else values[i + 1] = value;
+  }
+  napi_create_array_with_length(env, 6, &result);
+  for (uint32_t i = 0; i < 6; i++) {
+    napi_create_int32(env, values[i], &v);
+    napi_set_element(env, result, i, v);
+  }
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "setLinger", NULL, set_linger, NULL, NULL, NULL, napi_enumerable, NULL },
     { "getLinger", NULL, get_linger, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "setKeepAlive", NULL, set_keep_alive, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "getKeepAlive", NULL, get_keep_alive, NULL, NULL, NULL, napi_enumerable, NULL },
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

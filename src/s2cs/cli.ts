@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
-import { addAdmissionOptions, canBind } from '../s2ds/flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind } from '../s2ds/flags.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
 import { parseRate, parseSize } from '../units.js';
 import { RATE_POLICIES } from './streams/index.js';
@@ -59,6 +59,7 @@ const start: Command = addAdmissionOptions(program
       .argParser(option(parseSize))
       .default(DATA_DEFAULTS.maxBufferMemory, '1GiB'),
   ))
+  .option(WAN_DEAD_AFTER_FLAG.flags, WAN_DEAD_AFTER_FLAG.help, option(integer(WAN_DEAD_AFTER_FLAG.min, WAN_DEAD_AFTER_FLAG.max)), WAN_DEAD_AFTER_FLAG.default)
   // Stream rates (issue 13): Request.rate is kB/s.
   .addOption(
     new Option('--rate-policy <policy>', "what a stream's stated rate means here: none (stored and reported, as the reference does), cap (each stream held to its rate, each direction, all its connections together), reserve (cap, and a request admitted only while the streams' rates fit in --capacity; one stating no rate is refused)")
@@ -213,6 +214,7 @@ const start: Command = addAdmissionOptions(program
         maxWaitingConns: flags.maxWaitingConns,
         maxBufferMemory: flags.maxBufferMemory,
         ...admissionOptionsOf(flags),
+        wanDeadAfterMs: flags.wanDeadAfter * 1000,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
         ratePolicy: flags.ratePolicy,

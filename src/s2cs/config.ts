@@ -37,6 +37,8 @@ export interface StartFlags extends AdmissionFlags {
   maxConnsPerListener: number;
   maxWaitingConns: number;
   maxBufferMemory: number;
+  /** --wan-dead-after, seconds. */
+  wanDeadAfter: number;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;

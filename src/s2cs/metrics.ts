@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Refusals, RefusalKind } from '../limits/refusals.js';
 import type { AgentSummary, DataServer } from '../s2ds/index.js';
 import type { StreamState, StreamTable } from './streams/index.js';
+import { WAN_BREAK_CAUSES } from '../s2ds/liveness.js';
 
 export interface MetricsSources {
   table: StreamTable;
@@ -142,6 +143,21 @@ export class GatewayMetrics {
     );
     const control = kindsOf('control');
     refusalCounter('scistream_control_refused_total', `Connections to the control port reset when accepted, by reason (${control.join(', ')}: --max-control-conns-per-source, --max-control-handshakes-per-source, --max-control-conns)`, control);
+    new Counter({
+      name: 'scistream_wan_broken_total',
+      help: `Framed (TLS) WAN connections that broke mid-stream, both applications reset, by cause (${WAN_BREAK_CAUSES.join(', ')}); over all data-server agents`,
+      labelNames: ['cause'],
+      registers,
+      collect() {
+        // Every cause from the first scrape (as 0); only known causes and whole counts from the agents.
+        const totals = new Map<string, number>(WAN_BREAK_CAUSES.map((c) => [c, 0]));
+        for (const t of dataServer.wanBreakTotals?.() ?? []) {
+          if (totals.has(t.cause) && Number.isSafeInteger(t.count) && t.count > 0) totals.set(t.cause, totals.get(t.cause)! + t.count);
+        }
+        this.reset();
+        for (const [cause, n] of totals) this.inc({ cause }, n);
+      },
+    });
     new Gauge({
       name: 'scistream_stream_rate_stated_bytes_per_second',
       help: 'The rate a live stream stated in its req (Request.rate, kB/s, times 1000), by uid; no series for a stream that states none',

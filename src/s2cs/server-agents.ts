@@ -59,6 +59,7 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
         '--max-buffer-memory', String(Math.floor(maxBufferMemory / w.count)),
         '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
         ...admissionArgs(opts),
+        ...(opts.wanDeadAfterMs !== undefined ? ['--wan-dead-after', String(Math.ceil(opts.wanDeadAfterMs / 1000))] : []),
         ...(w.extraArgs ?? []),
       ],
       onWorkerLost: (i, why) => {
@@ -87,6 +88,7 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
       maxPendingConnsPerPeer: opts.maxPendingConnsPerPeer,
       maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
+      wanDeadAfterMs: opts.wanDeadAfterMs,
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });

@@ -38,6 +38,8 @@ export interface ControlServerOptions extends AdmissionOptions {
   maxWaitingConns?: number;
   /** Buffer memory all data connections may reserve together, in bytes (default 1 GiB). */
   maxBufferMemory?: number;
+  /** --wan-dead-after in ms (default 30 s): dead-peer detection on the WAN leg, keepalive of data sockets. */
+  wanDeadAfterMs?: number;
   /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
   refusals?: Refusals;
   /**

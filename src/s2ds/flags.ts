@@ -6,6 +6,16 @@ import { integer, option } from '../cli.js';
 import { ADMISSION_DEFAULTS } from './admission.js';
 import { connectionMemory } from './buffers.js';
 import { parsePortRange, type PortRange } from './ports.js';
+import { MIN_WAN_DEAD_AFTER_S, WAN_DEAD_AFTER_DEFAULT_MS } from './liveness.js';
+
+/** --wan-dead-after (s2cs start and s2ds start): seconds, as commander's option() parser takes them. */
+export const WAN_DEAD_AFTER_FLAG = {
+  flags: '--wan-dead-after <seconds>',
+  help: `a WAN connection between two gateways that hears nothing from its peer (not even a heartbeat) for this long is broken and both applications are reset; every data socket's TCP keepalive and user timeout follow it. Outages shorter than this lose nothing (at least ${MIN_WAN_DEAD_AFTER_S}: heartbeats go every second)`,
+  min: MIN_WAN_DEAD_AFTER_S,
+  max: 86_400,
+  default: WAN_DEAD_AFTER_DEFAULT_MS / 1000,
+} as const;
 
 export interface DataPlaneFlags {
   portRange: string;

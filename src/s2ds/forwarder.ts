@@ -7,8 +7,9 @@
 import type { Socket } from 'node:net';
 import { END_FRAME, FRAME_HEADER, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../transport/frames.js';
 import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../transport/index.js';
-import { closeCleanly } from '../transport/linger.js';
+import { closeCleanly, resetOnClose } from '../transport/linger.js';
 import { Valve, type StreamPacing } from './pacer.js';
+import { WanBrokenError, causeOf, type WanBreakCause, type WanGuard } from './liveness.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -25,6 +26,12 @@ export interface ByteCounters {
  */
 export type FramedSide = 'accepted' | 'target';
 
+/** The framed WAN leg's guard (liveness.ts) and the stream it belongs to, for the log. */
+export interface WanWatch {
+  guard: WanGuard;
+  uid: string;
+}
+
 /**
  * Forwards both ways until both directions have ended or either side fails.
  * Half-close passes through (FIN after all buffered bytes); a reset or error on
@@ -40,6 +47,11 @@ export type FramedSide = 'accepted' | 'target';
  * carrying anything malformed, resets both sides.
  * With `pacing`, each direction reads no faster than its stream's cap (pacer.ts),
  * together with the stream's other connections.
+ * With `wan` (framed only), the WAN leg carries heartbeats while idle and a peer
+ * heard from for --wan-dead-after is taken for dead (liveness.ts). A broken WAN
+ * leg (dead peer, reset, ended without END, malformed) is counted and logged
+ * there. Whatever breaks the connection, both sockets are destroyed with an error
+ * (their 'close' has hadError true) and reset where they can be.
  */
 export function forward(
   accepted: Socket,
@@ -50,6 +62,7 @@ export function forward(
   framed?: FramedSide,
   acceptedReads?: ReusedReadBuffer,
   pacing?: StreamPacing,
+  wan?: WanWatch,
 ): void {
   // A framed (TLS) accepted side decrypts into its own buffers (see transport/reads.ts).
   if (acceptedReads && framed === 'accepted') throw new Error('forward: a framed accepted socket cannot read into a reused buffer');
@@ -57,13 +70,35 @@ export function forward(
   const closed = () => {
     if (--open === 0) onDone();
   };
-  // The stream is broken: both applications get a reset.
-  const fail = () => {
-    abort(accepted);
-    abort(target);
+  let broken = false;
+  let unwatch: (() => void) | undefined;
+  // The connection is broken: both applications get a reset, both sockets close with an error.
+  const fail = (err: Error) => {
+    if (broken) return;
+    broken = true;
+    unwatch?.();
+    breakOff(accepted, err);
+    breakOff(target, err);
   };
   const acceptedReader = framed === 'accepted' ? new FrameReader(() => endCleanly(target)) : undefined;
   const targetReader = framed === 'target' ? new FrameReader(() => endCleanly(accepted)) : undefined;
+  const wanSocket = framed === 'accepted' ? accepted : framed === 'target' ? target : undefined;
+  const wanReader = acceptedReader ?? targetReader;
+  const peer = wanSocket && wan ? `${wanSocket.remoteAddress}:${wanSocket.remotePort}` : '';
+  // The WAN leg broke under us (not our choice): counted and logged once, then both sides reset.
+  const wanBroke = (cause: WanBreakCause, detail: string) => {
+    if (broken) return;
+    wan?.guard.broken(wan.uid, peer, cause, detail);
+    fail(new WanBrokenError(cause, detail));
+  };
+  const malformed = () => wanBroke('malformed', 'not a frame');
+  if (wanSocket && wanReader && wan) {
+    unwatch = wan.guard.watch(
+      wanSocket,
+      () => wanReader.ended,
+      (silentMs) => wanBroke('dead-peer', `nothing for ${(silentMs / 1000).toFixed(1)} s`),
+    );
+  }
 
   const fromAccepted = new Valve(accepted, pacing?.toTarget);
   if (acceptedReads) fromReusedBuffer(target, counters, 'toTarget', acceptedReads, framed === 'target', fromAccepted);
@@ -75,7 +110,7 @@ export function forward(
         if (!toTarget(view)) fromAccepted.fill();
       };
       accepted.on('data', (chunk: Buffer) => {
-        if (!acceptedReader.push(chunk, chunk.length)) fail();
+        if (!acceptedReader.push(chunk, chunk.length)) malformed();
         else fromAccepted.spent(chunk.length);
       });
     } else {
@@ -90,7 +125,7 @@ export function forward(
 
   const fromTarget = new Valve(target, pacing?.fromTarget);
   if (targetReads?.kind === 'reused') fromReusedBuffer(accepted, counters, 'fromTarget', targetReads, framed === 'accepted', fromTarget);
-  else if (targetReads?.kind === 'ring') fromRing(accepted, counters, targetReads, framed === 'accepted', targetReader, fail, fromTarget);
+  else if (targetReads?.kind === 'ring') fromRing(accepted, counters, targetReads, framed === 'accepted', targetReader, malformed, fromTarget);
   else {
     const toAccepted = batched(accepted, framed === 'accepted');
     if (targetReader) {
@@ -99,7 +134,7 @@ export function forward(
         if (!toAccepted(view)) fromTarget.fill();
       };
       target.on('data', (chunk: Buffer) => {
-        if (!targetReader.push(chunk, chunk.length)) fail();
+        if (!targetReader.push(chunk, chunk.length)) malformed();
         else fromTarget.spent(chunk.length);
       });
     } else {
@@ -112,22 +147,28 @@ export function forward(
     accepted.on('drain', () => fromTarget.drained());
   }
 
-  passEnd(accepted, target, acceptedReader, framed === 'target', fail);
-  passEnd(target, accepted, targetReader, framed === 'accepted', fail);
+  const unended = () => wanBroke('unended', 'no END frame');
+  passEnd(accepted, target, acceptedReader, framed === 'target', fail, unended);
+  passEnd(target, accepted, targetReader, framed === 'accepted', fail, unended);
 
-  // Errors are reported by 'close' (hadError); the listeners keep them from
-  // becoming uncaught exceptions.
-  accepted.on('error', noop);
-  target.on('error', noop);
+  // The first error of each socket says why it closed (the listeners also keep
+  // errors from becoming uncaught exceptions).
+  let acceptedError: NodeJS.ErrnoException | undefined;
+  let targetError: NodeJS.ErrnoException | undefined;
+  accepted.on('error', (err: NodeJS.ErrnoException) => (acceptedError ??= err));
+  target.on('error', (err: NodeJS.ErrnoException) => (targetError ??= err));
 
-  accepted.on('close', () => {
-    if (!cleanlyDone(accepted, acceptedReader)) abort(target);
+  const onClose = (s: Socket, reader: FrameReader | undefined, error: () => NodeJS.ErrnoException | undefined) => () => {
+    if (!cleanlyDone(s, reader)) {
+      const err = error();
+      if (s === wanSocket && err && !broken) wanBroke(causeOf(err), err.code ?? err.message);
+      else fail(err ?? new Error('the other side of the connection closed before its end'));
+    }
+    unwatch?.();
     closed();
-  });
-  target.on('close', () => {
-    if (!cleanlyDone(target, targetReader)) abort(accepted);
-    closed();
-  });
+  };
+  accepted.on('close', onClose(accepted, acceptedReader, () => acceptedError));
+  target.on('close', onClose(target, targetReader, () => targetError));
 
   accepted.resume();
   target.resume();
@@ -138,11 +179,11 @@ export function forward(
  * `from` has passed its clean end on at its END frame already; its end without
  * one is a broken stream.
  */
-function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, toFramed: boolean, fail: () => void): void {
+function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, toFramed: boolean, fail: (err: Error) => void, unended: () => void): void {
   const pass = () => endCleanly(to, toFramed ? END_FRAME : undefined);
   from.on('end', () => {
     if (fromReader) {
-      if (!fromReader.ended) fail();
+      if (!fromReader.ended) unended();
       return;
     }
     // 'end' is not always a FIN: libuv reports EOF, without reading again, when the
@@ -154,7 +195,7 @@ function passEnd(from: Socket, to: Socket, fromReader: FrameReader | undefined, 
     // as it comes.
     if (from.writable && !from.writableEnded) {
       from.write(EMPTY, (err) => {
-        if (err) fail();
+        if (err) fail(err);
         else pass();
       });
     } else pass();
@@ -254,7 +295,7 @@ function fromRing(
   reads: RingReadBuffer,
   framed: boolean,
   reader: FrameReader | undefined,
-  fail: () => void,
+  malformed: () => void,
   valve: Valve,
 ): void {
   const toAccepted = batched(accepted, framed);
@@ -269,7 +310,7 @@ function fromRing(
     ? reads.take((bytes, buffer) => {
         more = true;
         if (!reader.push(buffer, bytes)) {
-          fail();
+          malformed();
           return false;
         }
         if (!more) valve.fill();
@@ -288,7 +329,7 @@ function fromRing(
     more = true;
     if (reader) {
       if (!reader.push(chunk, chunk.length)) {
-        fail();
+        malformed();
         return;
       }
     } else deliver(chunk);
@@ -297,8 +338,6 @@ function fromRing(
   }
   accepted.on('drain', () => valve.drained());
 }
-
-function noop(): void {}
 
 /**
  * Ends `s` cleanly: its close must now send everything queued, then a FIN, where
@@ -313,6 +352,23 @@ function endCleanly(s: Socket, last?: Buffer): void {
 // A framed leg has ended cleanly only with its END frame.
 function cleanlyDone(s: Socket, reader: FrameReader | undefined): boolean {
   return (reader ? reader.ended : s.readableEnded) && s.writableFinished;
+}
+
+/**
+ * Destroys a socket of a broken connection with `err`, so that its 'close' has
+ * hadError true, and as a reset where it can be (as abort does): through Node's
+ * own reset path on a TCP handle, else (a TLS socket) through SO_LINGER {on, 0}.
+ */
+function breakOff(s: Socket, err: Error): void {
+  if (s.destroyed) return;
+  if (!s.connecting && !s.writableEnded && s.readyState !== 'closed') {
+    const handle = (s as unknown as { _handle?: { reset?: unknown } | null })._handle;
+    if (typeof handle?.reset === 'function' && typeof s.resetAndDestroy === 'function') {
+      // What resetAndDestroy() does, with an error: Node then resets the handle on close.
+      (s as unknown as { resetAndClosing: boolean }).resetAndClosing = true;
+    } else resetOnClose(s);
+  }
+  s.destroy(err);
 }
 
 /** Passes an abrupt end on as a TCP reset, so the peer sees an error, not a clean EOF. */

@@ -64,6 +64,8 @@ export interface DataServer {
   pendingConnections?(): number;
   /** Releases everything. */
   close(): Promise<void>;
+  /** Framed WAN connections that broke since start, by cause (s2ds/liveness.ts); absent: not counted. */
+  wanBreakTotals?(): { cause: string; count: number }[];
   /** Data-server agents: keep `record` with the stream (SetRecord), for a restarted s2cs. */
   setRecord?(uid: string, record: Uint8Array): Promise<void>;
   /** Data-server agents: the streams they hold now, each with the record s2cs kept with it. */
@@ -123,6 +125,8 @@ export interface AgentHealth {
   sparePorts?: number;
   /** Data connections not yet authenticated or matched to a target, now (admission.ts). */
   pendingConnections?: number;
+  /** Framed WAN connections that broke since it started, by cause (s2ds/liveness.ts). */
+  wanBreaks?: { cause: string; count: number }[];
 }
 
 /**

@@ -66,6 +66,7 @@ export class LocalAgent implements AgentHandle {
       bufferMemoryLimit: memory.limit,
       startedAtMs: this.startedAtMs,
       pendingConnections: this.engine.pendingConnections(),
+      wanBreaks: this.engine.wanBreakTotals(),
     };
   }
 

@@ -10,6 +10,8 @@ import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { resetOnClose } from '../transport/linger.js';
+import { keepDataSocketAlive } from '../transport/socket-options.js';
+import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
 import { connectionMemory, readSize, ringSize } from './buffers.js';
@@ -45,6 +47,12 @@ export interface LocalDataServerOptions extends AdmissionOptions {
   maxBufferMemory?: number;
   /** Where refusals are counted and logged (shared with the stream table). Default: a new one. */
   refusals?: Refusals;
+  /**
+   * --wan-dead-after, ms: a framed WAN connection that hears nothing for this long is
+   * broken (liveness.ts); every data socket's keepalive and TCP user timeout follow
+   * it (transport/socket-options.ts). Default 30 s.
+   */
+  wanDeadAfterMs?: number;
   logger: Logger;
 }
 
@@ -141,6 +149,8 @@ export class LocalDataServer implements DataServer {
   private releasedBytes = 0;
   /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
   private readonly spares = new Map<number, Spare>();
+  /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
+  private readonly wan: WanGuard;
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
@@ -154,6 +164,12 @@ export class LocalDataServer implements DataServer {
       maxPendingPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener ?? ADMISSION_DEFAULTS.maxPendingPerPeerPerListener,
     });
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? ADMISSION_DEFAULTS.handshakeTimeoutMs;
+    this.wan = new WanGuard({ deadAfterMs: opts.wanDeadAfterMs ?? WAN_DEAD_AFTER_DEFAULT_MS, logger: opts.logger });
+  }
+
+  /** Broken WAN connections since start, by cause (liveness.ts). */
+  wanBreakTotals(): { cause: string; count: number }[] {
+    return this.wan.totals();
   }
 
   /** What this data server refused, by kind (with a shared Refusals, the stream table's too). */
@@ -279,6 +295,7 @@ export class LocalDataServer implements DataServer {
       this.refuse(stream, undefined, socket, ticket.kind, ticket.message, { peer: socket.remoteAddress });
       return;
     }
+    keepDataSocketAlive(socket, this.wan.deadAfterMs);
     connection = { listenerIndex, ticket, slot: false, refused: false };
     const c = connection;
     stream.connections.add(c);
@@ -422,6 +439,7 @@ export class LocalDataServer implements DataServer {
           return;
         }
         resetOnClose(out);
+        keepDataSocketAlive(out, this.wan.deadAfterMs);
         stream.sockets.add(out);
         out.once('close', () => stream.sockets.delete(out));
         stream.active++;
@@ -436,6 +454,7 @@ export class LocalDataServer implements DataServer {
           framed,
           acceptedReads,
           stream.pacing,
+          framed ? { guard: this.wan, uid: stream.uid } : undefined,
         );
       },
       (err: NodeJS.ErrnoException) => {
@@ -614,6 +633,7 @@ export class LocalDataServer implements DataServer {
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
     await this.releaseSpares([...this.spares.keys()]);
+    this.wan.close();
   }
 }
 

@@ -492,6 +492,13 @@ export class AgentPool implements DataServer {
     return [...sums].map(([kind, count]) => ({ kind, count }));
   }
 
+  /** Framed WAN connections that broke on the agents, by cause, summed over the agents' last answers. */
+  wanBreakTotals(): { cause: string; count: number }[] {
+    const sums = new Map<string, number>();
+    for (const a of this.members) for (const b of a.health()?.wanBreaks ?? []) sums.set(b.cause, (sums.get(b.cause) ?? 0) + b.count);
+    return [...sums].map(([cause, count]) => ({ cause, count }));
+  }
+
   /** Waits for a stream's assignment from spares; its failure means the stream is gone. */
   private async assigned(uid: string): Promise<void> {
     const work = this.assigning.get(uid);

@@ -447,5 +447,6 @@ function toHealth(h: AgentHealthMessage__Output): AgentHealth {
     sparePorts: h.spare_ports,
     pendingConnections: h.pending_connections,
     refusals: h.refusals.slice(0, 64).map((r) => ({ kind: r.kind, count: Number(r.count) })),
+    wanBreaks: (h.wan_breaks ?? []).slice(0, 16).map((b) => ({ cause: b.cause, count: Number(b.count) })),
   };
 }

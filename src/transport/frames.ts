@@ -16,17 +16,30 @@
 //
 // A frame is a 4-byte header, big-endian: type in the top byte, payload length in
 // the low 24 bits, then the payload. DATA ('D') carries 1 to 16 MiB - 1 bytes;
-// END ('E') has length 0 and is the last frame of its direction. Anything else is
-// malformed: both sides are reset. A plain-TCP WAN (--allow-plaintext-data) is not
+// END ('E') has length 0 and is the last frame of its direction; HEARTBEAT ('H')
+// has length 0, carries nothing and may come anywhere before END. Anything else
+// is malformed: both sides are reset.
+//
+// Heartbeats: a gateway sends one on a WAN connection whose outgoing direction
+// has written nothing since its last liveness sweep (about once a second, see
+// s2ds/liveness.ts), and never after its own END frame in that direction. The
+// other direction may still flow after an END: its sender goes on sending
+// heartbeats while it is idle. A side that receives nothing at all (no frame of
+// any type) for --wan-dead-after while it is reading takes the peer for dead and
+// resets both applications. A plain-TCP WAN (--allow-plaintext-data) is not
 // framed, so it stays what the Python reference speaks.
 
 export const FRAME_HEADER = 4;
 export const MAX_FRAME_PAYLOAD = 0xff_ffff;
 const DATA = 0x44;
 const END = 0x45;
+const HEARTBEAT = 0x48;
 
 /** The END frame; shared and never written to. */
 export const END_FRAME: Buffer = Buffer.from([END, 0, 0, 0]);
+
+/** The HEARTBEAT frame; shared and never written to. */
+export const HEARTBEAT_FRAME: Buffer = Buffer.from([HEARTBEAT, 0, 0, 0]);
 
 /** Writes the header of a DATA frame of `length` (1..MAX_FRAME_PAYLOAD) bytes at `offset`. */
 export function writeDataHeader(into: Buffer, offset: number, length: number): void {
@@ -43,8 +56,9 @@ export function dataHeader(length: number): Buffer {
 /**
  * Parses one direction of the WAN leg. Hands each run of payload to `onData` as a
  * view of the buffer it came in (no copy), calls `onEnd` at the END frame. A
- * header may be split across reads. push() returns false on a malformed stream
- * (unknown type, empty DATA, END with a length, anything after END); the caller
+ * header may be split across reads; a HEARTBEAT is skipped. push() returns false
+ * on a malformed stream (unknown type, empty DATA, END or HEARTBEAT with a length,
+ * anything after END); the caller
  * must then reset both sides and push nothing more.
  */
 export class FrameReader {
@@ -79,6 +93,7 @@ export class FrameReader {
       this.header = 0;
       this.headerBytes = 0;
       if (type === DATA && length > 0) this.remaining = length;
+      else if (type === HEARTBEAT && length === 0) continue;
       else if (type === END && length === 0) {
         this.ended = true;
         this.onEnd();

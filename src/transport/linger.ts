@@ -20,6 +20,10 @@ interface Addon {
   setLinger(fd: number, on: boolean): number;
   /** [errno, l_onoff, l_linger]. */
   getLinger(fd: number): [number, number, number];
+  /** Keepalive and TCP_USER_TIMEOUT (socket-options.ts); absent from an addon built before them. */
+  setKeepAlive?(fd: number, idleS: number, intervalS: number, count: number, userTimeoutMs: number): number;
+  /** [errno, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT]. */
+  getKeepAlive?(fd: number): [number, number, number, number, number, number];
 }
 
 /** Where the build puts the addon, from dist/src/transport/ (or src/transport/ under a TS loader). */
@@ -37,6 +41,11 @@ try {
 /** Whether the addon loaded: the data plane can turn process death into resets. */
 export const lingerAvailable: boolean = addon !== undefined;
 
+/** The addon, for socket-options.ts (undefined when not loaded). */
+export function nativeSocketAddon(): Addon | undefined {
+  return addon;
+}
+
 /**
  * Why the addon is not there (undefined when it is), with what to do: for the
  * one warning s2cs logs at start.
@@ -45,14 +54,16 @@ export function lingerUnavailable(): string | undefined {
   if (addon) return undefined;
   return (
     `the SO_LINGER addon (native/build/linger.node) is not loaded (${loadError ?? 'unknown reason'}): ` +
-    'if this gateway process is killed, local applications see a clean end of stream instead of a reset; ' +
+    'if this gateway process is killed, local applications see a clean end of stream instead of a reset, ' +
+    "and data connections get Node's keepalive (idle time only, no TCP_USER_TIMEOUT), so a dead peer or a black-holed path " +
+    'is noticed by the kernel only after its retransmissions give up (many minutes; the WAN heartbeat still notices it within --wan-dead-after); ' +
     'build it with `npm run build:native` in the scistream package (needs a C compiler: cc, gcc or g++)'
   );
 }
 
-function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
+export function errnoError(errno: number, syscall: string, option = 'SO_LINGER'): NodeJS.ErrnoException {
   const code = getSystemErrorName(-errno);
-  const err: NodeJS.ErrnoException = new Error(`${syscall} SO_LINGER: ${code}`);
+  const err: NodeJS.ErrnoException = new Error(`${syscall} ${option}: ${code}`);
   err.code = code;
   err.errno = -errno;
   err.syscall = syscall;

@@ -105,7 +105,7 @@ describe('metrics', () => {
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
       const text = res.body;
-      for (const family of ['scistream_streams', 'scistream_connections', 'scistream_bytes_total', 'scistream_stream_bytes_total', 'scistream_ports', 'scistream_rpc_requests_total', 'scistream_rpc_duration_seconds', 'scistream_wan_refused_total', 'scistream_admission_refused_total', 'scistream_stream_rate_stated_bytes_per_second', 'scistream_stream_rate_cap_bytes_per_second', 'scistream_agents']) {
+      for (const family of ['scistream_streams', 'scistream_connections', 'scistream_bytes_total', 'scistream_stream_bytes_total', 'scistream_ports', 'scistream_rpc_requests_total', 'scistream_rpc_duration_seconds', 'scistream_wan_refused_total', 'scistream_wan_broken_total', 'scistream_admission_refused_total', 'scistream_stream_rate_stated_bytes_per_second', 'scistream_stream_rate_cap_bytes_per_second', 'scistream_agents']) {
         assert.match(text, new RegExp(`^# TYPE ${family} `, 'm'), `${family} is served`);
       }
       assert.match(text, /^process_cpu_seconds_total /m, 'default process metrics');
@@ -116,6 +116,7 @@ describe('metrics', () => {
       assert.ok(sample(text, 'scistream_ports{state="reserved"}')! >= 1);
       assert.equal(sample(text, 'scistream_agents{state="up"}'), 1);
       assert.equal(sample(text, 'scistream_wan_refused_total{reason="wan-auth"}'), 0);
+      assert.equal(sample(text, 'scistream_wan_broken_total{cause="dead-peer"}'), 0, 'every cause from the first scrape');
       assert.equal(sample(text, 'scistream_admission_refused_total{reason="capacity"}'), 0);
       assert.equal(sample(text, 'scistream_wan_refused_total{reason="capacity"}'), undefined, 'admission refusals are not connection refusals');
       // --rate-policy none, a stream stating no rate: no rate series, no capacity families.

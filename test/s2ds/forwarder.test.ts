@@ -8,8 +8,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TcpTransport, listenTcp, type TcpListener } from '../../src/transport/tcp.js';
-import { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from '../../src/transport/index.js';
-import { forward, type ByteCounters } from '../../src/s2ds/forwarder.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { END_FRAME, HEARTBEAT_FRAME, ReusedReadBuffer, RingReadBuffer, dataHeader, type ConnectionReads } from '../../src/transport/index.js';
+import { forward, type ByteCounters, type WanWatch } from '../../src/s2ds/forwarder.js';
+import { WanGuard } from '../../src/s2ds/liveness.js';
+import { outcome } from '../support/sockets.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -646,5 +650,236 @@ for (const reads of MODES) describe(`forward (target reads: ${reads.target}, acc
       assert.equal(leg.counters.fromTarget, payloads[i]!.length);
       assert.equal(leg.doneCalls(), 1);
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// The framed WAN leg's liveness (liveness.ts): heartbeats while a direction is idle, a
+// silent peer taken for dead after wan-dead-after. The test plays the peer gateway with
+// a plain socket (the frames do not depend on TLS), so that it can stay silent or send
+// exactly what it wants; the forwarder's side is either the accepted socket (the
+// producer's gateway) or the target it opened, read into a ring (the consumer's).
+
+type WanRole = 'accepted' | 'target';
+
+interface WanHop {
+  /** The test, playing the peer gateway: reads and writes raw frames. */
+  peer: Socket;
+  /** The application on the forwarder's LAN side. */
+  app: Socket;
+  wanSide: Socket;
+  lanSide: Socket;
+  /** hadError of the forwarder's two sockets' 'close'. */
+  wanClosed: Promise<boolean>;
+  lanClosed: Promise<boolean>;
+  guard: WanGuard;
+  logs: Array<Record<string, unknown>>;
+  close: () => Promise<void>;
+}
+
+async function wanHop(role: WanRole, deadAfterMs: number): Promise<WanHop> {
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const guard = new WanGuard({ deadAfterMs, logger: pino({ level: 'info' }, sink), sweepMs: 100 });
+  const sockets: Socket[] = [];
+  const servers: Server[] = [];
+  const listen = async (onConn: (s: Socket) => void): Promise<number> => {
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      sockets.push(s);
+      onConn(s);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return (server.address() as { port: number }).port;
+  };
+  const dial = async (port: number, opts: { onread?: RingReadBuffer['onread'] } = {}): Promise<Socket> => {
+    const s = connect({ host: '127.0.0.1', port, allowHalfOpen: true, ...opts });
+    s.on('error', () => {});
+    sockets.push(s);
+    await once(s, 'connect');
+    return s;
+  };
+  const arrivals: Socket[] = [];
+  const arrived: Array<(s: Socket) => void> = [];
+  const take = (): Promise<Socket> => new Promise((r) => (arrivals.length > 0 ? r(arrivals.shift()!) : arrived.push(r)));
+  const port = await listen((s) => (arrived.length > 0 ? arrived.shift()!(s) : arrivals.push(s)));
+  let peer: Socket, app: Socket, wanSide: Socket, lanSide: Socket;
+  const wan: WanWatch = { guard, uid: 'liveness-test' };
+  if (role === 'accepted') {
+    peer = await dial(port);
+    wanSide = await take();
+    const appPort = await listen((s) => arrivals.push(s));
+    lanSide = await dial(appPort);
+    app = arrivals.shift()!;
+    forward(wanSide, lanSide, { toTarget: 0, fromTarget: 0 }, () => {}, undefined, 'accepted', undefined, undefined, wan);
+  } else {
+    app = await dial(port);
+    lanSide = await take();
+    const peerPort = await listen((s) => arrivals.push(s));
+    const ring = new RingReadBuffer(Buffer.allocUnsafe(64 * KiB));
+    wanSide = await dial(peerPort, { onread: ring.onread });
+    peer = arrivals.shift()!;
+    forward(lanSide, wanSide, { toTarget: 0, fromTarget: 0 }, () => {}, ring, 'target', undefined, undefined, wan);
+  }
+  peer.setNoDelay(true);
+  return {
+    peer,
+    app,
+    wanSide,
+    lanSide,
+    wanClosed: closed(wanSide),
+    lanClosed: closed(lanSide),
+    guard,
+    logs,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      guard.close();
+      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    },
+  };
+}
+
+/** Splits what the peer received into frames: [type letter, payload length][]; throws on a partial frame. */
+function framesOf(wire: Buffer): Array<[string, number]> {
+  const out: Array<[string, number]> = [];
+  let at = 0;
+  while (at < wire.length) {
+    assert.ok(wire.length - at >= 4, 'a whole frame header');
+    const h = wire.readUInt32BE(at);
+    const len = h & 0xffffff;
+    out.push([String.fromCharCode(h >>> 24), len]);
+    at += 4 + len;
+  }
+  assert.equal(at, wire.length, 'whole frames');
+  return out;
+}
+
+function recorder(s: Socket): () => Buffer {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  return () => Buffer.concat(chunks);
+}
+
+const DEAD_AFTER = 600;
+
+for (const role of ['accepted', 'target'] as const) describe(`the framed WAN leg's liveness (WAN side: ${role})`, () => {
+  it('an idle connection carries heartbeats and lives as long as the peer sends its own; data and a clean end follow', { timeout: TEST_TIMEOUT }, async () => {
+    const h = await wanHop(role, DEAD_AFTER);
+    try {
+      const atPeer = recorder(h.peer);
+      const atApp = outcome(h.app);
+      // Four times wan-dead-after of idle time, the peer sending heartbeats only.
+      const beat = setInterval(() => h.peer.write(HEARTBEAT_FRAME), 100);
+      await sleep(4 * DEAD_AFTER);
+      clearInterval(beat);
+      const idle = framesOf(atPeer());
+      assert.ok(idle.length >= 5, `${idle.length} heartbeats in ${4 * DEAD_AFTER} ms`);
+      assert.ok(idle.every(([t, n]) => t === 'H' && n === 0), JSON.stringify(idle.slice(0, 5)));
+      const data = randomBytes(100 * KiB);
+      h.peer.end(Buffer.concat([dataHeader(data.length), data, END_FRAME]));
+      assert.deepEqual(await atApp, { bytes: data.length, sha: sha(data), end: 'end' });
+      const peerEnded = once(h.peer, 'end');
+      h.app.end();
+      assert.equal(await h.lanClosed, false);
+      assert.equal(await h.wanClosed, false);
+      await peerEnded;
+      assert.deepEqual(framesOf(atPeer()).at(-1), ['E', 0]);
+      assert.deepEqual(h.guard.totals(), []);
+      assert.equal(h.guard.size, 0, 'unwatched once closed');
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a silent peer is dead after wan-dead-after: the application is reset, both sockets close with an error, counted and logged', { timeout: TEST_TIMEOUT }, async () => {
+    const h = await wanHop(role, DEAD_AFTER);
+    try {
+      const started = Date.now();
+      const atApp = outcome(h.app);
+      const atPeer = outcome(h.peer);
+      assert.equal((await atApp).end, 'ECONNRESET');
+      const after = Date.now() - started;
+      assert.ok(after >= DEAD_AFTER * 0.9, `reset after ${after} ms, not before wan-dead-after`);
+      assert.notEqual((await atPeer).end, 'end');
+      assert.equal(await h.wanClosed, true, "the WAN socket's close has hadError");
+      assert.equal(await h.lanClosed, true, "the LAN socket's close has hadError");
+      assert.deepEqual(h.guard.totals(), [{ cause: 'dead-peer', count: 1 }]);
+      const line = h.logs.find((l) => l.cause === 'dead-peer');
+      assert.ok(line, JSON.stringify(h.logs));
+      assert.equal(line.uid, 'liveness-test');
+      assert.match(String(line.peer), /^127\.0\.0\.1:\d+$/);
+      assert.match(String(line.msg), /stream liveness-test: WAN connection to 127\.0\.0\.1:\d+ broken \(dead-peer\)/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a reset WAN leg resets the application at once, counted as reset', { timeout: TEST_TIMEOUT }, async () => {
+    const h = await wanHop(role, 60_000);
+    try {
+      const atApp = outcome(h.app);
+      h.peer.resetAndDestroy();
+      assert.equal((await atApp).end, 'ECONNRESET');
+      assert.equal(await h.wanClosed, true);
+      assert.equal(await h.lanClosed, true);
+      assert.deepEqual(h.guard.totals(), [{ cause: 'reset', count: 1 }]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a peer that is silent because this side stopped reading (a slow application) is not judged', { timeout: TEST_TIMEOUT }, async () => {
+    const h = await wanHop(role, DEAD_AFTER);
+    try {
+      // The application reads nothing: the forwarder's buffers and the kernel's fill,
+      // the WAN socket pauses, and the peer's writes back up. It then sends nothing,
+      // not even heartbeats, for several times wan-dead-after.
+      h.app.pause();
+      const data = randomBytes(48 * MiB);
+      const wire = Buffer.concat([0, 1, 2, 3].flatMap((i) => [dataHeader(12 * MiB), data.subarray(i * 12 * MiB, (i + 1) * 12 * MiB)]));
+      const sent = new Promise<void>((r) => h.peer.write(wire, () => r()));
+      await sleep(4 * DEAD_AFTER);
+      assert.equal(h.wanSide.isPaused(), true, 'reading stopped by backpressure');
+      assert.equal(h.lanSide.destroyed, false, `not taken for dead: ${JSON.stringify(h.logs)}`);
+      const atApp = outcome(h.app);
+      h.app.resume();
+      await sent;
+      h.peer.end(END_FRAME);
+      assert.deepEqual(await atApp, { bytes: data.length, sha: sha(data), end: 'end' });
+      assert.deepEqual(h.guard.totals(), []);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("after the peer's END its silence is not judged, and no heartbeat follows this side's END", { timeout: TEST_TIMEOUT }, async () => {
+    const h = await wanHop(role, DEAD_AFTER);
+    try {
+      const atPeer = recorder(h.peer);
+      const atApp = outcome(h.app);
+      h.peer.write(END_FRAME);
+      assert.equal((await atApp).end, 'end');
+      // The peer is silent now; the other direction stays open and idle.
+      await sleep(4 * DEAD_AFTER);
+      assert.equal(h.lanSide.destroyed, false, 'not taken for dead after its END');
+      const peerEnded = once(h.peer, 'end');
+      h.app.end('bye');
+      await peerEnded;
+      await sleep(300);
+      h.peer.end();
+      assert.equal(await h.wanClosed, false);
+      const frames = framesOf(atPeer());
+      assert.ok(frames.filter(([t]) => t === 'H').length >= 5, 'heartbeats while idle');
+      assert.deepEqual(frames.slice(-2), [['D', 3], ['E', 0]], 'nothing after END');
+      assert.deepEqual(h.guard.totals(), []);
+    } finally {
+      await h.close();
+    }
   });
 });

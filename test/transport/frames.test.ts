@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { END_FRAME, FrameReader, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../../src/transport/index.js';
+import { END_FRAME, FrameReader, HEARTBEAT_FRAME, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../../src/transport/index.js';
 
 function reader(): { r: FrameReader; out: Buffer[]; ends: () => number } {
   let ends = 0;
@@ -50,6 +50,8 @@ test('malformed streams are refused: unknown type, empty DATA, END with a length
     'empty DATA': Buffer.from([0x44, 0, 0, 0]),
     'END with a length': Buffer.from([0x45, 0, 0, 1, 0]),
     'bytes after END': Buffer.concat([END_FRAME, Buffer.from([0x44])]),
+    'HEARTBEAT with a length': Buffer.from([0x48, 0, 0, 1, 0]),
+    'a HEARTBEAT after END': Buffer.concat([END_FRAME, HEARTBEAT_FRAME]),
     'a frame after END': Buffer.concat([END_FRAME, dataHeader(1), Buffer.from([1])]),
   };
   for (const [name, wire] of Object.entries(cases)) {
@@ -67,4 +69,26 @@ test('header limits: the largest payload is encoded and read back', () => {
   const big = Buffer.alloc(MAX_FRAME_PAYLOAD, 7);
   assert.equal(r.push(big, big.length), true);
   assert.equal(Buffer.concat(out).length, MAX_FRAME_PAYLOAD);
+});
+
+test('HEARTBEAT frames: 4 bytes, length 0, skipped anywhere before END (between frames, alone, split across reads)', () => {
+  assert.deepEqual([...HEARTBEAT_FRAME], [0x48, 0, 0, 0]);
+  const a = randomBytes(3000);
+  const b = randomBytes(20);
+  const wire = Buffer.concat([HEARTBEAT_FRAME, HEARTBEAT_FRAME, dataHeader(a.length), a, HEARTBEAT_FRAME, dataHeader(b.length), b, HEARTBEAT_FRAME, END_FRAME]);
+  for (const cut of [1, 2, 3, 5, 4096, wire.length]) {
+    const { r, out, ends } = reader();
+    for (let at = 0; at < wire.length; at += cut) {
+      const read = wire.subarray(at, Math.min(at + cut, wire.length));
+      assert.equal(r.push(read, read.length), true, `cut ${cut} at ${at}`);
+    }
+    assert.deepEqual(Buffer.concat(out), Buffer.concat([a, b]), `cut ${cut}`);
+    assert.equal(ends(), 1);
+  }
+  // Heartbeats alone: a live, idle direction, not ended.
+  const { r, out } = reader();
+  const idle = Buffer.concat([HEARTBEAT_FRAME, HEARTBEAT_FRAME, HEARTBEAT_FRAME]);
+  assert.equal(r.push(idle, idle.length), true);
+  assert.equal(out.length, 0);
+  assert.equal(r.ended, false);
 });

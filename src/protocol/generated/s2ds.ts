@@ -15,6 +15,7 @@ import type { StartListenersRequest as _scistream_s2ds_StartListenersRequest, St
 import type { StreamId as _scistream_s2ds_StreamId, StreamId__Output as _scistream_s2ds_StreamId__Output } from './scistream/s2ds/StreamId';
 import type { StreamInfo as _scistream_s2ds_StreamInfo, StreamInfo__Output as _scistream_s2ds_StreamInfo__Output } from './scistream/s2ds/StreamInfo';
 import type { StreamList as _scistream_s2ds_StreamList, StreamList__Output as _scistream_s2ds_StreamList__Output } from './scistream/s2ds/StreamList';
+import type { WanBreakCount as _scistream_s2ds_WanBreakCount, WanBreakCount__Output as _scistream_s2ds_WanBreakCount__Output } from './scistream/s2ds/WanBreakCount';
 import type { WanLeg as _scistream_s2ds_WanLeg, WanLeg__Output as _scistream_s2ds_WanLeg__Output } from './scistream/s2ds/WanLeg';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -38,6 +39,7 @@ export interface ProtoGrpcType {
       StreamId: MessageTypeDefinition<_scistream_s2ds_StreamId, _scistream_s2ds_StreamId__Output>
       StreamInfo: MessageTypeDefinition<_scistream_s2ds_StreamInfo, _scistream_s2ds_StreamInfo__Output>
       StreamList: MessageTypeDefinition<_scistream_s2ds_StreamList, _scistream_s2ds_StreamList__Output>
+      WanBreakCount: MessageTypeDefinition<_scistream_s2ds_WanBreakCount, _scistream_s2ds_WanBreakCount__Output>
       WanLeg: MessageTypeDefinition<_scistream_s2ds_WanLeg, _scistream_s2ds_WanLeg__Output>
     }
   }

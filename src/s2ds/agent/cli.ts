@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
-import { addAdmissionOptions, checkDataPlaneFlags } from '../flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, checkDataPlaneFlags } from '../flags.js';
 import { admissionOptionsOf, type AdmissionFlags } from '../admission.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
@@ -35,6 +35,7 @@ interface StartFlags extends AdmissionFlags {
   maxBufferMemory: number;
   waitTimeout: number;
   orphanTimeout: number;
+  wanDeadAfter: number;
   verbose?: boolean;
   logJson?: boolean;
   logFormat: LogFormat;
@@ -71,7 +72,8 @@ const start: Command = addAdmissionOptions(program
     'drop every stream (connections reset, ports freed) when no s2cs has called this agent for this long (s2cs polls each second); 0: never, so streams outlive a crashed s2cs',
     option(integer(0, 31_536_000)),
     0,
-  ))
+  )
+  .option(WAN_DEAD_AFTER_FLAG.flags, WAN_DEAD_AFTER_FLAG.help, option(integer(WAN_DEAD_AFTER_FLAG.min, WAN_DEAD_AFTER_FLAG.max)), WAN_DEAD_AFTER_FLAG.default))
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -133,6 +135,7 @@ const start: Command = addAdmissionOptions(program
         waitTimeoutMs: flags.waitTimeout * 1000,
         orphanTimeoutMs: flags.orphanTimeout * 1000,
         ...admissionOptionsOf(flags),
+        wanDeadAfterMs: flags.wanDeadAfter * 1000,
         logger,
       });
     } catch (err) {

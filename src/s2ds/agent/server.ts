@@ -33,6 +33,8 @@ export interface AgentOptions extends AdmissionOptions {
   waitTimeoutMs?: number;
   /** Drop every stream when no s2cs has called for this long (--orphan-timeout); 0 or absent: never. */
   orphanTimeoutMs?: number;
+  /** --wan-dead-after, ms (default 30 s). */
+  wanDeadAfterMs?: number;
   logger: Logger;
 }
 
@@ -75,6 +77,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
     handshakeTimeoutMs: opts.handshakeTimeoutMs,
     refusals,
+    wanDeadAfterMs: opts.wanDeadAfterMs,
     logger: opts.logger,
   });
   const name = opts.name ?? `${hostname()} ${formatListen(opts.listen)}`;

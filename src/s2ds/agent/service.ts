@@ -220,6 +220,7 @@ export class AgentService {
       spare_ports: this.sparesHeld(),
       refusals: engine.refusalTotals(),
       pending_connections: engine.pendingConnections(),
+      wan_breaks: engine.wanBreakTotals(),
     };
   }
 

@@ -1,6 +1,7 @@
 // Original file: proto/s2ds.proto
 
 import type { RefusalCount as _scistream_s2ds_RefusalCount, RefusalCount__Output as _scistream_s2ds_RefusalCount__Output } from '../../scistream/s2ds/RefusalCount';
+import type { WanBreakCount as _scistream_s2ds_WanBreakCount, WanBreakCount__Output as _scistream_s2ds_WanBreakCount__Output } from '../../scistream/s2ds/WanBreakCount';
 import type { Long } from '@grpc/proto-loader';
 
 export interface AgentHealth {
@@ -16,6 +17,7 @@ export interface AgentHealth {
   'started_at_ms'?: (number | string | Long);
   'spare_ports'?: (number);
   'refusals'?: (_scistream_s2ds_RefusalCount)[];
+  'wan_breaks'?: (_scistream_s2ds_WanBreakCount)[];
   'pending_connections'?: (number);
 }
 
@@ -32,5 +34,6 @@ export interface AgentHealth__Output {
   'started_at_ms': (string);
   'spare_ports': (number);
   'refusals': (_scistream_s2ds_RefusalCount__Output)[];
+  'wan_breaks': (_scistream_s2ds_WanBreakCount__Output)[];
   'pending_connections': (number);
 }

@@ -1,0 +1,81 @@
+// TCP keepalive and TCP_USER_TIMEOUT on every data socket (WAN and LAN, TLS and
+// plain, accepted and opened), through the native addon of linger.ts.
+//
+// Why: without them a connection whose peer vanished (a host that died, a firewall
+// that black-holes the path) stays open until the kernel's retransmissions give
+// up, about 15 minutes with data in flight and never when idle (measured: a
+// consumer hung 21.5 min behind a black-holed WAN leg). With them the kernel
+// fails the socket (ETIMEDOUT) after about --wan-dead-after: probes start after
+// half of it on an idle connection, and data unacknowledged for all of it ends
+// the connection. Not sooner: an outage shorter than --wan-dead-after must lose
+// nothing and kill nothing (TCP retransmits through it).
+//
+// Without the addon Node's setKeepAlive sets the idle time only (the kernel's
+// probe interval and count, no user timeout); s2cs and s2ds warn at start.
+import type { Socket } from 'node:net';
+import { errnoError, nativeSocketAddon, socketFd } from './linger.js';
+
+/** What a data socket is set to for a given --wan-dead-after. */
+export interface KeepAlive {
+  /** Idle time before the first probe (TCP_KEEPIDLE), seconds. */
+  idleS: number;
+  /** Between probes (TCP_KEEPINTVL), seconds. */
+  intervalS: number;
+  /** Unanswered probes before the connection fails (TCP_KEEPCNT). */
+  count: number;
+  /** Data unacknowledged this long fails the connection (TCP_USER_TIMEOUT), ms. */
+  userTimeoutMs: number;
+}
+
+/** Probes start after half of `deadAfterMs`; three unanswered ones a sixth apart end it: about deadAfterMs in all. */
+export function keepAliveFor(deadAfterMs: number): KeepAlive {
+  const s = deadAfterMs / 1000;
+  return {
+    idleS: Math.max(1, Math.round(s / 2)),
+    intervalS: Math.max(1, Math.round(s / 6)),
+    count: 3,
+    userTimeoutMs: Math.max(1000, Math.round(deadAfterMs)),
+  };
+}
+
+/** Whether the addon can set the probe interval, count and user timeout here. */
+export function keepAliveNative(): boolean {
+  return typeof nativeSocketAddon()?.setKeepAlive === 'function';
+}
+
+/**
+ * Sets keepalive and the user timeout on a data socket (a TLS socket: on its TCP
+ * descriptor). Best effort, per connection: a socket already closed by its peer
+ * may refuse, and then it does not matter.
+ */
+export function keepDataSocketAlive(socket: Socket, deadAfterMs: number): void {
+  const k = keepAliveFor(deadAfterMs);
+  const addon = nativeSocketAddon();
+  const fd = socketFd(socket);
+  if (addon?.setKeepAlive && fd !== undefined) {
+    addon.setKeepAlive(fd, k.idleS, k.intervalS, k.count, k.userTimeoutMs);
+    return;
+  }
+  try {
+    socket.setKeepAlive(true, k.idleS * 1000);
+  } catch {
+    // a socket without a handle any more: nothing to keep alive
+  }
+}
+
+/** Sets the values on a descriptor; throws the errno's error, or when the addon is absent. */
+export function setKeepAlive(fd: number, k: KeepAlive): void {
+  const addon = nativeSocketAddon();
+  if (!addon?.setKeepAlive) throw new Error('the native addon (native/build/linger.node) with setKeepAlive is not loaded');
+  const errno = addon.setKeepAlive(fd, k.idleS, k.intervalS, k.count, k.userTimeoutMs);
+  if (errno !== 0) throw errnoError(errno, 'setsockopt', 'keepalive');
+}
+
+/** A descriptor's keepalive settings read back; throws the errno's error, or when the addon is absent. */
+export function getKeepAlive(fd: number): KeepAlive & { on: boolean } {
+  const addon = nativeSocketAddon();
+  if (!addon?.getKeepAlive) throw new Error('the native addon (native/build/linger.node) with getKeepAlive is not loaded');
+  const [errno, on, idleS, intervalS, count, userTimeoutMs] = addon.getKeepAlive(fd);
+  if (errno !== 0) throw errnoError(errno, 'getsockopt', 'keepalive');
+  return { on: on !== 0, idleS, intervalS, count, userTimeoutMs };
+}
