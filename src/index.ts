@@ -1,5 +1,5 @@
 // SciStream as a library, for workflow engines and application controllers.
-export { requestStream, inboundRequest, outboundRequest, request1, releaseStream, gatewayCapabilities } from './s2uc/flows.js';
+export { requestStream, inboundRequest, outboundRequest, request1, releaseStream, gatewayCapabilities, MAX_LIFETIME_S } from './s2uc/flows.js';
 export type { ConnectionMap, SideResult, StreamSpec, FlowOptions, GatewayCapabilities } from './s2uc/flows.js';
 export { streamStatus, gatewaysStatus, type GatewayStatus, type GatewayFailure, type StatusReport, type StreamStatusRow } from './s2uc/status.js';
 export { sendHello, type HelloResult } from './app/controller.js';

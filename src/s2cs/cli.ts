@@ -6,7 +6,7 @@ import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { canBind } from '../s2ds/flags.js';
-import { parseRate, parseSize } from '../units.js';
+import { parseDuration, parseRate, parseSize } from '../units.js';
 import { RATE_POLICIES } from './streams/index.js';
 import { startControlServer } from './server.js';
 import { DEFAULTS } from './server-settings.js';
@@ -39,6 +39,8 @@ const start: Command = program
   .option('--max-conn <n>', 'most connections one stream may ask for', option(integer(1, 4096)), DEFAULTS.maxConn)
   // Leases and limits (issue 9): what one abandoned setup or one user may hold.
   .option('--setup-timeout <seconds>', `release a stream that has no UpdateTargets this long after its request (default: ${DEFAULTS.setupTimeoutMs / 1000}, or --hello-timeout when longer; never below it)`, option(integer(1, 86_400)))
+  .option('--idle-stream-timeout <duration>', 'release a stream that has had no connection this long, counted from its connection map or from the end of its last connection: seconds, or e.g. 30m, 2h; 0: never', option(parseDuration), DEFAULTS.idleStreamTimeoutMs / 1000)
+  .option('--max-stream-lifetime <duration>', 'release every stream this long after its request at the latest, whatever lifetime it asked for (s2uc --lifetime): seconds, or e.g. 12h, 7d (default: no bound)', option(parseDuration))
   .option('--max-ports-per-user <n>', 'ports one identity may hold at once across its streams; with --auth none, one caller address (default: half the port range, at least --max-conn)', option(integer(1, 65_536)))
   .option('--max-pending-hellos <n>', 'producer Hellos held before their request, from all addresses; consumer Hellos waiting for theirs: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellos)
   .option('--max-pending-hellos-per-peer <n>', 'the same from one address (IPv6: one /64); consumer Hellos: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellosPerPeer)
@@ -181,6 +183,8 @@ const start: Command = program
         portRange,
         helloTimeoutMs: flags.helloTimeout * 1000,
         setupTimeoutMs: setupTimeout * 1000,
+        idleStreamTimeoutMs: flags.idleStreamTimeout * 1000,
+        maxStreamLifetimeMs: flags.maxStreamLifetime ? flags.maxStreamLifetime * 1000 : undefined,
         maxPortsPerUser,
         maxPendingHellos: flags.maxPendingHellos,
         maxPendingHellosPerPeer: flags.maxPendingHellosPerPeer,

@@ -27,6 +27,10 @@ export interface StartFlags {
   portRange: string;
   helloTimeout: number;
   setupTimeout?: number;
+  /** Seconds; 0: never. */
+  idleStreamTimeout: number;
+  /** Seconds; absent or 0: no bound. */
+  maxStreamLifetime?: number;
   maxPortsPerUser?: number;
   maxPendingHellos: number;
   maxPendingHellosPerPeer: number;

@@ -14,7 +14,7 @@ export interface MetricsSources {
   refusals: Refusals;
 }
 
-const STATES: readonly StreamState[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready'];
+const STATES: readonly (StreamState | 'broken')[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready', 'broken'];
 /**
  * Which family counts each refusal kind: data connections refused at the listeners
  * (wan), or rpcs refused before a stream is taken on (admission: a req over a user's
@@ -44,7 +44,7 @@ export class GatewayMetrics {
     const { table, dataServer, refusals } = src;
     new Gauge({
       name: 'scistream_streams',
-      help: 'Streams held by the gateway, by state (reserving, awaiting-hello, awaiting-update, ready)',
+      help: 'Streams held by the gateway, by state (reserving, awaiting-hello, awaiting-update, ready, broken)',
       labelNames: ['state'],
       registers,
       collect() {

@@ -38,6 +38,7 @@ export function encodeRecord(p: PersistedStream): Uint8Array {
     role: p.request.role,
     numConn: p.request.numConn,
     rate: p.request.rate,
+    ...(p.request.lifetimeS ? { lifetimeS: p.request.lifetimeS } : {}),
     owner: { subject: p.owner.subject, username: p.owner.username, clientId: p.owner.clientId },
     appSecretHash: p.appSecretHash,
     state: p.state,
@@ -94,7 +95,7 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
   const hash = str('appSecretHash');
   if (hash !== '' && !/^[0-9a-f]{64}$/.test(hash)) throw new Error('its record has a malformed application secret hash');
   return {
-    request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1) },
+    request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1), ...(r.lifetimeS === undefined ? {} : { lifetimeS: int('lifetimeS', 1, 2 ** 32 - 1) }) },
     owner: {
       subject: owner.subject,
       ...(typeof owner.username === 'string' ? { username: owner.username } : {}),

@@ -72,6 +72,8 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       to_target_bps: s.toTargetBps,
       from_target_bps: s.fromTargetBps,
       cap_bps: s.capBps,
+      broken_reason: s.brokenReason,
+      expires_in_s: s.expiresInS,
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
 import { AgentCallError } from './remote.js';
+import { mergeEnds } from './connection-ends.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -551,6 +552,7 @@ export class AgentPool implements DataServer {
       sum.bytesToTarget += st.bytesToTarget;
       sum.bytesFromTarget += st.bytesFromTarget;
       sum.refusedConnections += st.refusedConnections;
+      mergeEnds(sum, st);
     }
     return sum;
   }

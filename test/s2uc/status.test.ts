@@ -32,6 +32,8 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     rate: 0,
     capBps: 0,
     state: 'ready',
+    brokenReason: '',
+    expiresInS: 0,
     owner: 'alice',
     ageS: 192,
     leaseRemainingS: 0,

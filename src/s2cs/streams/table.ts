@@ -39,7 +39,7 @@ export class StreamTable {
     this.leases = new Leases(this.state, (record, why, level) => this.releases.release(record, why, level));
     this.keeper = new RecordKeeper(this.state);
     this.releases = new Releases(this.state, this.leases, this.admission);
-    this.sampler = new RateSampler(this.state);
+    this.sampler = new RateSampler(this.state, (now) => this.leases.check(now));
     const { state, admission, leases, hellos, keeper, releases } = this;
     this.parts = { state, admission, leases, hellos, keeper, release: (record, why, level) => releases.release(record, why, level) };
   }
