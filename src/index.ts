@@ -13,3 +13,5 @@ export type { Role } from './protocol/validate.js';
 export type { HelloOptions } from './app/controller.js';
 export { UserAuth, type UserAuthOptions } from './s2uc/auth/login.js';
 export { createAuthenticator, type Authenticator, type AuthConfig, type Identity } from './auth/index.js';
+// Durations (StreamSpec.lifetimeS from "30m", "2h") and rates (StreamSpec.rate from "200Mbit/s") as users write them.
+export { parseDuration, parseRate } from './units.js';
