@@ -16,6 +16,7 @@ import { validateRequest } from '../../src/protocol/validate.js';
 import { captureLogger } from '../auth/capture.js';
 import { tempDir } from '../support/agent.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { startReferenceGateway } from '../support/reference-gateway.js';
 import { canConnect } from '../support/sockets.js';
 import { until } from '../support/until.js';
 
@@ -334,6 +335,21 @@ describe('reference-style requests', () => {
       assert.equal(s?.broken_reason, '');
     } finally {
       await gw.close();
+      await app.close();
+    }
+  });
+
+  test('--lifetime towards a reference-like gateway: it ignores the field, the stream is set up, s2uc warns', async () => {
+    const ref = await startReferenceGateway({ helloTimeoutMs: 10_000 });
+    const app = await producerApp();
+    try {
+      const warnings: string[] = [];
+      const r = await outboundRequest(ref.address, [app.address], { numConn: 1, lifetimeS: 60 }, { ...OPTS, onWarning: (w) => warnings.push(w) });
+      assert.equal(r.listeners.length, 1);
+      assert.deepEqual(warnings, [`${ref.address} is the Python reference's s2cs, which ignores the stream's lifetime: there the stream lives until it is released`]);
+      await releaseStream(r.uid, [ref.address], OPTS);
+    } finally {
+      await ref.close();
       await app.close();
     }
   });
