@@ -63,7 +63,7 @@ export class ConnectionEnds {
 
 /**
  * The ends of one stream over several data servers: counts add up, and the last
- * end is the latest of theirs. `parts` without counts (an agent from before them) add nothing.
+ * end is the latest of theirs. A part without counts (an agent from before them) adds nothing.
  */
 export function mergeEnds(into: Partial<ConnectionEndCounts>, part: Partial<ConnectionEndCounts>): void {
   into.cleanEnds = (into.cleanEnds ?? 0) + (part.cleanEnds ?? 0);

@@ -13,6 +13,8 @@ import { sendHello } from '../../src/app/controller.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { outboundRequest, releaseStream, requestStream, type ConnectionMap } from '../../src/s2uc/flows.js';
 import { validateRequest } from '../../src/protocol/validate.js';
+import { RemoteError } from '../../src/protocol/client.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { captureLogger } from '../auth/capture.js';
 import { tempDir } from '../support/agent.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
@@ -316,6 +318,19 @@ describe('lifetimes: Request.lifetime_s and --max-stream-lifetime', () => {
     const [longWhy, noneWhy] = await Promise.all([until('the long one released', 6000, () => endedOn(gw, long.uid)), until('the other released', 6000, () => endedOn(gw, none.uid))]);
     assert.equal(longWhy, 'lifetime over: 3 s since its request (--max-stream-lifetime of this gateway, below the 100 s requested)');
     assert.equal(noneWhy, 'lifetime over: 3 s since its request (--max-stream-lifetime of this gateway)');
+  });
+
+  test('a retried req must repeat its lifetime, as any other field', async () => {
+    const uid = randomUUID();
+    const first = await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0, lifetime_s: 100 });
+    assert.deepEqual((await gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0, lifetime_s: 100 })).listeners, first.listeners);
+    await assert.rejects(gw.client.req({ uid, role: 'CONS', num_conn: 1, rate: 0, lifetime_s: 50 }), (err: unknown) => {
+      assert.ok(err instanceof RemoteError);
+      assert.equal(err.code, grpcStatus.ALREADY_EXISTS);
+      assert.match(err.details, /lifetime_s=100/);
+      return true;
+    });
+    await gw.client.release({ uid });
   });
 });
 

@@ -77,9 +77,9 @@ export class StreamTable {
     const existing = this.state.records.get(request.uid);
     if (existing) {
       const r = existing.request;
-      if (r.role !== request.role || r.numConn !== request.numConn || r.rate !== request.rate) {
+      if (r.role !== request.role || r.numConn !== request.numConn || r.rate !== request.rate || (r.lifetimeS ?? 0) !== (request.lifetimeS ?? 0)) {
         throw alreadyExists(
-          `uid ${request.uid} is already in use here with role=${r.role} num_conn=${r.numConn} rate=${r.rate}; ` +
+          `uid ${request.uid} is already in use here with role=${r.role} num_conn=${r.numConn} rate=${r.rate}${r.lifetimeS ? ` lifetime_s=${r.lifetimeS}` : ''}; ` +
             'a retry must repeat the same fields; for a different stream use a new uid',
         );
       }
