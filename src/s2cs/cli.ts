@@ -304,6 +304,7 @@ addExamples(program, {
     's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5299 --workers 4    # four local data-server processes, 50 ports each',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --metrics-listen 127.0.0.1:9464    # Prometheus at /metrics, status page at http://127.0.0.1:9464/',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --s2ds 10.0.0.2:6000 --s2ds 10.0.0.3:6000 --s2ds-cert /etc/scistream/agents.pem    # agents on two gateway nodes',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --idle-stream-timeout 30m --max-stream-lifetime 7d    # let go of streams idle for 30 min, and of every stream after a week',
   ],
 });
 

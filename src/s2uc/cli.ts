@@ -337,6 +337,7 @@ addExamples(program, {
   request: [
     's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4',
     's2uc --server-cert gateways.pem request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4 --app-secret-file prod.secret --json',
+    's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --lifetime 2h    # both gateways release it two hours after the request',
   ],
   'inbound-request': [
     's2uc inbound-request --s2cs gw-a.example.org:5000 --targets 10.0.0.5:5074,10.0.0.5:5075 --num-conn 2',
