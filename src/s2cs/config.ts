@@ -31,6 +31,8 @@ export interface StartFlags {
   idleStreamTimeout: number;
   /** Seconds; absent or 0: no bound. */
   maxStreamLifetime?: number;
+  /** Seconds; 0: broken streams are not released. */
+  brokenGrace: number;
   maxPortsPerUser?: number;
   maxPendingHellos: number;
   maxPendingHellosPerPeer: number;

@@ -78,7 +78,7 @@ export interface ControlServerOptions {
   spareListeners?: number;
   /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
   setupTimeoutMs?: number;
-  /** Stream lifetimes after setup (streams/leases.ts): --idle-stream-timeout (default 1 h; 0: never), --max-stream-lifetime (default: none), and the grace a broken stream gets (default 5 s). */
+  /** Stream lifetimes after setup (streams/leases.ts): --idle-stream-timeout (default 1 h; 0: never), --max-stream-lifetime (default: none), --broken-grace (default 5 s; 0: broken streams are not released). */
   idleStreamTimeoutMs?: number;
   maxStreamLifetimeMs?: number;
   brokenGraceMs?: number;

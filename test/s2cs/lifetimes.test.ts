@@ -228,6 +228,34 @@ describe('broken streams', () => {
   });
 });
 
+describe('--broken-grace 0', () => {
+  test('a broken stream is shown broken and kept (applications that end their connections with resets)', async () => {
+    const app = await producerApp();
+    const gw = await startGateway({ brokenGraceMs: 0 });
+    try {
+      const { uid, listeners } = await referenceStream(gw, app.address);
+      const c = await consumerConnection(listeners[0]!);
+      c.socket.resetAndDestroy();
+      await until('the stream broken', 5000, async () => {
+        const st = await streamOn(gw, uid);
+        return st?.state === 'broken' ? st : undefined;
+      });
+      await sleep(1500);
+      const still = await streamOn(gw, uid);
+      assert.equal(still?.state, 'broken');
+      // Only the idle deadline (the default hour, from the last end) remains.
+      assert.ok(still!.expires_in_s > 3590, `expires in ${still!.expires_in_s} s`);
+      // A new connection makes it ready again.
+      const again = await consumerConnection(listeners[0]!);
+      assert.equal((await streamOn(gw, uid))?.state, 'ready');
+      again.socket.destroy();
+    } finally {
+      await gw.close();
+      await app.close();
+    }
+  });
+});
+
 /** A single gateway; the stream a reference client sets up: req (no lifetime) and UpdateTargets to `target`. */
 async function referenceStream(gw: TestGateway, target: string, lifetime_s?: number): Promise<{ uid: string; listeners: string[] }> {
   const uid = randomUUID();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
 import { ControlConnection } from '../../src/protocol/client.js';
 import { until } from '../support/until.js';
@@ -35,7 +35,7 @@ describe('s2uc --lifetime against s2cs --idle-stream-timeout and --max-stream-li
     const range = await freePortRange(8);
     // From a configuration file: the keys are the flags' names.
     const config = join(home, 's2cs.toml');
-    writeFileSync(config, 'idle-stream-timeout = "3s"\nmax-stream-lifetime = "1h"\n');
+    writeFileSync(config, 'idle-stream-timeout = "3s"\nmax-stream-lifetime = "1h"\nbroken-grace = "1s"\n');
     s2cs = spawnCli('s2cs', ['start', '--config', config, '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, '--state-dir', join(home, 's2cs')], { env });
     await s2cs.waitFor(/s2cs ready/, { timeoutMs: 20_000 });
     address = `127.0.0.1:${port}`;
@@ -70,6 +70,24 @@ describe('s2uc --lifetime against s2cs --idle-stream-timeout and --max-stream-li
     const st = await run('s2uc', ['--insecure', 'status', '--s2cs', address]);
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, /^ {4}expires {6}in [0-3]s$/m);
+  });
+
+  test('--broken-grace 1s: a stream whose connection was reset is released as broken a second after', async () => {
+    const r = await run('s2uc', ['--insecure', 'outbound-request', '--s2cs', address, '--remote-listeners', targetAddress, '--num-conn', '1', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { uid: string; listeners: string[] };
+    const [host, port] = out.listeners[0]!.split(':');
+    const socket = connect({ host: host!, port: Number(port) });
+    socket.on('error', () => {});
+    await until('the connection forwarded', 5000, async () => ((await control.status({ uid: out.uid })).streams[0]?.active_connections === 1 ? true : undefined));
+    const resetAt = Date.now();
+    socket.resetAndDestroy();
+    const why = await until('the broken stream released', 5000, async () => {
+      const st = await control.status({});
+      return st.streams.some((x) => x.uid === out.uid) ? undefined : st.ended.find((e) => e.uid === out.uid)?.why;
+    });
+    assert.match(why, /^broken: its last connection ended abnormally \(ECONNRESET\)/);
+    assert.ok(Date.now() - resetAt >= 1000, `released ${Date.now() - resetAt} ms after the reset`);
   });
 
   test('a --lifetime that is not a duration is a usage error naming the flag', async () => {

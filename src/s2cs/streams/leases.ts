@@ -3,8 +3,9 @@
 // it, the gateway lets the stream go by itself when
 // - it is broken: it had connections, none is open (active or waiting), and the
 //   last to end ended abnormally (a reset, an error, a dead WAN peer: every one
-//   since the last clean end did), for longer than a short grace (BROKEN_GRACE_MS,
-//   so that an application that reconnects at once is not cut off);
+//   since the last clean end did), for longer than a short grace (--broken-grace,
+//   default BROKEN_GRACE_MS, so that an application that reconnects at once is not
+//   cut off; 0: never, for applications that end their connections with resets);
 // - it is idle: no connection for --idle-stream-timeout, counted from the map or
 //   from the end of its last connection;
 // and, in any state, when its lifetime is over: Request.lifetime_s (s2uc
@@ -107,7 +108,8 @@ export function lifetimeOf(record: StreamRecord, stats: StreamStats | undefined,
     const lastEndAt = stats.lastEndAt ?? 0;
     if (open === 0 && ended > 0 && stats.lastEndAbnormal) {
       broken = brokenReason(stats);
-      nearer(lastEndAt + (opts.brokenGraceMs ?? BROKEN_GRACE_MS), `broken: ${broken}`, 'warn');
+      const grace = opts.brokenGraceMs ?? BROKEN_GRACE_MS;
+      if (grace > 0) nearer(lastEndAt + grace, `broken: ${broken}`, 'warn');
     }
     const idleMs = opts.idleStreamTimeoutMs ?? 0;
     if (idleMs > 0 && open === 0) {

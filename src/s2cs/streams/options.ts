@@ -30,7 +30,8 @@ export interface StreamTableOptions {
   /**
    * How long a broken stream (its connections all ended abnormally) is kept before
    * it is released, so that an application that reconnects at once is not cut off
-   * (default BROKEN_GRACE_MS).
+   * (--broken-grace; default BROKEN_GRACE_MS); 0: broken streams are shown, never
+   * released for it (applications that end their connections with resets, iperf3 -R -P 4).
    */
   brokenGraceMs?: number;
   /** Producer Hellos that may wait for their req at once, all peers together, and from one peer address. */
