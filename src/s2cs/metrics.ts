@@ -70,6 +70,16 @@ export class GatewayMetrics {
       },
     });
     new Counter({
+      name: 'scistream_streams_let_go_total',
+      help: 'Streams the gateway released by itself after setup since it started, by reason: broken (connections ended abnormally), idle (--idle-stream-timeout), lifetime (its own or --max-stream-lifetime)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(table.streamsLetGo)) this.inc({ reason }, n);
+      },
+    });
+    new Counter({
       name: 'scistream_bytes_total',
       help: 'Bytes forwarded by the gateway since it started, to_target (towards the stream target) or from_target',
       labelNames: ['direction'],

@@ -181,6 +181,7 @@ describe('broken streams', () => {
     assert.ok(await allClosed([...map.consListeners, ...map.prodListeners]), 'every listener of the stream closed');
     assert.equal(cons.server.dataServer.ports().reserved, 0);
     await until('the worker reports its ports free', 5000, async () => (prod.server.dataServer.ports().reserved === 0 ? true : undefined));
+    assert.match(await cons.server.metrics.registry.metrics(), /^scistream_streams_let_go_total\{reason="broken"\} 1$/m);
     for (const [lines, gw] of [[prodLog.lines, 'producer'], [consLog.lines, 'consumer']] as const) {
       const logged = releasedLines(lines, uid);
       assert.equal(logged.length, 1, `one release logged on the ${gw} gateway`);
@@ -292,6 +293,7 @@ describe('--idle-stream-timeout', () => {
     assert.ok(await allClosed(listeners));
     assert.equal(gw.server.dataServer.ports().reserved, 0);
     assert.equal(releasedLines(log.lines, uid)[0]?.['why'], why);
+    assert.match(await gw.server.metrics.registry.metrics(), /^scistream_streams_let_go_total\{reason="idle"\} 1$/m);
   });
 
   test('an open connection keeps a stream; its idle clock starts when the connection ends', async () => {

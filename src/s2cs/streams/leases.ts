@@ -17,7 +17,13 @@ import type { StreamStats } from '../../s2ds/index.js';
 import { BROKEN_GRACE_MS, type StreamTableOptions } from './options.js';
 import type { Release, StreamRecord, TableState } from './record.js';
 
+/** Why the gateway let a stream go by itself after setup (scistream_streams_let_go_total). */
+export type LetGoReason = 'broken' | 'idle' | 'lifetime';
+
 export class Leases {
+  /** Streams let go since start, by why (the setup lease's are not counted here). */
+  readonly letGo: Record<LetGoReason, number> = { broken: 0, idle: 0, lifetime: 0 };
+
   constructor(
     private readonly state: TableState,
     private readonly release: Release,
@@ -47,6 +53,7 @@ export class Leases {
       if (record.targets) record.mappedAt ??= now;
       const { deadline } = lifetimeOf(record, this.state.opts.dataServer.stats(record.request.uid), this.state.opts, now);
       if (!deadline || deadline.at > now) continue;
+      this.letGo[deadline.reason]++;
       void this.release(record, deadline.why, deadline.level).catch((err: unknown) =>
         this.state.opts.logger.error({ uid: record.request.uid, err, why: deadline.why }, 'releasing a stream whose lifetime is over failed'),
       );
@@ -80,6 +87,7 @@ export class Leases {
 export interface Deadline {
   /** ms since epoch. */
   at: number;
+  reason: LetGoReason;
   why: string;
   /** How the release is logged: a broken stream is a warning, an end of life expected. */
   level: 'info' | 'warn';
@@ -96,11 +104,11 @@ export interface Lifetime {
 /** A stream's lifetime now, from its record and its data servers' counters (`stats`). */
 export function lifetimeOf(record: StreamRecord, stats: StreamStats | undefined, opts: StreamTableOptions, now: number): Lifetime {
   let deadline: Deadline | undefined;
-  const nearer = (at: number, why: string, level: Deadline['level']) => {
-    if (!deadline || at < deadline.at) deadline = { at, why, level };
+  const nearer = (at: number, reason: LetGoReason, why: string, level: Deadline['level']) => {
+    if (!deadline || at < deadline.at) deadline = { at, reason, why, level };
   };
   const limit = lifetimeLimit(record.request.lifetimeS ?? 0, opts.maxStreamLifetimeMs ?? 0);
-  if (limit) nearer(record.createdAt + limit.ms, `lifetime over: ${duration(limit.ms)} since its request (${limit.by})`, 'info');
+  if (limit) nearer(record.createdAt + limit.ms, 'lifetime', `lifetime over: ${duration(limit.ms)} since its request (${limit.by})`, 'info');
   let broken = '';
   if (record.targets && stats) {
     const open = stats.activeConnections + stats.waitingConnections;
@@ -109,12 +117,12 @@ export function lifetimeOf(record: StreamRecord, stats: StreamStats | undefined,
     if (open === 0 && ended > 0 && stats.lastEndAbnormal) {
       broken = brokenReason(stats);
       const grace = opts.brokenGraceMs ?? BROKEN_GRACE_MS;
-      if (grace > 0) nearer(lastEndAt + grace, `broken: ${broken}`, 'warn');
+      if (grace > 0) nearer(lastEndAt + grace, 'broken', `broken: ${broken}`, 'warn');
     }
     const idleMs = opts.idleStreamTimeoutMs ?? 0;
     if (idleMs > 0 && open === 0) {
       const since = Math.max(record.mappedAt ?? now, lastEndAt);
-      nearer(since + idleMs, `idle: no connection for ${duration(idleMs)} (--idle-stream-timeout)`, 'info');
+      nearer(since + idleMs, 'idle', `idle: no connection for ${duration(idleMs)} (--idle-stream-timeout)`, 'info');
     }
   }
   return { broken, deadline };

@@ -12,7 +12,7 @@ import type { AdoptedStream } from '../../s2ds/index.js';
 import { RateWindow } from '../rates.js';
 import { Admission } from './admission.js';
 import { HelloRendezvous, type HelloCredentials } from './hello.js';
-import { Leases } from './leases.js';
+import { Leases, type LetGoReason } from './leases.js';
 import type { RatePolicy, StreamTableOptions, TableSettings } from './options.js';
 import { checkOwner } from './ownership.js';
 import { adoptStreams, RecordKeeper, type AdoptionParts } from './persistence.js';
@@ -59,7 +59,12 @@ export class StreamTable {
     return this.releases.releasedBytes;
   }
 
-  get size(): number {
+  /** Streams the gateway let go by itself after setup since it started: broken, idle, lifetime over (leases.ts). */
+  get streamsLetGo(): Readonly<Record<LetGoReason, number>> {
+    return this.leases.letGo;
+  }
+
+    get size(): number {
     return this.state.records.size;
   }
 
