@@ -13,6 +13,7 @@ import { sendHello } from '../../src/app/controller.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { outboundRequest, releaseStream, requestStream, type ConnectionMap } from '../../src/s2uc/flows.js';
 import { validateRequest } from '../../src/protocol/validate.js';
+import { freePort, freePortRange, spawnCli } from '../../src/demo/procs.js';
 import { RemoteError } from '../../src/protocol/client.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { captureLogger } from '../auth/capture.js';
@@ -226,6 +227,48 @@ describe('broken streams', () => {
       assert.ok(s!.expires_in_s > 3590 && s!.expires_in_s <= 3600, `expires in ${s!.expires_in_s} s`);
     }
     await releaseStream(map.uid, [prod.address, cons.address], OPTS);
+  });
+});
+
+describe('a lost peer', () => {
+  test('the producer gateway is killed: the consumer gateway sees its connections reset, and lets the stream go', async (t) => {
+    const app = await producerApp();
+    const dir = tempDir('scistream-lifetimes-peer-');
+    const port = await freePort();
+    const range = await freePortRange(8);
+    // The peer in its own process, forwarding in it (--workers 0): kill -9 takes its sockets with it.
+    const peer = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, '--state-dir', dir, '--workers', '0']);
+    const log = captureLogger();
+    const cons = await startGateway({ brokenGraceMs: 1000, logger: log.logger });
+    try {
+      await peer.waitFor(/s2cs ready/, { timeoutMs: 20_000 });
+      const prodAddress = `127.0.0.1:${port}`;
+      const uid = randomUUID();
+      const hellos: Promise<unknown>[] = [];
+      const map = await requestStream(prodAddress, cons.address, { numConn: 1, uid }, {
+        ...OPTS,
+        onAppSecret: (secret, server, role) => {
+          if (role === 'PROD') hellos.push(sendHello(server, uid, 'PROD', [app.address], { ...OPTS, appSecret: secret }));
+        },
+      });
+      await Promise.all(hellos);
+      const c = await consumerConnection(map.consListeners[0]!);
+      const killedAt = Date.now();
+      await peer.stop('SIGKILL');
+      const consumerSaw = await c.end;
+      const sawAfter = (Date.now() - killedAt) / 1000;
+      const why = await until('released on the consumer gateway', 10_000, () => endedOn(cons, uid));
+      t.diagnostic(`producer gateway killed: the consumer saw ${consumerSaw} after ${sawAfter.toFixed(1)} s; the consumer gateway released the stream ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill: "${why}"`);
+      assert.equal(consumerSaw, 'ECONNRESET');
+      assert.match(why, /^broken: its last connection ended abnormally \(ECONNRESET\)/);
+      assert.ok(await allClosed(map.consListeners));
+      assert.equal(cons.server.dataServer.ports().reserved, 0);
+    } finally {
+      if (peer.running()) await peer.stop('SIGKILL');
+      await cons.close();
+      await app.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
