@@ -17,6 +17,9 @@ import type { StreamStats } from '../../s2ds/index.js';
 import { BROKEN_GRACE_MS, type StreamTableOptions } from './options.js';
 import type { Release, StreamRecord, TableState } from './record.js';
 
+/** The states in which a stream's lifetime is checked. */
+const LIVE_STATES: ReadonlySet<string> = new Set(['awaiting-hello', 'awaiting-update', 'ready']);
+
 /** Why the gateway let a stream go by itself after setup (scistream_streams_let_go_total). */
 export type LetGoReason = 'broken' | 'idle' | 'lifetime';
 
@@ -48,7 +51,8 @@ export class Leases {
   check(now: number): void {
     for (const record of [...this.state.records.values()]) {
       // Reserving: for milliseconds, until its listeners are bound; the next check sees it.
-      if (record.state === 'released' || record.state === 'reserving') continue;
+      // Released (or being released): nothing more to do.
+      if (!LIVE_STATES.has(record.state)) continue;
       // A stream taken back from the agents: its idle clock starts when this s2cs first looks.
       if (record.targets) record.mappedAt ??= now;
       const { deadline } = lifetimeOf(record, this.state.opts.dataServer.stats(record.request.uid), this.state.opts, now);
