@@ -64,7 +64,7 @@ export class StreamTable {
     return this.leases.letGo;
   }
 
-    get size(): number {
+  get size(): number {
     return this.state.records.size;
   }
 
