@@ -63,7 +63,11 @@ export interface Gateway {
 export async function gateway(name: string, dir: string, extra: string[], workers: number, s2csScript?: string): Promise<Gateway> {
   const [port, range] = await Promise.all([freePort(), freePortRange(16)]);
   const stateDir = join(dir, name);
-  const args = ['start', '--state-dir', stateDir, '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers), ...extra];
+  // iperf3 -R -P N resets its data connections at the end of a run, which leaves a stream
+  // broken; each stream here serves every run, with other contenders' runs in between, so
+  // it is not let go for that (an s2cs to compare with may predate the flag).
+  const lifetime = s2csScript ? [] : ['--broken-grace', '0'];
+  const args = ['start', '--state-dir', stateDir, '--port', String(port), '--listener-ip', HOST, '--port-range', `${range.first}-${range.last}`, '--workers', String(workers), ...lifetime, ...extra];
   const proc = track(
     s2csScript
       ? watchChild('s2cs start', `${s2csScript} ${args.join(' ')}`, spawn(process.execPath, [s2csScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }))

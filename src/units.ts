@@ -77,3 +77,28 @@ export function formatBitRate(bytesPerSecond: number): string {
   const [value, unit] = bits >= 1e12 ? [bits / 1e12, 'Tbit/s'] : bits >= 1e9 ? [bits / 1e9, 'Gbit/s'] : bits >= 1e6 ? [bits / 1e6, 'Mbit/s'] : [bits / 1e3, 'kbit/s'];
   return `${Number(value.toPrecision(4))} ${unit}`;
 }
+
+// Durations (s2uc --lifetime, s2cs --idle-stream-timeout, --max-stream-lifetime).
+const DURATION_UNITS: Record<string, number> = { s: 1, sec: 1, m: 60, min: 60, h: 3600, d: 86_400 };
+const DURATION = /^(?:\d+(?:\.\d+)?\s*(?:s|sec|m|min|h|d)\s*)+$/i;
+const DURATION_PART = /(\d+(?:\.\d+)?)\s*(s|sec|min|m|h|d)/gi;
+
+/**
+ * Parses a duration into whole seconds: a plain number is seconds; otherwise
+ * numbers with units s, m (or min), h, d, alone or together: "90s", "30m", "2h",
+ * "1h30m", "1.5h". Rounds to the nearest second.
+ */
+export function parseDuration(text: string): number {
+  const t = typeof text === 'string' ? text.trim() : '';
+  let seconds = NaN;
+  if (/^\d+(?:\.\d+)?$/.test(t)) seconds = Number(t);
+  else if (DURATION.test(t)) {
+    seconds = 0;
+    for (const m of t.matchAll(DURATION_PART)) seconds += Number(m[1]) * DURATION_UNITS[m[2]!.toLowerCase()]!;
+  }
+  const whole = Math.round(seconds);
+  if (!Number.isSafeInteger(whole)) {
+    throw new Error(`invalid duration "${String(text)}": write seconds as a plain number, or a number with a unit s, m, h or d, e.g. 90s, 30m, 2h, 1h30m`);
+  }
+  return whole;
+}

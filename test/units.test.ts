@@ -32,3 +32,11 @@ test('formatBitRate: bytes per second in decimal bits, four digits at most', () 
   assert.equal(formatBitRate(0), '0 kbit/s');
   assert.equal(formatBitRate(2.5e12), '20 Tbit/s');
 });
+
+test('parseDuration: seconds, or numbers with units s, m, h, d, alone or together', async () => {
+  const { parseDuration } = await import('../src/units.js');
+  for (const [text, seconds] of [['90', 90], ['90s', 90], ['30m', 1800], ['30min', 1800], ['2h', 7200], ['1h30m', 5400], ['1.5h', 5400], ['7d', 604_800], [' 45 s ', 45], ['0', 0]] as const) {
+    assert.equal(parseDuration(text), seconds, text);
+  }
+  for (const bad of ['', 'soon', '-5m', '5 parsecs', 'h', '1h-30m']) assert.throws(() => parseDuration(bad), /invalid duration/, bad);
+});

@@ -17,6 +17,8 @@ export interface StreamRequest {
   role: Role;
   numConn: number;
   rate: number;
+  /** Seconds the stream may live from its req (Request.lifetime_s); absent or 0: no limit of its own. */
+  lifetimeS?: number;
 }
 
 export interface TargetUpdate {
@@ -73,7 +75,10 @@ export function validateRequest(msg: Request__Output, limits: Limits): StreamReq
   if (!Number.isInteger(msg.rate) || msg.rate < 0) {
     throw invalidArgument(`rate ${msg.rate} is not valid; give 0 (unlimited) or a positive whole number`);
   }
-  return { uid, role, numConn, rate: msg.rate };
+  const lifetimeS = msg.lifetime_s ?? 0;
+  if (!Number.isInteger(lifetimeS) || lifetimeS < 0) throw invalidArgument(`lifetime_s ${lifetimeS} is not valid; give 0 (no limit of its own) or a number of seconds`);
+  // Reference clients never send it: their requests read exactly as before.
+  return lifetimeS > 0 ? { uid, role, numConn, rate: msg.rate, lifetimeS } : { uid, role, numConn, rate: msg.rate };
 }
 
 export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {

@@ -7,8 +7,8 @@ import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, ru
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind } from '../s2ds/flags.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
-import { parseRate, parseSize } from '../units.js';
-import { RATE_POLICIES } from './streams/index.js';
+import { parseDuration, parseRate, parseSize } from '../units.js';
+import { BROKEN_GRACE_MS, RATE_POLICIES } from './streams/index.js';
 import { startControlServer } from './server.js';
 import { DEFAULTS } from './server-settings.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
@@ -43,6 +43,9 @@ const start: Command = addAdmissionOptions(program
   .option('--max-conn <n>', 'most connections one stream may ask for', option(integer(1, 4096)), DEFAULTS.maxConn)
   // Leases and limits (issue 9): what one abandoned setup or one user may hold.
   .option('--setup-timeout <seconds>', `release a stream that has no UpdateTargets this long after its request (default: ${DEFAULTS.setupTimeoutMs / 1000}, or --hello-timeout when longer; never below it)`, option(integer(1, 86_400)))
+  .option('--idle-stream-timeout <duration>', 'release a stream that has had no connection this long, counted from its connection map or from the end of its last connection: seconds, or e.g. 30m, 2h; 0: never', option(parseDuration), DEFAULTS.idleStreamTimeoutMs / 1000)
+  .option('--broken-grace <duration>', 'release a broken stream (its connections ended abnormally: reset, error, dead peer; none open) this long after its last connection ended, so that an application that reconnects at once is not cut off; 0: never (status still shows it broken), for applications that end their connections with resets', option(parseDuration), BROKEN_GRACE_MS / 1000)
+  .option('--max-stream-lifetime <duration>', 'release every stream this long after its request at the latest, whatever lifetime it asked for (s2uc --lifetime): seconds, or e.g. 12h, 7d (default: no bound)', option(parseDuration))
   .option('--max-ports-per-user <n>', 'ports one identity may hold at once across its streams; with --auth none, one caller address (default: half the port range, at least --max-conn)', option(integer(1, 65_536)))
   .option('--max-pending-hellos <n>', 'producer Hellos held before their request, from all addresses; consumer Hellos waiting for theirs: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellos)
   .option('--max-pending-hellos-per-peer <n>', 'the same from one address (IPv6: one /64); consumer Hellos: a tenth', option(integer(1, 1_000_000)), DEFAULTS.maxPendingHellosPerPeer)
@@ -205,6 +208,9 @@ const start: Command = addAdmissionOptions(program
         portRange,
         helloTimeoutMs: flags.helloTimeout * 1000,
         setupTimeoutMs: setupTimeout * 1000,
+        idleStreamTimeoutMs: flags.idleStreamTimeout * 1000,
+        maxStreamLifetimeMs: flags.maxStreamLifetime ? flags.maxStreamLifetime * 1000 : undefined,
+        brokenGraceMs: flags.brokenGrace * 1000,
         maxPortsPerUser,
         maxPendingHellos: flags.maxPendingHellos,
         maxPendingHellosPerPeer: flags.maxPendingHellosPerPeer,
@@ -335,6 +341,7 @@ addExamples(program, {
     's2cs start --port 5000 --listener-ip 198.51.100.7 --port-range 5100-5299 --workers 4    # four local data-server processes, 50 ports each',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --metrics-listen 127.0.0.1:9464    # Prometheus at /metrics, status page at http://127.0.0.1:9464/',
     's2cs start --port 5000 --listener-ip 198.51.100.7 --s2ds 10.0.0.2:6000 --s2ds 10.0.0.3:6000 --s2ds-cert /etc/scistream/agents.pem    # agents on two gateway nodes',
+    's2cs start --port 5000 --listener-ip 198.51.100.7 --idle-stream-timeout 30m --max-stream-lifetime 7d    # let go of streams idle for 30 min, and of every stream after a week',
   ],
 });
 

@@ -29,6 +29,12 @@ export interface StartFlags extends AdmissionFlags {
   portRange: string;
   helloTimeout: number;
   setupTimeout?: number;
+  /** Seconds; 0: never. */
+  idleStreamTimeout: number;
+  /** Seconds; absent or 0: no bound. */
+  maxStreamLifetime?: number;
+  /** Seconds; 0: broken streams are not released. */
+  brokenGrace: number;
   maxPortsPerUser?: number;
   maxPendingHellos: number;
   maxPendingHellosPerPeer: number;

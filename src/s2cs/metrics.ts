@@ -15,7 +15,7 @@ export interface MetricsSources {
   refusals: Refusals;
 }
 
-const STATES: readonly StreamState[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready'];
+const STATES: readonly (StreamState | 'broken')[] = ['reserving', 'awaiting-hello', 'awaiting-update', 'ready', 'broken'];
 /**
  * Which family counts each refusal kind: data connections refused at the listeners
  * (wan), or rpcs refused before a stream is taken on (admission: a req over a user's
@@ -51,7 +51,7 @@ export class GatewayMetrics {
     const { table, dataServer, refusals } = src;
     new Gauge({
       name: 'scistream_streams',
-      help: 'Streams held by the gateway, by state (reserving, awaiting-hello, awaiting-update, ready)',
+      help: 'Streams held by the gateway, by state (reserving, awaiting-hello, awaiting-update, ready, broken)',
       labelNames: ['state'],
       registers,
       collect() {
@@ -75,6 +75,16 @@ export class GatewayMetrics {
         this.set({ state: 'active' }, active);
         this.set({ state: 'waiting' }, waiting);
         this.set({ state: 'pending' }, dataServer.pendingConnections?.() ?? 0);
+      },
+    });
+    new Counter({
+      name: 'scistream_streams_let_go_total',
+      help: 'Streams the gateway released by itself after setup since it started, by reason: broken (connections ended abnormally), idle (--idle-stream-timeout), lifetime (its own or --max-stream-lifetime)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(table.streamsLetGo)) this.inc({ reason }, n);
       },
     });
     new Counter({

@@ -42,6 +42,7 @@ export function encodeRecord(p: PersistedStream): Uint8Array {
     role: p.request.role,
     numConn: p.request.numConn,
     rate: p.request.rate,
+    ...(p.request.lifetimeS ? { lifetimeS: p.request.lifetimeS } : {}),
     owner: { subject: p.owner.subject, username: p.owner.username, clientId: p.owner.clientId },
     appSecretHash: p.appSecretHash,
     controlSecretHash: p.binding.secretHash,
@@ -109,7 +110,7 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
   const bySecret = r.bindsBySecret === true;
   if (bySecret && controlHash === '') throw new Error('its record binds the stream to a control secret but holds no hash of it');
   return {
-    request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1) },
+    request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1), ...(r.lifetimeS === undefined ? {} : { lifetimeS: int('lifetimeS', 1, 2 ** 32 - 1) }) },
     owner: {
       subject: owner.subject,
       ...(typeof owner.username === 'string' ? { username: owner.username } : {}),

@@ -15,6 +15,8 @@ export const DEFAULTS = {
   maxConn: 64,
   bufferSize: 4 * 1024 * 1024,
   setupTimeoutMs: 300_000,
+  /** --idle-stream-timeout: a stream with no connection for an hour is let go. */
+  idleStreamTimeoutMs: 3_600_000,
   maxPendingHellos: 10_000,
   maxPendingHellosPerPeer: 1_000,
 } as const;

@@ -84,6 +84,10 @@ export interface ControlServerOptions extends AdmissionOptions {
   spareListeners?: number;
   /** A stream without UpdateTargets this long after its req is released (default: 300 s, or helloTimeoutMs when longer; never below it). */
   setupTimeoutMs?: number;
+  /** Stream lifetimes after setup (streams/leases.ts): --idle-stream-timeout (default 1 h; 0: never), --max-stream-lifetime (default: none), --broken-grace (default 5 s; 0: broken streams are not released). */
+  idleStreamTimeoutMs?: number;
+  maxStreamLifetimeMs?: number;
+  brokenGraceMs?: number;
   /** Ports one identity (with NoAuth: one caller address) may hold at once (default: see defaultMaxPortsPerUser). */
   maxPortsPerUser?: number;
   /** Producer Hellos held before their req: in all, and from one address (consumer Hellos waiting: a tenth of each). */
@@ -199,6 +203,9 @@ function newStreamTable(opts: ControlServerOptions, s: ServerSettings, dataServe
     dataServer,
     helloTimeoutMs: s.helloTimeoutMs,
     setupTimeoutMs: s.setupTimeoutMs,
+    idleStreamTimeoutMs: opts.idleStreamTimeoutMs ?? DEFAULTS.idleStreamTimeoutMs,
+    maxStreamLifetimeMs: opts.maxStreamLifetimeMs,
+    brokenGraceMs: opts.brokenGraceMs,
     ...helloLimits(s.maxPendingHellos, s.maxPendingHellosPerPeer, s.maxConn),
     maxPortsPerUser: opts.maxPortsPerUser ?? defaultMaxPortsPerUser(opts.portRange, s.maxConn),
     portsPerPeer: s.auth.mode === 'none',

@@ -103,6 +103,8 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       cap_bps: s.capBps,
       releasing_on: s.releasingOn ?? [],
       redacted: false,
+      broken_reason: s.brokenReason,
+      expires_in_s: s.expiresInS,
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,

@@ -22,7 +22,7 @@ th{background:#f1f5f9;font-weight:600;font-size:.9em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code{font:12px ui-monospace,monospace;white-space:nowrap}
 td.owner{overflow-wrap:anywhere;min-width:8em;max-width:18em}
-.state-ready{color:#17803d;font-weight:600}.state-down{color:#b91c1c;font-weight:600}
+.state-ready{color:#17803d;font-weight:600}.state-down,.state-broken{color:#b91c1c;font-weight:600}
 .empty{color:#718096;font-style:italic}
 svg.chart{display:block;width:120px;height:36px;background:#f1f5f9}
 .wrap{overflow-x:auto}
@@ -52,6 +52,9 @@ const SCRIPT = `
     var bits = bps * 8;
     var v = bits >= 1e12 ? [bits / 1e12, 'Tbit/s'] : bits >= 1e9 ? [bits / 1e9, 'Gbit/s'] : bits >= 1e6 ? [bits / 1e6, 'Mbit/s'] : [bits / 1e3, 'kbit/s'];
     return Number(v[0].toPrecision(4)) + ' ' + v[1];
+  }
+  function stateText(s) {
+    return s.state + (s.broken_reason ? ': ' + s.broken_reason : '') + (s.expires_in_s ? ' (let go in ' + age(s.expires_in_s) + ')' : '');
   }
   function stated(s) {
     if (s.cap_bps > 0) return bitRate(s.cap_bps) + ', held';
@@ -121,7 +124,7 @@ const SCRIPT = `
     Object.keys(history).forEach(function (u) { if (!seen[u]) delete history[u]; });
     document.getElementById('summary').textContent = summary(st);
     fill('streams', st.streams.map(function (s) {
-      var state = el('td', s.state, 'state-' + s.state);
+      var state = el('td', stateText(s), 'state-' + s.state);
       var pairs = s.listeners.map(function (l, i) { return s.targets.length ? l + ' \\u2192 ' + s.targets[i % s.targets.length] : l; });
       var chartCell = el('td');
       chartCell.appendChild(chart(history[s.uid] || []));
@@ -191,6 +194,11 @@ const rows = (list: string[], cols: number, empty: string) =>
   list.length > 0 ? list.join('\n') : `<tr><td colspan="${cols}" class="empty">${escapeHtml(empty)}</td></tr>`;
 const bps = (n: number) => formatRate(n, 1);
 
+/** A stream's state, why when broken, and when the gateway lets it go (the script's stateText() says the same). */
+export function stateText(s: { state: string; broken_reason: string; expires_in_s: number }): string {
+  return `${s.state}${s.broken_reason ? `: ${s.broken_reason}` : ''}${s.expires_in_s ? ` (let go in ${formatAge(s.expires_in_s)})` : ''}`;
+}
+
 /** A stream's stated rate and whether this gateway holds it there (the script's stated() says the same). */
 export function statedRate(s: { rate: number; cap_bps: number }): string {
   if (s.cap_bps > 0) return `${formatBitRate(s.cap_bps)}, held`;
@@ -212,7 +220,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
   const summary = summaryLine(st);
   const streams = st.streams.map((s) => {
     const pairs = s.listeners.map((l, i) => (s.targets.length ? `${l} \u2192 ${s.targets[i % s.targets.length]}` : l));
-    return `<tr>${codeCell([s.uid])}${cell(s.owner, 'owner')}${cell(s.role)}${cell(s.state, `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
+    return `<tr>${codeCell([s.uid])}${cell(s.owner, 'owner')}${cell(s.role)}${cell(stateText(s), `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
       cell(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`) +
       cell(`${formatBytes(s.bytes_to_target)} / ${formatBytes(s.bytes_from_target)}`, 'num') +
       cell(`${bps(s.to_target_bps)} / ${bps(s.from_target_bps)}`, 'num rate') +

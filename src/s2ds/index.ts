@@ -3,6 +3,7 @@
 // separate agent on each gateway (the seed: S2CS and S2DS talk over a LAN).
 import type { Address } from '../protocol/address.js';
 import type { StreamCredentials } from '../transport/index.js';
+import type { ConnectionEndCounts } from './connection-ends.js';
 
 /**
  * The stream's WAN leg. `accept`: this gateway's listeners face the WAN (the
@@ -24,7 +25,11 @@ export interface ListenerOptions {
   record?: Uint8Array;
 }
 
-export interface StreamStats {
+/**
+ * A stream's counters on a data server. The connection ends (connection-ends.ts)
+ * are absent from data servers that do not report them (agents from before them).
+ */
+export interface StreamStats extends Partial<ConnectionEndCounts> {
   uid: string;
   /** Listeners open for the stream. */
   listeners: number;
@@ -169,6 +174,7 @@ export interface AgentHandle extends DataServer {
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
 }
 
+export { ConnectionEnds, mergeEnds, type ConnectionEndCounts } from './connection-ends.js';
 export { LocalDataServer, DATA_DEFAULTS, type LocalDataServerOptions } from './local.js';
 export { connectionMemory } from './buffers.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';

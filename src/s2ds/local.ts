@@ -9,6 +9,7 @@ import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.j
 import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
+import { ConnectionEnds } from './connection-ends.js';
 import { resetOnClose } from '../transport/linger.js';
 import { keepDataSocketAlive } from '../transport/socket-options.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
@@ -97,6 +98,8 @@ class Stream {
   /** Admitted connections by listener index. */
   readonly perListener: number[];
   readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
+  /** How its forwarded connections ended (s2cs tells a broken stream by it). */
+  readonly ends = new ConnectionEnds();
   targets: Address[] | undefined;
   /** How accepted connections are taken on and targets reached; set with the targets. */
   acceptVia: Transport = TCP;
@@ -443,6 +446,7 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(out);
         out.once('close', () => stream.sockets.delete(out));
         stream.active++;
+        stream.ends.watch(socket, out);
         forward(
           socket,
           out,
@@ -626,6 +630,7 @@ export class LocalDataServer implements DataServer {
       bytesToTarget: s.counters.toTarget,
       bytesFromTarget: s.counters.fromTarget,
       refusedConnections: s.refused,
+      ...s.ends.counts(),
     };
   }
 

@@ -8,6 +8,7 @@ import { formatAddress, parseAddress, type Address } from '../protocol/address.j
 import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
 import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
+import { mergeEnds } from './connection-ends.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -626,6 +627,7 @@ export class AgentPool implements DataServer {
       sum.bytesToTarget += st.bytesToTarget;
       sum.bytesFromTarget += st.bytesFromTarget;
       sum.refusedConnections += st.refusedConnections;
+      mergeEnds(sum, st);
     }
     return sum;
   }

@@ -243,7 +243,8 @@ export class RemoteAgent implements AgentHandle {
 
   async listStreams(): Promise<AgentStream[]> {
     const r = await this.call<{ streams: StreamInfo__Output[] }>('ListStreams', {});
-    return r.streams.map(toAgentStream);
+    const now = Date.now();
+    return r.streams.map((s) => toAgentStream(s, now));
   }
 
   /** Stops polling and closes the channel. Releases nothing: the agent's streams outlive this s2cs. */
@@ -322,7 +323,7 @@ export class RemoteAgent implements AgentHandle {
     }
     this.previous = { bytes: h.bytesTotal, at: now };
     this.lastHealth = h;
-    const streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s).stats]));
+    const streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s, now).stats]));
     for (const [uid, c] of this.changed) {
       if (c.seq >= seq) {
         // Started or released after this poll asked: its answer is older than what this handle knows.
@@ -412,7 +413,9 @@ function emptyStats(uid: string, listeners: number): StreamStats {
   return { uid, listeners, activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, bytesToTarget: 0, bytesFromTarget: 0, refusedConnections: 0 };
 }
 
-function toAgentStream(s: StreamInfo__Output): AgentStream {
+/** `now`: when the answer arrived; the agent says how long ago the last connection ended, so no clocks need agree. */
+function toAgentStream(s: StreamInfo__Output, now: number): AgentStream {
+  const ended = s.clean_ends + s.abnormal_ends > 0;
   return {
     uid: s.uid,
     listeners: s.listeners,
@@ -428,6 +431,11 @@ function toAgentStream(s: StreamInfo__Output): AgentStream {
       refusedConnections: s.refused_connections,
       bytesToTarget: Number(s.bytes_to_target),
       bytesFromTarget: Number(s.bytes_from_target),
+      cleanEnds: s.clean_ends,
+      abnormalEnds: s.abnormal_ends,
+      lastEndAt: ended ? now - Number(s.ms_since_last_end) : 0,
+      lastEndAbnormal: ended && s.last_end_abnormal,
+      lastEndError: s.last_end_error.slice(0, 200),
     },
   };
 }

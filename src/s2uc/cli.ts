@@ -11,7 +11,7 @@ import type { UserAuth } from './auth/login.js';
 import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
 import type { Role } from '../protocol/validate.js';
-import { formatBitRate, parseRate } from '../units.js';
+import { formatBitRate, parseDuration, parseRate } from '../units.js';
 import { ControlSecretStore } from './control-secrets.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
@@ -31,6 +31,7 @@ interface GlobalFlags {
 interface SpecFlags {
   numConn: number;
   rate: number;
+  lifetime?: number;
   uid?: string;
   json?: boolean;
   appSecretFile?: string;
@@ -165,10 +166,23 @@ async function settled<T>(setup: Promise<T>): Promise<T> {
   }
 }
 
+/** --lifetime: a duration of at least a second that Request.lifetime_s (uint32) can carry. */
+function lifetime(text: string): number {
+  const s = parseDuration(text);
+  if (s < 1 || s > 2 ** 32 - 1) throw new Error(`--lifetime ${text}: give at least 1 s (and at most about 136 years), e.g. 90s, 30m, 2h`);
+  return s;
+}
+
+/** The stream's spec from the flags; `uid` as given. */
+function specOf(f: SpecFlags, uid = f.uid): { numConn: number; rate: number; uid?: string; lifetimeS?: number } {
+  return { numConn: f.numConn, rate: f.rate, uid, ...(f.lifetime ? { lifetimeS: f.lifetime } : {}) };
+}
+
 function specOptions(cmd: Command): Command {
   return cmd
     .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)), 5)
     .option('--rate <rate>', "the stream's rate: kB/s as a plain number (1 kB = 1,000 bytes), or with a unit: 200Mbit/s, 1Gbit/s, 25MB/s; gateways with --rate-policy cap or reserve hold the stream to it (default: 0, none stated)", option(parseRate), 0)
+    .option('--lifetime <duration>', 'how long the stream may live, from its request: seconds, or e.g. 90s, 30m, 2h; then the gateways release it (each may bound it with --max-stream-lifetime; default: until released, or idle for their --idle-stream-timeout)', option(lifetime))
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
     .option('--json', 'print one JSON object on stdout');
 }
@@ -198,6 +212,7 @@ function printSide(r: SideResult, json: boolean | undefined, what: string): void
   process.stdout.write(`gateway ${r.s2cs}: ${what}\n`);
   r.listeners.forEach((l, i) => process.stdout.write(`  ${l} -> ${r.targets[i % r.targets.length]}\n`));
   process.stdout.write(`listeners: ${r.listeners.join(',')}\n`);
+  if (r.lifetimeS) process.stdout.write(`lifetime: ${r.lifetimeS} s from the request; then the gateway releases the stream\n`);
 }
 
 secretFileOption(specOptions(
@@ -208,7 +223,7 @@ secretFileOption(specOptions(
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
 )).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
   const { requestStream } = await flows();
-  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
+  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, specOf(f), flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
   if (f.json) {
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
@@ -223,6 +238,7 @@ secretFileOption(specOptions(
   process.stdout.write(`producer gateway listeners: ${map.prodListeners.join(',')}\n`);
   process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
   if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
+  if (map.lifetimeS) process.stdout.write(`lifetime: ${map.lifetimeS} s from the request; then both gateways release the stream (s2uc status shows the time left)\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
 });
 
@@ -247,7 +263,7 @@ specOptions(
   }
   if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
   const { inboundRequest } = await flows();
-  printSide(await settled(inboundRequest(f.s2cs, targets, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
+  printSide(await settled(inboundRequest(f.s2cs, targets, specOf(f), flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
 });
 
 secretFileOption(specOptions(
@@ -262,7 +278,7 @@ secretFileOption(specOptions(
   if (uid !== undefined && f.uid !== undefined && uid !== f.uid) throw new UsageError(`the uid is given twice, as ${uid} and as --uid ${f.uid}; give it once`);
   const remote = listeners !== undefined ? parseAddressList(listeners, 'remote listeners').map(formatAddress) : f.remoteListeners;
   if (!remote) throw new UsageError('say which listeners to reach: --remote-listeners host:port[,...] (or, as the reference: outbound-request UID HOST:PORT[,...])');
-  const spec = { numConn: f.numConn, rate: f.rate, uid: uid ?? f.uid };
+  const spec = specOf(f, uid ?? f.uid);
   const { outboundRequest } = await flows();
   printSide(await settled(outboundRequest(f.s2cs, remote, spec, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
@@ -275,7 +291,7 @@ secretFileOption(specOptions(
     .option('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs'), 'localhost:5000'),
 )).action(async (f: SpecFlags & { s2cs: string }) => {
   const { request1 } = await flows();
-  printSide(await settled(request1(f.s2cs, { numConn: f.numConn, rate: f.rate, uid: f.uid }, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
+  printSide(await settled(request1(f.s2cs, specOf(f), flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
 
 program
@@ -351,6 +367,7 @@ addExamples(program, {
   request: [
     's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4',
     's2uc --server-cert gateways.pem request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --num-conn 4 --app-secret-file prod.secret --json',
+    's2uc request --prod-s2cs gw-a.example.org:5000 --cons-s2cs gw-b.example.org:5000 --lifetime 2h    # both gateways release it two hours after the request',
   ],
   'inbound-request': [
     's2uc inbound-request --s2cs gw-a.example.org:5000 --targets 10.0.0.5:5074,10.0.0.5:5075 --num-conn 2',

@@ -4,10 +4,11 @@ import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { ControlConnection, RemoteError, isReferenceUnknownUid, type ConnectionOptions } from '../protocol/client.js';
 import { validateUid, type Role } from '../protocol/validate.js';
-import { failedPrecondition } from '../protocol/errors.js';
+import { failedPrecondition, invalidArgument } from '../protocol/errors.js';
 import { createStreamCredentials } from '../security/stream-credentials.js';
 import { preloadCertificates } from '../security/certificates.js';
 import { helloUntilRequested } from '../app/controller.js';
+import type { Request } from '../protocol/contract.js';
 
 export interface FlowOptions extends ConnectionOptions {
   /** Called with the uid before anything is sent, so the user can hand it to the application controllers. */
@@ -109,6 +110,12 @@ export interface StreamSpec {
   numConn: number;
   rate?: number;
   uid?: string;
+  /**
+   * Seconds the stream may live, from its request (Request.lifetime_s): then each
+   * gateway releases it. A gateway's --max-stream-lifetime may bound it further;
+   * absent or 0: no limit of its own. The Python reference ignores it.
+   */
+  lifetimeS?: number;
 }
 
 /** The two-facility connection map: consumer -> consumer gateway -> producer gateway (WAN) -> producer. */
@@ -138,6 +145,8 @@ export interface ConnectionMap {
   wan: 'tls' | 'plain';
   /** Each gateway's --rate-policy: whether it holds the stream to `rate` (cap, reserve) or only stores it (none). */
   ratePolicies: { prod: string; cons: string };
+  /** The lifetime asked for, in seconds from the request (absent: none; each gateway may bound it, see status). */
+  lifetimeS?: number;
 }
 
 /** Reports a gateway's application secret (when it issued one) and keeps it for the result. */
@@ -152,10 +161,27 @@ function secretSink(opts: FlowOptions, server: string, role: Role): { value: str
   return sink;
 }
 
-function begin(spec: StreamSpec, opts: FlowOptions): { uid: string; rate: number } {
+/** The most Request.lifetime_s (a uint32 of seconds) can say: about 136 years. */
+export const MAX_LIFETIME_S = 2 ** 32 - 1;
+
+function begin(spec: StreamSpec, opts: FlowOptions, caps: GatewayCapabilities[]): { uid: string; rate: number; request: (role: Role) => Request } {
+  const lifetimeS = spec.lifetimeS ?? 0;
+  if (!Number.isInteger(lifetimeS) || lifetimeS < 0 || lifetimeS > MAX_LIFETIME_S) throw invalidArgument(`lifetime ${lifetimeS} s is not valid: give a whole number of seconds from 1 to ${MAX_LIFETIME_S}, or none`);
   const uid = spec.uid !== undefined ? validateUid(spec.uid, '--uid') : randomUUID();
   opts.onUid?.(uid);
-  return { uid, rate: spec.rate ?? 0 };
+  const rate = spec.rate ?? 0;
+  if (lifetimeS > 0) {
+    const ignoring = caps.filter((c) => c.implementation === 'reference').map((c) => c.server);
+    if (ignoring.length > 0) opts.onWarning?.(`${ignoring.join(' and ')} ${ignoring.length > 1 ? 'are' : 'is'} the Python reference's s2cs, which ignores the stream's lifetime: there the stream lives until it is released`);
+  }
+  // Without a lifetime the req is exactly what a reference client sends.
+  const request = (role: Role): Request => ({ uid, role, num_conn: spec.numConn, rate, ...(lifetimeS > 0 ? { lifetime_s: lifetimeS } : {}) });
+  return { uid, rate, request };
+}
+
+/** The lifetime for a result (absent when none was asked). */
+function lifetimeOf(spec: StreamSpec): { lifetimeS?: number } {
+  return spec.lifetimeS ? { lifetimeS: spec.lifetimeS } : {};
 }
 
 /**
@@ -237,7 +263,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
       requirePlaintextAccepted([prodCaps, consCaps]);
     }
     const encrypted = lacking.length === 0;
-    const { uid, rate } = begin(spec, opts);
+    const { uid, rate, request } = begin(spec, opts, [prodCaps, consCaps]);
     if (!encrypted) opts.onWarning?.(`the WAN leg of stream ${uid} is plain TCP, unencrypted and unauthenticated: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data)`);
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
@@ -248,8 +274,8 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
       if (!prodCaps.earlyAppSecret) prodSecret.take('');
       if (!consCaps.earlyAppSecret) consSecret.take('');
       const [p, c, credentials] = await Promise.all([
-        prod!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, prodSecret.take),
-        cons!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, consSecret.take),
+        prod!.req(request('PROD'), 0, prodSecret.take),
+        cons!.req(request('CONS'), undefined, consSecret.take),
         encrypted ? createStreamCredentials(uid) : undefined,
         consCaps.reqWaitsForHello ? helloForReference(cons!, uid, 'CONS', [], opts) : undefined,
       ]);
@@ -271,6 +297,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         consControlSecret: cons!.controlSecret(uid),
         wan: encrypted ? 'tls' : 'plain',
         ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
+        ...lifetimeOf(spec),
       };
       const prodAppSecret = p.app_secret || prodSecret.value;
       const consAppSecret = c.app_secret || consSecret.value;
@@ -295,10 +322,12 @@ export interface SideResult {
   appSecret?: string;
   /** What proves at the gateway that the stream is the caller's, for update and release ('' from a reference gateway). */
   controlSecret: string;
+  /** The lifetime asked for, in seconds from the request (absent: none). */
+  lifetimeS?: number;
 }
 
-function side(gw: ControlConnection, uid: string, listeners: string[], targets: string[], appSecret: string): SideResult {
-  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid) };
+function side(gw: ControlConnection, uid: string, listeners: string[], targets: string[], appSecret: string, spec: StreamSpec): SideResult {
+  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid), ...lifetimeOf(spec) };
   if (appSecret) r.appSecret = appSecret;
   return r;
 }
@@ -311,7 +340,7 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
   return withServers([s2cs], opts, async ([gw]) => {
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
-    const { uid, rate } = begin(spec, opts);
+    const { uid, request } = begin(spec, opts, [caps]);
     try {
       // The Hello goes out once the gateway has taken the req and issued the
       // stream's application secret (none when it checks no tokens). A gateway that
@@ -321,10 +350,10 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
       if (!caps.earlyAppSecret) issued('');
       const [, r] = await Promise.all([
         secret.then((app_secret) => helloUntilRequested(gw!, { uid, role: 'PROD', prod_listeners: targets, app_secret }, Date.now() + (opts.deadlineMs ?? 30_000))),
-        gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, issued),
+        gw!.req(request('PROD'), 0, issued),
       ]);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(gw!, uid, r.listeners, r.prod_listeners, '');
+      return side(gw!, uid, r.listeners, r.prod_listeners, '', spec);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -337,16 +366,16 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
   return withServers([s2cs], opts, async ([gw]) => {
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
-    const { uid, rate } = begin(spec, opts);
+    const { uid, request } = begin(spec, opts, [caps]);
     try {
       const secret = secretSink(opts, gw!.server, 'CONS');
       if (!caps.earlyAppSecret) secret.take('');
       const [r] = await Promise.all([
-        gw!.req({ uid, role: 'CONS', num_conn: spec.numConn, rate }, undefined, secret.take),
+        gw!.req(request('CONS'), undefined, secret.take),
         caps.reqWaitsForHello ? helloForReference(gw!, uid, 'CONS', [], opts) : undefined,
       ]);
       await gw!.update({ uid, remote_listeners: remoteListeners, role: 'CONS' });
-      return side(gw!, uid, r.listeners, remoteListeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, remoteListeners, r.app_secret || secret.value, spec);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;
@@ -359,14 +388,14 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
   return withServers([s2cs], opts, async ([gw]) => {
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
-    const { uid, rate } = begin(spec, opts);
+    const { uid, request } = begin(spec, opts, [caps]);
     try {
       opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
       const secret = secretSink(opts, gw!.server, 'PROD');
       if (!caps.earlyAppSecret) secret.take('');
-      const r = await gw!.req({ uid, role: 'PROD', num_conn: spec.numConn, rate }, 0, secret.take);
+      const r = await gw!.req(request('PROD'), 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
-      return side(gw!, uid, r.listeners, r.prod_listeners, r.app_secret || secret.value);
+      return side(gw!, uid, r.listeners, r.prod_listeners, r.app_secret || secret.value, spec);
     } catch (err) {
       await releaseQuietly([gw!], uid);
       throw err;

@@ -15,10 +15,14 @@ export interface StreamStatusRow {
   rate: number;
   /** Bytes per second the gateway holds the stream to, each way; 0: not capped there. */
   capBps: number;
-  /** reserving | awaiting-hello | awaiting-update | ready | releasing */
+  /** reserving | awaiting-hello | awaiting-update | ready | broken | releasing */
   state: string;
   /** While releasing: the agents that have not confirmed their part, and what they may still forward. */
   releasingOn?: string[];
+  /** State broken: why (its connections ended abnormally and none is open); '' otherwise. */
+  brokenReason: string;
+  /** Seconds until the gateway lets the stream go by itself (its lifetime, idle or broken); 0: none. */
+  expiresInS: number;
   owner: string;
   /** Seconds since the stream's req. */
   ageS: number;
@@ -107,6 +111,9 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       capBps: num(s.cap_bps),
       state: s.state,
       releasingOn: s.releasing_on ?? [],
+      // A gateway from before stream lifetimes (or the reference) sends neither.
+      brokenReason: oneLine(s.broken_reason ?? ''),
+      expiresInS: num(s.expires_in_s),
       owner: s.owner,
       ageS: num(s.age_s),
       leaseRemainingS: num(s.lease_remaining_s),
@@ -192,11 +199,14 @@ export interface SampledRates {
 function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
   const head = [s.role, plural(s.numConn, 'connection')].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
-  const state = s.state === 'ready' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
+  let state = s.state === 'ready' || s.state === 'broken' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
+  if (s.state === 'broken' && s.brokenReason) state += `: ${s.brokenReason}`;
   let text = `  stream ${s.uid} (${head})\n`;
   text += field('state', state);
   // Released, but these agents have not confirmed: their connections may still forward.
   for (const [i, on] of (s.releasingOn ?? []).entries()) text += field(i === 0 ? 'not released' : '', on);
+  // When the gateway lets it go by itself: the end of its lifetime, its idle deadline, or (broken) its grace.
+  if (s.expiresInS > 0) text += field('expires', `in ${formatAge(s.expiresInS)}${s.state === 'broken' ? ' (released as broken)' : ''}`);
   text += field('age', formatAge(s.ageS));
   text += field('owner', s.owner);
   if (s.rate > 0 || s.capBps > 0) {

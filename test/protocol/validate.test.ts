@@ -40,6 +40,7 @@ const request = (over: Partial<Request__Output> = {}): Request__Output => ({
   role: 'PROD',
   num_conn: 2,
   rate: 0,
+  lifetime_s: 0,
   ...over,
 });
 const update = (over: Partial<UpdateTargets__Output> = {}): UpdateTargets__Output => ({

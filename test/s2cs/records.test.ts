@@ -74,3 +74,10 @@ test('the binding reads back; a record from an s2cs that did not bind streams re
     assert.throws(() => decodeRecord(Buffer.from(JSON.stringify({ ...good, ...change })), 'rec-1'), why);
   }
 });
+
+test('a stream lifetime (Request.lifetime_s) is kept, so that a restarted s2cs still ends the stream on time', () => {
+  const timed: PersistedStream = { ...stream, request: { ...stream.request, lifetimeS: 7200 } };
+  assert.deepEqual(decodeRecord(encodeRecord(timed), 'rec-1'), timed);
+  const good = JSON.parse(Buffer.from(encodeRecord(timed)).toString()) as Record<string, unknown>;
+  assert.throws(() => decodeRecord(Buffer.from(JSON.stringify({ ...good, lifetimeS: -1 })), 'rec-1'), /lifetimeS is not a whole number/);
+});

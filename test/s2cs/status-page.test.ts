@@ -10,7 +10,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Metadata } from '@grpc/grpc-js';
 import type { Authenticator, Identity } from '../../src/auth/index.js';
-import { escapeHtml, statedRate } from '../../src/s2cs/status-page.js';
+import { escapeHtml, stateText, statedRate } from '../../src/s2cs/status-page.js';
 import { ControlConnection } from '../../src/protocol/client.js';
 import { MONITOR_LIMITS } from '../../src/s2cs/monitor.js';
 import { http, sinkStream, startMonitoredGateway, type MonitoredGateway, type SinkStream } from '../support/monitored.js';
@@ -218,3 +218,9 @@ function raw(port: number, request: string): Promise<string> {
     s.write(request);
   });
 }
+
+test('stateText: the state, why when broken, and when the gateway lets the stream go', () => {
+  assert.equal(stateText({ state: 'ready', broken_reason: '', expires_in_s: 0 }), 'ready');
+  assert.equal(stateText({ state: 'ready', broken_reason: '', expires_in_s: 3600 }), 'ready (let go in 1h00m)');
+  assert.equal(stateText({ state: 'broken', broken_reason: 'its last connection ended abnormally (ECONNRESET)', expires_in_s: 4 }), 'broken: its last connection ended abnormally (ECONNRESET) (let go in 4s)');
+});

@@ -54,7 +54,7 @@ test("s2uc status says why another caller's stream shows no listeners", () => {
     streams: [{
       uid: 'u-x', role: 'CONS', numConn: 1, rate: 0, capBps: 0, state: 'ready', owner: 'anonymous', ageS: 5, leaseRemainingS: 0,
       listeners: [], prodListeners: [], targets: [], bytesToTarget: 0, bytesFromTarget: 0, toTargetBps: 0, fromTargetBps: 0,
-      activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, refusedConnections: 0, redacted: true,
+      activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, refusedConnections: 0, redacted: true, brokenReason: '', expiresInS: 0,
     }],
   };
   const text = formatGatewayStatus(g);

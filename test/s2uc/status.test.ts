@@ -33,6 +33,8 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     capBps: 0,
     state: 'ready',
     releasingOn: [],
+    brokenReason: '',
+    expiresInS: 0,
     owner: 'alice',
     ageS: 192,
     leaseRemainingS: 0,

@@ -48,6 +48,10 @@ export const SCISTREAM_DESCRIPTOR = {
             "rate": {
               "type": "int32",
               "id": 4
+            },
+            "lifetime_s": {
+              "type": "uint32",
+              "id": 17
             }
           }
         },
@@ -257,6 +261,14 @@ export const SCISTREAM_DESCRIPTOR = {
             "cap_bps": {
               "type": "uint64",
               "id": 20
+            },
+            "broken_reason": {
+              "type": "string",
+              "id": 21
+            },
+            "expires_in_s": {
+              "type": "uint32",
+              "id": 22
             },
             "releasing_on": {
               "rule": "repeated",

@@ -1,6 +1,6 @@
 // The stream table of one S2CS and what goes with it (table.ts assembles the parts).
 export { StreamTable } from './table.js';
-export { CONS_HELLO_WAIT_MS, RATE_POLICIES, type RatePolicy, type StreamTableOptions, type TableSettings } from './options.js';
+export { BROKEN_GRACE_MS, CONS_HELLO_WAIT_MS, RATE_POLICIES, type RatePolicy, type StreamTableOptions, type TableSettings } from './options.js';
 export type { StreamReply, StreamState } from './record.js';
 export type { StreamStatus } from './status.js';
 export type { HelloCredentials } from './hello.js';

@@ -19,6 +19,21 @@ export interface StreamTableOptions {
    * (--setup-timeout; never below helloTimeoutMs).
    */
   setupTimeoutMs: number;
+  /**
+   * A stream with its connection map that has had no connection this long (since
+   * the map, or since its last connection ended) is released (--idle-stream-timeout);
+   * absent or 0: never. See leases.ts.
+   */
+  idleStreamTimeoutMs?: number;
+  /** No stream lives longer than this from its req, whatever its Request.lifetime_s (--max-stream-lifetime); absent or 0: no bound. */
+  maxStreamLifetimeMs?: number;
+  /**
+   * How long a broken stream (its connections all ended abnormally) is kept before
+   * it is released, so that an application that reconnects at once is not cut off
+   * (--broken-grace; default BROKEN_GRACE_MS); 0: broken streams are shown, never
+   * released for it (applications that end their connections with resets, iperf3 -R -P 4).
+   */
+  brokenGraceMs?: number;
   /** Producer Hellos that may wait for their req at once, all peers together, and from one peer address. */
   maxPendingHellos: number;
   maxPendingHellosPerPeer: number;
@@ -90,6 +105,9 @@ export type TableSettings = Partial<
  */
 export const RATE_POLICIES = ['none', 'cap', 'reserve'] as const;
 export type RatePolicy = (typeof RATE_POLICIES)[number];
+
+/** How long a broken stream is kept before it is released, by default: an application reconnecting at once is not cut off. */
+export const BROKEN_GRACE_MS = 5_000;
 
 /** How long a consumer Hello waits for its req by default. */
 export const CONS_HELLO_WAIT_MS = 10_000;

@@ -59,6 +59,8 @@ export interface StreamRecord {
   mapCarriesRecord?: boolean;
   /** When the first req arrived (ms since epoch). */
   createdAt: number;
+  /** When its connection map first applied (ms since epoch; for an adopted stream, when this s2cs first looked): the idle clock starts there (leases.ts). */
+  mappedAt?: number;
   /** Recent samples of the data server's byte counters, for the rates in status. */
   rates: RateWindow;
   /** Bytes per second the stream is held to (and, with reserve, takes of --capacity); 0: none. */

@@ -3,14 +3,19 @@ import { formatAddress } from '../../protocol/address.js';
 import type { StreamRequest } from '../../protocol/validate.js';
 import type { StreamStats, UnreleasedShare } from '../../s2ds/index.js';
 import { SAMPLE_INTERVAL_MS } from '../rates.js';
+import { lifetimeOf } from './leases.js';
 import type { StreamRecord, StreamState, TableState } from './record.js';
 import type { StreamBinding } from './binding.js';
 
 export interface StreamStatus extends StreamRequest {
-  /** 'releasing': released, but an agent has not confirmed its part (see releasingOn). */
-  state: StreamState | 'releasing';
+  /** 'releasing': released, but an agent has not confirmed its part (see releasingOn); broken: see brokenReason (leases.ts). */
+  state: StreamState | 'releasing' | 'broken';
   /** While releasing: each agent that has not confirmed, and the connections it may still forward. */
   releasingOn?: string[];
+  /** Why the stream is broken; '' when it is not. */
+  brokenReason: string;
+  /** Seconds until the gateway lets the stream go by itself (lifetime, idle or broken; leases.ts); 0: none. */
+  expiresInS: number;
   owner: string;
   listeners: string[];
   prodListeners: string[];
@@ -37,10 +42,13 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
     if (r.state === 'released') return [];
     const stats = state.opts.dataServer.stats(r.request.uid);
     const rates = r.rates.rates(now, stats?.bytesToTarget ?? 0, stats?.bytesFromTarget ?? 0);
+    const life = lifetimeOf(r, stats, state.opts, now);
     return [
       {
         ...r.request,
-        state: shownState(r),
+        state: life.broken ? 'broken' : shownState(r),
+        brokenReason: life.broken,
+        expiresInS: life.deadline ? Math.max(1, Math.ceil((life.deadline.at - now) / 1000)) : 0,
         leaseRemainingS: r.targets ? 0 : Math.max(0, Math.ceil((r.leaseEnds - now) / 1000)),
         owner: r.owner.subject,
         listeners: r.listeners.map(formatAddress),
@@ -74,6 +82,8 @@ export function releasingStatus(r: StreamRecord, since: number, on: readonly Unr
     fromTargetBps: 0,
     capBps: r.capBps,
     binding: r.binding,
+    brokenReason: '',
+    expiresInS: 0,
   };
 }
 
@@ -81,7 +91,11 @@ export function releasingStatus(r: StreamRecord, since: number, on: readonly Unr
 export class RateSampler {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly state: TableState) {}
+  /** `onSample`: run after each sample, with its time (the streams' lifetimes are checked there, leases.ts). */
+  constructor(
+    private readonly state: TableState,
+    private readonly onSample?: (now: number) => void,
+  ) {}
 
   /** Whether it runs (it should only while there are streams). */
   get running(): boolean {
@@ -111,6 +125,7 @@ export class RateSampler {
       const stats = this.state.opts.dataServer.stats(r.request.uid);
       if (stats) r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget);
     }
+    this.onSample?.(now);
   }
 }
 

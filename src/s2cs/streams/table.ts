@@ -13,7 +13,7 @@ import type { AdoptedStream } from '../../s2ds/index.js';
 import { RateWindow } from '../rates.js';
 import { Admission } from './admission.js';
 import { HelloRendezvous, type HelloCredentials } from './hello.js';
-import { Leases } from './leases.js';
+import { Leases, type LetGoReason } from './leases.js';
 import type { RatePolicy, StreamTableOptions, TableSettings } from './options.js';
 import { checkControl, checkRetry } from './ownership.js';
 import { bindStream, type ControlProof } from './binding.js';
@@ -47,7 +47,7 @@ export class StreamTable {
     this.leases = new Leases(this.state, (record, why, level) => this.releases.release(record, why, level));
     this.keeper = new RecordKeeper(this.state);
     this.releases = new Releases(this.state, this.leases, this.admission);
-    this.sampler = new RateSampler(this.state);
+    this.sampler = new RateSampler(this.state, (now) => this.leases.check(now));
     const { state, admission, leases, hellos, keeper, releases } = this;
     this.parts = { state, admission, leases, hellos, keeper, release: (record, why, level) => releases.release(record, why, level) };
   }
@@ -65,6 +65,11 @@ export class StreamTable {
   /** Bytes the streams released so far carried, as last read before their release (scistream_bytes_total). */
   get releasedBytes(): { readonly toTarget: number; readonly fromTarget: number } {
     return this.releases.releasedBytes;
+  }
+
+  /** Streams the gateway let go by itself after setup since it started: broken, idle, lifetime over (leases.ts). */
+  get streamsLetGo(): Readonly<Record<LetGoReason, number>> {
+    return this.leases.letGo;
   }
 
   get size(): number {
@@ -92,9 +97,9 @@ export class StreamTable {
     const existing = this.state.records.get(request.uid);
     if (existing) {
       const r = existing.request;
-      if (r.role !== request.role || r.numConn !== request.numConn || r.rate !== request.rate) {
+      if (r.role !== request.role || r.numConn !== request.numConn || r.rate !== request.rate || (r.lifetimeS ?? 0) !== (request.lifetimeS ?? 0)) {
         throw alreadyExists(
-          `uid ${request.uid} is already in use here with role=${r.role} num_conn=${r.numConn} rate=${r.rate}; ` +
+          `uid ${request.uid} is already in use here with role=${r.role} num_conn=${r.numConn} rate=${r.rate}${r.lifetimeS ? ` lifetime_s=${r.lifetimeS}` : ''}; ` +
             'a retry must repeat the same fields; for a different stream use a new uid',
         );
       }

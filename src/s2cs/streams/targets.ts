@@ -83,8 +83,9 @@ async function applyUpdate(parts: TargetParts, record: StreamRecord, u: TargetUp
     if (released(record)) throw notFound(`stream ${u.uid} was released while its connection map was being applied; request it again`);
     record.targets = u.targets;
     record.wanIdentity = wanIdentity;
-    // The connection map is what the lease waited for.
+    // The connection map is what the lease waited for; from now on the stream's lifetime rules apply (leases.ts).
     leases.end(record);
+    record.mappedAt ??= Date.now();
     if (record.state === 'awaiting-update') record.state = 'ready';
     if (u.credentials) {
       state.opts.logger.info({ uid: u.uid, targets: u.targets.map(formatAddress), wan: 'tls' }, 'connection map updated; forwarding with the stream\'s credentials');

@@ -189,6 +189,11 @@ export class AgentService {
         refused_connections: s.refusedConnections,
         bytes_to_target: s.bytesToTarget,
         bytes_from_target: s.bytesFromTarget,
+        clean_ends: s.cleanEnds ?? 0,
+        abnormal_ends: s.abnormalEnds ?? 0,
+        ms_since_last_end: s.lastEndAt ? Math.max(0, Date.now() - s.lastEndAt) : 0,
+        last_end_abnormal: s.lastEndAbnormal ?? false,
+        last_end_error: s.lastEndError ?? '',
       });
     }
     return out;

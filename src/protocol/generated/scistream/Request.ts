@@ -6,6 +6,7 @@ export interface Request {
   'role'?: (string);
   'num_conn'?: (number);
   'rate'?: (number);
+  'lifetime_s'?: (number);
 }
 
 export interface Request__Output {
@@ -13,4 +14,5 @@ export interface Request__Output {
   'role': (string);
   'num_conn': (number);
   'rate': (number);
+  'lifetime_s': (number);
 }

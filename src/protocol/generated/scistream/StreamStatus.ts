@@ -23,6 +23,8 @@ export interface StreamStatus {
   'to_target_bps'?: (number | string | Long);
   'from_target_bps'?: (number | string | Long);
   'cap_bps'?: (number | string | Long);
+  'broken_reason'?: (string);
+  'expires_in_s'?: (number);
   'releasing_on'?: (string)[];
   'redacted'?: (boolean);
 }
@@ -48,6 +50,8 @@ export interface StreamStatus__Output {
   'to_target_bps': (string);
   'from_target_bps': (string);
   'cap_bps': (string);
+  'broken_reason': (string);
+  'expires_in_s': (number);
   'releasing_on': (string)[];
   'redacted': (boolean);
 }

@@ -14,6 +14,11 @@ export interface StreamInfo {
   'refused_connections'?: (number);
   'bytes_to_target'?: (number | string | Long);
   'bytes_from_target'?: (number | string | Long);
+  'clean_ends'?: (number);
+  'abnormal_ends'?: (number);
+  'ms_since_last_end'?: (number | string | Long);
+  'last_end_abnormal'?: (boolean);
+  'last_end_error'?: (string);
 }
 
 export interface StreamInfo__Output {
@@ -28,4 +33,9 @@ export interface StreamInfo__Output {
   'refused_connections': (number);
   'bytes_to_target': (string);
   'bytes_from_target': (string);
+  'clean_ends': (number);
+  'abnormal_ends': (number);
+  'ms_since_last_end': (string);
+  'last_end_abnormal': (boolean);
+  'last_end_error': (string);
 }
