@@ -49,7 +49,7 @@ test('IPv6 sources count by /64: two addresses of one /64 share its limit, anoth
     ip('-n', NS, 'link', 'set', 'lo', 'up');
     for (const a of [FLOODER_A, FLOODER_B, OTHER]) ip('-n', NS, 'addr', 'add', `${a}/64`, 'dev', 'lo', 'nodad');
     const range = await freePortRange(4);
-    const s2cs = inNs([process.execPath, `${BIN_DIR}s2cs.js`, 'start', '--insecure', '--control-host', '::', '--port', '0', '--listener-ip', '::1', '--port-range', `${range.first}-${range.last}`, '--workers', '0', '--max-control-conns-per-source', String(PER_SOURCE)]);
+    const s2cs = inNs([process.execPath, `${BIN_DIR}s2cs.js`, 'start', '--insecure', '--auth', 'none', '--control-host', '::', '--port', '0', '--listener-ip', '::1', '--port-range', `${range.first}-${range.last}`, '--workers', '0', '--max-control-conns-per-source', String(PER_SOURCE)]);
     procs.push(s2cs);
     const port = (await s2cs.waitFor(/s2cs ready: control on [^\s]+:(\d+)/, { timeoutMs: 20_000 }))[1]!;
     const flood = inNs([process.execPath, '-e', HOLD, FLOODER_A, port, '200', FLOODER_A, FLOODER_B]);
