@@ -215,6 +215,31 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     return sum;
   }
 
+  /** Each gateway's status (s2uc status --json, both gateways). */
+  async function gatewayStatus(): Promise<{ s2cs: string; reservedPorts: number; streams: { uid: string }[]; ended: { uid: string; why: string }[] }[]> {
+    const status = L().cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '20', 'status', '--s2cs', GWA, '--s2cs', GWB, '--json']);
+    assert.equal(await status.exited, 0, `s2uc status failed\n${status.describe()}`);
+    return (JSON.parse(status.stdout()) as { gateways: Awaited<ReturnType<typeof gatewayStatus>> }).gateways;
+  }
+
+  /** Ports the gateways hold with no stream of ours (their spare listeners): what a released stream's ports go back to. */
+  let baselinePorts: number[] = [];
+
+  /**
+   * Both gateways let the broken stream go by themselves (issue 18, point 2: after
+   * --broken-grace, 5 s): gone from status, listed as ended because broken, its ports free.
+   */
+  async function assertLetGoOnBoth(uid: string): Promise<number> {
+    const t0 = Date.now();
+    const seen = await until('both gateways to release the broken stream and free its ports', 30_000, async () => {
+      const gws = await gatewayStatus();
+      const done = gws.every((g, i) => !g.streams.some((x) => x.uid === uid) && g.ended.some((e) => e.uid === uid) && g.reservedPorts <= baselinePorts[i]!);
+      return done ? gws : undefined;
+    });
+    for (const g of seen) assert.match(g.ended.find((e) => e.uid === uid)!.why, /^broken: /, `${g.s2cs} ended the stream as broken`);
+    return Date.now() - t0;
+  }
+
   /**
    * A stream flowing between the never-ending producer and the consumer, then `inject`
    * mid-stream: returns how each connection of each application ended, and when.
@@ -251,6 +276,7 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
 
   test(`gateways start with --wan-dead-after ${DEAD_AFTER_S}`, STEP, async () => {
     await startGateways(['--wan-dead-after', String(DEAD_AFTER_S)]);
+    baselinePorts = (await gatewayStatus()).map((g) => g.reservedPorts);
   });
 
   test('(a) a 1 s burst of TCP resets on the WAN leg: both applications see a reset', STEP, async (t) => {
@@ -269,6 +295,7 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     );
     await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
+    t.diagnostic(`reset burst: both gateways released the stream as broken, ports free, ${await assertLetGoOnBoth(r.map.uid)} ms after the applications' resets were checked`);
   });
 
   test('(a2) a 1 s burst of resets that reach gateway A only: the consumer\'s gateway notices too, both applications see a reset', STEP, async (t) => {
@@ -283,6 +310,7 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
     assertReset('a 1 s reset burst reaching A only', r);
     await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
     assert.match(gwa!.stderr() + gwb!.stderr(), /WAN connection to [\d.]+:\d+ broken \((reset|dead-peer|unended|timeout)\)/, 'a gateway logged the broken WAN connection');
+    t.diagnostic(`reset burst, A only: both gateways released the stream as broken, ports free, ${await assertLetGoOnBoth(r.map.uid)} ms later`);
   });
 
   test('(b) a black hole on the WAN leg (all packets dropped, kept in place): both applications see a reset', STEP, async (t) => {
@@ -292,6 +320,7 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
       t.diagnostic(`black hole: producer ${JSON.stringify(r.producer)}; consumer ${JSON.stringify(r.consumer)}; ${noticed(seen)}`);
       assertReset('a black hole', r);
       await until('the gateways show no active connection for the stream', 10_000, async () => ((await activeConnections(r.map.uid)) === 0 ? true : undefined));
+      t.diagnostic(`black hole: both gateways released the stream as broken, ports free, ${await assertLetGoOnBoth(r.map.uid)} ms later`);
     } finally {
       t.diagnostic(`black hole: packets dropped ${await clear()}`);
     }
