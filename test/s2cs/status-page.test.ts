@@ -223,4 +223,8 @@ test('stateText: the state, why when broken, and when the gateway lets the strea
   assert.equal(stateText({ state: 'ready', broken_reason: '', expires_in_s: 0 }), 'ready');
   assert.equal(stateText({ state: 'ready', broken_reason: '', expires_in_s: 3600 }), 'ready (let go in 1h00m)');
   assert.equal(stateText({ state: 'broken', broken_reason: 'its last connection ended abnormally (ECONNRESET)', expires_in_s: 4 }), 'broken: its last connection ended abnormally (ECONNRESET) (let go in 4s)');
+  assert.equal(
+    stateText({ state: 'releasing', broken_reason: '', expires_in_s: 0, releasing_on: ['gwa2: 2 connection(s) may still forward; not confirmed for 5 s'] }),
+    'releasing: not released on gwa2: 2 connection(s) may still forward; not confirmed for 5 s',
+  );
 });
