@@ -10,17 +10,17 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 8 * 1024 * 1024;
 const MARKER = `SCISTREAM-BINDING-${randomBytes(8).toString('hex')}`;
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const PORT_RANGE = '5100-5120';
 const STEP = { timeout: 180_000 };
 /** How long the attacker's WAN connection waits for data. */
@@ -128,23 +128,12 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
 
   test("s2uc on gateway B's host sets the stream up; its control secrets are kept mode 600", STEP, async () => {
     const lab = L();
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA, '--workers', '1']);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, [stateA, stateB].map((d) => readFileSync(join(d, 'tls', 'cert.pem'), 'utf8').trim()).join('\n') + '\n');
+    ({ gwa, gwb, bundle } = await startLabGateways(lab, { portRange: PORT_RANGE, workers: 1, gwbFlags: ['--control-host', '0.0.0.0'] }));
 
     producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     const uid = `bind-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('gwb', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb)}`);
-    map = JSON.parse(request.stdout()) as NonNullable<typeof map>;
+    map = await requestLabStream<NonNullable<typeof map>>(lab, { from: 'gwb', bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb] });
     assert.match(map.prodControlSecret, /^[A-Za-z0-9_-]{43}$/, 'request --json prints the producer gateway\'s control secret');
     assert.match(map.consControlSecret, /^[A-Za-z0-9_-]{43}$/);
     assert.notEqual(map.prodControlSecret, map.consControlSecret, 'each gateway issues its own');

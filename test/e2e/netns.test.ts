@@ -7,18 +7,18 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDR, NetnsLab, type Host, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 4 * 1024 * 1024;
 /** Sent in clear by the producer; it must show on the A LAN and never on the WAN. */
 const MARKER = `SCISTREAM-CLEARTEXT-MARKER-${randomBytes(8).toString('hex')}`;
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`; // gateway A's control port, as s2uc on the WAN reaches it
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`; // the same port, as the producer's controller reaches it
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const PORT_RANGE = '5100-5120';
 /** How long an unauthenticated connection may stay open before we call it "left open". */
 const ATTACK_WAIT_MS = 20_000;
@@ -143,48 +143,28 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
 
   test('both s2cs start with self-signed certificates; s2uc request and the producer Hello set up the stream', STEP, async () => {
     const lab = L();
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
     // Gateway A's data listeners face the WAN; gateway B's face the consumer on B LAN.
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
+    // The clients trust both gateways through one bundle of their certificates.
+    const started = await startLabGateways(lab, { portRange: PORT_RANGE, gwbFlags: ['--control-host', '0.0.0.0'] });
+    ({ gwa, gwb, bundle } = started);
 
     // Without --tls-cert, each s2cs made itself a certificate and logged its fingerprint.
-    const certs: string[] = [];
-    for (const [gw, dir] of [[gwa, stateA], [gwb, stateB]] as const) {
-      const certFile = join(dir, 'tls', 'cert.pem');
-      assert.ok(existsSync(certFile), `${gw.name} created no ${certFile}\n${gw.describe()}`);
+    for (const [gw, dir] of [[started.gwa, started.stateDirs.gwa], [started.gwb, started.stateDirs.gwb]] as const) {
       assert.ok(existsSync(join(dir, 'tls', 'key.pem')), `${gw.name} created no key.pem next to its certificate\n${gw.describe()}`);
-      const pem = readFileSync(certFile, 'utf8');
-      const fingerprint = new X509Certificate(pem).fingerprint256.replace(/:/g, '');
+      const fingerprint = new X509Certificate(readFileSync(join(dir, 'tls', 'cert.pem'), 'utf8')).fingerprint256.replace(/:/g, '');
       assert.ok(gw.stderr().replace(/:/g, '').toUpperCase().includes(fingerprint), `${gw.name} did not log its certificate's SHA-256 fingerprint ${fingerprint}\n${gw.describe()}`);
-      certs.push(pem);
     }
-    // The clients trust both gateways through one bundle.
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, certs.map((c) => c.trim()).join('\n') + '\n');
 
     producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
 
     const uid = `netns-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
     // The producer reaches its gateway over A LAN, not the WAN.
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello in prod failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request in user failed\n${logs(request, gwa, gwb)}`);
-    let parsed: StreamMap;
-    try {
-      parsed = JSON.parse(request.stdout()) as StreamMap;
-    } catch {
-      assert.fail(`s2uc request --json did not print one JSON object\n${request.describe()}`);
-    }
+    const parsed = await requestLabStream<StreamMap>(lab, { bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb] });
     assert.equal(parsed.uid, uid);
     assert.deepEqual(parsed.prodAppListeners, [PRODUCER_ADDR], 'the producer listeners from its Hello');
-    assert.equal(parsed.prodListeners.length, NUM_CONN, `gateway A's WAN listeners: ${request.stdout()}`);
-    assert.equal(parsed.consListeners.length, NUM_CONN, `gateway B's listeners: ${request.stdout()}`);
+    assert.equal(parsed.prodListeners.length, NUM_CONN, `gateway A's WAN listeners: ${JSON.stringify(parsed)}`);
+    assert.equal(parsed.consListeners.length, NUM_CONN, `gateway B's listeners: ${JSON.stringify(parsed)}`);
     for (const l of parsed.prodListeners) assert.ok(l.startsWith(`${ADDR.gwaWan}:`), `gateway A listener ${l} is not on its WAN address ${ADDR.gwaWan}`);
     for (const l of parsed.consListeners) assert.ok(l.startsWith(`${ADDR.gwbLan}:`), `gateway B listener ${l} is not on its B LAN address ${ADDR.gwbLan}`);
     map = parsed;
