@@ -1,6 +1,7 @@
 // Socket helpers the data-plane and protocol tests share.
 import { createHash } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../../src/protocol/address.js';
 
 /** How a socket's reading ended: 'end' (clean EOF) or the error code, with the bytes read and their SHA-256. */
 export interface Outcome {
@@ -77,4 +78,14 @@ export async function relayFrom(localAddress: string, target: string): Promise<{
         server.close(() => resolve());
       }),
   };
+}
+
+/** A target on loopback that sends back what it reads. */
+export async function echoServer(): Promise<{ server: Server; address: Address }> {
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, address: { host: '127.0.0.1', port: (server.address() as { port: number }).port } };
 }
