@@ -5,10 +5,10 @@
 // mid-stream and the stream completes with every byte verified; the restarted s2cs
 // takes the stream back (status shows it) and release frees the listeners on both
 // nodes. Needs root and iproute2 (CI installs them); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabAgent, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 4;
@@ -22,7 +22,7 @@ const STEP = { timeout: 180_000 };
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs and is taken back', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({ secondGatewayA: true });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let agent: NsProc | undefined;
@@ -32,24 +32,11 @@ describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs an
   let uid = '';
   let prodListeners: string[] = [];
   let consListeners: string[] = [];
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   const runIn = async (host: 'user', program: 's2uc', args: string[]) => {
     const p = L().cli(host, program, args);
     const code = await p.exited;
     return { code, stdout: p.stdout(), stderr: p.stderr() };
   };
-
-  before(async () => {
-    lab = new NetnsLab(undefined, { secondGatewayA: true });
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('gwa2 runs an agent that accepts only gwa\'s s2cs; gwa runs s2cs with a local worker and that agent; gwb runs s2cs', STEP, async () => {
     const lab = L();

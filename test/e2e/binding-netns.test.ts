@@ -7,12 +7,12 @@
 // Every control call is PERMISSION_DENIED, status hides the stream's addresses, no
 // byte reaches the attacker, and the consumer still gets exactly the producer's bytes.
 // Needs root and iproute2 (see test/support/netns.ts).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 2;
@@ -106,25 +106,12 @@ const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).le
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe("with --auth none, a WAN host cannot take another's stream (network namespaces)", () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite();
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
   let bundle = '';
   let map: { uid: string; prodListeners: string[]; consListeners: string[]; prodControlSecret: string; consControlSecret: string } | undefined;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test("s2uc on gateway B's host sets the stream up; its control secrets are kept mode 600", STEP, async () => {
     const lab = L();

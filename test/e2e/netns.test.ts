@@ -4,12 +4,12 @@
 // run in their hosts' namespaces; tcpdump on the WAN checks that the stream crosses it
 // encrypted, and a WAN host without credentials tries gateway A's data listeners.
 // Needs root and iproute2 + tcpdump (CI installs them, .ci/run); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type Host, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type Host, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 2;
@@ -95,27 +95,13 @@ const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).le
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('SciStream across network namespaces: producer and consumer on LANs that cannot reach each other', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite();
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
   let bundle = '';
   let map: StreamMap | undefined;
   let captured: { wan?: Buffer; aLan?: Buffer; wanLog: string; aLanLog: string; error?: string } | undefined;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  // Runs even when a test failed: every process stopped, every namespace deleted.
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('the consumer host cannot open a connection to the producer host; gateway A can', STEP, async () => {
     const lab = L();

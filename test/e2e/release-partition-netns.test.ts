@@ -9,12 +9,12 @@
 // `releasing`; after the heal gwa2 releases its part (its connections end, its
 // listeners close) and the stream is in status' ended list. Each step logs what the
 // user saw and after how long. Needs root, iproute2 and nftables (CI installs them).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabAgent, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 4;
@@ -65,7 +65,12 @@ interface StatusJson {
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('release during a partition of a remote agent: reported partial, completed after the heal', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    secondGatewayA: true,
+    beforeDestroy: async () => {
+      if (partitioned) await heal().catch(() => undefined);
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let agent: NsProc | undefined;
@@ -77,10 +82,6 @@ describe('release during a partition of a remote agent: reported partial, comple
   let consListeners: string[] = [];
   let partitioned = false;
   let cutAt = 0;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   const s2uc = async (args: string[]) => {
     const started = Date.now();
     const p = L().cli('user', 's2uc', ['--server-cert', bundle, ...args]);
@@ -108,16 +109,6 @@ describe('release during a partition of a remote agent: reported partial, comple
     await L().run('gwa2', ['nft', 'delete', 'table', 'inet', TABLE], { check: true });
     partitioned = false;
   };
-
-  before(async () => {
-    lab = new NetnsLab(undefined, { secondGatewayA: true });
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    if (lab && partitioned) await heal().catch(() => undefined);
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('gwa2 runs an agent for gwa\'s s2cs; gwa runs s2cs with a local worker and that agent; gwb runs s2cs', STEP, async () => {
     const lab = L();

@@ -10,10 +10,10 @@
 //       at the consumer.
 // What each application saw and after how long is printed as test diagnostics.
 // Needs root, iproute2 and nftables (CI installs them, .ci/run).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways, type LabStreamMap } from '../support/lab-gateways.js';
 import { until } from '../support/until.js';
 
@@ -103,7 +103,14 @@ const breaks = (g: NsProc | undefined, from = 0): string[] =>
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('faults on the WAN leg mid-stream: both applications see a reset, a short outage loses nothing', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    timeoutMs: 60_000,
+    beforeDestroy: async (lab) => {
+      await Promise.all(apps.map((p) => p.stop()));
+      await Promise.all([gwa, gwb].map((g) => g?.stop()));
+      await lab.run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: false });
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let bundle = '';
@@ -111,22 +118,6 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
   /** Where each gateway's log is now, and what they logged about broken WAN connections since. */
   const logMarks = () => ({ a: gwa?.stderr().length ?? 0, b: gwb?.stderr().length ?? 0 });
   const noticed = (from: { a: number; b: number }) => `gateway A: ${breaks(gwa, from.a).join(', ') || 'nothing'}; gateway B: ${breaks(gwb, from.b).join(', ') || 'nothing'}`;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 60_000 });
-
-  after(async () => {
-    await Promise.all(apps.map((p) => p.stop()));
-    await Promise.all([gwa, gwb].map((g) => g?.stop()));
-    await lab?.run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: false });
-    await lab?.destroy();
-  }, { timeout: 60_000 });
 
   /** Both gateways (stopped first if running); the clients trust them through one bundle. */
   async function startGateways(extra: string[]): Promise<void> {

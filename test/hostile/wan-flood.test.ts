@@ -7,11 +7,11 @@
 // the stream loses no byte and is not reset, and the gateway (s2cs and its worker
 // agents) gives back its descriptors and memory afterwards.
 // Needs root and iproute2 (CI installs them); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NetnsLab, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 import { fdCount, rssMiB } from '../support/hostile.js';
 
@@ -139,7 +139,11 @@ const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a flood of unauthenticated connections at the WAN listeners while a stream runs through them', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    afterSetup: async (lab) => {
+      for (const a of SOURCES) await lab.ip('user', 'addr', 'add', `${a}/24`, 'dev', lab.ifaces.userWan);
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
@@ -153,24 +157,10 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
   let uid = '';
   let prodListeners: string[] = [];
   let baseline: Footprint[] = [];
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   /** s2cs and its workers on gwa: every process in the namespace. */
   const gatewayA = (): Footprint[] => {
     return namespacePids(L().ns('gwa')).map((pid) => ({ pid, fds: fdCount(pid), rssMiB: rssMiB(pid) }));
   };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-    for (const a of SOURCES) await lab.ip('user', 'addr', 'add', `${a}/24`, 'dev', lab.ifaces.userWan);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('two gateways (gwa with two worker agents) carry a stream held to 4 MB/s', STEP, async () => {
     const lab = L();
