@@ -14,6 +14,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
+import { acceptedCount, MARKER_CONSUMER, MARKER_PRODUCER } from '../support/marker-apps.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 8 * 1024 * 1024;
@@ -25,36 +26,6 @@ const PORT_RANGE = '5100-5120';
 const STEP = { timeout: 180_000 };
 /** How long the attacker's WAN connection waits for data. */
 const ATTACK_READ_MS = 8000;
-
-const PRODUCER_SCRIPT = `
-const [host, port, marker, bytes] = process.argv.slice(1);
-const payload = Buffer.alloc(Number(bytes), marker);
-let accepted = 0;
-require('node:net')
-  .createServer((s) => {
-    accepted++;
-    console.log('accepted ' + accepted + ' from ' + s.remoteAddress);
-    s.on('error', () => {});
-    s.end(payload);
-  })
-  .listen(Number(port), host, () => console.log('producer listening'));
-process.on('SIGTERM', () => process.exit(0));
-`;
-
-const CONSUMER_SCRIPT = `
-const [marker, bytes, list] = process.argv.slice(1);
-const expected = Buffer.alloc(Number(bytes), marker);
-const fetch = (address) => new Promise((resolve) => {
-  const i = address.lastIndexOf(':');
-  const s = require('node:net').connect({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
-  const chunks = [];
-  s.on('data', (d) => chunks.push(d));
-  s.on('error', (e) => resolve({ address, ok: false, error: e.code || e.message }));
-  s.on('end', () => resolve({ address, ok: Buffer.concat(chunks).equals(expected), bytes: Buffer.concat(chunks).length }));
-});
-Promise.all(list.split(',').map(fetch)).then((r) => { console.log(JSON.stringify(r)); process.exit(r.every((c) => c.ok) ? 0 : 1); });
-setTimeout(() => { console.log('no EOF within 120 s'); process.exit(1); }, 120000).unref();
-`;
 
 /**
  * The attacker on the WAN, with the library: req again, update with its own credentials
@@ -102,7 +73,6 @@ interface Attempt {
   answer?: unknown;
 }
 
-const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).length;
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe("with --auth none, a WAN host cannot take another's stream (network namespaces)", () => {
@@ -117,7 +87,7 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
     const lab = L();
     ({ gwa, gwb, bundle } = await startLabGateways(lab, { portRange: PORT_RANGE, workers: 1, gwbFlags: ['--control-host', '0.0.0.0'] }));
 
-    producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
+    producer = lab.node('prod', 'marker producer', MARKER_PRODUCER, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     const uid = `bind-${randomBytes(6).toString('hex')}`;
     map = await requestLabStream<NonNullable<typeof map>>(lab, { from: 'gwb', bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb] });
@@ -181,7 +151,7 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
   test("the consumer still gets exactly the producer's bytes; the requester sees its stream in full and releases it with the kept secrets", STEP, async () => {
     const lab = L();
     assert.ok(map && gwa && gwb && producer, 'the stream was not set up (see the previous failure)');
-    const consumer = lab.node('cons', 'marker consumer', CONSUMER_SCRIPT, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
+    const consumer = lab.node('cons', 'marker consumer', MARKER_CONSUMER, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
     assert.equal(await consumer.exited, 0, `the consumer did not receive the producer's bytes\n${logs(consumer, producer, gwa, gwb)}`);
     const st = lab.cli('gwb', 's2uc', ['--server-cert', bundle, 'status', map.uid, '--s2cs', GWA, '--json']);
     assert.equal(await st.exited, 0, st.describe());

@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ADDR, labForSuite, type Host, type NsProc } from '../support/netns.js';
 import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
+import { acceptedCount, MARKER_CONSUMER, MARKER_PRODUCER } from '../support/marker-apps.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 4 * 1024 * 1024;
@@ -24,47 +25,6 @@ const PORT_RANGE = '5100-5120';
 const ATTACK_WAIT_MS = 20_000;
 // Generous: namespaces, several Node processes and certificate generation on a busy CI machine.
 const STEP = { timeout: 180_000 };
-
-/** Serves MARKER repeated to `bytes` on every accepted connection, then ends; one stdout line per accept. */
-const PRODUCER_SCRIPT = `
-const [host, port, marker, bytes] = process.argv.slice(1);
-const payload = Buffer.alloc(Number(bytes), marker);
-let accepted = 0;
-require('node:net')
-  .createServer((s) => {
-    accepted++;
-    console.log('accepted ' + accepted + ' from ' + s.remoteAddress + ':' + s.remotePort);
-    s.on('error', (e) => console.error('connection from ' + s.remoteAddress + ': ' + e.message));
-    s.end(payload);
-  })
-  .listen(Number(port), host, () => console.log('producer listening on ' + host + ':' + port));
-process.on('SIGTERM', () => process.exit(0));
-`;
-
-/** Reads each address to EOF and compares with the producer's payload; prints one JSON array. */
-const CONSUMER_SCRIPT = `
-const [marker, bytes, list] = process.argv.slice(1);
-const expected = Buffer.alloc(Number(bytes), marker);
-const fetch = (address) => new Promise((resolve) => {
-  const i = address.lastIndexOf(':');
-  const s = require('node:net').connect({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
-  const chunks = [];
-  s.on('data', (d) => chunks.push(d));
-  s.on('error', (e) => resolve({ address, ok: false, error: e.code || e.message, bytes: Buffer.concat(chunks).length }));
-  s.on('end', () => {
-    const got = Buffer.concat(chunks);
-    let firstMismatch = -1;
-    for (let k = 0; k < Math.min(got.length, expected.length); k++) if (got[k] !== expected[k]) { firstMismatch = k; break; }
-    resolve({ address, ok: got.equals(expected), bytes: got.length, firstMismatch });
-  });
-});
-const timer = setTimeout(() => { console.log(JSON.stringify([{ ok: false, error: 'no EOF within 120 s' }])); process.exit(1); }, 120000);
-Promise.all(list.split(',').map(fetch)).then((r) => {
-  clearTimeout(timer);
-  console.log(JSON.stringify(r));
-  process.exit(r.every((c) => c.ok) ? 0 : 1);
-});
-`;
 
 /** A WAN host without credentials: plain TCP, or TLS without a client certificate. Prints one JSON object. */
 const ATTACKER_SCRIPT = `
@@ -91,7 +51,6 @@ interface StreamMap {
   prodAppListeners: string[];
 }
 
-const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).length;
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('SciStream across network namespaces: producer and consumer on LANs that cannot reach each other', () => {
@@ -141,7 +100,7 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
       assert.ok(gw.stderr().replace(/:/g, '').toUpperCase().includes(fingerprint), `${gw.name} did not log its certificate's SHA-256 fingerprint ${fingerprint}\n${gw.describe()}`);
     }
 
-    producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
+    producer = lab.node('prod', 'marker producer', MARKER_PRODUCER, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
 
     const uid = `netns-${randomBytes(6).toString('hex')}`;
@@ -164,7 +123,7 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
     const wanCapture = await lab.capture('wan', lab.ifaces.bridge, 'wan', { from: 'user', to: `${ADDR.gwaWan}:9` });
     const lanCapture = await lab.capture('gwa', lab.ifaces.gwaLan, 'a-lan', { from: 'gwa', to: `${ADDR.prod}:9` });
     try {
-      const consumer = lab.node('cons', 'marker consumer', CONSUMER_SCRIPT, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
+      const consumer = lab.node('cons', 'marker consumer', MARKER_CONSUMER, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
       const code = await consumer.exited;
       assert.equal(code, 0, `the consumer in cons did not receive the producer's ${BYTES_PER_CONN} bytes on each of ${map.consListeners.join(', ')}\n${logs(consumer, producer, gwa, gwb)}`);
       assert.equal(acceptedCount(producer), NUM_CONN, `the producer should have accepted one connection per stream connection\n${producer.describe()}`);
