@@ -21,6 +21,29 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+// The getters' one argument, fd: false (with a TypeError saying `usage` thrown) when it is not a number.
+static bool fd_argument(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
+  }
+  return true;
+}
+
+// The getters' answer: a JS array of `n` int32 values.
+static napi_value int32_array(napi_env env, const int32_t *values, uint32_t n) {
+  napi_value result, v;
+  napi_create_array_with_length(env, n, &result);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_create_int32(env, values[i], &v);
+    napi_set_element(env, result, i, v);
+  }
+  return result;
+}
+
 // setLinger(fd, on): 0, or the errno of a failed setsockopt.
 static napi_value set_linger(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -41,25 +64,13 @@ static napi_value set_linger(napi_env env, napi_callback_info info) {
 
 // getLinger(fd): [errno, l_onoff, l_linger] (errno 0 on success).
 static napi_value get_linger(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd = -1;
-  napi_value result, v;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "getLinger(fd: number)");
-    return NULL;
-  }
+  if (!fd_argument(env, info, "getLinger(fd: number)", &fd)) return NULL;
   struct linger l = { 0, 0 };
   socklen_t len = sizeof l;
   int err = getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 ? 0 : errno;
   int32_t values[3] = { err, l.l_onoff, l.l_linger };
-  napi_create_array_with_length(env, 3, &result);
-  for (uint32_t i = 0; i < 3; i++) {
-    napi_create_int32(env, values[i], &v);
-    napi_set_element(env, result, i, v);
-  }
-  return result;
+  return int32_array(env, values, 3);
 }
 
 // setKeepAlive(fd, idleS, intervalS, count, userTimeoutMs): 0, or the errno of the
@@ -90,15 +101,8 @@ static napi_value set_keep_alive(napi_env env, napi_callback_info info) {
 
 // getKeepAlive(fd): [errno, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT].
 static napi_value get_keep_alive(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd = -1;
-  napi_value result, v;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "getKeepAlive(fd: number)");
-    return NULL;
-  }
+  if (!fd_argument(env, info, "getKeepAlive(fd: number)", &fd)) return NULL;
   static const int levels[5] = { SOL_SOCKET, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP, IPPROTO_TCP };
   static const int names[5] = { SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT };
   int32_t values[6] = { 0, 0, 0, 0, 0, 0 };
@@ -108,12 +112,7 @@ static napi_value get_keep_alive(napi_env env, napi_callback_info info) {
     if (getsockopt(fd, levels[i], names[i], &value, &len) != 0) values[0] = errno;
     else values[i + 1] = value;
   }
-  napi_create_array_with_length(env, 6, &result);
-  for (uint32_t i = 0; i < 6; i++) {
-    napi_create_int32(env, values[i], &v);
-    napi_set_element(env, result, i, v);
-  }
-  return result;
+  return int32_array(env, values, 6);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

@@ -5,28 +5,24 @@
 // mid-stream and the stream completes with every byte verified; the restarted s2cs
 // takes the stream back (status shows it) and release frees the listeners on both
 // nodes. Needs root and iproute2 (CI installs them); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
-import { createSelfSigned } from '../../src/security/certificates.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabAgent, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 4;
 const BYTES_PER_CONN = '512MiB';
 const SEED = '17';
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
-const AGENT = `${ADDR.gwa2Lan}:7200`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const STEP = { timeout: 180_000 };
 
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs and is taken back', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({ secondGatewayA: true });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let agent: NsProc | undefined;
@@ -36,52 +32,17 @@ describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs an
   let uid = '';
   let prodListeners: string[] = [];
   let consListeners: string[] = [];
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   const runIn = async (host: 'user', program: 's2uc', args: string[]) => {
     const p = L().cli(host, program, args);
     const code = await p.exited;
     return { code, stdout: p.stdout(), stderr: p.stderr() };
   };
 
-  before(async () => {
-    lab = new NetnsLab(undefined, { secondGatewayA: true });
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
-
   test('gwa2 runs an agent that accepts only gwa\'s s2cs; gwa runs s2cs with a local worker and that agent; gwb runs s2cs', STEP, async () => {
     const lab = L();
-    // gwa's s2cs certificate is made first: the agent must know it before s2cs starts.
-    const s2csTls = await createSelfSigned({ commonName: 's2cs gwa', names: [ADDR.gwaWan, ADDR.gwaLan], validDays: 30 });
-    const s2csCert = join(lab.dir, 'gwa-s2cs.pem');
-    const s2csKey = join(lab.dir, 'gwa-s2cs.key');
-    writeFileSync(s2csCert, s2csTls.cert);
-    writeFileSync(s2csKey, s2csTls.key, { mode: 0o600 });
-
-    const agentState = join(lab.dir, 'state-gwa2');
-    agent = lab.cli('gwa2', 's2ds', [
-      'start', '--listen', AGENT, '--listener-ip', ADDR.gwa2Wan, '--port-range', '5300-5320', '--state-dir', agentState, '--s2cs-cert', s2csCert, '--name', 'gwa2',
-    ]);
-    await agent.waitFor(/s2ds ready/, { stream: 'stderr' });
-    const agentCert = join(agentState, 'tls', 'cert.pem');
-    assert.ok(existsSync(agentCert), `the agent made no certificate at ${agentCert}\n${agent.describe()}`);
-
-    gwaArgs = [
-      'start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', join(lab.dir, 'state-gwa'),
-      '--tls-cert', s2csCert, '--tls-key', s2csKey, '--workers', '1', '--s2ds', AGENT, '--s2ds-cert', agentCert,
-    ];
-    gwa = lab.cli('gwa', 's2cs', gwaArgs);
-    const stateB = join(lab.dir, 'state-gwb');
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--workers', '1']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, `${s2csTls.cert.trim()}\n${readFileSync(join(stateB, 'tls', 'cert.pem'), 'utf8').trim()}\n`);
+    const remote = await startLabAgent(lab);
+    agent = remote.agent;
+    ({ gwa, gwb, bundle, gwaArgs } = await startLabGateways(lab, { workers: 1, gwaFlags: remote.gwaFlags }));
   });
 
   test('a 4-connection stream is spread over both A nodes', STEP, async () => {
@@ -90,12 +51,7 @@ describe('S2DS agents on two gateway nodes: a stream survives kill -9 of s2cs an
     producer = lab.cli('prod', 's2app', ['produce', '--listen', PRODUCER_ADDR, '--bytes', BYTES_PER_CONN, '--seed', SEED]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     uid = `agents-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb, agent)}`);
-    const map = JSON.parse(request.stdout()) as { prodListeners: string[]; consListeners: string[] };
+    const map = await requestLabStream(lab, { bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb, agent] });
     prodListeners = map.prodListeners;
     consListeners = map.consListeners;
     const onGwa = prodListeners.filter((l) => l.startsWith(`${ADDR.gwaWan}:`)).length;

@@ -7,54 +7,25 @@
 // Every control call is PERMISSION_DENIED, status hides the stream's addresses, no
 // byte reaches the attacker, and the consumer still gets exactly the producer's bytes.
 // Needs root and iproute2 (see test/support/netns.ts).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
+import { acceptedCount, MARKER_CONSUMER, MARKER_PRODUCER } from '../support/marker-apps.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 8 * 1024 * 1024;
 const MARKER = `SCISTREAM-BINDING-${randomBytes(8).toString('hex')}`;
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const PORT_RANGE = '5100-5120';
 const STEP = { timeout: 180_000 };
 /** How long the attacker's WAN connection waits for data. */
 const ATTACK_READ_MS = 8000;
-
-const PRODUCER_SCRIPT = `
-const [host, port, marker, bytes] = process.argv.slice(1);
-const payload = Buffer.alloc(Number(bytes), marker);
-let accepted = 0;
-require('node:net')
-  .createServer((s) => {
-    accepted++;
-    console.log('accepted ' + accepted + ' from ' + s.remoteAddress);
-    s.on('error', () => {});
-    s.end(payload);
-  })
-  .listen(Number(port), host, () => console.log('producer listening'));
-process.on('SIGTERM', () => process.exit(0));
-`;
-
-const CONSUMER_SCRIPT = `
-const [marker, bytes, list] = process.argv.slice(1);
-const expected = Buffer.alloc(Number(bytes), marker);
-const fetch = (address) => new Promise((resolve) => {
-  const i = address.lastIndexOf(':');
-  const s = require('node:net').connect({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
-  const chunks = [];
-  s.on('data', (d) => chunks.push(d));
-  s.on('error', (e) => resolve({ address, ok: false, error: e.code || e.message }));
-  s.on('end', () => resolve({ address, ok: Buffer.concat(chunks).equals(expected), bytes: Buffer.concat(chunks).length }));
-});
-Promise.all(list.split(',').map(fetch)).then((r) => { console.log(JSON.stringify(r)); process.exit(r.every((c) => c.ok) ? 0 : 1); });
-setTimeout(() => { console.log('no EOF within 120 s'); process.exit(1); }, 120000).unref();
-`;
 
 /**
  * The attacker on the WAN, with the library: req again, update with its own credentials
@@ -102,49 +73,24 @@ interface Attempt {
   answer?: unknown;
 }
 
-const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).length;
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe("with --auth none, a WAN host cannot take another's stream (network namespaces)", () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite();
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
   let bundle = '';
   let map: { uid: string; prodListeners: string[]; consListeners: string[]; prodControlSecret: string; consControlSecret: string } | undefined;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test("s2uc on gateway B's host sets the stream up; its control secrets are kept mode 600", STEP, async () => {
     const lab = L();
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA, '--workers', '1']);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, [stateA, stateB].map((d) => readFileSync(join(d, 'tls', 'cert.pem'), 'utf8').trim()).join('\n') + '\n');
+    ({ gwa, gwb, bundle } = await startLabGateways(lab, { portRange: PORT_RANGE, workers: 1, gwbFlags: ['--control-host', '0.0.0.0'] }));
 
-    producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
+    producer = lab.node('prod', 'marker producer', MARKER_PRODUCER, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     const uid = `bind-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('gwb', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb)}`);
-    map = JSON.parse(request.stdout()) as NonNullable<typeof map>;
+    map = await requestLabStream<NonNullable<typeof map>>(lab, { from: 'gwb', bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb] });
     assert.match(map.prodControlSecret, /^[A-Za-z0-9_-]{43}$/, 'request --json prints the producer gateway\'s control secret');
     assert.match(map.consControlSecret, /^[A-Za-z0-9_-]{43}$/);
     assert.notEqual(map.prodControlSecret, map.consControlSecret, 'each gateway issues its own');
@@ -205,7 +151,7 @@ describe("with --auth none, a WAN host cannot take another's stream (network nam
   test("the consumer still gets exactly the producer's bytes; the requester sees its stream in full and releases it with the kept secrets", STEP, async () => {
     const lab = L();
     assert.ok(map && gwa && gwb && producer, 'the stream was not set up (see the previous failure)');
-    const consumer = lab.node('cons', 'marker consumer', CONSUMER_SCRIPT, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
+    const consumer = lab.node('cons', 'marker consumer', MARKER_CONSUMER, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
     assert.equal(await consumer.exited, 0, `the consumer did not receive the producer's bytes\n${logs(consumer, producer, gwa, gwb)}`);
     const st = lab.cli('gwb', 's2uc', ['--server-cert', bundle, 'status', map.uid, '--s2cs', GWA, '--json']);
     assert.equal(await st.exited, 0, st.describe());

@@ -4,67 +4,27 @@
 // run in their hosts' namespaces; tcpdump on the WAN checks that the stream crosses it
 // encrypted, and a WAN host without credentials tries gateway A's data listeners.
 // Needs root and iproute2 + tcpdump (CI installs them, .ci/run); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type Host, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type Host, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
+import { acceptedCount, MARKER_CONSUMER, MARKER_PRODUCER } from '../support/marker-apps.js';
 
 const NUM_CONN = 2;
 const BYTES_PER_CONN = 4 * 1024 * 1024;
 /** Sent in clear by the producer; it must show on the A LAN and never on the WAN. */
 const MARKER = `SCISTREAM-CLEARTEXT-MARKER-${randomBytes(8).toString('hex')}`;
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`; // gateway A's control port, as s2uc on the WAN reaches it
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`; // the same port, as the producer's controller reaches it
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const PORT_RANGE = '5100-5120';
 /** How long an unauthenticated connection may stay open before we call it "left open". */
 const ATTACK_WAIT_MS = 20_000;
 // Generous: namespaces, several Node processes and certificate generation on a busy CI machine.
 const STEP = { timeout: 180_000 };
-
-/** Serves MARKER repeated to `bytes` on every accepted connection, then ends; one stdout line per accept. */
-const PRODUCER_SCRIPT = `
-const [host, port, marker, bytes] = process.argv.slice(1);
-const payload = Buffer.alloc(Number(bytes), marker);
-let accepted = 0;
-require('node:net')
-  .createServer((s) => {
-    accepted++;
-    console.log('accepted ' + accepted + ' from ' + s.remoteAddress + ':' + s.remotePort);
-    s.on('error', (e) => console.error('connection from ' + s.remoteAddress + ': ' + e.message));
-    s.end(payload);
-  })
-  .listen(Number(port), host, () => console.log('producer listening on ' + host + ':' + port));
-process.on('SIGTERM', () => process.exit(0));
-`;
-
-/** Reads each address to EOF and compares with the producer's payload; prints one JSON array. */
-const CONSUMER_SCRIPT = `
-const [marker, bytes, list] = process.argv.slice(1);
-const expected = Buffer.alloc(Number(bytes), marker);
-const fetch = (address) => new Promise((resolve) => {
-  const i = address.lastIndexOf(':');
-  const s = require('node:net').connect({ host: address.slice(0, i), port: Number(address.slice(i + 1)) });
-  const chunks = [];
-  s.on('data', (d) => chunks.push(d));
-  s.on('error', (e) => resolve({ address, ok: false, error: e.code || e.message, bytes: Buffer.concat(chunks).length }));
-  s.on('end', () => {
-    const got = Buffer.concat(chunks);
-    let firstMismatch = -1;
-    for (let k = 0; k < Math.min(got.length, expected.length); k++) if (got[k] !== expected[k]) { firstMismatch = k; break; }
-    resolve({ address, ok: got.equals(expected), bytes: got.length, firstMismatch });
-  });
-});
-const timer = setTimeout(() => { console.log(JSON.stringify([{ ok: false, error: 'no EOF within 120 s' }])); process.exit(1); }, 120000);
-Promise.all(list.split(',').map(fetch)).then((r) => {
-  clearTimeout(timer);
-  console.log(JSON.stringify(r));
-  process.exit(r.every((c) => c.ok) ? 0 : 1);
-});
-`;
 
 /** A WAN host without credentials: plain TCP, or TLS without a client certificate. Prints one JSON object. */
 const ATTACKER_SCRIPT = `
@@ -91,31 +51,16 @@ interface StreamMap {
   prodAppListeners: string[];
 }
 
-const acceptedCount = (p: NsProc) => (p.stdout().match(/^accepted /gm) ?? []).length;
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('SciStream across network namespaces: producer and consumer on LANs that cannot reach each other', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite();
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
   let bundle = '';
   let map: StreamMap | undefined;
   let captured: { wan?: Buffer; aLan?: Buffer; wanLog: string; aLanLog: string; error?: string } | undefined;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  // Runs even when a test failed: every process stopped, every namespace deleted.
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('the consumer host cannot open a connection to the producer host; gateway A can', STEP, async () => {
     const lab = L();
@@ -143,48 +88,28 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
 
   test('both s2cs start with self-signed certificates; s2uc request and the producer Hello set up the stream', STEP, async () => {
     const lab = L();
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
     // Gateway A's data listeners face the WAN; gateway B's face the consumer on B LAN.
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
+    // The clients trust both gateways through one bundle of their certificates.
+    const started = await startLabGateways(lab, { portRange: PORT_RANGE, gwbFlags: ['--control-host', '0.0.0.0'] });
+    ({ gwa, gwb, bundle } = started);
 
     // Without --tls-cert, each s2cs made itself a certificate and logged its fingerprint.
-    const certs: string[] = [];
-    for (const [gw, dir] of [[gwa, stateA], [gwb, stateB]] as const) {
-      const certFile = join(dir, 'tls', 'cert.pem');
-      assert.ok(existsSync(certFile), `${gw.name} created no ${certFile}\n${gw.describe()}`);
+    for (const [gw, dir] of [[started.gwa, started.stateDirs.gwa], [started.gwb, started.stateDirs.gwb]] as const) {
       assert.ok(existsSync(join(dir, 'tls', 'key.pem')), `${gw.name} created no key.pem next to its certificate\n${gw.describe()}`);
-      const pem = readFileSync(certFile, 'utf8');
-      const fingerprint = new X509Certificate(pem).fingerprint256.replace(/:/g, '');
+      const fingerprint = new X509Certificate(readFileSync(join(dir, 'tls', 'cert.pem'), 'utf8')).fingerprint256.replace(/:/g, '');
       assert.ok(gw.stderr().replace(/:/g, '').toUpperCase().includes(fingerprint), `${gw.name} did not log its certificate's SHA-256 fingerprint ${fingerprint}\n${gw.describe()}`);
-      certs.push(pem);
     }
-    // The clients trust both gateways through one bundle.
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, certs.map((c) => c.trim()).join('\n') + '\n');
 
-    producer = lab.node('prod', 'marker producer', PRODUCER_SCRIPT, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
+    producer = lab.node('prod', 'marker producer', MARKER_PRODUCER, [ADDR.prod, '7000', MARKER, String(BYTES_PER_CONN)]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
 
     const uid = `netns-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
     // The producer reaches its gateway over A LAN, not the WAN.
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello in prod failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request in user failed\n${logs(request, gwa, gwb)}`);
-    let parsed: StreamMap;
-    try {
-      parsed = JSON.parse(request.stdout()) as StreamMap;
-    } catch {
-      assert.fail(`s2uc request --json did not print one JSON object\n${request.describe()}`);
-    }
+    const parsed = await requestLabStream<StreamMap>(lab, { bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb] });
     assert.equal(parsed.uid, uid);
     assert.deepEqual(parsed.prodAppListeners, [PRODUCER_ADDR], 'the producer listeners from its Hello');
-    assert.equal(parsed.prodListeners.length, NUM_CONN, `gateway A's WAN listeners: ${request.stdout()}`);
-    assert.equal(parsed.consListeners.length, NUM_CONN, `gateway B's listeners: ${request.stdout()}`);
+    assert.equal(parsed.prodListeners.length, NUM_CONN, `gateway A's WAN listeners: ${JSON.stringify(parsed)}`);
+    assert.equal(parsed.consListeners.length, NUM_CONN, `gateway B's listeners: ${JSON.stringify(parsed)}`);
     for (const l of parsed.prodListeners) assert.ok(l.startsWith(`${ADDR.gwaWan}:`), `gateway A listener ${l} is not on its WAN address ${ADDR.gwaWan}`);
     for (const l of parsed.consListeners) assert.ok(l.startsWith(`${ADDR.gwbLan}:`), `gateway B listener ${l} is not on its B LAN address ${ADDR.gwbLan}`);
     map = parsed;
@@ -198,7 +123,7 @@ describe('SciStream across network namespaces: producer and consumer on LANs tha
     const wanCapture = await lab.capture('wan', lab.ifaces.bridge, 'wan', { from: 'user', to: `${ADDR.gwaWan}:9` });
     const lanCapture = await lab.capture('gwa', lab.ifaces.gwaLan, 'a-lan', { from: 'gwa', to: `${ADDR.prod}:9` });
     try {
-      const consumer = lab.node('cons', 'marker consumer', CONSUMER_SCRIPT, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
+      const consumer = lab.node('cons', 'marker consumer', MARKER_CONSUMER, [MARKER, String(BYTES_PER_CONN), map.consListeners.join(',')]);
       const code = await consumer.exited;
       assert.equal(code, 0, `the consumer in cons did not receive the producer's ${BYTES_PER_CONN} bytes on each of ${map.consListeners.join(', ')}\n${logs(consumer, producer, gwa, gwb)}`);
       assert.equal(acceptedCount(producer), NUM_CONN, `the producer should have accepted one connection per stream connection\n${producer.describe()}`);

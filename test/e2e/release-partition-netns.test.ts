@@ -9,20 +9,18 @@
 // `releasing`; after the heal gwa2 releases its part (its connections end, its
 // listeners close) and the stream is in status' ended list. Each step logs what the
 // user saw and after how long. Needs root, iproute2 and nftables (CI installs them).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
-import { createSelfSigned } from '../../src/security/certificates.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabAgent, startLabGateways } from '../support/lab-gateways.js';
 
 const NUM_CONN = 4;
 const PRODUCER_ADDR = `${ADDR.prod}:7000`;
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
-const AGENT = `${ADDR.gwa2Lan}:7200`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const STEP = { timeout: 180_000 };
 /** This test's own nftables table in gwa2's namespace. */
 const TABLE = 's2test_partition';
@@ -67,7 +65,12 @@ interface StatusJson {
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('release during a partition of a remote agent: reported partial, completed after the heal', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    secondGatewayA: true,
+    beforeDestroy: async () => {
+      if (partitioned) await heal().catch(() => undefined);
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let agent: NsProc | undefined;
@@ -79,10 +82,6 @@ describe('release during a partition of a remote agent: reported partial, comple
   let consListeners: string[] = [];
   let partitioned = false;
   let cutAt = 0;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   const s2uc = async (args: string[]) => {
     const started = Date.now();
     const p = L().cli('user', 's2uc', ['--server-cert', bundle, ...args]);
@@ -111,39 +110,11 @@ describe('release during a partition of a remote agent: reported partial, comple
     partitioned = false;
   };
 
-  before(async () => {
-    lab = new NetnsLab(undefined, { secondGatewayA: true });
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    if (lab && partitioned) await heal().catch(() => undefined);
-    await lab?.destroy();
-  }, { timeout: 120_000 });
-
   test('gwa2 runs an agent for gwa\'s s2cs; gwa runs s2cs with a local worker and that agent; gwb runs s2cs', STEP, async () => {
     const lab = L();
-    const s2csTls = await createSelfSigned({ commonName: 's2cs gwa', names: [ADDR.gwaWan, ADDR.gwaLan], validDays: 30 });
-    const s2csCert = join(lab.dir, 'gwa-s2cs.pem');
-    const s2csKey = join(lab.dir, 'gwa-s2cs.key');
-    writeFileSync(s2csCert, s2csTls.cert);
-    writeFileSync(s2csKey, s2csTls.key, { mode: 0o600 });
-    const agentState = join(lab.dir, 'state-gwa2');
-    agent = lab.cli('gwa2', 's2ds', [
-      'start', '--listen', AGENT, '--listener-ip', ADDR.gwa2Wan, '--port-range', '5300-5320', '--state-dir', agentState, '--s2cs-cert', s2csCert, '--name', 'gwa2',
-    ]);
-    await agent.waitFor(/s2ds ready/, { stream: 'stderr' });
-    const agentCert = join(agentState, 'tls', 'cert.pem');
-    assert.ok(existsSync(agentCert), `the agent made no certificate at ${agentCert}\n${agent.describe()}`);
-    gwa = lab.cli('gwa', 's2cs', [
-      'start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', join(lab.dir, 'state-gwa'),
-      '--tls-cert', s2csCert, '--tls-key', s2csKey, '--workers', '1', '--s2ds', AGENT, '--s2ds-cert', agentCert,
-    ]);
-    const stateB = join(lab.dir, 'state-gwb');
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--workers', '1']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, `${s2csTls.cert.trim()}\n${readFileSync(join(stateB, 'tls', 'cert.pem'), 'utf8').trim()}\n`);
+    const remote = await startLabAgent(lab);
+    agent = remote.agent;
+    ({ gwa, gwb, bundle } = await startLabGateways(lab, { workers: 1, gwaFlags: remote.gwaFlags }));
   });
 
   test('a 4-connection stream spread over gwa and gwa2 forwards to a slow consumer', STEP, async () => {
@@ -152,12 +123,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     producer = lab.cli('prod', 's2app', ['produce', '--listen', PRODUCER_ADDR, '--bytes', '64GiB']);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     uid = `partition-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb, agent)}`);
-    const map = JSON.parse(request.stdout()) as { prodListeners: string[]; consListeners: string[] };
+    const map = await requestLabStream(lab, { bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, show: [gwa, gwb, agent] });
     prodListeners = map.prodListeners;
     consListeners = map.consListeners;
     const n = onGwa2().length;
@@ -223,12 +189,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     // A request meanwhile goes to gwa only: gwa2 has not answered its polls.
     const other = `partition-new-${randomBytes(4).toString('hex')}`;
     const asked = Date.now();
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', '2', '--json', '--uid', other]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', other, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request during the partition failed\n${logs(request, gwa, gwb)}`);
-    const placed = (JSON.parse(request.stdout()) as { prodListeners: string[] }).prodListeners;
+    const placed = (await requestLabStream(lab, { bundle, uid: other, numConn: 2, producer: PRODUCER_ADDR, show: [gwa, gwb] })).prodListeners;
     console.log(`# a request ${Math.round((asked - cutAt) / 1000)} s into the partition was set up in ${Date.now() - asked} ms on ${placed.join(', ')}`);
     assert.ok(placed.every((l) => l.startsWith(`${ADDR.gwaWan}:`)), `placed on gwa only: ${placed.join(', ')}`);
     const done = await s2uc(['release', other, '--s2cs', GWA, '--s2cs', GWB]);

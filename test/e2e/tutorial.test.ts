@@ -3,38 +3,24 @@
 // with no options (localhost:5000, 5 connections, TLS pinned on first use), the
 // producer's Hello, verified bytes through the gateway, `s2uc release UID`.
 // It runs in a network namespace of its own, where port 5000 is surely free.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NetnsLab, requireNetns, type NsProc } from '../support/netns.js';
+import { labForSuite, type NsProc } from '../support/netns.js';
 
 const STEP = { timeout: 60_000 };
 const PRODUCER = ['7000', '17000', '27000', '37000', '47000'].map((p) => `127.0.0.1:${p}`).join(',');
 
 describe('the seed tutorial on defaults on loopback', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite();
   let s2cs: NsProc | undefined;
   let producer: NsProc | undefined;
   let uid = '';
   let listeners = '';
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespace was not set up (see the failure of the before hook)');
-    return lab;
-  };
   const run = async (program: 's2uc' | 's2app', args: string[]) => {
     const p = L().cli('gwa', program, args);
     const code = await p.exited;
     return { code, stdout: p.stdout(), stderr: p.stderr(), describe: p.describe() };
   };
-
-  before(async () => {
-    requireNetns();
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
 
   test('s2cs start --port=5000 --listener-ip=127.0.0.1 starts, with plain-TCP data legs allowed on loopback', STEP, async () => {
     s2cs = L().cli('gwa', 's2cs', ['start', '--port=5000', '--listener-ip=127.0.0.1']);

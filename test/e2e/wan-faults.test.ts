@@ -10,19 +10,17 @@
 //       at the consumer.
 // What each application saw and after how long is printed as test diagnostics.
 // Needs root, iproute2 and nftables (CI installs them, .ci/run).
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways, type LabStreamMap } from '../support/lab-gateways.js';
 import { until } from '../support/until.js';
 
 const NUM_CONN = 2;
 const PORT_RANGE = '5100-5120';
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 const DEAD_AFTER_S = 5;
 /** What "a few seconds" past wan-dead-after may take: a sweep, the other side's own detection, process scheduling. */
 const SLACK_MS = 5_000;
@@ -95,12 +93,6 @@ function endings(p: NsProc, since: number): Array<{ id: number; how: string; aft
   return [...first].map(([id, v]) => ({ id, ...v }));
 }
 
-interface StreamMap {
-  uid: string;
-  prodListeners: string[];
-  consListeners: string[];
-}
-
 /** The gateways' log lines about broken WAN connections (what each gateway noticed, and why). */
 const breaks = (g: NsProc | undefined, from = 0): string[] =>
   (g?.stderr().slice(from) ?? '')
@@ -111,7 +103,14 @@ const breaks = (g: NsProc | undefined, from = 0): string[] =>
 const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc => p !== undefined).map((p) => p.describe()).join('\n');
 
 describe('faults on the WAN leg mid-stream: both applications see a reset, a short outage loses nothing', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    timeoutMs: 60_000,
+    beforeDestroy: async (lab) => {
+      await Promise.all(apps.map((p) => p.stop()));
+      await Promise.all([gwa, gwb].map((g) => g?.stop()));
+      await lab.run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: false });
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let bundle = '';
@@ -119,46 +118,19 @@ describe('faults on the WAN leg mid-stream: both applications see a reset, a sho
   /** Where each gateway's log is now, and what they logged about broken WAN connections since. */
   const logMarks = () => ({ a: gwa?.stderr().length ?? 0, b: gwb?.stderr().length ?? 0 });
   const noticed = (from: { a: number; b: number }) => `gateway A: ${breaks(gwa, from.a).join(', ') || 'nothing'}; gateway B: ${breaks(gwb, from.b).join(', ') || 'nothing'}`;
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
-
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-  }, { timeout: 60_000 });
-
-  after(async () => {
-    await Promise.all(apps.map((p) => p.stop()));
-    await Promise.all([gwa, gwb].map((g) => g?.stop()));
-    await lab?.run('gwb', ['nft', 'delete', 'table', 'inet', TABLE], { check: false });
-    await lab?.destroy();
-  }, { timeout: 60_000 });
 
   /** Both gateways (stopped first if running); the clients trust them through one bundle. */
   async function startGateways(extra: string[]): Promise<void> {
-    const lab = L();
     await Promise.all([gwa, gwb].map((g) => g?.stop()));
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', PORT_RANGE, '--state-dir', stateA, '--workers', '1', '--metrics-listen', METRICS, ...extra]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', PORT_RANGE, '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1', '--metrics-listen', METRICS, ...extra]);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr' })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, [stateA, stateB].map((d) => readFileSync(join(d, 'tls', 'cert.pem'), 'utf8').trim()).join('\n') + '\n');
+    ({ gwa, gwb, bundle } = await startLabGateways(L(), {
+      portRange: PORT_RANGE, workers: 1, flags: ['--metrics-listen', METRICS, ...extra], gwbFlags: ['--control-host', '0.0.0.0'],
+    }));
   }
 
   /** s2uc request and the producer's Hello: a stream of NUM_CONN connections to `producerAddr`. */
-  async function requestStream(producerAddr: string, requestArgs: string[] = []): Promise<StreamMap> {
-    const lab = L();
+  async function requestStream(producerAddr: string, requestArgs: string[] = []): Promise<LabStreamMap> {
     const uid = `wanfault-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '30', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', uid, ...requestArgs]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '30', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', producerAddr]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb)}`);
-    return JSON.parse(request.stdout()) as StreamMap;
+    return requestLabStream(L(), { bundle, uid, numConn: NUM_CONN, producer: producerAddr, requestTimeoutS: 30, helloTimeoutS: 30, requestArgs, show: [gwa, gwb] });
   }
 
   /**

@@ -7,13 +7,12 @@
 // the stream loses no byte and is not reset, and the gateway (s2cs and its worker
 // agents) gives back its descriptors and memory afterwards.
 // Needs root and iproute2 (CI installs them); without them it fails, saying so.
-import { describe, test, before, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ADDR, NetnsLab, type NsProc } from '../support/netns.js';
+import { ADDR, labForSuite, type NetnsLab, type NsProc } from '../support/netns.js';
+import { LAB_CONTROL, requestLabStream, startLabGateways } from '../support/lab-gateways.js';
 import { fdCount, rssMiB } from '../support/hostile.js';
 
 const NUM_CONN = 2;
@@ -25,9 +24,8 @@ const PRODUCER_ADDR = `${ADDR.prod}:7000`;
 /** A second stream, opened during each flood: new WAN connections must get through. */
 const PROBE_PRODUCER_ADDR = `${ADDR.prod}:7001`;
 const PROBE_BYTES = '1MiB';
-const GWA = `${ADDR.gwaWan}:5000`;
-const GWA_FROM_LAN = `${ADDR.gwaLan}:5000`;
-const GWB = `${ADDR.gwbWan}:5000`;
+const GWA = LAB_CONTROL.gwa;
+const GWB = LAB_CONTROL.gwb;
 /** The flooders' 50 addresses on the WAN, next to user's own. */
 const SOURCES = Array.from({ length: 50 }, (_, i) => `10.201.2.${100 + i}`);
 const FLOOD_CONNECTIONS = 1000;
@@ -141,7 +139,11 @@ const logs = (...procs: (NsProc | undefined)[]) => procs.filter((p): p is NsProc
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('a flood of unauthenticated connections at the WAN listeners while a stream runs through them', () => {
-  let lab: NetnsLab | undefined;
+  const L = labForSuite({
+    afterSetup: async (lab) => {
+      for (const a of SOURCES) await lab.ip('user', 'addr', 'add', `${a}/24`, 'dev', lab.ifaces.userWan);
+    },
+  });
   let gwa: NsProc | undefined;
   let gwb: NsProc | undefined;
   let producer: NsProc | undefined;
@@ -155,53 +157,26 @@ describe('a flood of unauthenticated connections at the WAN listeners while a st
   let uid = '';
   let prodListeners: string[] = [];
   let baseline: Footprint[] = [];
-  const L = (): NetnsLab => {
-    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
-    return lab;
-  };
   /** s2cs and its workers on gwa: every process in the namespace. */
   const gatewayA = (): Footprint[] => {
     return namespacePids(L().ns('gwa')).map((pid) => ({ pid, fds: fdCount(pid), rssMiB: rssMiB(pid) }));
   };
 
-  before(async () => {
-    lab = new NetnsLab();
-    await lab.setup();
-    for (const a of SOURCES) await lab.ip('user', 'addr', 'add', `${a}/24`, 'dev', lab.ifaces.userWan);
-  }, { timeout: 120_000 });
-
-  after(async () => {
-    await lab?.destroy();
-  }, { timeout: 120_000 });
-
   test('two gateways (gwa with two worker agents) carry a stream held to 4 MB/s', STEP, async () => {
     const lab = L();
-    const stateA = join(lab.dir, 'state-gwa');
-    const stateB = join(lab.dir, 'state-gwb');
-    gwa = lab.cli('gwa', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwaWan, '--port-range', '5100-5120', '--state-dir', stateA, '--workers', '2', '--rate-policy', 'cap', '--metrics-listen', METRICS]);
-    gwb = lab.cli('gwb', 's2cs', ['start', '--auth', 'none', '--port', '5000', '--listener-ip', ADDR.gwbLan, '--port-range', '5100-5120', '--state-dir', stateB, '--control-host', '0.0.0.0', '--workers', '1', '--rate-policy', 'cap']);
-    await Promise.all([gwa, gwb].map((g) => g.waitFor(/s2cs ready/, { stream: 'stderr', timeoutMs: 60_000 })));
-    bundle = join(lab.dir, 'gateways.pem');
-    writeFileSync(bundle, [stateA, stateB].map((d) => readFileSync(join(d, 'tls', 'cert.pem'), 'utf8').trim()).join('\n') + '\n');
+    ({ gwa, gwb, bundle } = await startLabGateways(lab, {
+      workers: { gwa: 2, gwb: 1 }, flags: ['--rate-policy', 'cap'], gwaFlags: ['--metrics-listen', METRICS], gwbFlags: ['--control-host', '0.0.0.0'], readyTimeoutMs: 60_000,
+    }));
     producer = lab.cli('prod', 's2app', ['produce', '--listen', PRODUCER_ADDR, '--bytes', BYTES_PER_CONN, '--seed', SEED]);
     await producer.waitFor(/producer listening/, { stream: 'stdout' });
     uid = `flood-${randomBytes(6).toString('hex')}`;
-    const request = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--rate', RATE, '--json', '--uid', uid]);
-    const hello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', uid, '--role', 'PROD', '--listeners', PRODUCER_ADDR]);
-    const [requestCode, helloCode] = await Promise.all([request.exited, hello.exited]);
-    assert.equal(helloCode, 0, `s2app hello failed\n${logs(hello, gwa)}`);
-    assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, gwa, gwb)}`);
-    const map = JSON.parse(request.stdout()) as { prodListeners: string[]; consListeners: string[] };
+    const map = await requestLabStream(lab, { bundle, uid, numConn: NUM_CONN, producer: PRODUCER_ADDR, requestArgs: ['--rate', RATE], show: [gwa, gwb] });
     prodListeners = map.prodListeners;
     // The probe stream: set up now, its connections opened during the floods.
     probeProducer = lab.cli('prod', 's2app', ['produce', '--listen', PROBE_PRODUCER_ADDR, '--bytes', PROBE_BYTES, '--seed', SEED]);
     await probeProducer.waitFor(/producer listening/, { stream: 'stdout' });
     probeUid = `probe-${randomBytes(6).toString('hex')}`;
-    const probeRequest = lab.cli('user', 's2uc', ['--server-cert', bundle, '--timeout', '60', 'request', '--prod-s2cs', GWA, '--cons-s2cs', GWB, '--num-conn', String(NUM_CONN), '--json', '--uid', probeUid]);
-    const probeHello = lab.cli('prod', 's2app', ['hello', '--server-cert', bundle, '--timeout', '90', '--s2cs', GWA_FROM_LAN, '--uid', probeUid, '--role', 'PROD', '--listeners', PROBE_PRODUCER_ADDR]);
-    const [probeRequestCode, probeHelloCode] = await Promise.all([probeRequest.exited, probeHello.exited]);
-    assert.equal(probeHelloCode + probeRequestCode, 0, `the probe stream was not set up\n${logs(probeRequest, probeHello, gwa, gwb)}`);
-    const probeMap = JSON.parse(probeRequest.stdout()) as { prodListeners: string[]; consListeners: string[] };
+    const probeMap = await requestLabStream(lab, { bundle, uid: probeUid, numConn: NUM_CONN, producer: PROBE_PRODUCER_ADDR, show: [gwa, gwb] });
     probeListeners = probeMap.consListeners;
     probeWan = probeMap.prodListeners;
     consumer = lab.cli('cons', 's2app', ['consume', '--connect', map.consListeners.join(','), '--bytes', BYTES_PER_CONN, '--seed', SEED, '--json']);

@@ -16,6 +16,7 @@ import { freePortRange } from '../../src/demo/procs.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 import type { Address } from '../../src/protocol/address.js';
 import type { StreamCredentials } from '../../src/transport/index.js';
+import { watchEnd } from '../support/sockets.js';
 
 const KiB = 1024;
 const BUFFER = 256 * KiB;
@@ -26,18 +27,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
   for (let t = 0; t < ms && !ok(); t += 20) await sleep(20);
   assert.ok(ok(), what);
-}
-
-/** How a client connection ended: 'open' while it lives, else whether it was reset. */
-function watch(s: Socket): { state: 'open' | 'reset' | 'closed' } {
-  const w = { state: 'open' as 'open' | 'reset' | 'closed' };
-  s.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') w.state = 'reset';
-  });
-  s.on('close', () => {
-    if (w.state === 'open') w.state = 'closed';
-  });
-  return w;
 }
 
 const asTransport = (c: { certificate: string; private_key: string; peer_certificate: string }): StreamCredentials => ({
@@ -99,7 +88,7 @@ async function gateways(listeners: number, prodOpts: Partial<LocalDataServerOpti
     raw(source: string, listener = 0): { socket: Socket; w: { state: string } } {
       const socket = connect({ host: '127.0.0.1', port: wan[listener]!.port, localAddress: source });
       clients.push(socket);
-      return { socket, w: watch(socket) };
+      return { socket, w: watchEnd(socket) };
     },
     async close() {
       for (const c of clients) c.destroy();

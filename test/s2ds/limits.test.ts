@@ -12,6 +12,7 @@ import { Refusals } from '../../src/limits/refusals.js';
 import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import type { Address } from '../../src/protocol/address.js';
+import { watchEnd } from '../support/sockets.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -43,18 +44,6 @@ async function deafTarget(): Promise<{ server: Server; address: Address; sockets
   return { server, address: { host: '127.0.0.1', port }, sockets };
 }
 
-/** How a client connection ended: 'open' while it lives, else whether it was reset. */
-function watch(s: Socket): { state: 'open' | 'reset' | 'closed' } {
-  const w = { state: 'open' as 'open' | 'reset' | 'closed' };
-  s.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') w.state = 'reset';
-  });
-  s.on('close', () => {
-    if (w.state === 'open') w.state = 'closed';
-  });
-  return w;
-}
-
 async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
   for (let t = 0; t < ms && !ok(); t += 20) await sleep(20);
   assert.ok(ok(), what);
@@ -75,7 +64,7 @@ test('connections over --max-conns-per-listener are reset at once, counted and l
     const [l] = await ds.startListeners('per-listener', 1);
     await ds.setTargets('per-listener', [target.address]);
     const clients = Array.from({ length: 8 }, () => connect(l!.port, l!.host));
-    const states = clients.map(watch);
+    const states = clients.map(watchEnd);
     await until('five refused', () => states.filter((s) => s.state !== 'open').length === 5);
     assert.equal(states.filter((s) => s.state === 'reset').length, 5, 'refused connections see a reset, not a clean end');
     await until('three forwarded', () => target.sockets.length === 3);
@@ -87,7 +76,7 @@ test('connections over --max-conns-per-listener are reset at once, counted and l
     clients.find((_, i) => states[i]!.state === 'open')!.resetAndDestroy();
     await until('slot given back', () => ds.bufferMemory().reserved === 2 * connectionMemory(256 * 1024, 'tcp', 'tcp'));
     const again = connect(l!.port, l!.host);
-    const w = watch(again);
+    const w = watchEnd(again);
     await until('forwarded again', () => target.sockets.length === 4);
     assert.equal(w.state, 'open');
     for (const c of [...clients, again]) c.destroy();
@@ -104,7 +93,7 @@ test('waiting connections over the bound, and those that wait too long, are refu
   const ds = await dataServer({ waitLimit: 2, waitTimeoutMs: 300, refusals });
   try {
     const [l] = await ds.startListeners('waiting', 1);
-    const states = [0, 1, 2].map(() => watch(connect(l!.port, l!.host)));
+    const states = [0, 1, 2].map(() => watchEnd(connect(l!.port, l!.host)));
     await until('all closed', () => states.every((s) => s.state !== 'open'));
     assert.ok(states.every((s) => s.state === 'reset'));
     assert.equal(ds.stats('waiting')!.refusedConnections, 3);
@@ -125,7 +114,7 @@ test('an unreachable target is a counted refusal, not a log line per connection'
   try {
     const [l] = await ds.startListeners('unreachable', 1);
     await ds.setTargets('unreachable', [gone.address]);
-    const states = Array.from({ length: 6 }, () => watch(connect(l!.port, l!.host)));
+    const states = Array.from({ length: 6 }, () => watchEnd(connect(l!.port, l!.host)));
     await until('all reset', () => states.every((s) => s.state === 'reset'));
     assert.equal(ds.stats('unreachable')!.refusedConnections, 6);
     assert.deepEqual(refusals.totals(), [{ kind: 'target-unreachable', count: 6 }]);
@@ -157,7 +146,7 @@ test('memory stays under --max-buffer-memory with many connections pushing into 
     const states: { state: string }[] = [];
     for (let i = 0; i < N; i++) {
       const c = connect(l!.port, l!.host);
-      states.push(watch(c));
+      states.push(watchEnd(c));
       const push = () => {
         while (!c.destroyed && c.write(chunk));
       };

@@ -4,12 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createServer, connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { pino } from 'pino';
 import { WanGuard, WanBrokenError, causeOf } from '../../src/s2ds/liveness.js';
 import { HEARTBEAT_FRAME } from '../../src/transport/frames.js';
 import { silentLogger } from '../../src/log.js';
+import { socketPair } from '../support/sockets.js';
 
 test('breaks are counted by cause; at most a few lines a second are logged, then one summary', async () => {
   const lines: Array<Record<string, unknown>> = [];
@@ -47,30 +47,12 @@ test('socket errors map to causes; the error broken connections are destroyed wi
   assert.match(e.message, /dead-peer.*30\.2 s/);
 });
 
-/** A connected pair on loopback: `ours` (watched) and `peer`. */
-async function pair(): Promise<{ ours: Socket; peer: Socket; close: () => Promise<void> }> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const peer = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
-  const [[ours]] = await Promise.all([once(server, 'connection') as Promise<[Socket]>, once(peer, 'connect')]);
-  for (const s of [ours, peer]) s.on('error', () => {});
-  return {
-    ours,
-    peer,
-    close: async () => {
-      ours.destroy();
-      peer.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
-
 // The sweep driven by hand, with its clock: a period far beyond the test, so that its own interval never runs.
 const PERIOD = 60_000;
 const DEAD = 150_000;
 
 test('the sweep: silence for wan-dead-after is a dead peer (once); bytes, a pause, the peer\'s END or a stalled loop are not', async () => {
-  const p = await pair();
+  const p = await socketPair();
   const guard = new WanGuard({ deadAfterMs: DEAD, logger: silentLogger, sweepMs: PERIOD });
   try {
     let dead = 0;
@@ -117,7 +99,7 @@ test('the sweep: silence for wan-dead-after is a dead peer (once); bytes, a paus
 });
 
 test('the sweep sends a heartbeat on a connection that wrote nothing since the last sweep, none after its END', async () => {
-  const p = await pair();
+  const p = await socketPair();
   const guard = new WanGuard({ deadAfterMs: DEAD, logger: silentLogger, sweepMs: PERIOD });
   try {
     const got: Buffer[] = [];

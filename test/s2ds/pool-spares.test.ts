@@ -6,13 +6,14 @@
 // s2cs left behind is closed by the next one or by a graceful stop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server } from 'node:net';
+import { connect } from 'node:net';
 import { rmSync } from 'node:fs';
 import { AgentPool, unwrapRecord } from '../../src/s2ds/pool.js';
 import { RemoteAgent, AgentCallError } from '../../src/s2ds/remote.js';
 import { formatAddress, type Address } from '../../src/protocol/address.js';
 import { silentLogger } from '../../src/log.js';
 import { startAgentProcess, tempDir } from '../support/agent.js';
+import { echoServer } from '../support/sockets.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -39,15 +40,6 @@ function exchange(a: Address, text: string): Promise<{ data: string; error?: str
     s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code ?? err.message }));
     s.on('close', () => resolve({ data, error: 'closed' }));
   });
-}
-
-async function echoServer(): Promise<{ server: Server; address: Address }> {
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, address: { host: '127.0.0.1', port: (server.address() as { port: number }).port } };
 }
 
 test('a request is answered from spares: a connection on a spare is reset, the stream forwards with its record, ports count spares as free, close releases them', async () => {

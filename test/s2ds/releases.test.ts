@@ -8,31 +8,16 @@
 // agent, and one that it does not answer goes to the others.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { AgentPool } from '../../src/s2ds/pool.js';
 import { PartialRelease } from '../../src/s2ds/releases.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import type { Address } from '../../src/protocol/address.js';
 import { captureLogger } from '../auth/capture.js';
 import { startAgentProcess, tempDir, type AgentProcess } from '../support/agent.js';
+import { echoServer } from '../support/sockets.js';
+import { untilTrue } from '../support/until.js';
 import { rmSync } from 'node:fs';
-
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function echoServer(): Promise<{ server: Server; address: Address }> {
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, address: { host: '127.0.0.1', port: (server.address() as { port: number }).port } };
-}
 
 /** A client connection through a listener, echoed once to know it forwards; `ended` says how it ended. */
 async function through(a: Address): Promise<{ socket: Socket; ended: Promise<string> }> {
@@ -63,14 +48,14 @@ test('a silent agent is down after three failed polls; calls waiting on it fail 
   const events: { event: string; at: number }[] = [];
   remote.onChange((event) => events.push({ event, at: Date.now() }));
   try {
-    await until('up', () => remote.up());
+    await untilTrue('up', () => remote.up());
     const silentSince = Date.now();
     pause(agent);
     const waiting = remote.startListeners('hangs', 1).then(
       () => undefined,
       (err: unknown) => ({ err: err as Error, at: Date.now() }),
     );
-    await until('down', () => events.some((e) => e.event === 'down'), 10_000);
+    await untilTrue('down', () => events.some((e) => e.event === 'down'), 10_000);
     const downAfter = events.find((e) => e.event === 'down')!.at - silentSince;
     assert.ok(downAfter >= 2_000 && downAfter <= 8_000, `marked down ${downAfter} ms after it stopped answering (three 1 s polls, and a few seconds for a loaded machine)`);
     console.log(`# marked down ${downAfter} ms after SIGSTOP`);
@@ -81,10 +66,10 @@ test('a silent agent is down after three failed polls; calls waiting on it fail 
     assert.ok(failed.at - silentSince < 9_000, `the waiting call failed ${failed.at - silentSince} ms in, with the mark down`);
     console.log(`# a StartListeners waiting on it failed ${failed.at - silentSince} ms after SIGSTOP: ${failed.err.message}`);
     resume(agent);
-    await until('up again', () => remote.up() && remote.answering(), 10_000);
+    await untilTrue('up again', () => remote.up() && remote.answering(), 10_000);
     // What the silent agent did meanwhile is released, not leaked.
     await remote.release('hangs');
-    await until('no port held', () => {
+    await untilTrue('no port held', () => {
       void remote.poll();
       return remote.ports().reserved === 0;
     });
@@ -107,14 +92,14 @@ test('release during an agent partition is partial, names the agent and its conn
   pool.onReleased((uid, how) => released.push({ uid, how, at: Date.now() }));
   const sockets: Socket[] = [];
   try {
-    await until('both up', () => ra.answering() && rb.answering());
+    await untilTrue('both up', () => ra.answering() && rb.answering());
     const listeners = await pool.startListeners('split', 4);
     const onB = pool.sharesOf('split')!.find((s) => s.agent === rb)!.indices;
     assert.ok(onB.length > 0 && onB.length < 4, 'the stream is spread over both agents');
     await pool.setTargets('split', [echo.address]);
     const conns = await Promise.all(listeners.map((l) => through(l)));
     sockets.push(...conns.map((c) => c.socket));
-    await until('the polls to count the connections', () => (rb.stats('split')?.activeConnections ?? 0) === onB.length && (ra.stats('split')?.activeConnections ?? 0) === 4 - onB.length);
+    await untilTrue('the polls to count the connections', () => (rb.stats('split')?.activeConnections ?? 0) === onB.length && (ra.stats('split')?.activeConnections ?? 0) === 4 - onB.length);
 
     pause(b);
     const asked = Date.now();
@@ -132,9 +117,9 @@ test('release during an agent partition is partial, names the agent and its conn
     assert.deepEqual(pool.releasing('split'), err.shares);
     // The answering agent's part is gone: its connections reset, its ports free.
     for (const [i, c] of conns.entries()) if (!onB.includes(i)) assert.notEqual(await c.ended, undefined);
-    await until('a\'s ports free', () => ra.ports().reserved === 0);
+    await untilTrue('a\'s ports free', () => ra.ports().reserved === 0);
     // A new request does not go to the silent agent.
-    await until('b down', () => !rb.up());
+    await untilTrue('b down', () => !rb.up());
     await pool.startListeners('meanwhile', 2);
     assert.deepEqual(pool.sharesOf('meanwhile')!.map((s) => s.agent.name), [ra.name]);
     await pool.release('meanwhile');
@@ -142,14 +127,14 @@ test('release during an agent partition is partial, names the agent and its conn
 
     const healed = Date.now();
     resume(b);
-    await until('the release to complete', () => released.length === 1);
+    await untilTrue('the release to complete', () => released.length === 1);
     assert.equal(released[0]!.uid, 'split');
     assert.match(released[0]!.how, /^released by request; partial for \d+ s: data-server agent .* did not answer, then released its part when it answered again$/);
     assert.ok(released[0]!.at - healed < 10_000, `completed ${released[0]!.at - healed} ms after the heal`);
     assert.equal(pool.releasing('split'), undefined);
     // b's connections end, its ports free.
     for (const i of onB) assert.notEqual(await conns[i]!.ended, undefined);
-    await until('b\'s ports free', () => {
+    await untilTrue('b\'s ports free', () => {
       void rb.poll();
       return rb.ports().reserved === 0;
     });
@@ -171,7 +156,7 @@ test('a request its agent does not answer is placed again on the others', async 
   const { logger, lines } = captureLogger();
   const pool = new AgentPool([ra, rb], { logger });
   try {
-    await until('both up', () => ra.answering() && rb.answering());
+    await untilTrue('both up', () => ra.answering() && rb.answering());
     // Placed on both (before b misses a poll), b silent: its share goes to a.
     pause(b);
     const listeners = await pool.startListeners('moved', 4);
@@ -180,8 +165,8 @@ test('a request its agent does not answer is placed again on the others', async 
     assert.ok(lines.some((l) => /did not answer for stream moved: placing it on the other agents/.test(l)), lines.join('\n'));
     // Whatever b opened before it went silent is released when it is back.
     resume(b);
-    await until('b up', () => rb.answering());
-    await until('b holds nothing', () => {
+    await untilTrue('b up', () => rb.answering());
+    await untilTrue('b holds nothing', () => {
       void rb.poll();
       return rb.ports().reserved === 0 && rb.stats('moved') === undefined;
     });
@@ -207,7 +192,7 @@ test('a partial release ends when the silent agent restarts instead (its connect
   const released: { uid: string; how: string }[] = [];
   pool.onReleased((uid, how) => released.push({ uid, how }));
   try {
-    await until('both up', () => ra.answering() && rb.answering());
+    await untilTrue('both up', () => ra.answering() && rb.answering());
     await pool.startListeners('gone', 4);
     assert.equal(pool.sharesOf('gone')!.length, 2);
     pause(b);
@@ -215,7 +200,7 @@ test('a partial release ends when the silent agent restarts instead (its connect
     b.proc.child.kill('SIGKILL');
     await b.proc.exited;
     b = await startAgentProcess({ ports: 4, dir });
-    await until('the release to end with the restart', () => released.length === 1);
+    await untilTrue('the release to end with the restart', () => released.length === 1);
     assert.equal(released[0]!.uid, 'gone');
     assert.match(released[0]!.how, /^released by request; partial for \d+ s \(data-server agent .* restarted: the connections it carried were reset\)$/);
     assert.equal(pool.releasing('gone'), undefined);

@@ -20,6 +20,8 @@
 // This module has no side effects on import: the test runner loads every .js
 // file under dist/test/.
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -391,6 +393,43 @@ export class NetnsLab {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface SuiteLabOptions {
+  secondGatewayA?: boolean;
+  /** For each of the before and after hooks. */
+  timeoutMs?: number;
+  /** More setup once the namespaces exist (addresses...). */
+  afterSetup?: (lab: NetnsLab) => Promise<void>;
+  /** What to undo before the lab is destroyed (nftables rules that must not outlive a test...). */
+  beforeDestroy?: (lab: NetnsLab) => Promise<void>;
+}
+
+/**
+ * A lab for the tests of the describe() it is called in: built in a before hook, and
+ * destroyed in an after hook that runs even when a test failed (every process stopped,
+ * every namespace deleted). Returns the accessor the tests use, which fails clearly when
+ * the before hook did not get as far as building the lab.
+ */
+export function labForSuite(opts: SuiteLabOptions = {}): () => NetnsLab {
+  let lab: NetnsLab | undefined;
+  const timeout = opts.timeoutMs ?? 120_000;
+  before(async () => {
+    lab = new NetnsLab(undefined, { secondGatewayA: opts.secondGatewayA });
+    await lab.setup();
+    await opts.afterSetup?.(lab);
+  }, { timeout });
+  after(async () => {
+    try {
+      if (lab) await opts.beforeDestroy?.(lab);
+    } finally {
+      await lab?.destroy();
+    }
+  }, { timeout });
+  return () => {
+    assert.ok(lab, 'the namespaces were not set up (see the failure of the before hook)');
+    return lab;
+  };
 }
 
 /** One UDP datagram: host, port, payload. */

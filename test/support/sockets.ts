@@ -1,6 +1,8 @@
 // Socket helpers the data-plane and protocol tests share.
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../../src/protocol/address.js';
 
 /** How a socket's reading ended: 'end' (clean EOF) or the error code, with the bytes read and their SHA-256. */
 export interface Outcome {
@@ -76,5 +78,45 @@ export async function relayFrom(localAddress: string, target: string): Promise<{
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
+  };
+}
+
+/** A target on loopback that sends back what it reads. */
+export async function echoServer(): Promise<{ server: Server; address: Address }> {
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, address: { host: '127.0.0.1', port: (server.address() as { port: number }).port } };
+}
+
+/** How a client connection ended, updated as it happens: 'open' while it lives, else whether it was reset. */
+export function watchEnd(s: Socket): { state: 'open' | 'reset' | 'closed' } {
+  const w = { state: 'open' as 'open' | 'reset' | 'closed' };
+  s.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') w.state = 'reset';
+  });
+  s.on('close', () => {
+    if (w.state === 'open') w.state = 'closed';
+  });
+  return w;
+}
+
+/** A connected TCP pair on loopback: `ours` (the accepted end) and `peer`; errors on either are ignored. */
+export async function socketPair(): Promise<{ ours: Socket; peer: Socket; close: () => Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const peer = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
+  const [[ours]] = await Promise.all([once(server, 'connection') as Promise<[Socket]>, once(peer, 'connect')]);
+  for (const s of [ours, peer]) s.on('error', () => {});
+  return {
+    ours,
+    peer,
+    close: async () => {
+      ours.destroy();
+      peer.destroy();
+      await new Promise((r) => server.close(r));
+    },
   };
 }

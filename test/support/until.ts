@@ -15,3 +15,12 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** Polls a synchronous condition every 50 ms until it holds, or fails the test naming what was awaited. */
+export async function untilTrue(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

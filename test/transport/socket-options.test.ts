@@ -2,32 +2,11 @@
 // the kernel with getsockopt, as linger.test.ts does for SO_LINGER.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { once } from 'node:events';
 import { socketFd } from '../../src/transport/linger.js';
+import { socketPair } from '../support/sockets.js';
 import { getKeepAlive, keepAliveFor, keepAliveNative, keepDataSocketAlive, setKeepAlive } from '../../src/transport/socket-options.js';
-
-async function connectedPair(): Promise<{ ours: Socket; peer: Socket; close: () => Promise<void> }> {
-  let ours!: Socket;
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    ours = s;
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const peer = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port });
-  peer.on('error', () => {});
-  await Promise.all([once(peer, 'connect'), once(server, 'connection')]);
-  return {
-    ours,
-    peer,
-    close: async () => {
-      ours.destroy();
-      peer.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
 
 describe('keepalive and TCP user timeout of data sockets', () => {
   it('follow --wan-dead-after: probes from half of it, three a sixth apart, user timeout all of it', () => {
@@ -45,7 +24,7 @@ describe('keepalive and TCP user timeout of data sockets', () => {
   });
 
   it('keepDataSocketAlive sets them on the descriptor, a TLS socket on its TCP descriptor', { skip: !keepAliveNative() }, async () => {
-    const p = await connectedPair();
+    const p = await socketPair();
     try {
       const fd = socketFd(p.ours)!;
       assert.equal(getKeepAlive(fd).on, false);

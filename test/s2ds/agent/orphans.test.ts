@@ -4,29 +4,13 @@
 // (default: never) a stream outlives its s2cs (test/s2ds/agent.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server } from 'node:net';
+import { connect } from 'node:net';
 import { AgentPool } from '../../../src/s2ds/pool.js';
 import { RemoteAgent } from '../../../src/s2ds/remote.js';
-import type { Address } from '../../../src/protocol/address.js';
 import { silentLogger } from '../../../src/log.js';
 import { startAgentProcess } from '../../support/agent.js';
-
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function echoServer(): Promise<{ server: Server; address: Address }> {
-  const server = createServer((s) => {
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, address: { host: '127.0.0.1', port: (server.address() as { port: number }).port } };
-}
+import { echoServer } from '../../support/sockets.js';
+import { untilTrue } from '../../support/until.js';
 
 test('an agent no s2cs calls for --orphan-timeout drops its streams, says which and why; the s2cs reports them lost when it hears again', async () => {
   const agent = await startAgentProcess({ ports: 4, extra: ['--orphan-timeout', '2'] });
@@ -37,7 +21,7 @@ test('an agent no s2cs calls for --orphan-timeout drops its streams, says which 
   const lost: { uids: string[]; why: string }[] = [];
   pool.onStreamsLost((uids, why) => lost.push({ uids, why }));
   try {
-    await until('up', () => remote.answering());
+    await untilTrue('up', () => remote.answering());
     const [listener] = await pool.startListeners('orphan', 1);
     await pool.setTargets('orphan', [echo.address]);
     const socket = connect({ host: listener!.host, port: listener!.port });
@@ -54,7 +38,7 @@ test('an agent no s2cs calls for --orphan-timeout drops its streams, says which 
     assert.equal(await ended, 'ECONNRESET', 'the connection is reset, never ended cleanly');
     assert.ok(Date.now() - connectedAt < 10_000, `dropped ${Date.now() - connectedAt} ms after the last call (--orphan-timeout 2)`);
     // The next poll sees it gone: reported lost, with why.
-    await until('the stream reported lost', () => lost.length > 0, 10_000);
+    await untilTrue('the stream reported lost', () => lost.length > 0, 10_000);
     assert.deepEqual(lost[0]!.uids, ['orphan']);
     assert.match(lost[0]!.why, /dropped its part: it was cut off from s2cs for longer than its --orphan-timeout/);
     assert.equal(pool.stats('orphan'), undefined);
