@@ -1,6 +1,7 @@
 // A promise-based client of scistream.Control, shared by s2uc and s2app.
 import * as grpc from '@grpc/grpc-js';
-import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, Control, type ControlClient } from './contract.js';
+import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, Control, PROPOSED_SECRET as PROPOSED, type ControlClient } from './contract.js';
+import { randomBytes } from 'node:crypto';
 import type { Request, Response__Output, UpdateTargets, Release, Hello, AppResponse__Output } from './contract.js';
 import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
@@ -59,6 +60,17 @@ export interface ConnectionOptions {
 }
 
 /** A failed rpc, described for a human: which server, which call, what it said. */
+/** Answers by which a gateway refused a req outright (nothing was set up for it), unlike a lost answer. */
+const REQ_REFUSALS: ReadonlySet<number> = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.ALREADY_EXISTS,
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.FAILED_PRECONDITION,
+  grpc.status.UNAUTHENTICATED,
+  grpc.status.UNIMPLEMENTED,
+]);
+
 export class RemoteError extends Error {
   constructor(
     readonly server: string,
@@ -159,11 +171,17 @@ export class ControlConnection {
    */
   req(msg: Request, deadlineMs?: number, onAppSecret?: (secret: string) => void): Promise<Response__Output> {
     const uid = msg.uid ?? '';
+    // We present the control secret on update and release: bind the stream to it from the start.
+    // The secret is ours, proposed here and kept before any answer: a req whose answer is lost
+    // leaves us able to release the stream, and its retry proves itself with the same secret.
+    const binds = this.opts.bindBySecret !== false;
+    const held = binds && uid ? (this.secrets.get(uid) ?? this.opts.controlSecretFor?.(this.server, uid)) : undefined;
+    const proposal = binds && uid ? this.proposedSecret(uid) : undefined;
     return this.call<Response__Output>(
       'req',
       (md, o, cb) => {
-        // We present the control secret on update and release: bind the stream to it from the start.
-        if (this.opts.bindBySecret !== false) md.set(BINDING_HEADER, BINDS_BY_SECRET);
+        if (binds) md.set(BINDING_HEADER, BINDS_BY_SECRET);
+        if (proposal) md.set(CONTROL_SECRET_HEADER, proposal);
         const call = this.client.req(msg, md, o, cb);
         call.once('metadata', (headers: grpc.Metadata) => {
           const control = headers.get(CONTROL_SECRET_HEADER)[0];
@@ -176,10 +194,20 @@ export class ControlConnection {
         return call;
       },
       deadlineMs,
-    ).then((r) => {
-      if (r.control_secret && this.opts.bindBySecret !== false) this.learnSecret(uid, r.control_secret);
-      return r;
-    });
+    ).then(
+      (r) => {
+        if (r.control_secret && binds) this.learnSecret(uid, r.control_secret);
+        return r;
+      },
+      (err: unknown) => {
+        // Refused by the gateway: no stream was bound to a secret proposed just now, so it is not kept.
+        if (proposal && proposal !== held && err instanceof RemoteError && REQ_REFUSALS.has(err.code) && this.secrets.get(uid) === proposal) {
+          this.secrets.delete(uid);
+          this.opts.onReleased?.(uid, this.server);
+        }
+        throw err;
+      },
+    );
   }
   /** UpdateTargets; carries the stream's control secret when this connection knows it and the message has none. */
   update(msg: UpdateTargets): Promise<Response__Output> {
@@ -209,6 +237,14 @@ export class ControlConnection {
     this.secrets.delete(uid);
     this.secrets.set(uid, secret);
     if (this.secrets.size > MAX_REMEMBERED_SECRETS) this.secrets.delete(this.secrets.keys().next().value!);
+  }
+
+  /** The secret this connection proposes for `uid`: the one it holds, or a new random one (32 bytes), kept at once. */
+  private proposedSecret(uid: string): string {
+    const held = this.secrets.get(uid) ?? this.opts.controlSecretFor?.(this.server, uid);
+    const secret = held && PROPOSED.test(held) ? held : randomBytes(32).toString('base64url');
+    this.learnSecret(uid, secret);
+    return secret;
   }
 
   private learnSecret(uid: string, secret: string): void {

@@ -82,9 +82,15 @@ export const APP_SECRET_HEADER = 'scistream-app-secret';
 /**
  * Initial-metadata key of the stream's control secret in the answer to its first req
  * (also Response.control_secret): sent early so that a client can release a producer
- * stream whose req still waits for the Hello.
+ * stream whose req still waits for the Hello. On req, a client that binds by secret
+ * may propose the secret under the same key: then a req whose answer is lost (a
+ * timeout, a dropped connection) leaves the client holding the secret all the same,
+ * and its retry proves it is the requester's (retry-safe).
  */
 export const CONTROL_SECRET_HEADER = 'scistream-control-secret';
+
+/** What a proposed control secret must look like: 32 to 256 URL-safe characters (at least 192 bits as base64url). */
+export const PROPOSED_SECRET = /^[A-Za-z0-9_-]{32,256}$/;
 
 /**
  * Request-metadata key by which a client says, on req, that it will present the

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { safeDetails, shown } from '../protocol/text.js';
 import type { Logger } from '../log.js';
 import type { Authenticator, Identity } from '../auth/index.js';
-import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, type ControlHandlers } from '../protocol/contract.js';
+import { APP_SECRET_HEADER, BINDING_HEADER, BINDS_BY_SECRET, CONTROL_SECRET_HEADER, PROPOSED_SECRET, type ControlHandlers } from '../protocol/contract.js';
 import { guardedUnary } from '../protocol/guard.js';
 import { ScistreamError } from '../protocol/errors.js';
 import {
@@ -154,7 +154,10 @@ export function controlHandlers(deps: ServiceDeps): ControlHandlers {
       const request = validateRequest(msg, deps.limits);
       const peer = peerOf(call);
       const bySecret = call.metadata.get(BINDING_HEADER)[0] === BINDS_BY_SECRET;
-      const ready = table.req(request, caller, peerKey(peer), { peer: peerAddress(peer), bySecret });
+      // A secret the client proposes (retry-safe, see contract.ts); anything not shaped like one is ignored.
+      const proposed = call.metadata.get(CONTROL_SECRET_HEADER)[0];
+      const secret = bySecret && typeof proposed === 'string' && PROPOSED_SECRET.test(proposed) ? proposed : undefined;
+      const ready = table.req(request, caller, peerKey(peer), { peer: peerAddress(peer), bySecret, secret });
       // Only the req that created the stream gets its control secret (a retry gets none).
       const controlSecret = table.takeControlSecret(request.uid);
       // Headers go out at once, with the secrets when there are: a producer's req

@@ -61,6 +61,25 @@ describe('with --auth none, a stream is bound to its requester', () => {
     await gw.close();
   });
 
+  test('retry-safe: the secret is the one the client proposed and holds before any answer; a retry with it is the requester\'s from any address, one with another secret from elsewhere is refused', async () => {
+    const uid = randomUUID();
+    const owner = client('here');
+    // A reference-style req first would bind by address; here our library proposes its secret with the req.
+    const r = await owner.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
+    const held = owner.controlSecret(uid);
+    assert.match(held, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(r.control_secret, held, 'the gateway bound the stream to the proposed secret');
+    // The answer lost, the client retries from another address (another route, NAT rebinding): the secret proves it.
+    const moved = client('other');
+    moved.rememberControlSecret(uid, held);
+    assert.deepEqual((await moved.req({ uid, role: 'CONS', num_conn: 1, rate: 0 })).listeners, r.listeners);
+    // Someone else retrying it from elsewhere proposes a secret of their own: refused.
+    const stranger = client('other');
+    await assert.rejects(stranger.req({ uid, role: 'CONS', num_conn: 1, rate: 0 }), denied(/was requested from another address/));
+    assert.equal(stranger.controlSecret(uid), '', 'a secret proposed with a refused req is not kept');
+    await moved.release({ uid });
+  });
+
   test('our library: the secret comes once, is presented by itself, and works from any address; no or a wrong secret is refused', async () => {
     const owner = client('here');
     const uid = randomUUID();

@@ -24,9 +24,12 @@ export interface ControlProof {
   secret: string;
 }
 
-/** A stream's new binding and the secret that goes to its requester (only ever in the answer to its first req). */
-export function bindStream(peer: string, bySecret: boolean): { binding: StreamBinding; secret: string } {
-  const secret = generateAppSecret();
+/**
+ * A stream's new binding and the secret that goes to its requester (only ever in the
+ * answer to its first req): the one the requester proposed, or a new random one.
+ */
+export function bindStream(peer: string, bySecret: boolean, proposed?: string): { binding: StreamBinding; secret: string } {
+  const secret = proposed ?? generateAppSecret();
   return { binding: { secretHash: hashAppSecret(secret), source: peer, bySecret }, secret };
 }
 
@@ -106,10 +109,12 @@ export function showsInFull(binding: StreamBinding, peer: string, secretHashes: 
 
 /**
  * Why a retried req (same uid and fields) is not the requester's, or undefined. Without
- * token checking a retry must come from the address of the first: its answer names the
- * stream's listeners. (It never carries the control secret again.)
+ * token checking a retry must come from the address of the first, or propose the
+ * stream's secret again (a client that proposed it keeps it through a lost answer): its
+ * answer names the stream's listeners. (The answer never carries the secret again.)
  */
-export function retryProblem(binding: StreamBinding, peer: string, identityChecked: boolean): ControlProblem | undefined {
+export function retryProblem(binding: StreamBinding, peer: string, identityChecked: boolean, secret?: string): ControlProblem | undefined {
   if (identityChecked || binding.source === '') return undefined;
+  if (secret && binding.secretHash !== '' && verifyAppSecretHash(secret, binding.secretHash)) return undefined;
   return peer === binding.source ? undefined : 'other-address';
 }

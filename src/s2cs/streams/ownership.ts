@@ -49,8 +49,8 @@ export function checkControl(record: StreamRecord, caller: Identity, proof: Cont
 }
 
 /** A req repeated for a stream held: the owner's identity, and with --auth none the first req's address. */
-export function checkRetry(record: StreamRecord, caller: Identity, peer: string | undefined, opts: StreamTableOptions): void {
+export function checkRetry(record: StreamRecord, caller: Identity, peer: string | undefined, opts: StreamTableOptions, secret?: string): void {
   checkOwner(record, caller, 'request');
-  const problem = retryProblem(record.binding, peer ?? '', opts.bindStreams !== true);
+  const problem = retryProblem(record.binding, peer ?? '', opts.bindStreams !== true, secret);
   if (problem) throw controlDenied(record.request.uid, 'request', problem);
 }

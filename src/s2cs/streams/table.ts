@@ -23,10 +23,11 @@ import { RELEASED_BY_REQUEST, Releases, SHUTTING_DOWN, type EndedStream } from '
 import { RateSampler, releasingStatus, streamStatus, type StreamStatus } from './status.js';
 import { acceptsPlaintextData, updateTargets, type TargetParts } from './targets.js';
 
-/** Who sent a req, for the stream's binding (binding.ts): its exact address, and whether it will present the control secret. */
+/** Who sent a req, for the stream's binding (binding.ts): its exact address, whether it will present the control secret, and the secret it proposes. */
 export interface Requester {
   peer: string;
   bySecret: boolean;
+  secret?: string;
 }
 
 export class StreamTable {
@@ -103,7 +104,7 @@ export class StreamTable {
             'a retry must repeat the same fields; for a different stream use a new uid',
         );
       }
-      checkRetry(existing, caller, requester?.peer, this.state.opts);
+      checkRetry(existing, caller, requester?.peer, this.state.opts, requester?.secret);
       return existing.ready;
     }
     const capBps = this.admission.admit(request, caller, peer);
@@ -111,7 +112,7 @@ export class StreamTable {
     let boundDone!: () => void;
     const now = Date.now();
     const appSecret = this.state.opts.requireAppSecret ? generateAppSecret() : '';
-    const control = bindStream(requester?.peer ?? '', requester?.bySecret ?? false);
+    const control = bindStream(requester?.peer ?? '', requester?.bySecret ?? false, requester?.secret);
     const record: StreamRecord = {
       request,
       owner: caller,
