@@ -214,14 +214,15 @@ export class ControlConnection {
     const m = this.withSecret(msg);
     return this.call('update', (md, o, cb) => this.client.update(m, md, o, cb));
   }
-  /** Release; carries the control secret like update, and forgets it once released. */
+  /**
+   * Release; carries the control secret like update. The connection keeps the secret
+   * (a bounded map): a req for the uid may still be in flight, or come again, and it
+   * proposes the same secret, so the stream it sets up stays this connection's to release.
+   */
   release(msg: Release): Promise<Response__Output> {
     const m = this.withSecret(msg);
     return this.call<Response__Output>('release', (md, o, cb) => this.client.release(m, md, o, cb)).then((r) => {
-      if (msg.uid) {
-        this.secrets.delete(msg.uid);
-        this.opts.onReleased?.(msg.uid, this.server);
-      }
+      if (msg.uid) this.opts.onReleased?.(msg.uid, this.server);
       return r;
     });
   }

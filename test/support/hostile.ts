@@ -758,12 +758,14 @@ export async function startS2cs(opts: { tls?: boolean; ports?: number; helloTime
 export async function releaseAll(sender: Sender): Promise<{ released: number; reservedPorts: number; leftUids: string[] }> {
   const st = await sender.typed.status({ uid: '' });
   let released = 0;
+  const failed = new Map<string, string>();
   for (const s of st.streams) {
     try {
       await sender.typed.release({ uid: s.uid });
       released++;
-    } catch {
-      // Counted by what status says next.
+    } catch (err) {
+      // Counted by what status says next; said with the streams left.
+      failed.set(s.uid, `${s.state}: ${(err as Error).message}`);
     }
   }
   // Agents in worker processes report their ports once a second: wait for the counts to settle.
@@ -772,7 +774,7 @@ export async function releaseAll(sender: Sender): Promise<{ released: number; re
     await new Promise((r) => setTimeout(r, 200));
     after = await sender.typed.status({ uid: '' });
   }
-  return { released, reservedPorts: after.reserved_ports, leftUids: after.streams.map((s) => s.uid) };
+  return { released, reservedPorts: after.reserved_ports, leftUids: after.streams.map((s) => `${s.uid} (${s.state}${failed.has(s.uid) ? `; its release failed: ${failed.get(s.uid)}` : ''})`) };
 }
 
 /** Waits until `pid` holds at most `limit` descriptors, or `ms` pass; returns the last count. */
