@@ -106,7 +106,7 @@ export async function setupOnceCli(gw: Gateways, producer: string): Promise<numb
   const hello = spawnCli('s2app', ['hello', ...trust, '--s2cs', gw.prod.address, '--uid', uid, '--role', 'PROD', '--listeners', producer]);
   const [rc, hc] = await Promise.all([request.exited, hello.exited]);
   if (rc !== 0 || hc !== 0) throw new Error(`CLI setup failed\n${request.describe()}\n${hello.describe()}`);
-  const map = JSON.parse(request.stdout()) as ConnectionMap;
+  const map = JSON.parse(request.stdout().trim().split('\n').at(-1)!) as ConnectionMap;
   await firstByte(map.consListeners[0]!);
   const ms = performance.now() - t0;
   await releaseStream(uid, [gw.prod.address, gw.cons.address], { ...gw.conn, controlSecretFor: controlSecretsOf(map) });

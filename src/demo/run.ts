@@ -70,7 +70,7 @@ async function main(totalBytes: number, numConn: number): Promise<void> {
   const [reqCode, helloCode] = await Promise.all([request.exited, hello.exited]);
   if (helloCode !== 0) throw new Error(`s2app hello failed: ${hello.stderr().trim()}`);
   if (reqCode !== 0) throw new Error(`s2uc request failed: ${request.stderr().trim()}`);
-  const map = JSON.parse(request.stdout()) as { consListeners: string[]; prodListeners: string[]; prodAppListeners: string[] };
+  const map = JSON.parse(request.stdout().trim().split('\n').at(-1)!) as { consListeners: string[]; prodListeners: string[]; prodAppListeners: string[] };
   process.stdout.write('connection map (consumer -> consumer gateway -> producer gateway -> producer):\n');
   map.consListeners.forEach((c, i) => process.stdout.write(`  ${c} -> ${map.prodListeners[i]} -> ${map.prodAppListeners[i % map.prodAppListeners.length]}\n`));
 

@@ -1,7 +1,8 @@
 // s2uc: the user's client. Output for humans by default; --json for scripts
-// (exactly one JSON object on stdout; progress and errors go to stderr).
+// (one JSON object on stdout, except request: one per line, the uid first and the
+// result last; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Command } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
@@ -13,6 +14,7 @@ import { addAuthCommands } from './auth/commands.js';
 import type { Role } from '../protocol/validate.js';
 import { formatBitRate, parseDuration, parseRate } from '../units.js';
 import { ControlSecretStore } from './control-secrets.js';
+import { StreamGateways } from './stream-gateways.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
 // protocol, TLS or OIDC code; each command imports what it calls when it runs.
@@ -61,6 +63,20 @@ const program = new Command('s2uc')
 let warnedInsecure = false;
 let secretStore: ControlSecretStore | undefined;
 const secrets = (): ControlSecretStore => (secretStore ??= ControlSecretStore.forUser());
+let gatewayRecord: StreamGateways | undefined;
+/** Where each stream this user set up lives, beside the control secrets. */
+const homes = (): StreamGateways => (gatewayRecord ??= StreamGateways.inHome(dirname(secrets().dir)));
+/** The control secrets this process proposed, by uid and gateway (for the first line of request --json). */
+const proposed = new Map<string, string>();
+
+/** Forgets that `uid` lives at `server`; a record that cannot be updated only costs a needless release later. */
+function forgetHome(uid: string, server: string): void {
+  try {
+    homes().forget(uid, server);
+  } catch {
+    // unreadable or not ours: s2uc release says so when it reads it
+  }
+}
 let clientConfig: Promise<ClientConfig> | undefined;
 let userAuth: Promise<UserAuth> | undefined;
 
@@ -86,6 +102,7 @@ function connection(): ConnectionOptions {
     // Control secrets are kept per gateway and uid, so that a later s2uc release or status
     // (another process) proves the stream is this user's; forgotten once released.
     onControlSecret: (uid, secret, server) => {
+      proposed.set(`${uid} ${server}`, secret);
       try {
         secrets().save(uid, server, secret);
       } catch (err) {
@@ -94,12 +111,62 @@ function connection(): ConnectionOptions {
     },
     controlSecretFor: (server, uid) => secrets().read(uid, server),
     controlSecretsFor: (server, uid) => (uid ? [secrets().read(uid, server) ?? ''].filter(Boolean) : secrets().allFor(server)),
-    onReleased: (uid, server) => secrets().remove(uid, server),
+    onReleased: (uid, server) => {
+      secrets().remove(uid, server);
+      forgetHome(uid, server);
+    },
   };
 }
 
-function flow(f: SpecFlags, servers: string[], secretRole: Role): FlowOptions {
+/** The s2app hello command line that sends the Hello this flow waits for. */
+function helloCommand(uid: string, server: string, role: Role, appSecret: string, appSecretFile?: string): string {
+  const g = program.opts<GlobalFlags>();
+  const secret = appSecretFile !== undefined ? ` --app-secret-file ${appSecretFile}` : appSecret ? ` --app-secret ${appSecret}` : '';
+  const listeners = role === 'PROD' ? ' --listeners HOST:PORT[,...]' : '';
+  return `s2app hello${g.insecure ? ' --insecure' : ''} --uid ${uid} --s2cs ${server} --role ${role}${listeners}${secret}`;
+}
+
+/**
+ * The first line of request --json: the uid, its gateways, and the secrets known once
+ * both gateways took the req, so that a script can start the Hello while s2uc waits.
+ * Printed once, at the latest just before the result.
+ */
+class FirstLine {
+  private uid = '';
+  private readonly appSecrets = new Map<string, string>();
+  private printed = false;
+
+  constructor(private readonly prodS2cs: string, private readonly consS2cs: string) {}
+
+  uidChosen(uid: string): void {
+    this.uid = uid;
+  }
+
+  appSecret(secret: string, server: string, role: Role): void {
+    this.appSecrets.set(`${role} ${server}`, secret);
+    if (this.appSecrets.has(`PROD ${this.prodS2cs}`) && this.appSecrets.has(`CONS ${this.consS2cs}`)) this.print();
+  }
+
+  print(): void {
+    if (this.printed || !this.uid) return;
+    this.printed = true;
+    const uid = this.uid;
+    const line: Record<string, string> = { uid, prodS2cs: this.prodS2cs, consS2cs: this.consS2cs };
+    const prodControl = proposed.get(`${uid} ${this.prodS2cs}`);
+    const consControl = proposed.get(`${uid} ${this.consS2cs}`);
+    if (prodControl) line.prodControlSecret = prodControl;
+    if (consControl) line.consControlSecret = consControl;
+    const prodApp = this.appSecrets.get(`PROD ${this.prodS2cs}`);
+    const consApp = this.appSecrets.get(`CONS ${this.consS2cs}`);
+    if (prodApp) line.prodAppSecret = prodApp;
+    if (consApp) line.consAppSecret = consApp;
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  }
+}
+
+function flow(f: SpecFlags, servers: string[], secretRole: Role, first?: FirstLine): FlowOptions {
   const json = f.json;
+  let hinted = false;
   return {
     ...connection(),
     allowPlaintextData: program.opts<GlobalFlags>().allowPlaintextData ?? false,
@@ -109,10 +176,25 @@ function flow(f: SpecFlags, servers: string[], secretRole: Role): FlowOptions {
     onAppSecret: (secret, server, role) => {
       if (secret && !json) process.stdout.write(`app secret for the ${role} Hello at ${server}: ${secret}\n`);
       if (f.appSecretFile !== undefined && role === secretRole) writeSecret(f.appSecretFile, secret);
+      first?.appSecret(secret, server, role);
+    },
+    // Said once, on stderr: without it a user sees s2uc wait and nothing happen.
+    onAwaitHello: (uid, server, role, appSecret) => {
+      if (hinted) return;
+      hinted = true;
+      const who = role === 'PROD' ? "producer's" : "consumer's";
+      process.stderr.write(`s2uc: waiting for the ${who} Hello at ${server}; its application controller sends it with: ${helloCommand(uid, server, role, appSecret, role === secretRole ? f.appSecretFile : undefined)}\n`);
     },
     // The uid goes first so the user can start the application controllers while we wait.
     onUid: (uid) => {
       if (!json) process.stdout.write(`uid: ${uid}\n`);
+      first?.uidChosen(uid);
+      // Before any req: a request interrupted or killed from now on is still releasable by its uid alone.
+      try {
+        homes().record(uid, servers);
+      } catch (err) {
+        process.stderr.write(`s2uc: warning: could not record where ${uid} is set up (${(err as Error).message}): release it with s2uc release ${uid} ${servers.map((s) => `--s2cs ${s}`).join(' ')}\n`);
+      }
       releaseOnInterrupt(uid, servers);
     },
     onStep: (step) => {
@@ -223,8 +305,10 @@ secretFileOption(specOptions(
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
 )).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
   const { requestStream } = await flows();
-  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, specOf(f), flow(f, [f.prodS2cs, f.consS2cs], 'PROD')));
-  if (f.json) {
+  const first = f.json ? new FirstLine(f.prodS2cs, f.consS2cs) : undefined;
+  const map = await settled(requestStream(f.prodS2cs, f.consS2cs, specOf(f), flow(f, [f.prodS2cs, f.consS2cs], 'PROD', first)));
+  if (first) {
+    first.print();
     process.stdout.write(`${JSON.stringify(map)}\n`);
     return;
   }
@@ -240,7 +324,21 @@ secretFileOption(specOptions(
   if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
   if (map.lifetimeS) process.stdout.write(`lifetime: ${map.lifetimeS} s from the request; then both gateways release the stream (s2uc status shows the time left)\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);
+  process.stdout.write(`to release it: ${releaseCommand(map.uid, [map.prodS2cs, map.consS2cs])}\n`);
 });
+
+/** The release command for a stream: by its uid alone when s2uc recorded where it lives. */
+function releaseCommand(uid: string, servers: string[]): string {
+  let recorded: string[] | undefined;
+  try {
+    recorded = homes().gateways(uid);
+  } catch {
+    recorded = undefined;
+  }
+  const all = recorded !== undefined && servers.every((s) => recorded.includes(s));
+  const g = program.opts<GlobalFlags>();
+  return `s2uc${g.insecure ? ' --insecure' : ''} release ${uid}${all ? '' : servers.map((s) => ` --s2cs ${s}`).join('')}`;
+}
 
 specOptions(
   program
@@ -298,12 +396,11 @@ program
   .command('release')
   .description('release a stream on one or more gateways (safe to repeat)')
   .argument('<uid>', 'the stream uid printed by s2uc request')
-  .option('--s2cs <host:port>', 's2cs to release on; repeat for each gateway (default: localhost:5000, as in the seed tutorial)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
+  .option('--s2cs <host:port>', 's2cs to release on; repeat for each gateway (default: every gateway s2uc set the stream up on, as recorded under $SCISTREAM_HOME/streams; without a record: localhost:5000, as in the seed tutorial)', (v: string, prev: string[] = []) => [...prev, address('--s2cs')(v)])
   .option('--control-secret <secret,...>', `the stream's control secret at each --s2cs, in the same order (default: ${CONTROL_SECRET_ENV}, else what s2uc request kept under $SCISTREAM_HOME/control-secrets)`)
   .option('--json', 'print one JSON object on stdout')
   .action(async (uid: string, f: { s2cs?: string[]; json?: boolean; controlSecret?: string }) => {
-    f.s2cs ??= ['localhost:5000'];
-    const servers = f.s2cs;
+    const servers = f.s2cs ?? recordedHomes(uid);
     const given = f.controlSecret ?? process.env[CONTROL_SECRET_ENV];
     const explicit = given === undefined ? [] : given.split(',').map((s) => s.trim());
     if (given !== undefined && explicit.length !== servers.length) {
@@ -313,8 +410,21 @@ program
     const base = connection();
     const secretFor = (server: string, u: string) => explicit[servers.indexOf(server)] || base.controlSecretFor?.(server, u);
     await (await flows()).releaseStream(uid, servers, { ...base, controlSecretFor: secretFor });
-    process.stdout.write(f.json ? `${JSON.stringify({ uid, released: f.s2cs })}\n` : `Release completed: ${uid} on ${f.s2cs.join(', ')}\n`);
+    // A gateway that no longer knew the uid (the reference's answer) released nothing, but holds nothing either.
+    for (const s of servers) forgetHome(uid, s);
+    if (f.json) process.stdout.write(`${JSON.stringify({ uid, released: servers })}\n`);
+    else if (f.s2cs) process.stdout.write(`Release completed: ${uid} on ${servers.join(', ')}\n`);
+    // By the record: one line per gateway, so that the user sees where the stream was.
+    else for (const s of servers) process.stdout.write(`Release completed: ${uid} on ${s}\n`);
   });
+
+/** The gateways recorded for `uid`; without a record, the seed tutorial's default, saying so. */
+function recordedHomes(uid: string): string[] {
+  const known = homes().gateways(uid);
+  if (known) return known;
+  process.stderr.write(`s2uc: no record of where ${uid} was set up (${homes().path(uid)}): releasing on localhost:5000 only; name each gateway with --s2cs\n`);
+  return ['localhost:5000'];
+}
 
 program
   .command('status')

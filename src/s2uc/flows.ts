@@ -22,6 +22,11 @@ export interface FlowOptions extends ConnectionOptions {
    */
   onAppSecret?: (secret: string, s2cs: string, role: Role) => void;
   /**
+   * The flow now waits for the application controller's Hello at `s2cs` (the gateway
+   * took the req and issued `appSecret`, '' when it checks no tokens): once per wait.
+   */
+  onAwaitHello?: (uid: string, s2cs: string, role: Role, appSecret: string) => void;
+  /**
    * Set up a stream whose WAN leg is plain TCP when a gateway cannot take per-stream
    * credentials (the Python reference's s2cs). Off: such a request is refused
    * before anything is reserved.
@@ -150,12 +155,13 @@ export interface ConnectionMap {
 }
 
 /** Reports a gateway's application secret (when it issued one) and keeps it for the result. */
-function secretSink(opts: FlowOptions, server: string, role: Role): { value: string; take: (secret: string) => void } {
+function secretSink(opts: FlowOptions, server: string, role: Role, awaitHelloOf?: string): { value: string; take: (secret: string) => void } {
   const sink = {
     value: '',
     take: (secret: string) => {
       sink.value = secret;
       opts.onAppSecret?.(secret, server, role);
+      if (awaitHelloOf !== undefined) opts.onAwaitHello?.(awaitHelloOf, server, role, secret);
     },
   };
   return sink;
@@ -267,7 +273,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
     if (!encrypted) opts.onWarning?.(`the WAN leg of stream ${uid} is plain TCP, unencrypted and unauthenticated: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data)`);
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
-      const prodSecret = secretSink(opts, prod!.server, 'PROD');
+      const prodSecret = secretSink(opts, prod!.server, 'PROD', uid);
       const consSecret = secretSink(opts, cons!.server, 'CONS');
       // A gateway that issues no secret has none to wait for: say so at once, so that
       // a script waiting on --app-secret-file can start the application controller.
@@ -391,7 +397,7 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
     const { uid, request } = begin(spec, opts, [caps]);
     try {
       opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
-      const secret = secretSink(opts, gw!.server, 'PROD');
+      const secret = secretSink(opts, gw!.server, 'PROD', uid);
       if (!caps.earlyAppSecret) secret.take('');
       const r = await gw!.req(request('PROD'), 0, secret.take);
       await gw!.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });

@@ -154,7 +154,7 @@ scope = "${SCOPE_B}"
   assert.equal(hello.code, 0, hello.stderr);
   assert.equal(request.code, 0, request.stderr);
   assert.equal((await stat(appSecretFile)).mode & 0o777, 0o600);
-  const map = JSON.parse(request.stdout) as { consListeners: string[]; prodAppSecret: string; consAppSecret: string };
+  const map = JSON.parse(request.stdout.trim().split('\n').at(-1)!) as { consListeners: string[]; prodAppSecret: string; consAppSecret: string };
   assert.equal(map.prodAppSecret, (await readFile(appSecretFile, 'utf8')).trim());
   secrets.push(map.prodAppSecret, map.consAppSecret);
 

@@ -106,8 +106,9 @@ describe('two facilities through both gateways, every program a separate process
     assert.equal(await request.exited, 0, request.stderr());
     const lines = request.stdout().trim().split('\n');
     assert.equal(lines[0], `uid: ${uid}`, 'the uid comes first');
-    const consListeners = /^consumer connects to: (\S+)$/.exec(lines.at(-1)!)?.[1];
-    assert.ok(consListeners, `the listener map comes last: ${lines.at(-1)}`);
+    const consListeners = /^consumer connects to: (\S+)$/.exec(lines.at(-2)!)?.[1];
+    assert.ok(consListeners, `the listener map comes last but the release command: ${lines.at(-2)}`);
+    assert.equal(lines.at(-1), `to release it: s2uc --insecure release ${uid}`);
     assert.equal(consListeners.split(',').length, 3);
 
     const consHello = await run('s2app', ['hello', '--insecure', '--s2cs', cons.address, '--uid', uid, '--role', 'CONS', '--json']);
@@ -139,7 +140,7 @@ describe('two facilities through both gateways, every program a separate process
     const hello = await run('s2app', ['hello', '--insecure', '--s2cs', prod.address, '--uid', 'wrong-seed-run', '--role', 'PROD', '--listeners', prodListeners]);
     assert.equal(hello.code, 0, hello.stderr);
     assert.equal(await request.exited, 0, request.stderr());
-    const map = JSON.parse(request.stdout()) as { uid: string; consListeners: string[]; prodListeners: string[] };
+    const map = JSON.parse(request.stdout().trim().split('\n').at(-1)!) as { uid: string; consListeners: string[]; prodListeners: string[] };
     assert.equal(map.uid, 'wrong-seed-run');
     assert.equal(map.prodListeners.length, 1);
     const consume = await run('s2app', ['consume', '--connect', map.consListeners.join(','), '--bytes', '8MiB', '--seed', '43']);

@@ -467,7 +467,7 @@ async function cliStream(plain = false): Promise<{ prodGw: Proc; consGw: Proc; c
       procs.push(hello);
       assert.equal(await hello.exited, 0, hello.describe());
       assert.equal(await request.exited, 0, request.describe());
-      consListener = (JSON.parse(request.stdout()) as { consListeners: string[] }).consListeners[0]!;
+      consListener = (JSON.parse(request.stdout().trim().split('\n').at(-1)!) as { consListeners: string[] }).consListeners[0]!;
     }
     const [host, port] = consListener.split(':');
     const consumer = await connectTo({ host: host!, port: Number(port) });

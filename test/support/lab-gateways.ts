@@ -134,8 +134,8 @@ export async function requestLabStream<T extends LabStreamMap = LabStreamMap>(la
   assert.equal(helloCode, 0, `s2app hello in prod failed\n${logs(hello, ...(r.show ?? []))}`);
   assert.equal(requestCode, 0, `s2uc request failed\n${logs(request, ...(r.show ?? []))}`);
   try {
-    return JSON.parse(request.stdout()) as T;
+    return JSON.parse(request.stdout().trim().split('\n').at(-1)!) as T;
   } catch {
-    assert.fail(`s2uc request --json did not print one JSON object\n${request.describe()}`);
+    assert.fail(`s2uc request --json did not end with a JSON object\n${request.describe()}`);
   }
 }
