@@ -121,7 +121,8 @@ function connection(): ConnectionOptions {
 /** The s2app hello command line that sends the Hello this flow waits for. */
 function helloCommand(uid: string, server: string, role: Role, appSecret: string, appSecretFile?: string): string {
   const g = program.opts<GlobalFlags>();
-  const secret = appSecretFile !== undefined ? ` --app-secret-file ${appSecretFile}` : appSecret ? ` --app-secret ${appSecret}` : '';
+  // The secret itself stays out of stderr (often logged): stdout or the file has it.
+  const secret = !appSecret ? '' : appSecretFile !== undefined ? ` --app-secret-file ${appSecretFile}` : ' --app-secret SECRET (the app secret printed for this gateway)';
   const listeners = role === 'PROD' ? ' --listeners HOST:PORT[,...]' : '';
   return `s2app hello${g.insecure ? ' --insecure' : ''} --uid ${uid} --s2cs ${server} --role ${role}${listeners}${secret}`;
 }

@@ -156,6 +156,9 @@ scope = "${SCOPE_B}"
   assert.equal((await stat(appSecretFile)).mode & 0o777, 0o600);
   const map = JSON.parse(request.stdout.trim().split('\n').at(-1)!) as { consListeners: string[]; prodAppSecret: string; consAppSecret: string };
   assert.equal(map.prodAppSecret, (await readFile(appSecretFile, 'utf8')).trim());
+  // The first line (printed before the Hello) already carried what the Hellos need.
+  const first = JSON.parse(request.stdout.split('\n')[0]!) as { uid: string; prodAppSecret: string; consAppSecret: string };
+  assert.deepEqual([first.uid, first.prodAppSecret, first.consAppSecret], [uid, map.prodAppSecret, map.consAppSecret]);
   secrets.push(map.prodAppSecret, map.consAppSecret);
 
   // A wrong secret is refused (exit 1, the server says why).
