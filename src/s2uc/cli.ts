@@ -261,13 +261,13 @@ function specOf(f: SpecFlags, uid = f.uid): { numConn: number; rate: number; uid
   return { numConn: f.numConn, rate: f.rate, uid, ...(f.lifetime ? { lifetimeS: f.lifetime } : {}) };
 }
 
-function specOptions(cmd: Command): Command {
+function specOptions(cmd: Command, json = 'print one JSON object on stdout'): Command {
   return cmd
     .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)), 5)
     .option('--rate <rate>', "the stream's rate: kB/s as a plain number (1 kB = 1,000 bytes), or with a unit: 200Mbit/s, 1Gbit/s, 25MB/s; gateways with --rate-policy cap or reserve hold the stream to it (default: 0, none stated)", option(parseRate), 0)
     .option('--lifetime <duration>', 'how long the stream may live, from its request: seconds, or e.g. 90s, 30m, 2h; then the gateways release it (each may bound it with --max-stream-lifetime; default: until released, or idle for their --idle-stream-timeout)', option(lifetime))
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
-    .option('--json', 'print one JSON object on stdout');
+    .option('--json', json);
 }
 
 /** For flows whose application controller sends Hello: scripts read the secret from a file while s2uc waits. */
@@ -304,6 +304,7 @@ secretFileOption(specOptions(
     .description('set up a stream from a producer facility to a consumer facility (REQ, Hello, UpdateTargets)')
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
+  'print one JSON object per line on stdout: the uid (its gateways and secrets) as soon as both gateways took the req, the result last',
 )).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
   const { requestStream } = await flows();
   const first = f.json ? new FirstLine(f.prodS2cs, f.consS2cs) : undefined;
@@ -493,6 +494,7 @@ addExamples(program, {
     's2uc request1 --s2cs gw-a.example.org:5000 --num-conn 4 --app-secret-file prod.secret',
   ],
   release: [
+    `s2uc release ${UID}    # on every gateway s2uc set it up on`,
     `s2uc release ${UID} --s2cs gw-a.example.org:5000 --s2cs gw-b.example.org:5000`,
   ],
   status: [
