@@ -15,9 +15,9 @@ export interface Rates {
   fromTargetBps: number;
 }
 
-/** Counters of one agent's share of a stream, by the agent's address (DataServer.shareStats). */
+/** Counters of one agent's share of a stream (DataServer.shareStats); the agent is its handle (addresses may repeat: in-process agents). */
 export interface ShareCounters {
-  agent: string;
+  agent: object;
   toTarget: number;
   fromTarget: number;
 }
@@ -33,7 +33,7 @@ export class RateWindow {
   private readonly from = new Float64Array(SLOTS);
   private next = 0;
   private count = 0;
-  private readonly shares = new Map<string, RateWindow>();
+  private readonly shares = new Map<object, RateWindow>();
 
   /**
    * `since`: when the counters were 0 (the stream's req), so rates are right before
@@ -81,9 +81,9 @@ export class RateWindow {
     };
   }
 
-  /** Each agent's share of the stream's rate, both ways together, by agent address. */
-  shareRates(now: number): Map<string, number> {
-    const out = new Map<string, number>();
+  /** Each agent's share of the stream's rate, both ways together, by agent handle. */
+  shareRates(now: number): Map<object, number> {
+    const out = new Map<object, number>();
     for (const [agent, w] of this.shares) {
       const r = w.rates(now);
       out.set(agent, r.toTargetBps + r.fromTargetBps);

@@ -240,8 +240,10 @@ function controlService(opts: ControlServerOptions, s: ServerSettings, data: Dat
   // The handlers read auth and limits from here at each call; reconfigure replaces them.
   // An agent's rate is its streams' rates summed, from the samples the streams' own come from (not the agent's byte total).
   const agents = () => {
+    if (!pool) return [];
     const rates = table.agentRates();
-    return (pool?.agents() ?? []).map((a) => ({ ...a, bytesPerSecond: rates.get(a.address) ?? 0 }));
+    const handles = pool.handles();
+    return pool.agents().map((a, i) => ({ ...a, bytesPerSecond: rates.get(handles[i]!) ?? 0 }));
   };
   const metrics = new GatewayMetrics({ table, dataServer, agents, refusals: s.refusals });
   const deps: ServiceDeps = { table, dataServer, agents, auth: s.auth, limits: { maxConn: s.maxConn }, refusals: s.refusals, logger: s.logger, observe: metrics.observeRpc };

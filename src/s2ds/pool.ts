@@ -613,10 +613,10 @@ export class AgentPool implements DataServer {
     this.releases.onReleased(listener);
   }
 
-  shareStats(uid: string): { agent: string; stats: StreamStats }[] {
+  shareStats(uid: string): { agent: AgentHandle; stats: StreamStats }[] {
     return (this.placements.get(uid)?.shares ?? []).flatMap((s) => {
       const stats = s.agent.stats(uid);
-      return stats ? [{ agent: s.agent.address, stats }] : [];
+      return stats ? [{ agent: s.agent, stats }] : [];
     });
   }
 

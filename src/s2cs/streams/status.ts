@@ -132,13 +132,13 @@ export class RateSampler {
 }
 
 /**
- * Each agent's rate, by address: the sum of its shares of the streams' rates, from
+ * Each agent's rate, by handle: the sum of its shares of the streams' rates, from
  * the same samples and window as the streams' own (so an agent carrying one stream
  * shows that stream's rate). Agents with no stream are absent (their rate is 0).
  */
-export function agentRates(state: TableState): Map<string, number> {
+export function agentRates(state: TableState): Map<object, number> {
   const now = Date.now();
-  const out = new Map<string, number>();
+  const out = new Map<object, number>();
   for (const r of state.records.values()) {
     if (r.state === 'released') continue;
     for (const [agent, bps] of r.rates.shareRates(now)) out.set(agent, (out.get(agent) ?? 0) + bps);

@@ -264,8 +264,8 @@ export class StreamTable {
     return [...streamStatus(this.state, uid), ...releasing.map((r) => releasingStatus(r.stream.record, r.stream.since, r.on))];
   }
 
-  /** Each agent's rate (by address), the sum of its shares of the streams' rates (status.ts agentRates). */
-  agentRates(): Map<string, number> {
+  /** Each agent's rate (by handle), the sum of its shares of the streams' rates (status.ts agentRates). */
+  agentRates(): Map<object, number> {
     return agentRates(this.state);
   }
 
