@@ -178,7 +178,7 @@ const start: Command = addAdmissionOptions(program
         agentTls = { agentCerts, clientCert: own.cert, clientKey: own.key };
       }
       try {
-        agents = flags.s2ds.map((address) => new RemoteAgent({ address, tls: address.startsWith('unix:') ? undefined : agentTls, logger: logger.child({ agent: address }) }));
+        agents = flags.s2ds.map((address) => new RemoteAgent({ address, tls: address.startsWith('unix:') ? undefined : agentTls, logger }));
       } catch (err) {
         return usage(`--s2ds: ${(err as Error).message}`);
       }
@@ -200,7 +200,7 @@ const start: Command = addAdmissionOptions(program
         // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
         // Workers log to files (auto would mean JSON there): they get the format s2cs writes, so the log s2cs copies them into reads as one.
         workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', resolveLogFormat({ json: flags.logJson, format: flags.logFormat })], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
-        connectAgent: (address, name) => new RemoteAgent({ address, name, logger: logger.child({ agent: name }) }),
+        connectAgent: (address, name) => new RemoteAgent({ address, name, logger }),
         host: controlHost,
         port: flags.port,
         listenerIp: flags.listenerIp,

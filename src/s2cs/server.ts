@@ -238,7 +238,13 @@ function controlService(opts: ControlServerOptions, s: ServerSettings, data: Dat
   const admission = new ControlAdmission({ ...CONTROL_ADMISSION_DEFAULTS, ...opts.controlAdmission }, s.refusals);
   admitThrough(server, admission);
   // The handlers read auth and limits from here at each call; reconfigure replaces them.
-  const agents = () => pool?.agents() ?? [];
+  // An agent's rate is its streams' rates summed, from the samples the streams' own come from (not the agent's byte total).
+  const agents = () => {
+    if (!pool) return [];
+    const rates = table.agentRates();
+    const handles = pool.handles();
+    return pool.agents().map((a, i) => ({ ...a, bytesPerSecond: rates.get(handles[i]!) ?? 0 }));
+  };
   const metrics = new GatewayMetrics({ table, dataServer, agents, refusals: s.refusals });
   const deps: ServiceDeps = { table, dataServer, agents, auth: s.auth, limits: { maxConn: s.maxConn }, refusals: s.refusals, logger: s.logger, observe: metrics.observeRpc };
   server.addService(tolerantService(Control.service), controlHandlers(deps));

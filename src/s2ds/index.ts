@@ -80,6 +80,8 @@ export interface DataServer {
    * PartialRelease) an agent has not confirmed yet; undefined when none is left.
    */
   releasing?(uid: string): readonly UnreleasedShare[] | undefined;
+  /** Data-server agents: each agent's part of the stream's counters, with the agent's handle (rates by agent in status). */
+  shareStats?(uid: string): { agent: AgentHandle; stats: StreamStats }[];
   /** Data-server agents: called once every agent confirmed a release that was partial, with how it ended there. */
   onReleased?(listener: (uid: string, how: string) => void): void;
 }

@@ -613,6 +613,13 @@ export class AgentPool implements DataServer {
     this.releases.onReleased(listener);
   }
 
+  shareStats(uid: string): { agent: AgentHandle; stats: StreamStats }[] {
+    return (this.placements.get(uid)?.shares ?? []).flatMap((s) => {
+      const stats = s.agent.stats(uid);
+      return stats ? [{ agent: s.agent, stats }] : [];
+    });
+  }
+
   stats(uid: string): StreamStats | undefined {
     const p = this.placements.get(uid);
     if (!p) return undefined;

@@ -115,6 +115,7 @@ export class RemoteAgent implements AgentHandle {
     this.address = opts.address;
     this.configuredName = opts.name;
     this.deadlineMs = opts.deadlineMs ?? 10_000;
+    // Its lines name the agent themselves (its name changes once it answers): the logger given must not bind `agent` or `address`.
     this.logger = opts.logger ?? silentLogger;
     let credentials: grpc.ChannelCredentials;
     if (opts.address.startsWith('unix:')) {
@@ -341,7 +342,7 @@ export class RemoteAgent implements AgentHandle {
         try {
           l(gone);
         } catch (err) {
-          this.logger.error({ err }, 'a streams-gone listener threw');
+          this.logger.error({ err, agent: this.name, address: this.address }, 'a streams-gone listener threw');
         }
       }
     }
@@ -375,7 +376,7 @@ export class RemoteAgent implements AgentHandle {
       try {
         l(event);
       } catch (err) {
-        this.logger.error({ err, event }, 'an agent change listener threw');
+        this.logger.error({ err, event, agent: this.name, address: this.address }, 'an agent change listener threw');
       }
     }
   }

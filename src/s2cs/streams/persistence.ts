@@ -116,7 +116,8 @@ export async function adoptStreams(parts: AdoptionParts, found: AdoptedStream[])
       leaseTimer: undefined,
       updating: undefined,
       createdAt: p.createdAt,
-      rates: new RateWindow(now),
+      // Its counters carry everything it forwarded before the restart: no rate until two samples exist.
+      rates: new RateWindow(),
       // The agents hold the cap they were given at req; this is what the policy now counts.
       capBps: admission.capFor(p.request),
     };

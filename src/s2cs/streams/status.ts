@@ -41,7 +41,7 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
   return records.flatMap((r) => {
     if (r.state === 'released') return [];
     const stats = state.opts.dataServer.stats(r.request.uid);
-    const rates = r.rates.rates(now, stats?.bytesToTarget ?? 0, stats?.bytesFromTarget ?? 0);
+    const rates = r.rates.rates(now);
     const life = lifetimeOf(r, stats, state.opts, now);
     return [
       {
@@ -123,10 +123,27 @@ export class RateSampler {
     const now = Date.now();
     for (const r of this.state.records.values()) {
       const stats = this.state.opts.dataServer.stats(r.request.uid);
-      if (stats) r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget);
+      if (!stats) continue;
+      const shares = this.state.opts.dataServer.shareStats?.(r.request.uid) ?? [];
+      r.rates.sample(now, stats.bytesToTarget, stats.bytesFromTarget, shares.map((s) => ({ agent: s.agent, toTarget: s.stats.bytesToTarget, fromTarget: s.stats.bytesFromTarget })));
     }
     this.onSample?.(now);
   }
+}
+
+/**
+ * Each agent's rate, by handle: the sum of its shares of the streams' rates, from
+ * the same samples and window as the streams' own (so an agent carrying one stream
+ * shows that stream's rate). Agents with no stream are absent (their rate is 0).
+ */
+export function agentRates(state: TableState): Map<object, number> {
+  const now = Date.now();
+  const out = new Map<object, number>();
+  for (const r of state.records.values()) {
+    if (r.state === 'released') continue;
+    for (const [agent, bps] of r.rates.shareRates(now)) out.set(agent, (out.get(agent) ?? 0) + bps);
+  }
+  return out;
 }
 
 /**

@@ -20,7 +20,7 @@ import { bindStream, type ControlProof } from './binding.js';
 import { adoptStreams, RecordKeeper, type AdoptionParts } from './persistence.js';
 import { noop, released, reply, type StreamRecord, type StreamReply, type TableState } from './record.js';
 import { RELEASED_BY_REQUEST, Releases, SHUTTING_DOWN, type EndedStream } from './release.js';
-import { RateSampler, releasingStatus, streamStatus, type StreamStatus } from './status.js';
+import { RateSampler, agentRates, releasingStatus, streamStatus, type StreamStatus } from './status.js';
 import { acceptsPlaintextData, updateTargets, type TargetParts } from './targets.js';
 
 /** Who sent a req, for the stream's binding (binding.ts): its exact address, whether it will present the control secret, and the secret it proposes. */
@@ -262,6 +262,11 @@ export class StreamTable {
   status(uid?: string): StreamStatus[] {
     const releasing = this.releases.releasingAll().filter((r) => !uid || r.stream.record.request.uid === uid);
     return [...streamStatus(this.state, uid), ...releasing.map((r) => releasingStatus(r.stream.record, r.stream.since, r.on))];
+  }
+
+  /** Each agent's rate (by handle), the sum of its shares of the streams' rates (status.ts agentRates). */
+  agentRates(): Map<object, number> {
+    return agentRates(this.state);
   }
 
   /** Streams this gateway ended by itself lately (not released by their owner), newest last. */
