@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
-import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
+import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions } from '../s2ds/flags.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
@@ -286,12 +286,13 @@ const checkConfig = copyOptions(start, program.command('check-config'))
     let plan: StartPlan;
     try {
       plan = await checkStartFlags(flags, { logger: silent, probe: true });
-      const unreadable = unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
-      if (unreadable) throw new UsageError(unreadable);
     } catch (err) {
       return fail((err as Error).message);
     }
-    const { problem, warnings } = await startupCheck(flags, plan, { dryRun: true });
+    const checked = await startupCheck(flags, plan, { dryRun: true });
+    // Start's own message first; then any file start would not read yet (e.g. --tls-cert with --insecure).
+    const problem = checked.problem ?? unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
+    const { warnings } = checked;
     const settings = effectiveSettings(checkConfig);
     const derived = derivedSettings(flags, plan);
     if (flags.json) {
