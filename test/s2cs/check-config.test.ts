@@ -147,3 +147,50 @@ test("a private key others may read: start's warning, and still valid; a valid l
     assert.deepEqual(readdirSync(home).sort(), before, 'check-config made nothing under SCISTREAM_HOME');
   });
 });
+
+/** Runs s2ds to its end with SCISTREAM_HOME in `home`. */
+async function s2ds(home: string, args: string[]): Promise<Result> {
+  const p = spawnCli('s2ds', args, { env: { ...process.env, SCISTREAM_HOME: home } });
+  const code = await p.exited;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+test("s2ds check-config: the agent link's address in use, a key that is not the certificate's, a key others may read; valid makes nothing", async () => {
+  await withHome(async (home) => {
+    const s2csPair = await createSelfSigned({ commonName: 's2cs test', validDays: 1 });
+    const a = await createSelfSigned({ commonName: 'agent-a', names: ['127.0.0.1'], validDays: 1 });
+    const b = await createSelfSigned({ commonName: 'agent-b', names: ['127.0.0.1'], validDays: 1 });
+    const s2csCert = join(home, 's2cs-cert.pem');
+    const cert = join(home, 'cert.pem');
+    const key = join(home, 'key.pem');
+    const otherKey = join(home, 'other-key.pem');
+    writeFileSync(s2csCert, s2csPair.cert);
+    writeFileSync(cert, a.cert);
+    writeFileSync(key, a.key, { mode: 0o600 });
+    writeFileSync(otherKey, b.key, { mode: 0o600 });
+    const base = ['--listener-ip', '127.0.0.1', '--port-range', '5100-5101', '--s2cs-cert', s2csCert];
+    const held = await listen();
+    const port = (held.address() as { port: number }).port;
+    try {
+      const inUse = errorLine(await s2ds(home, ['check-config', ...base, '--listen', `127.0.0.1:${port}`]));
+      assert.equal(inUse, `s2ds: error: --listen 127.0.0.1:${port} is in use by another program; stop it or choose another port`);
+      assert.equal(errorLine(await s2ds(home, ['start', ...base, '--listen', `127.0.0.1:${port}`])), inUse);
+    } finally {
+      await close(held);
+    }
+    const tcp = [...base, '--listen', '127.0.0.1:0'];
+    const mismatch = errorLine(await s2ds(home, ['check-config', ...tcp, '--tls-cert', cert, '--tls-key', otherKey]));
+    assert.match(mismatch, /^s2ds: error: agent link TLS: --tls-key .*other-key\.pem does not belong to --tls-cert/);
+    assert.equal(errorLine(await s2ds(home, ['start', ...tcp, '--tls-cert', cert, '--tls-key', otherKey])), mismatch);
+    chmodSync(key, 0o640);
+    const exposed = await s2ds(home, ['check-config', ...tcp, '--tls-cert', cert, '--tls-key', key, '--json']);
+    assert.equal(exposed.code, 0, exposed.stderr);
+    const shown = JSON.parse(exposed.stdout) as { valid: boolean; warnings: string[] };
+    assert.equal(shown.valid, true);
+    assert.ok(shown.warnings.some((w) => /key\.pem may be read by its group \(mode 0640\)/.test(w)), shown.warnings.join('\n'));
+    const before = readdirSync(home).sort();
+    const ok = await s2ds(home, ['check-config', ...tcp]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(readdirSync(home).sort(), before, 's2ds check-config made no state dir or certificate');
+  });
+});

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnCli, freePortRange, type Proc } from '../../src/demo/procs.js';
 import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
 import { JWT_AUDIENCE, SCOPE_J, startIdP } from '../auth/idp.js';
+import { createSelfSigned } from '../../src/security/certificates.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
@@ -51,12 +52,15 @@ test('examples/s2cs.toml and examples/s2ds.toml are valid for check-config and s
     const s2cs = await checkConfigJson('s2cs', ['--config', join(EXAMPLES, 's2cs.toml'), '--listener-ip', '127.0.0.1', '--port', '0']);
     assert.equal(s2cs.get('auth')?.source, 'file');
     assert.deepEqual([...s2cs.keys()].filter((k) => !exampleKeys(join(EXAMPLES, 's2cs.toml')).has(k)), [], 'every s2cs start option is in examples/s2cs.toml');
-    // The example names the s2cs certificate at its installed place; a flag points it elsewhere here.
+    // The example names the s2cs certificate at its installed place; a flag points it elsewhere here (check-config
+    // reads it as start does). Its addresses are documentation ones: addresses of this host override them.
     const cert = join(dir, 's2cs-cert.pem');
-    writeFileSync(cert, 'not checked as PEM by check-config\n');
-    const s2ds = await checkConfigJson('s2ds', ['--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert]);
+    writeFileSync(cert, (await createSelfSigned({ commonName: 's2cs test', validDays: 1 })).cert);
+    const s2ds = await checkConfigJson('s2ds', ['--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert, '--listener-ip', '127.0.0.1', '--listen', '127.0.0.1:0', '--state-dir', join(dir, 's2ds')]);
     assert.deepEqual(s2ds.get('s2cs-cert'), { key: 's2cs-cert', value: cert, source: 'flag', secret: false });
-    assert.equal(s2ds.get('listen')?.source, 'file');
+    assert.equal(s2ds.get('port-range')?.source, 'file');
+    const foreign = await run('s2ds', ['check-config', '--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert]);
+    oneErrorLine(foreign, /^s2ds: error: cannot open data listeners on 198\.51\.100\.8 \(EADDRNOTAVAIL\)/);
     assert.deepEqual([...s2ds.keys()].filter((k) => !exampleKeys(join(EXAMPLES, 's2ds.toml')).has(k)), [], 'every s2ds start option is in examples/s2ds.toml');
   } finally {
     rmSync(dir, { recursive: true, force: true });
