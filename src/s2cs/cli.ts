@@ -287,6 +287,8 @@ const checkConfig = copyOptions(start, program.command('check-config'))
     try {
       plan = await checkStartFlags(flags, { logger: silent, probe: true });
     } catch (err) {
+      // --json: a program reads the problem from stdout too (the settings as given; nothing follows from them yet).
+      if (flags.json) process.stdout.write(`${JSON.stringify({ valid: false, config: flags.config ?? null, problem: (err as Error).message, warnings: [], settings: effectiveSettings(checkConfig) }, null, 2)}\n`);
       return fail((err as Error).message);
     }
     const checked = await startupCheck(flags, plan, { dryRun: true });

@@ -59,9 +59,12 @@ test("the example file's documentation address is not on this host: check-config
     assert.match(checked, /^s2cs: error: cannot open data listeners on 198\.51\.100\.7 \(EADDRNOTAVAIL\); give an address of this host/);
     const started = errorLine(await s2cs(home, ['start', '--config', example]));
     assert.equal(checked, started, 'check-config exits with the line start exits with');
-    // --json: the problem is on stderr all the same (the flags and addresses come before any settings).
+    // --json: the same line on stderr, and the problem in the JSON.
     const json = await s2cs(home, ['check-config', '--config', example, '--json']);
     assert.equal(errorLine(json), checked);
+    const shown = JSON.parse(json.stdout) as { valid: boolean; problem: string };
+    assert.equal(shown.valid, false);
+    assert.equal(`s2cs: error: ${shown.problem}`, checked);
     // The same file with an address of this host is valid.
     const ok = await s2cs(home, ['check-config', '--config', example, ...LOOPBACK]);
     assert.equal(ok.code, 0, ok.stderr);

@@ -235,6 +235,8 @@ const checkConfig = copyOptions(start, program.command('check-config'))
     try {
       checked = await checkAgentFlags(flags, { probe: true });
     } catch (err) {
+      // --json: a program reads the problem from stdout too (the settings as given; nothing follows from them yet).
+      if (flags.json) process.stdout.write(`${JSON.stringify({ valid: false, config: flags.config ?? null, problem: (err as Error).message, warnings: [], settings: effectiveSettings(checkConfig) }, null, 2)}\n`);
       return fail((err as Error).message);
     }
     const startup = await agentStartupCheck(flags, checked, { dryRun: true });
