@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
-import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
+import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
-import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind } from '../s2ds/flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions } from '../s2ds/flags.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
 import { parseDuration, parseRate, parseSize } from '../units.js';
 import { BROKEN_GRACE_MS, RATE_POLICIES } from './streams/index.js';
@@ -14,7 +14,7 @@ import { DEFAULTS } from './server-settings.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { CONTROL_ADMISSION_DEFAULTS } from './control-admission.js';
 import { join } from 'node:path';
-import { loadServerTls, serverCredentials, type ServerTls } from '../security/control-tls.js';
+import { serverCredentials } from '../security/control-tls.js';
 import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authenticator } from '../auth/index.js';
 import { lingerUnavailable } from '../transport/linger.js';
 import { RemoteAgent } from '../s2ds/remote.js';
@@ -24,7 +24,7 @@ import { checkStartFlags, derivedSettings, reloadConfig, type Running, type Star
 import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
 import { isLoopback } from './streams/index.js';
-import { startupProblem, startupWarnings } from './startup-checks.js';
+import { startupCheck } from './startup-checks.js';
 
 const program = new Command('s2cs')
   .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
@@ -122,34 +122,11 @@ const start: Command = addAdmissionOptions(program
       return usage((err as Error).message);
     }
     const { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir } = plan;
-    // Broken state (state dir, certificate bundles) ends start-up here, not at the first handshake.
-    const broken = startupProblem(flags, plan);
-    if (broken) usage(broken);
-    for (const warning of startupWarnings(flags, plan)) logger.warn(warning);
-    if (flags.port !== 0) {
-      const controlProblem = await canBind(controlHost, flags.port);
-      if (controlProblem === 'EADDRINUSE') usage(`control port ${controlHost}:${flags.port} is in use by another program; stop it or choose another --port`);
-      if (controlProblem) usage(`cannot serve the control channel on ${controlHost}:${flags.port} (${controlProblem}); check --control-host and --port`);
-    }
-    if (plan.metrics) {
-      const problem = await canBind(plan.metrics.host, plan.metrics.port);
-      if (problem === 'EADDRINUSE') usage(`--metrics-listen ${flags.metricsListen} is in use by another program; stop it or choose another port`);
-      if (problem) usage(`cannot serve metrics on ${flags.metricsListen} (${problem}); give an address of this host`);
-    }
-    let tls: ServerTls | undefined;
-    if (!flags.insecure) {
-      try {
-        tls = await loadServerTls({
-          certFile: flags.tlsCert,
-          keyFile: flags.tlsKey,
-          stateDir,
-          names: [flags.listenerIp, controlHost].filter((n) => n !== '0.0.0.0' && n !== '::'),
-        });
-      } catch (err) {
-        return usage(`control channel TLS: ${(err as Error).message}`);
-      }
-      for (const warning of tls.warnings ?? []) logger.warn(warning);
-    }
+    // Broken state (state dir, certificates, ports taken) ends start-up here, not at the first handshake.
+    const checked = await startupCheck(flags, plan, { dryRun: false });
+    for (const warning of checked.warnings) logger.warn(warning);
+    if (checked.problem) usage(checked.problem);
+    const tls = checked.tls;
     let auth: Authenticator;
     try {
       auth = createAuthenticator(plan.authConfig);
@@ -161,14 +138,8 @@ const start: Command = addAdmissionOptions(program
       const tcp = flags.s2ds.filter((a) => !a.startsWith('unix:'));
       let agentTls: AgentClientTls | undefined;
       if (tcp.length > 0) {
-        // s2cs authenticates to its agents with its control-channel certificate, made or loaded even with --insecure.
-        let own: ServerTls;
-        try {
-          own = tls ?? (await loadServerTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names: [flags.listenerIp, controlHost].filter((n) => n !== '0.0.0.0' && n !== '::') }));
-        } catch (err) {
-          return usage(`certificate for the agent link: ${(err as Error).message}`);
-        }
-        if (!tls) for (const warning of own.warnings ?? []) logger.warn(warning);
+        // s2cs authenticates to its agents with its control-channel certificate, made or loaded even with --insecure (startupCheck).
+        const own = checked.agentLinkTls!;
         let agentCerts: string;
         try {
           agentCerts = readFileSync(flags.s2dsCert!, 'utf8');
@@ -302,29 +273,41 @@ const start: Command = addAdmissionOptions(program
 
 withConfigFile(start);
 
-// Same options as start (the same Option objects), checked the same way; nothing is opened or started.
+// Same options as start (the same Option objects), checked the same way (addresses and ports
+// by a probe bind closed at once, files read); nothing stays open, nothing is made or started.
 const checkConfig = copyOptions(start, program.command('check-config'))
-  .description('check the settings start would run with (the --config file, then the flags given here) and print each with where it came from; exit 0 when valid, 2 with the problem when not')
+  .description('check the settings start would run with (the --config file, then the flags given here) as start checks them (addresses of this host, free ports, readable files, certificates that match their keys) and print each with where it came from; exit 0 when valid, 2 with the problem start would give when not')
   .action(async (flags: StartFlags & { json?: boolean }) => {
     const silent = createLogger({ silent: true });
+    const fail = (message: string): never => {
+      process.stderr.write(`s2cs: error: ${message}\n`);
+      process.exit(EXIT.usage);
+    };
     let plan: StartPlan;
     try {
-      plan = await checkStartFlags(flags, { logger: silent, probe: false });
-      const unreadable = unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
-      if (unreadable) throw new UsageError(unreadable);
+      plan = await checkStartFlags(flags, { logger: silent, probe: true });
     } catch (err) {
-      process.stderr.write(`s2cs: error: ${(err as Error).message}\n`);
-      process.exit(EXIT.usage);
+      // --json: a program reads the problem from stdout too (the settings as given; nothing follows from them yet).
+      if (flags.json) process.stdout.write(`${JSON.stringify({ valid: false, config: flags.config ?? null, problem: (err as Error).message, warnings: [], settings: effectiveSettings(checkConfig) }, null, 2)}\n`);
+      return fail((err as Error).message);
     }
+    const checked = await startupCheck(flags, plan, { dryRun: true });
+    // Start's own message first; then any file start would not read yet (e.g. --tls-cert with --insecure).
+    const problem = checked.problem ?? unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
+    const { warnings } = checked;
     const settings = effectiveSettings(checkConfig);
     const derived = derivedSettings(flags, plan);
     if (flags.json) {
       const shown = settings.map((s) => (s.source === 'unset' && derived[s.key] ? { ...s, value: derived[s.key]!.value, source: 'default', from: derived[s.key]!.from } : s));
-      process.stdout.write(`${JSON.stringify({ valid: true, config: flags.config ?? null, settings: shown }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ valid: !problem, config: flags.config ?? null, ...(problem ? { problem } : {}), warnings, settings: shown }, null, 2)}\n`);
     } else {
-      process.stdout.write(`# s2cs ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid\n`);
-      process.stdout.write(formatSettings(settings, derived));
+      for (const warning of warnings) process.stderr.write(`s2cs: warning: ${warning}\n`);
+      if (!problem) {
+        process.stdout.write(`# s2cs ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid${warnings.length ? ` (${warnings.length} warning${warnings.length > 1 ? 's' : ''})` : ''}\n`);
+        process.stdout.write(formatSettings(settings, derived));
+      }
     }
+    if (problem) fail(problem);
   });
 addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON'));
 withConfigFile(checkConfig);

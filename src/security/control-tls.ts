@@ -28,8 +28,25 @@ export interface ServerTls {
   warnings?: string[];
 }
 
+export interface ServerTlsFiles {
+  certFile?: string;
+  keyFile?: string;
+  stateDir: string;
+  names: string[];
+  program?: string;
+}
+
 /** The server's certificate: from --tls-cert/--tls-key, or self-signed under stateDir (made on first start, reused after). */
-export async function loadServerTls(opts: { certFile?: string; keyFile?: string; stateDir: string; names: string[]; program?: string }): Promise<ServerTls> {
+export async function loadServerTls(opts: ServerTlsFiles): Promise<ServerTls> {
+  return existingServerTls(opts) ?? (await makeServerTls(opts));
+}
+
+/**
+ * The certificate and key loadServerTls would use, read and checked (readable, PEM, the
+ * key the certificate's); undefined when it would make a self-signed pair. Opens nothing
+ * for writing (check-config).
+ */
+export function existingServerTls(opts: ServerTlsFiles): ServerTls | undefined {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new Error('give both --tls-cert and --tls-key');
     const pair = loadKeyPair({
@@ -56,6 +73,14 @@ export async function loadServerTls(opts: { certFile?: string; keyFile?: string;
     });
     return { cert: pair.cert, key: pair.key, fingerprint: fingerprint(pair.cert), warnings: pair.warnings };
   }
+  return undefined;
+}
+
+/** A self-signed pair, made now and kept in the state dir's tls/ (mode 700, the key 600). */
+async function makeServerTls(opts: ServerTlsFiles): Promise<ServerTls> {
+  const dir = join(opts.stateDir, 'tls');
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
   const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...localAddresses(), ...opts.names])];
   // A unique subject: verifiers look issuers up by name, so two gateways' certificates in one bundle must not share it.
   const made = await createSelfSigned({ commonName: `${opts.program ?? 's2cs'} ${hostname()} ${randomBytes(6).toString('hex')}`, names, validDays: 3650 });

@@ -1,7 +1,7 @@
 // The state directory (certificates, workers' sockets and logs) must be writable before a
 // server starts: a read-only, full or foreign directory is said so in plain words, not as
 // an errno from whichever write happened to fail first.
-import { accessSync, constants, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /** A write problem in plain words, with what to do (an errno code, else the message). */
@@ -29,8 +29,11 @@ export function stateDirProblem(err: unknown): string {
 /**
  * Makes `dir` (mode 700 when new) and writes and removes a small probe file in it, so
  * that a read-only or full file system shows now. Returns the problem, or undefined.
+ * `create: false` (check-config) leaves a missing `dir` missing: its first existing
+ * ancestor must then be a directory this user may write.
  */
-export function stateDirUnwritable(dir: string): string | undefined {
+export function stateDirUnwritable(dir: string, opts: { create?: boolean } = {}): string | undefined {
+  if (opts.create === false && !existsSync(dir)) return missingDirUnwritable(dir);
   const probe = join(dir, `.write-probe-${process.pid}`);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -41,6 +44,19 @@ export function stateDirUnwritable(dir: string): string | undefined {
     return `the state dir ${dir} cannot be written: ${stateDirProblem(ancestorProblem(dir, err))}`;
   }
   rmSync(probe, { force: true });
+  return undefined;
+}
+
+/** Whether a missing `dir` could be made: its first existing ancestor is a writable directory. */
+function missingDirUnwritable(dir: string): string | undefined {
+  let up = dirname(dir);
+  while (!existsSync(up) && dirname(up) !== up) up = dirname(up);
+  try {
+    if (!statSync(up).isDirectory()) throw Object.assign(new Error(`${up} is not a directory`), { code: 'ENOTDIR' });
+    accessSync(up, constants.W_OK);
+  } catch (err) {
+    return `the state dir ${dir} cannot be written: ${stateDirProblem(err)}`;
+  }
   return undefined;
 }
 

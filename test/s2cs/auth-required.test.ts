@@ -45,11 +45,13 @@ test('no provider and a control port that is not loopback: exit 2 asking for --a
   assert.match(lines[0]!, /^s2cs: error: no authentication provider is configured and the control port would listen on 0\.0\.0\.0, which is not loopback/);
   assert.match(lines[0]!, /--auth introspect or --auth jwt/);
   assert.match(lines[0]!, /--auth none to run without token checking knowingly/);
-  // check-config says the same, and a non-loopback --listener-ip without --control-host is the same case.
-  const c = await run(['check-config', '--listener-ip', '198.51.100.7']);
+  // check-config says the same, and a non-loopback --listener-ip without --control-host is the same case
+  // (the data listeners on loopback: check-config, as start, refuses an address that is not on this host).
+  const foreign = ['--listener-ip', '198.51.100.7', '--bind-ip', '127.0.0.1', '--port', '0'];
+  const c = await run(['check-config', ...foreign]);
   assert.equal(c.code, 2, c.stderr);
   assert.match(c.stderr, /control port would listen on 0\.0\.0\.0, which is not loopback/);
-  const ok = await run(['check-config', '--listener-ip', '198.51.100.7', '--auth', 'none', '--json']);
+  const ok = await run(['check-config', ...foreign, '--auth', 'none', '--json']);
   assert.equal(ok.code, 0, ok.stderr);
   const settings = new Map((JSON.parse(ok.stdout) as { settings: { key: string; value: unknown }[] }).settings.map((s) => [s.key, s.value]));
   assert.equal(settings.get('control-host'), '0.0.0.0');

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnCli, freePortRange, type Proc } from '../../src/demo/procs.js';
 import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
 import { JWT_AUDIENCE, SCOPE_J, startIdP } from '../auth/idp.js';
+import { createSelfSigned } from '../../src/security/certificates.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
@@ -46,15 +47,20 @@ function exampleKeys(file: string): Set<string> {
 test('examples/s2cs.toml and examples/s2ds.toml are valid for check-config and show every key', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-config-'));
   try {
-    const s2cs = await checkConfigJson('s2cs', ['--config', join(EXAMPLES, 's2cs.toml')]);
-    assert.equal(s2cs.get('listener-ip')?.source, 'file');
+    // check-config checks the addresses as start does: the example's documentation address (198.51.100.7) is not
+    // on this host (test/s2cs/check-config.test.ts shows that), so an address of this host and a free port override it.
+    const s2cs = await checkConfigJson('s2cs', ['--config', join(EXAMPLES, 's2cs.toml'), '--listener-ip', '127.0.0.1', '--port', '0']);
+    assert.equal(s2cs.get('auth')?.source, 'file');
     assert.deepEqual([...s2cs.keys()].filter((k) => !exampleKeys(join(EXAMPLES, 's2cs.toml')).has(k)), [], 'every s2cs start option is in examples/s2cs.toml');
-    // The example names the s2cs certificate at its installed place; a flag points it elsewhere here.
+    // The example names the s2cs certificate at its installed place; a flag points it elsewhere here (check-config
+    // reads it as start does). Its addresses are documentation ones: addresses of this host override them.
     const cert = join(dir, 's2cs-cert.pem');
-    writeFileSync(cert, 'not checked as PEM by check-config\n');
-    const s2ds = await checkConfigJson('s2ds', ['--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert]);
+    writeFileSync(cert, (await createSelfSigned({ commonName: 's2cs test', validDays: 1 })).cert);
+    const s2ds = await checkConfigJson('s2ds', ['--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert, '--listener-ip', '127.0.0.1', '--listen', '127.0.0.1:0', '--state-dir', join(dir, 's2ds')]);
     assert.deepEqual(s2ds.get('s2cs-cert'), { key: 's2cs-cert', value: cert, source: 'flag', secret: false });
-    assert.equal(s2ds.get('listen')?.source, 'file');
+    assert.equal(s2ds.get('port-range')?.source, 'file');
+    const foreign = await run('s2ds', ['check-config', '--config', join(EXAMPLES, 's2ds.toml'), '--s2cs-cert', cert]);
+    oneErrorLine(foreign, /^s2ds: error: cannot open data listeners on 198\.51\.100\.8 \(EADDRNOTAVAIL\)/);
     assert.deepEqual([...s2ds.keys()].filter((k) => !exampleKeys(join(EXAMPLES, 's2ds.toml')).has(k)), [], 'every s2ds start option is in examples/s2ds.toml');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -101,6 +107,8 @@ test('check-config: every setting with its source (default, file, flag), relativ
       file,
       [
         'listener-ip = "127.0.0.1"',
+        // check-config probes the control port: any free one, not the default 5000 another program may hold.
+        'port = 0',
         'max-conn = 8',
         'admin = ["carol", "dave"]',
         'introspection-url = "https://auth.example.org/introspect"',
@@ -120,7 +128,8 @@ test('check-config: every setting with its source (default, file, flag), relativ
     assert.match(r.stdout, new RegExp(`^client-secret-file = "${secretFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" +# file$`, 'm'));
     assert.match(r.stdout, /^buffer-size = 8388608 +# file$/m);
     assert.match(r.stdout, /^max-pending-hellos = 50 +# file$/m);
-    assert.match(r.stdout, /^port = 5000 +# default$/m);
+    assert.match(r.stdout, /^port = 0 +# file$/m);
+    assert.match(r.stdout, /^hello-timeout = \d+ +# default$/m);
     assert.match(r.stdout, /^auth = "introspect" +# default \(the provider settings given\)$/m);
     assert.match(r.stdout, /^max-ports-per-user = \d+ +# default/m);
     // The output is itself a configuration: check-config takes it back.

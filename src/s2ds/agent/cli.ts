@@ -4,12 +4,12 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS } from '../local.js';
-import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, checkDataPlaneFlags } from '../flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind, checkDataPlaneFlags } from '../flags.js';
 import { admissionOptionsOf, type AdmissionFlags } from '../admission.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
 import type { AgentListen } from '../../security/agent-tls.js';
-import type { ServerTls } from '../../security/control-tls.js';
+import { existingServerTls, type ServerTls } from '../../security/control-tls.js';
 import { lingerUnavailable } from '../../transport/linger.js';
 import { loadCertificateBundle } from '../../security/pem-files.js';
 import { stateDirUnwritable } from '../../security/state-dir.js';
@@ -90,35 +90,11 @@ const start: Command = addAdmissionOptions(program
     } catch (err) {
       return usage((err as Error).message);
     }
-    const { listen, bindIp, portRange, stateDir } = checked;
-    let tls: { server: ServerTls; s2csCerts: string } | undefined;
-    if (listen.kind === 'tcp') {
-      let s2csCerts: string;
-      try {
-        s2csCerts = loadCertificateBundle(flags.s2csCert!, `--s2cs-cert ${flags.s2csCert}`, "give the certificates of the s2cs allowed to drive this agent (each s2cs's --tls-cert, or tls/cert.pem in its state dir) or the CA that issued them, PEM");
-        for (const subject of certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`).notSelfSigned) {
-          logger.warn(
-            { subject },
-            `--s2cs-cert holds a certificate that is not self-signed (${subject}): clients are trusted through it only when the file also holds its issuers up to a self-signed root CA, and then every certificate that CA issued is accepted`,
-          );
-        }
-      } catch (err) {
-        return usage((err as NodeJS.ErrnoException).code ? `--s2cs-cert: cannot read ${flags.s2csCert} (${(err as NodeJS.ErrnoException).code})` : (err as Error).message);
-      }
-      if (!flags.tlsCert) {
-        const unwritable = stateDirUnwritable(stateDir);
-        if (unwritable) return usage(unwritable);
-      }
-      try {
-        const names = [flags.listenerIp, listen.host].filter((n) => n !== '0.0.0.0' && n !== '::');
-        tls = { server: await loadAgentTls({ certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names }), s2csCerts };
-      } catch (err) {
-        return usage(`agent link TLS: ${(err as Error).message}`);
-      }
-      for (const warning of tls.server.warnings ?? []) logger.warn(warning);
-    }
-    const nofile = nofileWarning({ ports: portRange.last - portRange.first + 1, processes: 1, maxConn: 0, maxConnsPerListener: flags.maxConnsPerListener, maxBufferMemory: flags.maxBufferMemory, bufferSize: flags.bufferSize, pendingConns: flags.maxPendingConns });
-    if (nofile) logger.warn(nofile);
+    const { listen, bindIp, portRange } = checked;
+    const startup = await agentStartupCheck(flags, checked, { dryRun: false });
+    for (const warning of startup.warnings) logger.warn(warning);
+    if (startup.problem) usage(startup.problem);
+    const tls = startup.tls;
     let agent;
     try {
       agent = await startAgent({
@@ -195,21 +171,78 @@ async function checkAgentFlags(flags: StartFlags, opts: { probe: boolean }): Pro
   return { listen, bindIp, portRange: checked.portRange, stateDir: flags.stateDir ?? agentStateDir() };
 }
 
+/** What start-up finds after the flags: the first problem (start's exit line), warnings, and the agent link's TLS. */
+interface AgentStartupCheck {
+  problem?: string;
+  warnings: string[];
+  /** TCP --listen: the agent's certificate (with dryRun, only one that already exists) and the s2cs it trusts. */
+  tls?: { server: ServerTls; s2csCerts: string };
+}
+
+/**
+ * Every check start makes after the flags and before it serves, in start's order, so that
+ * check-config exits with the same first problem: the --s2cs-cert bundle, the state dir, a
+ * TCP --listen address of this host and free (a probe bind closed at once), the agent's
+ * certificate and key, the open-files limit. `dryRun`: make no state dir or certificate.
+ */
+async function agentStartupCheck(flags: StartFlags, checked: CheckedAgentFlags, opts: { dryRun: boolean }): Promise<AgentStartupCheck> {
+  const { listen, portRange, stateDir } = checked;
+  const warnings: string[] = [];
+  const nofile = nofileWarning({ ports: portRange.last - portRange.first + 1, processes: 1, maxConn: 0, maxConnsPerListener: flags.maxConnsPerListener, maxBufferMemory: flags.maxBufferMemory, bufferSize: flags.bufferSize, pendingConns: flags.maxPendingConns });
+  if (nofile) warnings.push(nofile);
+  if (listen.kind !== 'tcp') return { warnings };
+  let s2csCerts: string;
+  try {
+    s2csCerts = loadCertificateBundle(flags.s2csCert!, `--s2cs-cert ${flags.s2csCert}`, "give the certificates of the s2cs allowed to drive this agent (each s2cs's --tls-cert, or tls/cert.pem in its state dir) or the CA that issued them, PEM");
+    for (const subject of certificateBundle(s2csCerts, `--s2cs-cert ${flags.s2csCert}`).notSelfSigned) {
+      warnings.push(
+        `--s2cs-cert holds a certificate that is not self-signed (${subject}): clients are trusted through it only when the file also holds its issuers up to a self-signed root CA, and then every certificate that CA issued is accepted`,
+      );
+    }
+  } catch (err) {
+    return { problem: (err as NodeJS.ErrnoException).code ? `--s2cs-cert: cannot read ${flags.s2csCert} (${(err as NodeJS.ErrnoException).code})` : (err as Error).message, warnings };
+  }
+  if (!flags.tlsCert) {
+    const unwritable = stateDirUnwritable(stateDir, { create: !opts.dryRun });
+    if (unwritable) return { problem: unwritable, warnings };
+  }
+  const bound = await canBind(listen.host, listen.port);
+  if (bound === 'EADDRINUSE') return { problem: `--listen ${flags.listen} is in use by another program; stop it or choose another port`, warnings };
+  if (bound) return { problem: `cannot serve the agent link on ${flags.listen} (${bound}); give an address of this host with --listen`, warnings };
+  const files = { certFile: flags.tlsCert, keyFile: flags.tlsKey, stateDir, names: [flags.listenerIp, listen.host].filter((n) => n !== '0.0.0.0' && n !== '::') };
+  let server: ServerTls | undefined;
+  try {
+    server = opts.dryRun ? existingServerTls(files) : await loadAgentTls(files);
+  } catch (err) {
+    return { problem: `agent link TLS: ${(err as Error).message}`, warnings };
+  }
+  warnings.push(...(server?.warnings ?? []));
+  return { warnings, tls: server ? { server, s2csCerts } : undefined };
+}
+
 withConfigFile(start);
 
-// Same options as start (the same Option objects), checked the same way; nothing is opened or started.
+// Same options as start (the same Option objects), checked the same way (addresses and ports
+// by a probe bind closed at once, files read); nothing stays open, nothing is made or started.
 const checkConfig = copyOptions(start, program.command('check-config'))
-  .description('check the settings start would run with (the --config file, then the flags given here) and print each with where it came from; exit 0 when valid, 2 with the problem when not')
+  .description('check the settings start would run with (the --config file, then the flags given here) as start checks them (addresses of this host, free ports, readable files, certificates that match their keys) and print each with where it came from; exit 0 when valid, 2 with the problem start would give when not')
   .action(async (flags: StartFlags & { json?: boolean }) => {
+    const fail = (message: string): never => {
+      process.stderr.write(`s2ds: error: ${message}\n`);
+      process.exit(EXIT.usage);
+    };
     let checked: CheckedAgentFlags;
     try {
-      checked = await checkAgentFlags(flags, { probe: false });
-      const unreadable = unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
-      if (unreadable) throw new UsageError(unreadable);
+      checked = await checkAgentFlags(flags, { probe: true });
     } catch (err) {
-      process.stderr.write(`s2ds: error: ${(err as Error).message}\n`);
-      process.exit(EXIT.usage);
+      // --json: a program reads the problem from stdout too (the settings as given; nothing follows from them yet).
+      if (flags.json) process.stdout.write(`${JSON.stringify({ valid: false, config: flags.config ?? null, problem: (err as Error).message, warnings: [], settings: effectiveSettings(checkConfig) }, null, 2)}\n`);
+      return fail((err as Error).message);
     }
+    const startup = await agentStartupCheck(flags, checked, { dryRun: true });
+    // Start's own message first; then any file start would not read yet.
+    const problem = startup.problem ?? unreadableFile(checkConfig, flags as unknown as Record<string, unknown>);
+    const { warnings } = startup;
     const settings = effectiveSettings(checkConfig);
     const derived = {
       'bind-ip': { value: checked.bindIp, from: 'listener-ip' },
@@ -217,11 +250,15 @@ const checkConfig = copyOptions(start, program.command('check-config'))
     };
     if (flags.json) {
       const shown = settings.map((s) => (s.source === 'unset' && s.key in derived ? { ...s, ...derived[s.key as keyof typeof derived], source: 'default' } : s));
-      process.stdout.write(`${JSON.stringify({ valid: true, config: flags.config ?? null, settings: shown }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ valid: !problem, config: flags.config ?? null, ...(problem ? { problem } : {}), warnings, settings: shown }, null, 2)}\n`);
     } else {
-      process.stdout.write(`# s2ds ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid\n`);
-      process.stdout.write(formatSettings(settings, derived));
+      for (const warning of warnings) process.stderr.write(`s2ds: warning: ${warning}\n`);
+      if (!problem) {
+        process.stdout.write(`# s2ds ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid${warnings.length ? ` (${warnings.length} warning${warnings.length > 1 ? 's' : ''})` : ''}\n`);
+        process.stdout.write(formatSettings(settings, derived));
+      }
     }
+    if (problem) fail(problem);
   });
 addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON'));
 withConfigFile(checkConfig);
