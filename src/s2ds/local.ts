@@ -150,6 +150,12 @@ export class LocalDataServer implements DataServer {
   private readonly handshakeTimeoutMs: number;
   /** Bytes forwarded by streams already released (bytesTotal). */
   private releasedBytes = 0;
+  /**
+   * Ports whose listeners this server closed, with when: the reading of /proc
+   * (cached for a second) may still show them listening, and they are not another
+   * program's: free the moment a release answers.
+   */
+  private readonly closedLately = new Map<number, number>();
   /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
   private readonly spares = new Map<number, Spare>();
   /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
@@ -199,7 +205,20 @@ export class LocalDataServer implements DataServer {
    * listen on where this server's listeners would bind; [] where /proc is absent.
    */
   portsHeldByOthers(): number[] {
-    return (this.others.ports() ?? []).filter((p) => !this.pool.isTaken(p));
+    const listening = this.others.ports() ?? [];
+    const readAt = this.others.readAt() ?? 0;
+    // Closed before the reading: it knows.
+    for (const [port, at] of this.closedLately) if (at < readAt) this.closedLately.delete(port);
+    return listening.filter((p) => !this.pool.isTaken(p) && !this.closedLately.has(p));
+  }
+
+  /** Ports of listeners this server closed, back in the pool. */
+  private giveBack(ports: Iterable<number>): void {
+    const now = Date.now();
+    for (const p of ports) {
+      this.pool.give(p);
+      this.closedLately.set(p, now);
+    }
   }
 
   /** Whether portsHeldByOthers can know anything here (Linux /proc). */
@@ -250,7 +269,7 @@ export class LocalDataServer implements DataServer {
     } catch (err) {
       stream.released = true;
       await Promise.all(listeners.map((l) => l.close()));
-      for (const p of ports) this.pool.give(p);
+      this.giveBack(ports);
       throw err;
     } finally {
       for (const p of busy) this.pool.give(p);
@@ -508,7 +527,7 @@ export class LocalDataServer implements DataServer {
     // for a connection whose handshake or target dial is still settling.
     for (const c of [...stream.connections]) this.letGo(stream, c);
     await Promise.all(stream.listeners.map((l) => l.close()));
-    for (const p of stream.ports) this.pool.give(p);
+    this.giveBack(stream.ports);
   }
 
   /**
@@ -584,7 +603,7 @@ export class LocalDataServer implements DataServer {
     const spares = ports.map((p) => this.spares.get(p)).filter((s): s is Spare => s !== undefined);
     for (const s of spares) this.spares.delete(s.port);
     await Promise.all(spares.map((s) => s.listener.close()));
-    for (const s of spares) this.pool.give(s.port);
+    this.giveBack(spares.map((s) => s.port));
   }
 
   /** Uids of the streams holding listeners now. */

@@ -95,7 +95,8 @@ export class AgentPool implements DataServer {
   private readonly spares = new Map<AgentHandle, Address[]>();
   /** Changes when an agent's spares are dropped (down, restarted): refills asked before are stale. */
   private readonly spareEpoch = new Map<AgentHandle, number>();
-  private readonly refilling = new Set<AgentHandle>();
+  /** Refills under way, by agent: settled once what they opened is kept, or closed again when stale. */
+  private readonly refilling = new Map<AgentHandle, { work: Promise<void>; count: number }>();
   /** Agents that answered that they know no spares (an s2ds older than them): asked no more. */
   private readonly noSpares = new WeakSet<AgentHandle>();
   /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
@@ -187,26 +188,28 @@ export class AgentPool implements DataServer {
    */
   private refill(agent: AgentHandle): void {
     if (!this.usesSpares(agent) || !agent.up() || this.refilling.has(agent)) return;
+    // A request is reserving on this agent: the ports are its own (refilled when it is done).
+    if ((this.pending.get(agent) ?? 0) > 0) return;
     const have = this.spares.get(agent)?.length ?? 0;
     const want = this.spareTarget - have;
     if (want <= 0 || agent.ports().free < 2 * this.spareTarget) return;
     const epoch = this.spareEpoch.get(agent) ?? 0;
-    this.refilling.add(agent);
-    agent.reserveSpares!(this.owner, want).then(
-      (opened) => {
-        this.refilling.delete(agent);
+    const work = agent.reserveSpares!(this.owner, want).then(
+      async (opened) => {
         if (this.closed || this.spareEpoch.get(agent) !== epoch) {
-          // Dropped meanwhile: these are stale too.
-          void agent.releaseSpares!(this.owner, false, opened).catch(noop);
+          // Dropped meanwhile (given back for a request, the agent went down): these are stale too.
+          await agent.releaseSpares!(this.owner, false, opened).catch(noop);
           return;
         }
         this.spares.set(agent, [...(this.spares.get(agent) ?? []), ...opened]);
       },
-      (err: unknown) => {
-        this.refilling.delete(agent);
-        this.sparesFailed(agent, err, 'could not open spare listeners on a data-server agent');
-      },
+      (err: unknown) => this.sparesFailed(agent, err, 'could not open spare listeners on a data-server agent'),
     );
+    const entry = { work, count: want };
+    this.refilling.set(agent, entry);
+    void work.finally(() => {
+      if (this.refilling.get(agent) === entry) this.refilling.delete(agent);
+    });
   }
 
   private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
@@ -221,10 +224,10 @@ export class AgentPool implements DataServer {
   /** Gives an agent's spares back (a request needs its ports); refills come later. */
   private async giveBackSpares(agent: AgentHandle): Promise<void> {
     const list = this.spares.get(agent) ?? [];
-    // A refill under way is stale too: what it opens is closed on arrival.
+    // A refill under way is stale too: what it opens is closed on arrival, before the request goes on.
     this.dropSpares(agent);
-    if (list.length === 0 || !agent.releaseSpares) return;
-    await agent.releaseSpares(this.owner, false, list).catch(noop);
+    const refill = this.refilling.get(agent)?.work;
+    await Promise.all([refill, list.length > 0 ? agent.releaseSpares?.(this.owner, false, list).catch(noop) : undefined]);
   }
 
   /** The agents, in the order they were given. */
@@ -410,7 +413,8 @@ export class AgentPool implements DataServer {
       // Spares an agent has are given back when its share needs more ports than it has
       // free otherwise: they must not make a request fail that would fit without them.
       // (The agent's free count may date from before its spares opened: counted without them.)
-      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
+      // A refill under way may take the very ports this share needs: given back as well.
+      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
       return await this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
         const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));

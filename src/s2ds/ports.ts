@@ -126,6 +126,11 @@ export class ListeningPorts {
     this.bind = ipBytes(bindHost.toLowerCase() === 'localhost' ? '127.0.0.1' : bindHost);
   }
 
+  /** When the reading ports() returns was taken (ms since epoch; undefined before the first). */
+  readAt(): number | undefined {
+    return this.cached?.at;
+  }
+
   /** Sorted ports in the range that conflict; undefined where /proc cannot be read (then nothing is known). */
   ports(): number[] | undefined {
     const now = Date.now();

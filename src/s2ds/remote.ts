@@ -95,6 +95,12 @@ export class RemoteAgent implements AgentHandle {
   /** Streams started or released through this handle, by the poll count then: a poll already under way does not know of them. */
   private readonly changed = new Map<string, { seq: number; stats: StreamStats | undefined }>();
   private pollSeq = 0;
+  /**
+   * Port counts read right after a call that changed them (Release, ReleaseSpares,
+   * ReserveSpares), with the poll count then: a poll that started before knows
+   * less, so its counts do not replace these.
+   */
+  private freshPorts: { seq: number; health: AgentHealth } | undefined;
   private rate = 0;
   private previous: { bytes: number; at: number } | undefined;
   private isUp = false;
@@ -208,6 +214,7 @@ export class RemoteAgent implements AgentHandle {
 
   async reserveSpares(owner: string, count: number): Promise<Address[]> {
     const r = await this.call<{ listeners: string[] }>('ReserveSpares', { owner, count });
+    await this.refreshPorts();
     return r.listeners.map((l, i) => parseAddress(l, `spare listeners[${i}] from the agent`));
   }
 
@@ -230,6 +237,7 @@ export class RemoteAgent implements AgentHandle {
 
   async releaseSpares(owner: string, others: boolean, listeners: Address[] = []): Promise<void> {
     await this.call('ReleaseSpares', { owner, others, listeners: listeners.map(formatAddress) });
+    await this.refreshPorts();
   }
 
   async setRecord(uid: string, record: Uint8Array): Promise<void> {
@@ -240,6 +248,29 @@ export class RemoteAgent implements AgentHandle {
     await this.call('Release', { uid });
     this.streams.delete(uid);
     this.changed.set(uid, { seq: this.pollSeq, stats: undefined });
+    // Answered once the ports are free there: the pool places the next request by them at once, not after the next poll.
+    await this.refreshPorts();
+  }
+
+  /**
+   * Reads the agent's port counts now (after a call that changed them). Never
+   * throws: an agent that does not answer keeps its last counts (its polls tell).
+   */
+  private async refreshPorts(): Promise<void> {
+    const seq = this.pollSeq;
+    let health: AgentHealthMessage__Output;
+    try {
+      health = await this.call<AgentHealthMessage__Output>('Health', {});
+    } catch {
+      return;
+    }
+    const h = toHealth(health);
+    const last = this.lastHealth;
+    // A restart is the poll's to find; a fresher reading is kept.
+    if (this.closed || !last || last.startedAtMs !== h.startedAtMs) return;
+    if (this.freshPorts && this.freshPorts.seq > seq) return;
+    this.freshPorts = { seq, health: h };
+    this.lastHealth = withPorts(last, h);
   }
 
   async listStreams(): Promise<AgentStream[]> {
@@ -323,7 +354,13 @@ export class RemoteAgent implements AgentHandle {
       this.rate = 0;
     }
     this.previous = { bytes: h.bytesTotal, at: now };
-    this.lastHealth = h;
+    const fresh = this.freshPorts;
+    // Counts read after a release this poll did not know of are newer than its own.
+    if (fresh && fresh.seq >= seq && !restarted && fresh.health.startedAtMs === h.startedAtMs) this.lastHealth = withPorts(h, fresh.health);
+    else {
+      if (fresh && fresh.seq < seq) this.freshPorts = undefined;
+      this.lastHealth = h;
+    }
     const streams = new Map(list.streams.map((s) => [s.uid, toAgentStream(s, now).stats]));
     for (const [uid, c] of this.changed) {
       if (c.seq >= seq) {
@@ -408,6 +445,11 @@ export class RemoteAgent implements AgentHandle {
       if (!fromPoll) this.inflight.add(call);
     });
   }
+}
+
+/** `base` with the port counts of `from`. */
+function withPorts(base: AgentHealth, from: AgentHealth): AgentHealth {
+  return { ...base, freePorts: from.freePorts, reservedPorts: from.reservedPorts, sparePorts: from.sparePorts };
 }
 
 function emptyStats(uid: string, listeners: number): StreamStats {

@@ -98,6 +98,35 @@ describe('hostile control messages to a real s2cs process', () => {
     await campaign(t, 'workers', true, TLS_MESSAGES, (SEED ^ 0x3c3c3c3c) >>> 0, ['--workers', '2']);
   });
 
+  // A release frees its ports before it answers: with the whole range taken by one stream,
+  // a request right after its release needs exactly the released ports, with no wait for the
+  // agents' next poll (s2cs start as a user runs it: two workers, spares on).
+  for (const workers of ['0', '2']) {
+    test(`release then request at once, the whole 4-port range, --workers ${workers}: 20 cycles`, { timeout: 60_000 }, async () => {
+      const gw = await startS2cs({ ports: 4, extra: ['--workers', workers, '--max-ports-per-user', '4'] });
+      const sender = new Sender(gw.address, gw.credentials, 4000);
+      try {
+        let uid = `again-${workers}-0`;
+        await sender.typed.req({ uid, role: 'CONS', num_conn: 4, rate: 0 });
+        for (let i = 1; i <= 20; i++) {
+          // Every few cycles the agents' polls have seen the ports held first: the pool's view at its worst.
+          if (i % 5 === 1) {
+            const end = Date.now() + 10_000;
+            while ((await sender.typed.status({ uid: '' })).reserved_ports < 4 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+          }
+          await sender.typed.release({ uid });
+          uid = `again-${workers}-${i}`;
+          await sender.typed.req({ uid, role: 'CONS', num_conn: 4, rate: 0 }).catch((err: unknown) => assert.fail(`cycle ${i}: a request right after a release was refused: ${(err as Error).message}`));
+        }
+        await sender.typed.release({ uid });
+        assert.equal((await releaseAll(sender)).reservedPorts, 0);
+      } finally {
+        sender.close();
+        await gw.stop();
+      }
+    });
+  }
+
   test('the reported crash inputs: 40 x U+1F600 then "a", and lone surrogates, in uid, role and address of every rpc', { timeout: 60_000 }, async (t) => {
     const gw = await startS2cs({ ports: 8 });
     const sender = new Sender(gw.address, gw.credentials, 4000);
