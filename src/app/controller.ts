@@ -1,7 +1,7 @@
 // The application controller: tells S2CS where the producer listens (PROD
 // Hello), or asks where the consumer connects (CONS Hello).
 import { status } from '@grpc/grpc-js';
-import { ControlConnection, RemoteError, isReferenceUnknownUid, type ConnectionOptions } from '../protocol/client.js';
+import { ControlConnection, RemoteError, isReferenceStreamNotReady, isReferenceUnknownUid, type ConnectionOptions } from '../protocol/client.js';
 import type { AppResponse__Output, Hello } from '../protocol/contract.js';
 import { validateUid, type Role } from '../protocol/validate.js';
 
@@ -55,7 +55,8 @@ const DEFAULT_HELLO_MS = 200_000;
 /**
  * Answers that mean "no request for this uid here yet": ours (a consumer Hello's
  * wait ended, or no stream to check the application secret against) and the
- * reference's (`entry not found`, as UNKNOWN).
+ * reference's (`entry not found`, as UNKNOWN, or its stream published before its
+ * listeners: UNKNOWN `'listeners'`).
  */
 function notRequestedYet(err: unknown): boolean {
   if (!(err instanceof RemoteError)) return false;
@@ -63,7 +64,7 @@ function notRequestedYet(err: unknown): boolean {
     case status.NOT_FOUND:
       return true;
     case status.UNKNOWN:
-      return isReferenceUnknownUid(err);
+      return isReferenceUnknownUid(err) || isReferenceStreamNotReady(err);
     case status.DEADLINE_EXCEEDED:
       return /no request for uid/.test(err.details);
     case status.UNAUTHENTICATED:

@@ -97,6 +97,16 @@ export function isReferenceUnknownUid(err: unknown): boolean {
 }
 
 /**
+ * The Python reference's answer to a Hello that came while its req is being set up:
+ * its s2cs publishes the stream before the stream's listeners, and a Hello in between
+ * fails on the missing key (UNKNOWN, `Exception calling application: 'listeners'`).
+ * Like `entry not found`, a Hello retried a moment later is taken (its own client waits 0.5 s).
+ */
+export function isReferenceStreamNotReady(err: unknown): boolean {
+  return err instanceof RemoteError && err.code === grpc.status.UNKNOWN && /Exception calling application: '(listeners|prod_listeners)'/.test(err.details);
+}
+
+/**
  * `hint`: what a probe found when a plain-text call could not connect ('tls': the server
  * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
  */

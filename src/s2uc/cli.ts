@@ -287,6 +287,18 @@ function describeRate(map: ConnectionMap): string {
   return `${formatBitRate(map.rate * 1000)} (${map.rate} kB/s), ${by}`;
 }
 
+/**
+ * What is known of the WAN leg. With a reference gateway on either side its own data
+ * server decides (HAProxy: plain TCP; stunnel: a pair that carries nothing unless both
+ * are such gateways), and nothing it answers tells which: so no more than that is said.
+ */
+function describeWan(map: ConnectionMap): string {
+  if (map.wan === 'tls') return "TLS with the stream's own credentials";
+  const refs = map.referenceGateways ?? [];
+  if (refs.length === 0) return 'not encrypted by SciStream (--allow-plaintext-data)';
+  return `not encrypted by SciStream (--allow-plaintext-data; ${refs.join(' and ')} ${refs.length > 1 ? 'are reference gateways: their' : 'is a reference gateway: its'} own data server decides what the leg speaks)`;
+}
+
 function printSide(r: SideResult, json: boolean | undefined, what: string): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(r)}\n`);
@@ -322,7 +334,7 @@ secretFileOption(specOptions(
     process.stdout.write(`  ${c} -> ${wan} -> ${app}\n`);
   });
   process.stdout.write(`producer gateway listeners: ${map.prodListeners.join(',')}\n`);
-  process.stdout.write(`WAN leg: ${map.wan === 'tls' ? "TLS with the stream's own credentials" : 'plain TCP (unencrypted, --allow-plaintext-data)'}\n`);
+  process.stdout.write(`WAN leg: ${describeWan(map)}\n`);
   if (map.rate > 0) process.stdout.write(`rate: ${describeRate(map)}\n`);
   if (map.lifetimeS) process.stdout.write(`lifetime: ${map.lifetimeS} s from the request; then both gateways release the stream (s2uc status shows the time left)\n`);
   process.stdout.write(`consumer connects to: ${map.consListeners.join(',')}\n`);

@@ -148,6 +148,12 @@ export interface ConnectionMap {
   consControlSecret: string;
   /** The WAN leg: TLS with the stream's credentials, or plain TCP (--allow-plaintext-data with a reference gateway). */
   wan: 'tls' | 'plain';
+  /**
+   * With wan 'plain': the gateways that answered like the Python reference's s2cs. Each
+   * one's own data server decides what the WAN leg speaks (plain TCP with HAProxy; with
+   * stunnel, TLS-PSK that only another such gateway meets), which its answers do not reveal.
+   */
+  referenceGateways?: string[];
   /** Each gateway's --rate-policy: whether it holds the stream to `rate` (cap, reserve) or only stores it (none). */
   ratePolicies: { prod: string; cons: string };
   /** The lifetime asked for, in seconds from the request (absent: none; each gateway may bound it, see status). */
@@ -270,7 +276,12 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
     }
     const encrypted = lacking.length === 0;
     const { uid, rate, request } = begin(spec, opts, [prodCaps, consCaps]);
-    if (!encrypted) opts.onWarning?.(`the WAN leg of stream ${uid} is plain TCP, unencrypted and unauthenticated: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data)`);
+    if (!encrypted) {
+      opts.onWarning?.(
+        `the WAN leg of stream ${uid} is neither encrypted nor authenticated by SciStream: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data); ` +
+          `${lacking.length > 1 ? 'their' : 'its'} own data server decides what the leg speaks (plain TCP with HAProxy; with stunnel no data crosses to a SciStream-TS gateway)`,
+      );
+    }
     try {
       opts.onStep?.(`REQ to both gateways; waiting for the producer's Hello at ${prod!.server}`);
       const prodSecret = secretSink(opts, prod!.server, 'PROD', uid);
@@ -302,6 +313,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prodControlSecret: prod!.controlSecret(uid),
         consControlSecret: cons!.controlSecret(uid),
         wan: encrypted ? 'tls' : 'plain',
+        ...(encrypted ? {} : { referenceGateways: lacking.map((c) => c.server) }),
         ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
         ...lifetimeOf(spec),
       };
@@ -330,10 +342,25 @@ export interface SideResult {
   controlSecret: string;
   /** The lifetime asked for, in seconds from the request (absent: none). */
   lifetimeS?: number;
+  /** The gateway's data legs: single-gateway flows carry no stream credentials, so never encrypted by SciStream. */
+  wan: 'plain';
+}
+
+/**
+ * Says on stderr (onWarning) that a single-gateway flow through a reference gateway is
+ * not encrypted: it takes no credentials, and its own data server (HAProxy: plain TCP;
+ * stunnel) decides what its listeners speak.
+ */
+function warnReferenceSide(opts: FlowOptions, caps: GatewayCapabilities, uid: string): void {
+  if (caps.streamCredentials) return;
+  opts.onWarning?.(
+    `stream ${uid} is not encrypted by SciStream: ${caps.server} answers like the Python reference's s2cs, which takes no per-stream credentials; ` +
+      'its own data server decides what its listeners speak (plain TCP with its HAProxy data server)',
+  );
 }
 
 function side(gw: ControlConnection, uid: string, listeners: string[], targets: string[], appSecret: string, spec: StreamSpec): SideResult {
-  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid), ...lifetimeOf(spec) };
+  const r: SideResult = { uid, s2cs: gw.server, listeners, targets, controlSecret: gw.controlSecret(uid), ...lifetimeOf(spec), wan: 'plain' };
   if (appSecret) r.appSecret = appSecret;
   return r;
 }
@@ -347,6 +374,7 @@ export async function inboundRequest(s2cs: string, targets: string[], spec: Stre
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
     const { uid, request } = begin(spec, opts, [caps]);
+    warnReferenceSide(opts, caps, uid);
     try {
       // The Hello goes out once the gateway has taken the req and issued the
       // stream's application secret (none when it checks no tokens). A gateway that
@@ -373,6 +401,7 @@ export async function outboundRequest(s2cs: string, remoteListeners: string[], s
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
     const { uid, request } = begin(spec, opts, [caps]);
+    warnReferenceSide(opts, caps, uid);
     try {
       const secret = secretSink(opts, gw!.server, 'CONS');
       if (!caps.earlyAppSecret) secret.take('');
@@ -395,6 +424,7 @@ export async function request1(s2cs: string, spec: StreamSpec, opts: FlowOptions
     const caps = await gatewayCapabilities(gw!);
     requirePlaintextAccepted([caps]);
     const { uid, request } = begin(spec, opts, [caps]);
+    warnReferenceSide(opts, caps, uid);
     try {
       opts.onStep?.(`REQ sent; waiting for the producer's Hello at ${gw!.server}`);
       const secret = secretSink(opts, gw!.server, 'PROD', uid);

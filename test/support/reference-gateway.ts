@@ -5,6 +5,8 @@
 //   within the timeout: the ports are released and the call fails;
 // - an rpc for an unknown uid, and a second req for a known one, fail with UNKNOWN
 //   ("Exception calling application: ... entry not found for uid '...'");
+// - (helloBeforeListeners) a Hello between publishing a stream and its listeners
+//   fails with UNKNOWN ("Exception calling application: 'listeners'");
 // - a PROD Hello sets the producer listeners; any Hello releases the waiting req;
 // - update ignores field 16 (credentials): the data legs are plain TCP; its answer
 //   carries the stream's listeners and the targets, round-robin to num_conn;
@@ -44,8 +46,20 @@ export interface ReferenceGateway {
 const unknown = (details: string): grpc.ServiceError =>
   Object.assign(new Error(details), { code: grpc.status.UNKNOWN, details: `Exception calling application: ${details}`, metadata: new grpc.Metadata() });
 
-export async function startReferenceGateway(opts: { helloTimeoutMs?: number; ports?: number } = {}): Promise<ReferenceGateway> {
+export interface ReferenceGatewayOptions {
+  helloTimeoutMs?: number;
+  ports?: number;
+  /**
+   * The first this many Hellos for a stream it holds are answered as the reference
+   * answers a Hello between publishing a stream and its listeners (UNKNOWN,
+   * "Exception calling application: 'listeners'"): that race, made deterministic.
+   */
+  helloBeforeListeners?: number;
+}
+
+export async function startReferenceGateway(opts: ReferenceGatewayOptions = {}): Promise<ReferenceGateway> {
   const helloTimeoutMs = opts.helloTimeoutMs ?? 180_000;
+  let notReady = opts.helloBeforeListeners ?? 0;
   const data = new LocalDataServer({
     bindHost: '127.0.0.1',
     portRange: await freePortRange(opts.ports ?? 16),
@@ -99,6 +113,10 @@ export async function startReferenceGateway(opts: { helloTimeoutMs?: number; por
       seen(call);
       const entry = map.get(call.request.uid);
       if (!entry) return cb(unknown(`hello request invalid, entry not found for uid '${call.request.uid}'`));
+      if (notReady > 0) {
+        notReady--;
+        return cb(unknown("'listeners'"));
+      }
       if (call.request.role === 'PROD') {
         entry.prodListeners = call.request.prod_listeners;
         entry.response = { listeners: entry.listeners, prod_listeners: entry.prodListeners };
