@@ -26,9 +26,24 @@ function newest(path) {
   return m;
 }
 
+function running(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
 if (existsSync(marker) && statSync(marker).mtimeMs >= Math.max(...inputs.map(newest))) {
   console.log('scistream: dist/ is up to date with the sources; not rebuilt');
   process.exit(0);
+}
+
+// What a killed build left behind (its process is gone).
+for (const entry of readdirSync(root)) {
+  const pid = Number(/^dist\.(?:build|old)-(\d+)$/.exec(entry)?.[1] ?? 0);
+  if (pid > 0 && !running(pid)) rmSync(join(root, entry), { recursive: true, force: true });
 }
 
 // Build beside dist/, then swap it in with two renames: a running program sees the old
@@ -42,7 +57,17 @@ if (r.status !== 0) {
   console.error(`scistream: tsc failed (${r.error?.message ?? `exit ${r.status}`}); dist/ left as it was`);
   process.exit(1);
 }
-if (existsSync(dist)) renameSync(dist, old);
-renameSync(fresh, dist);
-rmSync(old, { recursive: true, force: true });
-console.log('scistream: built dist/');
+try {
+  renameSync(dist, old);
+} catch (e) {
+  if (e.code !== 'ENOENT') throw e; // no dist/ yet, or another build just moved it
+}
+try {
+  renameSync(fresh, dist);
+  console.log('scistream: built dist/');
+} catch (e) {
+  // Another prepare (a concurrent `npm ci` or npx) put its equally fresh build there first.
+  if (e.code !== 'ENOTEMPTY' && e.code !== 'EEXIST') throw e;
+  console.log('scistream: dist/ was built meanwhile by another prepare; kept it');
+}
+for (const leftover of [fresh, old]) rmSync(leftover, { recursive: true, force: true });
