@@ -13,7 +13,7 @@ COPY native/ native/
 COPY proto/ proto/
 COPY src/ src/
 COPY bin/ bin/
-COPY scripts/prepare.mjs scripts/
+COPY scripts/ scripts/
 # npm ci installs the locked dependencies and runs the package's install (the addon,
 # native/build.mjs) and prepare (the TypeScript build) scripts. build:native fails the
 # build if the addon could not be compiled; then drop what only building needed.
