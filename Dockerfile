@@ -13,12 +13,13 @@ COPY native/ native/
 COPY proto/ proto/
 COPY src/ src/
 COPY bin/ bin/
+COPY scripts/ scripts/
 # npm ci installs the locked dependencies and runs the package's install (the addon,
 # native/build.mjs) and prepare (the TypeScript build) scripts. build:native fails the
 # build if the addon could not be compiled; then drop what only building needed.
 RUN npm ci --no-audit --no-fund
 RUN npm run build:native
-RUN npm prune --omit=dev --no-audit --no-fund && rm -rf src tsconfig.json native/*.c native/*.h
+RUN npm prune --omit=dev --no-audit --no-fund && rm -rf src scripts tsconfig.json native/*.c native/*.h
 
 # Run stage: no compiler, no TypeScript.
 FROM node:20-bookworm-slim
