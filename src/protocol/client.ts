@@ -9,6 +9,7 @@ import type { Capabilities__Output } from './generated/scistream/Capabilities.js
 import { parseAddress, formatAddress } from './address.js';
 import { statusName } from './errors.js';
 import { MAX_STATUS_SECRETS } from './validate.js';
+import { diagnose, explain, probeTcp, PROBE_TIMEOUT_MS, type Finding } from './diagnose.js';
 import { answeredInPlainText, answersWithTls, channelCredentials, controlMismatch, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -77,7 +78,7 @@ export class RemoteError extends Error {
     readonly rpc: string,
     readonly code: number,
     readonly details: string,
-    hint?: 'tls',
+    hint?: 'tls' | Finding,
   ) {
     super(describe(server, rpc, code, details, hint));
     this.name = 'RemoteError';
@@ -110,7 +111,8 @@ export function isReferenceStreamNotReady(err: unknown): boolean {
  * `hint`: what a probe found when a plain-text call could not connect ('tls': the server
  * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
  */
-function describe(server: string, rpc: string, code: number, details: string, hint?: 'tls'): string {
+function describe(server: string, rpc: string, code: number, details: string, hint?: 'tls' | Finding): string {
+  if (hint && hint !== 'tls') return explain(server, rpc, hint);
   if (code === grpc.status.UNAVAILABLE) {
     if (hint === 'tls') return controlMismatch(server, 'tls');
     if (answeredInPlainText(details)) return controlMismatch(server, 'plain');
@@ -295,6 +297,22 @@ export class ControlConnection {
     this.client.close();
   }
 
+  /**
+   * After a call could not connect (or ran out of time): what actually happened, from
+   * short probes. A plain-text call to a TLS s2cs is the usual mismatch; otherwise TCP
+   * tells refused from no answer, and a TLS failure on the certificate gets its subject.
+   */
+  private async probe(code: number, details: string): Promise<'tls' | Finding | undefined> {
+    if (code === grpc.status.DEADLINE_EXCEEDED) {
+      // Only a failed connection is diagnosed: a slow answer from a reached s2cs keeps its message.
+      const reach = await probeTcp(this.server);
+      return reach === 'refused' ? { kind: 'refused' } : reach === 'no-answer' ? { kind: 'no-answer', waitedMs: PROBE_TIMEOUT_MS } : undefined;
+    }
+    if (this.opts.insecure && (await answersWithTls(this.server))) return 'tls';
+    if (!this.opts.insecure && answeredInPlainText(details)) return undefined;
+    return diagnose(this.server, details, !this.opts.insecure);
+  }
+
   private call<T>(
     rpc: string,
     invoke: (md: grpc.Metadata, o: grpc.CallOptions, cb: grpc.requestCallback<T>) => unknown,
@@ -310,9 +328,9 @@ export class ControlConnection {
           const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
           invoke(md, options, (err, res) => {
             if (!err) resolve(res as T);
-            else if (err.code === grpc.status.UNAVAILABLE && this.opts.insecure) {
-              // A plain-text call that cannot connect: a TLS s2cs is the usual cause, worth a probe to say so.
-              void answersWithTls(this.server).then((tls) => reject(new RemoteError(this.server, rpc, err.code, err.details ?? err.message, tls ? 'tls' : undefined)));
+            else if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
+              const details = err.details ?? err.message;
+              void this.probe(err.code, details).then((hint) => reject(new RemoteError(this.server, rpc, err.code, details, hint)));
             } else reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
           });
         }),

@@ -10,6 +10,7 @@ import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createSelfSigned, fingerprint } from './certificates.js';
 import { parseAddress } from '../protocol/address.js';
+import { noAnswer, refused } from '../protocol/diagnose.js';
 import { clientName } from './client-name.js';
 import { loadKeyPair } from './pem-files.js';
 import { stateDirProblem } from './state-dir.js';
@@ -224,10 +225,15 @@ async function pinOnFirstUse(server: string, opts: ClientTlsOptions): Promise<{ 
 function fetchCertificate(host: string, port: number, server: string): Promise<string> {
   return new Promise((resolve, reject) => {
     // Only to read the certificate; nothing is sent and trust is decided by the pin.
+    const started = Date.now();
     const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    let connected = false;
+    s.once('connect', () => (connected = true));
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new Error(`s2cs at ${server} did not complete a TLS handshake; if it runs with --insecure, pass --insecure too`));
+      // Without TCP, the handshake never began: say so rather than blame TLS.
+      if (!connected) reject(new Error(noAnswer(server, Date.now() - started)));
+      else reject(new Error(`s2cs at ${server} did not complete a TLS handshake; if it runs with --insecure, pass --insecure too`));
     }, 10_000);
     s.once('secureConnect', () => {
       clearTimeout(timer);
@@ -239,6 +245,8 @@ function fetchCertificate(host: string, port: number, server: string): Promise<s
     s.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (answeredInPlainText(`${err.code ?? ''} ${err.message}`)) reject(new Error(controlMismatch(server, 'plain')));
+      else if (err.code === 'ECONNREFUSED') reject(new Error(refused(server)));
+      else if (!connected && (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH')) reject(new Error(noAnswer(server, Date.now() - started)));
       else reject(new Error(`cannot open TLS to s2cs at ${server} (${err.code ?? err.message}); check that s2cs runs there and that the address and port are right`));
     });
   });

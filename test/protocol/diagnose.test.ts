@@ -1,0 +1,174 @@
+// A client's control connection failure names what actually happened, provoked for real:
+// an untrusted certificate (its subject and fingerprint, and the option to trust it),
+// nothing listening (refused), no answer at all (a drop rule in a network namespace),
+// and TLS against plain text or the reverse.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ControlConnection } from '../../src/protocol/client.js';
+import { loadServerTls, serverCredentials } from '../../src/security/control-tls.js';
+import { createSelfSigned } from '../../src/security/certificates.js';
+import { startGateway } from '../support/gateway.js';
+import { requireNetns } from '../support/netns.js';
+
+async function statusError(address: string, opts: ConstructorParameters<typeof ControlConnection>[1]): Promise<string> {
+  try {
+    const c = await ControlConnection.open(address, opts);
+    try {
+      await c.status({ uid: '' });
+    } finally {
+      c.close();
+    }
+  } catch (err) {
+    return (err as Error).message;
+  }
+  assert.fail(`status on ${address} succeeded`);
+}
+
+async function closedPort(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return `127.0.0.1:${port}`;
+}
+
+test('an untrusted certificate is named by subject and fingerprint, with the option to trust it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const gw = await startGateway({ credentials: serverCredentials(tls) });
+    try {
+      const other = join(dir, 'other.pem');
+      writeFileSync(other, (await createSelfSigned({ commonName: 'other', validDays: 1 })).cert);
+      const msg = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: { serverCert: other } });
+      assert.match(msg, /presented a certificate .* does not trust/);
+      assert.ok(msg.includes(tls.fingerprint), msg);
+      assert.match(msg, /subject CN=/);
+      assert.match(msg, /--server-cert/);
+      assert.doesNotMatch(msg, /cannot reach|check that s2cs runs there/);
+    } finally {
+      await gw.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('nothing listening is said as refused, with TLS (pinning and --server-cert) and without', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const address = await closedPort();
+    const cert = join(dir, 'cert.pem');
+    writeFileSync(cert, (await createSelfSigned({ commonName: 'x', validDays: 1 })).cert);
+    for (const opts of [
+      { insecure: true },
+      { insecure: false, tls: { knownServers: join(dir, 'known_servers') } },
+      { insecure: false, tls: { serverCert: cert } },
+    ]) {
+      const msg = await statusError(address, { ...opts, deadlineMs: 3000 });
+      assert.match(msg, /nothing listens at 127\.0\.0\.1:\d+ \(connection refused\)/, msg);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('TLS against plain text and plain text against TLS still say so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const plain = await startGateway({ credentials: grpc.ServerCredentials.createInsecure() });
+    try {
+      const msg = await statusError(plain.address, { insecure: false, deadlineMs: 3000, tls: { knownServers: join(dir, 'known_servers') } });
+      assert.match(msg, /answered in plain text/);
+    } finally {
+      await plain.close();
+    }
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const secure = await startGateway({ credentials: serverCredentials(tls) });
+    try {
+      const msg = await statusError(secure.address, { insecure: true, deadlineMs: 3000 });
+      assert.match(msg, /answered with TLS/);
+    } finally {
+      await secure.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// The client runs inside a namespace of its own whose nftables table drops every packet
+// to the control port: SYNs go unanswered, as behind a dropping firewall.
+const CHILD = `
+const { ControlConnection } = await import(process.argv[2]);
+const [, , , address, certFile, knownServers] = process.argv;
+const out = [];
+for (const [mode, opts] of [
+  ['insecure', { insecure: true }],
+  ['server-cert', { insecure: false, tls: { serverCert: certFile } }],
+  ['pinning', { insecure: false, tls: { knownServers } }],
+]) {
+  const start = Date.now();
+  try {
+    const c = await ControlConnection.open(address, { ...opts, deadlineMs: 3000 });
+    try { await c.status({ uid: '' }); out.push({ mode, message: 'succeeded' }); } finally { c.close(); }
+  } catch (err) {
+    out.push({ mode, message: err.message, ms: Date.now() - start });
+  }
+}
+// grpc-js keeps a dropped connection attempt alive after close(); s2uc exits likewise.
+process.stdout.write(JSON.stringify(out), () => process.exit(0));
+`;
+
+test('a black-holed control port is said as no answer at all, not as TLS', { timeout: 90_000 }, async () => {
+  requireNetns();
+  const ns = `ssdiag-${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+  try {
+    ip('netns', 'add', ns);
+    ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      input: 'table inet ssdiag {\n  chain input {\n    type filter hook input priority 0;\n    tcp dport 5000 drop\n  }\n}\n',
+    });
+    const cert = join(dir, 'cert.pem');
+    writeFileSync(cert, (await createSelfSigned({ commonName: 'x', validDays: 1 })).cert);
+    const script = join(dir, 'child.mjs');
+    writeFileSync(script, CHILD);
+    const client = new URL('../../src/protocol/client.js', import.meta.url).href;
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile(
+        'ip',
+        ['netns', 'exec', ns, process.execPath, script, client, '127.0.0.1:5000', cert, join(dir, 'known_servers')],
+        { timeout: 60_000, encoding: 'utf8' },
+        (err, out, errOut) => (err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out)),
+      ),
+    );
+    const results = JSON.parse(stdout) as { mode: string; message: string; ms: number }[];
+    assert.equal(results.length, 3);
+    for (const r of results) {
+      assert.match(r.message, /no answer at all from 127\.0\.0\.1:5000: the TCP connection was not established/, `${r.mode}: ${r.message}`);
+      assert.doesNotMatch(r.message, /TLS handshake|--insecure/, `${r.mode}: ${r.message}`);
+      // The deadline (3 s) or the certificate fetch (10 s), plus one probe (3 s) at most.
+      assert.ok(r.ms < 16_000, `${r.mode} took ${r.ms} ms`);
+    }
+  } finally {
+    try {
+      ip('netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'ssdiag');
+    } catch {
+      /* the namespace may not have been made */
+    }
+    try {
+      ip('netns', 'delete', ns);
+    } catch {
+      /* not made */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
