@@ -35,9 +35,12 @@ export function probeTcp(server: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<
   });
 }
 
-/** OpenSSL's words for a certificate chain the client could not verify. */
+// OpenSSL's and Node's words for a server certificate the client could not verify (not a
+// client certificate the server refused, nor a pinned certificate that changed: those say so).
+const UNTRUSTED = /self.signed certificate( in certificate chain)?|unable to verify the first certificate|unable to get (local )?issuer certificate|certificate has expired|certificate is not yet valid|Hostname\/IP does not match certificate's altnames/i;
+
 export function untrustedCertificate(details: string): boolean {
-  return /self.signed|unable to verify|unable to get (local )?issuer|certificate/i.test(details);
+  return UNTRUSTED.test(details);
 }
 
 /** The certificate `server` presents (read only, never trusted): subject and SHA-256 fingerprint. */
@@ -76,8 +79,7 @@ export async function diagnose(server: string, details: string, tls: boolean): P
 }
 
 function certificateReason(details: string): string {
-  const m = /self.signed certificate( in certificate chain)?|unable to verify the first certificate|unable to get (local )?issuer certificate|certificate has expired|[^,;()]*certificate[^,;()]*/i.exec(details);
-  return (m?.[0] ?? 'certificate not trusted').trim();
+  return UNTRUSTED.exec(details)?.[0] ?? 'certificate not trusted';
 }
 
 /** One line naming the cause found and what to do next. */

@@ -38,7 +38,7 @@ async function closedPort(): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
-test('an untrusted certificate is named by subject and fingerprint, with the option to trust it', async () => {
+test('an untrusted certificate is named by subject and fingerprint, with the option to trust it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
   try {
     const tls = await loadServerTls({ stateDir: dir, names: [] });
@@ -47,6 +47,7 @@ test('an untrusted certificate is named by subject and fingerprint, with the opt
       const other = join(dir, 'other.pem');
       writeFileSync(other, (await createSelfSigned({ commonName: 'other', validDays: 1 })).cert);
       const msg = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: { serverCert: other } });
+      t.diagnostic(msg);
       assert.match(msg, /presented a certificate .* does not trust/);
       assert.ok(msg.includes(tls.fingerprint), msg);
       assert.match(msg, /subject CN=/);
@@ -125,7 +126,7 @@ for (const [mode, opts] of [
 process.stdout.write(JSON.stringify(out), () => process.exit(0));
 `;
 
-test('a black-holed control port is said as no answer at all, not as TLS', { timeout: 90_000 }, async () => {
+test('a black-holed control port is said as no answer at all, not as TLS', { timeout: 90_000 }, async (t) => {
   requireNetns();
   const ns = `ssdiag-${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
@@ -153,6 +154,7 @@ test('a black-holed control port is said as no answer at all, not as TLS', { tim
     const results = JSON.parse(stdout) as { mode: string; message: string; ms: number }[];
     assert.equal(results.length, 3);
     for (const r of results) {
+      t.diagnostic(`${r.mode} after ${r.ms} ms: ${r.message}`);
       assert.match(r.message, /no answer at all from 127\.0\.0\.1:5000: the TCP connection was not established/, `${r.mode}: ${r.message}`);
       assert.doesNotMatch(r.message, /TLS handshake|--insecure/, `${r.mode}: ${r.message}`);
       // The deadline (3 s) or the certificate fetch (10 s), plus one probe (3 s) at most.
