@@ -112,7 +112,7 @@ export function isReferenceStreamNotReady(err: unknown): boolean {
  * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
  */
 function describe(server: string, rpc: string, code: number, details: string, hint?: 'tls' | Finding): string {
-  if (hint && hint !== 'tls') return explain(server, rpc, hint);
+  if (hint && hint !== 'tls') return explain(server, rpc, hint, tidy(details));
   if (code === grpc.status.UNAVAILABLE) {
     if (hint === 'tls') return controlMismatch(server, 'tls');
     if (answeredInPlainText(details)) return controlMismatch(server, 'plain');

@@ -82,13 +82,16 @@ function certificateReason(details: string): string {
   return UNTRUSTED.exec(details)?.[0] ?? 'certificate not trusted';
 }
 
-/** One line naming the cause found and what to do next. */
-export function explain(server: string, rpc: string, f: Finding): string {
+/**
+ * One line naming the cause found and what to do next. `why`: the failure as the transport
+ * put it (tidied), kept in parentheses. Unreachable causes keep the "cannot reach" lead.
+ */
+export function explain(server: string, rpc: string, f: Finding, why: string): string {
   switch (f.kind) {
     case 'refused':
-      return `${refused(server)} (${rpc})`;
+      return refused(server, rpc, why);
     case 'no-answer':
-      return noAnswer(server, f.waitedMs);
+      return noAnswer(server, f.waitedMs, rpc);
     case 'untrusted':
       return (
         `s2cs at ${server} presented a certificate ${clientName()} does not trust (${f.reason}): subject ${f.subject}, SHA-256 fingerprint ${f.fingerprint}; ` +
@@ -98,15 +101,19 @@ export function explain(server: string, rpc: string, f: Finding): string {
   }
 }
 
+function lead(server: string, rpc?: string): string {
+  return `cannot reach s2cs at ${server}${rpc ? ` for ${rpc}` : ''}`;
+}
+
 /** No TCP connection at all: packets dropped on the way, or nobody at that address. */
-export function noAnswer(server: string, waitedMs: number): string {
+export function noAnswer(server: string, waitedMs: number, rpc?: string): string {
   return (
-    `no answer at all from ${server}: the TCP connection was not established within ${(waitedMs / 1000).toFixed(1)} s; ` +
+    `${lead(server, rpc)}: no answer at all, the TCP connection was not established within ${(waitedMs / 1000).toFixed(1)} s; ` +
     `a firewall drops packets to that port, or the address is wrong; check the address, and that the control port is open from here`
   );
 }
 
 /** ECONNREFUSED said as a cause. */
-export function refused(server: string): string {
-  return `nothing listens at ${server} (connection refused): s2cs is not running there or the port is wrong; start s2cs, or check the address and port`;
+export function refused(server: string, rpc?: string, why = 'connection refused'): string {
+  return `${lead(server, rpc)} (${why}); nothing listens there (connection refused): s2cs is not running there or the port is wrong; start s2cs, or check the address and port`;
 }

@@ -245,7 +245,7 @@ function fetchCertificate(host: string, port: number, server: string): Promise<s
     s.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       if (answeredInPlainText(`${err.code ?? ''} ${err.message}`)) reject(new Error(controlMismatch(server, 'plain')));
-      else if (err.code === 'ECONNREFUSED') reject(new Error(refused(server)));
+      else if (err.code === 'ECONNREFUSED') reject(new Error(refused(server, undefined, 'ECONNREFUSED')));
       else if (!connected && (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH')) reject(new Error(noAnswer(server, Date.now() - started)));
       else reject(new Error(`cannot open TLS to s2cs at ${server} (${err.code ?? err.message}); check that s2cs runs there and that the address and port are right`));
     });

@@ -73,7 +73,7 @@ test('nothing listening is said as refused, with TLS (pinning and --server-cert)
       { insecure: false, tls: { serverCert: cert } },
     ]) {
       const msg = await statusError(address, { ...opts, deadlineMs: 3000 });
-      assert.match(msg, /nothing listens at 127\.0\.0\.1:\d+ \(connection refused\)/, msg);
+      assert.match(msg, /^cannot reach s2cs at 127\.0\.0\.1:\d+( for status)? \([^)]*\); nothing listens there \(connection refused\)/, msg);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -155,7 +155,7 @@ test('a black-holed control port is said as no answer at all, not as TLS', { tim
     assert.equal(results.length, 3);
     for (const r of results) {
       t.diagnostic(`${r.mode} after ${r.ms} ms: ${r.message}`);
-      assert.match(r.message, /no answer at all from 127\.0\.0\.1:5000: the TCP connection was not established/, `${r.mode}: ${r.message}`);
+      assert.match(r.message, /^cannot reach s2cs at 127\.0\.0\.1:5000( for status)?: no answer at all, the TCP connection was not established/, `${r.mode}: ${r.message}`);
       assert.doesNotMatch(r.message, /TLS handshake|--insecure/, `${r.mode}: ${r.message}`);
       // The deadline (3 s) or the certificate fetch (10 s), plus one probe (3 s) at most.
       assert.ok(r.ms < 16_000, `${r.mode} took ${r.ms} ms`);
