@@ -5,7 +5,7 @@
 // Synchronous: it is written from the req's early metadata, and Ctrl-C may follow at once.
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { validateUid, MAX_STATUS_SECRETS } from '../protocol/validate.js';
 
@@ -28,21 +28,7 @@ export class ControlSecretStore {
   }
 
   save(uid: string, server: string, secret: string): void {
-    const file = this.path(uid, server);
-    mkdirSync(join(this.dir, uid), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-    try {
-      chmodSync(tmp, 0o600); // whatever the umask
-      renameSync(tmp, file);
-    } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // already gone
-      }
-      throw err;
-    }
+    writePrivateFile(this.path(uid, server), `${secret}\n`);
   }
 
   /**
@@ -106,5 +92,26 @@ export class ControlSecretStore {
       }
     }
     return found.sort((a, b) => b.at - a.at).slice(0, MAX_STATUS_SECRETS).map((f) => f.secret);
+  }
+}
+
+/**
+ * Writes `text` to `file` readable by its owner alone (0600 in a 0700 directory, whatever
+ * the umask), atomically: a reader sees the old content or the new, never half of it.
+ */
+export function writePrivateFile(file: string, text: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600, flag: 'wx' });
+  try {
+    chmodSync(tmp, 0o600); // whatever the umask
+    renameSync(tmp, file);
+  } catch (err) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    throw err;
   }
 }

@@ -4,10 +4,10 @@
 // interrupted or killed meanwhile is still releasable by `s2uc release UID` alone;
 // a gateway is forgotten once the stream is released there, the file with the last.
 // Synchronous, as the control secret store beside it: Ctrl-C may follow at once.
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { validateUid } from '../protocol/validate.js';
+import { writePrivateFile } from './control-secrets.js';
 
 export class StreamGateways {
   constructor(readonly dir: string) {}
@@ -63,20 +63,6 @@ export class StreamGateways {
   }
 
   private write(uid: string, servers: string[]): void {
-    const file = this.path(uid);
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    writeFileSync(tmp, `${servers.join('\n')}\n`, { mode: 0o600, flag: 'wx' });
-    try {
-      chmodSync(tmp, 0o600); // whatever the umask
-      renameSync(tmp, file);
-    } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // already gone
-      }
-      throw err;
-    }
+    writePrivateFile(this.path(uid), `${servers.join('\n')}\n`);
   }
 }
