@@ -147,6 +147,8 @@ addExamples(program, {
   'create-appctrl': [`appctrl create-appctrl ${UID} gw-a.example.org:5000 APP_SECRET PROD 10.0.0.5`, `appctrl create-appctrl ${UID} gw-b.example.org:5000 APP_SECRET CONS --delay 0`],
   'iperf-server': ['appctrl iperf-server 7000'],
   'iperf-client': ['appctrl iperf-client 10.0.0.5:5100 --delay 0'],
+  subscribe: ['appctrl subscribe 127.0.0.1:7000    # says what to use instead'],
+  'run-producer': ['appctrl run-producer 7000    # says what to use instead'],
 });
 
 await runCli(program);

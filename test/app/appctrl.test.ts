@@ -183,3 +183,19 @@ test('create-appctrl ... CONS: an iperf3 client through the consumer gateway to 
     groups.delete(server.pid!);
   }
 });
+
+test('appctrl --help and every command\'s --help show examples; no arguments is usage (exit 2)', async () => {
+  const dir = workdir('help');
+  const top = await appctrl(['--help'], dir);
+  assert.equal(top.code, 0);
+  const commands = [...top.stdout.matchAll(/^ {2}([a-z][\w-]*) /gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+  assert.deepEqual(commands, ['mock', 'create-appctrl', 'iperf-server', 'iperf-client', 'subscribe', 'run-producer']);
+  for (const cmd of commands) {
+    const h = await appctrl([cmd, '--help'], dir);
+    assert.equal(h.code, 0, h.stderr);
+    assert.match(h.stdout, new RegExp(`Examples:\n {2}\\$ appctrl ${cmd} `), h.stdout);
+  }
+  const bare = await appctrl([], dir);
+  assert.equal(bare.code, 2);
+  assert.match(bare.stderr, /^Usage: appctrl /);
+});
