@@ -2,13 +2,15 @@
 // on loopback (an s2cs process with TLS, for --server_cert=FILE; in-process ones otherwise).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
 import { MOCK_UID } from '../../src/s2uc/reference.js';
 import { VERSION } from '../../src/version.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
+import { IntrospectionAuth } from '../../src/auth/introspect.js';
+import { Browser, CLI_CLIENT, GW_CLIENT, SCOPE_B, startIdP, type TestIdP } from '../auth/idp.js';
 
 const home = mkdtempSync(join(tmpdir(), 'scistream-ref-spellings-'));
 const env = { ...process.env, SCISTREAM_HOME: home };
@@ -122,4 +124,44 @@ test('check-auth --scope: the state for that scope, with the login command to ru
   const full = `https://auth.globus.org/scopes/${id}/scistream`;
   assert.equal(r.stderr, `s2uc: note: --scope ${id} taken as ${full} (the scope the reference asked Globus Auth for)\n`);
   assert.match(r.stdout, new RegExp(`scope ${full.replace(/[./]/g, '\\$&')}: no token: run \`s2uc login --scope ${full.replace(/[./]/g, '\\$&')}\``));
+});
+
+test('login --scope S, check-auth --scope S, inbound-request --scope S: a real provider and a gateway that checks S', async () => {
+  const idp: TestIdP = await startIdP();
+  // A gateway that requires SCOPE_B, which config.toml names for no server: only --scope sends it.
+  const checking = await startGateway({ auth: new IntrospectionAuth({ introspectionUrl: idp.introspectionUrl, clientId: GW_CLIENT, clientSecret: idp.gwSecret, scope: SCOPE_B, cacheMaxSeconds: 0 }) });
+  const dir = join(home, 'scoped');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, 'config.toml'), `[auth]\nissuer = "${idp.issuer}"\nclient_id = "${CLI_CLIENT}"\nredirect_uri = "${idp.redirectUri}"\nscopes = ["openid", "profile", "email"]\n`);
+  const scopedEnv = { ...process.env, SCISTREAM_HOME: dir };
+  const run = async (args: string[]) => {
+    const p = spawnCli('s2uc', args, { env: scopedEnv });
+    const code = await p.exited;
+    return { code, stdout: p.stdout(), stderr: p.stderr() };
+  };
+  try {
+    const before = await run(['check-auth', '--scope', SCOPE_B]);
+    assert.equal(before.code, 1);
+    assert.match(before.stdout, /no token: run `s2uc login --scope /);
+    const login = spawnCli('s2uc', ['login', '--device', '--scope', SCOPE_B], { env: scopedEnv });
+    const url = (await login.waitFor(/^ {2}(http\S+)$/m, { stream: 'stderr' }))[1]!;
+    await new Browser('alice').run(url);
+    assert.equal(await login.exited, 0, login.stderr());
+    const after = await run(['check-auth', '--scope', SCOPE_B]);
+    assert.equal(after.code, 0, after.stdout + after.stderr);
+    assert.match(after.stdout, new RegExp(`scope ${SCOPE_B.replace(/[./]/g, '\\$&')}: token valid until `));
+    assert.doesNotMatch(after.stdout + after.stderr, /eyJ/, 'the token itself is not printed');
+    // Without --scope no token is sent, and the gateway refuses; with it the request goes through.
+    const without = await run(['--insecure', 'inbound-request', '--s2cs', checking.address, '--remote_ip', '127.0.0.1', '--receiver_ports', '5001', '--num_conn', '1']);
+    assert.equal(without.code, 1, without.stderr);
+    assert.match(without.stderr, /UNAUTHENTICATED|token/i);
+    const withScope = await run(['--insecure', 'inbound_request', '--s2cs', checking.address, '--remote_ip', '127.0.0.1', '--receiver_ports', '5001', '--num_conn', '1', '--scope', SCOPE_B, '--json']);
+    assert.equal(withScope.code, 0, withScope.stderr);
+    const uid = JSON.parse(withScope.stdout.trim().split('\n').at(-1)!).uid as string;
+    assert.equal(checking.server.table.size, 1);
+    void uid;
+  } finally {
+    await checking.close();
+    await idp.close();
+  }
 });
