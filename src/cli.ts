@@ -39,6 +39,8 @@ export function normalizeCommandName(program: Command, argv: string[]): string[]
       if (takesValue) i++;
       continue;
     }
+    // `help inbound_request`: the command named is the next word.
+    if (a === 'help' && !names.has('help') && i + 1 < argv.length) continue;
     const dashed = a.replace(/_/g, '-');
     if (dashed === a || names.has(a) || !names.has(dashed)) return argv;
     return [...argv.slice(0, i), dashed, ...argv.slice(i + 1)];

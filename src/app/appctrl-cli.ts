@@ -54,9 +54,10 @@ function helloArguments(cmd: Command): Command {
 }
 
 async function hello(uid: string, s2cs: string, token: string, role: string, controllerIp: string) {
-  const { parseRole, referenceHello, referenceProdListeners } = await import('./appctrl.js');
+  const { checkToken, parseRole, referenceHello, referenceProdListeners } = await import('./appctrl.js');
   let r: 'PROD' | 'CONS';
   try {
+    checkToken(token);
     r = parseRole(role);
     if (r === 'PROD') referenceProdListeners(controllerIp);
   } catch (err) {

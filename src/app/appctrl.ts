@@ -28,6 +28,11 @@ export interface ReferenceHello {
   controllerIp: string;
 }
 
+/** TOKEN travels in gRPC metadata: printable ASCII only (an access token or our application secret always is). */
+export function checkToken(token: string): void {
+  if (!/^[\x21-\x7e]*$/.test(token.trim())) throw new Error('TOKEN must be printable ASCII without spaces: the application secret s2uc printed, or an access token');
+}
+
 /** ROLE as the reference compares it (PROD, else a consumer), but a typo is an error here. */
 export function parseRole(text: string): Role {
   const r = text.trim().toUpperCase();

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,8 @@ import { startGateway, type TestGateway } from '../support/gateway.js';
 import { alive } from '../support/process.js';
 import { untilTrue } from '../support/until.js';
 import { portInUse } from '../../src/app/iperf.js';
+import { IntrospectionAuth } from '../../src/auth/introspect.js';
+import { Browser, CLI_CLIENT, GW_CLIENT, SCOPE_B, startIdP, type TestIdP } from '../auth/idp.js';
 
 const home = mkdtempSync(join(tmpdir(), 'scistream-appctrl-'));
 const env = { ...process.env, SCISTREAM_HOME: home };
@@ -100,6 +102,13 @@ test('appctrl: a bad ROLE or CONTROLLER_IP is one usage line; a gateway that is 
   assert.equal(down.code, 1);
   assert.equal(down.stderr.match(/Hello try \d of 5 failed/g)?.length, 4, down.stderr);
   assert.match(down.stderr, /appctrl: error: Hello failed after 5 tries: .*refused/);
+  const spaced = await appctrl(['--insecure', 'mock', newUid(), gw.address, 'two words', 'PROD'], dir);
+  assert.equal(spaced.code, 2);
+  assert.match(spaced.stderr, /^appctrl: error: TOKEN must be printable ASCII without spaces/);
+  // The reference's underscore spelling of the command.
+  const underscore = await appctrl(['create_appctrl', '--help'], dir);
+  assert.equal(underscore.code, 0, underscore.stderr);
+  assert.match(underscore.stdout, /^Usage: appctrl create-appctrl /);
   const zmq = await appctrl(['subscribe', '127.0.0.1:7000'], dir);
   assert.equal(zmq.code, 2);
   assert.equal(zmq.stderr, "appctrl: error: subscribe: the reference's ZeroMQ sample application is not kept; use: s2app consume --connect HOST:PORT --bytes SIZE\n");
@@ -198,4 +207,55 @@ test('appctrl --help and every command\'s --help show examples; no arguments is 
   const bare = await appctrl([], dir);
   assert.equal(bare.code, 2);
   assert.match(bare.stderr, /^Usage: appctrl /);
+});
+
+test('appctrl against a gateway that checks tokens: TOKEN is the application secret s2uc wrote; a wrong one is refused at once, naming the cause', async () => {
+  const idp: TestIdP = await startIdP();
+  const checking = await startGateway({ auth: new IntrospectionAuth({ introspectionUrl: idp.introspectionUrl, clientId: GW_CLIENT, clientSecret: idp.gwSecret, scope: SCOPE_B, cacheMaxSeconds: 0 }) });
+  const dir = workdir('tokens');
+  const scistream = join(dir, '.scistream');
+  mkdirSync(scistream, { recursive: true, mode: 0o700 });
+  writeFileSync(
+    join(scistream, 'config.toml'),
+    `[auth]\nissuer = "${idp.issuer}"\nclient_id = "${CLI_CLIENT}"\nredirect_uri = "${idp.redirectUri}"\nscopes = ["openid"]\n[servers."${checking.address}"]\nscope = "${SCOPE_B}"\n`,
+  );
+  const userEnv = { ...process.env, SCISTREAM_HOME: scistream };
+  const reqs: Proc[] = [];
+  try {
+    const login = spawnCli('s2uc', ['login', '--device'], { env: userEnv });
+    await new Browser('alice').run((await login.waitFor(/^ {2}(http\S+)$/m, { stream: 'stderr' }))[1]!);
+    assert.equal(await login.exited, 0, login.stderr());
+
+    const uid = newUid();
+    const secretFile = join(dir, 'prod.secret');
+    const req = spawnCli('s2uc', ['--insecure', 'prod-req', '--s2cs', checking.address, '--uid', uid, '--num-conn', '2', '--app-secret-file', secretFile, '--json'], { env: userEnv });
+    reqs.push(req);
+    let secret = '';
+    await untilTrue('s2uc wrote the application secret', () => {
+      try {
+        secret = readFileSync(secretFile, 'utf8').trim();
+      } catch {
+        secret = '';
+      }
+      return secret !== '';
+    }, 20_000);
+    const ok = await appctrl(['--insecure', 'mock', uid, checking.address, secret, 'PROD', '127.0.0.1'], dir);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(await req.exited, 0, req.stderr());
+    const side = JSON.parse(req.stdout().trim().split('\n').at(-1)!) as { targets: string[] };
+    assert.equal(side.targets[0], '127.0.0.1:5074');
+
+    const uid2 = newUid();
+    const req2 = spawnCli('s2uc', ['--insecure', 'prod-req', '--s2cs', checking.address, '--uid', uid2, '--num-conn', '1', '--app-secret-file', join(dir, 'prod2.secret')], { env: userEnv });
+    reqs.push(req2);
+    await untilTrue('the second request is under way', () => checking.server.table.size >= 2, 20_000);
+    const bad = await appctrl(['--insecure', 'mock', uid2, checking.address, 'not-the-secret', 'PROD', '127.0.0.1'], dir);
+    assert.equal(bad.code, 1);
+    assert.doesNotMatch(bad.stderr, /Hello try/, 'a refused secret is not tried again');
+    assert.match(bad.stderr, /^appctrl: error: .*the application secret does not match stream/m);
+  } finally {
+    for (const r of reqs) await r.stop('SIGTERM', 5000);
+    await checking.close();
+    await idp.close();
+  }
 });
