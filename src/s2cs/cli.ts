@@ -32,7 +32,7 @@ const reference = translateReferenceArgs(process.argv.slice(2));
 const sayNotices = (say: (n: Notice) => void) => reference.notices.forEach(say);
 
 const program = new Command('s2cs')
-  .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
+  .description("SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them. Options without a command are s2cs start, as the reference's s2cs is typed (its --type, --server_crt/--server_key, --ssl=False, --client-id/--client-secret too: README, \"The reference's spellings\")")
   .version(VERSION, '-V, --version');
 
 // The admission flags (s2ds/flags.ts) follow the other data-plane bounds.
@@ -277,6 +277,12 @@ const start: Command = addAdmissionOptions(program
     );
   });
 
+// Before the configuration file's own check of required options (its hook comes next).
+start.hook('preAction', () => {
+  if (!reference.missingListenerIp) return;
+  process.stderr.write(`s2cs: error: ${reference.missingListenerIp}\n`);
+  process.exit(EXIT.usage);
+});
 withConfigFile(start);
 
 // Same options as start (the same Option objects), checked the same way (addresses and ports

@@ -32,6 +32,11 @@ export interface Translated {
   env: Record<string, string>;
   /** A usage error, one line: nothing runs. */
   problem?: string;
+  /**
+   * The reference's start line without --listener-ip: what to type, one line. Said once the
+   * options are known good (an unknown option is said first, as commander says it).
+   */
+  missingListenerIp?: string;
 }
 
 const SUBCOMMANDS = new Set(['start', 'check-config']);
@@ -166,17 +171,17 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
     out.push(...auth.args);
     notices.push({ level: 'info', text: auth.notice });
   }
+  let missingListenerIp: string | undefined;
   if (opts.reference && !seen.config) {
     if (!seen.listenerIp) {
-      return fail(`--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${[...rest.map((w, at) => (secretTokens.has(at) ? (at > 0 && secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE') : shellWord(w))).filter((w) => w !== ''), "--listener-ip=<this gateway's address that peers reach>"].join(' ')} (127.0.0.1 to try it on this host alone)`);
-    }
-    if (!seen.insecure) {
+      missingListenerIp = `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${[...rest.map((w, at) => (secretTokens.has(at) ? (at > 0 && secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE') : shellWord(w))).filter((w) => w !== ''), "--listener-ip=<this gateway's address that peers reach>"].join(' ')} (127.0.0.1 to try it on this host alone)`;
+    } else if (!seen.insecure) {
       const tls = referenceCertificate(seen, opts.cwd);
       out.push(...tls.args);
       if (tls.notice) notices.push({ level: 'info', text: tls.notice });
     }
   }
-  return { args: out, notices, env };
+  return { args: out, notices, env, missingListenerIp };
 }
 
 /** A word as a shell shows it: quoted when it holds anything but plain characters. */
