@@ -279,8 +279,8 @@ const start: Command = addAdmissionOptions(program
 
 // Before the configuration file's own check of required options (its hook comes next).
 start.hook('preAction', () => {
-  if (!reference.missingListenerIp) return;
-  process.stderr.write(`s2cs: error: ${reference.missingListenerIp}\n`);
+  if (!reference.lateProblem) return;
+  process.stderr.write(`s2cs: error: ${reference.lateProblem}\n`);
   process.exit(EXIT.usage);
 });
 withConfigFile(start);

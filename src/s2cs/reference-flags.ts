@@ -33,10 +33,11 @@ export interface Translated {
   /** A usage error, one line: nothing runs. */
   problem?: string;
   /**
-   * The reference's start line without --listener-ip: what to type, one line. Said once the
-   * options are known good (an unknown option is said first, as commander says it).
+   * A reference start line that cannot mean here what it meant there (no --listener-ip, a client
+   * id without its secret): what to type, one line. Said once the options are known good (an
+   * unknown option is said first, as commander says it).
    */
-  missingListenerIp?: string;
+  lateProblem?: string;
 }
 
 const SUBCOMMANDS = new Set(['start', 'check-config']);
@@ -45,17 +46,17 @@ const SUBCOMMANDS = new Set(['start', 'check-config']);
  * Translates `args` (process.argv without node and the script). `s2cs` alone, `s2cs --help` and
  * any other subcommand pass unchanged; options without a subcommand are the reference's start.
  */
-export function translateReferenceArgs(args: string[], cwd: string = process.cwd()): Translated {
+export function translateReferenceArgs(args: string[], cwd: string = process.cwd(), environment: NodeJS.ProcessEnv = process.env): Translated {
   const first = args[0];
   if (first === undefined) return { args, notices: [], env: {} };
   if (!first.startsWith('-')) {
     if (!SUBCOMMANDS.has(first)) return { args, notices: [], env: {} };
-    return translateOptions(first, args.slice(1), { reference: false, cwd });
+    return translateOptions(first, args.slice(1), { reference: false, cwd, secretInEnvironment: false });
   }
   if (args.some((a) => a === '-h' || a === '--help')) return { args, notices: [], env: {} };
   // The reference prints its version and exits whatever else is given.
   if (args.some((a) => a === '-V' || a === '--version' || /^--version=(true|1)$/i.test(a))) return { args: ['--version'], notices: [], env: {} };
-  return translateOptions('start', args, { reference: true, cwd });
+  return translateOptions('start', args, { reference: true, cwd, secretInEnvironment: Boolean(environment[CLIENT_SECRET_ENV]?.trim()) });
 }
 
 /** What the command line said, for the defaults that depend on it. */
@@ -70,17 +71,18 @@ interface Seen {
   scope: boolean;
   clientId?: string;
   secretOnCommandLine: boolean;
+  secretFile: boolean;
   type?: string;
 }
 
 const BOOLEAN_TRUE = /^(true|1|yes)$/i;
 const BOOLEAN_FALSE = /^(false|0|no)$/i;
 
-function translateOptions(command: string, rest: string[], opts: { reference: boolean; cwd: string }): Translated {
+function translateOptions(command: string, rest: string[], opts: { reference: boolean; cwd: string; secretInEnvironment: boolean }): Translated {
   const out: string[] = [command];
   const notices: Notice[] = [];
   const env: Record<string, string> = {};
-  const seen: Seen = { listenerIp: false, config: false, tlsCert: false, tlsKey: false, insecure: false, auth: false, introspectionUrl: false, scope: false, secretOnCommandLine: false };
+  const seen: Seen = { listenerIp: false, config: false, tlsCert: false, tlsKey: false, insecure: false, auth: false, introspectionUrl: false, scope: false, secretOnCommandLine: false, secretFile: false };
   const fail = (problem: string): Translated => ({ args: out, notices, env, problem });
   // The tokens that carried a client secret: never repeated back (logs keep stderr).
   const secretTokens = new Set<number>();
@@ -171,17 +173,20 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
     out.push(...auth.args);
     notices.push({ level: 'info', text: auth.notice });
   }
-  let missingListenerIp: string | undefined;
+  let lateProblem: string | undefined;
   if (opts.reference && !seen.config) {
     if (!seen.listenerIp) {
-      missingListenerIp = `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${[...rest.map((w, at) => (secretTokens.has(at) ? (at > 0 && secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE') : shellWord(w))).filter((w) => w !== ''), "--listener-ip=<this gateway's address that peers reach>"].join(' ')} (127.0.0.1 to try it on this host alone)`;
+      lateProblem = `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${[...rest.map((w, at) => (secretTokens.has(at) ? (at > 0 && secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE') : shellWord(w))).filter((w) => w !== ''), "--listener-ip=<this gateway's address that peers reach>"].join(' ')} (127.0.0.1 to try it on this host alone)`;
+    } else if (seen.clientId !== undefined && !seen.secretOnCommandLine && !seen.secretFile && !opts.secretInEnvironment && !seen.auth && !seen.introspectionUrl) {
+      // The reference runs without authentication then (its secret defaults to empty).
+      lateProblem = `--client-id without a client secret: the reference then checks no tokens, s2cs would check them as that client; add --client-secret-file FILE (chmod 600 FILE) or set ${CLIENT_SECRET_ENV}, or leave out --client-id to check no tokens (only on a loopback control port)`;
     } else if (!seen.insecure) {
       const tls = referenceCertificate(seen, opts.cwd);
       out.push(...tls.args);
       if (tls.notice) notices.push({ level: 'info', text: tls.notice });
     }
   }
-  return { args: out, notices, env, missingListenerIp };
+  return { args: out, notices, env, lateProblem };
 }
 
 /** A word as a shell shows it: quoted when it holds anything but plain characters. */
@@ -231,6 +236,9 @@ function track(seen: Seen, name: string, inline: string | undefined, next: strin
       break;
     case '--client-id':
       seen.clientId = inline ?? next;
+      break;
+    case '--client-secret-file':
+      seen.secretFile = true;
       break;
   }
 }

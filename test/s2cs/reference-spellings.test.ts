@@ -144,6 +144,10 @@ describe('wrong values: one line with the accepted ones, exit 2', () => {
     [['--type=Apache', '--listener-ip=127.0.0.1'], /^s2cs: error: --type Apache is not a data server type: give one of Haproxy, Nginx, Stunnel, StunnelSubprocess, HaproxySubprocess, S2DS \(the reference's types; all are replaced by our built-in data server\), or leave it out$/],
     [['--ssl=maybe', '--listener-ip=127.0.0.1'], /^s2cs: error: --ssl=maybe: give --ssl=True \(TLS, the default\) or --ssl=False/],
     [['--listener-ip=127.0.0.1', '--client-secret'], /^s2cs: error: --client-secret needs a value; better: .*--client-secret-file FILE, or set S2CS_CLIENT_SECRET$/],
+    // The reference takes a client id without a secret as no authentication; here it would mean token checks.
+    [['--listener-ip=127.0.0.1', '--client_id=abc'], /^s2cs: error: --client-id without a client secret: the reference then checks no tokens, s2cs would check them as that client; add --client-secret-file FILE \(chmod 600 FILE\) or set S2CS_CLIENT_SECRET, or leave out --client-id to check no tokens \(only on a loopback control port\)$/],
+    // A misspelt option is said as such before anything else.
+    [['--verbos', '--type=Haproxy'], /^s2cs: error: unknown option '--verbos' \(Did you mean --verbose\?\) \(see: s2cs start --help\)$/],
   ] as [string[], RegExp][]) {
     test(`s2cs ${line.join(' ')}`, async () => {
       const p = s2cs(line);
