@@ -244,11 +244,12 @@ function track(seen: Seen, name: string, inline: string | undefined, next: strin
 }
 
 function typeNotice(type: string): string {
+  const stunnel = type.toLowerCase().startsWith('stunnel');
   return (
     `--type ${type}: accepted and ignored: this s2cs runs no ${type}; its built-in data server (s2ds) forwards every stream. ` +
-    'Streams set up by our s2uc get a TLS 1.3 WAN leg with per-stream certificates that each gateway pins; ' +
-    "streams from the reference's clients or with a reference gateway carry no credentials, so their WAN leg is plain TCP, " +
-    'accepted only with --allow-plaintext-data or data listeners on loopback'
+    'A stream set up by our s2uc request (two gateways) gets a TLS 1.3 WAN leg with per-stream certificates that each gateway pins; ' +
+    "the single-gateway flows (request1, inbound-request, outbound-request), the reference's clients and reference gateways send no credentials, " +
+    `so those streams' WAN leg is plain TCP${stunnel ? " (the reference's stunnel would encrypt it)" : ''}, accepted only with --allow-plaintext-data or data listeners on loopback`
   );
 }
 

@@ -52,7 +52,8 @@ function logLines(proc: Proc): { level: number; msg: string }[] {
     .map((l) => JSON.parse(l) as { level: number; msg: string });
 }
 
-const TYPE_NOTICE = /^--type Haproxy: accepted and ignored: this s2cs runs no Haproxy; its built-in data server \(s2ds\) forwards every stream\. .*TLS 1\.3 WAN leg with per-stream certificates.*plain TCP, accepted only with --allow-plaintext-data/;
+const TYPE_NOTICE =
+  /^--type Haproxy: accepted and ignored: this s2cs runs no Haproxy; its built-in data server \(s2ds\) forwards every stream\. A stream set up by our s2uc request \(two gateways\) gets a TLS 1\.3 WAN leg with per-stream certificates that each gateway pins; the single-gateway flows \(request1, inbound-request, outbound-request\), the reference's clients and reference gateways send no credentials, so those streams' WAN leg is plain TCP, accepted only with --allow-plaintext-data or data listeners on loopback$/;
 
 /** One notice, once, at `level` (40 warn, 30 info). */
 function saysOnce(proc: Proc, re: RegExp, level: number): void {
@@ -95,6 +96,8 @@ describe('the translation (reference-flags.ts)', () => {
       const r = translateReferenceArgs(['start', ...t]);
       assert.deepEqual(r.args, ['start'], t.join(' '));
       assert.equal(r.notices.length, 1);
+      // The reference's stunnel types encrypted its own flows' WAN leg: what differs is said.
+      assert.equal(/stunnel would encrypt it/.test(r.notices[0]!.text), /stunnel/i.test(t.join(' ')), r.notices[0]!.text);
     }
     assert.deepEqual(translateReferenceArgs(['start', '--server_crt', 'a.pem', '--server-key=b.pem']).args, ['start', '--tls-cert', 'a.pem', '--tls-key', 'b.pem']);
     assert.deepEqual(translateReferenceArgs(['start', '--v']).args, ['start', '--verbose']);
