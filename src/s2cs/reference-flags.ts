@@ -72,6 +72,8 @@ interface Seen {
   clientId?: string;
   secretOnCommandLine: boolean;
   secretFile: boolean;
+  /** --ssl=False or --nossl. */
+  sslOff: boolean;
   type?: string;
 }
 
@@ -82,7 +84,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
   const out: string[] = [command];
   const notices: Notice[] = [];
   const env: Record<string, string> = {};
-  const seen: Seen = { listenerIp: false, config: false, tlsCert: false, tlsKey: false, insecure: false, auth: false, introspectionUrl: false, scope: false, secretOnCommandLine: false, secretFile: false };
+  const seen: Seen = { listenerIp: false, config: false, tlsCert: false, tlsKey: false, insecure: false, auth: false, introspectionUrl: false, scope: false, secretOnCommandLine: false, secretFile: false, sslOff: false };
   const fail = (problem: string): Translated => ({ args: out, notices, env, problem });
   // The tokens that carried a client secret: never repeated back (logs keep stderr).
   const secretTokens = new Set<number>();
@@ -134,6 +136,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
           if (value !== undefined && !BOOLEAN_TRUE.test(value) && !BOOLEAN_FALSE.test(value)) return fail(`--ssl=${value}: give --ssl=True (TLS, the default) or --ssl=False (a plain-text control channel, our --insecure)`);
           on = value === undefined || BOOLEAN_TRUE.test(value);
         }
+        if (!on) seen.sslOff = true;
         if (!on && !seen.insecure) {
           out.push('--insecure');
           seen.insecure = true;
@@ -141,6 +144,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
         break;
       }
       case '--client-secret': {
+        // This token and, when the value is the next one, that one too.
         secretTokens.add(i);
         const value = valueOf();
         secretTokens.add(i);
@@ -167,26 +171,40 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
     }
   }
   if (seen.type) notices.push({ level: 'warn', text: typeNotice(seen.type) });
-  if (seen.insecure && opts.reference) notices.push({ level: 'warn', text: '--ssl=False: plain-text control channel, as our --insecure; our clients need --insecure too' });
+  if (seen.sslOff) notices.push({ level: 'warn', text: '--ssl=False: plain-text control channel, as our --insecure; our clients need --insecure too' });
   const auth = authDefaults(seen, opts.reference);
   if (auth) {
     out.push(...auth.args);
     notices.push({ level: 'info', text: auth.notice });
   }
-  let lateProblem: string | undefined;
-  if (opts.reference && !seen.config) {
-    if (!seen.listenerIp) {
-      lateProblem = `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${[...rest.map((w, at) => (secretTokens.has(at) ? (at > 0 && secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE') : shellWord(w))).filter((w) => w !== ''), "--listener-ip=<this gateway's address that peers reach>"].join(' ')} (127.0.0.1 to try it on this host alone)`;
-    } else if (seen.clientId !== undefined && !seen.secretOnCommandLine && !seen.secretFile && !opts.secretInEnvironment && !seen.auth && !seen.introspectionUrl) {
-      // The reference runs without authentication then (its secret defaults to empty).
-      lateProblem = `--client-id without a client secret: the reference then checks no tokens, s2cs would check them as that client; add --client-secret-file FILE (chmod 600 FILE) or set ${CLIENT_SECRET_ENV}, or leave out --client-id to check no tokens (only on a loopback control port)`;
-    } else if (!seen.insecure) {
-      const tls = referenceCertificate(seen, opts.cwd);
-      out.push(...tls.args);
-      if (tls.notice) notices.push({ level: 'info', text: tls.notice });
-    }
+  if (!opts.reference || seen.config) return { args: out, notices, env };
+  const lateProblem = referenceProblem(seen, opts.secretInEnvironment, () => typedLine(rest, secretTokens));
+  if (!lateProblem && !seen.insecure) {
+    const tls = referenceCertificate(seen, opts.cwd);
+    out.push(...tls.args);
+    if (tls.notice) notices.push({ level: 'info', text: tls.notice });
   }
   return { args: out, notices, env, lateProblem };
+}
+
+/** What a reference start line lacks to mean the same here, as the line to type; undefined when nothing. */
+function referenceProblem(seen: Seen, secretInEnvironment: boolean, typed: () => string): string | undefined {
+  if (!seen.listenerIp) {
+    return `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${typed()} --listener-ip=<this gateway's address that peers reach> (127.0.0.1 to try it on this host alone)`;
+  }
+  if (seen.clientId !== undefined && !seen.secretOnCommandLine && !seen.secretFile && !secretInEnvironment && !seen.auth && !seen.introspectionUrl) {
+    // The reference runs without authentication then (its secret defaults to empty).
+    return `--client-id without a client secret: the reference then checks no tokens, s2cs would check them as that client; add --client-secret-file FILE (chmod 600 FILE) or set ${CLIENT_SECRET_ENV}, or leave out --client-id to check no tokens (only on a loopback control port)`;
+  }
+  return undefined;
+}
+
+/** The line as typed, for a message: a client secret shown as the file option that should hold it. */
+function typedLine(rest: string[], secretTokens: Set<number>): string {
+  return rest
+    .map((w, at) => (!secretTokens.has(at) ? shellWord(w) : secretTokens.has(at - 1) ? '' : '--client-secret-file=FILE'))
+    .filter((w) => w !== '')
+    .join(' ');
 }
 
 /** A word as a shell shows it: quoted when it holds anything but plain characters. */

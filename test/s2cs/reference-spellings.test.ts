@@ -263,8 +263,9 @@ describe('tutorials: --client-id "abc" --client-secret "xyz": introspection as t
     const lines = p.stderr().trim().split('\n');
     assert.deepEqual(
       lines.map((l) => l.replace(/:.*/, '')),
-      ['s2cs', 's2cs', 's2cs'],
+      ['s2cs', 's2cs', 's2cs', 's2cs'],
     );
+    assert.ok(lines.includes('s2cs: warning: --ssl=False: plain-text control channel, as our --insecure; our clients need --insecure too'));
     assert.ok(lines.some((l) => l.startsWith('s2cs: warning: --type Haproxy: accepted and ignored')));
     assert.ok(lines.some((l) => l.startsWith('s2cs: warning: --client-secret on the command line')));
     assert.ok(lines.some((l) => l.startsWith(`s2cs: notice: --client-id: callers' tokens are checked by introspection at ${GLOBUS_INTROSPECTION_URL} (Globus Auth, as the reference does) and must carry scope https://auth.globus.org/scopes/abc/scistream; give --introspection-url and --scope for another provider`)));
