@@ -4,7 +4,7 @@
 // introspection case runs against the tests' own OpenID Provider, never an external address.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
 import { createSelfSigned } from '../../src/security/certificates.js';
 import { GLOBUS_INTROSPECTION_URL, REFERENCE_TYPES, translateReferenceArgs } from '../../src/s2cs/reference-flags.js';
 import { GW_CLIENT, SCOPE_A, startIdP, type TestIdP } from '../auth/idp.js';
+import { requireNetns } from '../support/netns.js';
 
 const home = mkdtempSync(join(tmpdir(), 'scistream-ref-s2cs-'));
 const env: NodeJS.ProcessEnv = { ...process.env, SCISTREAM_HOME: home };
@@ -287,5 +288,66 @@ describe('what is not a start line stays as it was', () => {
     const help = s2cs(['--help']);
     assert.equal(await help.exited, 0);
     assert.match(help.stdout(), /\$ s2cs --port=5000 --listener-ip=127\.0\.0\.1 --verbose/);
+  });
+});
+
+describe("the tutorials' lines exactly as written, in a network namespace that has their address", () => {
+  // A namespace of its own: 192.168.10.11 and 192.168.30.10 on its loopback, its own ports (5007, 5100-5200).
+  const ns = `refs2cs-${process.pid}`;
+  const inNs = (program: 's2cs' | 's2uc', args: string[]): Proc => {
+    // Its own process group: the default local workers are ended with it.
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, `${BIN_DIR}${program}.js`, ...args], { cwd: home, stdio: ['ignore', 'pipe', 'pipe'], env, detached: true });
+    const p = watchChild(program, `${program} ${args.join(' ')}`, child);
+    running.add(p);
+    void p.exited.then(() => running.delete(p));
+    return p;
+  };
+  const endGroup = async (p: Proc): Promise<number> => {
+    const code = await p.stop('SIGTERM', 10_000);
+    try {
+      process.kill(-p.pid!, 'SIGKILL');
+    } catch {
+      // nothing left in the group
+    }
+    return code;
+  };
+  before(() => {
+    requireNetns();
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    for (const a of ['192.168.10.11/32', '192.168.30.10/32']) execFileSync('ip', ['-n', ns, 'addr', 'add', a, 'dev', 'lo']);
+  });
+  after(() => {
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+
+  test('s2cs --verbose --port=5007 --listener-ip=192.168.10.11 --type=Haproxy: no token checking on an open control port says what to type; with --auth none it serves', async () => {
+    const line = ['--verbose', '--port=5007', '--listener-ip=192.168.10.11', '--type=Haproxy'];
+    // The reference serves anyone there; ours asks for a provider, or for --auth none knowingly.
+    const refused = inNs('s2cs', line);
+    assert.equal(await refused.exited, 2, refused.describe());
+    const errors = refused.stderr().split('\n').filter((l) => l.startsWith('s2cs: error:'));
+    assert.equal(errors.length, 1, refused.describe());
+    assert.match(errors[0]!, /^s2cs: error: no authentication provider is configured and the control port would listen on 0\.0\.0\.0, .*or --auth none to run without token checking knowingly .*or --control-host 127\.0\.0\.1 to serve this host only$/);
+    const gw = inNs('s2cs', [...line, '--auth', 'none']);
+    await gw.waitFor(/s2cs ready: control on 0\.0\.0\.0:5007, data listeners on 192\.168\.10\.11 ports 5100-5200/, { timeoutMs: 20_000 });
+    saysOnce(gw, TYPE_NOTICE, 40);
+    const st = inNs('s2uc', ['status', '--s2cs', '192.168.10.11:5007', '--server-cert', join(home, 's2cs', 'tls', 'cert.pem')]);
+    assert.equal(await st.exited, 0, st.describe());
+    assert.match(st.stdout(), /gateway 192\.168\.10\.11:5007: 0 streams, 0 ports reserved, 101 free/);
+    assert.equal(await endGroup(gw), 0, gw.describe());
+  });
+
+  test('s2cs --verbose --port=5007 --listener-ip=192.168.30.10 --type=Haproxy --client-id "abc" --client-secret "xyz"', async () => {
+    // Globus Auth's introspection URL is the default; nothing here reaches it: a call without a token is refused at the gateway.
+    const gw = inNs('s2cs', ['--verbose', '--port=5007', '--listener-ip=192.168.30.10', '--type=Haproxy', '--client-id', 'abc', '--client-secret', 'xyz']);
+    await gw.waitFor(/s2cs ready: control on 0\.0\.0\.0:5007/, { timeoutMs: 20_000 });
+    saysOnce(gw, /^--client-secret on the command line can be read by every user of this host/, 40);
+    saysOnce(gw, /^--client-id: callers' tokens are checked by introspection at https:\/\/auth\.globus\.org\/v2\/oauth2\/token\/introspect \(Globus Auth, as the reference does\) and must carry scope https:\/\/auth\.globus\.org\/scopes\/abc\/scistream; give --introspection-url and --scope for another provider$/, 30);
+    const st = inNs('s2uc', ['status', '--s2cs', '192.168.30.10:5007', '--server-cert', join(home, 's2cs', 'tls', 'cert.pem')]);
+    assert.equal(await st.exited, 1, st.describe());
+    assert.match(st.stderr(), /https:\/\/auth\.globus\.org\/scopes\/abc\/scistream/);
+    assert.equal(await endGroup(gw), 0, gw.describe());
+    assert.ok(!gw.stderr().includes('xyz'), 'the secret is not logged');
   });
 });
