@@ -190,7 +190,11 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
 /** What a reference start line lacks to mean the same here, as the line to type; undefined when nothing. */
 function referenceProblem(seen: Seen, secretInEnvironment: boolean, typed: () => string): string | undefined {
   if (!seen.listenerIp) {
-    return `--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type: s2cs ${typed()} --listener-ip=<this gateway's address that peers reach> (127.0.0.1 to try it on this host alone)`;
+    const lead = "--listener-ip is required: the reference's default 0.0.0.0 cannot be advertised to peers; type:";
+    const peers = "--listener-ip=<this gateway's address that peers reach>";
+    if (seen.clientId !== undefined || seen.auth || seen.introspectionUrl) return `${lead} s2cs ${typed()} ${peers} (127.0.0.1 to try it on this host alone)`;
+    // Without a provider, a control port others reach needs --auth none said knowingly (the reference checks nothing then).
+    return `${lead} s2cs ${typed()} --listener-ip=127.0.0.1 to try it on this host alone, or s2cs ${typed()} ${peers} --auth none to let peers in without token checking as the reference does (or a provider: --client-id ID --client-secret-file FILE)`;
   }
   if (seen.clientId !== undefined && !seen.secretOnCommandLine && !seen.secretFile && !secretInEnvironment && !seen.auth && !seen.introspectionUrl) {
     // The reference runs without authentication then (its secret defaults to empty).
