@@ -113,7 +113,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
       case '-t': {
         const value = valueOf();
         const known = REFERENCE_TYPES.find((t) => t.toLowerCase() === value?.toLowerCase());
-        if (!known) return fail(`${value === undefined ? '--type needs a value' : `--type ${value} is not a data server type`}: give one of ${REFERENCE_TYPES.join(', ')} (the reference's types; all are replaced by our built-in data server), or leave it out`);
+        if (!known) return fail(`${value === undefined ? '--type needs a value' : `--type ${shellWord(value)} is not a data server type`}: give one of ${REFERENCE_TYPES.join(', ')} (the reference's types; all are replaced by our built-in data server), or leave it out`);
         seen.type = known;
         break;
       }
@@ -133,7 +133,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
         if (name === '--ssl') {
           // python-fire: `--ssl` alone is True; `--ssl False` and `--ssl=False` give a value.
           const value = inline ?? (rest[i + 1] !== undefined && (BOOLEAN_TRUE.test(rest[i + 1]!) || BOOLEAN_FALSE.test(rest[i + 1]!)) ? rest[++i] : undefined);
-          if (value !== undefined && !BOOLEAN_TRUE.test(value) && !BOOLEAN_FALSE.test(value)) return fail(`--ssl=${value}: give --ssl=True (TLS, the default) or --ssl=False (a plain-text control channel, our --insecure)`);
+          if (value !== undefined && !BOOLEAN_TRUE.test(value) && !BOOLEAN_FALSE.test(value)) return fail(`--ssl=${shellWord(value)}: give --ssl=True (TLS, the default) or --ssl=False (a plain-text control channel, our --insecure)`);
           on = value === undefined || BOOLEAN_TRUE.test(value);
         }
         if (!on) seen.sslOff = true;
@@ -160,7 +160,7 @@ function translateOptions(command: string, rest: string[], opts: { reference: bo
       case '--verbose':
       case '-v': {
         if (inline !== undefined && BOOLEAN_FALSE.test(inline)) break;
-        if (inline !== undefined && !BOOLEAN_TRUE.test(inline)) return fail(`--verbose=${inline}: give --verbose (debug logs) or leave it out`);
+        if (inline !== undefined && !BOOLEAN_TRUE.test(inline)) return fail(`--verbose=${shellWord(inline)}: give --verbose (debug logs) or leave it out`);
         out.push('--verbose');
         break;
       }
@@ -213,7 +213,10 @@ function typedLine(rest: string[], secretTokens: Set<number>): string {
 
 /** A word as a shell shows it: quoted when it holds anything but plain characters. */
 function shellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+  if (/^[\w@%+=:,./-]+$/.test(word)) return word;
+  // Control characters as bash's $'...' spells them: the message stays one line.
+  if (/[\u0000-\u001f\u007f]/.test(word)) return `$'${JSON.stringify(word).slice(1, -1).replace(/'/g, "\\'")}'`;
+  return `'${word.replace(/'/g, "'\\''")}'`;
 }
 
 /** `--name=value`, `--name`, `-t`, `-tValue`, with the reference's underscores as dashes; undefined for a value. */

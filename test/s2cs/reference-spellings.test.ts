@@ -117,6 +117,18 @@ describe('the translation (reference-flags.ts)', () => {
   });
 });
 
+test('odd command lines never throw: a translation or one problem line', () => {
+  const odd = ['--', '-', '--=', '--type', '-t', '-t=', '--ssl', '--ssl=', '--client-secret', '--client-secret=', '--server_crt', '--verbose=', '--x=y=z', "it's", '-5', '--client_id', '\u0000', '--type=\n'];
+  for (let i = 0; i < 2000; i++) {
+    const args = Array.from({ length: 1 + (i % 6) }, (_, k) => odd[(i * 7 + k * 13 + (i >> 3)) % odd.length]!);
+    for (const line of [args, ['start', ...args], ['check-config', ...args]]) {
+      const r = translateReferenceArgs(line, home, {});
+      assert.ok(Array.isArray(r.args));
+      for (const p of [r.problem, r.lateProblem]) if (p !== undefined) assert.doesNotMatch(p, /[\u0000-\u001f]/, 'one line, no control characters');
+    }
+  }
+});
+
 describe("the reference docs' s2cs lines that name no --listener-ip: one line saying what to type, exit 2", () => {
   const lines = [
     ['-t', 'Haproxy', '--verbose'],
