@@ -1,0 +1,138 @@
+// Spare listeners never look like broken streams (issue 19 point 6). A real s2cs
+// process with a worker process that keeps spares: a connection to a port of the
+// range no stream holds is refused (ECONNREFUSED: the kernel answers the SYN with a
+// reset, nothing is accepted), spares included; a stream that takes a spare serves
+// on it; after the release the port is refused again; and many request/release
+// cycles leave the worker's and s2cs's descriptor counts where they were.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { connect, createServer } from 'node:net';
+import { ControlConnection } from '../../src/protocol/client.js';
+import { startProducer } from '../../src/app/produce.js';
+import { reservePortNative } from '../../src/transport/socket-options.js';
+import { fdCount, settleFds, startS2cs } from '../support/hostile.js';
+import { alive } from '../support/process.js';
+
+const PORTS = 6;
+const CYCLES = 40;
+
+/** What a client gets on connecting: 'connected' (closed again at once), or the error code. */
+function dial(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.on('connect', () => {
+      s.destroy();
+      resolve('connected');
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+/** Whether some socket holds the port: another program's listen there fails with EADDRINUSE. */
+function held(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(true));
+    server.listen({ host: '127.0.0.1', port }, () => server.close(() => resolve(false)));
+  });
+}
+
+/** The first bytes a connection to the port receives (the producer's, through the stream). */
+function firstBytes(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('data', (d: Buffer) => {
+      s.destroy();
+      resolve(d.length);
+    });
+    s.on('error', reject);
+  });
+}
+
+async function until<T>(what: string, get: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function children(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+test('s2cs with a worker keeping spares: a port no stream holds is refused, a stream serves on its spare, release refuses it again, descriptors stay put', { skip: !reservePortNative() && 'native addon not built here' }, async (t) => {
+  const s2cs = await startS2cs({ ports: PORTS, helloTimeoutS: 10, extra: ['--workers', '1'] });
+  const client = new ControlConnection(s2cs.address, { insecure: true, deadlineMs: 10_000 });
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 4096, seed: 3 });
+  const range = Array.from({ length: PORTS }, (_, i) => s2cs.portRange.first + i);
+  let worker: number | undefined;
+  try {
+    worker = await until('the worker process', async () => children(s2cs.pid)[0]);
+    // Two spares (the default with workers): two ports of the range held, by sockets that do not listen.
+    const spares = await until('two spares held', async () => {
+      const h = [];
+      for (const p of range) if (await held(p)) h.push(p);
+      return h.length === 2 ? h : undefined;
+    });
+    for (const p of range) assert.equal(await dial(p), 'ECONNREFUSED', `port ${p}${spares.includes(p) ? ' (a spare)' : ''}: refused, never accepted then reset`);
+    // Spares belong to no stream: status counts them free.
+    const st = await until('status to see the spares', async () => {
+      const s = await client.status({ uid: '' });
+      return s.free_ports === PORTS ? s : undefined;
+    });
+    assert.equal(st.reserved_ports, 0);
+
+    const cycle = async (first: boolean): Promise<void> => {
+      const uid = randomUUID();
+      await client.hello({ uid, role: 'PROD', prod_listeners: producer.addresses.map((a) => `${a.host}:${a.port}`) });
+      const r = await client.req({ uid, role: 'PROD', num_conn: 2, rate: 0 });
+      const ports = r.listeners.map((l) => Number(l.split(':').pop()));
+      if (first) assert.deepEqual([...ports].sort(), [...spares].sort(), 'the stream took the spares');
+      await client.update({ uid, remote_listeners: r.prod_listeners, role: 'PROD' });
+      for (const p of ports) assert.ok((await firstBytes(p)) > 0, `port ${p} serves the stream`);
+      await client.release({ uid });
+      for (const p of ports) assert.equal(await dial(p), 'ECONNREFUSED', `port ${p}: refused once the release answered`);
+    };
+    await cycle(true);
+    await cycle(false);
+    // The refill after each release is done once two spares are held again.
+    const settled = async () => until('two spares held again', async () => {
+      let n = 0;
+      for (const p of range) if (await held(p)) n++;
+      return n === 2 ? n : undefined;
+    });
+    await settled();
+    const workerBefore = await settleFds(worker, 0, 500);
+    const s2csBefore = fdCount(s2cs.pid);
+    for (let i = 0; i < CYCLES; i++) await cycle(false);
+    await settled();
+    const workerAfter = await settleFds(worker, workerBefore, 5000);
+    const s2csAfter = await settleFds(s2cs.pid, s2csBefore, 5000);
+    t.diagnostic(`descriptors before/after ${CYCLES} cycles: worker ${workerBefore}/${workerAfter}, s2cs ${s2csBefore}/${s2csAfter}`);
+    assert.ok(workerAfter <= workerBefore, `worker descriptors: ${workerBefore} before ${CYCLES} cycles, ${workerAfter} after`);
+    assert.ok(s2csAfter <= s2csBefore, `s2cs descriptors: ${s2csBefore} before ${CYCLES} cycles, ${s2csAfter} after`);
+    for (const p of range) assert.equal(await dial(p), 'ECONNREFUSED', `port ${p}: refused after the cycles`);
+    const end = await until('status to settle', async () => {
+      const s = await client.status({ uid: '' });
+      return s.free_ports === PORTS && s.reserved_ports === 0 ? s : undefined;
+    });
+    assert.equal(end.streams.length, 0);
+  } finally {
+    client.close();
+    await producer.close();
+    await s2cs.stop();
+    if (worker !== undefined) {
+      const w = worker;
+      await until('the worker to end with s2cs', async () => (alive(w) ? undefined : true), 10_000).catch(() => process.kill(-w, 'SIGKILL'));
+    }
+  }
+});
