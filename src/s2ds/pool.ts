@@ -217,7 +217,7 @@ export class AgentPool implements DataServer {
   private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
     if (err instanceof AgentCallError && (err.code === UNIMPLEMENTED || err.code === FAILED_PRECONDITION)) {
       this.noSpares.add(agent);
-      const why = err.code === UNIMPLEMENTED ? 'an older s2ds' : err.message;
+      const why = err.code === UNIMPLEMENTED ? 'an older s2ds' : 'its native addon is not loaded, so it cannot hold a port without listening: see its log';
       this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (${why}): requests wait for it to open theirs`);
       return;
     }

@@ -3,10 +3,15 @@
 // range no stream holds is refused (ECONNREFUSED: the kernel answers the SYN with a
 // reset, nothing is accepted), spares included; a stream that takes a spare serves
 // on it; after the release the port is refused again; and many request/release
-// cycles leave the worker's and s2cs's descriptor counts where they were.
+// cycles leave the worker's and s2cs's descriptor counts where they were. Without
+// the native addon an agent holds no spares (it cannot hold a port without
+// listening), says so once, and requests are served by binding as before.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer } from 'node:net';
 import { ControlConnection } from '../../src/protocol/client.js';
@@ -14,6 +19,14 @@ import { startProducer } from '../../src/app/produce.js';
 import { reservePortNative } from '../../src/transport/socket-options.js';
 import { fdCount, settleFds, startS2cs } from '../support/hostile.js';
 import { alive } from '../support/process.js';
+import { tempDir } from '../support/agent.js';
+import { AgentPool } from '../../src/s2ds/pool.js';
+import { RemoteAgent } from '../../src/s2ds/remote.js';
+import { silentLogger } from '../../src/log.js';
+import { freePortRange, watchChild } from '../../src/demo/procs.js';
+import { echoServer } from '../support/sockets.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 const PORTS = 6;
 const CYCLES = 40;
@@ -134,5 +147,52 @@ test('s2cs with a worker keeping spares: a port no stream holds is refused, a st
       const w = worker;
       await until('the worker to end with s2cs', async () => (alive(w) ? undefined : true), 10_000).catch(() => process.kill(-w, 'SIGKILL'));
     }
+  }
+});
+
+test('without the native addon an agent holds no spares, says so once, and requests bind their listeners: still refused until then', async () => {
+  // A copy of the built programs without native/build: the addon does not load there.
+  const dir = tempDir('nospares-');
+  const app = join(dir, 'app');
+  mkdirSync(join(app, 'dist'), { recursive: true });
+  cpSync(join(ROOT, 'dist', 'src'), join(app, 'dist', 'src'), { recursive: true });
+  for (const d of ['bin', 'proto']) cpSync(join(ROOT, d), join(app, d), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(app, 'package.json'));
+  symlinkSync(join(ROOT, 'node_modules'), join(app, 'node_modules'));
+  const range = await freePortRange(4);
+  const address = `unix:${join(dir, 'state', 'agent.sock')}`;
+  const child = spawn(process.execPath, [join(app, 'bin', 's2ds.js'), 'start', '--listen', address, '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, '--state-dir', join(dir, 'state')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SCISTREAM_HOME: join(dir, 'home') },
+  });
+  const agent = watchChild('s2ds start', 's2ds start (no addon)', child);
+  const echo = await echoServer();
+  let pool: AgentPool | undefined;
+  try {
+    await agent.waitFor(/s2ds ready/, { timeoutMs: 20_000 });
+    const log = agent.stdout() + agent.stderr();
+    assert.match(log, /spare listeners are off: holding a port without listening on it needs the native addon/);
+    assert.equal(log.split('spare listeners are off').length - 1, 1, 'said once');
+    const remote = new RemoteAgent({ address, pollIntervalMs: 200 });
+    pool = new AgentPool([remote], { logger: silentLogger, spares: 2 });
+    await until('the agent polled', async () => (remote.health() ? true : undefined));
+    // Asked once, refused with FAILED_PRECONDITION: no spares, and nothing of the range held.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(pool.sparesOn(remote).length, 0);
+    for (let p = range.first; p <= range.last; p++) {
+      assert.equal(await held(p), false, `port ${p} is not held`);
+      assert.equal(await dial(p), 'ECONNREFUSED', `port ${p} is refused`);
+    }
+    const [listener] = await pool.startListeners('nospare', 1);
+    await pool.setTargets('nospare', [echo.address]);
+    assert.equal(await dial(listener!.port), 'connected', 'the stream listens on its port');
+    await pool.release('nospare');
+    assert.equal(await dial(listener!.port), 'ECONNREFUSED', 'refused once the release answered');
+    assert.equal(pool.sparesOn(remote).length, 0, 'and no spares afterwards either');
+  } finally {
+    await pool?.close();
+    echo.server.close();
+    await agent.stop('SIGTERM', 5000);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
