@@ -4,7 +4,8 @@
 //   ```sh ours on=gwa bg="s2cs ready" exit=0 err="notice"
 //
 // The first word is the language (what renderers use); the rest is `key=value`,
-// `key="value with spaces"` or a bare flag. Renderers ignore them.
+// `key="value with spaces"` (\" for a quote; other backslashes stay, for regular expressions)
+// or a bare flag. Renderers ignore them.
 
 export interface DocBlock {
   /** 1-based line of the opening fence. */
@@ -34,7 +35,7 @@ export function docBlocks(markdown: string): DocBlock[] {
     const attrs = new Map<string, string>();
     const flags = new Set<string>();
     for (const m of open[2]!.matchAll(ATTR)) {
-      const value = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3];
+      const value = m[2] !== undefined ? m[2].replace(/\\"/g, '"') : m[3];
       if (value === undefined) flags.add(m[1]!);
       else attrs.set(m[1]!, value);
     }

@@ -68,9 +68,10 @@ export class FlatLab {
     const bridge = `${this.prefix}-br`;
     await exec('ip', ['-n', this.ns('br'), 'link', 'add', bridge, 'type', 'bridge']);
     await exec('ip', ['-n', this.ns('br'), 'link', 'set', bridge, 'up']);
-    for (const [host, addrs] of Object.entries(this.hosts)) {
-      const iface = `${this.prefix}-${host}`.slice(0, 15);
-      const port = `${this.prefix}-p-${host}`.slice(0, 15);
+    for (const [n, [host, addrs]] of Object.entries(this.hosts).entries()) {
+      // By number: host names need not fit Linux's 15-character interface names.
+      const iface = `${this.prefix}-h${n}`;
+      const port = `${this.prefix}-p${n}`;
       // Both ends are created in their namespaces: nothing ever appears in the root namespace.
       await exec('ip', ['-n', this.ns(host), 'link', 'add', iface, 'type', 'veth', 'peer', 'name', port, 'netns', this.ns('br')]);
       for (const a of addrs) await exec('ip', ['-n', this.ns(host), 'addr', 'add', `${a}/${this.prefixLength}`, 'dev', iface]);
