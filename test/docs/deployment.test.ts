@@ -5,7 +5,8 @@
 // accept. The programs are the installed names (s2cs, s2uc, s2app) on PATH: symlinks to bin/*.js.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN_DIR } from '../../src/demo/procs.js';
@@ -83,6 +84,55 @@ function readiness(command: string): RegExp | undefined {
   if (/^s2uc\b.* request( |$)/.test(command)) return /^uid: \S+$/m;
   return undefined;
 }
+
+/** Every code line of the guide, continuation lines (`\\` at the end) joined. */
+function allCodeLines(): string[] {
+  const code = [...GUIDE.matchAll(/^ *```[a-z]*\n([\s\S]*?)^ *```$/gm)].map((m) => m[1]!).join('\n');
+  return code.replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+/** The long options a program's --help lists (`s2uc --help` for the global ones). */
+const helps = new Map<string, { options: Set<string>; commands: string[] }>();
+function helpOptions(program: string, command?: string): { options: Set<string>; commands: string[] } {
+  const key = `${program} ${command ?? ''}`;
+  const known = helps.get(key);
+  if (known) return known;
+  const help = execFileSync(process.execPath, [join(BIN_DIR, `${program}.js`), ...(command ? [command] : []), '--help'], { encoding: 'utf8' });
+  const options = new Set([...help.matchAll(/^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)/gm)].map((m) => m[1]!));
+  const commands = [...(help.split('\nCommands:\n')[1] ?? '').matchAll(/^ {2}([a-z][a-z0-9-]*)(?:\|([a-z0-9-]+))?/gm)].flatMap((m) => [m[1]!, ...(m[2] ? [m[2]] : [])]);
+  helps.set(key, { options, commands });
+  return { options, commands };
+}
+
+test("every s2cs, s2ds, s2uc and s2app line of the guide names a command and options that exist", () => {
+  const checked: string[] = [];
+  const wrong: string[] = [];
+  for (const line of allCodeLines()) {
+    const words = line.replace(/^sudo /, '').split(/\s+/);
+    const program = words[0]!;
+    if (!['s2cs', 's2ds', 's2uc', 's2app'].includes(program)) continue;
+    const global = helpOptions(program);
+    const command = words.slice(1).find((w) => global.commands.includes(w));
+    const known = command ? new Set([...global.options, ...helpOptions(program, command).options]) : global.options;
+    // The words up to a comment; an option's value after `=` is not part of its name.
+    const end = words.indexOf('#');
+    for (const w of words.slice(1, end < 0 ? undefined : end).filter((x) => x.startsWith('--'))) {
+      const option = w.split('=')[0]!;
+      if (!known.has(option)) wrong.push(`${option} in: ${line}`);
+    }
+    if (command === undefined && !words.includes('--version')) wrong.push(`no command in: ${line}`);
+    checked.push(line);
+  }
+  assert.ok(checked.length >= 15, `found ${checked.length} command lines`);
+  assert.deepEqual(wrong, [], 'options or commands the programs do not have');
+});
+
+test('every file of the repository the guide names exists', () => {
+  const named = [...GUIDE.matchAll(/(?<![\w/.-])((?:deploy|examples|docs|bin)\/[\w@./-]*\w)/g)].map((m) => m[1]!);
+  assert.ok(named.length >= 5, named.join(' '));
+  const missing = [...new Set(named)].filter((f) => !existsSync(join(ROOT, f)));
+  assert.deepEqual(missing, []);
+});
 
 describe('docs/deployment.md, run as written across two facilities behind its firewall tables', () => {
   const L = labForSuite();
@@ -229,6 +279,22 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
       await streamAcrossRestart(all, consume);
     } finally {
       await stopProducers();
+    }
+  });
+
+  test("§10: the log queries, on the gateways' logs (journalctl -u s2cs -o cat prints the same lines)", STEP, async () => {
+    const lab = L();
+    const queries = lines(`# gwb\n${blocks(10)[0]!}`).map((l) => l.command);
+    assert.equal(queries.length, 2);
+    const released = queries.find((q) => q.includes('stream released'))!;
+    for (const host of ['gwa', 'gwb'] as const) {
+      const log = join(lab.dir, `${host}-s2cs.log`);
+      writeFileSync(log, s2cs.get(host)!.stderr());
+      for (const query of queries) {
+        const r = await run([{ host, command: query.replace('journalctl -u s2cs -o cat', `cat '${log}'`) }]);
+        // Each released §9's stream (gwa's second s2cs after adopting it), so each log has the line.
+        if (query === released) assert.match(r[0]!.stdout(), /"msg":"stream released"/, r[0]!.describe());
+      }
     }
     for (const host of ['gwa', 'gwb'] as const) assert.equal(await stopS2cs(host), 0, s2cs.get(host)!.describe());
   });
