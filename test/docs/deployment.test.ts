@@ -24,6 +24,8 @@ const ADDRESSES: readonly (readonly [string, string])[] = [
   ['192.0.2.0/24', `${ADDR.user}/32`],
   ['198.51.100.7', ADDR.gwaWan],
   ['203.0.113.9', ADDR.gwbWan],
+  ['198.51.100.8', ADDR.gwa2Wan],
+  ['10.1.0.2', ADDR.gwa2Lan],
   ['10.1.0.5', ADDR.prod],
   ['10.1.0.1', ADDR.gwaLan],
   ['10.2.0.1', ADDR.gwbLan],
@@ -54,6 +56,7 @@ interface Line {
 
 const HOST_COMMENTS: readonly (readonly [RegExp, Host])[] = [
   [/^# gwa\b/, 'gwa'],
+  [/^# gwa2\b/, 'gwa2'],
   [/^# gwb\b/, 'gwb'],
   [/^# producer/, 'prod'],
   [/^# consumer/, 'cons'],
@@ -79,6 +82,7 @@ function lines(block: string): Line[] {
 /** What a command that goes on running prints once it is ready; the others run to completion. */
 function readiness(command: string): RegExp | undefined {
   if (/^s2cs start\b/.test(command)) return /s2cs ready/;
+  if (/^s2ds start\b/.test(command)) return /s2ds ready/;
   if (/^s2app produce\b/.test(command)) return /producer listening on/;
   // Waits for the producer's Hello, which a later line sends.
   if (/^s2uc\b.* request( |$)/.test(command)) return /^uid: \S+$/m;
@@ -135,7 +139,7 @@ test('every file of the repository the guide names exists', () => {
 });
 
 describe('docs/deployment.md, run as written across two facilities behind its firewall tables', () => {
-  const L = labForSuite();
+  const L = labForSuite({ secondGatewayA: true });
   let work = '';
   let path = '';
   /** gwa's processes share a PID namespace of their own, so that §9's pkill finds only gwa's s2cs. */
@@ -173,10 +177,32 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
     for (const gw of [ADDR.gwaWan, ADDR.gwbWan]) assert.match(release.stdout(), new RegExp(`^Release completed: \\S+ on ${gw.replace(/\./g, '\\.')}:5000$`, 'm'), release.describe());
   }
 
+  /** s2ds agents the guide's commands started. */
+  const agents: NsProc[] = [];
   /** The sample producers the guide's commands started (they serve until stopped). */
   const producers: NsProc[] = [];
   async function stopProducers(): Promise<void> {
     await Promise.all(producers.splice(0).map((p) => p.stop()));
+  }
+
+  /** Loads a table of the guide on `host` as its section 2 says (twice: loading again replaces it). */
+  async function loadTable(host: Host, table: string): Promise<void> {
+    const lab = L();
+    const file = join(lab.dir, `${host}.nft`);
+    writeFileSync(file, forTheLab(table));
+    assert.equal((await lab.run(host, ['nft', 'list', 'ruleset'], { check: true })).stdout.trim(), '', `${host} starts with no ruleset, as a fresh Debian 12`);
+    for (let i = 0; i < 2; i++) await lab.run(host, ['nft', '-f', file], { check: true });
+    const listed = (await lab.run(host, ['nft', 'list', 'ruleset'], { check: true })).stdout;
+    assert.match(listed, /hook input priority filter; policy drop;/, listed);
+    assert.equal(listed.match(/^table /gm)?.length, 1, `loading twice leaves one table\n${listed}`);
+  }
+
+  /** Connection attempts and how each ends: ECONNREFUSED (let through, nothing listens) or ETIMEDOUT (dropped). */
+  async function probe(probes: [Host, string, string][]): Promise<void> {
+    for (const [from, to, expected] of probes) {
+      const r = await L().tryConnect(from, to, 1500);
+      assert.equal(r.error, expected, `${from} to ${to}: ${r.output}`);
+    }
   }
 
   /** Ends the s2cs of `host` with SIGTERM (it releases its streams and stops its workers); resolves with its exit code. */
@@ -200,6 +226,7 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
         await p.waitFor(ready, { timeoutMs: 30_000 });
         if (/^s2uc\b/.test(line.command)) waiting.push(p);
         else if (/^s2cs start/.test(line.command)) s2cs.set(line.host, p);
+        else if (/^s2ds start/.test(line.command)) agents.push(p);
         else producers.push(p);
         continue;
       }
@@ -211,20 +238,12 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
   }
 
   test('§2: the tables load on a fresh host, load again, and drop what they do not name', STEP, async () => {
-    const lab = L();
     const [gwa, gwb] = blocks(2).filter((b) => b.includes('table inet scistream'));
     assert.ok(gwa?.includes('define peer_gw') && gwb?.includes('define lan_ip'), 'section 2 has the table of gwa, then the table of gwb');
-    for (const [host, table] of [['gwa', gwa], ['gwb', gwb]] as const) {
-      const file = join(lab.dir, `${host}.nft`);
-      writeFileSync(file, forTheLab(table));
-      assert.equal((await lab.run(host, ['nft', 'list', 'ruleset'], { check: true })).stdout.trim(), '', `${host} starts with no ruleset, as a fresh Debian 12`);
-      for (let i = 0; i < 2; i++) await lab.run(host, ['nft', '-f', file], { check: true });
-      const listed = (await lab.run(host, ['nft', 'list', 'ruleset'], { check: true })).stdout;
-      assert.match(listed, /hook input priority filter; policy drop;/, listed);
-      assert.equal(listed.match(/^table /gm)?.length, 1, `loading twice leaves one table\n${listed}`);
-    }
+    await loadTable('gwa', gwa);
+    await loadTable('gwb', gwb);
     // Nothing listens yet: a port the table opens refuses, a port it does not open never answers.
-    const probes: [Host, string, string][] = [
+    await probe([
       ['user', `${ADDR.gwaWan}:5000`, 'ECONNREFUSED'],
       ['gwb', `${ADDR.gwaWan}:5100`, 'ECONNREFUSED'],
       ['prod', `${ADDR.gwaLan}:5000`, 'ECONNREFUSED'],
@@ -233,11 +252,7 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
       ['prod', `${ADDR.gwaLan}:5100`, 'ETIMEDOUT'],
       ['user', `${ADDR.gwbWan}:5100`, 'ETIMEDOUT'],
       ['gwa', `${ADDR.gwbWan}:5000`, 'ETIMEDOUT'],
-    ];
-    for (const [from, to, expected] of probes) {
-      const r = await lab.tryConnect(from, to, 1500);
-      assert.equal(r.error, expected, `${from} to ${to}: ${r.output}`);
-    }
+    ]);
   });
 
   test('§3: s2cs starts on each gateway as written', STEP, async () => {
@@ -297,6 +312,40 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
       }
     }
     for (const host of ['gwa', 'gwb'] as const) assert.equal(await stopS2cs(host), 0, s2cs.get(host)!.describe());
+  });
+
+  test('§7: an s2ds agent on gwa2 behind its table carries part of a stream', STEP, async () => {
+    const lab = L();
+    const [commands, table] = blocks(7);
+    assert.ok(table?.includes('table inet scistream'), 'section 7 has the table of gwa2 after its commands');
+    await loadTable('gwa2', table);
+    await probe([
+      ['user', `${ADDR.gwa2Wan}:7200`, 'ETIMEDOUT'],
+      ['prod', `${ADDR.gwa2Lan}:7200`, 'ETIMEDOUT'],
+      ['gwa', `${ADDR.gwa2Lan}:7200`, 'ECONNREFUSED'],
+      ['gwb', `${ADDR.gwa2Wan}:5100`, 'ECONNREFUSED'],
+      ['user', `${ADDR.gwa2Wan}:5100`, 'ETIMEDOUT'],
+    ]);
+    const [keyPair, agent, gateway] = lines(commands!);
+    assert.deepEqual([keyPair, agent, gateway].map((c) => c?.host), ['gwa2', 'gwa2', 'gwa']);
+    await run([keyPair!]);
+    // "copy ... gwa's tls/cert.pem (from s2cs's state dir) to gwa2 as s2cs-gwa.pem" (gwa2.pem is where gwa reads it).
+    copyFileSync(join(lab.home('gwa'), 's2cs', 'tls', 'cert.pem'), join(work, 's2cs-gwa.pem'));
+    await run([agent!, gateway!, lines(blocks(3)[0]!)[1]!]);
+    // Taken in as soon as it answers, which may come after s2cs is ready.
+    await s2cs.get('gwa')!.waitFor(new RegExp(`"address":"${ADDR.gwa2Lan.replace(/\./g, '\\.')}:7200".*data-server agent is up|data-server agent is up.*${ADDR.gwa2Lan.replace(/\./g, '\\.')}:7200`), { stream: 'stderr', timeoutMs: 20_000 });
+    try {
+      const procs = await run(streamCommands());
+      const request = procs[1]!;
+      const producerSide = /^producer gateway listeners: (\S+)$/m.exec(request.stdout())?.[1] ?? '';
+      assert.match(producerSide, new RegExp(`${ADDR.gwa2Wan.replace(/\./g, '\\.')}:`), `part of the stream is on gwa2\n${request.describe()}`);
+      assert.match(procs[3]!.stdout(), /^verified \S+ MiB over 2 connection\(s\)/m, procs[3]!.describe());
+      releasedOnBoth(procs[4]!);
+    } finally {
+      await stopProducers();
+    }
+    for (const host of ['gwa', 'gwb'] as const) assert.equal(await stopS2cs(host), 0, s2cs.get(host)!.describe());
+    for (const a of agents.splice(0)) assert.equal(await a.stop('SIGTERM', 20_000), 0, a.describe());
   });
 
   /** Sets up §6's stream, restarts gwa's s2cs as §9 says, then runs the rest of §6 through the adopted workers. */
