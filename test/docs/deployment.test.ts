@@ -311,6 +311,8 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
         if (query === released) assert.match(r[0]!.stdout(), /"msg":"stream released"/, r[0]!.describe());
       }
     }
+    // "each worker also keeps its own log in the state dir (agents-<port>/worker-N.log)"
+    for (const host of ['gwa', 'gwb'] as const) assert.ok(existsSync(join(lab.home(host), 's2cs', 'agents-5000', 'worker-0.log')), `${host}'s worker log`);
     for (const host of ['gwa', 'gwb'] as const) assert.equal(await stopS2cs(host), 0, s2cs.get(host)!.describe());
   });
 
