@@ -10,6 +10,12 @@
 // whose path black-holes its packets then fails within about --wan-dead-after,
 // not after the kernel's 15 minutes of retransmissions. See
 // src/transport/socket-options.ts.
+//
+// Also a port held without listening (reservePort, listenReserved): a TCP socket
+// bound to the data server's address but not listening, which Node cannot make
+// (its bind always listens). The kernel answers a SYN to it with a reset, so a
+// client is refused before anything is accepted, and the port stays the
+// gateway's until a stream takes it. See src/transport/socket-options.ts.
 #define NAPI_VERSION 8
 #if __has_include(<node_api.h>)
 #include <node_api.h>
@@ -17,6 +23,9 @@
 #include "node_api_min.h"
 #endif
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -115,14 +124,88 @@ static napi_value get_keep_alive(napi_env env, napi_callback_info info) {
   return int32_array(env, values, 6);
 }
 
+// reservePort(host, port): [errno, fd]. host is a numeric address (an IPv6 one
+// may carry a %zone); errno EINVAL for anything else. SO_REUSEADDR is on for the
+// bind, as Node sets it, so that connections of an earlier stream still in
+// TIME_WAIT do not hold the port; then off, so that no other program (which sets
+// it too) can bind the port while it is held. An IPv6 socket is dual-stack
+// (IPV6_V6ONLY off), as Node makes it unless told ipv6Only. Close-on-exec: the
+// processes s2cs starts do not inherit it.
+static napi_value reserve_port(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char host[128];
+  size_t host_len = 0;
+  int32_t port = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &port) != napi_ok) {
+    napi_throw_type_error(env, NULL, "reservePort(host: string, port: number)");
+    return NULL;
+  }
+  int32_t values[2] = { EINVAL, -1 };
+  char service[8];
+  struct addrinfo hints = { 0 }, *ai = NULL;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+  if (host_len + 1 >= sizeof host || port < 0 || port > 65535) return int32_array(env, values, 2);
+  snprintf(service, sizeof service, "%d", (int)port);
+  if (getaddrinfo(host, service, &hints, &ai) != 0 || ai == NULL) return int32_array(env, values, 2);
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+  int on = 1, off = 0, err = 0;
+  if (fd < 0) err = errno;
+  else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+           (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+           bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+           setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &off, sizeof off) != 0)
+    err = errno;
+  freeaddrinfo(ai);
+  if (err != 0 && fd >= 0) close(fd);
+  values[0] = err;
+  values[1] = err == 0 ? fd : -1;
+  return int32_array(env, values, 2);
+}
+
+// listenReserved(fd, backlog): 0, or the errno of a failed setsockopt or listen.
+// SO_REUSEADDR goes back on first, as on every listener Node opens (with it off,
+// listen fails while connections of an earlier stream on the port are in TIME_WAIT).
+static napi_value listen_reserved(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1, backlog = 0;
+  napi_value result;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &backlog) != napi_ok) {
+    napi_throw_type_error(env, NULL, "listenReserved(fd: number, backlog: number)");
+    return NULL;
+  }
+  int on = 1;
+  int err = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0 && listen(fd, backlog) == 0 ? 0 : errno;
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
+// closeFd(fd): 0, or the errno of a failed close. For a reserved port no stream took.
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  int32_t fd = -1;
+  napi_value result;
+  if (!fd_argument(env, info, "closeFd(fd: number)", &fd)) return NULL;
+  napi_create_int32(env, close(fd) == 0 ? 0 : errno, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "setLinger", NULL, set_linger, NULL, NULL, NULL, napi_enumerable, NULL },
     { "getLinger", NULL, get_linger, NULL, NULL, NULL, napi_enumerable, NULL },
     { "setKeepAlive", NULL, set_keep_alive, NULL, NULL, NULL, napi_enumerable, NULL },
     { "getKeepAlive", NULL, get_keep_alive, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "reservePort", NULL, reserve_port, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "listenReserved", NULL, listen_reserved, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, 7, props);
   return exports;
 }
 

@@ -30,6 +30,7 @@ napi_status napi_get_value_int32(napi_env env, napi_value value, int32_t *result
 napi_status napi_get_value_bool(napi_env env, napi_value value, bool *result);
 napi_status napi_throw_type_error(napi_env env, const char *code, const char *msg);
 napi_status napi_create_int32(napi_env env, int32_t value, napi_value *result);
+napi_status napi_get_value_string_utf8(napi_env env, napi_value value, char *buf, size_t bufsize, size_t *result);
 napi_status napi_create_array_with_length(napi_env env, size_t length, napi_value *result);
 napi_status napi_set_element(napi_env env, napi_value object, uint32_t index, napi_value value);
 napi_status napi_define_properties(napi_env env, napi_value object, size_t property_count, const napi_property_descriptor *properties);

@@ -23,6 +23,31 @@ export function normalizeArgv(argv: string[]): string[] {
   });
 }
 
+/**
+ * The reference's command names are Python functions exposed by click with underscores
+ * (`s2uc inbound_request`, `appctrl create_appctrl`); the first word that is not an
+ * option (or an option's value) names the command, and is taken in its dashed spelling
+ * when that names one of `program`'s commands.
+ */
+export function normalizeCommandName(program: Command, argv: string[]): string[] {
+  const names = new Set(program.commands.flatMap((c) => [c.name(), ...c.aliases()]));
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return argv;
+    if (a.startsWith('-')) {
+      const takesValue = !a.includes('=') && program.options.some((o) => (o.long === a || o.short === a) && (o.required || o.optional));
+      if (takesValue) i++;
+      continue;
+    }
+    // `help inbound_request`: the command named is the next word.
+    if (a === 'help' && !names.has('help') && i + 1 < argv.length) continue;
+    const dashed = a.replace(/_/g, '-');
+    if (dashed === a || names.has(a) || !names.has(dashed)) return argv;
+    return [...argv.slice(0, i), dashed, ...argv.slice(i + 1)];
+  }
+  return argv;
+}
+
 /** Wraps a parser for commander so that a bad value is a usage error naming the option. */
 export function option<T>(parse: (text: string) => T): (text: string) => T {
   return (text) => {
@@ -105,7 +130,7 @@ export async function runCli(program: Command, argv: string[] = process.argv): P
   conventions(program, program.name());
   const verbose = argv.includes('--verbose') || argv.includes('-v');
   try {
-    await program.parseAsync(normalizeArgv(argv));
+    await program.parseAsync(normalizeCommandName(program, normalizeArgv(argv)));
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(EXIT.ok);

@@ -16,13 +16,18 @@ export interface HelloResult {
 export interface HelloOptions extends ConnectionOptions {
   /** The stream's application secret from s2uc request; needed when s2cs checks tokens. */
   appSecret?: string;
+  /**
+   * A token for the `authorization` metadata: what a reference gateway checks on Hello,
+   * and ours with --hello-accepts-owner-token (appctrl's TOKEN). s2app sends none.
+   */
+  ownerToken?: string;
 }
 
 export async function sendHello(s2cs: string, uid: string, role: Role, prodListeners: string[], opts: HelloOptions): Promise<HelloResult> {
   validateUid(uid, '--uid');
-  // A controller identifies itself with the secret, never with a user's token.
-  const { appSecret, pool, ...connection } = opts;
-  const anonymous = { ...connection, token: undefined, tokenFor: undefined };
+  // A controller identifies itself with the secret, never with a user's token (unless given one: appctrl's TOKEN).
+  const { appSecret, ownerToken, pool, ...connection } = opts;
+  const anonymous = { ...connection, token: ownerToken, tokenFor: undefined };
   const conn = pool ? await pool.get(s2cs, anonymous) : await ControlConnection.open(s2cs, anonymous);
   try {
     const r = await helloUntilRequested(conn, { uid, role, prod_listeners: prodListeners, app_secret: appSecret ?? '' }, Date.now() + (connection.deadlineMs ?? DEFAULT_HELLO_MS));

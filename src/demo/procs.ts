@@ -34,7 +34,7 @@ export interface SpawnOptions {
 }
 
 /** Runs one of bin/ (s2cs, s2uc, s2app, s2ds) with `node`, capturing its output. */
-export function spawnCli(program: 's2cs' | 's2uc' | 's2app' | 's2ds', args: string[], opts: SpawnOptions = {}): Proc {
+export function spawnCli(program: 's2cs' | 's2uc' | 's2app' | 's2ds' | 'appctrl', args: string[], opts: SpawnOptions = {}): Proc {
   // s2cs forwards in its own process here unless the caller asks for workers or agents:
   // the demo and the tests written before local workers (issue 11) count on that.
   if (program === 's2cs' && args[0] === 'start' && !args.some((a) => a === '--workers' || a === '--s2ds')) args = [...args, '--workers', '0'];

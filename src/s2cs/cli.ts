@@ -25,9 +25,14 @@ import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
 import { isLoopback } from './streams/index.js';
 import { startupCheck } from './startup-checks.js';
+import { translateReferenceArgs, type Notice } from './reference-flags.js';
+
+// The reference's spellings (reference-flags.ts): what they mean here, said once at start.
+const reference = translateReferenceArgs(process.argv.slice(2));
+const sayNotices = (say: (n: Notice) => void) => reference.notices.forEach(say);
 
 const program = new Command('s2cs')
-  .description('SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them')
+  .description("SciStream control server: reserves gateway ports for streams and drives the data server (S2DS) that forwards them. Options without a command are s2cs start, as the reference's s2cs is typed (its --type, --server_crt/--server_key, --ssl=False, --client-id/--client-secret too: README, \"The reference's spellings\")")
   .version(VERSION, '-V, --version');
 
 // The admission flags (s2ds/flags.ts) follow the other data-plane bounds.
@@ -106,6 +111,7 @@ const start: Command = addAdmissionOptions(program
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
   .action(async (flags: StartFlags) => {
     const logger = createLogger({ verbose: flags.verbose, json: flags.logJson, format: flags.logFormat, name: 's2cs' });
+    sayNotices((n) => logger[n.level](n.text));
     // grpc-js prints its own lines to stderr; route them into our log at debug level.
     grpc.setLogger({ error: (...args: unknown[]) => logger.debug({ grpc: args.join(' ') }, 'grpc-js') });
     const usage = (message: string): never => {
@@ -271,6 +277,12 @@ const start: Command = addAdmissionOptions(program
     );
   });
 
+// Before the configuration file's own check of required options (its hook comes next).
+start.hook('preAction', () => {
+  if (!reference.lateProblem) return;
+  process.stderr.write(`s2cs: error: ${reference.lateProblem}\n`);
+  process.exit(EXIT.usage);
+});
 withConfigFile(start);
 
 // Same options as start (the same Option objects), checked the same way (addresses and ports
@@ -279,6 +291,7 @@ const checkConfig = copyOptions(start, program.command('check-config'))
   .description('check the settings start would run with (the --config file, then the flags given here) as start checks them (addresses of this host, free ports, readable files, certificates that match their keys) and print each with where it came from; exit 0 when valid, 2 with the problem start would give when not')
   .action(async (flags: StartFlags & { json?: boolean }) => {
     const silent = createLogger({ silent: true });
+    sayNotices((n) => process.stderr.write(`s2cs: ${n.level === 'warn' ? 'warning' : 'notice'}: ${n.text}\n`));
     const fail = (message: string): never => {
       process.stderr.write(`s2cs: error: ${message}\n`);
       process.exit(EXIT.usage);
@@ -313,7 +326,10 @@ addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON')
 withConfigFile(checkConfig);
 
 addExamples(program, {
-  '': ['s2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200'],
+  '': [
+    's2cs start --port 5000 --listener-ip 127.0.0.1 --port-range 5100-5200',
+    "s2cs --port=5000 --listener-ip=127.0.0.1 --verbose    # the reference's spelling, without start: the same as s2cs start",
+  ],
   'check-config': ['s2cs check-config --config /etc/scistream/s2cs.toml', 's2cs check-config --config /etc/scistream/s2cs.toml --max-conn 128 --json'],
   start: [
     's2cs start --config /etc/scistream/s2cs.toml    # settings from a file (examples/s2cs.toml); flags given override it',
@@ -328,4 +344,9 @@ addExamples(program, {
   ],
 });
 
-await runCli(program);
+if (reference.problem) {
+  process.stderr.write(`s2cs: error: ${reference.problem}\n`);
+  process.exit(EXIT.usage);
+}
+Object.assign(process.env, reference.env);
+await runCli(program, [...process.argv.slice(0, 2), ...reference.args]);

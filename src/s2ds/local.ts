@@ -1,17 +1,18 @@
 // The data server running inside the s2cs process.
-import type { Socket } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { isIP, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
-import { resourceExhausted, alreadyExists, notFound, type ScistreamError } from '../protocol/errors.js';
-import { FRAME_HEADER, HandshakeTimedOut, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, type TcpListener, type Transport } from '../transport/index.js';
+import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, notFound } from '../protocol/errors.js';
+import { FRAME_HEADER, HandshakeTimedOut, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, listenTcpOn, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { ConnectionEnds } from './connection-ends.js';
 import { resetOnClose } from '../transport/linger.js';
-import { keepDataSocketAlive } from '../transport/socket-options.js';
+import { closeReserved, keepDataSocketAlive, listenReserved, reservePort, reservePortNative } from '../transport/socket-options.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
@@ -125,16 +126,28 @@ class Stream {
 
 const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
 
-/** Where a spare listener's connections go: nowhere (reset) until a stream takes it. */
-interface Seat {
-  stream: Stream | undefined;
-  index: number;
+/**
+ * A spare: a port held ahead of any stream by a socket bound to it that does not
+ * listen. The kernel refuses connections to it (a reset answers the SYN: the client
+ * sees ECONNREFUSED, nothing is accepted), and no other program can bind it. A
+ * stream that takes it listens on that socket. Needs the native addon.
+ */
+interface Spare {
+  port: number;
+  /** The bound socket's descriptor, this server's until a stream's listener takes it over. */
+  fd: number;
 }
 
-interface Spare {
-  listener: TcpListener;
-  port: number;
-  seat: Seat;
+/** Node's default backlog, as listenTcp's listeners get. */
+const BACKLOG = 511;
+
+/** Why this data server holds no spares (undefined: it can), for the one log line and the refusal. */
+export function sparesUnavailable(): string | undefined {
+  if (reservePortNative()) return undefined;
+  return (
+    'spare listeners are off: holding a port without listening on it needs the native addon (native/build/linger.node) with reservePort, ' +
+    'not loaded here; each request waits for its listeners to be opened instead (a few ms more). Build it with `npm run build:native` and restart'
+  );
 }
 
 export class LocalDataServer implements DataServer {
@@ -531,28 +544,23 @@ export class LocalDataServer implements DataServer {
   }
 
   /**
-   * Opens up to `count` spare listeners: bound ahead of any stream so that a
-   * stream can take them without waiting for a bind (assignSpares). A connection
-   * arriving on a spare is reset. Returns their ports (fewer when the range runs
-   * out; none is an error).
+   * Holds up to `count` spare ports: each bound without listening (see Spare), so
+   * that a stream can take them without a bind (assignSpares) while a connection
+   * to one is refused. Returns their ports (fewer when the range runs out; none is
+   * an error). FAILED_PRECONDITION without the native addon (sparesUnavailable).
    */
   async openSpares(count: number): Promise<number[]> {
+    const off = sparesUnavailable();
+    if (off) throw failedPrecondition(off);
+    const host = await this.numericBindHost();
     const opened: number[] = [];
     const busy: number[] = [];
     try {
       while (opened.length < count) {
         const port = this.pool.take();
         if (port === undefined) break;
-        const seat: Seat = { stream: undefined, index: 0 };
         try {
-          const listener = await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) => {
-            if (seat.stream) this.accept(seat.stream, seat.index, socket);
-            else {
-              socket.on('error', noop);
-              abort(socket);
-            }
-          });
-          this.spares.set(port, { listener, port, seat });
+          this.spares.set(port, { port, fd: reservePort(host, port) });
           opened.push(port);
         } catch (err) {
           busy.push(port);
@@ -569,6 +577,12 @@ export class LocalDataServer implements DataServer {
     return opened;
   }
 
+  /** The bind address as a number, as Node's listen resolves a name (the first answer of the system's resolver). */
+  private async numericBindHost(): Promise<string> {
+    const host = this.opts.bindHost.replace(/^\[(.*)\]$/, '$1');
+    return isIP(host) ? host : (await lookup(host)).address;
+  }
+
   /** Ports of the spare listeners not taken by a stream. */
   sparePorts(): number[] {
     return [...this.spares.keys()];
@@ -576,7 +590,8 @@ export class LocalDataServer implements DataServer {
 
   /**
    * A new stream whose listeners are these spares, in this order: what
-   * startListeners would have opened, without binding. All or nothing.
+   * startListeners would have opened, without binding (each spare's socket starts
+   * listening now). All or nothing.
    */
   assignSpares(uid: string, ports: readonly number[], capBps = 0): Address[] {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
@@ -587,22 +602,39 @@ export class LocalDataServer implements DataServer {
       throw notFound(`stream ${uid}: port(s) ${portList(missing.length > 0 ? missing : ports)} are not spare listeners of this data server (already taken, released, or never opened)`);
     }
     const spares = taken as Spare[];
-    const stream = new Stream(uid, spares.map((s) => s.listener), [...ports], ports.length, capBps);
-    spares.forEach((s, i) => {
-      this.spares.delete(s.port);
-      s.seat.stream = stream;
-      s.seat.index = i;
-    });
+    for (const s of spares) this.spares.delete(s.port);
+    const listeners: TcpListener[] = [];
+    const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
+    const host = this.opts.bindHost;
+    for (const [i, s] of spares.entries()) {
+      try {
+        listenReserved(s.fd, BACKLOG);
+      } catch (err) {
+        // Its descriptor is closed; the others are given up too, and every port goes back.
+        stream.released = true;
+        for (const rest of spares.slice(i + 1)) closeReserved(rest.fd);
+        void Promise.all(listeners.map((l) => l.close()));
+        this.giveBack(ports);
+        throw new ScistreamError('UNAVAILABLE', `stream ${uid}: spare port ${s.port} could not listen (${(err as Error).message}); request the stream again`);
+      }
+      listeners.push(
+        listenTcpOn(s.fd, { host, port: s.port }, { highWaterMark: this.opts.bufferSize }, (socket) => this.accept(stream, i, socket), (err) =>
+          this.opts.logger.warn({ uid, port: s.port, err: err.message }, 'a listener taken from a spare port failed'),
+        ),
+      );
+    }
     this.streams.set(uid, stream);
-    const host = this.opts.advertiseHost ?? this.opts.bindHost;
-    return spares.map((s) => ({ host, port: s.listener.address.port }));
+    const advertised = this.opts.advertiseHost ?? host;
+    return listeners.map((l) => ({ host: advertised, port: l.address.port }));
   }
 
-  /** Closes spare listeners and returns their ports (ports that are not spares: ignored). */
+  /** Closes spare ports' sockets and returns the ports (ports that are not spares: ignored). */
   async releaseSpares(ports: readonly number[]): Promise<void> {
     const spares = ports.map((p) => this.spares.get(p)).filter((s): s is Spare => s !== undefined);
-    for (const s of spares) this.spares.delete(s.port);
-    await Promise.all(spares.map((s) => s.listener.close()));
+    for (const s of spares) {
+      this.spares.delete(s.port);
+      closeReserved(s.fd);
+    }
     this.giveBack(spares.map((s) => s.port));
   }
 

@@ -74,6 +74,8 @@ export interface AgentPoolOptions {
 export const MAX_SPARES_PER_AGENT = 8;
 /** gRPC's UNIMPLEMENTED: the agent's contract has no such call. */
 const UNIMPLEMENTED = 12;
+/** gRPC's FAILED_PRECONDITION from ReserveSpares: the agent cannot hold ports without listening (no native addon). */
+const FAILED_PRECONDITION = 9;
 /** How long after a stream took spares they are replaced. */
 const REFILL_DELAY_MS = 50;
 
@@ -97,7 +99,7 @@ export class AgentPool implements DataServer {
   private readonly spareEpoch = new Map<AgentHandle, number>();
   /** Refills under way, by agent: settled once what they opened is kept, or closed again when stale. */
   private readonly refilling = new Map<AgentHandle, { work: Promise<void>; count: number }>();
-  /** Agents that answered that they know no spares (an s2ds older than them): asked no more. */
+  /** Agents that answered that they keep no spares (an older s2ds, or one without the native addon): asked no more until they restart. */
   private readonly noSpares = new WeakSet<AgentHandle>();
   /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
   private readonly assigning = new Map<string, Promise<void>>();
@@ -213,9 +215,10 @@ export class AgentPool implements DataServer {
   }
 
   private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
-    if (err instanceof AgentCallError && err.code === UNIMPLEMENTED) {
+    if (err instanceof AgentCallError && (err.code === UNIMPLEMENTED || err.code === FAILED_PRECONDITION)) {
       this.noSpares.add(agent);
-      this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (an older s2ds): requests wait for it to open theirs`);
+      const why = err.code === UNIMPLEMENTED ? 'an older s2ds' : 'its native addon is not loaded, so it cannot hold a port without listening: see its log';
+      this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (${why}): requests wait for it to open theirs`);
       return;
     }
     this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, what);
@@ -262,6 +265,8 @@ export class AgentPool implements DataServer {
       return;
     }
     if (event === 'restarted') {
+      // A new process: it may keep spares now (upgraded, or its native addon built).
+      this.noSpares.delete(agent);
       // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }

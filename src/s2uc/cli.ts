@@ -15,6 +15,7 @@ import type { Role } from '../protocol/validate.js';
 import { formatBitRate, parseDuration, parseRate } from '../units.js';
 import { ControlSecretStore } from './control-secrets.js';
 import { StreamGateways } from './stream-gateways.js';
+import { MOCK_UID, REFERENCE_RECEIVER_PORTS, mockedUid, parseClickBool, receiverAddresses, scopeString } from './reference.js';
 
 // What a command does not use is not loaded: `s2uc --help` starts without gRPC, the
 // protocol, TLS or OIDC code; each command imports what it calls when it runs.
@@ -80,12 +81,26 @@ function forgetHome(uid: string, server: string): void {
 let clientConfig: Promise<ClientConfig> | undefined;
 let userAuth: Promise<UserAuth> | undefined;
 
-/** The token for a server from tokens.json, by the scope config.toml names for it (none named: none sent). */
+const loadConfig = () => (clientConfig ??= import('./auth/config.js').then((m) => m.loadClientConfig()));
+/** Scopes given with --scope (the reference's spelling), by the gateway they are for. */
+const scopeByServer = new Map<string, string>();
+
+/** `--scope X` on a request: the token for scope X is sent to that gateway, whatever config.toml says. */
+async function useScope(server: string, scope: string | undefined): Promise<void> {
+  if (scope === undefined || scope.trim() === '') return;
+  const s = scopeString(scope, (await loadConfig()).auth.issuer);
+  if (s !== scope.trim()) process.stderr.write(`s2uc: note: --scope ${scope} taken as ${s} (the scope the reference asked Globus Auth for)\n`);
+  scopeByServer.set(server, s);
+}
+
+/** The token for a server from tokens.json, by its --scope or the scope config.toml names for it (none named: none sent). */
 async function tokenFor(server: string): Promise<string | undefined> {
-  const config = await (clientConfig ??= import('./auth/config.js').then((m) => m.loadClientConfig()));
+  const config = await loadConfig();
+  const given = scopeByServer.get(server);
   // No scope for this server: no token, and no need to load the OIDC client (about 40 ms).
-  if (config.scopeFor(server) === undefined) return undefined;
-  return (await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open({ config })))).getToken(server);
+  if (given === undefined && config.scopeFor(server) === undefined) return undefined;
+  const auth = await (userAuth ??= import('./auth/login.js').then((m) => m.UserAuth.open({ config })));
+  return given !== undefined ? auth.tokenForScope(given, `s2cs ${server}`) : auth.getToken(server);
 }
 
 function connection(): ConnectionOptions {
@@ -270,6 +285,20 @@ function specOptions(cmd: Command, json = 'print one JSON object on stdout'): Co
     .option('--json', json);
 }
 
+interface ReferenceFlags {
+  mock?: boolean;
+  scope?: string;
+}
+
+/** The reference's `--scope` (and, where it takes it, `--mock`) on a single-gateway request. */
+function referenceOptions(cmd: Command, mock: boolean): Command {
+  cmd.option('--scope <scope>', "send the token for this scope (from s2uc login --scope) to the gateway instead of config.toml's; a Globus resource server id means its .../scistream scope, as in the reference");
+  if (mock) cmd.option('--mock <bool>', `the reference's spelling: True uses the fixed uid ${MOCK_UID} (prefer --uid)`, option(parseClickBool));
+  return cmd;
+}
+
+const note = (line: string) => process.stderr.write(`${line}\n`);
+
 /** For flows whose application controller sends Hello: scripts read the secret from a file while s2uc waits. */
 function secretFileOption(cmd: Command): Command {
   return cmd.option(
@@ -354,56 +383,62 @@ function releaseCommand(uid: string, servers: string[]): string {
   return `s2uc${g.insecure ? ' --insecure' : ''} release ${uid}${all ? '' : servers.map((s) => ` --s2cs ${s}`).join('')}`;
 }
 
-specOptions(
+referenceOptions(specOptions(
   program
     .command('inbound-request')
     .description('expose services inside this facility on its gateway (S2UC sends the Hello itself)')
-    .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
+    .option('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'), 'localhost:5000')
     .option('--targets <host:port,...>', 'services to expose, e.g. 10.0.0.5:5074,10.0.0.5:5075', addressList('--targets'))
-    .option('--remote-ip <ip>', 'host of the services (reference spelling, with --receiver-ports)')
-    .option('--receiver-ports <port,...>', 'ports of the services on --remote-ip'),
-).action(async (f: SpecFlags & { s2cs: string; targets?: string[]; remoteIp?: string; receiverPorts?: string }) => {
-  let targets = f.targets;
-  if (!targets && f.remoteIp && f.receiverPorts) {
-    targets = parseAddressList(
-      f.receiverPorts
-        .split(',')
-        .map((p) => `${f.remoteIp!.includes(':') ? `[${f.remoteIp}]` : f.remoteIp}:${p.trim()}`)
-        .join(','),
-      '--receiver-ports',
-    ).map(formatAddress);
-  }
-  if (!targets) throw new Error('say which services to expose: --targets host:port[,...] (or --remote-ip IP --receiver-ports P[,...])');
+    .option('--remote-ip <ip>', 'host of the services (reference spelling, with --receiver-ports; default localhost)')
+    .option('--receiver-ports <port,...>', `ports of the services on --remote-ip (default, as the reference: ${REFERENCE_RECEIVER_PORTS})`),
+), true).action(async (f: SpecFlags & ReferenceFlags & { s2cs: string; targets?: string[]; remoteIp?: string; receiverPorts?: string }) => {
+  if (f.targets && (f.remoteIp || f.receiverPorts)) throw new UsageError('give the services once: --targets host:port[,...], or --remote-ip IP --receiver-ports P[,...]');
+  // Either half of the reference's pair brings its other half's default, as in the reference.
+  const targets = f.targets ?? (f.remoteIp || f.receiverPorts ? receiverAddresses(f.remoteIp ?? 'localhost', f.receiverPorts ?? REFERENCE_RECEIVER_PORTS) : undefined);
+  if (!targets) throw new UsageError(`say which services to expose: --targets host:port[,...] or --remote_ip IP --receiver_ports P[,...] (the reference's defaults: --remote_ip localhost --receiver_ports ${REFERENCE_RECEIVER_PORTS})`);
+  const spec = specOf(f, mockedUid(f.mock, f.uid, note));
+  await useScope(f.s2cs, f.scope);
   const { inboundRequest } = await flows();
-  printSide(await settled(inboundRequest(f.s2cs, targets, specOf(f), flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
+  printSide(await settled(inboundRequest(f.s2cs, targets, spec, flow(f, [f.s2cs], 'PROD'))), f.json, 'inbound listeners -> services');
 });
 
-secretFileOption(specOptions(
+referenceOptions(secretFileOption(specOptions(
   program
     .command('outbound-request')
     .description('let applications in this facility reach remote listeners through its gateway')
     .argument('[uid]', "the stream's uid (the reference's spelling; same as --uid)")
     .argument('[remote-listeners]', "listeners to reach (the reference's spelling; same as --remote-listeners)")
     .requiredOption('--s2cs <host:port>', "the facility's s2cs", address('--s2cs'))
-    .option('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners')),
-)).action(async (uid: string | undefined, listeners: string | undefined, f: SpecFlags & { s2cs: string; remoteListeners?: string[] }) => {
+    .option('--remote-listeners <host:port,...>', 'listeners to reach, e.g. the producer gateway WAN listeners', addressList('--remote-listeners'))
+    .option('--remote-ip <ip>', "the reference's stand-in Hello address: accepted, not needed (s2uc completes the request itself)")
+    .option('--receiver-ports <port,...>', 'with --remote-ip: accepted, not needed'),
+)), false).action(async (uid: string | undefined, listeners: string | undefined, f: SpecFlags & ReferenceFlags & { s2cs: string; remoteListeners?: string[]; remoteIp?: string; receiverPorts?: string }) => {
   if (uid !== undefined && f.uid !== undefined && uid !== f.uid) throw new UsageError(`the uid is given twice, as ${uid} and as --uid ${f.uid}; give it once`);
   const remote = listeners !== undefined ? parseAddressList(listeners, 'remote listeners').map(formatAddress) : f.remoteListeners;
   if (!remote) throw new UsageError('say which listeners to reach: --remote-listeners host:port[,...] (or, as the reference: outbound-request UID HOST:PORT[,...])');
+  if (f.remoteIp !== undefined || f.receiverPorts !== undefined) {
+    // The reference sent them in a PROD Hello of its own only to let its CONS req return;
+    // the data goes to the listeners named here either way. Checked, so that a typo is still an error.
+    receiverAddresses(f.remoteIp ?? 'localhost', f.receiverPorts ?? REFERENCE_RECEIVER_PORTS);
+    note(`s2uc: note: --remote_ip/--receiver_ports not needed: the reference sent them in a stand-in Hello that only let its request return; the gateway forwards to ${remote.join(',')}`);
+  }
   const spec = specOf(f, uid ?? f.uid);
+  await useScope(f.s2cs, f.scope);
   const { outboundRequest } = await flows();
   printSide(await settled(outboundRequest(f.s2cs, remote, spec, flow(f, [f.s2cs], 'CONS'))), f.json, 'outbound listeners -> remote listeners');
 });
 
-secretFileOption(specOptions(
+referenceOptions(secretFileOption(specOptions(
   program
     .command('request1')
     .alias('prod-req')
     .description("the seed tutorial's single-gateway flow: REQ, wait for the producer's Hello, UpdateTargets")
     .option('--s2cs <host:port>', "the producer facility's s2cs", address('--s2cs'), 'localhost:5000'),
-)).action(async (f: SpecFlags & { s2cs: string }) => {
+)), true).action(async (f: SpecFlags & ReferenceFlags & { s2cs: string }) => {
+  const spec = specOf(f, mockedUid(f.mock, f.uid, note));
+  await useScope(f.s2cs, f.scope);
   const { request1 } = await flows();
-  printSide(await settled(request1(f.s2cs, specOf(f), flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
+  printSide(await settled(request1(f.s2cs, spec, flow(f, [f.s2cs], 'PROD'))), f.json, 'listeners -> producer');
 });
 
 program
@@ -520,4 +555,5 @@ addExamples(program, {
   whoami: ['s2uc whoami', 's2uc whoami --userinfo --json'],
 });
 
-await runCli(program);
+// The reference's `s2uc -v` is its version; ours is --verbose, which alone means nothing.
+await runCli(program, process.argv.length === 3 && process.argv[2] === '-v' ? [...process.argv.slice(0, 2), '--version'] : process.argv);

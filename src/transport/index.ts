@@ -27,7 +27,7 @@ export interface Transport {
   connect(address: Address, options: SocketOptions): Promise<Socket>;
 }
 
-export { TcpTransport, listenTcp, readInto, type TcpListener } from './tcp.js';
+export { TcpTransport, listenTcp, listenTcpOn, readInto, type TcpListener } from './tcp.js';
 export { TlsTransport, HandshakeTimedOut, type StreamCredentials } from './tls.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
 export { FrameReader, END_FRAME, HEARTBEAT_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from './frames.js';

@@ -24,6 +24,12 @@ interface Addon {
   setKeepAlive?(fd: number, idleS: number, intervalS: number, count: number, userTimeoutMs: number): number;
   /** [errno, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT]. */
   getKeepAlive?(fd: number): [number, number, number, number, number, number];
+  /** [errno, fd]: a TCP socket bound to a numeric host and port, not listening (socket-options.ts). */
+  reservePort?(host: string, port: number): [number, number];
+  /** 0, or the errno of a failed listen on a reserved descriptor. */
+  listenReserved?(fd: number, backlog: number): number;
+  /** 0, or the errno of a failed close. */
+  closeFd?(fd: number): number;
 }
 
 /** Where the build puts the addon, from dist/src/transport/ (or src/transport/ under a TS loader). */

@@ -79,3 +79,44 @@ export function getKeepAlive(fd: number): KeepAlive & { on: boolean } {
   if (errno !== 0) throw errnoError(errno, 'getsockopt', 'keepalive');
   return { on: on !== 0, idleS, intervalS, count, userTimeoutMs };
 }
+
+// Ports held without listening (native/linger.c reservePort): a spare data port is
+// a bound socket that does not listen, so a connection to it is refused by the
+// kernel (ECONNREFUSED at the client) instead of being accepted and then reset,
+// and no other program can bind the port meanwhile. A stream that takes the port
+// listens on that very socket (listenReserved, then Node's listen({ fd })).
+
+/** Whether the addon can hold ports without listening (an addon built before reservePort cannot). */
+export function reservePortNative(): boolean {
+  const addon = nativeSocketAddon();
+  return typeof addon?.reservePort === 'function' && typeof addon.listenReserved === 'function' && typeof addon.closeFd === 'function';
+}
+
+/**
+ * Binds a TCP socket to `host` (a numeric address) and `port` without listening;
+ * returns its descriptor, which the caller owns: listenReserved then hands it to
+ * Node, or closeReserved closes it. Throws the errno's error (EADDRINUSE: another
+ * socket holds the port), or when the addon cannot do it.
+ */
+export function reservePort(host: string, port: number): number {
+  const addon = nativeSocketAddon();
+  if (!addon?.reservePort) throw new Error('the native addon (native/build/linger.node) with reservePort is not loaded');
+  const [errno, fd] = addon.reservePort(host.replace(/^\[(.*)\]$/, '$1'), port);
+  if (errno !== 0) throw errnoError(errno, 'bind', `${host}:${port}`);
+  return fd;
+}
+
+/** Makes a reserved descriptor listen; on failure it is closed here (the caller owns nothing then) and the errno's error thrown. */
+export function listenReserved(fd: number, backlog: number): void {
+  const addon = nativeSocketAddon();
+  const errno = addon?.listenReserved ? addon.listenReserved(fd, backlog) : -1;
+  if (errno === 0) return;
+  closeReserved(fd);
+  if (errno < 0) throw new Error('the native addon (native/build/linger.node) with listenReserved is not loaded');
+  throw errnoError(errno, 'listen', 'a reserved port');
+}
+
+/** Closes a reserved descriptor no stream took (best effort: it is the caller's, and closed once). */
+export function closeReserved(fd: number): void {
+  nativeSocketAddon()?.closeFd?.(fd);
+}

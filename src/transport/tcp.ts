@@ -1,4 +1,4 @@
-import { Socket, createServer, connect, type NetConnectOpts, type SocketConstructorOpts } from 'node:net';
+import { Server, Socket, createServer, connect, type NetConnectOpts, type SocketConstructorOpts } from 'node:net';
 import type { Address } from '../protocol/address.js';
 import type { SocketOptions, Transport } from './index.js';
 import type { ConnectionReads } from './reads.js';
@@ -14,7 +14,7 @@ export interface TcpListener {
  * capable: nothing is read until a transport or the forwarder takes them.
  */
 export function listenTcp(address: Address, options: SocketOptions, onConnection: (socket: Socket) => void): Promise<TcpListener> {
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: options.highWaterMark }, onConnection);
+  const server = dataServer(options, onConnection);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: address.host, port: address.port, exclusive: true }, () => {
@@ -27,6 +27,27 @@ export function listenTcp(address: Address, options: SocketOptions, onConnection
       });
     });
   });
+}
+
+function dataServer(options: SocketOptions, onConnection: (socket: Socket) => void): Server {
+  return createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, highWaterMark: options.highWaterMark }, onConnection);
+}
+
+/**
+ * As listenTcp, on a descriptor that already listens (a reserved port: see
+ * transport/socket-options.ts listenReserved), which Node owns from now on and
+ * closes with the listener. Synchronous: Node listens on a descriptor at once.
+ * `onError`: an error Node reports later about the descriptor (not expected).
+ */
+export function listenTcpOn(fd: number, address: Address, options: SocketOptions, onConnection: (socket: Socket) => void, onError: (err: Error) => void): TcpListener {
+  const server = dataServer(options, onConnection);
+  server.on('error', onError);
+  server.listen({ fd });
+  const bound = server.address();
+  return {
+    address: { host: address.host, port: typeof bound === 'object' && bound ? bound.port : address.port },
+    close: () => new Promise<void>((done) => server.close(() => done())),
+  };
 }
 
 /** Plain TCP: the LAN legs, and the WAN leg only where s2cs runs with --allow-plaintext-data. */

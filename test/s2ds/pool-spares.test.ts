@@ -1,6 +1,6 @@
 // Spare listeners (AgentPool with `spares`): a request answered from listeners an
 // agent opened ahead, against real agent processes over Unix sockets. What must
-// hold: connections on a spare are reset, the stream forwards once its targets
+// hold: connections on a spare are refused (never accepted), the stream forwards once its targets
 // come, ports count spares as free, spares never make a request fail that fits,
 // they vanish with their agent without a stream reported lost, and whatever an
 // s2cs left behind is closed by the next one or by a graceful stop.
@@ -42,7 +42,7 @@ function exchange(a: Address, text: string): Promise<{ data: string; error?: str
   });
 }
 
-test('a request is answered from spares: a connection on a spare is reset, the stream forwards with its record, ports count spares as free, close releases them', async () => {
+test('a request is answered from spares: a connection on a spare is refused, the stream forwards with its record, ports count spares as free, close releases them', async () => {
   const agent = await startAgentProcess({ ports: 8 });
   const remote = new RemoteAgent({ address: agent.address, pollIntervalMs: 200 });
   const pool = new AgentPool([remote], { logger: silentLogger, spares: 2 });
@@ -57,7 +57,7 @@ test('a request is answered from spares: a connection on a spare is reset, the s
     assert.deepEqual(pool.ports(), { reserved: 0, free: 8 });
     const onSpare = await exchange(pool.sparesOn(remote)[0]!, 'hello');
     assert.equal(onSpare.data, '', 'nothing is forwarded from a spare');
-    assert.equal(onSpare.error, 'ECONNRESET', 'a connection on a spare is reset, never ended cleanly');
+    assert.equal(onSpare.error, 'ECONNREFUSED', 'a connection on a spare is refused, never accepted then reset');
 
     const listeners = await pool.startListeners('s1', 1);
     assert.ok(spares.includes(formatAddress(listeners[0]!)), `${formatAddress(listeners[0]!)} is one of the spares ${spares.join(', ')}`);

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
-import { DATA_DEFAULTS } from '../local.js';
+import { DATA_DEFAULTS, sparesUnavailable } from '../local.js';
 import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind, checkDataPlaneFlags } from '../flags.js';
 import { admissionOptionsOf, type AdmissionFlags } from '../admission.js';
 import { parseSize } from '../../units.js';
@@ -123,6 +123,8 @@ const start: Command = addAdmissionOptions(program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    const noSpares = sparesUnavailable();
+    if (noSpares) logger.info(noSpares);
     // SIGHUP's default would end the agent and every stream it carries (a service manager's reload, a closed terminal).
     process.on('SIGHUP', () =>
       logger.warn('SIGHUP: s2ds reloads nothing (its settings apply at start); it goes on forwarding. To apply a changed --config, restart it: the streams it carries then end'),

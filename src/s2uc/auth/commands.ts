@@ -7,6 +7,7 @@ import { formatAddress, parseAddress } from '../../protocol/address.js';
 import { ScistreamError } from '../../protocol/errors.js';
 import type { AuthIO, LoginFlow, UserAuth } from './login.js';
 import type { StoredIdentity } from './tokens.js';
+import { scopeString } from '../reference.js';
 
 /** login.js brings openid-client and jose: loaded by these commands only, not at every s2uc start. */
 async function openUserAuth(): Promise<UserAuth> {
@@ -48,6 +49,35 @@ function who(id: StoredIdentity | undefined): string {
 
 const serverList = (v: string, prev: string[] = []) => [...prev, formatAddress(parseAddress(v, '--s2cs'))];
 
+/** A --scope as the provider knows it, saying so when a reference-style Globus id was expanded. */
+function asScope(scope: string, auth: UserAuth): string {
+  const s = scopeString(scope, auth.config.auth.issuer);
+  if (s !== scope) say(`s2uc: note: --scope ${scope} taken as ${s} (the scope the reference asked Globus Auth for)`);
+  return s;
+}
+
+/** `check-auth --scope`: the token state for one scope; exit 1 when it is not usable. The token itself is not printed. */
+async function checkScope(auth: UserAuth, scope: string, json: boolean | undefined): Promise<void> {
+  const s = await auth.checkScope(scope);
+  const st = s.scope;
+  const ok = s.loggedIn && (st.state === 'valid' || (st.state === 'expired' && st.refreshable));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ ...s, ok })}\n`);
+  } else {
+    process.stdout.write(s.loggedIn ? `logged in at ${s.issuer} as ${who(s.identity)}\n` : `not logged in at ${s.issuer}${s.note ? ` (${s.note})` : ''}: run \`s2uc login --scope ${scope}\`\n`);
+    const state =
+      st.state === 'valid'
+        ? `token valid${st.expiresAt ? ` until ${st.expiresAt.toISOString()}` : ''}`
+        : st.state === 'expired'
+          ? st.refreshable
+            ? 'token expired; refreshed on next use'
+            : `token expired: run \`s2uc login --scope ${scope}\``
+          : `no token: run \`s2uc login --scope ${scope}\``;
+    process.stdout.write(`  scope ${scope}: ${state}\n`);
+  }
+  if (!ok) process.exitCode = EXIT.failed;
+}
+
 export function addAuthCommands(program: Command): void {
   program
     .command('login')
@@ -60,12 +90,13 @@ export function addAuthCommands(program: Command): void {
       if (f.device && f.code) throw new ScistreamError('INVALID_ARGUMENT', 'choose one of --device and --code');
       const flow: LoginFlow = f.device ? 'device' : f.code ? 'code' : 'auto';
       const auth = await openUserAuth();
+      const scopes = f.scope?.map((s) => asScope(s, auth));
       const abort = new AbortController();
       const interrupt = () => abort.abort();
       process.once('SIGINT', interrupt);
       const io: AuthIO = { print: say, prompt: (q) => promptLine(q, abort.signal) };
       try {
-        const r = await auth.login({ io, flow, scopes: f.scope, signal: abort.signal });
+        const r = await auth.login({ io, flow, scopes, signal: abort.signal });
         if (f.json) {
           process.stdout.write(`${JSON.stringify({ loggedIn: true, flow: r.flow, identity: r.identity, scopes: r.scopes, missing: r.missing, tokenFile: auth.store.path })}\n`);
         } else {
@@ -94,9 +125,15 @@ export function addAuthCommands(program: Command): void {
     .command('check-auth')
     .description('show which s2cs have a usable token (exit 1 when one has none)')
     .option('--s2cs <host:port>', 'check this server; repeat for more (default: every server in config.toml)', serverList)
+    .option('--scope <scope>', "check the token for this scope instead (the reference's spelling; a Globus resource server id means its .../scistream scope)")
     .option('--json', 'print one JSON object on stdout')
-    .action(async (f: { s2cs?: string[]; json?: boolean }) => {
+    .action(async (f: { s2cs?: string[]; scope?: string; json?: boolean }) => {
       const auth = await openUserAuth();
+      if (f.scope !== undefined) {
+        if (f.s2cs) throw new ScistreamError('INVALID_ARGUMENT', 'give --s2cs or --scope, not both');
+        await checkScope(auth, asScope(f.scope, auth), f.json);
+        return;
+      }
       const s = await auth.checkAuth(f.s2cs);
       // An expired token that can be refreshed is fine: s2uc refreshes it on use.
       const usable = (st: (typeof s.servers)[number]) => st.state === 'valid' || (st.state === 'expired' && st.refreshable) || st.state === 'not-configured';

@@ -93,6 +93,17 @@ export interface ServerAuthStatus {
   expiresAt?: Date;
 }
 
+export type ScopeStatus = Omit<ServerAuthStatus, 'server'> & { scope: string };
+
+/** What tokens.json holds for `scope`. */
+function scopeState(file: TokenFile | undefined, scope: string, now: number): ScopeStatus {
+  const found = findToken(file, scope, now);
+  if (!found) return { scope, state: 'missing', refreshable: false };
+  const s: ScopeStatus = { scope, state: isExpired(found.token, now, 0) ? 'expired' : 'valid', refreshable: found.token.refresh_token !== undefined };
+  if (found.token.expires_at !== undefined) s.expiresAt = new Date(found.token.expires_at * 1000);
+  return s;
+}
+
 export interface AuthStatus {
   issuer: string;
   tokenFile: string;
@@ -194,7 +205,8 @@ export class UserAuth {
         }
       }
       const missing: { scope: string; reason: string }[] = [];
-      for (const s of serverScopes) {
+      // Scopes asked for by name (login --scope) are obtained the same way as the servers'.
+      for (const s of unique([...serverScopes, ...(opts.scopes ?? [])])) {
         if (findToken(file, s)) continue;
         const rt = latestRefreshToken(file);
         if (!rt) {
@@ -276,17 +288,22 @@ export class UserAuth {
       servers: names.map((server) => {
         const scope = this.config.scopeFor(server);
         if (scope === undefined) return { server, state: 'not-configured', refreshable: false };
-        const found = findToken(file, scope, now);
-        if (!found) return { server, scope, state: 'missing', refreshable: false };
-        const s: ServerAuthStatus = {
-          server,
-          scope,
-          state: isExpired(found.token, now, 0) ? 'expired' : 'valid',
-          refreshable: found.token.refresh_token !== undefined,
-        };
-        if (found.token.expires_at !== undefined) s.expiresAt = new Date(found.token.expires_at * 1000);
-        return s;
+        return { server, ...scopeState(file, scope, now) };
       }),
+    };
+    if (file?.identity) status.identity = file.identity;
+    if (note) status.note = note;
+    return status;
+  }
+
+  /** The stored token's state for one scope (`s2uc check-auth --scope`, as the reference's). No network I/O. */
+  async checkScope(scope: string): Promise<Omit<AuthStatus, 'servers'> & { scope: ScopeStatus }> {
+    const { file, note } = await this.loadOwn();
+    const status: Omit<AuthStatus, 'servers'> & { scope: ScopeStatus } = {
+      issuer: this.config.auth.issuer,
+      tokenFile: this.store.path,
+      loggedIn: file !== undefined,
+      scope: scopeState(file, scope, nowSec()),
     };
     if (file?.identity) status.identity = file.identity;
     if (note) status.note = note;
