@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN_DIR } from '../../src/demo/procs.js';
 import { ADDR, labForSuite, type Host, type NetnsLab, type NsProc } from '../support/netns.js';
+import { docBlocks } from '../support/doc-blocks.js';
 import { until } from '../support/until.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -39,13 +40,11 @@ function forTheLab(text: string): string {
   return out.replace(/--bytes 1GiB/g, '--bytes 32MiB');
 }
 
-/** The fenced code blocks of the section whose heading starts with `## <n>.` */
+/** The fenced code blocks of the section whose heading starts with `<n>.` */
 function blocks(section: number): string[] {
-  const start = GUIDE.indexOf(`\n## ${section}. `);
-  assert.ok(start >= 0, `docs/deployment.md has a section ${section}`);
-  const end = GUIDE.indexOf('\n## ', start + 1);
-  const text = GUIDE.slice(start, end < 0 ? undefined : end);
-  return [...text.matchAll(/^ *```[a-z]*\n([\s\S]*?)^ *```$/gm)].map((m) => m[1]!.replace(/^ {2}/gm, ''));
+  const found = docBlocks(GUIDE).filter((b) => b.section.startsWith(`${section}. `));
+  assert.ok(found.length > 0, `docs/deployment.md has code in a section ${section}`);
+  return found.map((b) => b.body);
 }
 
 /** A command of a shell block, and the host it runs on: the last comment naming one says which. */
@@ -91,7 +90,7 @@ function readiness(command: string): RegExp | undefined {
 
 /** Every code line of the guide, continuation lines (`\\` at the end) joined. */
 function allCodeLines(): string[] {
-  const code = [...GUIDE.matchAll(/^ *```[a-z]*\n([\s\S]*?)^ *```$/gm)].map((m) => m[1]!).join('\n');
+  const code = docBlocks(GUIDE).map((b) => b.body).join('\n');
   return code.replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 }
 
