@@ -18,6 +18,24 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const GUIDE = readFileSync(join(ROOT, 'docs', 'deployment.md'), 'utf8');
 const STEP = { timeout: 120_000 };
 
+/** Debian 12's /etc/nftables.conf as the nftables package installs it. */
+const DEBIAN_NFTABLES_CONF = `#!/usr/sbin/nft -f
+
+flush ruleset
+
+table inet filter {
+\tchain input {
+\t\ttype filter hook input priority filter;
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter;
+\t}
+\tchain output {
+\t\ttype filter hook output priority filter;
+\t}
+}
+`;
+
 /** The guide's example addresses and networks, and the lab's in their place (longest first). */
 const ADDRESSES: readonly (readonly [string, string])[] = [
   ['10.1.0.0/24', '10.201.1.0/24'],
@@ -364,4 +382,35 @@ describe('docs/deployment.md, run as written across two facilities behind its fi
     assert.match(consumer!.stdout(), /^verified \S+ MiB over 2 connection\(s\)/m, consumer!.describe());
     releasedOnBoth(release!);
   }
+
+  test("§2: loaded at boot from Debian 12's /etc/nftables.conf; beside an operator's own drop policy, merged into it as it says", STEP, async () => {
+    const lab = L();
+    const table = forTheLab(blocks(2).find((b) => b.includes('define peer_gw'))!);
+    const file = join(lab.dir, 'scistream.nft');
+    writeFileSync(file, table);
+    const nft = async (text: string) => {
+      const f = join(lab.dir, 'ruleset.nft');
+      writeFileSync(f, text);
+      await lab.run('gwa', ['nft', '-f', f], { check: true });
+    };
+    // Nothing listens on gwa now: let through is refused, dropped is no answer.
+    const allowed: [Host, string, string][] = [
+      ['user', `${ADDR.gwaWan}:5000`, 'ECONNREFUSED'],
+      ['gwb', `${ADDR.gwaWan}:5100`, 'ECONNREFUSED'],
+      ['user', `${ADDR.gwaWan}:5100`, 'ETIMEDOUT'],
+    ];
+    // Debian 12's own /etc/nftables.conf, with the include the guide adds at its end.
+    await nft(`${DEBIAN_NFTABLES_CONF}\ninclude "${file}"\n`);
+    await probe(allowed);
+    // Beside an operator's table with a drop policy, the guide's accepts do not count...
+    const own = (rules: string) => `flush ruleset\ntable inet filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n${rules}\n  }\n}\n`;
+    await nft(`${own('    ct state established,related accept\n    iif lo accept\n    tcp dport 22 accept')}\ninclude "${file}"\n`);
+    await probe([['user', `${ADDR.gwaWan}:5000`, 'ETIMEDOUT'], ['gwb', `${ADDR.gwaWan}:5100`, 'ETIMEDOUT']]);
+    // ...so the guide says to add its lines, from \`ct state\` on, with the defines, to the operator's chain.
+    const defines = table.split('\n').filter((l) => l.startsWith('define ')).join('\n');
+    const body = table.slice(table.indexOf('ct state'), table.lastIndexOf('}', table.lastIndexOf('}') - 1)).trimEnd();
+    await nft(`${defines}\n${own(`    ${body}`)}`);
+    await probe(allowed);
+    await lab.run('gwa', ['nft', 'flush', 'ruleset'], { check: true });
+  });
 });
