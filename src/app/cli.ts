@@ -12,14 +12,17 @@ const addressList = (field: string) => option((t: string) => parseAddressList(t,
 
 const APP_SECRET_ENV = 'SCISTREAM_APP_SECRET';
 
-/** The secret in `file`, waiting up to `waitMs` for it to appear (s2uc writes it while its request is under way). */
-async function readSecretFile(file: string, waitMs: number): Promise<string> {
+/**
+ * The secret in `file`, waiting up to `waitMs` for it to appear (s2uc writes it while its request is
+ * under way). s2uc writes the file empty when the gateway issued no secret (it checks no tokens): then
+ * the Hello carries none, so the same two commands work with and without tokens.
+ */
+async function readSecretFile(file: string, waitMs: number): Promise<string | undefined> {
   const until = Date.now() + waitMs;
   for (;;) {
     try {
       const secret = (await readFile(file, 'utf8')).trim();
-      if (secret === '') throw new Error(`--app-secret-file ${file} is empty; it should hold the secret s2uc request wrote`);
-      return secret;
+      return secret === '' ? undefined : secret;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         if ((err as NodeJS.ErrnoException).code) throw new Error(`cannot read --app-secret-file ${file}: ${(err as NodeJS.ErrnoException).code}`);
