@@ -1,4 +1,4 @@
-// `npm install -g` of the packed package puts s2cs, s2ds, s2uc and s2app on PATH, and
+// `npm install -g` of the packed package puts s2cs, s2ds, s2uc, s2app and appctrl on PATH, and
 // the installed s2cs is the process a supervisor starts: a SIGTERM sent to that pid
 // releases the streams, stops the workers and exits 0.
 import { test, before, after } from 'node:test';
@@ -14,7 +14,7 @@ import { canConnect } from '../support/sockets.js';
 import { alive } from '../support/process.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const PROGRAMS = ['s2cs', 's2ds', 's2uc', 's2app'] as const;
+const PROGRAMS = ['s2cs', 's2ds', 's2uc', 's2app', 'appctrl'] as const;
 const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 let dir: string;
@@ -44,7 +44,7 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test('the four programs are on PATH after npm install -g, and answer --version and --help', () => {
+test('the five programs are on PATH after npm install -g, and answer --version and --help', () => {
   assert.deepEqual(readdirSync(join(prefix, 'bin')).sort(), [...PROGRAMS].sort());
   for (const program of PROGRAMS) {
     const bin = join(prefix, 'bin', program);
