@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN_DIR, watchChild, type Proc } from '../../src/demo/procs.js';
-import { requireNetns } from './netns.js';
+import { removeLabNamespaces, requireNetns } from './netns.js';
 
 function exec(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -60,7 +60,7 @@ export class FlatLab {
   async setup(): Promise<void> {
     requireNetns();
     this.started = true;
-    await this.removeNamespaces();
+    await removeLabNamespaces(this.prefix);
     for (const n of this.names) {
       await exec('ip', ['netns', 'add', this.ns(n)]);
       await exec('ip', ['-n', this.ns(n), 'link', 'set', 'lo', 'up']);
@@ -127,34 +127,11 @@ export class FlatLab {
   async destroy(): Promise<void> {
     try {
       await Promise.all([...this.procs].map((p) => this.stop(p)));
-      if (this.started) {
-        for (const n of await this.existing()) {
-          for (const pid of (await exec('ip', ['netns', 'pids', n])).split('\n').map(Number).filter((x) => x > 0)) {
-            try {
-              process.kill(pid, 'SIGKILL');
-            } catch {
-              // Gone.
-            }
-          }
-        }
-        await this.removeNamespaces();
-      }
+      if (this.started) await removeLabNamespaces(this.prefix);
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
       process.off('exit', this.onExit);
     }
-  }
-
-  private async existing(): Promise<string[]> {
-    const out = await exec('ip', ['netns', 'list']);
-    return out
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/)[0] ?? '')
-      .filter((n) => n.startsWith(`${this.prefix}-`));
-  }
-
-  private async removeNamespaces(): Promise<void> {
-    for (const n of await this.existing()) await exec('ip', ['netns', 'del', n]);
   }
 
   private destroySync(): void {

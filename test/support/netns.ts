@@ -124,6 +124,26 @@ async function namespacesWithPrefix(prefix: string): Promise<string[]> {
     .filter((n) => n.startsWith(`${prefix}-`));
 }
 
+/**
+ * Ends every process still in the namespaces named `<prefix>-*` (those a lab did not start itself,
+ * such as the agents s2cs runs in their own process groups, are found by namespace), then deletes
+ * the namespaces.
+ */
+export async function removeLabNamespaces(prefix: string): Promise<void> {
+  for (const n of await namespacesWithPrefix(prefix)) {
+    const { stdout } = await exec('ip', ['netns', 'pids', n]);
+    for (const pid of stdout.split('\n').map(Number).filter((x) => x > 0)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  }
+  // Deleting a namespace deletes the veths and the bridge in it (and so their peers).
+  for (const n of await namespacesWithPrefix(prefix)) await exec('ip', ['netns', 'del', n]);
+}
+
 export class NetnsLab {
   readonly prefix: string;
   /** Scratch directory for homes, state dirs, pcaps; removed by destroy(). */
@@ -179,7 +199,7 @@ export class NetnsLab {
   async setup(): Promise<void> {
     requireNetns();
     this.started = true;
-    await this.removeNamespaces();
+    await removeLabNamespaces(this.prefix);
     const i = this.ifaces;
     for (const h of this.hosts) {
       try {
@@ -349,30 +369,11 @@ export class NetnsLab {
   async destroy(): Promise<void> {
     try {
       await Promise.all([...this.procs].map((p) => p.stop('SIGTERM', 5000)));
-      if (this.started) {
-        // Processes this lab did not start itself (agents that s2cs runs in their own
-        // process groups) are found by namespace.
-        for (const n of await namespacesWithPrefix(this.prefix)) {
-          const { stdout } = await exec('ip', ['netns', 'pids', n]);
-          for (const pid of stdout.split('\n').map(Number).filter((x) => x > 0)) {
-            try {
-              process.kill(pid, 'SIGKILL');
-            } catch {
-              // Gone meanwhile.
-            }
-          }
-        }
-        await this.removeNamespaces();
-      }
+      if (this.started) await removeLabNamespaces(this.prefix);
     } finally {
       rmSync(this.dir, { recursive: true, force: true });
       process.off('exit', this.onExit);
     }
-  }
-
-  private async removeNamespaces(): Promise<void> {
-    // Deleting a namespace deletes the veths and the bridge in it (and so their peers).
-    for (const n of await namespacesWithPrefix(this.prefix)) await exec('ip', ['netns', 'del', n]);
   }
 
   /** Last resort on process exit: no awaiting possible, so SIGKILL and synchronous deletes. */
