@@ -41,6 +41,8 @@ const request = (over: Partial<Request__Output> = {}): Request__Output => ({
   num_conn: 2,
   rate: 0,
   lifetime_s: 0,
+  allow_from: [],
+  listener_ports: [],
   ...over,
 });
 const update = (over: Partial<UpdateTargets__Output> = {}): UpdateTargets__Output => ({

@@ -52,6 +52,16 @@ export const SCISTREAM_DESCRIPTOR = {
             "lifetime_s": {
               "type": "uint32",
               "id": 17
+            },
+            "allow_from": {
+              "rule": "repeated",
+              "type": "string",
+              "id": 18
+            },
+            "listener_ports": {
+              "rule": "repeated",
+              "type": "uint32",
+              "id": 19
             }
           }
         },
@@ -278,6 +288,56 @@ export const SCISTREAM_DESCRIPTOR = {
             "redacted": {
               "type": "bool",
               "id": 30
+            },
+            "allow_from": {
+              "rule": "repeated",
+              "type": "string",
+              "id": 31
+            },
+            "standing": {
+              "type": "bool",
+              "id": 32
+            },
+            "recent_connections": {
+              "rule": "repeated",
+              "type": "ConnectionRecord",
+              "id": 33
+            }
+          }
+        },
+        "ConnectionRecord": {
+          "fields": {
+            "listener": {
+              "type": "string",
+              "id": 1
+            },
+            "leg": {
+              "type": "string",
+              "id": 2
+            },
+            "peer": {
+              "type": "string",
+              "id": 3
+            },
+            "bytes_in": {
+              "type": "uint64",
+              "id": 4
+            },
+            "bytes_out": {
+              "type": "uint64",
+              "id": 5
+            },
+            "duration_ms": {
+              "type": "uint32",
+              "id": 6
+            },
+            "end": {
+              "type": "string",
+              "id": 7
+            },
+            "ended_at_ms": {
+              "type": "uint64",
+              "id": 8
             }
           }
         },

@@ -5,6 +5,7 @@ import type { AgentStatus as _scistream_AgentStatus, AgentStatus__Output as _sci
 import type { AppResponse as _scistream_AppResponse, AppResponse__Output as _scistream_AppResponse__Output } from './scistream/AppResponse';
 import type { Capabilities as _scistream_Capabilities, Capabilities__Output as _scistream_Capabilities__Output } from './scistream/Capabilities';
 import type { CapabilitiesRequest as _scistream_CapabilitiesRequest, CapabilitiesRequest__Output as _scistream_CapabilitiesRequest__Output } from './scistream/CapabilitiesRequest';
+import type { ConnectionRecord as _scistream_ConnectionRecord, ConnectionRecord__Output as _scistream_ConnectionRecord__Output } from './scistream/ConnectionRecord';
 import type { ControlClient as _scistream_ControlClient, ControlDefinition as _scistream_ControlDefinition } from './scistream/Control';
 import type { EndedStream as _scistream_EndedStream, EndedStream__Output as _scistream_EndedStream__Output } from './scistream/EndedStream';
 import type { Hello as _scistream_Hello, Hello__Output as _scistream_Hello__Output } from './scistream/Hello';
@@ -28,6 +29,7 @@ export interface ProtoGrpcType {
     AppResponse: MessageTypeDefinition<_scistream_AppResponse, _scistream_AppResponse__Output>
     Capabilities: MessageTypeDefinition<_scistream_Capabilities, _scistream_Capabilities__Output>
     CapabilitiesRequest: MessageTypeDefinition<_scistream_CapabilitiesRequest, _scistream_CapabilitiesRequest__Output>
+    ConnectionRecord: MessageTypeDefinition<_scistream_ConnectionRecord, _scistream_ConnectionRecord__Output>
     Control: SubtypeConstructor<typeof grpc.Client, _scistream_ControlClient> & { service: _scistream_ControlDefinition }
     EndedStream: MessageTypeDefinition<_scistream_EndedStream, _scistream_EndedStream__Output>
     Hello: MessageTypeDefinition<_scistream_Hello, _scistream_Hello__Output>

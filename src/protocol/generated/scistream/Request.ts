@@ -7,6 +7,8 @@ export interface Request {
   'num_conn'?: (number);
   'rate'?: (number);
   'lifetime_s'?: (number);
+  'allow_from'?: (string)[];
+  'listener_ports'?: (number)[];
 }
 
 export interface Request__Output {
@@ -15,4 +17,6 @@ export interface Request__Output {
   'num_conn': (number);
   'rate': (number);
   'lifetime_s': (number);
+  'allow_from': (string)[];
+  'listener_ports': (number)[];
 }

@@ -1,5 +1,6 @@
 // Original file: proto/scistream.proto
 
+import type { ConnectionRecord as _scistream_ConnectionRecord, ConnectionRecord__Output as _scistream_ConnectionRecord__Output } from '../scistream/ConnectionRecord';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StreamStatus {
@@ -27,6 +28,9 @@ export interface StreamStatus {
   'expires_in_s'?: (number);
   'releasing_on'?: (string)[];
   'redacted'?: (boolean);
+  'allow_from'?: (string)[];
+  'standing'?: (boolean);
+  'recent_connections'?: (_scistream_ConnectionRecord)[];
 }
 
 export interface StreamStatus__Output {
@@ -54,4 +58,7 @@ export interface StreamStatus__Output {
   'expires_in_s': (number);
   'releasing_on': (string)[];
   'redacted': (boolean);
+  'allow_from': (string)[];
+  'standing': (boolean);
+  'recent_connections': (_scistream_ConnectionRecord__Output)[];
 }
