@@ -5,8 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -97,6 +99,96 @@ test('TLS against plain text and plain text against TLS still say so', async () 
       assert.match(msg, /answered with TLS/);
     } finally {
       await secure.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('TLS against plain text and plain text against TLS: every client mode (--server-cert, pinning, --insecure)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    await loadServerTls({ stateDir: dir, names: [] });
+    const certFile = join(dir, 'tls', 'cert.pem');
+    const plain = await startGateway({ credentials: grpc.ServerCredentials.createInsecure() });
+    try {
+      for (const tlsOpts of [{ serverCert: certFile }, { knownServers: join(dir, 'ks') }]) {
+        const msg = await statusError(plain.address, { insecure: false, deadlineMs: 3000, tls: tlsOpts });
+        assert.match(msg, /^s2cs at 127\.0\.0\.1:\d+ answered in plain text: it was started with --insecure; pass --insecure/, msg);
+      }
+    } finally {
+      await plain.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A TCP server for the probes below; every socket it accepts is ended with it. */
+async function serve(make: (onSocket: (s: Socket) => void) => Server, onSocket: (s: Socket) => void): Promise<{ address: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const srv = make((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.once('close', () => sockets.delete(s));
+    onSocket(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  return {
+    address: `127.0.0.1:${port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+test('something that is not s2cs on the port is named by what it answered, for every client mode', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const certFile = join(dir, 'tls', 'cert.pem');
+    const http = createHttpServer((_q, res) => res.end('hello'));
+    const cases: { name: string; server: () => Promise<{ address: string; close: () => Promise<void> }>; expect: RegExp }[] = [
+      {
+        name: 'an HTTP/1 server',
+        server: async () => {
+          await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+          return { address: `127.0.0.1:${(http.address() as { port: number }).port}`, close: () => new Promise<void>((r) => { http.closeAllConnections(); http.close(() => r()); }) };
+        },
+        expect: /something that is not s2cs answers there: an HTTP\/1 server, it answered "HTTP\/1\.1 400 Bad Request"/,
+      },
+      { name: 'an echo server', server: () => serve(createServer, (s) => s.pipe(s)), expect: /something that is not s2cs answers there: an echo service/ },
+      { name: 'an ssh-like banner', server: () => serve(createServer, (s) => s.end('SSH-2.0-OpenSSH_9.2\r\n')), expect: /something that is not s2cs answers there: a server that sent "SSH-2\.0-OpenSSH_9\.2"/ },
+      {
+        name: 'a TLS server without HTTP/2',
+        server: () => serve((on) => createTlsServer({ cert: tls.cert, key: tls.key }, on), () => {}),
+        expect: /something that is not s2cs answers there: a TLS server that does not speak HTTP\/2/,
+      },
+      { name: 'a silent server', server: () => serve(createServer, () => {}), expect: /something accepted the TCP connection but answered neither TLS nor HTTP\/2 within/ },
+      { name: 'a server that closes at once', server: () => serve(createServer, (s) => s.destroy()), expect: /something accepted the TCP connection and closed it without answering TLS or HTTP\/2/ },
+    ];
+    for (const c of cases) {
+      const srv = await c.server();
+      try {
+        for (const [mode, opts] of [
+          ['insecure', { insecure: true }],
+          ['server-cert', { insecure: false, tls: { serverCert: certFile } }],
+          ['pinning', { insecure: false, tls: { knownServers: join(dir, `ks-${c.name}`) } }],
+        ] as const) {
+          const start = Date.now();
+          const msg = await statusError(srv.address, { ...opts, deadlineMs: 3000 });
+          t.diagnostic(`${c.name}, ${mode}, after ${Date.now() - start} ms: ${msg}`);
+          assert.match(msg, new RegExp(`^cannot reach s2cs at ${srv.address.replace(/\./g, '\\.')}`), `${c.name}, ${mode}: ${msg}`);
+          assert.match(msg, c.expect, `${c.name}, ${mode}: ${msg}`);
+          assert.doesNotMatch(msg, /--insecure|certificate/, `${c.name}, ${mode}: ${msg}`);
+        }
+        // Pinning on first use never pinned what is not s2cs.
+        assert.throws(() => readFileSync(join(dir, `ks-${c.name}`), 'utf8'));
+      } finally {
+        await srv.close();
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
