@@ -3,7 +3,7 @@
 // or logs; `tokenRef` (a short hash prefix) is what logs may show.
 import { createHash } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { ScistreamError } from '../protocol/errors.js';
+import { ScistreamError, cannotCheckTokens } from '../protocol/errors.js';
 
 /** What to tell a user whose token is missing, unknown, expired or revoked. */
 export const LOGIN_ADVICE = 'run `s2uc login` (and `s2uc check-auth` to see which tokens you have), then retry';
@@ -23,6 +23,18 @@ export class AuthConfigError extends ScistreamError {
 export const unauthenticated = (m: string) => new ScistreamError('UNAUTHENTICATED', m);
 export const permissionDenied = (m: string) => new ScistreamError('PERMISSION_DENIED', m);
 export const unavailable = (m: string) => new ScistreamError('UNAVAILABLE', m);
+
+/** Whom to tell when the gateway cannot check tokens. */
+export const TELL_OPERATOR = "tell the gateway's operator (the s2cs log says more)";
+
+/**
+ * The gateway cannot check tokens at all (its authorization server does not answer, or
+ * refuses the gateway's own credentials): UNAVAILABLE, never read as the user's token
+ * being bad. `cause` names the server and what it did; `next` what the user can do.
+ */
+export function cannotCheck(cause: string, next = TELL_OPERATOR): ScistreamError {
+  return cannotCheckTokens(`this gateway cannot check access tokens: ${cause}; this is not a problem with your token: ${next}`);
+}
 
 const MAX_TOKEN_LENGTH = 16 * 1024;
 // RFC 6750 b64token plus the characters JWTs and opaque tokens use in practice.
