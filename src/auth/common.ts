@@ -8,6 +8,10 @@ import { ScistreamError, cannotCheckTokens } from '../protocol/errors.js';
 /** What to tell a user whose token is missing, unknown, expired or revoked. */
 export const LOGIN_ADVICE = 'run `s2uc login` (and `s2uc check-auth` to see which tokens you have), then retry';
 
+/** What to tell a user whose token is for another gateway (its audience). */
+export const WRONG_SCOPE_ADVICE =
+  "check that ~/.scistream/config.toml names the scope this gateway's operator gives for it (under [servers.\"host:port\"]), then run `s2uc login` and retry";
+
 /**
  * Bad authentication configuration (a missing client id, an insecure secret file,
  * an http:// URL to a remote host). The CLIs report it as a usage/configuration

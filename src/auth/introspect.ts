@@ -10,6 +10,7 @@ import type { Authenticator, Identity, RpcName } from './index.js';
 import {
   AuthConfigError,
   LOGIN_ADVICE,
+  WRONG_SCOPE_ADVICE,
   bearerToken,
   classifyFailure,
   endpointUrl,
@@ -287,7 +288,7 @@ export class IntrospectionAuth implements Authenticator {
       throw unauthenticated(`the token is a ${r.tokenType}, not an access token: ${LOGIN_ADVICE}`);
     }
     if (this.opts.audience !== undefined && !r.aud.includes(this.opts.audience)) {
-      throw unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${LOGIN_ADVICE}`);
+      throw unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${WRONG_SCOPE_ADVICE}`);
     }
     if (!r.scopes.has(this.opts.scope)) throw missingScope(this.opts.scope);
     const subject = r.subject ?? r.username;

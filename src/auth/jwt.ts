@@ -9,6 +9,7 @@ import type { Authenticator, Identity, RpcName } from './index.js';
 import {
   AuthConfigError,
   LOGIN_ADVICE,
+  WRONG_SCOPE_ADVICE,
   bearerToken,
   classifyFailure,
   endpointUrl,
@@ -154,7 +155,7 @@ export class JwtAuth implements Authenticator {
         case 'iss':
           return unauthenticated(`the access token was issued by another authorization server (expected "${this.opts.issuer}"): ${LOGIN_ADVICE}`);
         case 'aud':
-          return unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${LOGIN_ADVICE}`);
+          return unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${WRONG_SCOPE_ADVICE}`);
         case 'nbf':
         case 'iat':
           return unauthenticated(`the access token is not valid yet (${err.claim}); check the clocks of this host and the client`);
