@@ -151,7 +151,7 @@ test('token problems say which they are and what to do, and a gateway that canno
   const unreachable = await run([...ok.trust, 'status', '--s2cs', ok.address]);
   t.diagnostic(`expired, provider down: ${unreachable.stderr.trim()}`);
   assert.equal(unreachable.code, 1);
-  assert.match(unreachable.stderr, new RegExp(`cannot reach the authorization server ${down.replace(/[./]/g, '\\$&')}`));
+  assert.match(unreachable.stderr, new RegExp(`has expired and could not be refreshed: cannot reach the authorization server ${down.replace(/[./]/g, '\\$&')}`));
   assert.doesNotMatch(unreachable.stderr, /cannot reach s2cs/);
 
   // Expired, and the refresh token was revoked: log in again.
@@ -161,7 +161,7 @@ test('token problems say which they are and what to do, and a gateway that canno
   const noRefresh = await run([...ok.trust, 'status', '--s2cs', ok.address]);
   t.diagnostic(`expired, refresh token revoked: ${noRefresh.stderr.trim()}`);
   assert.equal(noRefresh.code, 1);
-  assert.match(noRefresh.stderr, /the authorization server refused .*(invalid_grant).*revoked.*s2uc login/);
+  assert.match(noRefresh.stderr, /has expired and could not be refreshed: the authorization server refused .*\(invalid_grant.*revoked.*s2uc login/);
 
   for (const gw of [ok, badSecret, authDown, otherAudience, unused]) assert.ok(gw.proc.running(), 'the gateways kept serving');
   assertNoSecrets(
