@@ -9,7 +9,7 @@ import type { Capabilities__Output } from './generated/scistream/Capabilities.js
 import { parseAddress, formatAddress } from './address.js';
 import { ANSWERED_HEADER, statusName } from './errors.js';
 import { MAX_STATUS_SECRETS } from './validate.js';
-import { answeredInPlainText, controlMismatch, diagnose, explain, type Finding } from './diagnose.js';
+import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, type Finding } from './diagnose.js';
 import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -154,6 +154,11 @@ const RETRY_CONFIG = JSON.stringify({
     },
   ],
 });
+
+/** A call not connected after this long has TCP probed. */
+const CONNECT_WATCH_MS = 4000;
+/** How long that probe waits for TCP: it covers the first two SYN retransmissions (1 s, then 3 s). */
+const CONNECT_PROBE_MS = 7000;
 
 /** Most control secrets one connection remembers (the oldest are forgotten first). */
 const MAX_REMEMBERED_SECRETS = 10_000;
@@ -307,6 +312,13 @@ export class ControlConnection {
     return diagnose(this.server, details, !this.opts.insecure);
   }
 
+  /** Whether this connection is still not connected and a TCP probe gets no answer at all (see CONNECT_PROBE_MS). */
+  private async unanswered(): Promise<boolean> {
+    if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return false;
+    const reach = await probeTcp(this.server, CONNECT_PROBE_MS);
+    return reach === 'no-answer' && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY;
+  }
+
   private call<T>(
     rpc: string,
     invoke: (md: grpc.Metadata, o: grpc.CallOptions, cb: grpc.requestCallback<T>) => unknown,
@@ -320,7 +332,13 @@ export class ControlConnection {
           const md = new grpc.Metadata();
           if (t) md.set('authorization', t);
           const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
-          invoke(md, options, (err, res) => {
+          const started = Date.now();
+          let settled = false;
+          let watch: ReturnType<typeof setTimeout> | undefined;
+          const call = invoke(md, options, (err, res) => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(watch);
             if (!err) {
               resolve(res as T);
               return;
@@ -330,7 +348,17 @@ export class ControlConnection {
             if (!answered && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)) {
               void this.probe(details).then((finding) => reject(new RemoteError(this.server, rpc, err.code, details, finding)));
             } else reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, details, undefined, answered));
-          });
+          }) as { cancel?: () => void };
+          // A dropped SYN is said after a few seconds, not at the call's deadline (s2app's Hello waits minutes).
+          watch = setTimeout(() => {
+            void this.unanswered().then((silent) => {
+              if (settled || !silent) return;
+              // The callback that cancel() brings is then ignored.
+              settled = true;
+              call.cancel?.();
+              reject(new RemoteError(this.server, rpc, grpc.status.UNAVAILABLE, 'no TCP connection', { kind: 'no-answer', waitedMs: Date.now() - started }));
+            });
+          }, CONNECT_WATCH_MS);
         }),
     );
   }
