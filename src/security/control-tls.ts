@@ -252,22 +252,3 @@ function fetchCertificate(host: string, port: number, server: string): Promise<s
 export { setClientName } from './client-name.js';
 
 export { answeredInPlainText, controlMismatch } from '../protocol/diagnose.js';
-
-/**
- * Whether a server completes a TLS handshake: asked only after a plain-text call failed
- * to connect, to tell "s2cs speaks TLS" from "nothing there". Sends nothing else.
- */
-export function answersWithTls(server: string, timeoutMs = 3000): Promise<boolean> {
-  const { host, port } = parseAddress(server, 's2cs address');
-  return new Promise((resolve) => {
-    const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
-    const done = (yes: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(yes);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once('secureConnect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
