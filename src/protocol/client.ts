@@ -9,7 +9,7 @@ import type { Capabilities__Output } from './generated/scistream/Capabilities.js
 import { parseAddress, formatAddress } from './address.js';
 import { ANSWERED_HEADER, statusName } from './errors.js';
 import { MAX_STATUS_SECRETS } from './validate.js';
-import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, type Finding } from './diagnose.js';
+import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, tidyDetails, type Finding } from './diagnose.js';
 import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -113,29 +113,16 @@ export function isReferenceStreamNotReady(err: unknown): boolean {
  * `answered`: s2cs itself sent the status (its ANSWERED_HEADER trailer).
  */
 function describe(server: string, rpc: string, code: number, details: string, finding: Finding | undefined, answered: boolean): string {
-  if (finding) return explain(server, rpc, finding, tidy(details));
+  if (finding) return explain(server, rpc, finding, tidyDetails(details));
   if (answered && code === grpc.status.UNAVAILABLE) return `s2cs at ${server} could not serve ${rpc}: UNAVAILABLE: ${details}`;
   if (code === grpc.status.UNAVAILABLE) {
     if (answeredInPlainText(details)) return controlMismatch(server, 'plain');
-    return `cannot reach s2cs at ${server} for ${rpc} (${tidy(details)}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
+    return `cannot reach s2cs at ${server} for ${rpc} (${tidyDetails(details)}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
   }
   if (code === grpc.status.DEADLINE_EXCEEDED && /Deadline exceeded/i.test(details)) {
     return `s2cs at ${server} takes connections but did not answer ${rpc} in time; it may be overloaded (see its log): retry, or raise --timeout`;
   }
   return `s2cs at ${server} refused ${rpc}: ${statusName(code)}: ${details}`;
-}
-
-/** grpc-js's connection failure text without its scaffolding: `connect ECONNREFUSED 127.0.0.1:5000`. */
-function tidy(details: string): string {
-  const text = details
-    .replace(/No connection established\.\s*/i, '')
-    .replace(/Last error:\s*/i, '')
-    .replace(/\bError:\s*/g, '')
-    .replace(/\s*\(\d{4}-\d\d-\d\dT[0-9:.]+Z\)/g, '')
-    .replace(/\.?\s*Resolution note:\s*$/i, '')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return text || details.trim();
 }
 
 // Every rpc is retry-safe on the server (the seed: messages can be lost), so

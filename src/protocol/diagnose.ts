@@ -269,3 +269,56 @@ export function noAnswer(server: string, waitedMs: number, rpc?: string): string
 export function refused(server: string, rpc?: string, why = 'connection refused'): string {
   return `${lead(server, rpc)} (${why}); nothing listens there (connection refused): s2cs is not running there or the port is wrong; start s2cs, or check the address and port`;
 }
+
+// TLS alerts by which a server refuses the client's certificate.
+const CLIENT_CERT_REFUSED = /certificate.required|unknown.ca|bad.certificate|certificate.unknown|handshake.failure/i;
+
+/**
+ * Why s2cs cannot reach a data-server agent over its TCP link (mutual TLS, gRPC), from
+ * the same probes: one line naming the cause and what to do. `details`: the failure as
+ * gRPC put it. Run once when an agent is marked down, never on the success path.
+ */
+export async function agentLinkCause(address: string, details: string): Promise<string> {
+  const agent = `the data-server agent at ${address}`;
+  const finding = await diagnose(address, details, true);
+  if (!finding) {
+    // TLS with h2 answers, yet the link failed: with TLS 1.3 a refused client certificate shows only after the handshake.
+    const sure = CLIENT_CERT_REFUSED.test(details);
+    return (
+      `${agent} answers TLS but the link failed: ${sure ? 'it refused' : 'most likely it does not accept'} s2cs's certificate; ` +
+      `give the agent (s2ds start --s2cs-cert) s2cs's control certificate (s2cs's tls/cert.pem) or the CA that issued it`
+    );
+  }
+  switch (finding.kind) {
+    case 'refused':
+      return `nothing listens at ${address} (connection refused): s2ds is not running there, or the address or port is wrong (s2ds start --listen); start s2ds, or fix --s2ds`;
+    case 'no-answer':
+      return `no answer at all from ${address}: the TCP connection was not established within ${(finding.waitedMs / 1000).toFixed(1)} s; a firewall drops packets to that port, or the address is wrong`;
+    case 'untrusted':
+      return (
+        `${agent} presented a certificate s2cs does not trust (${finding.reason}): subject ${finding.subject}, SHA-256 fingerprint ${finding.fingerprint}; ` +
+        `if that is the fingerprint s2ds printed at start, give s2cs that certificate (the agent's tls/cert.pem) or its CA with --s2ds-cert`
+      );
+    case 'mismatch':
+      return `something that is not a data-server agent answers at ${address}: a plain-text HTTP/2 server (an s2cs started with --insecure?); agents always speak TLS: check --s2ds`;
+    case 'not-s2cs':
+      return `something that is not a data-server agent answers at ${address}: ${finding.what}; check --s2ds (the address s2ds start --listen gives)`;
+    case 'silent':
+      return `something at ${address} accepted the TCP connection but answered neither TLS nor HTTP/2 within ${(finding.waitedMs / 1000).toFixed(1)} s; it is not an s2ds agent, or one that is stuck: check --s2ds and the agent's log`;
+    case 'dropped':
+      return `something at ${address} accepted the TCP connection and closed it without answering TLS or HTTP/2: not an s2ds agent, or something on the way cuts the connection; check --s2ds`;
+  }
+}
+
+/** grpc-js's connection failure text without its scaffolding: `connect ECONNREFUSED 127.0.0.1:5000`. */
+export function tidyDetails(details: string): string {
+  const text = details
+    .replace(/No connection established\.\s*/i, '')
+    .replace(/Last error:\s*/i, '')
+    .replace(/\bError:\s*/g, '')
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[0-9:.]+Z\)/g, '')
+    .replace(/\.?\s*Resolution note:\s*\)?\s*$/i, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return text || details.trim();
+}
