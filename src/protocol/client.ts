@@ -9,7 +9,7 @@ import type { Capabilities__Output } from './generated/scistream/Capabilities.js
 import { parseAddress, formatAddress } from './address.js';
 import { ANSWERED_HEADER, statusName } from './errors.js';
 import { MAX_STATUS_SECRETS } from './validate.js';
-import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, tidyDetails, type Finding } from './diagnose.js';
+import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, tidyDetails, type Finding, type TcpReach } from './diagnose.js';
 import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
@@ -155,6 +155,8 @@ export class ControlConnection {
   readonly server: string;
   /** Control secrets by uid: what req answered, or what the caller gave (rememberControlSecret). */
   private readonly secrets = new Map<string, string>();
+  /** The TCP probe of a connection whose calls wait for it (see unanswered). */
+  private connectProbe: Promise<TcpReach> | undefined;
 
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
@@ -300,10 +302,12 @@ export class ControlConnection {
   }
 
   /** Whether this connection is still not connected and a TCP probe gets no answer at all (see CONNECT_PROBE_MS). */
-  private async unanswered(): Promise<boolean> {
-    if (this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return false;
-    const reach = await probeTcp(this.server, CONNECT_PROBE_MS);
-    return reach === 'no-answer' && this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY;
+  private unanswered(): Promise<boolean> {
+    const ready = () => this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+    if (ready()) return Promise.resolve(false);
+    // One probe at a time per connection, however many calls wait on it (a pool's).
+    this.connectProbe ??= probeTcp(this.server, CONNECT_PROBE_MS).finally(() => (this.connectProbe = undefined));
+    return this.connectProbe.then((reach) => reach === 'no-answer' && !ready());
   }
 
   private call<T>(
