@@ -178,7 +178,12 @@ function clientIdentity(opts: ClientTlsOptions): [Buffer | null, Buffer | null] 
 export async function channelCredentials(server: string, opts: ClientTlsOptions): Promise<grpc.ChannelCredentials> {
   if (opts.insecure) return grpc.credentials.createInsecure();
   if (opts.serverCert) {
-    const bundle = readFileSync(opts.serverCert, 'utf8');
+    let bundle: string;
+    try {
+      bundle = readFileSync(opts.serverCert, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read --server-cert ${opts.serverCert} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the s2cs certificate (its state dir's tls/cert.pem) or its CA`);
+    }
     const listed = new Set((bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => fingerprint(pem)));
     if (listed.size === 0) throw new Error(`--server-cert ${opts.serverCert} holds no PEM certificate`);
     return grpc.credentials.createSsl(Buffer.from(bundle), ...clientIdentity(opts), {

@@ -195,6 +195,11 @@ test('something that is not s2cs on the port is named by what it answered, for e
   }
 });
 
+test('a --server-cert file that cannot be read says so, not a bare ENOENT', async () => {
+  const msg = await statusError(await closedPort(), { insecure: false, tls: { serverCert: '/nonexistent/s2cs-cert.pem' } });
+  assert.match(msg, /^cannot read --server-cert \/nonexistent\/s2cs-cert\.pem \(ENOENT\); give the s2cs certificate/);
+});
+
 // The client runs inside a namespace of its own whose nftables table drops every packet
 // to the control port: SYNs go unanswered, as behind a dropping firewall.
 const CHILD = `
