@@ -298,7 +298,7 @@ export class ControlConnection {
    * TLS, an untrusted certificate, or something that is not s2cs.
    */
   private probe(details: string): Promise<Finding | undefined> {
-    return diagnose(this.server, details, !this.opts.insecure);
+    return diagnose(this.server, details, !this.opts.insecure, this.opts.tls?.clientCert !== undefined);
   }
 
   /** Whether this connection is still not connected and a TCP probe gets no answer at all (see CONNECT_PROBE_MS). */

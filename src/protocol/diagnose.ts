@@ -1,7 +1,9 @@
-// Why a control connection failed, from what a short probe finds, not from a guess:
-// nothing listens (refused), no answer at all (no TCP connection: a firewall dropping
-// packets or a wrong address), or a certificate the client does not trust.
-// Probes run only after a call failed, never on the success path.
+// Why a control connection (or s2cs's link to a data-server agent) failed, from what short
+// probes find, not from a guess: nothing listens (refused), no answer at all (no TCP
+// connection: a firewall dropping packets or a wrong address), a certificate the client does
+// not trust, TLS against plain text or the reverse, or something that is not a gRPC server
+// (named by what it answered). Probes run only after a call failed, never on the success path;
+// each reads at most a few hundred bytes within a few seconds.
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { parseAddress } from './address.js';
@@ -21,7 +23,9 @@ export type Finding =
   /** TCP connects, and nothing comes back to a TLS handshake or to HTTP/2's preface. */
   | { kind: 'silent'; waitedMs: number }
   /** TCP connects but closes or resets before anything can be told. */
-  | { kind: 'dropped' };
+  | { kind: 'dropped' }
+  /** The server requires a client certificate (mutual TLS) and refused the client's, or got none. */
+  | { kind: 'client-cert'; presented: boolean };
 
 export type TcpReach = 'connected' | 'refused' | 'no-answer' | 'other';
 
@@ -188,12 +192,37 @@ export function peerCertificate(server: string, timeoutMs = PROBE_TIMEOUT_MS): P
  * undefined when a gRPC server answers with the client's setting of TLS and the
  * certificate (if any) is not the cause. `tls`: whether the client spoke TLS.
  */
-export async function diagnose(server: string, details: string, tls: boolean): Promise<Finding | undefined> {
+export async function diagnose(server: string, details: string, tls: boolean, presentsCert = false): Promise<Finding | undefined> {
   if (tls && untrustedCertificate(details)) {
     const cert = await peerCertificate(server);
     if (cert) return { kind: 'untrusted', ...cert, reason: certificateReason(details) };
   }
-  return identify(server, tls);
+  const found = await identify(server, tls);
+  if (found || !tls) return found;
+  // A TLS gRPC server answers, yet the call failed: one that requires client certificates
+  // says so in an alert (TLS 1.3 sends it after the handshake; grpc-js may only say "Failed to connect").
+  if (CLIENT_CERT_REFUSED.test(details) || (await requiresClientCertificate(server))) return { kind: 'client-cert', presented: presentsCert };
+  return undefined;
+}
+
+/** Whether `server` ends a TLS connection that presents no certificate with an alert asking for one. */
+export function requiresClientCertificate(server: string): Promise<boolean> {
+  const { host, port } = parseAddress(server, 's2cs address');
+  return new Promise((resolve) => {
+    const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'], servername: isIP(host) ? undefined : host });
+    const done = (yes: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(yes);
+    };
+    let timer = setTimeout(() => done(false), PROBE_TIMEOUT_MS);
+    s.once('secureConnect', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => done(false), ANSWER_WAIT_MS);
+      s.resume();
+    });
+    s.once('error', (err: Error) => done(CLIENT_CERT_REFUSED.test(err.message)));
+  });
 }
 
 function certificateReason(details: string): string {
@@ -225,6 +254,10 @@ export function explain(server: string, rpc: string, f: Finding, why: string): s
         `${lead(server, rpc)}: something accepted the TCP connection but answered neither TLS nor HTTP/2 within ${(f.waitedMs / 1000).toFixed(1)} s; ` +
         `it is not s2cs, or an s2cs that is stuck; check the address and port, and the log of s2cs there`
       );
+    case 'client-cert':
+      return f.presented
+        ? `s2cs at ${server} refused the client certificate ${clientName()} presented (--client-cert): it accepts only certificates its --client-ca issued; give --client-cert and --client-key with one that CA issued`
+        : `s2cs at ${server} requires a client certificate (it was started with --client-ca) and ${clientName()} presented none; give --client-cert and --client-key with a certificate that CA issued`;
     case 'dropped':
       return (
         `${lead(server, rpc)} (${why}): something accepted the TCP connection and closed it without answering TLS or HTTP/2; ` +
@@ -280,10 +313,10 @@ const CLIENT_CERT_REFUSED = /certificate.required|unknown.ca|bad.certificate|cer
  */
 export async function agentLinkCause(address: string, details: string): Promise<string> {
   const agent = `the data-server agent at ${address}`;
-  const finding = await diagnose(address, details, true);
-  if (!finding) {
-    // TLS with h2 answers, yet the link failed: with TLS 1.3 a refused client certificate shows only after the handshake.
-    const sure = CLIENT_CERT_REFUSED.test(details);
+  const finding = await diagnose(address, details, true, true);
+  if (!finding || finding.kind === 'client-cert') {
+    // Without the alert's words, a link that fails after TLS with h2 answered most likely is that too.
+    const sure = finding !== undefined;
     return (
       `${agent} answers TLS but the link failed: ${sure ? 'it refused' : 'most likely it does not accept'} s2cs's certificate; ` +
       `give the agent (s2ds start --s2cs-cert) s2cs's control certificate (s2cs's tls/cert.pem) or the CA that issued it`

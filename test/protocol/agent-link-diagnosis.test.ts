@@ -33,10 +33,11 @@ test('an agent link failure names what answers at the agent address', { timeout:
     assert.match(untrusted, /presented a certificate s2cs does not trust \(self-signed certificate\): subject CN=/);
     assert.ok(untrusted.includes(fingerprint), untrusted);
     assert.match(untrusted, /--s2ds-cert/);
-    // The agent does not take s2cs's certificate: gRPC only says it failed to connect.
+    // The agent does not take s2cs's certificate: gRPC only says it failed to connect; the
+    // agent's alert to a probe without a certificate tells.
     const notAccepted = await agentLinkCause(agent.address, 'No connection established. Last error: Failed to connect');
     t.diagnostic(notAccepted);
-    assert.match(notAccepted, /answers TLS but the link failed: most likely it does not accept s2cs's certificate; give the agent \(s2ds start --s2cs-cert\)/);
+    assert.match(notAccepted, /answers TLS but the link failed: it refused s2cs's certificate; give the agent \(s2ds start --s2cs-cert\)/);
   } finally {
     await agent.close();
   }

@@ -200,6 +200,31 @@ test('a --server-cert file that cannot be read says so, not a bare ENOENT', asyn
   assert.match(msg, /^cannot read --server-cert \/nonexistent\/s2cs-cert\.pem \(ENOENT\); give the s2cs certificate/);
 });
 
+test("mutual TLS: no client certificate, or one the gateway's --client-ca did not issue, is said as such", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const ca = await createSelfSigned({ commonName: 'client ca', validDays: 1 });
+    writeFileSync(join(dir, 'ca.pem'), ca.cert);
+    const other = await createSelfSigned({ commonName: 'another client', validDays: 1 });
+    writeFileSync(join(dir, 'other.pem'), other.cert);
+    writeFileSync(join(dir, 'other.key'), other.key, { mode: 0o600 });
+    const gw = await startGateway({ credentials: serverCredentials(tls, join(dir, 'ca.pem')) });
+    try {
+      for (const [trust, i] of [[{ serverCert: join(dir, 'tls', 'cert.pem') }, 1], [{ knownServers: join(dir, 'known_servers') }, 2]] as const) {
+        const none = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: trust });
+        assert.match(none, /^s2cs at 127\.0\.0\.1:\d+ requires a client certificate \(it was started with --client-ca\) and the client presented none; give --client-cert and --client-key/, `${i}: ${none}`);
+        const refused = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: { ...trust, clientCert: join(dir, 'other.pem'), clientKey: join(dir, 'other.key') } });
+        assert.match(refused, /^s2cs at 127\.0\.0\.1:\d+ refused the client certificate the client presented \(--client-cert\): it accepts only certificates its --client-ca issued/, `${i}: ${refused}`);
+      }
+    } finally {
+      await gw.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // The client runs inside a namespace of its own whose nftables table drops every packet
 // to the control port: SYNs go unanswered, as behind a dropping firewall.
 const CHILD = `
