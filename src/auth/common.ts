@@ -52,7 +52,10 @@ const TOKEN_CHARS = /^[A-Za-z0-9\-._~+/=]+$/;
 export function bearerToken(metadata: Metadata, scope: string): string {
   const values = metadata.get('authorization');
   if (values.length === 0) {
-    throw unauthenticated(`this s2cs requires an access token with scope "${scope}" and the request carried none: ${LOGIN_ADVICE}`);
+    throw unauthenticated(
+      `this s2cs requires an access token with scope "${scope}" and the request carried none: ` +
+        `s2uc sends one when ~/.scistream/config.toml names that scope for this gateway (add [servers."HOST:PORT"] scope = "${scope}", HOST:PORT as given to --s2cs); ${LOGIN_ADVICE}`,
+    );
   }
   if (values.length > 1) throw unauthenticated('the request carried more than one authorization value; send exactly one access token');
   const raw = values[0];

@@ -108,6 +108,15 @@ test('token problems say which they are and what to do, and a gateway that canno
   assert.equal(noToken.code, 1);
   assert.match(noToken.stderr, new RegExp(`no access token for s2cs ${unscoped.replace(/\./g, '\\.')} \\(scope "${SCOPE_B.replace(/[./]/g, '\\$&')}"\\).*s2uc login`));
 
+  // A gateway that checks tokens, which config.toml names no scope for: s2uc sends none.
+  await writeFile(join(home, 'config.toml'), config(idp.issuer).replace(`[servers."${unused.address}"]\nscope = "${SCOPE_A}"\n`, ''));
+  const unnamed = await run([...unused.trust, 'status', '--s2cs', unused.address]);
+  t.diagnostic(`no scope in config.toml: ${unnamed.stderr.trim()}`);
+  assert.equal(unnamed.code, 1);
+  assert.ok(unnamed.stderr.includes(`add [servers."HOST:PORT"] scope = "${SCOPE_A}"`), unnamed.stderr);
+  assert.match(unnamed.stderr, /s2uc login/);
+  await writeFile(join(home, 'config.toml'), config(idp.issuer));
+
   // The gateway cannot check tokens: UNAVAILABLE, not the user's token; the log says why.
   for (const [gw, cause, logged] of [
     [badSecret, /its authorization server at http:\/\/127\.0\.0\.1:\d+ refused the gateway's client credentials/, /rejected this gateway's client credentials/],
