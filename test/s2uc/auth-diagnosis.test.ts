@@ -122,8 +122,11 @@ test('token problems say which they are and what to do, and a gateway that canno
     [badSecret, /its authorization server at http:\/\/127\.0\.0\.1:\d+ refused the gateway's client credentials/, /rejected this gateway's client credentials/],
     [authDown, /its authorization server at http:\/\/127\.0\.0\.1:\d+ did not answer \(ECONNREFUSED\)/, /the introspection endpoint did not answer/],
   ] as const) {
+    const asked = idp.requests(new URL(idp.introspectionUrl).pathname);
     const r = await run([...gw.trust, 'status', '--s2cs', gw.address]);
     t.diagnostic(`gateway cannot check tokens: ${r.stderr.trim()}`);
+    // s2uc did not resend the call (grpc-js resends UNAVAILABLE up to 4 times unless told not to).
+    if (gw === badSecret) assert.equal(idp.requests(new URL(idp.introspectionUrl).pathname), asked + 1, 'one introspection request: the call was not resent');
     assert.equal(r.code, 1);
     assert.match(r.stderr, /UNAVAILABLE: this gateway cannot check access tokens: /);
     assert.match(r.stderr, cause);
