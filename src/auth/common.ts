@@ -3,10 +3,14 @@
 // or logs; `tokenRef` (a short hash prefix) is what logs may show.
 import { createHash } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { ScistreamError } from '../protocol/errors.js';
+import { ScistreamError, cannotCheckTokens } from '../protocol/errors.js';
 
 /** What to tell a user whose token is missing, unknown, expired or revoked. */
 export const LOGIN_ADVICE = 'run `s2uc login` (and `s2uc check-auth` to see which tokens you have), then retry';
+
+/** What to tell a user whose token is for another gateway (its audience). */
+export const WRONG_SCOPE_ADVICE =
+  "check that ~/.scistream/config.toml names the scope this gateway's operator gives for it (under [servers.\"host:port\"]), then run `s2uc login` and retry";
 
 /**
  * Bad authentication configuration (a missing client id, an insecure secret file,
@@ -24,6 +28,18 @@ export const unauthenticated = (m: string) => new ScistreamError('UNAUTHENTICATE
 export const permissionDenied = (m: string) => new ScistreamError('PERMISSION_DENIED', m);
 export const unavailable = (m: string) => new ScistreamError('UNAVAILABLE', m);
 
+/** Whom to tell when the gateway cannot check tokens. */
+export const TELL_OPERATOR = "tell the gateway's operator (the s2cs log says more)";
+
+/**
+ * The gateway cannot check tokens at all (its authorization server does not answer, or
+ * refuses the gateway's own credentials): UNAVAILABLE, never read as the user's token
+ * being bad. `cause` names the server and what it did; `next` what the user can do.
+ */
+export function cannotCheck(cause: string, next = TELL_OPERATOR): ScistreamError {
+  return cannotCheckTokens(`this gateway cannot check access tokens: ${cause}; this is not a problem with your token: ${next}`);
+}
+
 const MAX_TOKEN_LENGTH = 16 * 1024;
 // RFC 6750 b64token plus the characters JWTs and opaque tokens use in practice.
 const TOKEN_CHARS = /^[A-Za-z0-9\-._~+/=]+$/;
@@ -36,7 +52,10 @@ const TOKEN_CHARS = /^[A-Za-z0-9\-._~+/=]+$/;
 export function bearerToken(metadata: Metadata, scope: string): string {
   const values = metadata.get('authorization');
   if (values.length === 0) {
-    throw unauthenticated(`this s2cs requires an access token with scope "${scope}" and the request carried none: ${LOGIN_ADVICE}`);
+    throw unauthenticated(
+      `this s2cs requires an access token with scope "${scope}" and the request carried none: ` +
+        `s2uc sends one when ~/.scistream/config.toml names that scope for this gateway (add [servers."HOST:PORT"] scope = "${scope}", HOST:PORT as given to --s2cs); ${LOGIN_ADVICE}`,
+    );
   }
   if (values.length > 1) throw unauthenticated('the request carried more than one authorization value; send exactly one access token');
   const raw = values[0];

@@ -6,11 +6,11 @@ import * as oidc from 'openid-client';
 import type { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { ScistreamError } from '../protocol/errors.js';
 import type { Authenticator, Identity, RpcName } from './index.js';
 import {
   AuthConfigError,
   LOGIN_ADVICE,
+  WRONG_SCOPE_ADVICE,
   bearerToken,
   classifyFailure,
   endpointUrl,
@@ -19,7 +19,8 @@ import {
   missingScope,
   tokenHash,
   unauthenticated,
-  unavailable,
+  cannotCheck,
+  TELL_OPERATOR,
 } from './common.js';
 
 export interface IntrospectionAuthOptions {
@@ -229,9 +230,8 @@ export class IntrospectionAuth implements Authenticator {
       const at = { token: ref, failure: f.kind, code: f.code, status: f.status, endpoint: this.endpoint.href, clientAuth: tried };
       if (f.kind === 'network' || f.kind === 'server') {
         this.logger.warn(at, 'token introspection failed: the introspection endpoint did not answer');
-        throw unavailable(
-          `s2cs cannot check the access token: the authorization server's introspection endpoint ${this.endpoint.origin} did not answer (${f.code ?? f.kind}); retry later`,
-        );
+        const what = f.kind === 'server' ? `failed (${f.code ?? 'HTTP 5xx'})` : `did not answer (${f.code ?? f.kind})`;
+        throw cannotCheck(`its authorization server at ${this.endpoint.origin} ${what}`, `retry later; if it lasts, ${TELL_OPERATOR}`);
       }
       if (credentialsRejected(f)) {
         this.logger.error(
@@ -239,18 +239,10 @@ export class IntrospectionAuth implements Authenticator {
           `token introspection failed: the provider rejected this gateway's client credentials (${f.code ?? 'HTTP 401'}); ` +
             'check --client-id and the client secret, and try --introspection-auth post if the provider expects them in the form body',
         );
-        throw new ScistreamError(
-          'INTERNAL',
-          `s2cs cannot check access tokens: the authorization server at ${this.endpoint.origin} rejected the gateway's own client credentials (${f.code ?? 'HTTP 401'}); ` +
-            `this is not a problem with your token: the gateway operator should check the s2cs client id and secret (see the s2cs log)`,
-        );
+        throw cannotCheck(`its authorization server at ${this.endpoint.origin} refused the gateway's client credentials (${f.code ?? 'HTTP 401'})`);
       }
       this.logger.error(at, 'token introspection failed: the introspection endpoint refused the request or answered something unexpected');
-      throw new ScistreamError(
-        'INTERNAL',
-        `s2cs cannot check access tokens: the authorization server refused its introspection request (${f.code ?? 'unexpected response'}); ` +
-          `the gateway operator should check the s2cs client id and secret and the introspection URL`,
-      );
+      throw cannotCheck(`its authorization server at ${this.endpoint.origin} refused the gateway's introspection request (${f.code ?? 'unexpected response'})`);
     }
     if (res.active !== true) {
       this.logger.debug({ token: ref }, 'introspection: token is not active');
@@ -296,7 +288,7 @@ export class IntrospectionAuth implements Authenticator {
       throw unauthenticated(`the token is a ${r.tokenType}, not an access token: ${LOGIN_ADVICE}`);
     }
     if (this.opts.audience !== undefined && !r.aud.includes(this.opts.audience)) {
-      throw unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${LOGIN_ADVICE}`);
+      throw unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${WRONG_SCOPE_ADVICE}`);
     }
     if (!r.scopes.has(this.opts.scope)) throw missingScope(this.opts.scope);
     const subject = r.subject ?? r.username;

@@ -5,11 +5,11 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } 
 import type { Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { ScistreamError } from '../protocol/errors.js';
 import type { Authenticator, Identity, RpcName } from './index.js';
 import {
   AuthConfigError,
   LOGIN_ADVICE,
+  WRONG_SCOPE_ADVICE,
   bearerToken,
   classifyFailure,
   endpointUrl,
@@ -17,7 +17,8 @@ import {
   missingScope,
   tokenRef,
   unauthenticated,
-  unavailable,
+  cannotCheck,
+  TELL_OPERATOR,
 } from './common.js';
 
 export interface JwtAuthOptions {
@@ -131,10 +132,10 @@ export class JwtAuth implements Authenticator {
     } catch (err) {
       const f = classifyFailure(err);
       this.logger.warn({ where, failure: f.kind, code: f.code }, 'OIDC discovery of the token issuer failed');
-      throw unavailable(`s2cs cannot verify access tokens: discovery of the issuer at ${where} failed (${f.code ?? f.kind}); retry later`);
+      throw cannotCheck(`its authorization server did not answer OIDC discovery at ${where} (${f.code ?? f.kind})`, `retry later; if it lasts, ${TELL_OPERATOR}`);
     }
     if (typeof doc.jwks_uri !== 'string') {
-      throw unavailable(`s2cs cannot verify access tokens: ${where} names no jwks_uri; the gateway operator should configure the key set URL`);
+      throw cannotCheck(`${where} names no jwks_uri (the operator should give the key set URL)`);
     }
     if (typeof doc.issuer === 'string' && doc.issuer.replace(/\/+$/, '') !== issuer) {
       this.logger.warn({ where, advertised: doc.issuer }, 'discovery document names another issuer');
@@ -143,7 +144,7 @@ export class JwtAuth implements Authenticator {
       return endpointUrl(doc.jwks_uri, 'jwks_uri from discovery');
     } catch (err) {
       // A bad document is the operator's problem, not the caller's argument.
-      throw new ScistreamError('INTERNAL', `s2cs cannot verify access tokens: ${(err as Error).message}; the gateway operator should configure the key set URL`);
+      throw cannotCheck(`${(err as Error).message} (the operator should give the key set URL)`);
     }
   }
 
@@ -154,7 +155,7 @@ export class JwtAuth implements Authenticator {
         case 'iss':
           return unauthenticated(`the access token was issued by another authorization server (expected "${this.opts.issuer}"): ${LOGIN_ADVICE}`);
         case 'aud':
-          return unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${LOGIN_ADVICE}`);
+          return unauthenticated(`the access token was issued for another service (its audience does not include "${this.opts.audience}"): ${WRONG_SCOPE_ADVICE}`);
         case 'nbf':
         case 'iat':
           return unauthenticated(`the access token is not valid yet (${err.claim}); check the clocks of this host and the client`);
@@ -176,6 +177,6 @@ export class JwtAuth implements Authenticator {
     // Anything else is about fetching the key set: the token may be fine.
     const f = classifyFailure(err);
     this.logger.warn({ token: ref, failure: f.kind, code: f.code, error: err instanceof Error ? err.message : String(err) }, 'cannot fetch the issuer key set');
-    return unavailable(`s2cs cannot verify access tokens: the issuer's key set could not be fetched (${f.code ?? f.kind}); retry later`);
+    return cannotCheck(`the key set of its authorization server could not be fetched (${f.code ?? f.kind})`, `retry later; if it lasts, ${TELL_OPERATOR}`);
   }
 }

@@ -7,10 +7,10 @@ import type { StatusRequest } from './generated/scistream/StatusRequest.js';
 import type { StatusResponse__Output } from './generated/scistream/StatusResponse.js';
 import type { Capabilities__Output } from './generated/scistream/Capabilities.js';
 import { parseAddress, formatAddress } from './address.js';
-import { statusName } from './errors.js';
+import { ANSWERED_HEADER, statusName } from './errors.js';
 import { MAX_STATUS_SECRETS } from './validate.js';
-import { diagnose, explain, probeTcp, PROBE_TIMEOUT_MS, type Finding } from './diagnose.js';
-import { answeredInPlainText, answersWithTls, channelCredentials, controlMismatch, type ClientTlsOptions } from '../security/control-tls.js';
+import { answeredInPlainText, controlMismatch, diagnose, explain, probeTcp, tidyDetails, type Finding, type TcpReach } from './diagnose.js';
+import { channelCredentials, type ClientTlsOptions } from '../security/control-tls.js';
 
 export type { StatusResponse__Output as StatusResponse } from './generated/scistream/StatusResponse.js';
 export type { Capabilities__Output as Capabilities } from './generated/scistream/Capabilities.js';
@@ -78,9 +78,10 @@ export class RemoteError extends Error {
     readonly rpc: string,
     readonly code: number,
     readonly details: string,
-    hint?: 'tls' | Finding,
+    finding?: Finding,
+    answered = false,
   ) {
-    super(describe(server, rpc, code, details, hint));
+    super(describe(server, rpc, code, details, finding, answered));
     this.name = 'RemoteError';
   }
   get status(): string {
@@ -108,33 +109,20 @@ export function isReferenceStreamNotReady(err: unknown): boolean {
 }
 
 /**
- * `hint`: what a probe found when a plain-text call could not connect ('tls': the server
- * speaks TLS). A TLS client reading plain text is told by OpenSSL's words in `details`.
+ * `finding`: what probes found after a call could not connect or ran out of time.
+ * `answered`: s2cs itself sent the status (its ANSWERED_HEADER trailer).
  */
-function describe(server: string, rpc: string, code: number, details: string, hint?: 'tls' | Finding): string {
-  if (hint && hint !== 'tls') return explain(server, rpc, hint, tidy(details));
+function describe(server: string, rpc: string, code: number, details: string, finding: Finding | undefined, answered: boolean): string {
+  if (finding) return explain(server, rpc, finding, tidyDetails(details));
+  if (answered && code === grpc.status.UNAVAILABLE) return `s2cs at ${server} could not serve ${rpc}: UNAVAILABLE: ${details}`;
   if (code === grpc.status.UNAVAILABLE) {
-    if (hint === 'tls') return controlMismatch(server, 'tls');
     if (answeredInPlainText(details)) return controlMismatch(server, 'plain');
-    return `cannot reach s2cs at ${server} for ${rpc} (${tidy(details)}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
+    return `cannot reach s2cs at ${server} for ${rpc} (${tidyDetails(details)}); check that s2cs runs there, that the address and port are right, and that --insecure is given on both sides or on neither`;
   }
   if (code === grpc.status.DEADLINE_EXCEEDED && /Deadline exceeded/i.test(details)) {
-    return `s2cs at ${server} did not answer ${rpc} in time; it may be overloaded or unreachable, retry or raise --timeout`;
+    return `s2cs at ${server} takes connections but did not answer ${rpc} in time; it may be overloaded (see its log): retry, or raise --timeout`;
   }
   return `s2cs at ${server} refused ${rpc}: ${statusName(code)}: ${details}`;
-}
-
-/** grpc-js's connection failure text without its scaffolding: `connect ECONNREFUSED 127.0.0.1:5000`. */
-function tidy(details: string): string {
-  const text = details
-    .replace(/No connection established\.\s*/i, '')
-    .replace(/Last error:\s*/i, '')
-    .replace(/\bError:\s*/g, '')
-    .replace(/\s*\(\d{4}-\d\d-\d\dT[0-9:.]+Z\)/g, '')
-    .replace(/\.?\s*Resolution note:\s*$/i, '')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return text || details.trim();
 }
 
 // Every rpc is retry-safe on the server (the seed: messages can be lost), so
@@ -154,6 +142,11 @@ const RETRY_CONFIG = JSON.stringify({
   ],
 });
 
+/** A call not connected after this long has TCP probed. */
+const CONNECT_WATCH_MS = 4000;
+/** How long that probe waits for TCP: it covers the first two SYN retransmissions (1 s, then 3 s). */
+const CONNECT_PROBE_MS = 7000;
+
 /** Most control secrets one connection remembers (the oldest are forgotten first). */
 const MAX_REMEMBERED_SECRETS = 10_000;
 
@@ -162,6 +155,8 @@ export class ControlConnection {
   readonly server: string;
   /** Control secrets by uid: what req answered, or what the caller gave (rememberControlSecret). */
   private readonly secrets = new Map<string, string>();
+  /** The TCP probe of a connection whose calls wait for it (see unanswered). */
+  private connectProbe: Promise<TcpReach> | undefined;
 
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
@@ -298,19 +293,21 @@ export class ControlConnection {
   }
 
   /**
-   * After a call could not connect (or ran out of time): what actually happened, from
-   * short probes. A plain-text call to a TLS s2cs is the usual mismatch; otherwise TCP
-   * tells refused from no answer, and a TLS failure on the certificate gets its subject.
+   * After a call could not connect (or ran out of time): what actually answers at the
+   * address, from short probes (see diagnose.ts): nothing, a firewall, another setting of
+   * TLS, an untrusted certificate, or something that is not s2cs.
    */
-  private async probe(code: number, details: string): Promise<'tls' | Finding | undefined> {
-    if (code === grpc.status.DEADLINE_EXCEEDED) {
-      // Only a failed connection is diagnosed: a slow answer from a reached s2cs keeps its message.
-      const reach = await probeTcp(this.server);
-      return reach === 'refused' ? { kind: 'refused' } : reach === 'no-answer' ? { kind: 'no-answer', waitedMs: PROBE_TIMEOUT_MS } : undefined;
-    }
-    if (this.opts.insecure && (await answersWithTls(this.server))) return 'tls';
-    if (!this.opts.insecure && answeredInPlainText(details)) return undefined;
-    return diagnose(this.server, details, !this.opts.insecure);
+  private probe(details: string): Promise<Finding | undefined> {
+    return diagnose(this.server, details, !this.opts.insecure, this.opts.tls?.clientCert !== undefined);
+  }
+
+  /** Whether this connection is still not connected and a TCP probe gets no answer at all (see CONNECT_PROBE_MS). */
+  private unanswered(): Promise<boolean> {
+    const ready = () => this.client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+    if (ready()) return Promise.resolve(false);
+    // One probe at a time per connection, however many calls wait on it (a pool's).
+    this.connectProbe ??= probeTcp(this.server, CONNECT_PROBE_MS).finally(() => (this.connectProbe = undefined));
+    return this.connectProbe.then((reach) => reach === 'no-answer' && !ready());
   }
 
   private call<T>(
@@ -326,13 +323,33 @@ export class ControlConnection {
           const md = new grpc.Metadata();
           if (t) md.set('authorization', t);
           const options: grpc.CallOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
-          invoke(md, options, (err, res) => {
-            if (!err) resolve(res as T);
-            else if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
-              const details = err.details ?? err.message;
-              void this.probe(err.code, details).then((hint) => reject(new RemoteError(this.server, rpc, err.code, details, hint)));
-            } else reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
-          });
+          const started = Date.now();
+          let settled = false;
+          let watch: ReturnType<typeof setTimeout> | undefined;
+          const call = invoke(md, options, (err, res) => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(watch);
+            if (!err) {
+              resolve(res as T);
+              return;
+            }
+            const details = err.details ?? err.message;
+            const answered = (err.metadata?.get(ANSWERED_HEADER).length ?? 0) > 0;
+            if (!answered && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)) {
+              void this.probe(details).then((finding) => reject(new RemoteError(this.server, rpc, err.code, details, finding)));
+            } else reject(new RemoteError(this.server, rpc, err.code ?? grpc.status.UNKNOWN, details, undefined, answered));
+          }) as { cancel?: () => void };
+          // A dropped SYN is said after a few seconds, not at the call's deadline (s2app's Hello waits minutes).
+          watch = setTimeout(() => {
+            void this.unanswered().then((silent) => {
+              if (settled || !silent) return;
+              // The callback that cancel() brings is then ignored.
+              settled = true;
+              call.cancel?.();
+              reject(new RemoteError(this.server, rpc, grpc.status.UNAVAILABLE, 'no TCP connection', { kind: 'no-answer', waitedMs: Date.now() - started }));
+            });
+          }, CONNECT_WATCH_MS);
         }),
     );
   }

@@ -27,11 +27,26 @@ export class ScistreamError extends Error {
   constructor(
     readonly kind: ErrorKind,
     message: string,
+    /** false: a client should not resend the call at once (the cause lasts longer than a retry's backoff). */
+    readonly retryable = true,
   ) {
     super(message);
     this.name = 'ScistreamError';
   }
 }
+
+/**
+ * Trailer by which s2cs marks a status as its own answer: a client then knows the call
+ * reached s2cs (an UNAVAILABLE it sent is not a connection failure, and is not probed).
+ */
+export const ANSWERED_HEADER = 'scistream-answered';
+
+/**
+ * UNAVAILABLE because this gateway cannot check access tokens (its authorization server
+ * does not answer, or refuses the gateway's own client credentials): the user's token is
+ * not the cause, and a resend within a second would meet the same (no retry).
+ */
+export const cannotCheckTokens = (m: string) => new ScistreamError('UNAVAILABLE', m, false);
 
 export const invalidArgument = (m: string) => new ScistreamError('INVALID_ARGUMENT', m);
 export const notFound = (m: string) => new ScistreamError('NOT_FOUND', m);
@@ -51,13 +66,17 @@ const code = (kind: ErrorKind): status => grpc().status[kind];
  */
 export function toServiceError(err: unknown, incident: string): Partial<ServiceError> {
   const { Metadata, status } = grpc();
+  const metadata = new Metadata();
+  metadata.set(ANSWERED_HEADER, '1');
   if (err instanceof ScistreamError) {
-    return { code: code(err.kind), details: safeDetails(err.message), metadata: new Metadata() };
+    // gRPC's retry rules: a negative pushback tells the client not to resend the call.
+    if (!err.retryable) metadata.set('grpc-retry-pushback-ms', '-1');
+    return { code: code(err.kind), details: safeDetails(err.message), metadata };
   }
   return {
     code: status.INTERNAL,
     details: `internal error in s2cs (incident ${incident}); the gateway's log has the details under that id: please report it`,
-    metadata: new Metadata(),
+    metadata,
   };
 }
 

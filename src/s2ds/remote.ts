@@ -9,6 +9,7 @@
 // deadlines (a hung poll used to hold the next ones back: 30 s). When it is marked
 // down, the calls still waiting on it fail at once, so that a request is placed
 // again elsewhere and a release reports what it could not do.
+import { agentLinkCause } from '../protocol/diagnose.js';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -404,6 +405,12 @@ export class RemoteAgent implements AgentHandle {
     if (wasUp || !this.toldDown) {
       this.toldDown = true;
       this.logger.warn({ agent: this.name, address: this.address }, `data-server agent is down: ${why}`);
+      // What answers at its address, probed once per going down (see diagnose.ts).
+      if (!this.address.startsWith('unix:')) {
+        void agentLinkCause(this.address, why).then((cause) => {
+          if (!this.closed) this.logger.warn({ agent: this.name, address: this.address }, `data-server agent ${this.name} is down: ${cause}`);
+        });
+      }
       this.emit('down');
     }
   }

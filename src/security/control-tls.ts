@@ -10,8 +10,7 @@ import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { createSelfSigned, fingerprint } from './certificates.js';
 import { parseAddress } from '../protocol/address.js';
-import { noAnswer, refused } from '../protocol/diagnose.js';
-import { clientName } from './client-name.js';
+import { explain, identify, notH2, notS2cs } from '../protocol/diagnose.js';
 import { loadKeyPair } from './pem-files.js';
 import { stateDirProblem } from './state-dir.js';
 
@@ -179,7 +178,12 @@ function clientIdentity(opts: ClientTlsOptions): [Buffer | null, Buffer | null] 
 export async function channelCredentials(server: string, opts: ClientTlsOptions): Promise<grpc.ChannelCredentials> {
   if (opts.insecure) return grpc.credentials.createInsecure();
   if (opts.serverCert) {
-    const bundle = readFileSync(opts.serverCert, 'utf8');
+    let bundle: string;
+    try {
+      bundle = readFileSync(opts.serverCert, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read --server-cert ${opts.serverCert} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the s2cs certificate (its state dir's tls/cert.pem) or its CA`);
+    }
     const listed = new Set((bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((pem) => fingerprint(pem)));
     if (listed.size === 0) throw new Error(`--server-cert ${opts.serverCert} holds no PEM certificate`);
     return grpc.credentials.createSsl(Buffer.from(bundle), ...clientIdentity(opts), {
@@ -225,65 +229,31 @@ async function pinOnFirstUse(server: string, opts: ClientTlsOptions): Promise<{ 
 function fetchCertificate(host: string, port: number, server: string): Promise<string> {
   return new Promise((resolve, reject) => {
     // Only to read the certificate; nothing is sent and trust is decided by the pin.
-    const started = Date.now();
     const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
-    let connected = false;
-    s.once('connect', () => (connected = true));
-    const timer = setTimeout(() => {
+    // No certificate: say what answers there instead (probes, see diagnose.ts), not a guess.
+    const fail = (why: string) => {
+      clearTimeout(timer);
       s.destroy();
-      // Without TCP, the handshake never began: say so rather than blame TLS.
-      if (!connected) reject(new Error(noAnswer(server, Date.now() - started)));
-      else reject(new Error(`s2cs at ${server} did not complete a TLS handshake; if it runs with --insecure, pass --insecure too`));
-    }, 10_000);
+      void identify(server, true).then(
+        (found) => reject(new Error(found ? explain(server, '', found, why) : `cannot open TLS to s2cs at ${server} (${why}); check that s2cs runs there and that the address and port are right`)),
+        (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+      );
+    };
+    const timer = setTimeout(() => fail('no TLS handshake within 10 s'), 10_000);
     s.once('secureConnect', () => {
       clearTimeout(timer);
       const raw = s.getPeerX509Certificate();
+      const alpn = s.alpnProtocol ?? false;
       s.destroy();
-      if (!raw) reject(new Error(`s2cs at ${server} presented no certificate`));
+      // Never pin the certificate of something that cannot be s2cs (gRPC runs on h2).
+      if (alpn !== 'h2') reject(new Error(notS2cs(server, notH2(alpn))));
+      else if (!raw) reject(new Error(`s2cs at ${server} presented no certificate`));
       else resolve(raw.toString());
     });
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (answeredInPlainText(`${err.code ?? ''} ${err.message}`)) reject(new Error(controlMismatch(server, 'plain')));
-      else if (err.code === 'ECONNREFUSED') reject(new Error(refused(server, undefined, 'ECONNREFUSED')));
-      else if (!connected && (err.code === 'ETIMEDOUT' || err.code === 'EHOSTUNREACH')) reject(new Error(noAnswer(server, Date.now() - started)));
-      else reject(new Error(`cannot open TLS to s2cs at ${server} (${err.code ?? err.message}); check that s2cs runs there and that the address and port are right`));
-    });
+    s.once('error', (err: NodeJS.ErrnoException) => fail(err.code ?? err.message));
   });
 }
 
 export { setClientName } from './client-name.js';
 
-/**
- * OpenSSL's words for a TLS client reading a plain-text answer (an HTTP/2 server's
- * GOAWAY or SETTINGS frame read as a TLS record).
- */
-export function answeredInPlainText(text: string): boolean {
-  return /wrong.version.number|packet.length.too.long|http.request|unknown.protocol/i.test(text);
-}
-
-/** One line saying which side runs without TLS and what to change. */
-export function controlMismatch(server: string, answered: 'plain' | 'tls'): string {
-  return answered === 'plain'
-    ? `s2cs at ${server} answered in plain text: it was started with --insecure; pass --insecure to ${clientName()} too (or start s2cs with TLS)`
-    : `s2cs at ${server} answered with TLS: it was started without --insecure; drop --insecure from ${clientName()} (or start s2cs with --insecure too)`;
-}
-
-/**
- * Whether a server completes a TLS handshake: asked only after a plain-text call failed
- * to connect, to tell "s2cs speaks TLS" from "nothing there". Sends nothing else.
- */
-export function answersWithTls(server: string, timeoutMs = 3000): Promise<boolean> {
-  const { host, port } = parseAddress(server, 's2cs address');
-  return new Promise((resolve) => {
-    const s = tlsConnect({ host, port, rejectUnauthorized: false, ALPNProtocols: ['h2'] });
-    const done = (yes: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(yes);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once('secureConnect', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
+export { answeredInPlainText, controlMismatch } from '../protocol/diagnose.js';

@@ -219,14 +219,17 @@ test('an unreachable introspection endpoint is UNAVAILABLE', async () => {
     });
   });
   const a = auth({ introspectionUrl: `http://127.0.0.1:${port}/introspect`, timeoutSeconds: 2 });
-  await refused(a.authenticate(md('abcdefghijklmnopqrstuvwxyz'), 'req'), scistreamError('UNAVAILABLE', /retry/));
+  await refused(
+    a.authenticate(md('abcdefghijklmnopqrstuvwxyz'), 'req'),
+    scistreamError('UNAVAILABLE', /^this gateway cannot check access tokens: its authorization server at http:\/\/127\.0\.0\.1:\d+ did not answer \(ECONNREFUSED\); this is not a problem with your token: retry later/),
+  );
 });
 
 test('wrong client credentials: the operator is told to check them, the secret is not shown', async () => {
   const t = await token(SCOPE_A);
   const wrong = `wrong-${idp.gwSecret}`;
   secrets.push(wrong);
-  await refused(auth({ clientSecret: wrong }).authenticate(md(t), 'req'), scistreamError('INTERNAL', /client id and secret/));
+  await refused(auth({ clientSecret: wrong }).authenticate(md(t), 'req'), scistreamError('UNAVAILABLE', /^this gateway cannot check access tokens: .*refused the gateway's client credentials.*not a problem with your token: tell the gateway's operator/));
 });
 
 test('HTTP Basic escapes only what decoding and literal servers read differently', () => {
@@ -287,14 +290,14 @@ test('--introspection-auth post: the credentials go in the form body, no Authori
   assert.throws(() => auth({ clientAuth: 'digest' as 'post' }), AuthConfigError);
 });
 
-test('credentials the provider rejects (401): INTERNAL naming the gateway credentials, and an error log line naming the cause', async () => {
+test('credentials the provider rejects (401): UNAVAILABLE naming the gateway credentials, and an error log line naming the cause', async () => {
   for (const refusal of ['challenge', 'json', 'bare'] as const) {
     literal.refusal = refusal;
     const before = lines.length;
     const wrong = `wrong+${refusal}`;
     secrets.push(wrong);
     const a = auth({ introspectionUrl: literal.url, clientId: UUID_ID, clientSecret: wrong });
-    await refused(a.authenticate(md('good-5'), 'req'), scistreamError('INTERNAL', /rejected the gateway's own client credentials.*not a problem with your token.*client id and secret/));
+    await refused(a.authenticate(md('good-5'), 'req'), scistreamError('UNAVAILABLE', /refused the gateway's client credentials.*not a problem with your token.*tell the gateway's operator/));
     const logged = lines.slice(before).filter((l) => l.includes('"level":50'));
     assert.equal(logged.length, 1, `one error line (${refusal})`);
     assert.match(logged[0], /rejected this gateway's client credentials.*--client-id.*--introspection-auth post/);

@@ -5,8 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -103,20 +105,148 @@ test('TLS against plain text and plain text against TLS still say so', async () 
   }
 });
 
+test('TLS against plain text and plain text against TLS: every client mode (--server-cert, pinning, --insecure)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    await loadServerTls({ stateDir: dir, names: [] });
+    const certFile = join(dir, 'tls', 'cert.pem');
+    const plain = await startGateway({ credentials: grpc.ServerCredentials.createInsecure() });
+    try {
+      for (const tlsOpts of [{ serverCert: certFile }, { knownServers: join(dir, 'ks') }]) {
+        const msg = await statusError(plain.address, { insecure: false, deadlineMs: 3000, tls: tlsOpts });
+        assert.match(msg, /^s2cs at 127\.0\.0\.1:\d+ answered in plain text: it was started with --insecure; pass --insecure/, msg);
+      }
+    } finally {
+      await plain.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A TCP server for the probes below; every socket it accepts is ended with it. */
+async function serve(make: (onSocket: (s: Socket) => void) => Server, onSocket: (s: Socket) => void): Promise<{ address: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const srv = make((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.once('close', () => sockets.delete(s));
+    onSocket(s);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  return {
+    address: `127.0.0.1:${port}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+test('something that is not s2cs on the port is named by what it answered, for every client mode', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const certFile = join(dir, 'tls', 'cert.pem');
+    const http = createHttpServer((_q, res) => res.end('hello'));
+    const cases: { name: string; server: () => Promise<{ address: string; close: () => Promise<void> }>; expect: RegExp }[] = [
+      {
+        name: 'an HTTP/1 server',
+        server: async () => {
+          await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+          return { address: `127.0.0.1:${(http.address() as { port: number }).port}`, close: () => new Promise<void>((r) => { http.closeAllConnections(); http.close(() => r()); }) };
+        },
+        expect: /something that is not s2cs answers there: an HTTP\/1 server, it answered "HTTP\/1\.1 400 Bad Request"/,
+      },
+      { name: 'an echo server', server: () => serve(createServer, (s) => s.pipe(s)), expect: /something that is not s2cs answers there: an echo service/ },
+      { name: 'an ssh-like banner', server: () => serve(createServer, (s) => s.end('SSH-2.0-OpenSSH_9.2\r\n')), expect: /something that is not s2cs answers there: a server that sent "SSH-2\.0-OpenSSH_9\.2"/ },
+      {
+        name: 'a TLS server without HTTP/2',
+        server: () => serve((on) => createTlsServer({ cert: tls.cert, key: tls.key }, on), () => {}),
+        expect: /something that is not s2cs answers there: a TLS server that does not speak HTTP\/2/,
+      },
+      { name: 'a silent server', server: () => serve(createServer, () => {}), expect: /something accepted the TCP connection but answered neither TLS nor HTTP\/2 within/ },
+      { name: 'a server that closes at once', server: () => serve(createServer, (s) => s.destroy()), expect: /something accepted the TCP connection and closed it without answering TLS or HTTP\/2/ },
+    ];
+    for (const c of cases) {
+      const srv = await c.server();
+      try {
+        // The three client modes at once (each waits out its probes).
+        await Promise.all(
+          (
+            [
+              ['insecure', { insecure: true }],
+              ['server-cert', { insecure: false, tls: { serverCert: certFile } }],
+              ['pinning', { insecure: false, tls: { knownServers: join(dir, `ks-${c.name}`) } }],
+            ] as const
+          ).map(async ([mode, opts]) => {
+            const start = Date.now();
+            const msg = await statusError(srv.address, { ...opts, deadlineMs: 3000 });
+            t.diagnostic(`${c.name}, ${mode}, after ${Date.now() - start} ms: ${msg}`);
+            assert.match(msg, new RegExp(`^cannot reach s2cs at ${srv.address.replace(/\./g, '\\.')}`), `${c.name}, ${mode}: ${msg}`);
+            assert.match(msg, c.expect, `${c.name}, ${mode}: ${msg}`);
+            assert.doesNotMatch(msg, /--insecure|certificate/, `${c.name}, ${mode}: ${msg}`);
+          }),
+        );
+        // Pinning on first use never pinned what is not s2cs.
+        assert.throws(() => readFileSync(join(dir, `ks-${c.name}`), 'utf8'));
+      } finally {
+        await srv.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a --server-cert file that cannot be read says so, not a bare ENOENT', async () => {
+  const msg = await statusError(await closedPort(), { insecure: false, tls: { serverCert: '/nonexistent/s2cs-cert.pem' } });
+  assert.match(msg, /^cannot read --server-cert \/nonexistent\/s2cs-cert\.pem \(ENOENT\); give the s2cs certificate/);
+});
+
+test("mutual TLS: no client certificate, or one the gateway's --client-ca did not issue, is said as such", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-diag-'));
+  try {
+    const tls = await loadServerTls({ stateDir: dir, names: [] });
+    const ca = await createSelfSigned({ commonName: 'client ca', validDays: 1 });
+    writeFileSync(join(dir, 'ca.pem'), ca.cert);
+    const other = await createSelfSigned({ commonName: 'another client', validDays: 1 });
+    writeFileSync(join(dir, 'other.pem'), other.cert);
+    writeFileSync(join(dir, 'other.key'), other.key, { mode: 0o600 });
+    const gw = await startGateway({ credentials: serverCredentials(tls, join(dir, 'ca.pem')) });
+    try {
+      for (const [trust, i] of [[{ serverCert: join(dir, 'tls', 'cert.pem') }, 1], [{ knownServers: join(dir, 'known_servers') }, 2]] as const) {
+        const none = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: trust });
+        assert.match(none, /^s2cs at 127\.0\.0\.1:\d+ requires a client certificate \(it was started with --client-ca\) and the client presented none; give --client-cert and --client-key/, `${i}: ${none}`);
+        const refused = await statusError(gw.address, { insecure: false, deadlineMs: 3000, tls: { ...trust, clientCert: join(dir, 'other.pem'), clientKey: join(dir, 'other.key') } });
+        assert.match(refused, /^s2cs at 127\.0\.0\.1:\d+ refused the client certificate the client presented \(--client-cert\): it accepts only certificates its --client-ca issued/, `${i}: ${refused}`);
+      }
+    } finally {
+      await gw.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // The client runs inside a namespace of its own whose nftables table drops every packet
 // to the control port: SYNs go unanswered, as behind a dropping firewall.
 const CHILD = `
 const { ControlConnection } = await import(process.argv[2]);
 const [, , , address, certFile, knownServers] = process.argv;
 const out = [];
-for (const [mode, opts] of [
-  ['insecure', { insecure: true }],
-  ['server-cert', { insecure: false, tls: { serverCert: certFile } }],
-  ['pinning', { insecure: false, tls: { knownServers } }],
+for (const [mode, opts, deadlineMs] of [
+  ['insecure', { insecure: true }, 3000],
+  ['server-cert', { insecure: false, tls: { serverCert: certFile } }, 3000],
+  ['pinning', { insecure: false, tls: { knownServers } }, 3000],
+  // s2app's Hello waits minutes for its answer: a dropped SYN must still be said within seconds.
+  ['insecure, 200 s deadline', { insecure: true }, 200000],
+  ['server-cert, 200 s deadline', { insecure: false, tls: { serverCert: certFile } }, 200000],
 ]) {
   const start = Date.now();
   try {
-    const c = await ControlConnection.open(address, { ...opts, deadlineMs: 3000 });
+    const c = await ControlConnection.open(address, { ...opts, deadlineMs });
     try { await c.status({ uid: '' }); out.push({ mode, message: 'succeeded' }); } finally { c.close(); }
   } catch (err) {
     out.push({ mode, message: err.message, ms: Date.now() - start });
@@ -152,12 +282,13 @@ test('a black-holed control port is said as no answer at all, not as TLS', { tim
       ),
     );
     const results = JSON.parse(stdout) as { mode: string; message: string; ms: number }[];
-    assert.equal(results.length, 3);
+    assert.equal(results.length, 5);
     for (const r of results) {
       t.diagnostic(`${r.mode} after ${r.ms} ms: ${r.message}`);
       assert.match(r.message, /^cannot reach s2cs at 127\.0\.0\.1:5000( for status)?: no answer at all, the TCP connection was not established/, `${r.mode}: ${r.message}`);
       assert.doesNotMatch(r.message, /TLS handshake|--insecure/, `${r.mode}: ${r.message}`);
-      // The deadline (3 s) or the certificate fetch (10 s), plus one probe (3 s) at most.
+      // The deadline (3 s) or the certificate fetch (10 s), plus one probe (3 s) at most; with
+      // a long deadline, the connect watch (4 s, then a probe of 7 s at most).
       assert.ok(r.ms < 16_000, `${r.mode} took ${r.ms} ms`);
     }
   } finally {

@@ -374,8 +374,17 @@ export class UserAuth {
       if (!file || !again) throw unauthenticated(`no access token for ${label} (scope "${scope}"): ${LOGIN}`);
       if (!isExpired(again.token, nowSec(), this.marginSec)) return again.token.access_token;
       if (!again.token.refresh_token) throw unauthenticated(`the access token for ${label} has expired and cannot be refreshed: ${LOGIN}`);
-      const config = await this.oidcConfig(file.issuer, file.client_id);
-      const fresh = await this.refreshInto(config, file, again.key, again.token.refresh_token, again.token.refresh_scope);
+      let fresh: StoredToken;
+      try {
+        const config = await this.oidcConfig(file.issuer, file.client_id);
+        fresh = await this.refreshInto(config, file, again.key, again.token.refresh_token, again.token.refresh_scope);
+      } catch (err) {
+        // Which of the two: the provider did not answer, or it refused the refresh token.
+        if (err instanceof ScistreamError && !(err instanceof AuthConfigError)) {
+          throw new ScistreamError(err.kind, `the access token for ${label} has expired and could not be refreshed: ${err.message}`);
+        }
+        throw err;
+      }
       await this.store.save(file);
       this.logger.debug({ scope, token: tokenRef(fresh.access_token) }, 'access token refreshed');
       return fresh.access_token;
