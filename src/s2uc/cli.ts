@@ -488,8 +488,10 @@ program
     if (!f.watch) {
       if (cmd.getOptionValueSource('interval') === 'cli') throw new UsageError('--interval goes with --watch: s2uc status --watch --interval SECONDS');
       const { statusCommand } = await import('./status.js');
-      // Exit now: a connection attempt to a gateway that drops packets would keep the process alive for minutes.
-      process.exit(await statusCommand(servers, uid, connection(), { json: f.json }));
+      // Exit once the output is written: a connection attempt to a gateway that drops packets would keep the process alive for minutes.
+      const code = await statusCommand(servers, uid, connection(), { json: f.json });
+      await new Promise<void>((resolve) => process.stdout.write('', () => process.stderr.write('', () => resolve())));
+      process.exit(code);
     }
     const { watchStatus } = await import('./watch.js');
     // Ctrl-C, SIGTERM, a closed terminal or a reader that went away (| head) end the watch: exit 0.
