@@ -23,6 +23,17 @@ export interface ListenerOptions {
   capBps?: number;
   /** Data-server agents: the record s2cs keeps with the stream (see setRecord). */
   record?: Uint8Array;
+  /**
+   * Who may connect (canonical CIDR blocks, protocol/cidr.ts): a connection from
+   * any other source is refused at once with a reset, counted as allow-list.
+   * Absent or empty: anyone.
+   */
+  allowFrom?: readonly string[];
+  /**
+   * The ports to listen on, one per listener, in order (Request.listener_ports):
+   * each granted if free, else the whole call fails naming it; never another port.
+   */
+  ports?: readonly number[];
 }
 
 /**
