@@ -4,6 +4,7 @@
 import type { Address } from '../protocol/address.js';
 import type { StreamCredentials } from '../transport/index.js';
 import type { ConnectionEndCounts } from './connection-ends.js';
+import type { PortRange } from './ports.js';
 
 /**
  * The stream's WAN leg. `accept`: this gateway's listeners face the WAN (the
@@ -182,9 +183,11 @@ export interface AgentHandle extends DataServer {
    */
   reserveSpares?(owner: string, count: number): Promise<Address[]>;
   /** Makes spares the stream's listeners (in this order) with its record; the handle counts the stream from the call on. */
-  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number): Promise<void>;
+  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number, allowFrom?: readonly string[]): Promise<void>;
   /** Closes the owner's spares (only `listeners`, when given), or (others) every other owner's. */
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
+  /** The port range its listeners take ports from, when the handle knows it (in-process agents); the pool routes chosen ports by it. */
+  portRange?(): PortRange;
 }
 
 export { ConnectionEnds, mergeEnds, type ConnectionEndCounts } from './connection-ends.js';
