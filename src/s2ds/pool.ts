@@ -627,6 +627,9 @@ export class AgentPool implements DataServer {
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
       return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, chosen);
+    } catch (err) {
+      // The agent owning a port did not answer: no other agent can take it.
+      throw err instanceof SilentAgents ? err.cause : err;
     } finally {
       for (const [a, idx] of plan) {
         this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
