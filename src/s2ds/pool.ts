@@ -634,6 +634,8 @@ export class AgentPool implements DataServer {
       for (const [a, idx] of plan) {
         this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
         forget(a);
+        // A spare taken over is replaced, as after any request.
+        this.refill(a);
       }
     }
   }
