@@ -59,11 +59,6 @@ export class PortPool {
     this.inUse.add(port);
   }
 
-  /** Whether the port is in the range. */
-  has(port: number): boolean {
-    return port >= this.range.first && port <= this.range.last;
-  }
-
   /** Whether the port is handed out now. */
   isTaken(port: number): boolean {
     return this.inUse.has(port);
