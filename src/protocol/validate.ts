@@ -3,6 +3,7 @@
 import { invalidArgument } from './errors.js';
 import { shown } from './text.js';
 import { parseAddress, formatAddress, type Address } from './address.js';
+import { validateAllowList } from './cidr.js';
 import type { Request__Output } from './generated/scistream/Request.js';
 import type { UpdateTargets__Output } from './generated/scistream/UpdateTargets.js';
 import type { Hello__Output } from './generated/scistream/Hello.js';
@@ -19,6 +20,13 @@ export interface StreamRequest {
   rate: number;
   /** Seconds the stream may live from its req (Request.lifetime_s); absent or 0: no limit of its own. */
   lifetimeS?: number;
+  /**
+   * Who may connect to the stream's listeners (Request.allow_from): canonical CIDR
+   * blocks, sorted (cidr.ts); absent: anyone the gateway's --data-allow-from admits.
+   */
+  allowFrom?: string[];
+  /** The listener ports asked for (Request.listener_ports), one per connection, in order; absent: the gateway picks. */
+  listenerPorts?: number[];
 }
 
 export interface TargetUpdate {
@@ -77,8 +85,53 @@ export function validateRequest(msg: Request__Output, limits: Limits): StreamReq
   }
   const lifetimeS = msg.lifetime_s ?? 0;
   if (!Number.isInteger(lifetimeS) || lifetimeS < 0) throw invalidArgument(`lifetime_s ${lifetimeS} is not valid; give 0 (no limit of its own) or a number of seconds`);
-  // Reference clients never send it: their requests read exactly as before.
-  return lifetimeS > 0 ? { uid, role, numConn, rate: msg.rate, lifetimeS } : { uid, role, numConn, rate: msg.rate };
+  // Reference clients never send these: their requests read exactly as before.
+  const request: StreamRequest = lifetimeS > 0 ? { uid, role, numConn, rate: msg.rate, lifetimeS } : { uid, role, numConn, rate: msg.rate };
+  const allowFrom = validateAllowList(msg.allow_from ?? [], 'allow_from');
+  if (allowFrom.length > 0) request.allowFrom = allowFrom;
+  const listenerPorts = validateListenerPorts(msg.listener_ports ?? [], numConn);
+  if (listenerPorts.length > 0) request.listenerPorts = listenerPorts;
+  return request;
+}
+
+/**
+ * Request.listener_ports: none, or exactly one per connection (listener i takes
+ * port i), each a port number, no port twice. Whether they are in the gateway's
+ * range and free is the data server's to say.
+ */
+export function validateListenerPorts(list: readonly number[], numConn: number): number[] {
+  if (list.length === 0) return [];
+  if (list.length !== numConn) {
+    throw invalidArgument(`listener_ports names ${list.length} port(s) but num_conn is ${numConn}: give one port per connection (listener i takes port i), or none to let the gateway choose`);
+  }
+  const seen = new Set<number>();
+  for (const [i, port] of list.entries()) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`listener_ports[${i}] ${port} is not a port number (1-65535)`);
+    if (seen.has(port)) throw invalidArgument(`listener_ports names port ${port} twice; each listener needs its own port`);
+    seen.add(port);
+  }
+  return [...list];
+}
+
+/** Whether two requests for one uid ask for the same thing (a retry), every field compared. */
+export function sameRequest(a: StreamRequest, b: StreamRequest): boolean {
+  return (
+    a.role === b.role &&
+    a.numConn === b.numConn &&
+    a.rate === b.rate &&
+    (a.lifetimeS ?? 0) === (b.lifetimeS ?? 0) &&
+    (a.allowFrom ?? []).join(',') === (b.allowFrom ?? []).join(',') &&
+    (a.listenerPorts ?? []).join(',') === (b.listenerPorts ?? []).join(',')
+  );
+}
+
+/** A request's fields as a retry must repeat them, for an error message. */
+export function requestFields(r: StreamRequest): string {
+  return (
+    `role=${r.role} num_conn=${r.numConn} rate=${r.rate}${r.lifetimeS ? ` lifetime_s=${r.lifetimeS}` : ''}` +
+    (r.allowFrom ? ` allow_from=${r.allowFrom.join(',')}` : '') +
+    (r.listenerPorts ? ` listener_ports=${r.listenerPorts.join(',')}` : '')
+  );
 }
 
 export function validateUpdate(msg: UpdateTargets__Output): TargetUpdate {

@@ -91,6 +91,7 @@ const start: Command = addAdmissionOptions(program
   .option('--audience <aud>', 'jwt: the audience tokens for this gateway carry (introspect: checked when given)')
   .option('--jwks-url <url>', "jwt: the issuer's key set (JWKS) URL")
   .option('--hello-accepts-owner-token', "with --auth introspect or jwt: accept on Hello, in place of the stream's application secret, the token of the user who requested the stream (the reference's application controllers send it); hands that token to the application hosts")
+  .option('--data-allow-from <cidrs>', 'sources (CIDR blocks or addresses, comma-separated; repeat for more) that may connect to any data listener: every stream\'s own allow-list (s2uc --allow-from) is narrowed to them; others are reset at once and counted (refusal allow-list). Reloadable (SIGHUP): applies to streams requested after (default: anyone)', (v: string, prev: string[]) => [...prev, ...v.split(',').map((s) => s.trim()).filter((s) => s.length > 0)], [] as string[])
   .option('--admin <sub>', 'an identity (token subject) that may see and release every stream; repeat for more', (v: string, prev: string[]) => [...prev, v], [] as string[])
   // Data-server agents (issue 11): local worker processes, or agents on gateway nodes.
   .option('--workers <n>', 'local data-server agents (s2ds processes) to run and supervise, each with an even slice of --port-range; 0: forward inside the s2cs process (default: the number of CPU cores)', option(integer(0, 1024)))
@@ -200,6 +201,7 @@ const start: Command = addAdmissionOptions(program
         wanDeadAfterMs: flags.wanDeadAfter * 1000,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
+        dataAllowFrom: plan.dataAllowFrom,
         ratePolicy: flags.ratePolicy,
         capacityBps: flags.capacity,
         credentials: serverCredentials(tls, flags.clientCa, flags.handshakeTimeout * 1000),

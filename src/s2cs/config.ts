@@ -17,6 +17,7 @@ import { splitPortRange } from './supervisor.js';
 import { isLoopback, type RatePolicy } from './streams/index.js';
 import { monitorExposureProblem } from './monitor.js';
 import { parseAddress, type Address } from '../protocol/address.js';
+import { validateAllowList } from '../protocol/cidr.js';
 
 /** The options of `s2cs start`, as commander hands them over. */
 export interface StartFlags extends AdmissionFlags {
@@ -52,6 +53,8 @@ export interface StartFlags extends AdmissionFlags {
   stateDir?: string;
   allowPlaintextData?: boolean;
   helloAcceptsOwnerToken?: boolean;
+  /** --data-allow-from as given (checked into StartPlan.dataAllowFrom). */
+  dataAllowFrom: string[];
   ratePolicy: RatePolicy;
   capacity?: number;
   auth?: string;
@@ -94,6 +97,8 @@ export interface StartPlan {
   authConfig: AuthConfig;
   /** Where the monitor serves (--metrics-listen); undefined: off. */
   metrics?: Address;
+  /** --data-allow-from, canonical CIDR blocks ([]: no bound). */
+  dataAllowFrom: string[];
 }
 
 /**
@@ -129,6 +134,12 @@ export async function checkStartFlags(flags: StartFlags, opts: { logger: Logger;
   if (flags.helloAcceptsOwnerToken && authConfig.mode === 'none') {
     throw new UsageError('--hello-accepts-owner-token needs token checking (--auth introspect or --auth jwt): with --auth none a Hello needs neither secret nor token');
   }
+  let dataAllowFrom: string[];
+  try {
+    dataAllowFrom = validateAllowList(flags.dataAllowFrom ?? [], '--data-allow-from');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   if (flags.s2dsCert !== undefined && flags.s2ds.length === 0) throw new UsageError('--s2ds-cert applies to the agents named with --s2ds');
   const tcp = flags.s2ds.filter((a) => !a.startsWith('unix:'));
   if (tcp.length > 0 && !flags.s2dsCert) throw new UsageError(`--s2ds ${tcp[0]} is a TCP agent: give its certificate (or the CA that issued it) with --s2ds-cert`);
@@ -149,7 +160,7 @@ export async function checkStartFlags(flags: StartFlags, opts: { logger: Logger;
     }
   }
   const metrics = checkMetricsFlags(flags, authConfig.mode);
-  return { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics };
+  return { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics, dataAllowFrom };
 }
 
 /**
@@ -251,6 +262,7 @@ export const RELOADABLE = new Set([
   ...AUTH_KEYS,
   'admin',
   'hello-accepts-owner-token',
+  'data-allow-from',
   'max-ports-per-user',
   'max-pending-hellos',
   'max-pending-hellos-per-peer',
@@ -318,6 +330,7 @@ export async function reloadConfig(cmd: Command, current: Running, server: Pick<
   if (authChanged) settings.auth = createAuthenticator(next.plan.authConfig);
   if (apply.includes('admin')) settings.admins = next.flags.admin;
   if (apply.includes('hello-accepts-owner-token')) settings.helloAcceptsOwnerToken = next.flags.helloAcceptsOwnerToken ?? false;
+  if (apply.includes('data-allow-from')) settings.dataAllowFrom = next.plan.dataAllowFrom;
   if (apply.includes('max-conn')) settings.maxConn = next.flags.maxConn;
   if (apply.includes('max-ports-per-user')) settings.maxPortsPerUser = next.plan.maxPortsPerUser;
   if (apply.includes('max-pending-hellos')) settings.maxPendingHellos = next.flags.maxPendingHellos;

@@ -7,7 +7,8 @@
 import type { Identity } from '../auth/index.js';
 import type { Address } from '../protocol/address.js';
 import { formatAddress, parseAddressList } from '../protocol/address.js';
-import { validateUid, type StreamRequest } from '../protocol/validate.js';
+import { validateListenerPorts, validateUid, type StreamRequest } from '../protocol/validate.js';
+import { validateAllowList } from '../protocol/cidr.js';
 import type { StreamBinding } from './streams/binding.js';
 
 export type PersistedState = 'reserving' | 'awaiting-hello' | 'awaiting-update' | 'ready';
@@ -43,6 +44,8 @@ export function encodeRecord(p: PersistedStream): Uint8Array {
     numConn: p.request.numConn,
     rate: p.request.rate,
     ...(p.request.lifetimeS ? { lifetimeS: p.request.lifetimeS } : {}),
+    ...(p.request.allowFrom ? { allowFrom: p.request.allowFrom } : {}),
+    ...(p.request.listenerPorts ? { listenerPorts: p.request.listenerPorts } : {}),
     owner: { subject: p.owner.subject, username: p.owner.username, clientId: p.owner.clientId },
     appSecretHash: p.appSecretHash,
     controlSecretHash: p.binding.secretHash,
@@ -110,7 +113,14 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
   const bySecret = r.bindsBySecret === true;
   if (bySecret && controlHash === '') throw new Error('its record binds the stream to a control secret but holds no hash of it');
   return {
-    request: { uid, role, numConn, rate: int('rate', 0, 2 ** 31 - 1), ...(r.lifetimeS === undefined ? {} : { lifetimeS: int('lifetimeS', 1, 2 ** 32 - 1) }) },
+    request: {
+      uid,
+      role,
+      numConn,
+      rate: int('rate', 0, 2 ** 31 - 1),
+      ...(r.lifetimeS === undefined ? {} : { lifetimeS: int('lifetimeS', 1, 2 ** 32 - 1) }),
+      ...optionalLists(r, numConn),
+    },
     owner: {
       subject: owner.subject,
       ...(typeof owner.username === 'string' ? { username: owner.username } : {}),
@@ -127,4 +137,20 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
     createdAt: int('createdAt', 0, Number.MAX_SAFE_INTEGER),
     leaseEnds: int('leaseEnds', 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/** A record's allowFrom and listenerPorts (absent from records of streams without them), checked as a req's are. */
+function optionalLists(r: Record<string, unknown>, numConn: number): { allowFrom?: string[]; listenerPorts?: number[] } {
+  const out: { allowFrom?: string[]; listenerPorts?: number[] } = {};
+  const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  const numbers = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number');
+  if (r.allowFrom !== undefined) {
+    if (!strings(r.allowFrom)) throw new Error("its record's allowFrom is not a list of CIDR blocks");
+    out.allowFrom = validateAllowList(r.allowFrom, 'record allowFrom');
+  }
+  if (r.listenerPorts !== undefined) {
+    if (!numbers(r.listenerPorts)) throw new Error("its record's listenerPorts is not a list of ports");
+    out.listenerPorts = validateListenerPorts(r.listenerPorts, numConn);
+  }
+  return out;
 }

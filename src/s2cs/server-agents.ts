@@ -7,7 +7,7 @@ import { portList } from '../s2ds/local.js';
 import { admissionArgs } from '../s2ds/admission.js';
 import type { ControlServerOptions } from './server.js';
 import type { ServerSettings } from './server-settings.js';
-import { Supervisor } from './supervisor.js';
+import { Supervisor, splitPortRange } from './supervisor.js';
 
 /**
  * Spare listeners per agent: a request for up to this many connections on one
@@ -98,6 +98,12 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
   const dataServer: DataServer = opts.dataServer ?? pool!;
   // Agents in other processes count (and log) the data connections they refuse; status and /metrics show them with ours.
   if (pool) refusals.addSource(() => pool.refusalTotals());
+  // Each worker listens in its slice of --port-range: a chosen listener port goes to the worker that owns it.
+  if (pool && supervisor) {
+    const slices = splitPortRange(opts.portRange, supervisor.names().length);
+    const workers = agents!.slice(agents!.length - slices.length);
+    workers.forEach((handle, i) => pool.knowRange(handle, slices[i]!));
+  }
   return { dataServer, pool, agents, supervisor, local };
 }
 

@@ -49,6 +49,8 @@ export interface ControlServerOptions extends AdmissionOptions {
   allowPlaintextData?: boolean;
   /** With token checking on, accept on Hello the stream owner's token in place of its application secret. */
   helloAcceptsOwnerToken?: boolean;
+  /** --data-allow-from: canonical CIDR blocks bounding every stream's listeners (streams/options.ts dataAllowFrom). */
+  dataAllowFrom?: string[];
   /** What a stream's Request.rate means here (default none: stored and reported). */
   ratePolicy?: RatePolicy;
   /** With ratePolicy reserve (required there): what the gateway admits streams against, bytes per second. */
@@ -160,6 +162,8 @@ export interface RuntimeSettings {
   maxPendingHellosPerPeer?: number;
   helloTimeoutMs?: number;
   setupTimeoutMs?: number;
+  /** --data-allow-from anew (canonical CIDR blocks; [] lifts the bound); streams requested after take it. */
+  dataAllowFrom?: string[];
   /** Control connections per source and in all (connections held beyond a lowered limit stay until they end). */
   controlAdmission?: ControlAdmissionLimits;
 }
@@ -215,6 +219,7 @@ function newStreamTable(opts: ControlServerOptions, s: ServerSettings, dataServe
     requireAppSecret: s.auth.mode !== 'none',
     bindStreams: s.auth.mode === 'none',
     helloAcceptsOwnerToken: opts.helloAcceptsOwnerToken ?? false,
+    dataAllowFrom: opts.dataAllowFrom ?? [],
     ratePolicy: s.ratePolicy,
     capacityBps: opts.capacityBps,
     admins: new Set(opts.admins ?? []),
@@ -377,6 +382,7 @@ function reconfigurer(opts: ControlServerOptions, s: ServerSettings, table: Stre
       helloAcceptsOwnerToken: next.helloAcceptsOwnerToken,
       ...(settings.maxPortsPerUser !== undefined ? { maxPortsPerUser: settings.maxPortsPerUser } : {}),
       ...(settings.admins !== undefined ? { admins: new Set(settings.admins) } : {}),
+      ...(settings.dataAllowFrom !== undefined ? { dataAllowFrom: settings.dataAllowFrom } : {}),
     });
     Object.assign(running, next);
     if (settings.controlAdmission) admission.setLimits(settings.controlAdmission);

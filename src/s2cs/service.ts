@@ -101,6 +101,7 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       to_target_bps: s.toTargetBps,
       from_target_bps: s.fromTargetBps,
       cap_bps: s.capBps,
+      allow_from: s.allowFrom ?? [],
       releasing_on: s.releasingOn ?? [],
       redacted: false,
       broken_reason: s.brokenReason,

@@ -4,6 +4,7 @@
 import type { Address } from '../protocol/address.js';
 import type { StreamCredentials } from '../transport/index.js';
 import type { ConnectionEndCounts } from './connection-ends.js';
+import type { PortRange } from './ports.js';
 
 /**
  * The stream's WAN leg. `accept`: this gateway's listeners face the WAN (the
@@ -23,6 +24,17 @@ export interface ListenerOptions {
   capBps?: number;
   /** Data-server agents: the record s2cs keeps with the stream (see setRecord). */
   record?: Uint8Array;
+  /**
+   * Who may connect (canonical CIDR blocks, protocol/cidr.ts): a connection from
+   * any other source is refused at once with a reset, counted as allow-list.
+   * Absent or empty: anyone.
+   */
+  allowFrom?: readonly string[];
+  /**
+   * The ports to listen on, one per listener, in order (Request.listener_ports):
+   * each granted if free, else the whole call fails naming it; never another port.
+   */
+  ports?: readonly number[];
 }
 
 /**
@@ -171,9 +183,11 @@ export interface AgentHandle extends DataServer {
    */
   reserveSpares?(owner: string, count: number): Promise<Address[]>;
   /** Makes spares the stream's listeners (in this order) with its record; the handle counts the stream from the call on. */
-  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number): Promise<void>;
+  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number, allowFrom?: readonly string[]): Promise<void>;
   /** Closes the owner's spares (only `listeners`, when given), or (others) every other owner's. */
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
+  /** The port range its listeners take ports from, when the handle knows it (in-process agents); the pool routes chosen ports by it. */
+  portRange?(): PortRange;
 }
 
 export { ConnectionEnds, mergeEnds, type ConnectionEndCounts } from './connection-ends.js';

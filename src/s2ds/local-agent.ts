@@ -1,5 +1,6 @@
 // An agent in the s2cs process: the AgentHandle over a LocalDataServer. Used by
 // tests, by libraries, and by `s2cs start --workers 0` (everything in one process).
+import type { PortRange } from './ports.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { notFound } from '../protocol/errors.js';
 import { VERSION } from '../version.js';
@@ -102,6 +103,10 @@ export class LocalAgent implements AgentHandle {
 
   ports(): { reserved: number; free: number } {
     return this.engine.ports();
+  }
+
+  portRange(): PortRange {
+    return this.opts.portRange;
   }
 
   bufferMemory(): { reserved: number; limit: number } {

@@ -4,7 +4,8 @@ import { isIP, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
-import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, notFound } from '../protocol/errors.js';
+import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../protocol/errors.js';
+import { AllowList } from '../protocol/cidr.js';
 import { FRAME_HEADER, HandshakeTimedOut, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, listenTcpOn, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import { Pacer, type StreamPacing } from './pacer.js';
@@ -111,6 +112,8 @@ class Stream {
   released = false;
   /** The stream's cap here, shared by its connections (absent: not capped). */
   readonly pacing: StreamPacing | undefined;
+  /** Who may connect (absent: anyone); checked first thing after accept. */
+  allow: AllowList | undefined;
 
   constructor(
     readonly uid: string,
@@ -241,10 +244,11 @@ export class LocalDataServer implements DataServer {
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
-    const work = this.bind(uid, count, opts.capBps ?? 0);
+    const work = opts.ports && opts.ports.length > 0 ? this.bindChosen(uid, opts.ports, opts.capBps ?? 0) : this.bind(uid, count, opts.capBps ?? 0);
     this.starting.set(uid, work);
     try {
       const stream = await work;
+      if (opts.allowFrom && opts.allowFrom.length > 0) stream.allow = new AllowList(opts.allowFrom);
       this.streams.set(uid, stream);
       const host = this.opts.advertiseHost ?? this.opts.bindHost;
       return stream.listeners.map((l) => ({ host, port: l.address.port }));
@@ -290,6 +294,48 @@ export class LocalDataServer implements DataServer {
   }
 
   /**
+   * Listens on the ports asked for (Request.listener_ports), all or none: each must
+   * be in this data server's range (else INVALID_ARGUMENT) and free (else
+   * RESOURCE_EXHAUSTED naming it and what holds it); never another port. A port
+   * held as a spare is free to take: its socket is closed and the port listened on.
+   */
+  private async bindChosen(uid: string, chosen: readonly number[], capBps: number): Promise<Stream> {
+    const { first, last } = this.opts.portRange;
+    const outside = chosen.filter((p) => p < first || p > last);
+    if (outside.length > 0) {
+      throw invalidArgument(`listener port(s) ${portList(outside)} are outside this gateway's data port range ${first}-${last} (--port-range); ask for ports within it, or for none`);
+    }
+    const held = chosen.filter((p) => this.pool.isTaken(p) && !this.spares.has(p));
+    if (held.length > 0) {
+      throw resourceExhausted(`listener port(s) ${portList(held)} are held by another stream on this gateway; ask for other ports, or retry once that stream is released`);
+    }
+    // Taken now, synchronously: a concurrent request cannot take the same port.
+    const spares = chosen.filter((p) => this.spares.has(p));
+    for (const p of spares) closeReserved(this.spares.get(p)!.fd);
+    for (const p of spares) this.spares.delete(p);
+    for (const p of chosen) if (!spares.includes(p)) this.pool.takePort(p);
+    const listeners: TcpListener[] = [];
+    const stream = new Stream(uid, listeners, [...chosen], chosen.length, capBps);
+    try {
+      for (const [index, port] of chosen.entries()) {
+        try {
+          listeners.push(await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) => this.accept(stream, index, socket)));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? '';
+          if (!BIND_CONFLICTS.has(code)) throw err;
+          throw resourceExhausted(`listener port ${port} is in use by another program on this gateway (${code}); ask for another port, or stop that program`);
+        }
+      }
+      return stream;
+    } catch (err) {
+      stream.released = true;
+      await Promise.all(listeners.map((l) => l.close()));
+      this.giveBack(chosen);
+      throw err;
+    }
+  }
+
+  /**
    * Why a reservation of `count` ports failed: how many the streams hold, how
    * many other programs hold (found busy in this attempt, or listening per /proc),
    * and what to do about each. `mine` and `busy` are this attempt's ports, still taken.
@@ -324,6 +370,16 @@ export class LocalDataServer implements DataServer {
     // Until the forwarder ends it cleanly, any close (this process dying included)
     // reaches the peer as a reset, never as a clean end (transport/linger.ts).
     resetOnClose(socket);
+    // Node cannot filter before accept: a source not allowed is reset at once, before
+    // it holds any admission slot or reads a byte.
+    if (stream.allow && !stream.allow.allows(socket.remoteAddress)) {
+      const peer = socket.remoteAddress ?? 'unknown';
+      this.refuse(stream, undefined, socket, 'allow-list', `refused a connection from ${peer} to listener port ${socket.localPort ?? '?'} of stream ${stream.uid}: its source is not in the stream's allow-list (${stream.allow.blocks.join(', ')})`, {
+        peer,
+        cause: 'refused:allow-list',
+      });
+      return;
+    }
     let connection: Connection | undefined;
     const ticket = this.admission.enter(socket.remoteAddress, socket.localPort ?? 0, (message) => this.refuse(stream, connection, socket, 'pending-conns', message));
     if ('kind' in ticket) {
@@ -593,7 +649,7 @@ export class LocalDataServer implements DataServer {
    * startListeners would have opened, without binding (each spare's socket starts
    * listening now). All or nothing.
    */
-  assignSpares(uid: string, ports: readonly number[], capBps = 0): Address[] {
+  assignSpares(uid: string, ports: readonly number[], capBps = 0, allowFrom: readonly string[] = []): Address[] {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
     if (ports.length === 0) throw notFound(`stream ${uid}: no spare listeners given`);
     const taken = ports.map((p) => this.spares.get(p));
@@ -605,6 +661,7 @@ export class LocalDataServer implements DataServer {
     for (const s of spares) this.spares.delete(s.port);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
+    if (allowFrom.length > 0) stream.allow = new AllowList(allowFrom);
     const host = this.opts.bindHost;
     for (const [i, s] of spares.entries()) {
       try {

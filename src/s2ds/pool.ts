@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
-import { ScistreamError, alreadyExists, notFound, resourceExhausted } from '../protocol/errors.js';
+import { ScistreamError, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../protocol/errors.js';
+import type { PortRange } from './ports.js';
 import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
@@ -105,6 +106,8 @@ export class AgentPool implements DataServer {
   private readonly assigning = new Map<string, Promise<void>>();
   /** Assignments not sent yet, with the record they will carry. */
   private readonly unsent = new Map<string, { record: Uint8Array }>();
+  /** Port ranges of agents whose handles do not say them (knowRange). */
+  private readonly ranges = new Map<AgentHandle, PortRange>();
   private closed = false;
 
   constructor(
@@ -372,12 +375,14 @@ export class AgentPool implements DataServer {
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.placements.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this gateway`);
-    const plan = this.place(uid, count);
     const capBps = opts.capBps ?? 0;
-    if ([...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps);
+    const allowFrom = opts.allowFrom ?? [];
+    const chosen = opts.ports && opts.ports.length > 0 ? opts.ports : undefined;
+    const plan = chosen ? this.placeChosen(uid, chosen) : this.place(uid, count);
+    if (!chosen && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps, allowFrom);
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
     // (release() finds it in `starting`) instead of finding nothing and leaving the listeners behind.
-    const work = this.reserveAnywhere(uid, count, plan, capBps);
+    const work = chosen ? this.reserveChosen(uid, chosen, plan, capBps, allowFrom) : this.reserveAnywhere(uid, count, plan, capBps, allowFrom);
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -389,12 +394,12 @@ export class AgentPool implements DataServer {
   }
 
   /** Reserves by the plan; when agents do not answer, places the stream again on the others (while they have the ports). */
-  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
+  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
     const silent = new Set<AgentHandle>();
     let plan = first;
     for (;;) {
       try {
-        return await this.reserveOnce(uid, count, plan, capBps);
+        return await this.reserveOnce(uid, count, plan, capBps, allowFrom);
       } catch (err) {
         if (!(err instanceof SilentAgents)) throw err;
         for (const a of err.agents) silent.add(a);
@@ -412,7 +417,7 @@ export class AgentPool implements DataServer {
     }
   }
 
-  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
+  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
       // Spares an agent has are given back when its share needs more ports than it has
@@ -420,12 +425,12 @@ export class AgentPool implements DataServer {
       // (The agent's free count may date from before its spares opened: counted without them.)
       // A refill under way may take the very ports this share needs: given back as well.
       await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-      return await this.reserve(uid, count, plan, capBps).catch(async (err: unknown) => {
+      return await this.reserve(uid, count, plan, capBps, allowFrom).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
         const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
         if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
         await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-        return this.reserve(uid, count, plan, capBps);
+        return this.reserve(uid, count, plan, capBps, allowFrom);
       });
     } finally {
       for (const [a, idx] of plan) {
@@ -441,7 +446,7 @@ export class AgentPool implements DataServer {
    * the uid waits for that. Should an assignment fail (the agent went away), the
    * stream is reported lost like one whose agent died, and the rest released.
    */
-  private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Address[] {
+  private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Address[] {
     const listeners = new Array<Address>(count);
     const shares: Share[] = [];
     const taken: Address[][] = [];
@@ -461,7 +466,7 @@ export class AgentPool implements DataServer {
     const work = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => {
         if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
-        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count))));
+        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom)));
       })
       .then(
       () => undefined,
@@ -532,10 +537,16 @@ export class AgentPool implements DataServer {
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
-  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number): Promise<Placement> {
+  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], chosen?: readonly number[]): Promise<Placement> {
     const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
     const results = await Promise.allSettled(
-      shares.map((s) => s.agent.startListeners(uid, s.indices.length, capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {})),
+      shares.map((s) =>
+        s.agent.startListeners(uid, s.indices.length, {
+          ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {}),
+          ...(allowFrom.length > 0 ? { allowFrom } : {}),
+          ...(chosen ? { ports: s.indices.map((g) => chosen[g]!) } : {}),
+        }),
+      ),
     );
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
@@ -557,6 +568,76 @@ export class AgentPool implements DataServer {
       s.indices.forEach((g, j) => (listeners[g] = bound[j]!));
     });
     return { uid, count, listeners, shares };
+  }
+
+  /**
+   * Which agent takes each chosen port (Request.listener_ports): the agent whose
+   * port range holds it (local agents and workers, whose ranges s2cs knows). A port
+   * no known range holds goes to the one agent whose range s2cs does not know (an
+   * agent given with --s2ds), which answers INVALID_ARGUMENT if it is not its own;
+   * with no such agent, or several, it is refused here with INVALID_ARGUMENT.
+   */
+  private placeChosen(uid: string, ports: readonly number[]): Map<AgentHandle, number[]> {
+    const unknown = this.members.filter((a) => this.rangeOf(a) === undefined);
+    const plan = new Map<AgentHandle, number[]>();
+    for (const [g, port] of ports.entries()) {
+      const owner = this.members.find((a) => {
+        const r = this.rangeOf(a);
+        return r !== undefined && port >= r.first && port <= r.last;
+      }) ?? (unknown.length === 1 ? unknown[0] : undefined);
+      if (!owner) {
+        const known = this.members.map((a) => this.rangeOf(a)).filter((r): r is PortRange => r !== undefined);
+        throw invalidArgument(
+          `listener port ${port} of stream ${uid} is in no data-server agent's port range here (${known.map((r) => `${r.first}-${r.last}`).join(', ') || 'none known'}); ask for ports within --port-range, or for none`,
+        );
+      }
+      if (!owner.up() || !(owner.answering?.() ?? true)) {
+        throw new ScistreamError('UNAVAILABLE', `listener port ${port} of stream ${uid} belongs to data-server agent ${owner.name} (${owner.address}), which does not answer now; retry once it is back, or ask for other ports`);
+      }
+      const list = plan.get(owner) ?? [];
+      list.push(g);
+      plan.set(owner, list);
+    }
+    return plan;
+  }
+
+  /** The port range an agent listens in, when s2cs knows it (its own workers and in-process agents). */
+  private rangeOf(agent: AgentHandle): PortRange | undefined {
+    return this.ranges.get(agent) ?? agent.portRange?.();
+  }
+
+  /** Tells the pool the port range of an agent whose handle does not say it (a worker s2cs started with its slice). */
+  knowRange(agent: AgentHandle, range: PortRange): void {
+    this.ranges.set(agent, range);
+  }
+
+  /**
+   * Reserves the chosen ports on the agents that own them. This pool's spares on
+   * those ports are forgotten first (the agent takes them over for the stream); a
+   * refill that raced and opened one is forgotten again after. No retry elsewhere:
+   * a port belongs to one agent.
+   */
+  private async reserveChosen(uid: string, chosen: readonly number[], plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
+    const forget = (agent: AgentHandle) => {
+      const mine = new Set((plan.get(agent) ?? []).map((g) => chosen[g]!));
+      const list = this.spares.get(agent);
+      if (list) this.spares.set(agent, list.filter((a) => !mine.has(a.port)));
+    };
+    for (const a of plan.keys()) forget(a);
+    for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
+    try {
+      return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, chosen);
+    } catch (err) {
+      // The agent owning a port did not answer: no other agent can take it.
+      throw err instanceof SilentAgents ? err.cause : err;
+    } finally {
+      for (const [a, idx] of plan) {
+        this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
+        forget(a);
+        // A spare taken over is replaced, as after any request.
+        this.refill(a);
+      }
+    }
   }
 
   /** Where each listener of a stream is: per agent, the global indices of its share (its own order). */

@@ -54,6 +54,11 @@ export class PortPool {
     return undefined;
   }
 
+  /** Takes this very port (a listener port a request chose); the caller checked it is in range and free. */
+  takePort(port: number): void {
+    this.inUse.add(port);
+  }
+
   /** Whether the port is handed out now. */
   isTaken(port: number): boolean {
     return this.inUse.has(port);

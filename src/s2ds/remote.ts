@@ -195,8 +195,15 @@ export class RemoteAgent implements AgentHandle {
   }
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
-    const { record, capBps = 0 } = opts;
-    const r = await this.call<{ listeners: string[] }>('StartListeners', { uid, count, record: record ? Buffer.from(record) : Buffer.alloc(0), cap_bps: String(Math.round(capBps)) });
+    const { record, capBps = 0, ports = [], allowFrom = [] } = opts;
+    const r = await this.call<{ listeners: string[] }>('StartListeners', {
+      uid,
+      count,
+      record: record ? Buffer.from(record) : Buffer.alloc(0),
+      cap_bps: String(Math.round(capBps)),
+      ports: [...ports],
+      allow_from: [...allowFrom],
+    });
     const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
     const stats = emptyStats(uid, listeners.length);
     this.streams.set(uid, stats);
@@ -219,12 +226,12 @@ export class RemoteAgent implements AgentHandle {
     return r.listeners.map((l, i) => parseAddress(l, `spare listeners[${i}] from the agent`));
   }
 
-  assignSpares(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps = 0): Promise<void> {
+  assignSpares(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps = 0, allowFrom: readonly string[] = []): Promise<void> {
     // Counted from now: the pool answers the request before the agent does.
     const stats = emptyStats(uid, listeners.length);
     this.streams.set(uid, stats);
     this.changed.set(uid, { seq: this.pollSeq, stats });
-    return this.call('AssignSpares', { uid, owner, listeners: listeners.map(formatAddress), record: Buffer.from(record), cap_bps: String(Math.round(capBps)) }).then(
+    return this.call('AssignSpares', { uid, owner, listeners: listeners.map(formatAddress), record: Buffer.from(record), cap_bps: String(Math.round(capBps)), allow_from: [...allowFrom] }).then(
       () => undefined,
       (err: unknown) => {
         if (this.streams.get(uid) === stats) {

@@ -3,11 +3,12 @@
 // result last; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
-import type { ConnectionMap, FlowOptions, SideResult } from './flows.js';
+import type { ConnectionMap, FlowOptions, SideResult, StreamSpec } from './flows.js';
+import { validateAllowList } from '../protocol/cidr.js';
 import type { UserAuth } from './auth/login.js';
 import type { ClientConfig } from './auth/config.js';
 import { addAuthCommands } from './auth/commands.js';
@@ -38,6 +39,10 @@ interface SpecFlags {
   uid?: string;
   json?: boolean;
   appSecretFile?: string;
+  allowFrom: string[];
+  listenerPorts?: number[];
+  wanAllowFrom?: string[];
+  wanListenerPorts?: number[];
 }
 
 /** A number of seconds from `min` to `max`, fractions allowed (--interval 0.5). */
@@ -272,8 +277,46 @@ function lifetime(text: string): number {
 }
 
 /** The stream's spec from the flags; `uid` as given. */
-function specOf(f: SpecFlags, uid = f.uid): { numConn: number; rate: number; uid?: string; lifetimeS?: number } {
-  return { numConn: f.numConn, rate: f.rate, uid, ...(f.lifetime ? { lifetimeS: f.lifetime } : {}) };
+function specOf(f: SpecFlags, uid = f.uid): StreamSpec {
+  const ports = (flag: string, list: number[] | undefined): number[] | undefined => {
+    if (list && list.length !== f.numConn) throw new UsageError(`${flag} names ${list.length} port(s) but --num-conn is ${f.numConn}: give one port per connection`);
+    return list;
+  };
+  return {
+    numConn: f.numConn,
+    rate: f.rate,
+    uid,
+    ...(f.lifetime ? { lifetimeS: f.lifetime } : {}),
+    ...(f.allowFrom.length > 0 ? { allowFrom: f.allowFrom } : {}),
+    ...(f.listenerPorts ? { listenerPorts: ports('--listener-ports', f.listenerPorts) } : {}),
+    ...(f.wanAllowFrom && f.wanAllowFrom.length > 0 ? { wanAllowFrom: f.wanAllowFrom } : {}),
+    ...(f.wanListenerPorts ? { wanListenerPorts: ports('--wan-listener-ports', f.wanListenerPorts) } : {}),
+  };
+}
+
+/** --allow-from: CIDR blocks or addresses, comma-separated, repeatable; checked as the gateway will. */
+const cidrList = (flag: string) => (text: string, prev: string[] = []): string[] => {
+  const list = [...prev, ...text.split(',').map((s) => s.trim()).filter((s) => s.length > 0)];
+  try {
+    return validateAllowList(list, flag);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
+/** --listener-ports: ports, comma-separated, in listener order. */
+const portList = (flag: string) => (text: string): number[] =>
+  text.split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!/^[0-9]{1,5}$/.test(s.trim()) || n < 1 || n > 65535) throw new InvalidArgumentError(`${flag}: "${s.trim()}" is not a port (1-65535); write e.g. 5100,5101`);
+    return n;
+  });
+
+/** The two-gateway request's options for the producer gateway's WAN listeners. */
+function wanOptions(cmd: Command): Command {
+  return cmd
+    .option('--wan-allow-from <cidrs>', "who may connect to the producer gateway's WAN listeners: the consumer gateway's address(es) as the producer gateway sees them (after any NAT), comma-separated CIDR blocks or addresses; default: anyone the gateway's --data-allow-from admits (the stream's credentials still guard the leg)", cidrList('--wan-allow-from'), [] as string[])
+    .option('--wan-listener-ports <ports>', "ports for the producer gateway's WAN listeners, one per connection (e.g. 5100,5101): granted if free, else the request fails naming the port", portList('--wan-listener-ports'));
 }
 
 function specOptions(cmd: Command, json = 'print one JSON object on stdout'): Command {
@@ -281,6 +324,8 @@ function specOptions(cmd: Command, json = 'print one JSON object on stdout'): Co
     .option('--num-conn <n>', 'number of connections (listeners) for the stream', option(integer(1, 4096)), 5)
     .option('--rate <rate>', "the stream's rate: kB/s as a plain number (1 kB = 1,000 bytes), or with a unit: 200Mbit/s, 1Gbit/s, 25MB/s; gateways with --rate-policy cap or reserve hold the stream to it (default: 0, none stated)", option(parseRate), 0)
     .option('--lifetime <duration>', 'how long the stream may live, from its request: seconds, or e.g. 90s, 30m, 2h; then the gateways release it (each may bound it with --max-stream-lifetime; default: until released, or idle for their --idle-stream-timeout)', option(lifetime))
+    .option('--allow-from <cidrs>', "who may connect to the stream's listeners (the consumer gateway's, in a two-gateway request): CIDR blocks or addresses, comma-separated, repeatable, IPv4 or IPv6; others are refused with a reset (default: anyone the gateway's --data-allow-from admits)", cidrList('--allow-from'), [] as string[])
+    .option('--listener-ports <ports>', "the ports to listen on, one per connection, comma-separated (e.g. 5100,5101), within the gateway's --port-range; granted if free, else the request fails naming the port held (default: the gateway picks)", portList('--listener-ports'))
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
     .option('--json', json);
 }
@@ -339,14 +384,14 @@ function printSide(r: SideResult, json: boolean | undefined, what: string): void
   if (r.lifetimeS) process.stdout.write(`lifetime: ${r.lifetimeS} s from the request; then the gateway releases the stream\n`);
 }
 
-secretFileOption(specOptions(
+secretFileOption(wanOptions(specOptions(
   program
     .command('request')
     .description('set up a stream from a producer facility to a consumer facility (REQ, Hello, UpdateTargets)')
     .requiredOption('--prod-s2cs <host:port>', "producer facility's s2cs", address('--prod-s2cs'))
     .requiredOption('--cons-s2cs <host:port>', "consumer facility's s2cs", address('--cons-s2cs')),
   'print one JSON object per line on stdout: the uid (its gateways and secrets) as soon as both gateways took the req, the result last',
-)).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
+))).action(async (f: SpecFlags & { prodS2cs: string; consS2cs: string }) => {
   const { requestStream } = await flows();
   const first = f.json ? new FirstLine(f.prodS2cs, f.consS2cs) : undefined;
   const map = await settled(requestStream(f.prodS2cs, f.consS2cs, specOf(f), flow(f, [f.prodS2cs, f.consS2cs], 'PROD', first)));

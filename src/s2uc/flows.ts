@@ -121,6 +121,22 @@ export interface StreamSpec {
    * absent or 0: no limit of its own. The Python reference ignores it.
    */
   lifetimeS?: number;
+  /**
+   * Who may connect to the stream's listeners (Request.allow_from: CIDR blocks or
+   * addresses); in a two-gateway request, the consumer gateway's listeners (where the
+   * consumer application connects). Absent: anyone the gateway's --data-allow-from admits.
+   */
+  allowFrom?: string[];
+  /** The listener ports to ask for, one per connection (Request.listener_ports); in a two-gateway request, the consumer gateway's. */
+  listenerPorts?: number[];
+  /**
+   * Two-gateway request only: the producer gateway's WAN listeners, which the consumer
+   * gateway dials. wanAllowFrom: the consumer gateway's source addresses as the
+   * producer gateway sees them (its address on the WAN, or its NAT's); s2uc cannot
+   * know them, so only this makes the WAN listeners accept the peer gateway only.
+   */
+  wanAllowFrom?: string[];
+  wanListenerPorts?: number[];
 }
 
 /** The two-facility connection map: consumer -> consumer gateway -> producer gateway (WAN) -> producer. */
@@ -176,7 +192,29 @@ function secretSink(opts: FlowOptions, server: string, role: Role, awaitHelloOf?
 /** The most Request.lifetime_s (a uint32 of seconds) can say: about 136 years. */
 export const MAX_LIFETIME_S = 2 ** 32 - 1;
 
-function begin(spec: StreamSpec, opts: FlowOptions, caps: GatewayCapabilities[]): { uid: string; rate: number; request: (role: Role) => Request } {
+/** Request.allow_from and listener_ports, present only when given: without them the req is exactly the reference's. */
+function placementFields(allowFrom: string[] | undefined, ports: number[] | undefined): Pick<Request, 'allow_from' | 'listener_ports'> {
+  return { ...(allowFrom && allowFrom.length > 0 ? { allow_from: allowFrom } : {}), ...(ports && ports.length > 0 ? { listener_ports: ports } : {}) };
+}
+
+/**
+ * A reference gateway ignores allow_from and listener_ports without a word: asking
+ * one for them would leave listeners open to anyone, or on other ports. Refused
+ * before anything is reserved.
+ */
+function requireListenerFields(spec: StreamSpec, caps: GatewayCapabilities[]): void {
+  const asked = [spec.allowFrom, spec.listenerPorts, spec.wanAllowFrom, spec.wanListenerPorts].some((l) => l && l.length > 0);
+  const reference = caps.filter((c) => c.implementation === 'reference').map((c) => c.server);
+  if (asked && reference.length > 0) {
+    throw failedPrecondition(
+      `${reference.join(' and ')} ${reference.length > 1 ? 'answer' : 'answers'} like the Python reference's s2cs, which ignores allow-lists and chosen listener ports: ` +
+        'nothing was reserved. Drop --allow-from / --listener-ports (and their --wan- forms) for that gateway, or run SciStream-TS s2cs there',
+    );
+  }
+}
+
+function begin(spec: StreamSpec, opts: FlowOptions, caps: GatewayCapabilities[]): { uid: string; rate: number; request: (role: Role, extra?: Pick<Request, 'allow_from' | 'listener_ports'>) => Request } {
+  requireListenerFields(spec, caps);
   const lifetimeS = spec.lifetimeS ?? 0;
   if (!Number.isInteger(lifetimeS) || lifetimeS < 0 || lifetimeS > MAX_LIFETIME_S) throw invalidArgument(`lifetime ${lifetimeS} s is not valid: give a whole number of seconds from 1 to ${MAX_LIFETIME_S}, or none`);
   const uid = spec.uid !== undefined ? validateUid(spec.uid, '--uid') : randomUUID();
@@ -187,7 +225,7 @@ function begin(spec: StreamSpec, opts: FlowOptions, caps: GatewayCapabilities[])
     if (ignoring.length > 0) opts.onWarning?.(`${ignoring.join(' and ')} ${ignoring.length > 1 ? 'are' : 'is'} the Python reference's s2cs, which ignores the stream's lifetime: there the stream lives until it is released`);
   }
   // Without a lifetime the req is exactly what a reference client sends.
-  const request = (role: Role): Request => ({ uid, role, num_conn: spec.numConn, rate, ...(lifetimeS > 0 ? { lifetime_s: lifetimeS } : {}) });
+  const request = (role: Role, extra = placementFields(spec.allowFrom, spec.listenerPorts)): Request => ({ uid, role, num_conn: spec.numConn, rate, ...(lifetimeS > 0 ? { lifetime_s: lifetimeS } : {}), ...extra });
   return { uid, rate, request };
 }
 
@@ -291,7 +329,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
       if (!prodCaps.earlyAppSecret) prodSecret.take('');
       if (!consCaps.earlyAppSecret) consSecret.take('');
       const [p, c, credentials] = await Promise.all([
-        prod!.req(request('PROD'), 0, prodSecret.take),
+        prod!.req(request('PROD', placementFields(spec.wanAllowFrom, spec.wanListenerPorts)), 0, prodSecret.take),
         cons!.req(request('CONS'), undefined, consSecret.take),
         encrypted ? createStreamCredentials(uid) : undefined,
         consCaps.reqWaitsForHello ? helloForReference(cons!, uid, 'CONS', [], opts) : undefined,

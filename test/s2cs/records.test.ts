@@ -81,3 +81,16 @@ test('a stream lifetime (Request.lifetime_s) is kept, so that a restarted s2cs s
   const good = JSON.parse(Buffer.from(encodeRecord(timed)).toString()) as Record<string, unknown>;
   assert.throws(() => decodeRecord(Buffer.from(JSON.stringify({ ...good, lifetimeS: -1 })), 'rec-1'), /lifetimeS is not a whole number/);
 });
+
+test('a stream with an allow-list and chosen ports keeps them (a retry after a restart must repeat them); malformed ones are refused', () => {
+  const placed: PersistedStream = { ...stream, request: { ...stream.request, allowFrom: ['10.0.0.0/8', '2001:db8::/32'], listenerPorts: [5101, 5100] } };
+  assert.deepEqual(decodeRecord(encodeRecord(placed), 'rec-1'), placed);
+  const json = JSON.parse(Buffer.from(encodeRecord(placed)).toString()) as Record<string, unknown>;
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ ...json, allowFrom: 'all' }, /allowFrom is not a list/],
+    [{ ...json, allowFrom: ['bogus'] }, /record allowFrom\[0\]: "bogus" is not a valid CIDR block/],
+    [{ ...json, listenerPorts: [5100] }, /listener_ports names 1 port\(s\) but num_conn is 2/],
+    [{ ...json, listenerPorts: ['5100', 5101] }, /listenerPorts is not a list of ports/],
+  ];
+  for (const [record, re] of bad) assert.throws(() => decodeRecord(Buffer.from(JSON.stringify(record)), 'rec-1'), re);
+});

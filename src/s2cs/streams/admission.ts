@@ -5,6 +5,7 @@ import type { Identity } from '../../auth/index.js';
 import { invalidArgument, resourceExhausted } from '../../protocol/errors.js';
 import type { StreamRequest } from '../../protocol/validate.js';
 import { formatBitRate } from '../../units.js';
+import { boundAllowList } from '../../protocol/cidr.js';
 import { counted } from './counted.js';
 import type { RatePolicy } from './options.js';
 import type { StreamRecord, TableState } from './record.js';
@@ -87,6 +88,22 @@ export class Admission {
     }
     this.portsHeld.set(key, held + request.numConn);
     return key;
+  }
+
+  /**
+   * The allow-list the stream's listeners enforce: its own (Request.allow_from)
+   * narrowed to the gateway's --data-allow-from (cidr.ts boundAllowList); [] when
+   * neither names any (anyone may connect). Asking only for sources outside the
+   * gateway's bound is refused with INVALID_ARGUMENT: the stream could never be used.
+   */
+  allowListFor(request: StreamRequest): string[] {
+    const gateway = this.state.opts.dataAllowFrom ?? [];
+    const bound = boundAllowList(request.allowFrom ?? [], gateway);
+    if (bound) return bound;
+    throw invalidArgument(
+      `allow_from of stream ${request.uid} (${(request.allowFrom ?? []).join(', ')}) lies wholly outside what this gateway admits on its data listeners ` +
+        `(--data-allow-from ${gateway.join(',')}): no source could connect. Ask for sources within it, or ask the operator`,
+    );
   }
 
   /** Gives the stream's ports back to its key's budget (once). */

@@ -7,3 +7,4 @@ export type { HelloCredentials } from './hello.js';
 export type { EndedStream } from './release.js';
 export { isLoopback, plaintextDataPolicy } from './plaintext.js';
 export { isCountedRefusal } from './counted.js';
+export { placedRequest, type PlacedStream } from './placement.js';

@@ -78,6 +78,12 @@ export interface StreamTableOptions {
   ratePolicy?: RatePolicy;
   /** With ratePolicy reserve: what the gateway admits streams against, bytes per second (--capacity). */
   capacityBps?: number;
+  /**
+   * The gateway's bound on who may connect to any data listener (--data-allow-from,
+   * canonical CIDR blocks); absent or empty: no bound. Each stream's own allow-list
+   * is narrowed to it at its req (a reload applies to streams requested after it).
+   */
+  dataAllowFrom?: string[];
   logger: Logger;
 }
 
@@ -95,6 +101,7 @@ export type TableSettings = Partial<
     | 'maxPortsPerUser'
     | 'admins'
     | 'helloAcceptsOwnerToken'
+    | 'dataAllowFrom'
   >
 >;
 

@@ -1,5 +1,6 @@
 // A stream's record kept on its data-server agents, and the streams a previous
 // s2cs set up taken back from them (adopt).
+import { boundAllowList } from '../../protocol/cidr.js';
 import { formatAddress, type Address } from '../../protocol/address.js';
 import { aborted } from '../../protocol/errors.js';
 import type { AdoptedStream } from '../../s2ds/index.js';
@@ -120,6 +121,8 @@ export async function adoptStreams(parts: AdoptionParts, found: AdoptedStream[])
       rates: new RateWindow(),
       // The agents hold the cap they were given at req; this is what the policy now counts.
       capBps: admission.capFor(p.request),
+      // The agents enforce what they were given at req; status shows it as the bound now makes it.
+      allowFrom: boundAllowList(p.request.allowFrom ?? [], state.opts.dataAllowFrom ?? []) ?? p.request.allowFrom ?? [],
     };
     admission.holdAgain(p.quotaKey, p.request.numConn);
     state.records.set(p.request.uid, record);

@@ -65,6 +65,8 @@ export interface StreamRecord {
   rates: RateWindow;
   /** Bytes per second the stream is held to (and, with reserve, takes of --capacity); 0: none. */
   capBps: number;
+  /** Who may connect to its listeners, as they enforce it (its allow_from within --data-allow-from); []: anyone. */
+  allowFrom: string[];
 }
 
 /** Releases a stream, saying why (release.ts). */

@@ -59,6 +59,7 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
         ...rates,
         capBps: r.capBps,
         binding: r.binding,
+        allowFrom: r.allowFrom,
       },
     ];
   });
@@ -82,6 +83,7 @@ export function releasingStatus(r: StreamRecord, since: number, on: readonly Unr
     fromTargetBps: 0,
     capBps: r.capBps,
     binding: r.binding,
+    allowFrom: r.allowFrom,
     brokenReason: '',
     expiresInS: 0,
   };

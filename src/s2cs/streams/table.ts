@@ -8,8 +8,8 @@
 import { generateAppSecret, hashAppSecret, type Identity } from '../../auth/index.js';
 import { formatAddress } from '../../protocol/address.js';
 import { aborted, alreadyExists } from '../../protocol/errors.js';
-import type { HelloMessage, StreamRequest, TargetUpdate } from '../../protocol/validate.js';
-import type { AdoptedStream } from '../../s2ds/index.js';
+import { requestFields, sameRequest, type HelloMessage, type StreamRequest, type TargetUpdate } from '../../protocol/validate.js';
+import type { AdoptedStream, ListenerOptions } from '../../s2ds/index.js';
 import { RateWindow } from '../rates.js';
 import { Admission } from './admission.js';
 import { HelloRendezvous, type HelloCredentials } from './hello.js';
@@ -22,6 +22,16 @@ import { noop, released, reply, type StreamRecord, type StreamReply, type TableS
 import { RELEASED_BY_REQUEST, Releases, SHUTTING_DOWN, type EndedStream } from './release.js';
 import { RateSampler, agentRates, releasingStatus, streamStatus, type StreamStatus } from './status.js';
 import { acceptsPlaintextData, updateTargets, type TargetParts } from './targets.js';
+
+/** What the data servers are asked to open for a stream: its cap, allow-list and chosen ports, when it has them. */
+function listenerOptions(record: StreamRecord): ListenerOptions {
+  const { listenerPorts } = record.request;
+  return {
+    ...(record.capBps > 0 ? { capBps: record.capBps } : {}),
+    ...(record.allowFrom.length > 0 ? { allowFrom: record.allowFrom } : {}),
+    ...(listenerPorts ? { ports: listenerPorts } : {}),
+  };
+}
 
 /** Who sent a req, for the stream's binding (binding.ts): its exact address, whether it will present the control secret, and the secret it proposes. */
 export interface Requester {
@@ -98,15 +108,16 @@ export class StreamTable {
     const existing = this.state.records.get(request.uid);
     if (existing) {
       const r = existing.request;
-      if (r.role !== request.role || r.numConn !== request.numConn || r.rate !== request.rate || (r.lifetimeS ?? 0) !== (request.lifetimeS ?? 0)) {
+      if (!sameRequest(r, request)) {
         throw alreadyExists(
-          `uid ${request.uid} is already in use here with role=${r.role} num_conn=${r.numConn} rate=${r.rate}${r.lifetimeS ? ` lifetime_s=${r.lifetimeS}` : ''}; ` +
+          `uid ${request.uid} is already in use here with ${requestFields(r)}; ` +
             'a retry must repeat the same fields; for a different stream use a new uid',
         );
       }
       checkRetry(existing, caller, requester?.peer, this.state.opts, requester?.secret);
       return existing.ready;
     }
+    const allowFrom = this.admission.allowListFor(request);
     const capBps = this.admission.admit(request, caller, peer);
     const quotaKey = this.admission.takePorts(request, caller, peer);
     let boundDone!: () => void;
@@ -135,6 +146,7 @@ export class StreamTable {
       createdAt: now,
       rates: new RateWindow(now),
       capBps,
+      allowFrom,
     };
     this.leases.start(record, this.state.opts.setupTimeoutMs);
     this.state.records.set(request.uid, record);
@@ -148,7 +160,7 @@ export class StreamTable {
   private async reserve(record: StreamRecord, boundDone: () => void): Promise<StreamReply> {
     const { uid, role, numConn } = record.request;
     try {
-      const bound = await this.state.opts.dataServer.startListeners(uid, numConn, record.capBps > 0 ? { capBps: record.capBps } : {});
+      const bound = await this.state.opts.dataServer.startListeners(uid, numConn, listenerOptions(record));
       record.listeners = bound;
     } catch (err) {
       if (this.state.records.get(uid) === record) this.state.records.delete(uid);

@@ -8,7 +8,8 @@ import { MAX_RECORD_BYTES, type AgentHandlers, type AgentHealthMessage, type Str
 import { ScistreamError, aborted, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../../protocol/errors.js';
 import { guardedUnary, type Guarded } from '../../protocol/guard.js';
 import { shown, safeDetails } from '../../protocol/text.js';
-import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateUid } from '../../protocol/validate.js';
+import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateListenerPorts, validateUid } from '../../protocol/validate.js';
+import { validateAllowList } from '../../protocol/cidr.js';
 import { VERSION } from '../../version.js';
 import type { LocalDataServer } from '../local.js';
 import type { WanLeg } from '../index.js';
@@ -49,13 +50,20 @@ export class AgentService {
 
   constructor(private readonly opts: AgentServiceOptions) {}
 
-  async startListeners(uidText: string, count: number, record: Buffer, capText = '0'): Promise<string[]> {
+  async startListeners(uidText: string, count: number, record: Buffer, capText = '0', portList: number[] = [], allowList: string[] = []): Promise<string[]> {
     const uid = validateUid(uidText);
     if (!Number.isInteger(count) || count < 1 || count > MAX_ADDRESSES) {
       throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
     }
     checkRecord(record);
-    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText) });
+    const ports = validateListenerPorts(portList, count);
+    const allowFrom = validateAllowList(allowList, 'allow_from');
+    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText), ports, allowFrom });
+    // A chosen port that was a spare is the stream's now, whoever held it.
+    for (const [owner, set] of this.spares) {
+      for (const p of ports) set.delete(p);
+      if (set.size === 0) this.spares.delete(owner);
+    }
     // A Release that arrived while the ports were being bound has closed them already.
     if (!this.opts.engine.stats(uid)) throw aborted(`stream ${uid} was released while its listeners were being opened`);
     const listeners = bound.map((a) => formatAddress({ host: this.opts.listenerIp, port: a.port }));
@@ -114,7 +122,7 @@ export class AgentService {
     return ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
   }
 
-  assignSpares(uidText: string, ownerText: string, listenerTexts: string[], record: Buffer, capText = '0'): void {
+  assignSpares(uidText: string, ownerText: string, listenerTexts: string[], record: Buffer, capText = '0', allowList: string[] = []): void {
     const uid = validateUid(uidText);
     const owner = validateOwner(ownerText);
     checkRecord(record);
@@ -126,7 +134,7 @@ export class AgentService {
     const notMine = ports.filter((p) => !set?.has(p));
     if (notMine.length > 0) throw notFound(`port(s) ${notMine.join(', ')} are not spare listeners of owner ${owner} on this agent (released, taken, or the agent restarted)`);
     if (this.entries.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this agent`);
-    this.opts.engine.assignSpares(uid, ports, capOf(capText));
+    this.opts.engine.assignSpares(uid, ports, capOf(capText), validateAllowList(allowList, 'allow_from'));
     for (const p of ports) set!.delete(p);
     if (set!.size === 0) this.spares.delete(owner);
     const listeners = ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
@@ -261,7 +269,7 @@ export class AgentService {
         return handler(m, call);
       });
     return {
-      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps) })),
+      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps, m.ports, m.allow_from) })),
       SetTargets: unary('SetTargets', async (m) => {
         await this.setTargets(m.uid, m.targets, m.wan, m.record);
         return {};
@@ -278,7 +286,7 @@ export class AgentService {
       Health: unary('Health', () => this.health()),
       ReserveSpares: unary('ReserveSpares', async (m) => ({ listeners: await this.reserveSpares(m.owner, m.count) })),
       AssignSpares: unary('AssignSpares', (m) => {
-        this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps);
+        this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps, m.allow_from);
         return {};
       }),
       ReleaseSpares: unary('ReleaseSpares', async (m) => {

@@ -8,6 +8,7 @@ export interface AssignRequest {
   'listeners'?: (string)[];
   'record'?: (Buffer | Uint8Array | string);
   'cap_bps'?: (number | string | Long);
+  'allow_from'?: (string)[];
 }
 
 export interface AssignRequest__Output {
@@ -16,4 +17,5 @@ export interface AssignRequest__Output {
   'listeners': (string)[];
   'record': (Buffer);
   'cap_bps': (string);
+  'allow_from': (string)[];
 }

@@ -7,6 +7,8 @@ export interface StartListenersRequest {
   'count'?: (number);
   'record'?: (Buffer | Uint8Array | string);
   'cap_bps'?: (number | string | Long);
+  'ports'?: (number)[];
+  'allow_from'?: (string)[];
 }
 
 export interface StartListenersRequest__Output {
@@ -14,4 +16,6 @@ export interface StartListenersRequest__Output {
   'count': (number);
   'record': (Buffer);
   'cap_bps': (string);
+  'ports': (number)[];
+  'allow_from': (string)[];
 }
