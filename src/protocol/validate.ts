@@ -19,6 +19,10 @@ export interface StreamRequest {
   rate: number;
   /** Seconds the stream may live from its req (Request.lifetime_s); absent or 0: no limit of its own. */
   lifetimeS?: number;
+  /** Ports the listeners are to take (Request.listener_ports); absent: the gateway picks. */
+  listenerPorts?: number[];
+  /** Who may connect to the listeners, CIDRs (Request.allow_from); absent: the gateway's bound only. */
+  allowFrom?: string[];
 }
 
 export interface TargetUpdate {

@@ -18,6 +18,7 @@ import type { Supervisor } from './supervisor.js';
 import type { AdmissionOptions } from '../s2ds/admission.js';
 import { checkTimeouts, DEFAULTS, defaultMaxPortsPerUser, helloLimits, logDataLegPolicy, logRatePolicy, resolveSettings, type ServerSettings } from './server-settings.js';
 import { firstAnswers, startDataSide, warnPortsHeldByOthers, type DataSide } from './server-agents.js';
+import { StandingTunnels, type TunnelChanges, type TunnelSpec } from './tunnels/index.js';
 
 export interface ControlServerOptions extends AdmissionOptions {
   /** Address the gRPC control service binds to. */
@@ -146,6 +147,11 @@ export interface ControlServer {
    * go together or cannot change while running (token checking turned on or off).
    */
   reconfigure(settings: RuntimeSettings): void;
+  /**
+   * Makes the standing tunnels what the [[tunnel]] tables of `file` say (at start, and
+   * at each reload): changed ones set up again, removed ones released, the others untouched.
+   */
+  applyTunnels(file: string, specs: TunnelSpec[]): Promise<TunnelChanges>;
 }
 
 /** Settings a running control server can take anew (ControlServer.reconfigure). */
@@ -180,6 +186,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   logRatePolicy(opts, settings);
   forgetLostStreams(data, table, settings.logger);
   const stop = shutdown(settings, service.server, data, table);
+  const tunnels = new StandingTunnels(table, settings.logger);
   return {
     port,
     refusals: settings.refusals,
@@ -195,6 +202,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     close: stop.close,
     reconfigure: reconfigurer(opts, settings, table, service.deps, service.admission),
     detach: stop.detach,
+    applyTunnels: (file, specs) => tunnels.apply(file, specs),
   };
 }
 

@@ -65,6 +65,8 @@ export interface StreamRecord {
   rates: RateWindow;
   /** Bytes per second the stream is held to (and, with reserve, takes of --capacity); 0: none. */
   capBps: number;
+  /** A standing tunnel: the configuration file that holds it ([[tunnel]]); only a reload changes it (tunnels/). */
+  standing?: string;
 }
 
 /** Releases a stream, saying why (release.ts). */

@@ -1,0 +1,149 @@
+// The standing tunnels a running s2cs keeps: made at start from the [[tunnel]] tables,
+// and at each reload (SIGHUP) made, remade or released where the tables changed, the
+// others left alone (their connections go on). Each goes through the stream table as
+// a client's stream would (req, the producer's Hello for an inbound one, UpdateTargets),
+// under the owner config:NAME and bound to a secret only this object holds, so that no
+// client can change or release it (ownership.ts checkStanding).
+import { generateAppSecret, type Identity } from '../../auth/index.js';
+import type { Logger } from '../../log.js';
+import { formatAddress } from '../../protocol/address.js';
+import type { StreamRequest } from '../../protocol/validate.js';
+import { fingerprint } from '../../security/certificates.js';
+import type { StreamTable } from '../streams/index.js';
+import { sameTunnel, tunnelOwner, type TunnelSpec } from './spec.js';
+
+interface Held {
+  spec: TunnelSpec;
+  /** The control secret the tunnel's stream is bound to. */
+  secret: string;
+}
+
+/** What a set of tunnels came to: names set up, released, kept, and those that failed with why. */
+export interface TunnelChanges {
+  created: string[];
+  released: string[];
+  kept: string[];
+  failed: { name: string; why: string }[];
+}
+
+export class StandingTunnels {
+  private readonly held = new Map<string, Held>();
+  /** One apply at a time (start, then each reload, in order). */
+  private applying: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly table: StreamTable,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The tunnels held now, by name. */
+  names(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /**
+   * Makes the tunnels of `file` what `specs` say: a tunnel no longer there, or changed,
+   * is released (a changed one then set up again); a new one is set up; one unchanged
+   * and still up is left alone. A tunnel that cannot be set up is logged and left out
+   * (the next reload tries again); the others go on.
+   */
+  apply(file: string, specs: TunnelSpec[]): Promise<TunnelChanges> {
+    const run = this.applying.then(() => this.applyNow(file, specs));
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyNow(file: string, specs: TunnelSpec[]): Promise<TunnelChanges> {
+    const changes: TunnelChanges = { created: [], released: [], kept: [], failed: [] };
+    const wanted = new Map(specs.map((s) => [s.name, s]));
+    for (const [name, held] of [...this.held]) {
+      const next = wanted.get(name);
+      if (next && sameTunnel(held.spec, next) && this.isUp(name)) continue;
+      await this.release(name, held, !next ? 'removed from the configuration file' : this.isUp(name) ? 'changed in the configuration file' : 'its stream had ended');
+      changes.released.push(name);
+    }
+    for (const spec of specs) {
+      if (this.held.has(spec.name)) {
+        changes.kept.push(spec.name);
+        continue;
+      }
+      try {
+        await this.create(file, spec);
+        changes.created.push(spec.name);
+      } catch (err) {
+        const why = (err as Error).message;
+        changes.failed.push({ name: spec.name, why });
+        this.logger.error({ tunnel: spec.name, uid: spec.name }, `standing tunnel ${spec.name} of ${file} could not be set up: ${why}; the next reload (SIGHUP) tries again`);
+      }
+    }
+    return changes;
+  }
+
+  private isUp(name: string): boolean {
+    return this.table.status(name).some((s) => s.standing && s.state !== 'releasing');
+  }
+
+  private async create(file: string, spec: TunnelSpec): Promise<void> {
+    const uid = spec.name;
+    const caller: Identity = { subject: tunnelOwner(spec.name) };
+    const secret = generateAppSecret();
+    const proof = { peer: '', secret };
+    const role = spec.direction === 'inbound' ? 'PROD' : 'CONS';
+    // A stream taken back from the agents (s2cs restarted with SIGUSR2): kept when it is this tunnel as it is now.
+    const adopted = this.table.claimStanding(uid, caller.subject, file, secret);
+    if (adopted) {
+      if (sameStream(adopted, spec, role)) {
+        this.held.set(uid, { spec, secret });
+        this.logger.info({ tunnel: uid, uid }, `standing tunnel ${uid} taken back from the data-server agents as it was`);
+        return;
+      }
+      await this.table.release(uid, caller, proof);
+    }
+    const request: StreamRequest = { uid, role, numConn: spec.numConn, rate: 0 };
+    // Honoured once the admission path takes them (Request.listener_ports, allow_from).
+    if (spec.listenerPorts) request.listenerPorts = spec.listenerPorts;
+    if (spec.allowFrom) request.allowFrom = spec.allowFrom;
+    // Each tunnel its own port budget: they are the operator's, not a user's.
+    const ready = this.table.req(request, caller, caller.subject, { peer: '', bySecret: false, secret, standing: file });
+    this.table.takeControlSecret(uid);
+    try {
+      if (role === 'PROD') await this.table.hello({ uid, role, prodListeners: spec.targets, appSecret: this.table.appSecret(uid) });
+      const reply = await ready;
+      await this.table.update({ uid, role, targets: spec.targets, credentials: spec.credentials }, caller, proof);
+      this.held.set(uid, { spec, secret });
+      const ports = reply.listeners.map((l) => Number(l.slice(l.lastIndexOf(':') + 1)));
+      this.logger.info(
+        { tunnel: uid, uid, direction: spec.direction, listeners: reply.listeners, targets: spec.targets.map(formatAddress), wan: spec.credentials ? 'tls' : 'plain' },
+        `standing tunnel ${uid} set up: ${reply.listeners.join(',')} -> ${spec.targets.map(formatAddress).join(',')}`,
+      );
+      if (spec.listenerPorts && spec.listenerPorts.some((p, i) => ports[i] !== p)) {
+        this.logger.warn({ tunnel: uid, asked: spec.listenerPorts, got: ports }, `standing tunnel ${uid}: listener-ports ${spec.listenerPorts.join(',')} asked, this gateway gave ${ports.join(',')}`);
+      }
+    } catch (err) {
+      // Never half set up: what was reserved goes (someone else's stream with this uid is not ours to release).
+      await this.table.release(uid, caller, proof).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async release(name: string, held: Held, why: string): Promise<void> {
+    this.held.delete(name);
+    try {
+      await this.table.release(name, { subject: tunnelOwner(name) }, { peer: '', secret: held.secret });
+      this.logger.info({ tunnel: name, uid: name }, `standing tunnel ${name} released: ${why}`);
+    } catch (err) {
+      this.logger.error({ tunnel: name, uid: name }, `standing tunnel ${name} (${why}) could not be released: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Whether a stream taken back is this tunnel as its table says now. */
+function sameStream(adopted: { request: StreamRequest; targets: string[]; wanIdentity: string }, spec: TunnelSpec, role: 'PROD' | 'CONS'): boolean {
+  const wan = spec.credentials ? fingerprint(spec.credentials.cert) : '';
+  return (
+    adopted.request.role === role &&
+    adopted.request.numConn === spec.numConn &&
+    adopted.wanIdentity === wan &&
+    adopted.targets.join(',') === spec.targets.map(formatAddress).join(',')
+  );
+}
