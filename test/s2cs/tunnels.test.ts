@@ -217,6 +217,9 @@ test('check-config checks the tunnels: names unique, targets parse, ports within
     await fails([tunnel('x', { targets: ['a:1'], colour: 'blue' })], /unknown key colour/);
     await fails([tunnel('bad name', { targets: ['a:1'] })], /needs a name of 1-128 characters/);
     await fails([tunnel('x', { targets: ['a:1'], 'allow-from': ['10.0.0.0/33'] })], /allow-from: "10\.0\.0\.0\/33" is not an address or CIDR/);
+    // Data listeners on every address: a tunnel without peer-cert would cross the WAN in plain text.
+    await fails([tunnel('x', { targets: ['a:1'] })], /"x": has no peer-cert, so its WAN leg would be plain TCP.*--allow-plaintext-data/, ['bind-ip = "0.0.0.0"']);
+    assert.equal((await check([tunnel('x', { targets: ['a:1'] })], ['bind-ip = "0.0.0.0"', 'allow-plaintext-data = true'])).code, 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -240,6 +243,8 @@ test('a two-gateway standing pair: outbound tunnel on B to the inbound tunnel of
     const b = await startS2cs(join(dir, 'b.toml'));
     gws.push(b.proc);
     assert.deepEqual((await standing(a.control, dir, 'pair')).listeners, [listenerA]);
+    assert.match(a.proc.stderr(), /"wan":"tls"|wan: tls|forwarding with the stream's credentials/);
+    assert.match(b.proc.stderr(), /standing tunnel pair set up/);
     const out = await standing(b.control, dir, 'pair');
     const app = await consumer(out.listeners[0]!);
     sockets.push(app.socket);
