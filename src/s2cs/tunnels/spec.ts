@@ -11,6 +11,7 @@ import { formatAddress, parseAddress, type Address } from '../../protocol/addres
 import { validateCredentials, MAX_ADDRESSES } from '../../protocol/validate.js';
 import type { StreamCredentials } from '../../transport/index.js';
 import type { PortRange } from '../../s2ds/index.js';
+import { parseRate } from '../../units.js';
 
 export type TunnelDirection = 'inbound' | 'outbound';
 
@@ -22,6 +23,8 @@ export interface TunnelSpec {
   /** inbound: the services it forwards to; outbound: the remote listeners. */
   targets: Address[];
   numConn: number;
+  /** Its stated rate, kB/s (Request.rate; held to it under --rate-policy cap or reserve); 0: none. */
+  rate: number;
   /** Ports its listeners take (within --port-range); absent: the gateway picks. */
   listenerPorts?: number[];
   /** Who may connect to its listeners (CIDRs); absent: the gateway's bound only. */
@@ -46,7 +49,7 @@ export function tunnelOwner(name: string): string {
   return `config:${name}`;
 }
 
-const KEYS = ['name', 'targets', 'remote-listeners', 'num-conn', 'listener-ports', 'allow-from', 'peer-cert', 'cert', 'key'] as const;
+const KEYS = ['name', 'targets', 'remote-listeners', 'num-conn', 'rate', 'listener-ports', 'allow-from', 'peer-cert', 'cert', 'key'] as const;
 type Key = (typeof KEYS)[number];
 
 const NAME = /^[A-Za-z0-9._-]{1,128}$/;
@@ -97,6 +100,7 @@ function tunnelOf(file: string, t: Record<string, unknown>, index: number, ctx: 
     fail(`num-conn ${String(numConn)} is out of range: this gateway takes 1 to ${ctx.maxConn} connections per stream (--max-conn)`);
   }
   if (listenerPorts && listenerPorts.length !== numConn) fail(`listener-ports names ${listenerPorts.length} port(s) and num-conn is ${String(numConn)}: give one port per connection`);
+  const rate = raw.has('rate') ? rateOf(raw.get('rate'), fail) : 0;
   const allowFrom = raw.has('allow-from') ? cidrs(raw.get('allow-from'), fail) : undefined;
   const credentials = credentialsOf(file, raw, ctx, fail);
   if (!credentials && !ctx.plaintextAccepted) {
@@ -105,7 +109,7 @@ function tunnelOf(file: string, t: Record<string, unknown>, index: number, ctx: 
         "give peer-cert (the other gateway's certificate; with cert and key, or the gateway's --tls-cert and --tls-key) for a TLS leg, or start s2cs with --allow-plaintext-data",
     );
   }
-  const spec: TunnelSpec = { name: name as string, direction, targets, numConn: numConn as number };
+  const spec: TunnelSpec = { name: name as string, direction, targets, numConn: numConn as number, rate };
   if (listenerPorts) spec.listenerPorts = listenerPorts;
   if (allowFrom) spec.allowFrom = allowFrom;
   if (credentials) spec.credentials = credentials;
@@ -125,6 +129,16 @@ function addresses(v: unknown, key: string, fail: (why: string) => never): Addre
       return fail((err as Error).message);
     }
   });
+}
+
+/** As s2uc --rate: kB/s as a plain number, or with a unit ("200Mbit/s"). */
+function rateOf(v: unknown, fail: (why: string) => never): number {
+  if (typeof v !== 'string' && typeof v !== 'number') return fail('rate expects kB/s as a number, or a rate with a unit such as "200Mbit/s"');
+  try {
+    return parseRate(String(v));
+  } catch (err) {
+    return fail(`rate: ${(err as Error).message}`);
+  }
 }
 
 function ports(v: unknown, range: PortRange, fail: (why: string) => never): number[] {

@@ -99,7 +99,7 @@ export class StandingTunnels {
       }
       await this.table.release(uid, caller, proof);
     }
-    const request: StreamRequest = { uid, role, numConn: spec.numConn, rate: 0 };
+    const request: StreamRequest = { uid, role, numConn: spec.numConn, rate: spec.rate };
     // Honoured once the admission path takes them (Request.listener_ports, allow_from).
     if (spec.listenerPorts) request.listenerPorts = spec.listenerPorts;
     if (spec.allowFrom) request.allowFrom = spec.allowFrom;
@@ -143,6 +143,7 @@ function sameStream(adopted: { request: StreamRequest; targets: string[]; wanIde
   return (
     adopted.request.role === role &&
     adopted.request.numConn === spec.numConn &&
+    adopted.request.rate === spec.rate &&
     adopted.wanIdentity === wan &&
     adopted.targets.join(',') === spec.targets.map(formatAddress).join(',')
   );
