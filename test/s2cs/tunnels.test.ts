@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnCli, freePortRange, type Proc } from '../../src/demo/procs.js';
+import { spawnCli, freePort, freePortRange, type Proc } from '../../src/demo/procs.js';
 import { ControlConnection, RemoteError } from '../../src/protocol/client.js';
 import { createSelfSigned } from '../../src/security/certificates.js';
 import type { PortRange } from '../../src/s2ds/index.js';
@@ -263,5 +263,59 @@ test('a two-gateway standing pair: outbound tunnel on B to the inbound tunnel of
     await target.close();
     rmSync(dir, { recursive: true, force: true });
     assert.deepEqual(codes, gws.map(() => 0), gws.map((p) => p.describe()).join('\n'));
+  }
+});
+
+test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunnel back unchanged and its connection goes on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-tunnels-'));
+  const file = join(dir, 'gw.toml');
+  const range = await freePortRange(4);
+  const port = await freePort();
+  const target = await service('kept-service');
+  // Workers are found again by --state-dir and --port: a fixed control port.
+  writeFileSync(file, [...baseConfig(range).map((l) => (l === 'port = 0' ? `port = ${port}` : l)), tunnel('kept', { targets: [target.address] })].join('\n') + '\n');
+  const start = async () => {
+    const proc = spawnCli('s2cs', ['start', '--config', file, '--workers', '1']);
+    await proc.waitFor(/s2cs ready/).catch(async (err: unknown) => {
+      await proc.stop('SIGKILL');
+      throw err;
+    });
+    return proc;
+  };
+  const control = `127.0.0.1:${port}`;
+  let gw = await start();
+  let detached = false;
+  const sockets: Socket[] = [];
+  try {
+    const before = await standing(control, dir, 'kept');
+    const app = await consumer(before.listeners[0]!);
+    sockets.push(app.socket);
+    await app.waitFor('kept-service\n');
+    gw.child.kill('SIGUSR2');
+    detached = true;
+    assert.equal(await gw.exited, 0, gw.describe());
+    gw = await start();
+    detached = false;
+    assert.match(gw.stderr(), /standing tunnel kept taken back from the data-server agents as it was/);
+    assert.doesNotMatch(gw.stderr(), /standing tunnel kept set up/);
+    const after = await standing(control, dir, 'kept');
+    assert.deepEqual(after.listeners, before.listeners);
+    app.socket.write('across the upgrade\n');
+    await app.waitFor('across the upgrade\n');
+    // Still the file's: a client cannot release it.
+    const client = new ControlConnection(control, { insecure: true, deadlineMs: 10_000 });
+    try {
+      await assert.rejects(client.release({ uid: 'kept' }), (err: unknown) => err instanceof RemoteError && err.status === 'PERMISSION_DENIED');
+    } finally {
+      client.close();
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+    // A start that failed after SIGUSR2 left the workers running: one more s2cs takes them back and stops them.
+    if (detached) gw = await start();
+    const code = await gw.stop();
+    await target.close();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, gw.describe());
   }
 });
