@@ -199,9 +199,20 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     metrics: service.metrics,
     status: (viewer, uid) => statusView(service.deps, viewer, uid),
     health: () => health(stop.serving(), data.pool, service.agents),
-    close: stop.close,
+    close: () => {
+      tunnels.stop();
+      return stop.close();
+    },
     reconfigure: reconfigurer(opts, settings, table, service.deps, service.admission),
-    detach: stop.detach,
+    detach: async () => {
+      tunnels.stop();
+      try {
+        await stop.detach();
+      } catch (err) {
+        tunnels.resume();
+        throw err;
+      }
+    },
     applyTunnels: (file, specs) => tunnels.apply(file, specs),
   };
 }

@@ -4,7 +4,7 @@
 // check-config's checks; a two-gateway standing pair with a TLS WAN leg.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -266,7 +266,7 @@ test('a two-gateway standing pair: outbound tunnel on B to the inbound tunnel of
   }
 });
 
-test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunnel back unchanged and its connection goes on', async () => {
+test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunnel back unchanged and its connection goes on; a worker that dies takes the stream, and the tunnel is set up again by itself', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-tunnels-'));
   const file = join(dir, 'gw.toml');
   const range = await freePortRange(4);
@@ -309,6 +309,16 @@ test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunne
     } finally {
       client.close();
     }
+
+    // The worker dies (its streams with it): the supervisor starts another, and the tunnel is set up again by itself.
+    const from = gw.stderr().length;
+    const workerPid = Number(readFileSync(join(dir, 'state', `agents-${port}`, 'worker-0.pid'), 'utf8').trim());
+    process.kill(workerPid, 'SIGKILL');
+    await gw.waitFor(/standing tunnel kept set up/, { from, timeoutMs: 30_000 });
+    const revived = await standing(control, dir, 'kept');
+    const again = await consumer(revived.listeners[0]!);
+    sockets.push(again.socket);
+    await again.waitFor('kept-service\n');
   } finally {
     for (const s of sockets) s.destroy();
     // A start that failed after SIGUSR2 left the workers running: one more s2cs takes them back and stops them.

@@ -26,10 +26,18 @@ export interface TunnelChanges {
   failed: { name: string; why: string }[];
 }
 
+/** How often the tunnels are checked: one whose stream ended (its agent died) or could not be set up is set up again. */
+export const TUNNEL_CHECK_MS = 5000;
+
 export class StandingTunnels {
   private readonly held = new Map<string, Held>();
   /** One apply at a time (start, then each reload, in order). */
   private applying: Promise<unknown> = Promise.resolve();
+  /** What the file said last: the check keeps the tunnels so. */
+  private desired: { file: string; specs: TunnelSpec[] } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** Why each tunnel last failed to set up: the check logs a failure again only when its cause changes. */
+  private readonly failures = new Map<string, string>();
 
   constructor(
     private readonly table: StreamTable,
@@ -48,12 +56,38 @@ export class StandingTunnels {
    * (the next reload tries again); the others go on.
    */
   apply(file: string, specs: TunnelSpec[]): Promise<TunnelChanges> {
-    const run = this.applying.then(() => this.applyNow(file, specs));
+    this.desired = { file, specs };
+    this.resume();
+    return this.run(file, specs, false);
+  }
+
+  /** No more checks (shutdown, detach): the tunnels are left to the table. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Checks again (a detach that could not be done). */
+  resume(): void {
+    if (this.timer || !this.desired || this.desired.specs.length === 0) return;
+    this.timer = setInterval(() => this.check(), TUNNEL_CHECK_MS);
+    this.timer.unref();
+  }
+
+  private run(file: string, specs: TunnelSpec[], quiet: boolean): Promise<TunnelChanges> {
+    const run = this.applying.then(() => this.applyNow(file, specs, quiet));
     this.applying = run.catch(() => undefined);
     return run;
   }
 
-  private async applyNow(file: string, specs: TunnelSpec[]): Promise<TunnelChanges> {
+  /** Between reloads: a tunnel whose stream ended, or that could not be set up, is set up again. */
+  private check(): void {
+    const desired = this.desired;
+    if (!desired || desired.specs.every((s) => this.held.has(s.name) && this.isUp(s.name))) return;
+    void this.run(desired.file, desired.specs, true);
+  }
+
+  private async applyNow(file: string, specs: TunnelSpec[], quiet: boolean): Promise<TunnelChanges> {
     const changes: TunnelChanges = { created: [], released: [], kept: [], failed: [] };
     const wanted = new Map(specs.map((s) => [s.name, s]));
     for (const [name, held] of [...this.held]) {
@@ -62,6 +96,7 @@ export class StandingTunnels {
       await this.release(name, held, !next ? 'removed from the configuration file' : this.isUp(name) ? 'changed in the configuration file' : 'its stream had ended');
       changes.released.push(name);
     }
+    for (const name of [...this.failures.keys()]) if (!wanted.has(name)) this.failures.delete(name);
     for (const spec of specs) {
       if (this.held.has(spec.name)) {
         changes.kept.push(spec.name);
@@ -70,10 +105,14 @@ export class StandingTunnels {
       try {
         await this.create(file, spec);
         changes.created.push(spec.name);
+        this.failures.delete(spec.name);
       } catch (err) {
         const why = (err as Error).message;
         changes.failed.push({ name: spec.name, why });
-        this.logger.error({ tunnel: spec.name, uid: spec.name }, `standing tunnel ${spec.name} of ${file} could not be set up: ${why}; the next reload (SIGHUP) tries again`);
+        if (!quiet || this.failures.get(spec.name) !== why) {
+          this.logger.error({ tunnel: spec.name, uid: spec.name }, `standing tunnel ${spec.name} of ${file} could not be set up: ${why}; tried again every ${TUNNEL_CHECK_MS / 1000} s and at each reload (SIGHUP)`);
+        }
+        this.failures.set(spec.name, why);
       }
     }
     return changes;
