@@ -110,7 +110,7 @@ async function startS2cs(file: string): Promise<{ proc: Proc; control: string }>
   }
 }
 
-test('a standing tunnel streams after start and after a restart with no client; SIGHUP moves a changed one, leaves the other connected, releases a removed one; clients cannot touch it', async () => {
+test('a standing tunnel streams after start and after a restart with no client; SIGHUP moves a changed one, leaves the other connected, releases a removed one; clients cannot touch it; one whose uid a client holds is set up once it is free', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-tunnels-'));
   const file = join(dir, 'gw.toml');
   const range = await freePortRange(8);
@@ -178,6 +178,26 @@ test('a standing tunnel streams after start and after a restart with no client; 
     assert.equal(await canConnect(svc.listeners[0]!), false, 'the removed tunnel\'s listener is closed');
     held.socket.write('and still\n');
     await held.waitFor('and still\n');
+
+    // A tunnel whose uid a client's stream holds: not set up (the client's stream untouched), and set up once it is released.
+    const owner = new ControlConnection(gw.control, { insecure: true, deadlineMs: 10_000 });
+    try {
+      await owner.req({ uid: 'late', role: 'CONS', num_conn: 1, rate: 0 });
+      from = gw.proc.stderr().length;
+      writeFileSync(file, readFileSync(file, 'utf8') + tunnel('late', { targets: [a.address] }) + '\n');
+      gw.proc.child.kill('SIGHUP');
+      await gw.proc.waitFor(/standing tunnel late of .*gw\.toml could not be set up: .*uid late/, { from });
+      const clients = (await statusOf(gw.control, dir)).find((s) => s.uid === 'late');
+      assert.equal(clients?.owner, 'anonymous', 'the client\'s stream is untouched');
+      await owner.release({ uid: 'late' });
+      await gw.proc.waitFor(/standing tunnel late set up/, { from, timeoutMs: 15_000 });
+      const late = await standing(gw.control, dir, 'late');
+      const app = await consumer(late.listeners[0]!);
+      sockets.push(app.socket);
+      await app.waitFor('service-A\n');
+    } finally {
+      owner.close();
+    }
   } finally {
     for (const s of sockets) s.destroy();
     const code = await gw.proc.stop();
