@@ -257,8 +257,9 @@ const start: Command = addAdmissionOptions(program
         running = await reloadConfig(start, running, server, logger);
       });
     };
-    // The standing tunnels of the file ([[tunnel]]), before the ready line: whoever waits for it finds them up.
-    if (flags.config !== undefined && plan.tunnels.length > 0) await server.applyTunnels(flags.config, plan.tunnels);
+    // The standing tunnels of the file ([[tunnel]]), before the ready line: whoever waits for it finds them up
+    // (with none, what a previous s2cs's tunnels left on the agents is released).
+    if (flags.config !== undefined) await server.applyTunnels(flags.config, plan.tunnels);
     process.off('SIGTERM', noteStop);
     process.off('SIGINT', noteStop);
     if (stopDuringStart) {

@@ -286,14 +286,15 @@ test('a two-gateway standing pair: outbound tunnel on B to the inbound tunnel of
   }
 });
 
-test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunnel back unchanged and its connection goes on; a worker that dies takes the stream, and the tunnel is set up again by itself', async () => {
+test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunnel back unchanged and its connection goes on, and releases one removed from the file meanwhile; a worker that dies takes the stream, and the tunnel is set up again by itself', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'ss-tunnels-'));
   const file = join(dir, 'gw.toml');
   const range = await freePortRange(4);
   const port = await freePort();
   const target = await service('kept-service');
   // Workers are found again by --state-dir and --port: a fixed control port.
-  writeFileSync(file, [...baseConfig(range).map((l) => (l === 'port = 0' ? `port = ${port}` : l)), tunnel('kept', { targets: [target.address] })].join('\n') + '\n');
+  const config = (...names: string[]) => writeFileSync(file, [...baseConfig(range).map((l) => (l === 'port = 0' ? `port = ${port}` : l)), ...names.map((n) => tunnel(n, { targets: [target.address] }))].join('\n') + '\n');
+  config('kept', 'gone');
   const start = async () => {
     const proc = spawnCli('s2cs', ['start', '--config', file, '--workers', '1']);
     await proc.waitFor(/s2cs ready/).catch(async (err: unknown) => {
@@ -311,12 +312,17 @@ test('an upgrade restart (SIGUSR2, local workers): the next s2cs takes the tunne
     const app = await consumer(before.listeners[0]!);
     sockets.push(app.socket);
     await app.waitFor('kept-service\n');
+    await standing(control, dir, 'gone');
     gw.child.kill('SIGUSR2');
     detached = true;
     assert.equal(await gw.exited, 0, gw.describe());
+    // The next s2cs reads a file without 'gone': it takes 'kept' back, and releases what is left of 'gone'.
+    config('kept');
     gw = await start();
     detached = false;
     assert.match(gw.stderr(), /standing tunnel kept taken back from the data-server agents as it was/);
+    assert.match(gw.stderr(), /standing tunnel gone released: taken back from the data-server agents, no longer in the configuration file/);
+    assert.equal((await statusOf(control, dir)).some((s) => s.uid === 'gone'), false);
     assert.doesNotMatch(gw.stderr(), /standing tunnel kept set up/);
     const after = await standing(control, dir, 'kept');
     assert.deepEqual(after.listeners, before.listeners);

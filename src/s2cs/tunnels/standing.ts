@@ -38,6 +38,8 @@ export class StandingTunnels {
   private timer: NodeJS.Timeout | undefined;
   /** Why each tunnel last failed to set up: the check logs a failure again only when its cause changes. */
   private readonly failures = new Map<string, string>();
+  /** Until the first apply is done, streams taken back from the agents may be tunnels of the previous s2cs. */
+  private adopting = true;
 
   constructor(
     private readonly table: StreamTable,
@@ -90,10 +92,11 @@ export class StandingTunnels {
   private async applyNow(file: string, specs: TunnelSpec[], quiet: boolean): Promise<TunnelChanges> {
     const changes: TunnelChanges = { created: [], released: [], kept: [], failed: [] };
     const wanted = new Map(specs.map((s) => [s.name, s]));
+    if (this.adopting) await this.releaseOrphans(file, wanted, changes);
     for (const [name, held] of [...this.held]) {
       const next = wanted.get(name);
       if (next && sameTunnel(held.spec, next) && this.isUp(name)) continue;
-      await this.release(name, held, !next ? 'removed from the configuration file' : this.isUp(name) ? 'changed in the configuration file' : 'its stream had ended');
+      await this.release(name, held.secret, !next ? 'removed from the configuration file' : this.isUp(name) ? 'changed in the configuration file' : 'its stream had ended');
       changes.released.push(name);
     }
     for (const name of [...this.failures.keys()]) if (!wanted.has(name)) this.failures.delete(name);
@@ -115,7 +118,23 @@ export class StandingTunnels {
         this.failures.set(spec.name, why);
       }
     }
+    this.adopting = false;
     return changes;
+  }
+
+  /**
+   * Streams a previous s2cs's tunnels left on the agents (SIGUSR2) whose tables are gone
+   * from the file: released (the table does not keep a tunnel's standing across a restart,
+   * so no client could otherwise).
+   */
+  private async releaseOrphans(file: string, wanted: Map<string, TunnelSpec>, changes: TunnelChanges): Promise<void> {
+    for (const s of this.table.status()) {
+      if (wanted.has(s.uid) || s.standing || s.owner !== tunnelOwner(s.uid)) continue;
+      const secret = generateAppSecret();
+      if (!this.table.claimStanding(s.uid, s.owner, file, secret)) continue;
+      await this.release(s.uid, secret, 'taken back from the data-server agents, no longer in the configuration file');
+      changes.released.push(s.uid);
+    }
   }
 
   private isUp(name: string): boolean {
@@ -129,7 +148,8 @@ export class StandingTunnels {
     const proof = { peer: '', secret };
     const role = spec.direction === 'inbound' ? 'PROD' : 'CONS';
     // A stream taken back from the agents (s2cs restarted with SIGUSR2): kept when it is this tunnel as it is now.
-    const adopted = this.table.claimStanding(uid, caller.subject, file, secret);
+    // Only then: later, a stream of this uid is a client's, whatever its owner is called.
+    const adopted = this.adopting ? this.table.claimStanding(uid, caller.subject, file, secret) : undefined;
     if (adopted) {
       if (sameStream(adopted, spec, role)) {
         this.held.set(uid, { spec, secret });
@@ -165,10 +185,10 @@ export class StandingTunnels {
     }
   }
 
-  private async release(name: string, held: Held, why: string): Promise<void> {
+  private async release(name: string, secret: string, why: string): Promise<void> {
     this.held.delete(name);
     try {
-      await this.table.release(name, { subject: tunnelOwner(name) }, { peer: '', secret: held.secret });
+      await this.table.release(name, { subject: tunnelOwner(name) }, { peer: '', secret });
       this.logger.info({ tunnel: name, uid: name }, `standing tunnel ${name} released: ${why}`);
     } catch (err) {
       this.logger.error({ tunnel: name, uid: name }, `standing tunnel ${name} (${why}) could not be released: ${(err as Error).message}`);
