@@ -124,6 +124,10 @@ test('a standing tunnel streams after start and after a restart with no client; 
     assert.match(gw.proc.stderr(), /standing tunnel svc set up/);
     let svc = await standing(gw.control, dir, 'svc');
     assert.deepEqual(svc.targets, [a.address]);
+    const human = spawnCli('s2uc', ['--insecure', 'status', 'svc', '--s2cs', gw.control], { env: { ...process.env, SCISTREAM_HOME: dir } });
+    assert.equal(await human.exited, 0, human.describe());
+    assert.match(human.stdout(), /stream svc \(PROD, 1 connection, standing tunnel of the gateway's configuration file\)/);
+    assert.match(human.stdout(), /owner +config:svc/);
     const first = await consumer(svc.listeners[0]!);
     sockets.push(first.socket);
     await first.waitFor('service-A\n');
@@ -236,6 +240,8 @@ test('check-config checks the tunnels: names unique, targets parse, ports within
     await fails([tunnel('x', { targets: ['a:1'], 'num-conn': 99 })], /num-conn 99 is out of range/);
     await fails([tunnel('x', { targets: ['a:1'], colour: 'blue' })], /unknown key colour/);
     await fails([tunnel('bad name', { targets: ['a:1'] })], /needs a name of 1-128 characters/);
+    await fails(['[tunnel]', 'name = "x"', 'targets = ["a:1"]'], /tunnel: expects \[\[tunnel\]\] tables, got a table/);
+    await fails([tunnel('x', { targets: ['a:1'], rate: 'fast' })], /"x": rate: invalid rate "fast"/);
     await fails([tunnel('x', { targets: ['a:1'], 'allow-from': ['10.0.0.0/33'] })], /allow-from: "10\.0\.0\.0\/33" is not an address or CIDR/);
     // Data listeners on every address: a tunnel without peer-cert would cross the WAN in plain text.
     await fails([tunnel('x', { targets: ['a:1'] })], /"x": has no peer-cert, so its WAN leg would be plain TCP.*--allow-plaintext-data/, ['bind-ip = "0.0.0.0"']);
