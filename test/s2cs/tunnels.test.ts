@@ -183,6 +183,16 @@ test('a standing tunnel streams after start and after a restart with no client; 
     held.socket.write('and still\n');
     await held.waitFor('and still\n');
 
+    // A file whose tunnels do not check: not reloaded, every tunnel kept as it runs.
+    from = gw.proc.stderr().length;
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(file, good + tunnel('other', { targets: [c.address] }) + '\n');
+    gw.proc.child.kill('SIGHUP');
+    await gw.proc.waitFor(/not reloaded, the running configuration is kept: .*gw\.toml: \[\[tunnel\]\] name = \\?"other\\?" is given twice/, { from });
+    held.socket.write('unmoved\n');
+    await held.waitFor('unmoved\n');
+    writeFileSync(file, good);
+
     // A tunnel whose uid a client's stream holds: not set up (the client's stream untouched), and set up once it is released.
     const owner = new ControlConnection(gw.control, { insecure: true, deadlineMs: 10_000 });
     try {
@@ -264,6 +274,11 @@ test('a two-gateway standing pair: outbound tunnel on B to the inbound tunnel of
   const gws: Proc[] = [];
   const sockets: Socket[] = [];
   try {
+    // check-config --json lists the tunnel with its WAN leg, never its key.
+    const checked = spawnCli('s2cs', ['check-config', '--config', join(dir, 'b.toml'), '--json']);
+    assert.equal(await checked.exited, 0, checked.describe());
+    assert.deepEqual((JSON.parse(checked.stdout()) as { tunnels: { name: string; direction: string; wan: string; targets: string[] }[] }).tunnels.map((t) => [t.name, t.direction, t.wan, t.targets]), [['pair', 'outbound', 'tls', [listenerA]]]);
+    assert.doesNotMatch(checked.stdout(), /PRIVATE KEY|BEGIN CERTIFICATE/);
     const a = await startS2cs(join(dir, 'a.toml'));
     gws.push(a.proc);
     const b = await startS2cs(join(dir, 'b.toml'));
