@@ -36,6 +36,7 @@ export class StandingTunnels {
   /** What the file said last: the check keeps the tunnels so. */
   private desired: { file: string; specs: TunnelSpec[] } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private checking = false;
   /** Why each tunnel last failed to set up: the check logs a failure again only when its cause changes. */
   private readonly failures = new Map<string, string>();
   /** Until the first apply is done, streams taken back from the agents may be tunnels of the previous s2cs. */
@@ -85,8 +86,12 @@ export class StandingTunnels {
   /** Between reloads: a tunnel whose stream ended, or that could not be set up, is set up again. */
   private check(): void {
     const desired = this.desired;
-    if (!desired || desired.specs.every((s) => this.held.has(s.name) && this.isUp(s.name))) return;
-    void this.run(desired.file, desired.specs, true);
+    // One check at a time: a slow one (an agent that does not answer) is not queued again behind itself.
+    if (!desired || this.checking || desired.specs.every((s) => this.held.has(s.name) && this.isUp(s.name))) return;
+    this.checking = true;
+    void this.run(desired.file, desired.specs, true)
+      .catch((err: unknown) => this.logger.error({ err }, 'checking the standing tunnels failed'))
+      .finally(() => (this.checking = false));
   }
 
   private async applyNow(file: string, specs: TunnelSpec[], quiet: boolean): Promise<TunnelChanges> {
