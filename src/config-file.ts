@@ -112,25 +112,54 @@ export function withConfigFile(cmd: Command): Command {
   return cmd;
 }
 
-/**
- * Reads a configuration file for `cmd`: returns option attribute -> parsed value.
- * Throws ConfigError (one line) for a file that cannot be read or parsed, an
- * unknown key, a value of the wrong type, or a value the option's parser refuses.
- */
-export function readConfigFile(cmd: Command, file: string): Map<string, unknown> {
+/** Keys of a command's file that hold arrays of tables ([[tunnel]]), read by readTableArray. */
+const tableArrays = new WeakMap<Command, Set<string>>();
+
+/** Lets `cmd`'s file hold `[[key]]` tables (e.g. tunnel): readConfigFile leaves them to readTableArray. */
+export function allowTableArray(cmd: Command, key: string): Command {
+  const keys = tableArrays.get(cmd) ?? new Set<string>();
+  keys.add(key);
+  tableArrays.set(cmd, keys);
+  return cmd;
+}
+
+/** The file as a TOML document; ConfigError (one line) when it cannot be read or parsed. */
+function parseConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new ConfigError(`${file}: cannot read the configuration file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    return parseToml(text) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof TomlError) throw new ConfigError(`${file}:${err.line}:${err.column}: not valid TOML: ${oneLine(err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, ''))}`);
     throw new ConfigError(`${file}: not valid TOML: ${oneLine((err as Error).message)}`);
   }
+}
+
+/**
+ * The `[[key]]` tables of a file (key or its underscore spelling), in order; [] when
+ * there are none. ConfigError when the key holds anything but tables.
+ */
+export function readTableArray(file: string, key: string): Record<string, unknown>[] {
+  const doc = parseConfigFile(file);
+  const found = Object.entries(doc).filter(([k]) => k.replace(/_/g, '-') === key);
+  if (found.length === 0) return [];
+  const [rawKey, raw] = found[0]!;
+  const isTable = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date);
+  if (!Array.isArray(raw) || !raw.every(isTable)) throw new ConfigError(`${file}: ${rawKey}: expects [[${key}]] tables, got ${describe(raw)}`);
+  return raw;
+}
+
+/**
+ * Reads a configuration file for `cmd`: returns option attribute -> parsed value.
+ * Throws ConfigError (one line) for a file that cannot be read or parsed, an
+ * unknown key, a value of the wrong type, or a value the option's parser refuses.
+ */
+export function readConfigFile(cmd: Command, file: string): Map<string, unknown> {
+  const doc = parseConfigFile(file);
   const options = settingOptions(cmd);
   const baseDir = dirname(resolve(file));
   const values = new Map<string, unknown>();
@@ -140,6 +169,8 @@ export function readConfigFile(cmd: Command, file: string): Map<string, unknown>
     const key = rawKey.replace(/_/g, '-');
     const where = `${file}: ${rawKey}`;
     if (key === CONFIG_ATTR) throw new ConfigError(`${where}: a configuration file cannot name another one; remove the key`);
+    // [[tunnel]] and the like: read by their own reader (readTableArray).
+    if (tableArrays.get(cmd)?.has(key)) continue;
     const opt = options.get(key);
     if (!opt) {
       if (raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !(raw instanceof Date)) {

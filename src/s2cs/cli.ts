@@ -19,7 +19,7 @@ import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authen
 import { lingerUnavailable } from '../transport/linger.js';
 import { RemoteAgent } from '../s2ds/remote.js';
 import type { AgentClientTls } from '../security/agent-tls.js';
-import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../config-file.js';
+import { addCommandOption, allowTableArray, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../config-file.js';
 import { checkStartFlags, derivedSettings, reloadConfig, type Running, type StartFlags, type StartPlan } from './config.js';
 import { startMonitor, type Monitor } from './monitor.js';
 import { formatAddress } from '../protocol/address.js';
@@ -259,6 +259,9 @@ const start: Command = addAdmissionOptions(program
         running = await reloadConfig(start, running, server, logger);
       });
     };
+    // The standing tunnels of the file ([[tunnel]]), before the ready line: whoever waits for it finds them up
+    // (with none, what a previous s2cs's tunnels left on the agents is released).
+    if (flags.config !== undefined) await server.applyTunnels(flags.config, plan.tunnels);
     process.off('SIGTERM', noteStop);
     process.off('SIGINT', noteStop);
     if (stopDuringStart) {
@@ -286,6 +289,7 @@ start.hook('preAction', () => {
   process.exit(EXIT.usage);
 });
 withConfigFile(start);
+allowTableArray(start, 'tunnel');
 
 // Same options as start (the same Option objects), checked the same way (addresses and ports
 // by a probe bind closed at once, files read); nothing stays open, nothing is made or started.
@@ -314,18 +318,24 @@ const checkConfig = copyOptions(start, program.command('check-config'))
     const derived = derivedSettings(flags, plan);
     if (flags.json) {
       const shown = settings.map((s) => (s.source === 'unset' && derived[s.key] ? { ...s, value: derived[s.key]!.value, source: 'default', from: derived[s.key]!.from } : s));
-      process.stdout.write(`${JSON.stringify({ valid: !problem, config: flags.config ?? null, ...(problem ? { problem } : {}), warnings, settings: shown }, null, 2)}\n`);
+      const tunnels = plan.tunnels.map((t) => ({ ...t, targets: t.targets.map(formatAddress), credentials: undefined, wan: t.credentials ? 'tls' : 'plain' }));
+      process.stdout.write(`${JSON.stringify({ valid: !problem, config: flags.config ?? null, ...(problem ? { problem } : {}), warnings, settings: shown, tunnels }, null, 2)}\n`);
     } else {
       for (const warning of warnings) process.stderr.write(`s2cs: warning: ${warning}\n`);
       if (!problem) {
         process.stdout.write(`# s2cs ${VERSION}: effective configuration${flags.config ? ` from ${flags.config} and the flags` : ' from the flags'}; valid${warnings.length ? ` (${warnings.length} warning${warnings.length > 1 ? 's' : ''})` : ''}\n`);
         process.stdout.write(formatSettings(settings, derived));
+        for (const t of plan.tunnels) {
+          const ports = t.listenerPorts ? ` on ports ${t.listenerPorts.join(',')}` : '';
+          process.stdout.write(`# tunnel ${t.name}: ${t.direction}, ${t.numConn} connection(s)${ports} -> ${t.targets.map(formatAddress).join(',')}, WAN leg ${t.credentials ? 'TLS' : 'plain TCP'}${t.allowFrom ? `, from ${t.allowFrom.join(',')}` : ''}\n`);
+        }
       }
     }
     if (problem) fail(problem);
   });
 addCommandOption(checkConfig, new Option('--json', 'print the settings as JSON'));
 withConfigFile(checkConfig);
+allowTableArray(checkConfig, 'tunnel');
 
 addExamples(program, {
   '': [

@@ -14,10 +14,11 @@ import { setLogLevel, type LogFormat, type Logger } from '../log.js';
 import type { ControlServer, RuntimeSettings } from './server.js';
 import { DEFAULTS, defaultMaxPortsPerUser } from './server-settings.js';
 import { splitPortRange } from './supervisor.js';
-import { isLoopback, type RatePolicy } from './streams/index.js';
+import { isLoopback, plaintextDataPolicy, type RatePolicy } from './streams/index.js';
 import { monitorExposureProblem } from './monitor.js';
 import { parseAddress, type Address } from '../protocol/address.js';
 import { validateAllowList } from '../protocol/cidr.js';
+import { readTunnels, type TunnelSpec } from './tunnels/index.js';
 
 /** The options of `s2cs start`, as commander hands them over. */
 export interface StartFlags extends AdmissionFlags {
@@ -99,6 +100,8 @@ export interface StartPlan {
   metrics?: Address;
   /** --data-allow-from, canonical CIDR blocks ([]: no bound). */
   dataAllowFrom: string[];
+  /** The standing tunnels of the configuration file ([[tunnel]]). */
+  tunnels: TunnelSpec[];
 }
 
 /**
@@ -160,7 +163,14 @@ export async function checkStartFlags(flags: StartFlags, opts: { logger: Logger;
     }
   }
   const metrics = checkMetricsFlags(flags, authConfig.mode);
-  return { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics, dataAllowFrom };
+  const tunnels = flags.config === undefined ? [] : readTunnels(flags.config, {
+    portRange,
+    maxConn: flags.maxConn,
+    plaintextAccepted: plaintextDataPolicy(bindIp, flags.allowPlaintextData ?? false).accepts,
+    tlsCert: flags.tlsCert,
+    tlsKey: flags.tlsKey,
+  });
+  return { bindIp, controlHost, portRange, setupTimeout, maxPortsPerUser, workers, stateDir, authConfig, metrics, dataAllowFrom, tunnels };
 }
 
 /**
@@ -300,7 +310,7 @@ function clientSecretOf(c: AuthConfig): string | undefined {
  * win), checks it as start does, and applies what can change safely. Logs each change;
  * returns the new running state, or the old one when the file cannot be used.
  */
-export async function reloadConfig(cmd: Command, current: Running, server: Pick<ControlServer, 'reconfigure'>, logger: Logger): Promise<Running> {
+export async function reloadConfig(cmd: Command, current: Running, server: Pick<ControlServer, 'reconfigure'> & Partial<Pick<ControlServer, 'applyTunnels'>>, logger: Logger): Promise<Running> {
   const file = current.flags.config;
   if (file === undefined) {
     logger.info('SIGHUP: s2cs was started without --config: there is no configuration file to reload');
@@ -363,7 +373,10 @@ export async function reloadConfig(cmd: Command, current: Running, server: Pick<
   }
   if (secretChanged && tokensBefore === tokensAfter) logger.info(`reloaded: the client secret${next.flags.clientSecretFile ? ` (contents of ${next.flags.clientSecretFile})` : ''}`);
   for (const key of restart) logger.warn(`needs a restart: ${key} (${shown(key, current)} -> ${shown(key, next)}); the running value is kept until s2cs is restarted`);
-  if (changed.length === 0 && !secretChanged) logger.info(`SIGHUP: ${file} reloaded, nothing changed`);
+  // Tunnels follow their tables (each logs what it did); the others are left alone.
+  const tunnels = server.applyTunnels ? await server.applyTunnels(file, next.plan.tunnels) : undefined;
+  const tunnelsChanged = tunnels !== undefined && (tunnels.created.length > 0 || tunnels.released.length > 0 || tunnels.failed.length > 0);
+  if (changed.length === 0 && !secretChanged && !tunnelsChanged) logger.info(`SIGHUP: ${file} reloaded, nothing changed`);
   // Settings needing a restart keep their running values, so that a second SIGHUP reports them again.
   const kept = { ...next.flags } as unknown as Record<string, unknown>;
   for (const key of restart) {
@@ -376,6 +389,7 @@ export async function reloadConfig(cmd: Command, current: Running, server: Pick<
     setupTimeout: next.plan.setupTimeout,
     maxPortsPerUser: next.plan.maxPortsPerUser,
     authConfig: tokensBefore === tokensAfter ? next.plan.authConfig : current.plan.authConfig,
+    tunnels: next.plan.tunnels,
   };
   return { flags: keptFlags, plan: keptPlan };
 }

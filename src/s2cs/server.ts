@@ -18,6 +18,7 @@ import type { Supervisor } from './supervisor.js';
 import type { AdmissionOptions } from '../s2ds/admission.js';
 import { checkTimeouts, DEFAULTS, defaultMaxPortsPerUser, helloLimits, logDataLegPolicy, logRatePolicy, resolveSettings, type ServerSettings } from './server-settings.js';
 import { firstAnswers, startDataSide, warnPortsHeldByOthers, type DataSide } from './server-agents.js';
+import { StandingTunnels, type TunnelChanges, type TunnelSpec } from './tunnels/index.js';
 
 export interface ControlServerOptions extends AdmissionOptions {
   /** Address the gRPC control service binds to. */
@@ -148,6 +149,11 @@ export interface ControlServer {
    * go together or cannot change while running (token checking turned on or off).
    */
   reconfigure(settings: RuntimeSettings): void;
+  /**
+   * Makes the standing tunnels what the [[tunnel]] tables of `file` say (at start, and
+   * at each reload): changed ones set up again, removed ones released, the others untouched.
+   */
+  applyTunnels(file: string, specs: TunnelSpec[]): Promise<TunnelChanges>;
 }
 
 /** Settings a running control server can take anew (ControlServer.reconfigure). */
@@ -184,6 +190,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   logRatePolicy(opts, settings);
   forgetLostStreams(data, table, settings.logger);
   const stop = shutdown(settings, service.server, data, table);
+  const tunnels = new StandingTunnels(table, settings.logger);
   return {
     port,
     refusals: settings.refusals,
@@ -196,9 +203,21 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     metrics: service.metrics,
     status: (viewer, uid) => statusView(service.deps, viewer, uid),
     health: () => health(stop.serving(), data.pool, service.agents),
-    close: stop.close,
+    close: () => {
+      tunnels.stop();
+      return stop.close();
+    },
     reconfigure: reconfigurer(opts, settings, table, service.deps, service.admission),
-    detach: stop.detach,
+    detach: async () => {
+      tunnels.stop();
+      try {
+        await stop.detach();
+      } catch (err) {
+        tunnels.resume();
+        throw err;
+      }
+    },
+    applyTunnels: (file, specs) => tunnels.apply(file, specs),
   };
 }
 

@@ -106,6 +106,7 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       redacted: false,
       broken_reason: s.brokenReason,
       expires_in_s: s.expiresInS,
+      standing: s.standing,
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,

@@ -54,7 +54,7 @@ const SCRIPT = `
     return Number(v[0].toPrecision(4)) + ' ' + v[1];
   }
   function stateText(s) {
-    return s.state + (s.broken_reason ? ': ' + s.broken_reason : '') + ((s.releasing_on || []).length ? ': not released on ' + s.releasing_on.join('; ') : '') + (s.expires_in_s ? ' (let go in ' + age(s.expires_in_s) + ')' : '');
+    return s.state + (s.broken_reason ? ': ' + s.broken_reason : '') + ((s.releasing_on || []).length ? ': not released on ' + s.releasing_on.join('; ') : '') + (s.expires_in_s ? ' (let go in ' + age(s.expires_in_s) + ')' : '') + (s.standing ? ' (standing tunnel)' : '');
   }
   function stated(s) {
     if (s.cap_bps > 0) return bitRate(s.cap_bps) + ', held';
@@ -195,9 +195,9 @@ const rows = (list: string[], cols: number, empty: string) =>
 const bps = (n: number) => formatRate(n, 1);
 
 /** A stream's state, why when broken, where its release is unconfirmed, and when the gateway lets it go (the script's stateText() says the same). */
-export function stateText(s: { state: string; broken_reason: string; expires_in_s: number; releasing_on?: string[] }): string {
+export function stateText(s: { state: string; broken_reason: string; expires_in_s: number; releasing_on?: string[]; standing?: boolean }): string {
   const unconfirmed = (s.releasing_on ?? []).length ? `: not released on ${s.releasing_on!.join('; ')}` : '';
-  return `${s.state}${s.broken_reason ? `: ${s.broken_reason}` : ''}${unconfirmed}${s.expires_in_s ? ` (let go in ${formatAge(s.expires_in_s)})` : ''}`;
+  return `${s.state}${s.broken_reason ? `: ${s.broken_reason}` : ''}${unconfirmed}${s.expires_in_s ? ` (let go in ${formatAge(s.expires_in_s)})` : ''}${s.standing ? ' (standing tunnel)' : ''}`;
 }
 
 /** A stream's stated rate and whether this gateway holds it there (the script's stated() says the same). */

@@ -42,6 +42,8 @@ export interface StreamStatusRow {
   refusedConnections: number;
   /** Listeners and targets left out: the gateway checks no tokens and the stream is not shown to be the caller's. */
   redacted: boolean;
+  /** A standing tunnel of the gateway's configuration file ([[tunnel]]): only a reload changes or releases it. */
+  standing?: boolean;
 }
 
 /** A data-server agent behind a gateway (shown to its admins, or to all with --auth none). */
@@ -129,6 +131,7 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       acceptedConnections: num(s.accepted_connections),
       refusedConnections: num(s.refused_connections),
       redacted: s.redacted === true,
+      standing: s.standing === true,
     })),
     refusals: Object.fromEntries(r.refusals.map((x) => [x.kind, num(x.count)])),
     agents: r.agents.map((a) => ({
@@ -197,7 +200,7 @@ export interface SampledRates {
 }
 
 function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
-  const head = [s.role, plural(s.numConn, 'connection')].join(', ');
+  const head = [s.role, plural(s.numConn, 'connection'), ...(s.standing ? ['standing tunnel of the gateway\'s configuration file'] : [])].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
   let state = s.state === 'ready' || s.state === 'broken' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
   if (s.state === 'broken' && s.brokenReason) state += `: ${s.brokenReason}`;

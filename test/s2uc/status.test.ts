@@ -50,6 +50,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     acceptedConnections: 5,
     refusedConnections: 1,
     redacted: false,
+    standing: false,
     ...over,
   };
 }

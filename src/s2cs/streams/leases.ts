@@ -111,7 +111,9 @@ export function lifetimeOf(record: StreamRecord, stats: StreamStats | undefined,
   const nearer = (at: number, reason: LetGoReason, why: string, level: Deadline['level']) => {
     if (!deadline || at < deadline.at) deadline = { at, reason, why, level };
   };
-  const limit = lifetimeLimit(record.request.lifetimeS ?? 0, opts.maxStreamLifetimeMs ?? 0);
+  // A standing tunnel lives as long as its [[tunnel]] table: no lifetime, idleness or breakage ends it.
+  const keeps = record.standing !== undefined;
+  const limit = keeps ? undefined : lifetimeLimit(record.request.lifetimeS ?? 0, opts.maxStreamLifetimeMs ?? 0);
   if (limit) nearer(record.createdAt + limit.ms, 'lifetime', `lifetime over: ${duration(limit.ms)} since its request (${limit.by})`, 'info');
   let broken = '';
   if (record.targets && stats) {
@@ -121,10 +123,10 @@ export function lifetimeOf(record: StreamRecord, stats: StreamStats | undefined,
     if (open === 0 && ended > 0 && stats.lastEndAbnormal) {
       broken = brokenReason(stats);
       const grace = opts.brokenGraceMs ?? BROKEN_GRACE_MS;
-      if (grace > 0) nearer(lastEndAt + grace, 'broken', `broken: ${broken}`, 'warn');
+      if (grace > 0 && !keeps) nearer(lastEndAt + grace, 'broken', `broken: ${broken}`, 'warn');
     }
     const idleMs = opts.idleStreamTimeoutMs ?? 0;
-    if (idleMs > 0 && open === 0) {
+    if (idleMs > 0 && open === 0 && !keeps) {
       const since = Math.max(record.mappedAt ?? now, lastEndAt);
       nearer(since + idleMs, 'idle', `idle: no connection for ${duration(idleMs)} (--idle-stream-timeout)`, 'info');
     }

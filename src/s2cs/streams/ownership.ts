@@ -1,6 +1,6 @@
 // Who may act on a stream: its owner (and, to release it, an admin), what binds it to
 // its requester without token checking (binding.ts), and the role it was requested as.
-import type { Identity } from '../../auth/index.js';
+import { verifyAppSecretHash, type Identity } from '../../auth/index.js';
 import { failedPrecondition, ScistreamError } from '../../protocol/errors.js';
 import type { Role } from '../../protocol/validate.js';
 import type { StreamRecord } from './record.js';
@@ -31,6 +31,21 @@ export function checkHelloOwner(record: StreamRecord, subject: string): void {
   );
 }
 
+/**
+ * A standing tunnel (tunnels/) is changed and released by the configuration file
+ * alone: no client, admin included, may act on it; the tunnels' own calls carry the
+ * secret it is bound to.
+ */
+function checkStanding(record: StreamRecord, secret: string | undefined, action: 'update' | 'release' | 'request'): void {
+  if (record.standing === undefined) return;
+  if (secret && verifyAppSecretHash(secret, record.binding.secretHash)) return;
+  throw new ScistreamError(
+    'PERMISSION_DENIED',
+    `stream ${record.request.uid} is a standing tunnel of ${record.standing} ([[tunnel]] name = "${record.request.uid}"): no client may ${action} it; ` +
+      'change or remove it in that file and reload s2cs (SIGHUP), or use another uid',
+  );
+}
+
 /** What a call without a proof brings (the table used directly, as in tests): no address, no secret. */
 const NO_PROOF: ControlProof = { peer: '', secret: '' };
 
@@ -40,6 +55,7 @@ const NO_PROOF: ControlProof = { peer: '', secret: '' };
  * with token checking a control secret only when one is given.
  */
 export function checkControl(record: StreamRecord, caller: Identity, proof: ControlProof | undefined, action: 'update' | 'release', opts: StreamTableOptions): void {
+  checkStanding(record, proof?.secret, action);
   const admins = action === 'release' ? opts.admins : undefined;
   checkOwner(record, caller, action, admins);
   // Admin rules stay: an admin releases any stream without its secret.
@@ -50,6 +66,7 @@ export function checkControl(record: StreamRecord, caller: Identity, proof: Cont
 
 /** A req repeated for a stream held: the owner's identity, and with --auth none the first req's address. */
 export function checkRetry(record: StreamRecord, caller: Identity, peer: string | undefined, opts: StreamTableOptions, secret?: string): void {
+  checkStanding(record, secret, 'request');
   checkOwner(record, caller, 'request');
   const problem = retryProblem(record.binding, peer ?? '', opts.bindStreams !== true, secret);
   if (problem) throw controlDenied(record.request.uid, 'request', problem);

@@ -67,6 +67,8 @@ export interface StreamRecord {
   capBps: number;
   /** Who may connect to its listeners, as they enforce it (its allow_from within --data-allow-from); []: anyone. */
   allowFrom: string[];
+  /** A standing tunnel: the configuration file that holds it ([[tunnel]]); only a reload changes it (tunnels/). */
+  standing?: string;
 }
 
 /** Releases a stream, saying why (release.ts). */

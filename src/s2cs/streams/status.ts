@@ -32,6 +32,8 @@ export interface StreamStatus extends StreamRequest {
   capBps: number;
   /** Who may see it in full and control it without token checking (never shown as such). */
   binding: StreamBinding;
+  /** A standing tunnel of the configuration file ([[tunnel]]), not a client's request. */
+  standing: boolean;
 }
 
 /** What status shows of one stream (uid) or of all; released ones are left out. */
@@ -60,6 +62,7 @@ export function streamStatus(state: TableState, uid?: string): StreamStatus[] {
         capBps: r.capBps,
         binding: r.binding,
         allowFrom: r.allowFrom,
+        standing: r.standing !== undefined,
       },
     ];
   });
@@ -86,6 +89,7 @@ export function releasingStatus(r: StreamRecord, since: number, on: readonly Unr
     allowFrom: r.allowFrom,
     brokenReason: '',
     expiresInS: 0,
+    standing: r.standing !== undefined,
   };
 }
 

@@ -38,6 +38,8 @@ export interface Requester {
   peer: string;
   bySecret: boolean;
   secret?: string;
+  /** A standing tunnel of this configuration file (tunnels/): only its secret's holder may change or release it, no lifetime ends it. */
+  standing?: string;
 }
 
 export class StreamTable {
@@ -147,6 +149,7 @@ export class StreamTable {
       rates: new RateWindow(now),
       capBps,
       allowFrom,
+      ...(requester?.standing !== undefined ? { standing: requester.standing } : {}),
     };
     this.leases.start(record, this.state.opts.setupTimeoutMs);
     this.state.records.set(request.uid, record);
@@ -243,6 +246,19 @@ export class StreamTable {
     const secret = record.controlSecret;
     record.controlSecret = '';
     return secret;
+  }
+
+  /**
+   * A stream taken back from the agents (an s2cs restarted with SIGUSR2) that a standing
+   * tunnel made: it is the tunnel's again, controlled with `secret`. Returns its request
+   * and targets, or undefined when no such stream is held.
+   */
+  claimStanding(uid: string, owner: string, file: string, secret: string): { request: StreamRecord['request']; targets: string[]; wanIdentity: string } | undefined {
+    const record = this.state.records.get(uid);
+    if (!record || record.state === 'released' || record.owner.subject !== owner) return undefined;
+    record.standing = file;
+    record.binding = bindStream('', false, secret).binding;
+    return { request: record.request, targets: (record.targets ?? []).map(formatAddress), wanIdentity: record.wanIdentity ?? '' };
   }
 
   /** The application secret of a stream ('' when secrets are off or the uid is unknown). */
