@@ -194,6 +194,16 @@ export class AgentService {
         ms_since_last_end: s.lastEndAt ? Math.max(0, Date.now() - s.lastEndAt) : 0,
         last_end_abnormal: s.lastEndAbnormal ?? false,
         last_end_error: s.lastEndError ?? '',
+        recent_connections: (s.recentConnections ?? []).map((r) => ({
+          listener: r.listener,
+          leg: r.leg,
+          peer: r.peer,
+          bytes_in: r.bytesIn,
+          bytes_out: r.bytesOut,
+          duration_ms: r.durationMs,
+          end: r.end,
+          ms_since_end: Math.max(0, Date.now() - r.endedAtMs),
+        })),
       });
     }
     return out;
