@@ -192,3 +192,22 @@ export function keepRecent(list: ConnectionRecord[], r: ConnectionRecord, max = 
   list.push(r);
   if (list.length > max) list.splice(0, list.length - max);
 }
+
+/** The flag of s2cs start and s2ds start (a key of their configuration files too). */
+export const ACCESS_LOG_FLAG = {
+  flags: '--access-log <path>',
+  help: 'append one line per data connection when it ends (stream, listener, lan|wan, peer, bytes each way, duration, how it ended) to this file, in the --log-format (json, else text); reopened on SIGHUP (logrotate without copytruncate). Default: those lines go to stderr with the rest of the log',
+} as const;
+
+/**
+ * The access log of a server started with --access-log `file` (absent: through
+ * `logger`), in the format of its log: JSON when that is JSON, else text lines.
+ * Throws with the file named when it cannot be opened for appending.
+ */
+export function openAccessLog(file: string | undefined, logFormat: 'pretty' | 'json', logger: Logger): AccessLog {
+  try {
+    return new AccessLog({ file, format: logFormat === 'json' ? 'json' : 'text', logger });
+  } catch (err) {
+    throw new Error(`--access-log ${file}: cannot open it for appending (${(err as Error).message}); give a file in a directory this user can write`);
+  }
+}

@@ -752,6 +752,11 @@ export class LocalDataServer implements DataServer {
     };
   }
 
+  /** The gateway (or agent) is stopping: connections its releases cut end as 'shutdown' in the access log. */
+  shuttingDown(): void {
+    this.closing = true;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));

@@ -251,6 +251,7 @@ export class AgentService {
 
   /** Releases every stream (connections reset): the agent's graceful stop. */
   async close(): Promise<void> {
+    this.opts.engine.shuttingDown();
     await Promise.all([...this.entries.keys()].map((uid) => this.release(uid)));
     await this.opts.engine.close();
   }
