@@ -1,0 +1,223 @@
+// The access log (s2ds/access-log.ts) of a real s2cs: one line per data connection at
+// its end (a clean end, a reset by either side, a refusal), written by the data server
+// that carried it (a worker process here), JSON or text as the log is; reopened on
+// SIGHUP after logrotate renamed it; rate-limited with a summary in a flood; and a
+// stream's last connections in `s2uc status UID`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ControlConnection } from '../../src/protocol/client.js';
+import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import { tempDir } from '../support/agent.js';
+import { until } from '../support/until.js';
+import { parseStrictJson } from '../support/strict-json.js';
+
+/** A target that answers each connection with "hi" and mirrors the way it ends: a FIN with a FIN. */
+async function target(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    s.write('hi');
+    s.on('end', () => s.end());
+    s.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port, sockets };
+}
+
+/** A connection through the listener that has received the target's "hi". */
+async function through(port: number): Promise<Socket> {
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => {});
+  await new Promise<void>((resolve) => s.once('data', () => resolve()));
+  return s;
+}
+
+const closed = (s: Socket) => new Promise<void>((resolve) => (s.destroyed && s.closed ? resolve() : s.once('close', () => resolve())));
+
+interface Line {
+  time: string;
+  uid: string;
+  listener: string;
+  leg: string;
+  peer: string;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  end: string;
+}
+
+/** The file's lines, each parsed strictly (a repeated key fails). */
+function jsonLines(file: string): Line[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => parseStrictJson(l) as Line);
+}
+
+async function linesUntil(file: string, what: string, n: number): Promise<Line[]> {
+  return until(what, 15_000, async () => {
+    const lines = jsonLines(file);
+    return lines.length >= n ? lines : undefined;
+  });
+}
+
+async function stopped(p: Proc): Promise<void> {
+  assert.equal(await p.stop('SIGTERM', 15_000), 0, p.describe());
+}
+
+test('a worker writes one JSON line per connection: clean, reset by either side, refused; SIGHUP after a rename opens a new file; s2uc status shows them', async () => {
+  const [port, range] = await Promise.all([freePort(), freePortRange(8)]);
+  const dir = tempDir('scistream-access-log-');
+  const file = join(dir, 'access.log');
+  const t = await target();
+  const s2cs = spawnCli('s2cs', [
+    'start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`,
+    '--state-dir', join(dir, 'state'), '--workers', '1', '--max-conns-per-listener', '1', '--log-format', 'json', '--access-log', file,
+  ]);
+  // Bound by address, not by a control secret: s2uc status from this host shows the stream in full.
+  const client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000, bindBySecret: false });
+  const uid = 'access-log-a';
+  try {
+    await s2cs.waitFor(/s2cs ready/, { timeoutMs: 20_000 });
+    const r = await client.req({ uid, role: 'CONS', num_conn: 1, rate: 0 });
+    const listener = r.listeners[0]!;
+    const lport = Number(listener.split(':').pop());
+    await client.update({ uid, remote_listeners: [`127.0.0.1:${t.port}`], role: 'CONS' });
+
+    // Clean: FIN from the consumer, FIN back from the target.
+    const a = await through(lport);
+    a.write('12345');
+    a.end();
+    await closed(a);
+    let lines = await linesUntil(file, 'the clean end', 1);
+
+    // Reset by the consumer (the peer).
+    const b = await through(lport);
+    b.resetAndDestroy();
+    lines = await linesUntil(file, 'the reset by the peer', 2);
+
+    // Reset by the target.
+    const c = await through(lport);
+    const cClosed = closed(c);
+    t.sockets.at(-1)!.resetAndDestroy();
+    await cClosed;
+    lines = await linesUntil(file, 'the reset by the target', 3);
+
+    // Refused: the listener holds one connection (--max-conns-per-listener 1).
+    const held = await through(lport);
+    const extra = connect(lport, '127.0.0.1');
+    extra.on('error', () => {});
+    await closed(extra);
+    lines = await linesUntil(file, 'the refusal', 4);
+    held.end();
+    await closed(held);
+    lines = await linesUntil(file, 'the held connection', 5);
+
+    for (const l of lines) {
+      assert.equal(l.uid, uid);
+      assert.equal(l.listener, listener);
+      assert.equal(l.leg, 'lan');
+      assert.match(l.peer, /^127\.0\.0\.1:\d+$/);
+      assert.ok(Number.isInteger(l.durationMs) && l.durationMs >= 0);
+      assert.ok(!Number.isNaN(Date.parse(l.time)));
+    }
+    assert.deepEqual(lines.map((l) => l.end), ['clean', 'reset-by-peer', 'reset-by-target', 'refused:conns-per-listener', 'clean']);
+    // Bytes as the peer sent and received them: 5 in, "hi" out.
+    assert.equal(lines[0]!.bytesIn, 5);
+    assert.equal(lines[0]!.bytesOut, 2);
+    assert.equal(lines[3]!.bytesIn, 0);
+    assert.equal(lines[3]!.bytesOut, 0);
+    console.log(`access log excerpt:\n${readFileSync(file, 'utf8').split('\n').slice(0, 4).join('\n')}`);
+
+    // logrotate: rename, then SIGHUP; the worker opens the file again by its name.
+    renameSync(file, `${file}.1`);
+    const mark = s2cs.stderr().length;
+    process.kill(s2cs.pid!, 'SIGHUP');
+    await s2cs.waitFor(/reopened the access log[^\n]*nothing else is reloaded/, { stream: 'stderr', from: mark, timeoutMs: 10_000 });
+    const d = await through(lport);
+    d.end();
+    await closed(d);
+    const fresh = await linesUntil(file, 'a line in the new file', 1);
+    assert.equal(fresh.length, 1);
+    assert.equal(fresh[0]!.end, 'clean');
+    assert.equal(jsonLines(`${file}.1`).length, 5, 'the renamed file got nothing more');
+
+    // s2uc status UID: the last connections, newest first; --json carries them all.
+    // (s2cs asks its workers each second: wait for the sixth.)
+    await until('six recent connections in status', 10_000, async () => ((await client.status({ uid })).streams[0]?.recent_connections.length === 6 ? true : undefined));
+    const human = spawnCli('s2uc', ['status', uid, '--s2cs', `127.0.0.1:${port}`, '--insecure']);
+    assert.equal(await human.exited, 0, human.describe());
+    const shown = human.stdout().split('\n').filter((l) => / lan 127\.0\.0\.1:\d+ -> /.test(l));
+    assert.equal(shown.length, 6, human.stdout());
+    assert.match(human.stdout(), /last ended +\d\d:\d\d:\d\d lan 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+, in 0 B, out 2 B, [\d.]+ s: clean/);
+    assert.match(human.stdout(), /: refused:conns-per-listener\n/);
+    console.log(`s2uc status ${uid}:\n${human.stdout()}`);
+    const json = spawnCli('s2uc', ['status', uid, '--s2cs', `127.0.0.1:${port}`, '--insecure', '--json']);
+    assert.equal(await json.exited, 0, json.describe());
+    const report = JSON.parse(json.stdout()) as { gateways: { streams: { recentConnections: { end: string; leg: string; bytesIn: number }[] }[] }[] };
+    const recent = report.gateways[0]!.streams[0]!.recentConnections;
+    assert.deepEqual(recent.map((c) => c.end), ['clean', 'reset-by-peer', 'reset-by-target', 'refused:conns-per-listener', 'clean', 'clean']);
+    assert.equal(recent[0]!.bytesIn, 5);
+
+    await client.release({ uid });
+  } finally {
+    client.close();
+    await stopped(s2cs);
+    t.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a flood of refusals writes a bounded number of text lines and a summary of the rest, by cause', async () => {
+  const [port, range] = await Promise.all([freePort(), freePortRange(4)]);
+  const dir = tempDir('scistream-access-flood-');
+  const file = join(dir, 'access.log');
+  // In process (--workers 0), text lines (--log-format pretty).
+  const s2cs = spawnCli('s2cs', [
+    'start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`,
+    '--state-dir', join(dir, 'state'), '--workers', '0', '--max-waiting-conns', '1', '--log-format', 'pretty', '--access-log', file,
+  ]);
+  const client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+  const FLOOD = 3000;
+  let waiting: Socket | undefined;
+  try {
+    await s2cs.waitFor(/s2cs ready/, { timeoutMs: 20_000 });
+    // No targets yet: one connection may wait, every other one is refused at once.
+    const r = await client.req({ uid: 'flood', role: 'CONS', num_conn: 1, rate: 0 });
+    const lport = Number(r.listeners[0]!.split(':').pop());
+    waiting = connect(lport, '127.0.0.1');
+    waiting.on('error', () => {});
+    await until('the waiting connection', 5000, async () => ((await client.status({ uid: 'flood' })).streams[0]?.waiting_connections === 1 ? true : undefined));
+    for (let sent = 0; sent < FLOOD; sent += 100) {
+      await Promise.all(Array.from({ length: 100 }, () => {
+        const s = connect(lport, '127.0.0.1');
+        s.on('error', () => {});
+        return closed(s);
+      }));
+    }
+    await until('every refusal counted', 15_000, async () => (Number((await client.status({ uid: 'flood' })).streams[0]?.refused_connections) >= FLOOD ? true : undefined));
+    waiting.destroy();
+    await client.release({ uid: 'flood' });
+  } finally {
+    waiting?.destroy();
+    client.close();
+    // Stopping writes the summary of what the last interval left out.
+    await stopped(s2cs);
+  }
+  try {
+    const text = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    const refused = text.filter((l) => / end=refused:waiting-conns$/.test(l));
+    const summaries = text.filter((l) => / suppressed \d+ lines /.test(l));
+    assert.ok(refused.length >= 256, `the burst is written in full: ${refused.length}`);
+    assert.ok(refused.length < 256 + 20 * 60, `bounded: ${refused.length} lines`);
+    assert.ok(summaries.length >= 1, text.slice(-5).join('\n'));
+    const left = summaries.reduce((n, l) => n + Number(/ (\d+) refused:waiting-conns/.exec(l)?.[1] ?? 0), 0);
+    assert.equal(refused.length + left, FLOOD, 'every refusal is either a line or counted in a summary');
+    assert.match(refused[0]!, /^\d{4}-\d\d-\d\dT[\d:.]+Z uid=flood listener=127\.0\.0\.1:\d+ leg=lan peer=127\.0\.0\.1:\d+ in=0 out=0 duration=[\d.]+s end=refused:waiting-conns$/);
+    console.log(`flood of ${FLOOD}: ${refused.length} lines, ${summaries.length} summary line(s): ${summaries.join(' | ')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
