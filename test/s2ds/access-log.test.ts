@@ -13,6 +13,12 @@ import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/pro
 import { tempDir } from '../support/agent.js';
 import { until } from '../support/until.js';
 import { parseStrictJson } from '../support/strict-json.js';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { AccessLog, LocalDataServer } from '../../src/s2ds/index.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import { createStreamCredentials } from '../../src/security/stream-credentials.js';
+import type { StreamCredentials } from '../../src/transport/index.js';
 
 /** A target that answers each connection with "hi" and mirrors the way it ends: a FIN with a FIN. */
 async function target(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
@@ -218,6 +224,95 @@ test('a flood of refusals writes a bounded number of text lines and a summary of
     assert.match(refused[0]!, /^\d{4}-\d\d-\d\dT[\d:.]+Z uid=flood listener=127\.0\.0\.1:\d+ leg=lan peer=127\.0\.0\.1:\d+ in=0 out=0 duration=[\d.]+s end=refused:waiting-conns$/);
     console.log(`flood of ${FLOOD}: ${refused.length} lines, ${summaries.length} summary line(s): ${summaries.join(' | ')}`);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const asTransport = (c: { certificate: string; private_key: string; peer_certificate: string }): StreamCredentials => ({
+  cert: c.certificate,
+  key: c.private_key,
+  peerCert: c.peer_certificate,
+});
+
+/** A logger writing JSON lines into `lines` (what stderr would get). */
+function capturingLogger(lines: string[]): Logger {
+  return pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(...chunk.toString().split('\n').filter(Boolean)), done()) }));
+}
+
+test('over a TLS WAN leg: the WAN side logs leg wan (to stderr by default), the LAN side leg lan; a peer without credentials is refused:wan-auth; shutdown ends the rest', async () => {
+  const dir = tempDir('scistream-access-wan-');
+  const file = join(dir, 'cons.log');
+  const stderr: string[] = [];
+  // The access-log lines among the rest of the log (refusals are logged too).
+  const records = () => stderr.map((l) => parseStrictJson(l) as Line & { msg: string }).filter((l) => typeof l.end === 'string');
+  const app = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  const appAddress = { host: '127.0.0.1', port: (app.address() as { port: number }).port };
+  const creds = await createStreamCredentials('access-wan');
+  const base = { bindHost: '127.0.0.1', bufferSize: 256 * 1024, waitLimit: 8, waitTimeoutMs: 10_000, logger: silentLogger };
+  const prod = new LocalDataServer({ ...base, portRange: await freePortRange(3), logger: capturingLogger(stderr) });
+  const consLog = new AccessLog({ file, format: 'json', logger: silentLogger });
+  const cons = new LocalDataServer({ ...base, portRange: await freePortRange(3), accessLog: consLog });
+  const open: Socket[] = [];
+  try {
+    const wan = await prod.startListeners('w', 1);
+    const [lan] = await cons.startListeners('w', 1);
+    await prod.setTargets('w', [appAddress], { side: 'accept', credentials: asTransport(creds.producerSide) });
+    await cons.setTargets('w', wan, { side: 'connect', credentials: asTransport(creds.consumerSide) });
+
+    // 1000 bytes there and back, then a clean end from the consumer (the echo app ends too).
+    const s = connect(lan!.port, '127.0.0.1');
+    s.on('error', () => {});
+    let back = 0;
+    s.on('data', (d: Buffer) => (back += d.length));
+    s.end(Buffer.alloc(1000, 7));
+    await closed(s);
+    assert.equal(back, 1000);
+    const lanLines = await linesUntil(file, 'the LAN line', 1);
+    assert.equal(lanLines[0]!.leg, 'lan');
+    assert.equal(lanLines[0]!.end, 'clean');
+    assert.equal(lanLines[0]!.bytesIn, 1000);
+    assert.equal(lanLines[0]!.bytesOut, 1000);
+    const wanLine = await until('the WAN line on stderr', 10_000, async () =>
+      records().find((l) => l.end === 'clean'));
+    assert.equal(wanLine.leg, 'wan');
+    assert.equal(wanLine.uid, 'w');
+    assert.equal(wanLine.msg, 'connection ended: clean');
+    // Through TLS with frames: more than the payload each way.
+    assert.ok(wanLine.bytesIn > 1000 && wanLine.bytesOut > 1000, `${wanLine.bytesIn} in, ${wanLine.bytesOut} out`);
+
+    // A WAN peer without the stream's credentials (plain bytes, no TLS).
+    const intruder = connect(wan[0]!.port, '127.0.0.1');
+    intruder.on('error', () => {});
+    intruder.write('GET / HTTP/1.0\r\n\r\n');
+    await closed(intruder);
+    const refused = await until('the refusal on stderr', 10_000, async () =>
+      records().find((l) => l.end.startsWith('refused:')));
+    assert.equal(refused.end, 'refused:wan-auth');
+    assert.equal(refused.leg, 'wan');
+    assert.ok(refused.bytesIn > 0, 'what the intruder sent was read');
+
+    // A connection still forwarding when the data server stops: 'shutdown'.
+    const last = connect(lan!.port, '127.0.0.1');
+    last.on('error', () => {});
+    open.push(last);
+    last.write('x');
+    await new Promise((r) => last.once('data', r));
+    await prod.close();
+    const ends = await until('the shutdown line', 10_000, async () => {
+      const e = records().map((l) => l.end);
+      return e.includes('shutdown') ? e : undefined;
+    });
+    assert.deepEqual(ends, ['clean', 'refused:wan-auth', 'shutdown']);
+    assert.equal(prod.stats('w'), undefined);
+  } finally {
+    for (const s of open) s.destroy();
+    await Promise.all([prod.close(), cons.close()]);
+    consLog.close();
+    app.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
