@@ -17,6 +17,13 @@ export interface ConnectionEndCounts {
   lastEndError: string;
 }
 
+/**
+ * The side whose failure broke a connection, by the error the forwarder then destroys
+ * both sockets with: the other socket may report it first (a failed write's callback
+ * runs before its socket is destroyed).
+ */
+export const failedSide = new WeakMap<Error, 'peer' | 'target'>();
+
 /** Errors are codes or short messages; one from a peer is not trusted to be short. */
 const MAX_ERROR_TEXT = 200;
 
@@ -41,7 +48,7 @@ export class ConnectionEnds {
     let first: { side: 'peer' | 'target'; err: NodeJS.ErrnoException | undefined } | undefined;
     const onError = (side: 'peer' | 'target') => (err: NodeJS.ErrnoException) => {
       if (!error) error = String(err.code ?? err.message).slice(0, MAX_ERROR_TEXT);
-      first ??= { side, err };
+      first ??= { side: failedSide.get(err) ?? side, err };
     };
     const onClose = (s: Socket, side: 'peer' | 'target') => (hadError: boolean) => {
       if (hadError || !(s.readableEnded && s.writableFinished)) {

@@ -316,3 +316,35 @@ test('over a TLS WAN leg: the WAN side logs leg wan (to stderr by default), the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a producer that resets mid-stream, its data still queued, is reset-by-target, never taken for the consumer', async () => {
+  const dir = tempDir('scistream-access-midstream-');
+  const file = join(dir, 'access.log');
+  const log = new AccessLog({ file, format: 'json', logger: silentLogger });
+  // The producer writes 2 MiB and resets at once: the reset can arrive while its data waits in the kernel.
+  const producer = createServer((s) => {
+    s.on('error', () => {});
+    s.write(Buffer.alloc(2 * 1024 * 1024, 1), () => undefined);
+    setImmediate(() => s.resetAndDestroy());
+  });
+  await new Promise<void>((r) => producer.listen(0, '127.0.0.1', r));
+  const ds = new LocalDataServer({ bindHost: '127.0.0.1', portRange: await freePortRange(3), bufferSize: 256 * 1024, waitLimit: 8, waitTimeoutMs: 10_000, logger: silentLogger, accessLog: log });
+  try {
+    const [l] = await ds.startListeners('mid', 1);
+    await ds.setTargets('mid', [{ host: '127.0.0.1', port: (producer.address() as { port: number }).port }]);
+    const ROUNDS = 5;
+    for (let i = 0; i < ROUNDS; i++) {
+      const s = connect(l!.port, '127.0.0.1');
+      s.on('error', () => {});
+      s.resume();
+      await closed(s);
+    }
+    const lines = await linesUntil(file, 'every round logged', ROUNDS);
+    assert.deepEqual(lines.map((x) => x.end), Array(ROUNDS).fill('reset-by-target'));
+  } finally {
+    await ds.close();
+    log.close();
+    producer.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
