@@ -250,6 +250,7 @@ const start: Command = addAdmissionOptions(program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    if (accessLogFile !== undefined) logger.info({ accessLog: accessLogFile }, `access log: one line per data connection at its end, in ${accessLogFile}${workers > 0 ? ' (written by each worker)' : ''}; SIGHUP reopens it`);
     // Handlers first: whoever waits for the ready line may signal at once.
     // SIGUSR2: exit for a restart (an upgrade) and leave the streams to the agents.
     process.on('SIGUSR2', () => {

@@ -194,6 +194,8 @@ export class LocalDataServer implements DataServer {
   /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
   private readonly wan: WanGuard;
   private readonly accessLog: AccessLog;
+  /** Each accepted socket's trace, so that any refusal of it (refuse) names its cause in the access log. */
+  private readonly traces = new WeakMap<Socket, Trace>();
   /** close() under way: connections it ends ended with the gateway ('shutdown'), not with a release. */
   private closing = false;
 
@@ -356,6 +358,7 @@ export class LocalDataServer implements DataServer {
       forwarded: false,
       done: false,
     };
+    this.traces.set(socket, trace);
     // A connection never forwarded ends with its accepted socket; a forwarded one once both sides closed (open).
     socket.once('close', () => {
       if (!trace.forwarded) this.ended(stream, trace, trace.refused ?? (stream.released ? this.releaseEnd() : 'abandoned'));
@@ -363,7 +366,6 @@ export class LocalDataServer implements DataServer {
     let connection: Connection | undefined;
     const ticket = this.admission.enter(socket.remoteAddress, socket.localPort ?? 0, (message) => this.refuse(stream, connection, socket, 'pending-conns', message));
     if ('kind' in ticket) {
-      trace.refused = `refused:${ticket.kind}`;
       this.refuse(stream, undefined, socket, ticket.kind, ticket.message, { peer: socket.remoteAddress });
       return;
     }
@@ -403,14 +405,16 @@ export class LocalDataServer implements DataServer {
   /**
    * Closes a connection the gateway will not serve, at once and with a reset (the
    * peer must not take it for a clean, empty stream); counted, and logged at most
-   * once per interval per kind. Once per connection.
+   * once per interval per kind; its access-log line ends refused:<kind>. Once per connection.
    */
   private refuse(stream: Stream, connection: Connection | undefined, socket: Socket, kind: RefusalKind, message: string, fields: Record<string, unknown> = {}): void {
     if (connection) {
       if (connection.refused) return;
       connection.refused = true;
-      connection.trace.refused ??= `refused:${kind}`;
     }
+    // Its access-log line (written when it closes) says why: refused:<kind>.
+    const trace = connection?.trace ?? this.traces.get(socket);
+    if (trace) trace.refused ??= `refused:${kind}`;
     stream.refused++;
     this.refusals.count(kind, message, { uid: stream.uid, ...fields });
     abort(socket);

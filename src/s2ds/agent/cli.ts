@@ -133,6 +133,7 @@ const start: Command = addAdmissionOptions(program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    if (flags.accessLog !== undefined) logger.info({ accessLog: flags.accessLog }, `access log: one line per data connection at its end, in ${flags.accessLog}; SIGHUP reopens it`);
     const noSpares = sparesUnavailable();
     if (noSpares) logger.info(noSpares);
     // SIGHUP's default would end the agent and every stream it carries (a service manager's reload, a closed terminal).
