@@ -2,7 +2,8 @@
 // its end (a clean end, a reset by either side, a refusal), written by the data server
 // that carried it (a worker process here), JSON or text as the log is; reopened on
 // SIGHUP after logrotate renamed it; rate-limited with a summary in a flood; and a
-// stream's last connections in `s2uc status UID`.
+// stream's last connections in `s2uc status UID`. In process too: a TLS WAN leg (leg wan,
+// refused:wan-auth, shutdown), a producer reset mid-stream, a WAN path gone silent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -345,6 +346,63 @@ test('a producer that resets mid-stream, its data still queued, is reset-by-targ
     await ds.close();
     log.close();
     producer.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a WAN peer gone silent (a frozen path) ends both gateways\' lines as wan-broken:dead-peer, the WAN side leg wan', async () => {
+  const dir = tempDir('scistream-access-dead-');
+  const files = { prod: join(dir, 'prod.log'), cons: join(dir, 'cons.log') };
+  const logs = { prod: new AccessLog({ file: files.prod, format: 'json', logger: silentLogger }), cons: new AccessLog({ file: files.cons, format: 'json', logger: silentLogger }) };
+  const app = createServer((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  const creds = await createStreamCredentials('access-dead');
+  const base = { bindHost: '127.0.0.1', bufferSize: 256 * 1024, waitLimit: 8, waitTimeoutMs: 10_000, logger: silentLogger, wanDeadAfterMs: 1500 };
+  const prod = new LocalDataServer({ ...base, portRange: await freePortRange(3), accessLog: logs.prod });
+  const cons = new LocalDataServer({ ...base, portRange: await freePortRange(3), accessLog: logs.cons });
+  // The WAN path: a relay that can go silent without closing anything (a black-holing firewall).
+  const relayed: Socket[] = [];
+  let frozen = false;
+  const wan = await prod.startListeners('d', 1);
+  const relay = createServer((a) => {
+    const b = connect(wan[0]!.port, '127.0.0.1');
+    relayed.push(a, b);
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      from.on('error', () => {});
+      from.on('data', (d: Buffer) => {
+        if (!frozen) to.write(d);
+      });
+    }
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  try {
+    const [lan] = await cons.startListeners('d', 1);
+    await prod.setTargets('d', [{ host: '127.0.0.1', port: (app.address() as { port: number }).port }], { side: 'accept', credentials: asTransport(creds.producerSide) });
+    await cons.setTargets('d', [{ host: '127.0.0.1', port: (relay.address() as { port: number }).port }], { side: 'connect', credentials: asTransport(creds.consumerSide) });
+    const s = connect(lan!.port, '127.0.0.1');
+    s.on('error', () => {});
+    s.write('ping');
+    await new Promise((r) => s.once('data', r));
+    frozen = true;
+    await closed(s);
+    const [p] = await linesUntil(files.prod, 'the WAN side line', 1);
+    const [c] = await linesUntil(files.cons, 'the LAN side line', 1);
+    assert.equal(p!.end, 'wan-broken:dead-peer');
+    assert.equal(p!.leg, 'wan');
+    assert.equal(c!.end, 'wan-broken:dead-peer');
+    assert.equal(c!.leg, 'lan');
+    assert.equal(c!.bytesIn, 4);
+    assert.equal(c!.bytesOut, 4);
+  } finally {
+    for (const x of relayed) x.destroy();
+    await Promise.all([prod.close(), cons.close()]);
+    logs.prod.close();
+    logs.cons.close();
+    relay.close();
+    app.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
