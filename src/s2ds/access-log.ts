@@ -115,7 +115,7 @@ export class AccessLog {
     if (old !== undefined) closeSync(old);
   }
 
-  /** Writes the summary of what was left out, and closes the file. */
+  /** Writes the summary of what was left out, and closes the file; later lines (sockets still closing) go through the logger. */
   close(): void {
     clearInterval(this.summaries);
     this.summarise();

@@ -194,6 +194,8 @@ export class LocalDataServer implements DataServer {
   /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
   private readonly wan: WanGuard;
   private readonly accessLog: AccessLog;
+  /** The access log is this server's own (not given): closed with it. */
+  private readonly ownsAccessLog: boolean;
   /** Each accepted socket's trace, so that any refusal of it (refuse) names its cause in the access log. */
   private readonly traces = new WeakMap<Socket, Trace>();
   /** close() under way: connections it ends ended with the gateway ('shutdown'), not with a release. */
@@ -212,6 +214,7 @@ export class LocalDataServer implements DataServer {
     });
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? ADMISSION_DEFAULTS.handshakeTimeoutMs;
     this.wan = new WanGuard({ deadAfterMs: opts.wanDeadAfterMs ?? WAN_DEAD_AFTER_DEFAULT_MS, logger: opts.logger });
+    this.ownsAccessLog = opts.accessLog === undefined;
     this.accessLog = opts.accessLog ?? new AccessLog({ format: 'json', logger: opts.logger });
   }
 
@@ -767,6 +770,8 @@ export class LocalDataServer implements DataServer {
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
     await this.releaseSpares([...this.spares.keys()]);
     this.wan.close();
+    // Its lines went through the logger: what a flood left out is summarised now.
+    if (this.ownsAccessLog) this.accessLog.close();
   }
 }
 
