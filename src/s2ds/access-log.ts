@@ -20,7 +20,7 @@ export interface ConnectionRecord {
   leg: Leg;
   /** Its peer (host:port). */
   peer: string;
-  /** Bytes from the peer, and to it. */
+  /** Bytes from the peer, and to it; on a TLS WAN leg, inside TLS (the frames' headers counted, TLS records not). */
   bytesIn: number;
   bytesOut: number;
   durationMs: number;

@@ -284,6 +284,7 @@ test('over a TLS WAN leg: the WAN side logs leg wan (to stderr by default), the 
     assert.equal(wanLine.msg, 'connection ended: clean');
     // Through TLS with frames: more than the payload each way.
     assert.ok(wanLine.bytesIn > 1000 && wanLine.bytesOut > 1000, `${wanLine.bytesIn} in, ${wanLine.bytesOut} out`);
+    console.log(`1000 bytes each way: LAN side ${lanLines[0]!.bytesIn} in / ${lanLines[0]!.bytesOut} out, WAN side ${wanLine.bytesIn} in / ${wanLine.bytesOut} out`);
 
     // A WAN peer without the stream's credentials (plain bytes, no TLS).
     const intruder = connect(wan[0]!.port, '127.0.0.1');
