@@ -141,6 +141,8 @@ const start: Command = addAdmissionOptions(program
     let accessLog;
     try {
       accessLog = workers === 0 ? openAccessLog(accessLogFile, logFormat, logger) : undefined;
+      // Workers open it themselves: one that cannot would exit at each restart; say so here, once.
+      if (workers > 0 && accessLogFile !== undefined) openAccessLog(accessLogFile, logFormat, logger).close();
     } catch (err) {
       return usage((err as Error).message);
     }
