@@ -6,6 +6,7 @@ import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
 import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions } from '../s2ds/flags.js';
+import { ACCESS_LOG_FLAG, openAccessLog } from '../s2ds/access-log.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
 import { parseDuration, parseRate, parseSize } from '../units.js';
 import { BROKEN_GRACE_MS, RATE_POLICIES } from './streams/index.js';
@@ -13,7 +14,7 @@ import { startControlServer } from './server.js';
 import { DEFAULTS } from './server-settings.js';
 import { CONTROL_PORT_DEFAULTS } from './control-port.js';
 import { CONTROL_ADMISSION_DEFAULTS } from './control-admission.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { serverCredentials } from '../security/control-tls.js';
 import { AUTH_MODES, INTROSPECTION_CLIENT_AUTH, createAuthenticator, type Authenticator } from '../auth/index.js';
 import { lingerUnavailable } from '../transport/linger.js';
@@ -107,6 +108,7 @@ const start: Command = addAdmissionOptions(program
   // Monitoring (monitor.ts): off unless asked for.
   .option('--metrics-listen <host:port>', 'serve /metrics (Prometheus), /healthz and the live status page (/) over HTTP at this address, e.g. 127.0.0.1:9464 or [::1]:9464 (it shows every stream: see --metrics-public)')
   .option('--metrics-public', 'allow --metrics-listen on an address that is not loopback, knowing that whoever reaches it sees every stream, owner and address')
+  .option(ACCESS_LOG_FLAG.flags, ACCESS_LOG_FLAG.help)
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -134,6 +136,17 @@ const start: Command = addAdmissionOptions(program
     for (const warning of checked.warnings) logger.warn(warning);
     if (checked.problem) usage(checked.problem);
     const tls = checked.tls;
+    // Each data server writes its own connections' lines: the in-process one here, each worker to the same file (O_APPEND).
+    const logFormat = resolveLogFormat({ json: flags.logJson, format: flags.logFormat });
+    const accessLogFile = flags.accessLog === undefined ? undefined : resolve(flags.accessLog);
+    let accessLog;
+    try {
+      accessLog = workers === 0 ? openAccessLog(accessLogFile, logFormat, logger) : undefined;
+      // Workers open it themselves: one that cannot would exit at each restart; say so here, once.
+      if (workers > 0 && accessLogFile !== undefined) openAccessLog(accessLogFile, logFormat, logger).close();
+    } catch (err) {
+      return usage((err as Error).message);
+    }
     let auth: Authenticator;
     try {
       auth = createAuthenticator(plan.authConfig);
@@ -177,7 +190,7 @@ const start: Command = addAdmissionOptions(program
         // Workers are found again by state dir and control port (an s2cs restarted for an upgrade keeps its --port);
         // with --port 0 no later s2cs can be the same one, so the directory is this run's alone.
         // Workers log to files (auto would mean JSON there): they get the format s2cs writes, so the log s2cs copies them into reads as one.
-        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', resolveLogFormat({ json: flags.logJson, format: flags.logFormat })], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
+        workers: workers > 0 ? { count: workers, dir: join(stateDir, flags.port === 0 ? `agents-0-${process.pid}` : `agents-${flags.port}`), removeDirOnStop: flags.port === 0, extraArgs: [...(flags.verbose ? ['--verbose'] : []), '--log-format', logFormat, ...(accessLogFile ? ['--access-log', accessLogFile] : [])], onLog: (chunk) => process.stderr.write(chunk) } : undefined,
         connectAgent: (address, name) => new RemoteAgent({ address, name, logger }),
         host: controlHost,
         port: flags.port,
@@ -199,6 +212,7 @@ const start: Command = addAdmissionOptions(program
         maxBufferMemory: flags.maxBufferMemory,
         ...admissionOptionsOf(flags),
         wanDeadAfterMs: flags.wanDeadAfter * 1000,
+        accessLog,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
         dataAllowFrom: plan.dataAllowFrom,
@@ -240,6 +254,7 @@ const start: Command = addAdmissionOptions(program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    if (accessLogFile !== undefined) logger.info({ accessLog: accessLogFile }, `access log: one line per data connection at its end, in ${accessLogFile}${workers > 0 ? ' (written by each worker)' : ''}; SIGHUP reopens it`);
     // Handlers first: whoever waits for the ready line may signal at once.
     // SIGUSR2: exit for a restart (an upgrade) and leave the streams to the agents.
     process.on('SIGUSR2', () => {
@@ -255,6 +270,18 @@ const start: Command = addAdmissionOptions(program
     let running: Running = { flags, plan };
     let reloading = Promise.resolve();
     onHangup = () => {
+      // logrotate renamed the access log: this process and every worker open it again by its name.
+      if (accessLogFile !== undefined) {
+        accessLog?.reopen();
+        for (const pid of server.supervisor?.pids() ?? []) {
+          try {
+            process.kill(pid, 'SIGHUP');
+          } catch {
+            // a worker that just ended: its successor opens the file anew
+          }
+        }
+        logger.info({ accessLog: accessLogFile }, `SIGHUP: reopened the access log ${accessLogFile}`);
+      }
       reloading = reloading.then(async () => {
         running = await reloadConfig(start, running, server, logger);
       });
@@ -273,6 +300,7 @@ const start: Command = addAdmissionOptions(program
     onShutdown(async (signal) => {
       logger.info({ signal }, `shutting down: releasing every stream${server.supervisor ? ' and stopping the local workers' : ''}`);
       await server.close();
+      accessLog?.close();
       await monitor?.close();
       logger.info('stopped');
     });

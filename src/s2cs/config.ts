@@ -81,6 +81,8 @@ export interface StartFlags extends AdmissionFlags {
   maxControlConns: number;
   metricsListen?: string;
   metricsPublic?: boolean;
+  /** --access-log: one line per data connection at its end (s2ds/access-log.ts). */
+  accessLog?: string;
 }
 
 /** What follows from the flags once they are checked. */

@@ -89,6 +89,7 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
       maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       wanDeadAfterMs: opts.wanDeadAfterMs,
+      accessLog: opts.accessLog,
       refusals,
       logger: logger.child({ component: 's2ds' }),
     });

@@ -8,6 +8,7 @@ import type { Authenticator } from '../auth/index.js';
 import { Control, tolerantService } from '../protocol/contract.js';
 import { ScistreamError, invalidArgument } from '../protocol/errors.js';
 import type { AgentHandle, AgentPool, AgentSummary, DataServer, PortRange } from '../s2ds/index.js';
+import type { AccessLog } from '../s2ds/access-log.js';
 import type { Refusals } from '../limits/refusals.js';
 import { controlHandlers, statusView, type ServiceDeps, type StatusView, type Viewer } from './service.js';
 import { GatewayMetrics } from './metrics.js';
@@ -41,6 +42,8 @@ export interface ControlServerOptions extends AdmissionOptions {
   maxBufferMemory?: number;
   /** --wan-dead-after in ms (default 30 s): dead-peer detection on the WAN leg, keepalive of data sockets. */
   wanDeadAfterMs?: number;
+  /** The in-process data server's access log (--workers 0; workers get --access-log); default: the logger. */
+  accessLog?: AccessLog;
   /** Counts and rate-limits the log lines of refusals; shared by the data server and the stream table. */
   refusals?: Refusals;
   /**
@@ -337,6 +340,7 @@ function shutdown(s: ServerSettings, server: grpc.Server, data: DataSide, table:
     close: () =>
       (closing ??= (async () => {
         serving = false;
+        data.local?.engine.shuttingDown();
         await table.close();
         await data.dataServer.close();
         await data.supervisor?.stop();

@@ -107,6 +107,16 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       broken_reason: s.brokenReason,
       expires_in_s: s.expiresInS,
       standing: s.standing,
+      recent_connections: (s.stats?.recentConnections ?? []).map((r) => ({
+        listener: r.listener,
+        leg: r.leg,
+        peer: r.peer,
+        bytes_in: r.bytesIn,
+        bytes_out: r.bytesOut,
+        duration_ms: r.durationMs,
+        end: r.end,
+        ended_at_ms: r.endedAtMs,
+      })),
     })),
     rate_policy: table.rateLimits().policy,
     capacity_bps: table.rateLimits().capacityBps,
@@ -135,8 +145,8 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
 }
 
 /** A stream row without where it listens and forwards to, for who cannot show it is theirs. */
-function redactedUnless<T extends { listeners: string[]; prod_listeners: string[]; targets: string[]; redacted: boolean }>(full: boolean, row: T): T {
-  return full ? row : { ...row, listeners: [], prod_listeners: [], targets: [], redacted: true };
+function redactedUnless<T extends { listeners: string[]; prod_listeners: string[]; targets: string[]; recent_connections: unknown[]; redacted: boolean }>(full: boolean, row: T): T {
+  return full ? row : { ...row, listeners: [], prod_listeners: [], targets: [], recent_connections: [], redacted: true };
 }
 
 export function controlHandlers(deps: ServiceDeps): ControlHandlers {

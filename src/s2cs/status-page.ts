@@ -11,6 +11,8 @@ import type { StatusView } from './service.js';
 /** How often the page asks for /status.json, and how much throughput history each chart keeps. */
 export const POLL_MS = 2000;
 const HISTORY_POINTS = 150; // 5 minutes at one sample per 2 s
+/** The last connections that ended shown per stream on the page (status keeps 10). */
+const RECENT_SHOWN = 3;
 
 const STYLE = `
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330;background:#fafbfc}
@@ -74,6 +76,15 @@ const SCRIPT = `
     if (cls) e.className = cls;
     return e;
   }
+  // The connections cell: the counts, then the stream's last connections that ended, newest first.
+  function connections(s) {
+    var td = el('td', s.active_connections + ' active, ' + s.waiting_connections + ' waiting, ' + s.accepted_connections + ' accepted, ' + s.refused_connections + ' refused');
+    (s.recent_connections || []).slice(-${RECENT_SHOWN}).reverse().forEach(function (c) {
+      td.appendChild(el('br'));
+      td.appendChild(el('code', c.leg + ' ' + c.peer + ', ' + units(c.bytes_in) + ' in, ' + units(c.bytes_out) + ' out, ' + (c.duration_ms / 1000).toFixed(1) + ' s: ' + c.end));
+    });
+    return td;
+  }
   function lines(list) {
     var td = el('td');
     list.forEach(function (t) { td.appendChild(el('code', t)); td.appendChild(el('br')); });
@@ -130,7 +141,7 @@ const SCRIPT = `
       chartCell.appendChild(chart(history[s.uid] || []));
       var uid = el('td'); uid.appendChild(el('code', s.uid));
       return [uid, el('td', s.owner, 'owner'), el('td', s.role), state, el('td', age(s.age_s), 'num'), lines(pairs),
-        el('td', s.active_connections + ' active, ' + s.waiting_connections + ' waiting, ' + s.accepted_connections + ' accepted, ' + s.refused_connections + ' refused'),
+        connections(s),
         el('td', units(s.bytes_to_target) + ' / ' + units(s.bytes_from_target), 'num'),
         el('td', rate(s.to_target_bps) + ' / ' + rate(s.from_target_bps), 'num rate'), el('td', stated(s), 'num stated'), chartCell];
     }), 11, 'no streams');
@@ -207,6 +218,14 @@ export function statedRate(s: { rate: number; cap_bps: number }): string {
 }
 
 /** The line above the tables (the script's summary() says the same). */
+/** The connection counts, then the stream's last connections that ended, newest first (as the script writes it). */
+function connectionsCell(s: StatusView['streams'][number]): string {
+  const counts = escapeHtml(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`);
+  const recent = (s.recent_connections ?? []).slice(-RECENT_SHOWN).reverse()
+    .map((c) => `<br><code>${escapeHtml(`${c.leg} ${c.peer}, ${formatBytes(Number(c.bytes_in))} in, ${formatBytes(Number(c.bytes_out))} out, ${(c.duration_ms / 1000).toFixed(1)} s: ${c.end}`)}</code>`);
+  return `<td>${counts}${recent.join('')}</td>`;
+}
+
 export function summaryLine(st: StatusView): string {
   const up = st.agents.filter((a) => a.up).length;
   let text = `${st.streams.length} stream(s), ${st.reserved_ports} port(s) reserved, ${st.free_ports} free${st.agents.length ? `, ${up} of ${st.agents.length} agent(s) up` : ''}`;
@@ -222,7 +241,7 @@ export function renderStatusPage(st: StatusView, title: string): string {
   const streams = st.streams.map((s) => {
     const pairs = s.listeners.map((l, i) => (s.targets.length ? `${l} \u2192 ${s.targets[i % s.targets.length]}` : l));
     return `<tr>${codeCell([s.uid])}${cell(s.owner, 'owner')}${cell(s.role)}${cell(stateText(s), `state-${s.state}`)}${cell(formatAge(s.age_s), 'num')}${codeCell(pairs)}` +
-      cell(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`) +
+      connectionsCell(s) +
       cell(`${formatBytes(s.bytes_to_target)} / ${formatBytes(s.bytes_from_target)}`, 'num') +
       cell(`${bps(s.to_target_bps)} / ${bps(s.from_target_bps)}`, 'num rate') +
       cell(statedRate(s), 'num stated') +

@@ -4,6 +4,7 @@
 // that ended since the last clean end ended abnormally, and none is open. Per
 // connection, never per chunk.
 import type { Socket } from 'node:net';
+import { abnormalEnd } from './access-log.js';
 
 /** A stream's connection ends as its data server reports them (StreamStats, StreamInfo 50-54). */
 export interface ConnectionEndCounts {
@@ -15,6 +16,13 @@ export interface ConnectionEndCounts {
   /** The error the last abnormal end came with (e.g. ECONNRESET); '' when none was reported. */
   lastEndError: string;
 }
+
+/**
+ * The side whose failure broke a connection, by the error the forwarder then destroys
+ * both sockets with: the other socket may report it first (a failed write's callback
+ * runs before its socket is destroyed).
+ */
+export const failedSide = new WeakMap<Error, 'peer' | 'target'>();
 
 /** Errors are codes or short messages; one from a peer is not trusted to be short. */
 const MAX_ERROR_TEXT = 200;
@@ -30,22 +38,32 @@ export class ConnectionEnds {
    * Watches one forwarded connection, its accepted socket and its target socket;
    * its end is counted once both have closed. It ended cleanly only if neither
    * closed with an error and each both read its peer's end and finished its own.
+   * `onEnd` then hears how (access-log.ts abnormalEnd): by the first socket that
+   * failed, the other being reset after it by the forwarder.
    */
-  watch(accepted: Socket, target: Socket): void {
+  watch(accepted: Socket, target: Socket, onEnd?: (end: string) => void): void {
     let open = 2;
     let abnormal = false;
     let error = '';
-    const onError = (err: NodeJS.ErrnoException) => {
+    let first: { side: 'peer' | 'target'; err: NodeJS.ErrnoException | undefined } | undefined;
+    const onError = (side: 'peer' | 'target') => (err: NodeJS.ErrnoException) => {
       if (!error) error = String(err.code ?? err.message).slice(0, MAX_ERROR_TEXT);
+      first ??= { side: failedSide.get(err) ?? side, err };
     };
-    const onClose = (s: Socket) => (hadError: boolean) => {
-      if (hadError || !(s.readableEnded && s.writableFinished)) abnormal = true;
-      if (--open === 0) this.ended(abnormal, error);
+    const onClose = (s: Socket, side: 'peer' | 'target') => (hadError: boolean) => {
+      if (hadError || !(s.readableEnded && s.writableFinished)) {
+        abnormal = true;
+        first ??= { side, err: undefined };
+      }
+      if (--open === 0) {
+        this.ended(abnormal, error);
+        onEnd?.(abnormal ? abnormalEnd(first!.side, first!.err) : 'clean');
+      }
     };
-    accepted.on('error', onError);
-    target.on('error', onError);
-    accepted.once('close', onClose(accepted));
-    target.once('close', onClose(target));
+    accepted.on('error', onError('peer'));
+    target.on('error', onError('target'));
+    accepted.once('close', onClose(accepted, 'peer'));
+    target.once('close', onClose(target, 'target'));
   }
 
   counts(): ConnectionEndCounts {

@@ -10,6 +10,7 @@ import type { ConnectionReads, RingReadBuffer, ReusedReadBuffer } from '../trans
 import { closeCleanly, resetOnClose } from '../transport/linger.js';
 import { Valve, type StreamPacing } from './pacer.js';
 import { WanBrokenError, causeOf, type WanBreakCause, type WanGuard } from './liveness.js';
+import { failedSide } from './connection-ends.js';
 
 /** Byte counts of one stream; the forwarder adds to them as chunks pass. */
 export interface ByteCounters {
@@ -73,9 +74,11 @@ export function forward(
   let broken = false;
   let unwatch: (() => void) | undefined;
   // The connection is broken: both applications get a reset, both sockets close with an error.
-  const fail = (err: Error) => {
+  // `origin`: the socket that failed (the access log names its side; the other only follows it).
+  const fail = (err: Error, origin?: Socket) => {
     if (broken) return;
     broken = true;
+    if (origin) failedSide.set(err, origin === accepted ? 'peer' : 'target');
     unwatch?.();
     breakOff(accepted, err);
     breakOff(target, err);
@@ -89,7 +92,7 @@ export function forward(
   const wanBroke = (cause: WanBreakCause, detail: string) => {
     if (broken) return;
     wan?.guard.broken(wan.uid, peer, cause, detail);
-    fail(new WanBrokenError(cause, detail));
+    fail(new WanBrokenError(cause, detail), wanSocket);
   };
   const malformed = () => wanBroke('malformed', 'not a frame');
   if (wanSocket && wanReader && wan) {
@@ -148,8 +151,8 @@ export function forward(
   }
 
   const unended = () => wanBroke('unended', 'no END frame');
-  passEnd(accepted, target, acceptedReader, framed === 'target', fail, unended);
-  passEnd(target, accepted, targetReader, framed === 'accepted', fail, unended);
+  passEnd(accepted, target, acceptedReader, framed === 'target', (err) => fail(err, accepted), unended);
+  passEnd(target, accepted, targetReader, framed === 'accepted', (err) => fail(err, target), unended);
 
   // The first error of each socket says why it closed (the listeners also keep
   // errors from becoming uncaught exceptions).
@@ -162,7 +165,7 @@ export function forward(
     if (!cleanlyDone(s, reader)) {
       const err = error();
       if (s === wanSocket && err && !broken) wanBroke(causeOf(err), err.code ?? err.message);
-      else fail(err ?? new Error('the other side of the connection closed before its end'));
+      else fail(err ?? new Error('the other side of the connection closed before its end'), s);
     }
     unwatch?.();
     closed();

@@ -5,6 +5,7 @@ import type { Address } from '../protocol/address.js';
 import type { StreamCredentials } from '../transport/index.js';
 import type { ConnectionEndCounts } from './connection-ends.js';
 import type { PortRange } from './ports.js';
+import type { ConnectionRecord } from './access-log.js';
 
 /**
  * The stream's WAN leg. `accept`: this gateway's listeners face the WAN (the
@@ -59,6 +60,8 @@ export interface StreamStats extends Partial<ConnectionEndCounts> {
    * the stream's credentials, or a target that could not be reached.
    */
   refusedConnections: number;
+  /** Its last connections that ended, newest last (access-log.ts); absent from agents that do not report them. */
+  recentConnections?: ConnectionRecord[];
 }
 
 export interface DataServer {
@@ -191,6 +194,7 @@ export interface AgentHandle extends DataServer {
 }
 
 export { ConnectionEnds, mergeEnds, type ConnectionEndCounts } from './connection-ends.js';
+export { AccessLog, RECENT_CONNECTIONS, type ConnectionRecord, type Leg } from './access-log.js';
 export { LocalDataServer, DATA_DEFAULTS, type LocalDataServerOptions } from './local.js';
 export { connectionMemory } from './buffers.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';

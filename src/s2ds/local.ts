@@ -12,6 +12,7 @@ import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward, type ByteCounters } from './forwarder.js';
 import { ConnectionEnds } from './connection-ends.js';
+import { AccessLog, keepRecent, type ConnectionRecord } from './access-log.js';
 import { resetOnClose } from '../transport/linger.js';
 import { closeReserved, keepDataSocketAlive, listenReserved, reservePort, reservePortNative } from '../transport/socket-options.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
@@ -56,6 +57,8 @@ export interface LocalDataServerOptions extends AdmissionOptions {
    * it (transport/socket-options.ts). Default 30 s.
    */
   wanDeadAfterMs?: number;
+  /** Where each connection's line goes when it ends (--access-log). Default: the logger (stderr). */
+  accessLog?: AccessLog;
   logger: Logger;
 }
 
@@ -85,6 +88,21 @@ interface Connection {
   slot: boolean;
   /** Refused (reset): whatever settles later for it is dropped, not counted again. */
   refused: boolean;
+  readonly trace: Trace;
+}
+
+/** What the access log says of a connection, gathered from its accept to its end. */
+interface Trace {
+  readonly startedAt: number;
+  readonly listener: string;
+  readonly peer: string;
+  /** The socket it is read from now (the accepted one, moved onto a reused buffer, or its TLS socket). */
+  socket: Socket;
+  /** refused:<kind>, once refused. */
+  refused?: string;
+  /** Forwarding: its end is known once both sockets closed (ConnectionEnds.watch). */
+  forwarded: boolean;
+  done: boolean;
 }
 
 interface Waiting {
@@ -102,6 +120,8 @@ class Stream {
   readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
   /** How its forwarded connections ended (s2cs tells a broken stream by it). */
   readonly ends = new ConnectionEnds();
+  /** Its last connections' access-log records, newest last (status: recent_connections). */
+  readonly recent: ConnectionRecord[] = [];
   targets: Address[] | undefined;
   /** How accepted connections are taken on and targets reached; set with the targets. */
   acceptVia: Transport = TCP;
@@ -176,6 +196,13 @@ export class LocalDataServer implements DataServer {
   private readonly spares = new Map<number, Spare>();
   /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
   private readonly wan: WanGuard;
+  private readonly accessLog: AccessLog;
+  /** The access log is this server's own (not given): closed with it. */
+  private readonly ownsAccessLog: boolean;
+  /** Each accepted socket's trace, so that any refusal of it (refuse) names its cause in the access log. */
+  private readonly traces = new WeakMap<Socket, Trace>();
+  /** close() under way: connections it ends ended with the gateway ('shutdown'), not with a release. */
+  private closing = false;
 
   constructor(private readonly opts: LocalDataServerOptions) {
     this.pool = new PortPool(opts.portRange);
@@ -190,6 +217,8 @@ export class LocalDataServer implements DataServer {
     });
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? ADMISSION_DEFAULTS.handshakeTimeoutMs;
     this.wan = new WanGuard({ deadAfterMs: opts.wanDeadAfterMs ?? WAN_DEAD_AFTER_DEFAULT_MS, logger: opts.logger });
+    this.ownsAccessLog = opts.accessLog === undefined;
+    this.accessLog = opts.accessLog ?? new AccessLog({ format: 'json', logger: opts.logger });
   }
 
   /** Broken WAN connections since start, by cause (liveness.ts). */
@@ -370,6 +399,19 @@ export class LocalDataServer implements DataServer {
     // Until the forwarder ends it cleanly, any close (this process dying included)
     // reaches the peer as a reset, never as a clean end (transport/linger.ts).
     resetOnClose(socket);
+    const trace: Trace = {
+      startedAt: Date.now(),
+      listener: formatAddress(stream.listeners[listenerIndex]!.address),
+      peer: formatAddress({ host: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 }),
+      socket,
+      forwarded: false,
+      done: false,
+    };
+    this.traces.set(socket, trace);
+    // A connection never forwarded ends with its accepted socket; a forwarded one once both sides closed (open).
+    socket.once('close', () => {
+      if (!trace.forwarded) this.ended(stream, trace, trace.refused ?? (stream.released ? this.releaseEnd() : 'abandoned'));
+    });
     // Node cannot filter before accept: a source not allowed is reset at once, before
     // it holds any admission slot or reads a byte.
     if (stream.allow && !stream.allow.allows(socket.remoteAddress)) {
@@ -387,7 +429,7 @@ export class LocalDataServer implements DataServer {
       return;
     }
     keepDataSocketAlive(socket, this.wan.deadAfterMs);
-    connection = { listenerIndex, ticket, slot: false, refused: false };
+    connection = { listenerIndex, ticket, slot: false, refused: false, trace };
     const c = connection;
     stream.connections.add(c);
     stream.sockets.add(socket);
@@ -422,16 +464,44 @@ export class LocalDataServer implements DataServer {
   /**
    * Closes a connection the gateway will not serve, at once and with a reset (the
    * peer must not take it for a clean, empty stream); counted, and logged at most
-   * once per interval per kind. Once per connection.
+   * once per interval per kind; its access-log line ends refused:<kind>. Once per connection.
    */
   private refuse(stream: Stream, connection: Connection | undefined, socket: Socket, kind: RefusalKind, message: string, fields: Record<string, unknown> = {}): void {
     if (connection) {
       if (connection.refused) return;
       connection.refused = true;
     }
+    // Its access-log line (written when it closes) says why: refused:<kind>.
+    const trace = connection?.trace ?? this.traces.get(socket);
+    if (trace) trace.refused ??= `refused:${kind}`;
     stream.refused++;
     this.refusals.count(kind, message, { uid: stream.uid, ...fields });
     abort(socket);
+  }
+
+  /** How connections cut short by a release ended: with the stream, or with the whole gateway. */
+  private releaseEnd(): string {
+    return this.closing ? 'shutdown' : 'released';
+  }
+
+  /** A connection ended: its record goes to the access log and to the stream's recent ones. Once per connection. */
+  private ended(stream: Stream, trace: Trace, end: string): void {
+    if (trace.done) return;
+    trace.done = true;
+    const now = Date.now();
+    const record: ConnectionRecord = {
+      uid: stream.uid,
+      listener: trace.listener,
+      leg: stream.acceptVia.name === 'tls' ? 'wan' : 'lan',
+      peer: trace.peer,
+      bytesIn: trace.socket.bytesRead,
+      bytesOut: trace.socket.bytesWritten,
+      durationMs: now - trace.startedAt,
+      end,
+      endedAtMs: now,
+    };
+    keepRecent(stream.recent, record);
+    this.accessLog.record(record);
   }
 
   /** Gives back a connection's listener slot and buffer reservation; once per connection. */
@@ -467,6 +537,7 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(socket);
         socket.once('close', () => stream.sockets.delete(socket));
         socket.on('error', noop);
+        connection.trace.socket = socket;
         // A WAN peer is admitted once it has proved the stream's credentials.
         if (!plain && !this.admit(stream, connection, socket)) return;
         this.open(stream, connection, socket, socket === raw ? undefined : acceptedReads);
@@ -534,7 +605,9 @@ export class LocalDataServer implements DataServer {
         stream.sockets.add(out);
         out.once('close', () => stream.sockets.delete(out));
         stream.active++;
-        stream.ends.watch(socket, out);
+        const trace = connection.trace;
+        trace.forwarded = true;
+        stream.ends.watch(socket, out, (end) => this.ended(stream, trace, stream.released && end !== 'clean' ? this.releaseEnd() : end));
         forward(
           socket,
           out,
@@ -739,14 +812,23 @@ export class LocalDataServer implements DataServer {
       bytesFromTarget: s.counters.fromTarget,
       refusedConnections: s.refused,
       ...s.ends.counts(),
+      recentConnections: s.recent.slice(),
     };
   }
 
+  /** The gateway (or agent) is stopping: connections its releases cut end as 'shutdown' in the access log. */
+  shuttingDown(): void {
+    this.closing = true;
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
     await this.releaseSpares([...this.spares.keys()]);
     this.wan.close();
+    // Its lines went through the logger: what a flood left out is summarised now.
+    if (this.ownsAccessLog) this.accessLog.close();
   }
 }
 

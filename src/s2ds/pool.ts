@@ -10,6 +10,7 @@ import type { PortRange } from './ports.js';
 import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
+import { RECENT_CONNECTIONS } from './access-log.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -725,7 +726,10 @@ export class AgentPool implements DataServer {
       sum.bytesFromTarget += st.bytesFromTarget;
       sum.refusedConnections += st.refusedConnections;
       mergeEnds(sum, st);
+      if (st.recentConnections) (sum.recentConnections ??= []).push(...st.recentConnections);
     }
+    // The stream's last connections over all its agents.
+    sum.recentConnections = sum.recentConnections?.sort((a, b) => a.endedAtMs - b.endedAtMs).slice(-RECENT_CONNECTIONS);
     return sum;
   }
 

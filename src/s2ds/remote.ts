@@ -18,6 +18,7 @@ import { Agent, type AgentClient, type AgentHealthMessage__Output, type StreamIn
 import { ScistreamError, statusName, type ErrorKind } from '../protocol/errors.js';
 import { agentChannelCredentials, type AgentClientTls } from '../security/agent-tls.js';
 import type { AgentHandle, AgentHealth, AgentStream, ListenerOptions, StreamStats, WanLeg } from './index.js';
+import { RECENT_CONNECTIONS } from './access-log.js';
 
 export interface RemoteAgentOptions {
   /** host:port (mutual TLS, `tls` required) or unix:/path. */
@@ -493,6 +494,18 @@ function toAgentStream(s: StreamInfo__Output, now: number): AgentStream {
       lastEndAt: ended ? now - Number(s.ms_since_last_end) : 0,
       lastEndAbnormal: ended && s.last_end_abnormal,
       lastEndError: s.last_end_error.slice(0, 200),
+      // An agent's answer is not trusted to be short.
+      recentConnections: s.recent_connections.slice(-RECENT_CONNECTIONS).map((r) => ({
+        uid: s.uid,
+        listener: r.listener.slice(0, 100),
+        leg: r.leg === 'wan' ? 'wan' : 'lan',
+        peer: r.peer.slice(0, 100),
+        bytesIn: Number(r.bytes_in),
+        bytesOut: Number(r.bytes_out),
+        durationMs: r.duration_ms,
+        end: r.end.slice(0, 100),
+        endedAtMs: now - Number(r.ms_since_end),
+      })),
     },
   };
 }

@@ -44,6 +44,23 @@ export interface StreamStatusRow {
   redacted: boolean;
   /** A standing tunnel of the gateway's configuration file ([[tunnel]]): only a reload changes or releases it. */
   standing?: boolean;
+  /** Its last connections that ended (at most 10, oldest first), as the gateway's access log wrote them. */
+  recentConnections?: RecentConnectionRow[];
+}
+
+/** One data connection of a stream that ended (ConnectionRecord). */
+export interface RecentConnectionRow {
+  listener: string;
+  /** lan | wan */
+  leg: string;
+  peer: string;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  /** clean | reset-by-peer | reset-by-target | refused:<kind> | wan-broken:<cause> | released | shutdown | ... */
+  end: string;
+  /** ms since the Unix epoch (the gateway's clock). */
+  endedAtMs: number;
 }
 
 /** A data-server agent behind a gateway (shown to its admins, or to all with --auth none). */
@@ -132,6 +149,17 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       refusedConnections: num(s.refused_connections),
       redacted: s.redacted === true,
       standing: s.standing === true,
+      // A gateway from before the access log (or the reference) sends none.
+      recentConnections: (s.recent_connections ?? []).map((c) => ({
+        listener: oneLine(c.listener),
+        leg: oneLine(c.leg),
+        peer: oneLine(c.peer),
+        bytesIn: num(c.bytes_in),
+        bytesOut: num(c.bytes_out),
+        durationMs: num(c.duration_ms),
+        end: oneLine(c.end),
+        endedAtMs: num(c.ended_at_ms),
+      })),
     })),
     refusals: Object.fromEntries(r.refusals.map((x) => [x.kind, num(x.count)])),
     agents: r.agents.map((a) => ({
@@ -199,7 +227,13 @@ export interface SampledRates {
   seconds: number;
 }
 
-function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
+/** One ended connection: when, leg, who to which listener, bytes each way, how long, how it ended. */
+export function formatRecentConnection(c: RecentConnectionRow): string {
+  const at = new Date(c.endedAtMs).toISOString().slice(11, 19);
+  return `${at} ${c.leg} ${c.peer} -> ${c.listener}, in ${formatBytes(c.bytesIn)}, out ${formatBytes(c.bytesOut)}, ${(c.durationMs / 1000).toFixed(1)} s: ${c.end}`;
+}
+
+function formatStream(s: StreamStatusRow, sampled?: SampledRates, recent = 3): string {
   const head = [s.role, plural(s.numConn, 'connection'), ...(s.standing ? ['standing tunnel of the gateway\'s configuration file'] : [])].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
   let state = s.state === 'ready' || s.state === 'broken' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
@@ -234,15 +268,18 @@ function formatStream(s: StreamStatusRow, sampled?: SampledRates): string {
     'connections',
     `${s.activeConnections} active, ${s.waitingConnections} waiting, ${s.acceptedConnections} accepted, ${s.refusedConnections} refused`,
   );
+  // The newest first; all of them (up to 10) for one stream, the last few in a list of streams.
+  const shown = (s.recentConnections ?? []).slice(-recent).reverse();
+  shown.forEach((c, i) => (text += field(i === 0 ? 'last ended' : '', formatRecentConnection(c))));
   return text;
 }
 
 /** One gateway for humans: a summary line, a block per stream, the refusals since start. */
-export function formatGatewayStatus(g: GatewayStatus, sampled?: (s: StreamStatusRow) => SampledRates | undefined): string {
+export function formatGatewayStatus(g: GatewayStatus, sampled?: (s: StreamStatusRow) => SampledRates | undefined, recent = 3): string {
   let text = `gateway ${g.s2cs}: ${plural(g.streams.length, 'stream')}, ${plural(g.reservedPorts, 'port')} reserved, ${g.freePorts} free\n`;
   if (g.ratePolicy === 'reserve') text += `  rates: ${formatBitRate(g.reservedBps)} of ${formatBitRate(g.capacityBps)} reserved (--rate-policy reserve), ${formatBitRate(Math.max(0, g.capacityBps - g.reservedBps))} free\n`;
   else if (g.ratePolicy === 'cap') text += '  rates: each stream held to its stated rate (--rate-policy cap)\n';
-  for (const s of g.streams) text += formatStream(s, sampled?.(s));
+  for (const s of g.streams) text += formatStream(s, sampled?.(s), recent);
   const refused = Object.entries(g.refusals).filter(([, n]) => n > 0);
   if (refused.length > 0) text += `  refused since start: ${refused.map(([kind, n]) => `${kind}=${n}`).join(' ')}\n`;
   for (const e of g.ended) text += `  ended by the gateway ${formatAge(e.agoS)} ago: ${e.uid} (owner ${e.owner}): ${e.why}\n`;
@@ -274,7 +311,7 @@ export async function statusCommand(servers: string[], uid: string | undefined, 
   const code = report.gateways.some(isFailure) ? 1 : 0;
   for (const g of report.gateways) {
     if (isFailure(g)) err.write(`s2uc: error: ${g.error}\n`);
-    else if (!flags.json) out.write(formatGatewayStatus(g));
+    else if (!flags.json) out.write(formatGatewayStatus(g, undefined, uid !== undefined ? 10 : 3));
   }
   if (flags.json) out.write(`${JSON.stringify(report)}\n`);
   return code;

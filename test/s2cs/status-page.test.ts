@@ -71,6 +71,15 @@ describe('status page', () => {
   });
 
   test('without JavaScript: the server-rendered tables show the stream, its owner escaped, and a strict CSP', async () => {
+    // A connection that ends cleanly: the capped stream's last connections show it (access log).
+    const once = connect(capped.client.remotePort!, '127.0.0.1');
+    once.on('error', () => undefined);
+    once.end('bye');
+    await new Promise((r) => once.once('close', r));
+    await until('the ended connection in status', 10_000, async () => {
+      const st = JSON.parse((await http(`${m.url}/status.json`)).body) as { streams: { uid: string; recent_connections: { end: string }[] }[] };
+      return st.streams.find((x) => x.uid === capped.uid)?.recent_connections.some((c) => c.end === 'clean') ? true : undefined;
+    });
     // Let the rate window fill a little.
     await sleep(1500);
     const res = await http(`${m.url}/`);
@@ -91,6 +100,7 @@ describe('status page', () => {
     assert.ok(res.body.includes('<td class="num stated">200 Mbit/s, held</td>'), 'the hostile owner\'s stream: stated rate and cap');
     assert.ok(res.body.includes('<td class="num stated">40 Mbit/s, held</td>'), 'the capped stream');
     assert.ok(res.body.includes('; rates: 240 Mbit/s of 1 Gbit/s reserved, 760 Mbit/s free'), 'the summary under reserve');
+    assert.match(res.body, /<br><code>lan 127\.0\.0\.1:\d+, 3 B in, 0 B out, [\d.]+ s: clean<\/code>/, 'the last connection that ended');
 
     const json = JSON.parse((await http(`${m.url}/status.json`)).body) as { streams: { uid: string; owner: string; cap_bps: number }[]; reserved_bps: number };
     assert.equal(json.streams[0]?.uid, stream.uid);

@@ -51,6 +51,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     refusedConnections: 1,
     redacted: false,
     standing: false,
+    recentConnections: [],
     ...over,
   };
 }
@@ -127,6 +128,18 @@ describe('human output', () => {
     });
     assert.match(text, /state {8}releasing\n/);
     assert.match(text, /not released gwa2: 2 connection\(s\) may still forward; not confirmed for 12 s/);
+  });
+});
+
+describe('recent connections', () => {
+  const conn = (end: string, endedAtMs: number) => ({ listener: '10.0.0.1:5100', leg: 'lan', peer: '192.168.1.9:40000', bytesIn: 2048, bytesOut: 3 * MiB, durationMs: 1500, end, endedAtMs });
+  test('newest first under "last ended": 3 in a list of streams, up to 10 for one stream', () => {
+    const recent = Array.from({ length: 5 }, (_, i) => conn(i === 4 ? 'reset-by-target' : 'clean', Date.UTC(2026, 0, 1, 6, 0, i)));
+    const g = { s2cs: 'h:1', reservedPorts: 2, freePorts: 3, ratePolicy: 'none', capacityBps: 0, reservedBps: 0, streams: [stream({ recentConnections: recent })], refusals: {}, agents: [], ended: [] };
+    const list = formatGatewayStatus(g);
+    assert.match(list, /last ended {3}06:00:04 lan 192\.168\.1\.9:40000 -> 10\.0\.0\.1:5100, in 2\.00 KiB, out 3\.00 MiB, 1\.5 s: reset-by-target\n {17}06:00:03 /);
+    assert.equal(list.match(/ lan 192\.168\.1\.9:40000 /g)?.length, 3);
+    assert.equal(formatGatewayStatus(g, undefined, 10).match(/ lan 192\.168\.1\.9:40000 /g)?.length, 5);
   });
 });
 

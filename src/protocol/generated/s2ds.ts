@@ -6,6 +6,7 @@ import type { AgentHealth as _scistream_s2ds_AgentHealth, AgentHealth__Output as
 import type { AssignRequest as _scistream_s2ds_AssignRequest, AssignRequest__Output as _scistream_s2ds_AssignRequest__Output } from './scistream/s2ds/AssignRequest';
 import type { Empty as _scistream_s2ds_Empty, Empty__Output as _scistream_s2ds_Empty__Output } from './scistream/s2ds/Empty';
 import type { Listeners as _scistream_s2ds_Listeners, Listeners__Output as _scistream_s2ds_Listeners__Output } from './scistream/s2ds/Listeners';
+import type { RecentConnection as _scistream_s2ds_RecentConnection, RecentConnection__Output as _scistream_s2ds_RecentConnection__Output } from './scistream/s2ds/RecentConnection';
 import type { RecordRequest as _scistream_s2ds_RecordRequest, RecordRequest__Output as _scistream_s2ds_RecordRequest__Output } from './scistream/s2ds/RecordRequest';
 import type { RefusalCount as _scistream_s2ds_RefusalCount, RefusalCount__Output as _scistream_s2ds_RefusalCount__Output } from './scistream/s2ds/RefusalCount';
 import type { SetTargetsRequest as _scistream_s2ds_SetTargetsRequest, SetTargetsRequest__Output as _scistream_s2ds_SetTargetsRequest__Output } from './scistream/s2ds/SetTargetsRequest';
@@ -30,6 +31,7 @@ export interface ProtoGrpcType {
       AssignRequest: MessageTypeDefinition<_scistream_s2ds_AssignRequest, _scistream_s2ds_AssignRequest__Output>
       Empty: MessageTypeDefinition<_scistream_s2ds_Empty, _scistream_s2ds_Empty__Output>
       Listeners: MessageTypeDefinition<_scistream_s2ds_Listeners, _scistream_s2ds_Listeners__Output>
+      RecentConnection: MessageTypeDefinition<_scistream_s2ds_RecentConnection, _scistream_s2ds_RecentConnection__Output>
       RecordRequest: MessageTypeDefinition<_scistream_s2ds_RecordRequest, _scistream_s2ds_RecordRequest__Output>
       RefusalCount: MessageTypeDefinition<_scistream_s2ds_RefusalCount, _scistream_s2ds_RefusalCount__Output>
       SetTargetsRequest: MessageTypeDefinition<_scistream_s2ds_SetTargetsRequest, _scistream_s2ds_SetTargetsRequest__Output>

@@ -1,7 +1,8 @@
 // s2ds: the data-server agent on a gateway node, driven by s2cs over the agent link.
 import { Command, Option } from 'commander';
 import * as grpc from '@grpc/grpc-js';
-import { LOG_FORMATS, createLogger, type LogFormat } from '../../log.js';
+import { LOG_FORMATS, createLogger, resolveLogFormat, type LogFormat } from '../../log.js';
+import { ACCESS_LOG_FLAG, openAccessLog, type AccessLog } from '../access-log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS, sparesUnavailable } from '../local.js';
 import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind, checkDataPlaneFlags } from '../flags.js';
@@ -36,6 +37,7 @@ interface StartFlags extends AdmissionFlags {
   waitTimeout: number;
   orphanTimeout: number;
   wanDeadAfter: number;
+  accessLog?: string;
   verbose?: boolean;
   logJson?: boolean;
   logFormat: LogFormat;
@@ -74,6 +76,7 @@ const start: Command = addAdmissionOptions(program
     0,
   )
   .option(WAN_DEAD_AFTER_FLAG.flags, WAN_DEAD_AFTER_FLAG.help, option(integer(WAN_DEAD_AFTER_FLAG.min, WAN_DEAD_AFTER_FLAG.max)), WAN_DEAD_AFTER_FLAG.default))
+  .option(ACCESS_LOG_FLAG.flags, ACCESS_LOG_FLAG.help)
   .option('-v, --verbose', 'debug logs')
   .addOption(new Option('--log-json', 'logs as JSON lines (same as --log-format json)').conflicts('logFormat'))
   .addOption(new Option('--log-format <format>', 'auto: readable on a terminal, one JSON object per line otherwise (a file, a pipe, journald); pretty or json forces one').choices(LOG_FORMATS).default('auto'))
@@ -95,6 +98,12 @@ const start: Command = addAdmissionOptions(program
     for (const warning of startup.warnings) logger.warn(warning);
     if (startup.problem) usage(startup.problem);
     const tls = startup.tls;
+    let accessLog: AccessLog;
+    try {
+      accessLog = openAccessLog(flags.accessLog, resolveLogFormat({ json: flags.logJson, format: flags.logFormat }), logger);
+    } catch (err) {
+      return usage((err as Error).message);
+    }
     let agent;
     try {
       agent = await startAgent({
@@ -112,6 +121,7 @@ const start: Command = addAdmissionOptions(program
         orphanTimeoutMs: flags.orphanTimeout * 1000,
         ...admissionOptionsOf(flags),
         wanDeadAfterMs: flags.wanDeadAfter * 1000,
+        accessLog,
         logger,
       });
     } catch (err) {
@@ -123,17 +133,23 @@ const start: Command = addAdmissionOptions(program
     }
     const noLinger = lingerUnavailable();
     if (noLinger) logger.warn(noLinger);
+    if (flags.accessLog !== undefined) logger.info({ accessLog: flags.accessLog }, `access log: one line per data connection at its end, in ${flags.accessLog}; SIGHUP reopens it`);
     const noSpares = sparesUnavailable();
     if (noSpares) logger.info(noSpares);
     // SIGHUP's default would end the agent and every stream it carries (a service manager's reload, a closed terminal).
-    process.on('SIGHUP', () =>
-      logger.warn('SIGHUP: s2ds reloads nothing (its settings apply at start); it goes on forwarding. To apply a changed --config, restart it: the streams it carries then end'),
-    );
+    // It reopens the access log (logrotate renamed it), and only that.
+    process.on('SIGHUP', () => {
+      if (flags.accessLog !== undefined) {
+        accessLog.reopen();
+        logger.info({ accessLog: flags.accessLog }, `SIGHUP: reopened the access log ${flags.accessLog}; nothing else is reloaded`);
+      } else logger.warn('SIGHUP: s2ds reloads nothing (its settings apply at start); it goes on forwarding. To apply a changed --config, restart it: the streams it carries then end');
+    });
     // SIGUSR2 restarts s2cs for an upgrade; a service manager that signals the whole unit must not end the workers with it.
     process.on('SIGUSR2', () => logger.info('SIGUSR2: ignored by s2ds (it tells s2cs to exit for an upgrade); forwarding goes on'));
     onShutdown(async (signal) => {
       logger.info({ signal, streams: agent.service.size }, 'shutting down: releasing every stream');
       await agent.close();
+      accessLog.close();
       logger.info('stopped');
     });
     logger.info(

@@ -1,5 +1,6 @@
 // An s2ds agent: the data-server engine behind the scistream.s2ds.Agent service,
 // on a TCP address with mutual TLS or on a Unix socket (security/agent-tls.ts).
+import type { AccessLog } from '../access-log.js';
 import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import type { Logger } from '../../log.js';
@@ -18,6 +19,8 @@ import { watchOrphans } from './orphans.js';
 export const AGENT_WAIT_TIMEOUT_MS = 180_000;
 
 export interface AgentOptions extends AdmissionOptions {
+  /** Where each data connection's line goes when it ends (--access-log); default: the logger. */
+  accessLog?: AccessLog;
   listen: AgentListen;
   listenerIp: string;
   /** Address the data listeners bind to; default listenerIp. */
@@ -78,6 +81,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     handshakeTimeoutMs: opts.handshakeTimeoutMs,
     refusals,
     wanDeadAfterMs: opts.wanDeadAfterMs,
+    accessLog: opts.accessLog,
     logger: opts.logger,
   });
   const name = opts.name ?? `${hostname()} ${formatListen(opts.listen)}`;

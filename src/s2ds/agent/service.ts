@@ -202,6 +202,16 @@ export class AgentService {
         ms_since_last_end: s.lastEndAt ? Math.max(0, Date.now() - s.lastEndAt) : 0,
         last_end_abnormal: s.lastEndAbnormal ?? false,
         last_end_error: s.lastEndError ?? '',
+        recent_connections: (s.recentConnections ?? []).map((r) => ({
+          listener: r.listener,
+          leg: r.leg,
+          peer: r.peer,
+          bytes_in: r.bytesIn,
+          bytes_out: r.bytesOut,
+          duration_ms: r.durationMs,
+          end: r.end,
+          ms_since_end: Math.max(0, Date.now() - r.endedAtMs),
+        })),
       });
     }
     return out;
@@ -249,6 +259,7 @@ export class AgentService {
 
   /** Releases every stream (connections reset): the agent's graceful stop. */
   async close(): Promise<void> {
+    this.opts.engine.shuttingDown();
     await Promise.all([...this.entries.keys()].map((uid) => this.release(uid)));
     await this.opts.engine.close();
   }

@@ -1,5 +1,6 @@
 // Original file: proto/s2ds.proto
 
+import type { RecentConnection as _scistream_s2ds_RecentConnection, RecentConnection__Output as _scistream_s2ds_RecentConnection__Output } from '../../scistream/s2ds/RecentConnection';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StreamInfo {
@@ -19,6 +20,7 @@ export interface StreamInfo {
   'ms_since_last_end'?: (number | string | Long);
   'last_end_abnormal'?: (boolean);
   'last_end_error'?: (string);
+  'recent_connections'?: (_scistream_s2ds_RecentConnection)[];
 }
 
 export interface StreamInfo__Output {
@@ -38,4 +40,5 @@ export interface StreamInfo__Output {
   'ms_since_last_end': (string);
   'last_end_abnormal': (boolean);
   'last_end_error': (string);
+  'recent_connections': (_scistream_s2ds_RecentConnection__Output)[];
 }
