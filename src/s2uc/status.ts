@@ -44,6 +44,8 @@ export interface StreamStatusRow {
   redacted: boolean;
   /** A standing tunnel of the gateway's configuration file ([[tunnel]]): only a reload changes or releases it. */
   standing?: boolean;
+  /** Who may connect to its listeners (CIDRs, as the gateway enforces them); empty: the gateway's bound only. */
+  allowFrom?: string[];
   /** Its last connections that ended (at most 10, oldest first), as the gateway's access log wrote them. */
   recentConnections?: RecentConnectionRow[];
 }
@@ -149,6 +151,7 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       refusedConnections: num(s.refused_connections),
       redacted: s.redacted === true,
       standing: s.standing === true,
+      allowFrom: (s.allow_from ?? []).map(oneLine),
       // A gateway from before the access log (or the reference) sends none.
       recentConnections: (s.recent_connections ?? []).map((c) => ({
         listener: oneLine(c.listener),
@@ -257,6 +260,7 @@ function formatStream(s: StreamStatusRow, sampled?: SampledRates, recent = 3): s
     const target = s.targets.length > 0 ? s.targets[i % s.targets.length]! : '(no targets yet)';
     text += `    ${(i === 0 ? 'listeners' : '').padEnd(13)}${l.padEnd(width)} -> ${target}\n`;
   });
+  if ((s.allowFrom ?? []).length > 0) text += field('allow from', s.allowFrom!.join(', '));
   if (s.redacted) text += field('listeners', "(hidden: not shown to be yours; this gateway checks no tokens, and s2uc shows a stream in full with its control secret or from the address that requested it)");
   else if (s.listeners.length === 0) text += field('listeners', '(not bound yet)');
   // Total so far, then the rate: the gateway's average over the last 10 s.

@@ -51,6 +51,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     refusedConnections: 1,
     redacted: false,
     standing: false,
+    allowFrom: [],
     recentConnections: [],
     ...over,
   };
@@ -128,6 +129,17 @@ describe('human output', () => {
     });
     assert.match(text, /state {8}releasing\n/);
     assert.match(text, /not released gwa2: 2 connection\(s\) may still forward; not confirmed for 12 s/);
+  });
+});
+
+describe('allow-lists and standing tunnels', () => {
+  test("a stream's allow-list and a standing tunnel are shown; neither line without them", () => {
+    const gw = (streams: StreamStatusRow[]) => formatGatewayStatus({ s2cs: '127.0.0.1:5000', reservedPorts: 2, freePorts: 98, ratePolicy: 'none', capacityBps: 0, reservedBps: 0, streams, refusals: {}, agents: [], ended: [] });
+    const text = gw([stream({ allowFrom: ['10.0.0.0/24', '2001:db8::/32'], standing: true })]);
+    assert.match(text, /allow from +10\.0\.0\.0\/24, 2001:db8::\/32\n/);
+    assert.match(text, /stream u-1 \(PROD, 2 connections, standing tunnel of the gateway's configuration file\)/);
+    const plain = gw([stream()]);
+    assert.doesNotMatch(plain, /allow from|standing/);
   });
 });
 
