@@ -43,6 +43,7 @@ const request = (over: Partial<Request__Output> = {}): Request__Output => ({
   lifetime_s: 0,
   allow_from: [],
   listener_ports: [],
+  protocol: '',
   ...over,
 });
 const update = (over: Partial<UpdateTargets__Output> = {}): UpdateTargets__Output => ({

@@ -411,7 +411,7 @@ describe('reference-style requests', () => {
   test('a req without lifetime_s reads as before and, with neither timeout, has no deadline', async () => {
     const uid = randomUUID();
     // What a reference client's req decodes to (proto3: an absent field reads 0): nothing new in the request.
-    assert.deepEqual(validateRequest({ uid, role: 'PROD', num_conn: 2, rate: 0, lifetime_s: 0, allow_from: [], listener_ports: [] }, { maxConn: 64 }), { uid, role: 'PROD', numConn: 2, rate: 0 });
+    assert.deepEqual(validateRequest({ uid, role: 'PROD', num_conn: 2, rate: 0, lifetime_s: 0, allow_from: [], listener_ports: [], protocol: '' }, { maxConn: 64 }), { uid, role: 'PROD', numConn: 2, rate: 0 });
     const app = await producerApp();
     const gw = await startGateway({ idleStreamTimeoutMs: 0 });
     try {

@@ -62,6 +62,10 @@ export const SCISTREAM_DESCRIPTOR = {
               "rule": "repeated",
               "type": "uint32",
               "id": 19
+            },
+            "protocol": {
+              "type": "string",
+              "id": 20
             }
           }
         },
@@ -302,6 +306,10 @@ export const SCISTREAM_DESCRIPTOR = {
               "rule": "repeated",
               "type": "ConnectionRecord",
               "id": 33
+            },
+            "protocol": {
+              "type": "string",
+              "id": 34
             }
           }
         },

@@ -9,6 +9,7 @@ export interface Request {
   'lifetime_s'?: (number);
   'allow_from'?: (string)[];
   'listener_ports'?: (number)[];
+  'protocol'?: (string);
 }
 
 export interface Request__Output {
@@ -19,4 +20,5 @@ export interface Request__Output {
   'lifetime_s': (number);
   'allow_from': (string)[];
   'listener_ports': (number)[];
+  'protocol': (string);
 }

@@ -31,6 +31,7 @@ export interface StreamStatus {
   'allow_from'?: (string)[];
   'standing'?: (boolean);
   'recent_connections'?: (_scistream_ConnectionRecord)[];
+  'protocol'?: (string);
 }
 
 export interface StreamStatus__Output {
@@ -61,4 +62,5 @@ export interface StreamStatus__Output {
   'allow_from': (string)[];
   'standing': (boolean);
   'recent_connections': (_scistream_ConnectionRecord__Output)[];
+  'protocol': (string);
 }
