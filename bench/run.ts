@@ -2,7 +2,7 @@
 // plus the control plane's setup latency and the memory of idle streams. Contenders
 // alternate within each repetition, so that a busy moment of a shared machine hits
 // them all; figures are medians with their spread, compared only within this run.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -14,6 +14,7 @@ import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli,
 import { cpuSeconds, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
 import { ConnectionPool } from '../src/protocol/client.js';
 import { capRows, capTable, type CapRow } from './caps.js';
+import { udpSection, udpTable } from './udp.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
 process.noDeprecation = true;
@@ -37,14 +38,15 @@ const { values } = parseArgs({
     'compare-workers': { type: 'string' },
     // `--only control`: the control-plane section alone (setup latency taking turns
     // between --workers 0 and 2, the CLI setups and the 50 concurrent clients);
-    // `--only startup`: the start-up rows and the CLI setup row (a minute, not the whole run).
+    // `--only startup`: the start-up rows and the CLI setup row (a minute, not the whole run);
+    // `--only udp`: the UDP rows (iperf3 -u through each path, bench/udp.ts).
     only: { type: 'string' },
     // Runs per start-up row and CLI setups in an --only startup run.
     runs: { type: 'string' },
   },
 });
-if (values.only !== undefined && values.only !== 'control' && values.only !== 'startup') {
-  process.stderr.write('bench: --only takes "control" (the control-plane section) or "startup" (the start-up rows and the CLI setup row)\n');
+if (values.only !== undefined && values.only !== 'control' && values.only !== 'startup' && values.only !== 'udp') {
+  process.stderr.write('bench: --only takes "control" (the control-plane section), "startup" (the start-up rows and the CLI setup row) or "udp" (the UDP rows)\n');
   process.exit(2);
 }
 const onlyControl = values.only === 'control';
@@ -226,17 +228,32 @@ async function startupRows(runs: number): Promise<(Latency & { label: string })[
   return programs.map((p, k) => ({ label: p.label, ...latency(times[k]!) }));
 }
 
+/** The UDP rows: alone (`--only udp`), or after the rest of a full run; its JSON beside the run's. */
+async function udpRows(info: ReturnType<typeof machine>): Promise<void> {
+  const settings = { seconds: Math.max(1, Math.round(seconds)), repeats: Number(values.repeats ?? (quick ? 1 : 2)), length: 1400, maxProbes: quick ? 5 : 7, workers, dir: join(dir, 'udp'), say };
+  mkdirSync(settings.dir);
+  const r = await udpSection(settings);
+  process.stdout.write(`\n${udpTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  if (values.json) {
+    const path = values.only === 'udp' ? values.json : values.json.replace(/(\.json)?$/, '-udp.json');
+    writeFileSync(path, `${JSON.stringify({ date: new Date().toISOString(), machine: info, ...r }, null, 2)}\n`);
+    say(`wrote ${path}`);
+  }
+}
+
 async function main(): Promise<void> {
   if (values.only === 'startup') return startupOnly();
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
+  if (values.only === 'udp') return udpRows(info);
   const rows = new Map<string, Row>();
   const checks: { label: string; parallel: number; gbps: number; bytes: number }[] = [];
   if (!onlyControl) await throughputAndChecks(info, rows, checks);
   else say(`load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   // A --rows run ends with its throughput rows.
   if (!onlyRows) await controlPlane(info, rows, checks);
+  if (!onlyRows && !onlyControl) await udpRows(info);
 }
 
 async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {

@@ -119,7 +119,8 @@ export function udpTable(r: UdpResults): string {
   for (const x of r.rows) {
     const loss = x.at1G.map((s) => s.lossPercent);
     const b = x.search.best;
-    const most = b ? `${gbit(b.offeredBps)}${x.search.senderLimited ? ' (sender-limited)' : ''}` : `none >= ${gbit(SEARCH_DEFAULTS.minBps)}`;
+    const lowest = Math.min(...x.search.probes.map((p) => p.offeredBps));
+    const most = b ? `${gbit(b.offeredBps)}${x.search.senderLimited ? ' (sender-limited)' : ''}` : `none (lost more down to ${gbit(lowest)})`;
     lines.push(
       `| ${x.group} | ${x.contender} | ${x.direction} | ${gbit(median(x.at1G.map((s) => s.receivedBps)))} | ${median(loss).toFixed(3)} (${Math.min(...loss).toFixed(3)}-${Math.max(...loss).toFixed(3)}) | ${perGB(x.at1G, x.group === 'direct')} | ${most} | ${b ? gbit(b.receivedBps) : '-'} | ${b ? b.lossPercent.toFixed(3) : '-'} | ${b ? perGB([b], x.group === 'direct') : '-'} |`,
     );
@@ -138,12 +139,25 @@ export function udpTable(r: UdpResults): string {
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   process.noDeprecation = true;
   const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, repeats: { type: 'string', default: '2' }, probes: { type: 'string', default: '7' }, length: { type: 'string', default: '1400' }, workers: { type: 'string', default: '1' } } });
+  const n = (k: keyof typeof values, min: number) => {
+    const x = Number(values[k]);
+    if (!Number.isInteger(x) || x < min) {
+      process.stderr.write(`udp bench: --${k} takes a whole number >= ${min}\n`);
+      process.exit(2);
+    }
+    return x;
+  };
+  const settings = { seconds: n('seconds', 1), repeats: n('repeats', 1), maxProbes: n('probes', 1), length: n('length', 16), workers: n('workers', 0) };
+  if (settings.length > 65507) {
+    process.stderr.write('udp bench: --length is at most 65507 (the largest UDP payload over IPv4)\n');
+    process.exit(2);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'scistream-udp-'));
   const say = (line: string) => process.stderr.write(`${line}\n`);
   ensureTools(say);
   runScript('UDP bench', dir, async () => {
     const info = machine();
-    const r = await udpSection({ seconds: Number(values.seconds), repeats: Number(values.repeats), maxProbes: Number(values.probes), length: Number(values.length), workers: Number(values.workers), dir, say });
+    const r = await udpSection({ ...settings, dir, say });
     process.stdout.write(udpTable(r));
     process.stdout.write(`\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
   });
