@@ -5,7 +5,7 @@
 // iperf3 -u also opens a TCP control connection, to the same port number as its
 // datagrams: every path relays TCP on its UDP port too (nginx in the same process,
 // the others through a second socat), and only the UDP relay's CPU is counted.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -130,6 +130,12 @@ stream {
   await bound('udp', port, p);
   await bound('tcp', port, p);
   return { name: 'nginx (stream, udp, 1 worker)', group: 'hop', port, pids: () => [p.pid!] };
+}
+
+/** `nginx -v` (printed on stderr), for the results. */
+export function nginxVersion(): string {
+  const r = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return `${r.stderr ?? ''}${r.stdout ?? ''}`.trim() || '?';
 }
 
 /** Whether this build's s2uc takes --protocol (UDP streams, issue 21). */

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { freePort } from '../src/demo/procs.js';
 import { iperfUdp, type UdpRun } from './udp-iperf.js';
 import { searchMaxRate, SEARCH_DEFAULTS, type SearchResult } from './udp-search.js';
-import { directUdp, ensureUdpTools, nginxUdp, oursHasUdp, oursHopUdp, oursTlsUdp, socatUdp, treeCpuSeconds, type UdpContender } from './udp-contenders.js';
+import { directUdp, ensureUdpTools, nginxUdp, nginxVersion, oursHasUdp, oursHopUdp, oursTlsUdp, socatUdp, treeCpuSeconds, type UdpContender } from './udp-contenders.js';
 import { ensureTools, machine, runScript, start } from './tools.js';
 
 export interface UdpSettings {
@@ -42,6 +42,7 @@ export interface UdpResults {
   rows: UdpRow[];
   /** Set when this build cannot set up UDP streams: why our rows are missing. */
   oursSkipped?: string;
+  nginx: string;
   loadAverage: number[];
 }
 
@@ -94,7 +95,7 @@ export async function udpSection(s: UdpSettings): Promise<UdpResults> {
     out.push({ contender: r.c.name, group: r.c.group, direction: r.direction, at1G: r.at1G, search });
   }
   const { dir: _dir, say: _say, ...settings } = s;
-  return { settings, rows: out, oursSkipped, loadAverage: loadavg() };
+  return { settings, rows: out, oursSkipped, nginx: nginxVersion(), loadAverage: loadavg() };
 }
 
 const gbit = (bps: number) => (bps / 1e9).toFixed(2);
@@ -131,7 +132,7 @@ export function udpTable(r: UdpResults): string {
     `iperf3 -u, ${st.length}-byte datagrams, ${st.seconds} s runs, ${st.repeats} run(s) at 1 Gbit/s per row; the search: at most ${st.maxProbes} runs, doubling or halving from 1 Gbit/s, then bisecting to within ${Math.round((SEARCH_DEFAULTS.precision - 1) * 100)} %. forward: the iperf3 client sends to the target; reply: the target sends (-R), back along the flow.`,
   );
   if (r.oursSkipped) lines.push('', `${r.oursSkipped}: our rows (one plain hop, two gateways with the TLS WAN leg) come when UDP streams land.`);
-  lines.push('', `load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
+  lines.push('', `${r.nginx}; load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }
 
