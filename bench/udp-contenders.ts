@@ -77,6 +77,8 @@ export function directUdp(iperfPort: number): UdpContender {
 
 /** iperf3's control connection, relayed over TCP on the UDP path's port number. */
 async function tcpControl(port: number, iperfPort: number, label: string): Promise<Proc> {
+  // Someone else's listener on the port would pass for the relay's in /proc/net/tcp.
+  if (inTable('tcp', port, '0A')) throw new Error(`TCP port ${port} is already taken (${label}): iperf3's control connection cannot be relayed beside its UDP port`);
   const p = start(`socat (iperf3 control, ${label})`, 'socat', [`TCP4-LISTEN:${port},bind=${HOST},reuseaddr,fork`, `TCP4:${HOST}:${iperfPort}`]);
   await bound('tcp', port, p);
   return p;
@@ -156,7 +158,10 @@ const listenerPort = (address: string) => Number(address.slice(address.lastIndex
 
 async function cli(program: 's2uc' | 's2app', args: string[]): Promise<string> {
   const p = track(spawnCli(program, args));
-  if ((await p.exited) !== 0) throw new Error(`${program} ${args.join(' ')} failed\n${p.describe()}`);
+  if ((await p.exited) !== 0) {
+    const cause = p.stderr().trim().split('\n').at(-1) ?? '';
+    throw new Error(`${program} ${args.find((a) => !a.startsWith('-') && !a.includes('/')) ?? ''} failed: ${cause}\n${program} ${args.join(' ')}\n${p.describe()}`);
+  }
   return p.stdout();
 }
 

@@ -40,8 +40,8 @@ export interface UdpRow {
 export interface UdpResults {
   settings: Omit<UdpSettings, 'dir' | 'say'>;
   rows: UdpRow[];
-  /** Set when this build cannot set up UDP streams: why our rows are missing. */
-  oursSkipped?: string;
+  /** Why any of our rows is missing (this build has no UDP streams, or a setup failed). */
+  oursSkipped: string[];
   nginx: string;
   loadAverage: number[];
 }
@@ -59,13 +59,51 @@ const DIRECTIONS = [
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * One run. iperf3 serves one test at a time, and the last one may still be closing
+ * through the path: then the server refuses ("busy", or through a relay a closed
+ * control connection) and the run is repeated, a few times at most.
+ */
 async function sample(c: UdpContender, offeredBps: number, reverse: boolean, s: UdpSettings): Promise<UdpSample> {
-  // iperf3 serves one test at a time: let the last one close through the path.
-  await pause(500);
   const cpu = () => c.pids().reduce((sum, p) => sum + treeCpuSeconds(p), 0);
-  const c0 = cpu();
-  const run = await iperfUdp({ port: c.port, offeredBps, seconds: s.seconds, length: s.length, reverse });
-  return { ...run, cpuSeconds: cpu() - c0 };
+  for (let attempt = 0; ; attempt++) {
+    await pause(500);
+    const c0 = cpu();
+    try {
+      const run = await iperfUdp({ port: c.port, offeredBps, seconds: s.seconds, length: s.length, reverse });
+      return { ...run, cpuSeconds: cpu() - c0 };
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!/busy|control socket has closed/.test(message) || attempt >= 5) throw new Error(`${c.name}: ${message}`);
+    }
+  }
+}
+
+/**
+ * Our rows, each set up on its own: a build may carry UDP on one hop before the
+ * TLS WAN leg carries datagrams. A setup that fails is said and its row left out;
+ * the contenders' rows still run.
+ */
+async function ours(iperfPort: number, s: UdpSettings, skipped: string[]): Promise<UdpContender[]> {
+  if (!oursHasUdp()) {
+    s.say(OURS_UNAVAILABLE);
+    skipped.push(OURS_UNAVAILABLE);
+    return [];
+  }
+  const out: UdpContender[] = [];
+  for (const [label, setup] of [
+    ['one plain hop', () => oursHopUdp(iperfPort, s.dir, s.workers)],
+    ['two gateways, TLS WAN leg', () => oursTlsUdp(iperfPort, s.dir, s.workers)],
+  ] as const) {
+    try {
+      out.push(await setup());
+    } catch (err) {
+      const why = `ours (${label}): setup failed, row left out: ${(err as Error).message.split('\n')[0]}`;
+      s.say(why);
+      skipped.push(why);
+    }
+  }
+  return out;
 }
 
 export async function udpSection(s: UdpSettings): Promise<UdpResults> {
@@ -73,10 +111,8 @@ export async function udpSection(s: UdpSettings): Promise<UdpResults> {
   const iperfPort = await freePort();
   start('iperf3 server (UDP rows)', 'iperf3', ['-s', '-p', String(iperfPort)]);
   await pause(300);
-  const contenders: UdpContender[] = [directUdp(iperfPort), await socatUdp(iperfPort), await nginxUdp(iperfPort, s.dir)];
-  let oursSkipped: string | undefined;
-  if (oursHasUdp()) contenders.push(await oursHopUdp(iperfPort, s.dir, s.workers), await oursTlsUdp(iperfPort, s.dir, s.workers));
-  else s.say((oursSkipped = OURS_UNAVAILABLE));
+  const oursSkipped: string[] = [];
+  const contenders: UdpContender[] = [directUdp(iperfPort), await socatUdp(iperfPort), await nginxUdp(iperfPort, s.dir), ...(await ours(iperfPort, s, oursSkipped))];
 
   const rows = contenders.flatMap((c) => DIRECTIONS.map((d) => ({ c, ...d, at1G: [] as UdpSample[] })));
   s.say(`UDP: ${rows.length} rows, ${s.repeats} run(s) of ${s.seconds} s at 1 Gbit/s each, then up to ${s.maxProbes} runs searching for the most each takes at <= ${SEARCH_DEFAULTS.maxLossPercent} % loss`);
@@ -131,7 +167,7 @@ export function udpTable(r: UdpResults): string {
     '',
     `iperf3 -u, ${st.length}-byte datagrams, ${st.seconds} s runs, ${st.repeats} run(s) at 1 Gbit/s per row; the search: at most ${st.maxProbes} runs, doubling or halving from 1 Gbit/s, then bisecting to within ${Math.round((SEARCH_DEFAULTS.precision - 1) * 100)} %. forward: the iperf3 client sends to the target; reply: the target sends (-R), back along the flow.`,
   );
-  if (r.oursSkipped) lines.push('', `${r.oursSkipped}: our rows (one plain hop, two gateways with the TLS WAN leg) come when UDP streams land.`);
+  for (const why of r.oursSkipped) lines.push('', why === OURS_UNAVAILABLE ? `${why}: our rows (one plain hop, two gateways with the TLS WAN leg) come when UDP streams land.` : why);
   lines.push('', `${r.nginx}; load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   return `${lines.join('\n')}\n`;
 }
