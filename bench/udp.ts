@@ -124,14 +124,28 @@ export async function udpSection(s: UdpSettings): Promise<UdpResults> {
       s.say(`  1 Gbit/s ${r.c.name} ${r.direction}: ${gbit(x.receivedBps)} Gbit/s received, ${x.lossPercent.toFixed(3)} % lost`);
     }
   }
-  const out: UdpRow[] = [];
-  for (const r of rows) {
-    const search = await searchMaxRate((bps) => sample(r.c, bps, r.reverse, s), { maxProbes: s.maxProbes });
-    s.say(`  most at <= ${SEARCH_DEFAULTS.maxLossPercent} % loss, ${r.c.name} ${r.direction}: ${search.best ? `${gbit(search.best.offeredBps)} Gbit/s offered` : 'none'} (${search.probes.map((p) => `${gbit(p.offeredBps)}:${p.lossPercent.toFixed(2)}%`).join(' ')})`);
-    out.push({ contender: r.c.name, group: r.c.group, direction: r.direction, at1G: r.at1G, search });
-  }
+  // The searches take turns run by run (one iperf3 run at a time, queued in order),
+  // so that a busy moment of the machine does not fall on one row's search alone.
+  const oneAtATime = serial();
+  const out: UdpRow[] = await Promise.all(
+    rows.map(async (r) => {
+      const search = await searchMaxRate((bps) => oneAtATime(() => sample(r.c, bps, r.reverse, s)), { maxProbes: s.maxProbes });
+      s.say(`  most at <= ${SEARCH_DEFAULTS.maxLossPercent} % loss, ${r.c.name} ${r.direction}: ${search.best ? `${gbit(search.best.offeredBps)} Gbit/s offered` : 'none'} (${search.probes.map((p) => `${gbit(p.offeredBps)}:${p.lossPercent.toFixed(2)}%`).join(' ')})`);
+      return { contender: r.c.name, group: r.c.group, direction: r.direction, at1G: r.at1G, search };
+    }),
+  );
   const { dir: _dir, say: _say, ...settings } = s;
   return { settings, rows: out, oursSkipped, nginx: nginxVersion(), loadAverage: loadavg() };
+}
+
+/** Runs the tasks given to it one after another, in the order given. */
+function serial(): <T>(task: () => Promise<T>) => Promise<T> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (task) => {
+    const run = last.then(task);
+    last = run.catch(() => undefined);
+    return run;
+  };
 }
 
 const gbit = (bps: number) => (bps / 1e9).toFixed(2);
