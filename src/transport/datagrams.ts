@@ -51,6 +51,8 @@ interface Link {
   lastRead: number;
   wrote: boolean;
   closing: boolean;
+  /** Lost (reset or broken) and its flows ended. */
+  lost: boolean;
 }
 
 type BrokenHandler = (index: number, cause: string) => void;
@@ -109,6 +111,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
       lastRead: Date.now(),
       wrote: false,
       closing: false,
+      lost: false,
       reader: new DatagramFrameReader({
         datagram: (flow, datagram) => this.received(index, flow, datagram),
         flowEnd: (flow) => this.receivedFlowEnd(index, flow),
@@ -124,7 +127,11 @@ export class FramedDatagramCarrier implements DatagramCarrier {
       if (!link.reader.ended) this.broken(index, link, link.reader.midFrame ? 'a truncated frame, then the end' : 'the connection ended without END');
     });
     socket.on('error', (err: Error) => this.broken(index, link, err.message));
-    socket.on('close', () => this.detach(index, link));
+    // Destroyed under the carrier (by the gateway, say): lost like a reset.
+    socket.on('close', () => {
+      this.broken(index, link, 'the connection closed');
+      this.detach(index, link);
+    });
     socket.resume();
   }
 
@@ -241,19 +248,20 @@ export class FramedDatagramCarrier implements DatagramCarrier {
   }
 
   private protocolError(index: number, link: Link, problem: string): void {
-    if (link.socket.destroyed) return;
+    if (link.lost) return;
     this.counters.protocolErrors++;
     this.lose(index, link, `malformed input: ${problem}`);
   }
 
   private broken(index: number, link: Link, cause: string): void {
-    if (link.socket.destroyed || link.closing) return;
+    if (link.lost || link.closing) return;
     this.counters.brokenConnections++;
     this.lose(index, link, cause);
   }
 
   // Resets the connection (SO_LINGER 0: the peer sees an error, not a clean end) and ends its flows.
   private lose(index: number, link: Link, cause: string): void {
+    link.lost = true;
     resetOnClose(link.socket);
     link.socket.destroy();
     this.detach(index, link);
