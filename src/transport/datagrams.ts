@@ -94,6 +94,11 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     this.sweeper.unref();
   }
 
+  /** The connection in slot `index` (for its addresses in status), if any. */
+  connection(index: number): Socket | undefined {
+    return this.links[index]?.socket;
+  }
+
   /** Whether slot `index` holds a connection. */
   attached(index: number): boolean {
     return this.links[index] !== undefined;
