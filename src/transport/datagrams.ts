@@ -294,7 +294,8 @@ export class FramedDatagramCarrier implements DatagramCarrier {
         this.broken(index, link, `nothing received for ${this.deadAfter / 1000} s`);
         return;
       }
-      if (!link.wrote) link.socket.write(HEARTBEAT_FRAME);
+      // A heartbeat is needed only while nothing else goes out (and never piles up unread).
+      if (!link.wrote && link.socket.writableLength <= this.maxQueued) link.socket.write(HEARTBEAT_FRAME);
       link.wrote = false;
     });
   }

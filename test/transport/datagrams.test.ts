@@ -29,7 +29,7 @@ interface Leg {
 }
 
 /** n TLS connections between two carriers, slot i to listener i, as the gateways set them up. */
-async function leg(n: number, options: DatagramCarrierOptions = {}, attachProducer = true): Promise<Leg> {
+async function leg(n: number, options: DatagramCarrierOptions = {}, attachProducer = true, attachConsumer = true): Promise<Leg> {
   const c = await createStreamCredentials('udp');
   const prod = transport(c.producerSide);
   const cons = transport(c.consumerSide);
@@ -52,7 +52,8 @@ async function leg(n: number, options: DatagramCarrierOptions = {}, attachProduc
     );
   }
   const dialed = await Promise.all(listeners.map((l) => cons.connect(l.address, OPTS)));
-  dialed.forEach((s, i) => consumer.attach(i, s));
+  if (attachConsumer) dialed.forEach((s, i) => consumer.attach(i, s));
+  else for (const s of dialed) s.on('error', () => {});
   await Promise.all(ready);
   return {
     consumer,
@@ -305,5 +306,31 @@ test('flow end propagates; a lost connection ends its flows on both sides; close
     assert.equal(l.producer.counters.protocolErrors, 0);
   } finally {
     await l.close();
+  }
+});
+
+test('heartbeats keep an idle leg up; a silent peer is taken for dead after deadAfterMs and counted', async () => {
+  const idle = await leg(2, { deadAfterMs: 1000, heartbeatMs: 200 });
+  try {
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const c of [idle.consumer, idle.producer]) {
+      assert.equal(c.attached(0) && c.attached(1), true, 'idle but alive');
+      assert.equal(c.counters.brokenConnections, 0);
+    }
+  } finally {
+    await idle.close();
+  }
+  // The consumer side's connection never reaches a carrier: nothing, not even a heartbeat, comes from it.
+  const silent = await leg(1, { deadAfterMs: 1000, heartbeatMs: 200 }, true, false);
+  try {
+    const causes: string[] = [];
+    silent.producer.onBroken((_i, cause) => causes.push(cause));
+    silent.dialed[0]!.resume();
+    await untilTrue('the silent peer taken for dead', () => causes.length === 1, 5000);
+    assert.match(causes[0]!, /nothing received for 1 s/);
+    assert.equal(silent.producer.counters.brokenConnections, 1);
+    assert.equal(silent.producer.attached(0), false);
+  } finally {
+    await silent.close();
   }
 });
