@@ -102,3 +102,129 @@ export class FrameReader {
     return true;
   }
 }
+
+// Datagram connections: the WAN leg of a UDP stream (see datagrams.ts and
+// docs/protocol.md, "UDP streams: the WAN leg"). The same 4-byte header; a
+// DATAGRAM ('U') frame's payload is a 4-byte big-endian flow id then one whole
+// datagram of 0 to 65,507 bytes (so its length is 4 to 65,511); FLOW_END ('F')
+// has length 4: the flow id. HEARTBEAT and END are as above (END: the carrier
+// closed this connection cleanly). DATA has no place on a datagram connection:
+// it, an unknown type, and a length out of those bounds are malformed.
+
+/** The largest UDP payload over IPv4 (65,535 − 20 − 8). */
+export const MAX_DATAGRAM = 65_507;
+/** Frame header plus flow id: what precedes a datagram. */
+export const DATAGRAM_HEADER = FRAME_HEADER + 4;
+const DATAGRAM = 0x55;
+const FLOW_END = 0x46;
+const EMPTY = Buffer.alloc(0);
+
+/** Writes the 8 bytes in front of a datagram of `length` (0..MAX_DATAGRAM) bytes of `flow`. */
+export function writeDatagramHeader(into: Buffer, offset: number, flow: number, length: number): void {
+  into.writeUInt32BE(((DATAGRAM << 24) | (length + 4)) >>> 0, offset);
+  into.writeUInt32BE(flow >>> 0, offset + 4);
+}
+
+/** Writes the FLOW_END frame (8 bytes) of `flow`. */
+export function writeFlowEnd(into: Buffer, offset: number, flow: number): void {
+  into.writeUInt32BE(((FLOW_END << 24) | 4) >>> 0, offset);
+  into.writeUInt32BE(flow >>> 0, offset + 4);
+}
+
+/** What a datagram connection's reader hands on; a callback returning false makes the stream malformed. */
+export interface DatagramFrameHandler {
+  datagram(flow: number, datagram: Buffer): boolean;
+  flowEnd(flow: number): boolean;
+  end(): void;
+}
+
+/**
+ * Parses one direction of a datagram connection. A datagram that lies whole in
+ * one read is handed on as a view of it (no copy); one split across reads is
+ * gathered into a buffer of its exact size, allocated when its header arrives
+ * (at most 65,507 bytes pending per connection). Either way the buffer handed on
+ * is the receiver's to keep: nothing here writes to it again. push() returns
+ * false on a malformed stream; the caller must then reset the connection.
+ */
+export class DatagramFrameReader {
+  ended = false;
+  /** Why push() last returned false. */
+  problem = '';
+  private header = 0;
+  private headerBytes = 0;
+  private type = 0;
+  private length = 0;
+  private flow = 0;
+  private partial: Buffer | undefined;
+  private filled = 0;
+
+  constructor(private readonly handler: DatagramFrameHandler) {}
+
+  push(buffer: Buffer): boolean {
+    const bytes = buffer.length;
+    let i = 0;
+    while (i < bytes) {
+      if (this.ended) return this.malformed('bytes after END');
+      const partial = this.partial;
+      if (partial) {
+        const n = Math.min(partial.length - this.filled, bytes - i);
+        buffer.copy(partial, this.filled, i, i + n);
+        this.filled += n;
+        i += n;
+        if (this.filled === partial.length) {
+          this.partial = undefined;
+          if (!this.handler.datagram(this.flow, partial)) return this.malformed('refused by the carrier');
+        }
+        continue;
+      }
+      this.header = ((this.header << 8) | buffer[i]!) >>> 0;
+      i++;
+      this.headerBytes++;
+      if (this.headerBytes === FRAME_HEADER) {
+        this.type = this.header >>> 24;
+        this.length = this.header & MAX_FRAME_PAYLOAD;
+        this.header = 0;
+        const { type, length } = this;
+        if (type === HEARTBEAT && length === 0) this.headerBytes = 0;
+        else if (type === END && length === 0) {
+          this.headerBytes = 0;
+          this.ended = true;
+          this.handler.end();
+        } else if (type === DATAGRAM) {
+          if (length < 4 || length > MAX_DATAGRAM + 4) return this.malformed(`a datagram frame of length ${length} (4 to ${MAX_DATAGRAM + 4})`);
+        } else if (type === FLOW_END) {
+          if (length !== 4) return this.malformed(`a flow-end frame of length ${length} (4)`);
+        } else return this.malformed(`an unknown frame type 0x${type.toString(16)} on a datagram connection`);
+        continue;
+      }
+      if (this.headerBytes < DATAGRAM_HEADER) continue;
+      this.flow = this.header;
+      this.header = 0;
+      this.headerBytes = 0;
+      if (this.type === FLOW_END) {
+        if (!this.handler.flowEnd(this.flow)) return this.malformed('refused by the carrier');
+        continue;
+      }
+      const n = this.length - 4;
+      if (n <= bytes - i) {
+        const view = n === 0 ? EMPTY : buffer.subarray(i, i + n);
+        i += n;
+        if (!this.handler.datagram(this.flow, view)) return this.malformed('refused by the carrier');
+      } else {
+        this.partial = Buffer.allocUnsafe(n);
+        this.filled = 0;
+      }
+    }
+    return true;
+  }
+
+  /** Whether the stream stopped inside a frame (a truncated frame, should it end here). */
+  get midFrame(): boolean {
+    return this.headerBytes > 0 || this.partial !== undefined;
+  }
+
+  private malformed(problem: string): false {
+    if (!this.problem) this.problem = problem;
+    return false;
+  }
+}

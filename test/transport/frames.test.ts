@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { END_FRAME, FrameReader, HEARTBEAT_FRAME, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from '../../src/transport/index.js';
+import { DATAGRAM_HEADER, DatagramFrameReader, MAX_DATAGRAM, writeDatagramHeader, writeFlowEnd } from '../../src/transport/frames.js';
 
 function reader(): { r: FrameReader; out: Buffer[]; ends: () => number } {
   let ends = 0;
@@ -91,4 +92,46 @@ test('HEARTBEAT frames: 4 bytes, length 0, skipped anywhere before END (between 
   assert.equal(r.push(idle, idle.length), true);
   assert.equal(out.length, 0);
   assert.equal(r.ended, false);
+});
+
+test('datagram frames read back whole however the bytes are cut; a datagram whole in one read is a view of it', () => {
+  const sent = [randomBytes(1), Buffer.alloc(0), randomBytes(MAX_DATAGRAM), randomBytes(1400), randomBytes(3)];
+  const parts: Buffer[] = [];
+  sent.forEach((d, i) => {
+    const h = Buffer.alloc(DATAGRAM_HEADER);
+    writeDatagramHeader(h, 0, i * 3, d.length);
+    parts.push(h, d, HEARTBEAT_FRAME);
+  });
+  const fe = Buffer.alloc(DATAGRAM_HEADER);
+  writeFlowEnd(fe, 0, 6);
+  const wire = Buffer.concat([...parts, fe, END_FRAME]);
+  for (const cut of [1, 2, 3, 5, 7, 8, 9, 1500, 16384, wire.length]) {
+    const got: [number, Buffer][] = [];
+    const ends: number[] = [];
+    let closed = 0;
+    const r = new DatagramFrameReader({
+      datagram: (flow, d) => (got.push([flow, Buffer.from(d)]), true),
+      flowEnd: (flow) => (ends.push(flow), true),
+      end: () => closed++,
+    });
+    for (let at = 0; at < wire.length; at += cut) {
+      const read = Buffer.from(wire.subarray(at, Math.min(at + cut, wire.length)));
+      assert.equal(r.push(read), true, `cut ${cut} at ${at}`);
+    }
+    assert.deepEqual(got.map(([f]) => f), [0, 3, 6, 9, 12], `cut ${cut}`);
+    assert.deepEqual(got.map(([, d]) => d), sent, `cut ${cut}`);
+    assert.deepEqual(ends, [6]);
+    assert.equal(closed, 1);
+    assert.equal(r.midFrame, false);
+  }
+  // Whole in one read: every non-empty datagram is a view of the read, not a copy.
+  const whole = Buffer.from(wire);
+  let views = 0;
+  const rv = new DatagramFrameReader({ datagram: (_f, d) => (d.length > 0 && d.buffer === whole.buffer && views++, true), flowEnd: () => true, end: () => {} });
+  assert.equal(rv.push(whole), true);
+  assert.equal(views, sent.length - 1);
+  // Truncated: a header promising more than came.
+  const r = new DatagramFrameReader({ datagram: () => true, flowEnd: () => true, end: () => {} });
+  assert.equal(r.push(wire.subarray(0, 2 * (DATAGRAM_HEADER + 4) + 1 + DATAGRAM_HEADER + 100)), true);
+  assert.equal(r.midFrame, true);
 });
