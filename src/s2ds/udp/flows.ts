@@ -1,0 +1,73 @@
+// A UDP stream's flows: one per sender (address and port) per listener, as a UDP proxy
+// keeps them. A flow carries the sender's datagrams to its listener's target and the
+// replies back to that sender only; it ends after --udp-idle-timeout without a datagram
+// either way. Flows per listener are bounded (--max-udp-flows): a new sender over the
+// bound is dropped (flow-limit), never queued.
+import type { RemoteInfo } from 'node:dgram';
+
+export interface Flow {
+  readonly id: number;
+  readonly listenerIndex: number;
+  readonly address: string;
+  readonly port: number;
+  /** Reply bytes handed to the listener's send, not yet sent. */
+  inFlight: number;
+  /** When a datagram last passed, either way (ms, Date.now()). */
+  lastSeen: number;
+}
+
+export class FlowTable {
+  private readonly bySender = new Map<string, Flow>();
+  private readonly byId = new Map<number, Flow>();
+  private readonly perListener: number[];
+  private nextId = 1;
+
+  constructor(listeners: number, private readonly maxPerListener: number) {
+    this.perListener = new Array<number>(listeners).fill(0);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** The sender's flow on this listener; a new one if there is room, else undefined. */
+  flowOf(listenerIndex: number, from: RemoteInfo, now: number): { flow: Flow; opened: boolean } | undefined {
+    const key = `${listenerIndex}|${from.address}|${from.port}`;
+    const known = this.bySender.get(key);
+    if (known) {
+      known.lastSeen = now;
+      return { flow: known, opened: false };
+    }
+    if (this.perListener[listenerIndex]! >= this.maxPerListener) return undefined;
+    const flow: Flow = { id: this.nextId++, listenerIndex, address: from.address, port: from.port, inFlight: 0, lastSeen: now };
+    this.bySender.set(key, flow);
+    this.byId.set(flow.id, flow);
+    this.perListener[listenerIndex]!++;
+    return { flow, opened: true };
+  }
+
+  byFlowId(id: number): Flow | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Forgets a flow; false if it was not known (already ended). */
+  remove(id: number): boolean {
+    const flow = this.byId.get(id);
+    if (!flow) return false;
+    this.byId.delete(id);
+    this.bySender.delete(`${flow.listenerIndex}|${flow.address}|${flow.port}`);
+    this.perListener[flow.listenerIndex]!--;
+    return true;
+  }
+
+  /** Flows that saw nothing since `before`. */
+  idle(before: number): Flow[] {
+    const out: Flow[] = [];
+    for (const f of this.byId.values()) if (f.lastSeen < before) out.push(f);
+    return out;
+  }
+
+  ids(): number[] {
+    return [...this.byId.keys()];
+  }
+}
