@@ -87,9 +87,24 @@ export async function udpSender(sender: number, host = '127.0.0.1'): Promise<{ s
 }
 
 /** Sends `count` numbered datagrams, pausing a little every `burst` so that loopback buffers are not the test. */
-export async function sendSequence(s: { send(to: Address, d: Buffer): Promise<void> }, sender: number, to: Address, count: number, size: number, burst = 32): Promise<void> {
+export async function sendSequence(s: { send(to: Address, d: Buffer): Promise<void> }, sender: number, to: Address, count: number, size: number, burst = 32, pauseMs = 2): Promise<void> {
   for (let seq = 0; seq < count; seq++) {
     await s.send(to, numbered(sender, seq, size));
-    if (seq % burst === burst - 1) await new Promise((r) => setTimeout(r, 2));
+    if (seq % burst === burst - 1) await new Promise((r) => setTimeout(r, pauseMs));
+  }
+}
+
+/** Waits until `count()` stops changing for `quietMs` (what was in flight arrived or is lost), at most `maxMs`. */
+export async function settled(count: () => number, quietMs = 500, maxMs = 15_000): Promise<void> {
+  const start = Date.now();
+  let last = -1;
+  let since = Date.now();
+  while (Date.now() - start < maxMs) {
+    const n = count();
+    if (n !== last) {
+      last = n;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return;
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
