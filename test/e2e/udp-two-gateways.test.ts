@@ -49,6 +49,9 @@ test('numbered datagrams through two gateways, plain UDP on the WAN: none corrup
       assert.ok(Number(st.datagrams_to_target) >= senders[0]!.tally.seen.size, `${name} counted the datagrams`);
       assert.equal(st.udp_flows, 2, `${name}: a flow per sender (the consumer gateway's flows are the producer gateway's senders)`);
     }
+    const metrics = await cons.server.metrics.registry.metrics();
+    assert.match(metrics, new RegExp(`^scistream_stream_datagrams_total\\{uid="${uid}",direction="to_target"\\} [1-9]`, 'm'));
+    assert.match(metrics, /^scistream_udp_flows 2$/m);
     await releaseStream(uid, [prod.address, cons.address], OPTS);
   } finally {
     await Promise.all(senders.map((s) => s.close()));

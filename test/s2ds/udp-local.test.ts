@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import { echoServer } from '../support/sockets.js';
 import { untilTrue } from '../support/until.js';
-import { numbered, sendSequence, udpEcho, udpSender } from '../support/datagrams.js';
+import { numbered, sendSequence, settled, udpEcho, udpSender } from '../support/datagrams.js';
 
 async function dataServer(extra: Partial<ConstructorParameters<typeof LocalDataServer>[0]> = {}): Promise<LocalDataServer> {
   return new LocalDataServer({ bindHost: '127.0.0.1', portRange: await freePortRange(8), bufferSize: 4 * 1024 * 1024, waitLimit: 4, waitTimeoutMs: 5000, logger: silentLogger, ...extra });
@@ -172,6 +172,31 @@ test('a UDP stream and a TCP stream side by side on one data server; the UDP str
     await sender.close();
     await echo.close();
     tcp.server.close();
+    await ds.close();
+  }
+});
+
+test('a rate cap holds a UDP stream: over it datagrams are dropped (rate-cap), never queued', async () => {
+  const ds = await dataServer();
+  const echo = await udpEcho();
+  const sender = await udpSender(4);
+  try {
+    // 100 kB/s each way; the burst allowance is 64 KiB.
+    const [listener] = await ds.startListeners('udp-cap', 1, { protocol: 'udp', capBps: 100_000 });
+    await ds.setTargets('udp-cap', [echo.address]);
+    const started = Date.now();
+    await sendSequence(sender, 4, listener!, 1000, 1000, 50, 5);
+    await settled(() => sender.tally.seen.size);
+    const seconds = (Date.now() - started) / 1000;
+    const d = ds.stats('udp-cap')!;
+    const drops = Object.fromEntries(d.datagrams!.drops.map((x) => [x.cause, x.count]));
+    console.log(`# rate cap 100 kB/s: ${d.bytesToTarget} bytes to target in ${seconds.toFixed(1)} s, drops ${JSON.stringify(drops)}`);
+    assert.ok((drops['rate-cap'] ?? 0) > 0, 'datagrams over the cap are dropped and counted');
+    assert.ok(d.bytesToTarget <= 64 * 1024 + 100_000 * (seconds + 1), `${d.bytesToTarget} bytes to target in ${seconds} s`);
+    assert.equal(sender.tally.corrupt, 0);
+  } finally {
+    await sender.close();
+    await echo.close();
     await ds.close();
   }
 });
