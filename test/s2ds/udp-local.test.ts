@@ -24,6 +24,8 @@ test('numbered datagrams go through a UDP stream and come back to their sender: 
     await ds.setTargets('udp-seq', [echo.address]);
     const count = 2000;
     await sendSequence(sender, 7, listener!, count, 1200);
+    // The same targets again (a retried UpdateTargets): the flow goes on.
+    await ds.setTargets('udp-seq', [echo.address]);
     await untilTrue('the echoes come back', () => sender.tally.seen.size >= count * 0.99, 10_000);
     await new Promise((r) => setTimeout(r, 200));
     const t = sender.tally;
@@ -196,6 +198,30 @@ test('a rate cap holds a UDP stream: over it datagrams are dropped (rate-cap), n
     assert.equal(sender.tally.corrupt, 0);
   } finally {
     await sender.close();
+    await echo.close();
+    await ds.close();
+  }
+});
+
+test('datagrams before the stream has targets are dropped (no-flow), not kept; senders outside allow_from are dropped (allow-list)', async () => {
+  const ds = await dataServer();
+  const echo = await udpEcho();
+  const early = await udpSender(1);
+  const outsider = await udpSender(2, '127.0.0.9');
+  try {
+    const [listener] = await ds.startListeners('udp-early', 1, { protocol: 'udp', allowFrom: ['127.0.0.1/32'] });
+    await early.send(listener!, numbered(1, 0, 100));
+    await untilTrue('counted', () => (ds.stats('udp-early')!.datagrams!.drops.find((d) => d.cause === 'no-flow')?.count ?? 0) === 1, 5000);
+    await ds.setTargets('udp-early', [echo.address]);
+    await early.send(listener!, numbered(1, 1, 100));
+    await outsider.send(listener!, numbered(2, 0, 100));
+    await untilTrue('the allowed sender gets its echo', () => early.tally.seen.size === 1, 5000);
+    await untilTrue('the outsider is counted', () => (ds.stats('udp-early')!.datagrams!.drops.find((d) => d.cause === 'allow-list')?.count ?? 0) === 1, 5000);
+    assert.equal(echo.received(), 1);
+    assert.equal(outsider.tally.seen.size, 0);
+  } finally {
+    await early.close();
+    await outsider.close();
     await echo.close();
     await ds.close();
   }

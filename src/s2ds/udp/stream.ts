@@ -3,7 +3,7 @@
 // here; the WAN engineer's TLS carrier plugs in through DatagramCarrier). Nothing is
 // buffered without bound: a datagram that does not fit is dropped and counted.
 import type { RemoteInfo } from 'node:dgram';
-import type { Address } from '../../protocol/address.js';
+import { formatAddress, type Address } from '../../protocol/address.js';
 import type { AllowList } from '../../protocol/cidr.js';
 import type { DatagramCarrier } from '../../transport/datagrams-carrier.js';
 import type { StreamPacing } from '../pacer.js';
@@ -38,6 +38,8 @@ export class UdpStream {
   private readonly flows: FlowTable;
   private listeners: UdpListener[] = [];
   private carrier: DatagramCarrier | undefined;
+  /** The targets the plain carrier goes to (formatted), so that a repeated setTargets keeps the flows. */
+  private plainTo: string | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -72,6 +74,10 @@ export class UdpStream {
    * it carries them; else each flow gets its own plain UDP socket towards its target.
    */
   setTargets(targets: Address[], carrier?: DatagramCarrier): void {
+    // A repeated UpdateTargets with the same targets changes nothing: the flows go on.
+    const key = targets.map(formatAddress).join(',');
+    if (!carrier && this.carrier && this.plainTo === key) return;
+    this.plainTo = carrier ? undefined : key;
     const previous = this.carrier;
     this.carrier =
       carrier ??
