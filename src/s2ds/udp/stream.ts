@@ -42,6 +42,11 @@ export class UdpStream {
   private plainTo: string | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  /**
+   * Producer side of an encrypted WAN leg (acceptFrom): the flows that come through the
+   * WAN carrier, with when each last saw a datagram; the UDP listeners take nothing then.
+   */
+  private bridged: { wan: DatagramCarrier; plain: PlainUdpCarrier; flows: Map<number, number> } | undefined;
 
   constructor(
     readonly uid: string,
@@ -96,9 +101,57 @@ export class UdpStream {
     }
   }
 
+  /**
+   * The producer side of an encrypted WAN leg: datagrams arrive only through `wan` (the
+   * stream's TLS connections, transport/datagrams.ts), each of its flows gets its own plain
+   * socket towards `targetOf(flow)`, and the target's replies go back through `wan`. What
+   * arrives in plain on the UDP listeners is dropped (no-flow): it proved no credentials.
+   */
+  acceptFrom(wan: DatagramCarrier, targetOf: (flow: number) => Address): void {
+    const c = this.counters;
+    const flows = new Map<number, number>();
+    const plain = new PlainUdpCarrier({ targetOf, perFlowLimit: this.opts.maxQueuedPerFlow, server: this.opts.server, dropped: (cause) => c.drop(cause) });
+    const bound = this.opts.maxFlowsPerListener * Math.max(1, this.listeners.length);
+    this.bridged?.plain.close();
+    this.bridged = { wan, plain, flows };
+    wan.onDatagram((flow, datagram) => {
+      if (this.closed) return;
+      if (datagram.length > MAX_DATAGRAM) return c.drop('too-large');
+      const pacer = this.pacing?.toTarget;
+      if (pacer && pacer.wait() > 0) return c.drop('rate-cap');
+      if (!flows.has(flow)) {
+        if (flows.size >= bound) return c.drop('flow-limit');
+        c.flowsOpened++;
+      }
+      flows.set(flow, Date.now());
+      if (!plain.send(flow, datagram)) return c.drop('queue-full');
+      pacer?.spend(datagram.length);
+      c.datagramsToTarget++;
+      c.bytesToTarget += datagram.length;
+    });
+    plain.onDatagram((flow, datagram) => {
+      if (this.closed || !flows.has(flow)) return c.drop('no-flow');
+      const pacer = this.pacing?.fromTarget;
+      if (pacer && pacer.wait() > 0) return c.drop('rate-cap');
+      flows.set(flow, Date.now());
+      if (!wan.send(flow, datagram)) return c.drop('queue-full');
+      pacer?.spend(datagram.length);
+      c.datagramsFromTarget++;
+      c.bytesFromTarget += datagram.length;
+    });
+    wan.onFlowEnd((flow) => {
+      flows.delete(flow);
+      plain.endFlow(flow);
+    });
+    plain.onFlowEnd((flow) => {
+      if (flows.delete(flow)) wan.endFlow(flow);
+    });
+  }
+
   private fromSender(listenerIndex: number, datagram: Buffer, from: RemoteInfo): void {
     const c = this.counters;
     if (this.closed) return;
+    if (this.bridged) return c.drop('no-flow');
     const allow = this.allow();
     if (allow && !allow.allows(from.address)) return c.drop('allow-list');
     if (datagram.length > MAX_DATAGRAM) return c.drop('too-large');
@@ -132,8 +185,16 @@ export class UdpStream {
   }
 
   private sweep(): void {
-    const idle = this.flows.idle(Date.now() - this.opts.idleTimeoutMs);
-    for (const f of idle) this.end(f);
+    const before = Date.now() - this.opts.idleTimeoutMs;
+    for (const f of this.flows.idle(before)) this.end(f);
+    const b = this.bridged;
+    if (!b) return;
+    for (const [flow, last] of b.flows) {
+      if (last >= before) continue;
+      b.flows.delete(flow);
+      b.plain.endFlow(flow);
+      b.wan.endFlow(flow);
+    }
   }
 
   private end(flow: Flow): void {
@@ -148,19 +209,21 @@ export class UdpStream {
       bytesToTarget: c.bytesToTarget,
       bytesFromTarget: c.bytesFromTarget,
       drops: c.dropCounts(),
-      flows: this.flows.size,
+      flows: this.flowCount,
       flowsOpened: c.flowsOpened,
     };
   }
 
   get flowCount(): number {
-    return this.flows.size;
+    return this.flows.size + (this.bridged?.flows.size ?? 0);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
     this.carrier?.close();
+    this.bridged?.plain.close();
+    this.bridged?.wan.close();
     await Promise.all(this.listeners.map((l) => l.close()));
     this.listeners = [];
   }
