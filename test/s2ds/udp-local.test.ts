@@ -226,3 +226,24 @@ test('datagrams before the stream has targets are dropped (no-flow), not kept; s
     await ds.close();
   }
 });
+
+test('bytes in flight are bounded: a datagram that would go over the flow\'s bound is dropped (queue-full), and the bound is given back', async () => {
+  const ds = await dataServer({ maxUdpQueuedPerFlow: 1000 });
+  const echo = await udpEcho();
+  const sender = await udpSender(5);
+  try {
+    const [listener] = await ds.startListeners('udp-queue', 1, { protocol: 'udp' });
+    await ds.setTargets('udp-queue', [echo.address]);
+    await sender.send(listener!, numbered(5, 0, 2000));
+    await sendSequence(sender, 5, listener!, 50, 100, 10, 20);
+    await settled(() => sender.tally.seen.size);
+    const d = ds.stats('udp-queue')!.datagrams!;
+    assert.deepEqual(d.drops, [{ cause: 'queue-full', count: 1 }], 'the one over the bound');
+    // Small ones paced: their bytes came back to the budget each time.
+    assert.equal(sender.tally.seen.size, 50);
+  } finally {
+    await sender.close();
+    await echo.close();
+    await ds.close();
+  }
+});
