@@ -17,13 +17,15 @@ export interface Flow {
 }
 
 export class FlowTable {
-  private readonly bySender = new Map<string, Flow>();
+  /** By listener, then sender address, then port: no key is built per datagram. */
+  private readonly bySender: Map<string, Map<number, Flow>>[];
   private readonly byId = new Map<number, Flow>();
   private readonly perListener: number[];
   private nextId = 1;
 
   constructor(listeners: number, private readonly maxPerListener: number) {
     this.perListener = new Array<number>(listeners).fill(0);
+    this.bySender = Array.from({ length: listeners }, () => new Map<string, Map<number, Flow>>());
   }
 
   get size(): number {
@@ -32,15 +34,16 @@ export class FlowTable {
 
   /** The sender's flow on this listener; a new one if there is room, else undefined. */
   flowOf(listenerIndex: number, from: RemoteInfo, now: number): { flow: Flow; opened: boolean } | undefined {
-    const key = `${listenerIndex}|${from.address}|${from.port}`;
-    const known = this.bySender.get(key);
+    const ports = this.bySender[listenerIndex]!.get(from.address);
+    const known = ports?.get(from.port);
     if (known) {
       known.lastSeen = now;
       return { flow: known, opened: false };
     }
     if (this.perListener[listenerIndex]! >= this.maxPerListener) return undefined;
     const flow: Flow = { id: this.nextId++, listenerIndex, address: from.address, port: from.port, inFlight: 0, lastSeen: now };
-    this.bySender.set(key, flow);
+    if (ports) ports.set(from.port, flow);
+    else this.bySender[listenerIndex]!.set(from.address, new Map([[from.port, flow]]));
     this.byId.set(flow.id, flow);
     this.perListener[listenerIndex]!++;
     return { flow, opened: true };
@@ -55,7 +58,10 @@ export class FlowTable {
     const flow = this.byId.get(id);
     if (!flow) return false;
     this.byId.delete(id);
-    this.bySender.delete(`${flow.listenerIndex}|${flow.address}|${flow.port}`);
+    const byAddress = this.bySender[flow.listenerIndex]!;
+    const ports = byAddress.get(flow.address);
+    ports?.delete(flow.port);
+    if (ports?.size === 0) byAddress.delete(flow.address);
     this.perListener[flow.listenerIndex]!--;
     return true;
   }
