@@ -21,10 +21,18 @@ export class FlowTable {
   private readonly bySender: Map<string, Map<number, Flow>>[];
   private readonly byId = new Map<number, Flow>();
   private readonly perListener: number[];
-  private nextId = 1;
+  /**
+   * Flow ids: id % listeners === the listener index, the smallest free one first, reused
+   * once their flow ended (as the WAN carrier's FlowIds: a flow rides WAN connection
+   * id % n and reaches listener i's target on the far side).
+   */
+  private readonly freeIds: number[][];
+  private readonly nextId: number[];
 
   constructor(listeners: number, private readonly maxPerListener: number) {
     this.perListener = new Array<number>(listeners).fill(0);
+    this.freeIds = Array.from({ length: listeners }, () => []);
+    this.nextId = Array.from({ length: listeners }, (_, i) => i);
     this.bySender = Array.from({ length: listeners }, () => new Map<string, Map<number, Flow>>());
   }
 
@@ -41,7 +49,8 @@ export class FlowTable {
       return { flow: known, opened: false };
     }
     if (this.perListener[listenerIndex]! >= this.maxPerListener) return undefined;
-    const flow: Flow = { id: this.nextId++, listenerIndex, address: from.address, port: from.port, inFlight: 0, lastSeen: now };
+    const id = this.freeIds[listenerIndex]!.pop() ?? this.takeNext(listenerIndex);
+    const flow: Flow = { id, listenerIndex, address: from.address, port: from.port, inFlight: 0, lastSeen: now };
     if (ports) ports.set(from.port, flow);
     else this.bySender[listenerIndex]!.set(from.address, new Map([[from.port, flow]]));
     this.byId.set(flow.id, flow);
@@ -63,7 +72,14 @@ export class FlowTable {
     ports?.delete(flow.port);
     if (ports?.size === 0) byAddress.delete(flow.address);
     this.perListener[flow.listenerIndex]!--;
+    this.freeIds[flow.listenerIndex]!.push(id);
     return true;
+  }
+
+  private takeNext(listenerIndex: number): number {
+    const id = this.nextId[listenerIndex]!;
+    this.nextId[listenerIndex] = id + this.perListener.length;
+    return id;
   }
 
   /** Flows that saw nothing since `before`. */
