@@ -76,7 +76,7 @@ for (const workers of ['0', '1']) {
         assert.ok(Date.now() - quiet < 10_000, 'idle flows end within 10 s');
         await new Promise((res) => setTimeout(res, 250));
       }
-      console.log(`# idle flows ended ${Date.now() - quiet} ms after the last datagram (--udp-idle-timeout 2)`);
+      console.log(`# idle flows gone ${Date.now() - quiet} ms after the status checks began (--udp-idle-timeout 2, counted from the last datagram, earlier)`);
       const rel = await run('s2uc', ['--insecure', 'release', '--s2cs', gw.address, uid]);
       assert.equal(rel.code, 0, rel.stderr);
     } finally {
