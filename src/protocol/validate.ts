@@ -27,7 +27,12 @@ export interface StreamRequest {
   allowFrom?: string[];
   /** The listener ports asked for (Request.listener_ports), one per connection, in order; absent: the gateway picks. */
   listenerPorts?: number[];
+  /** Request.protocol: 'udp' for a UDP stream; absent: TCP (reference clients never send it). */
+  protocol?: StreamProtocol;
 }
+
+/** A stream's transport (Request.protocol); '' on the wire means tcp. */
+export type StreamProtocol = 'tcp' | 'udp';
 
 export interface TargetUpdate {
   uid: string;
@@ -91,7 +96,16 @@ export function validateRequest(msg: Request__Output, limits: Limits): StreamReq
   if (allowFrom.length > 0) request.allowFrom = allowFrom;
   const listenerPorts = validateListenerPorts(msg.listener_ports ?? [], numConn);
   if (listenerPorts.length > 0) request.listenerPorts = listenerPorts;
+  // tcp is kept absent, so that a TCP request reads (and compares, and is recorded) as before.
+  if (validateProtocol(msg.protocol ?? '') === 'udp') request.protocol = 'udp';
   return request;
+}
+
+/** Request.protocol: '' or tcp (a TCP stream) or udp; anything else is INVALID_ARGUMENT naming the field. */
+export function validateProtocol(protocol: string, field = 'protocol'): StreamProtocol {
+  if (protocol === '' || protocol === 'tcp') return 'tcp';
+  if (protocol === 'udp') return 'udp';
+  throw invalidArgument(`${field} "${shown(protocol, 20)}" is not valid: use tcp (the default, as reference clients get) or udp`);
 }
 
 /**
@@ -121,7 +135,8 @@ export function sameRequest(a: StreamRequest, b: StreamRequest): boolean {
     a.rate === b.rate &&
     (a.lifetimeS ?? 0) === (b.lifetimeS ?? 0) &&
     (a.allowFrom ?? []).join(',') === (b.allowFrom ?? []).join(',') &&
-    (a.listenerPorts ?? []).join(',') === (b.listenerPorts ?? []).join(',')
+    (a.listenerPorts ?? []).join(',') === (b.listenerPorts ?? []).join(',') &&
+    (a.protocol ?? 'tcp') === (b.protocol ?? 'tcp')
   );
 }
 
@@ -130,7 +145,8 @@ export function requestFields(r: StreamRequest): string {
   return (
     `role=${r.role} num_conn=${r.numConn} rate=${r.rate}${r.lifetimeS ? ` lifetime_s=${r.lifetimeS}` : ''}` +
     (r.allowFrom ? ` allow_from=${r.allowFrom.join(',')}` : '') +
-    (r.listenerPorts ? ` listener_ports=${r.listenerPorts.join(',')}` : '')
+    (r.listenerPorts ? ` listener_ports=${r.listenerPorts.join(',')}` : '') +
+    (r.protocol ? ` protocol=${r.protocol}` : '')
   );
 }
 

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LOG_FORMATS, createLogger, resolveLogFormat } from '../log.js';
 import { EXIT, VERSION, addExamples, integer, onShutdown, option, runCli } from '../cli.js';
 import { DATA_DEFAULTS } from '../s2ds/index.js';
-import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions } from '../s2ds/flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, addUdpOptions, udpOptionsOf } from '../s2ds/flags.js';
 import { ACCESS_LOG_FLAG, openAccessLog } from '../s2ds/access-log.js';
 import { admissionOptionsOf } from '../s2ds/admission.js';
 import { parseDuration, parseRate, parseSize } from '../units.js';
@@ -212,6 +212,7 @@ const start: Command = addAdmissionOptions(program
         maxBufferMemory: flags.maxBufferMemory,
         ...admissionOptionsOf(flags),
         wanDeadAfterMs: flags.wanDeadAfter * 1000,
+        ...udpOptionsOf(flags),
         accessLog,
         allowPlaintextData: flags.allowPlaintextData ?? false,
         helloAcceptsOwnerToken: flags.helloAcceptsOwnerToken ?? false,
@@ -309,6 +310,8 @@ const start: Command = addAdmissionOptions(program
       `s2cs ready: control on ${controlHost}:${server.port}, data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });
+// The UDP stream flags (a key of the configuration file each, as every option).
+addUdpOptions(start);
 
 // Before the configuration file's own check of required options (its hook comes next).
 start.hook('preAction', () => {

@@ -9,6 +9,7 @@ import { AUTH_MODES, createAuthenticator, readClientSecret, type AuthConfig, typ
 import { connectionMemory, type PortRange } from '../s2ds/index.js';
 import { checkDataPlaneFlags } from '../s2ds/flags.js';
 import type { AdmissionFlags } from '../s2ds/admission.js';
+import type { UdpFlags } from '../s2ds/flags.js';
 import { scistreamHome } from '../security/control-tls.js';
 import { setLogLevel, type LogFormat, type Logger } from '../log.js';
 import type { ControlServer, RuntimeSettings } from './server.js';
@@ -21,7 +22,7 @@ import { validateAllowList } from '../protocol/cidr.js';
 import { readTunnels, type TunnelSpec } from './tunnels/index.js';
 
 /** The options of `s2cs start`, as commander hands them over. */
-export interface StartFlags extends AdmissionFlags {
+export interface StartFlags extends AdmissionFlags, UdpFlags {
   config?: string;
   port: number;
   listenerIp: string;

@@ -119,6 +119,42 @@ export class GatewayMetrics {
         }
       },
     });
+    // UDP streams (issue 21): per stream, so that a drop names the stream it hurt; bounded by the live streams.
+    new Counter({
+      name: 'scistream_stream_datagrams_total',
+      help: 'Datagrams forwarded for one UDP stream, by uid and direction; the series ends when the stream is released',
+      labelNames: ['uid', 'direction'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of table.status()) {
+          const d = s.stats?.datagrams;
+          if (!d) continue;
+          this.inc({ uid: s.uid, direction: 'to_target' }, d.datagramsToTarget);
+          this.inc({ uid: s.uid, direction: 'from_target' }, d.datagramsFromTarget);
+        }
+      },
+    });
+    new Counter({
+      name: 'scistream_stream_datagrams_dropped_total',
+      help: 'Datagrams of one UDP stream dropped, by uid and cause (queue-full, too-large, no-flow, rate-cap, flow-limit, allow-list: docs/metrics.md)',
+      labelNames: ['uid', 'cause'],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of table.status()) for (const d of s.stats?.datagrams?.drops ?? []) this.inc({ uid: s.uid, cause: d.cause }, d.count);
+      },
+    });
+    new Gauge({
+      name: 'scistream_udp_flows',
+      help: 'UDP flows (senders) open now over every UDP stream',
+      registers,
+      collect() {
+        let n = 0;
+        for (const s of table.status()) n += s.stats?.datagrams?.flows ?? 0;
+        this.set(n);
+      },
+    });
     new Gauge({
       name: 'scistream_ports',
       help: 'Ports of --port-range: reserved by streams, or free',

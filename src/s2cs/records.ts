@@ -7,7 +7,7 @@
 import type { Identity } from '../auth/index.js';
 import type { Address } from '../protocol/address.js';
 import { formatAddress, parseAddressList } from '../protocol/address.js';
-import { validateListenerPorts, validateUid, type StreamRequest } from '../protocol/validate.js';
+import { validateListenerPorts, validateProtocol, validateUid, type StreamRequest } from '../protocol/validate.js';
 import { validateAllowList } from '../protocol/cidr.js';
 import type { StreamBinding } from './streams/binding.js';
 
@@ -46,6 +46,7 @@ export function encodeRecord(p: PersistedStream): Uint8Array {
     ...(p.request.lifetimeS ? { lifetimeS: p.request.lifetimeS } : {}),
     ...(p.request.allowFrom ? { allowFrom: p.request.allowFrom } : {}),
     ...(p.request.listenerPorts ? { listenerPorts: p.request.listenerPorts } : {}),
+    ...(p.request.protocol ? { protocol: p.request.protocol } : {}),
     owner: { subject: p.owner.subject, username: p.owner.username, clientId: p.owner.clientId },
     appSecretHash: p.appSecretHash,
     controlSecretHash: p.binding.secretHash,
@@ -120,6 +121,8 @@ export function decodeRecord(bytes: Uint8Array, uid: string): PersistedStream {
       rate: int('rate', 0, 2 ** 31 - 1),
       ...(r.lifetimeS === undefined ? {} : { lifetimeS: int('lifetimeS', 1, 2 ** 32 - 1) }),
       ...optionalLists(r, numConn),
+      // Absent from TCP streams' records (and from those of an s2cs before UDP streams).
+      ...(r.protocol === undefined ? {} : validateProtocol(str('protocol'), 'record protocol') === 'udp' ? { protocol: 'udp' as const } : {}),
     },
     owner: {
       subject: owner.subject,

@@ -5,6 +5,7 @@ import { AgentPool, DATA_DEFAULTS, LocalAgent, type AgentHandle, type DataServer
 import { invalidArgument } from '../protocol/errors.js';
 import { portList } from '../s2ds/local.js';
 import { admissionArgs } from '../s2ds/admission.js';
+import { udpArgs } from '../s2ds/flags.js';
 import type { ControlServerOptions } from './server.js';
 import type { ServerSettings } from './server-settings.js';
 import { Supervisor, splitPortRange } from './supervisor.js';
@@ -60,6 +61,7 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
         '--wait-timeout', String(Math.ceil(helloTimeoutMs / 1000)),
         ...admissionArgs(opts),
         ...(opts.wanDeadAfterMs !== undefined ? ['--wan-dead-after', String(Math.ceil(opts.wanDeadAfterMs / 1000))] : []),
+        ...udpArgs(opts),
         ...(w.extraArgs ?? []),
       ],
       onWorkerLost: (i, why) => {
@@ -89,6 +91,8 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
       maxPendingConnsPerPeerPerListener: opts.maxPendingConnsPerPeerPerListener,
       handshakeTimeoutMs: opts.handshakeTimeoutMs,
       wanDeadAfterMs: opts.wanDeadAfterMs,
+      udpIdleTimeoutMs: opts.udpIdleTimeoutMs,
+      maxUdpFlows: opts.maxUdpFlows,
       accessLog: opts.accessLog,
       refusals,
       logger: logger.child({ component: 's2ds' }),

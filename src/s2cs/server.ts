@@ -19,9 +19,10 @@ import type { Supervisor } from './supervisor.js';
 import type { AdmissionOptions } from '../s2ds/admission.js';
 import { checkTimeouts, DEFAULTS, defaultMaxPortsPerUser, helloLimits, logDataLegPolicy, logRatePolicy, resolveSettings, type ServerSettings } from './server-settings.js';
 import { firstAnswers, startDataSide, warnPortsHeldByOthers, type DataSide } from './server-agents.js';
+import type { UdpOptions } from '../s2ds/flags.js';
 import { StandingTunnels, type TunnelChanges, type TunnelSpec } from './tunnels/index.js';
 
-export interface ControlServerOptions extends AdmissionOptions {
+export interface ControlServerOptions extends AdmissionOptions, UdpOptions {
   /** Address the gRPC control service binds to. */
   host?: string;
   /** Control port; 0 picks a free one. */

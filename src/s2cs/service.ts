@@ -107,6 +107,16 @@ export function statusView(deps: Pick<ServiceDeps, 'table' | 'agents' | 'dataSer
       broken_reason: s.brokenReason,
       expires_in_s: s.expiresInS,
       standing: s.standing,
+      protocol: s.protocol ?? 'tcp',
+      ...(s.stats?.datagrams
+        ? {
+            datagrams_to_target: s.stats.datagrams.datagramsToTarget,
+            datagrams_from_target: s.stats.datagrams.datagramsFromTarget,
+            datagram_drops: s.stats.datagrams.drops.map((d) => ({ kind: d.cause, count: d.count })),
+            udp_flows: s.stats.datagrams.flows,
+            udp_flows_opened: s.stats.datagrams.flowsOpened,
+          }
+        : {}),
       recent_connections: (s.stats?.recentConnections ?? []).map((r) => ({
         listener: r.listener,
         leg: r.leg,

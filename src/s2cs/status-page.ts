@@ -79,11 +79,20 @@ const SCRIPT = `
   // The connections cell: the counts, then the stream's last connections that ended, newest first.
   function connections(s) {
     var td = el('td', s.active_connections + ' active, ' + s.waiting_connections + ' waiting, ' + s.accepted_connections + ' accepted, ' + s.refused_connections + ' refused');
+    if (s.protocol === 'udp') {
+      td.appendChild(el('br'));
+      td.appendChild(el('code', udpText(s)));
+    }
     (s.recent_connections || []).slice(-${RECENT_SHOWN}).reverse().forEach(function (c) {
       td.appendChild(el('br'));
       td.appendChild(el('code', c.leg + ' ' + c.peer + ', ' + units(c.bytes_in) + ' in, ' + units(c.bytes_out) + ' out, ' + (c.duration_ms / 1000).toFixed(1) + ' s: ' + c.end));
     });
     return td;
+  }
+  // A UDP stream's datagrams, flows and drops (udpText() of the page says the same).
+  function udpText(s) {
+    var drops = (s.datagram_drops || []).map(function (d) { return d.count + ' ' + d.kind; }).join(', ');
+    return 'UDP: ' + s.datagrams_to_target + ' datagrams to target, ' + s.datagrams_from_target + ' from target, ' + s.udp_flows + ' flow(s) open; dropped: ' + (drops || 'none');
   }
   function lines(list) {
     var td = el('td');
@@ -223,7 +232,14 @@ function connectionsCell(s: StatusView['streams'][number]): string {
   const counts = escapeHtml(`${s.active_connections} active, ${s.waiting_connections} waiting, ${s.accepted_connections} accepted, ${s.refused_connections} refused`);
   const recent = (s.recent_connections ?? []).slice(-RECENT_SHOWN).reverse()
     .map((c) => `<br><code>${escapeHtml(`${c.leg} ${c.peer}, ${formatBytes(Number(c.bytes_in))} in, ${formatBytes(Number(c.bytes_out))} out, ${(c.duration_ms / 1000).toFixed(1)} s: ${c.end}`)}</code>`);
-  return `<td>${counts}${recent.join('')}</td>`;
+  const udp = s.protocol === 'udp' ? `<br><code>${escapeHtml(udpText(s))}</code>` : '';
+  return `<td>${counts}${udp}${recent.join('')}</td>`;
+}
+
+/** A UDP stream's datagrams, flows and drops (as the script's udpText() writes it). */
+export function udpText(s: StatusView['streams'][number]): string {
+  const drops = (s.datagram_drops ?? []).map((d) => `${d.count} ${d.kind}`).join(', ');
+  return `UDP: ${s.datagrams_to_target} datagrams to target, ${s.datagrams_from_target} from target, ${s.udp_flows} flow(s) open; dropped: ${drops || 'none'}`;
 }
 
 export function summaryLine(st: StatusView): string {

@@ -7,6 +7,7 @@ import { ADMISSION_DEFAULTS } from './admission.js';
 import { connectionMemory } from './buffers.js';
 import { parsePortRange, type PortRange } from './ports.js';
 import { MIN_WAN_DEAD_AFTER_S, WAN_DEAD_AFTER_DEFAULT_MS } from './liveness.js';
+import { UDP_DEFAULTS } from './udp/budget.js';
 
 /** --wan-dead-after (s2cs start and s2ds start): seconds, as commander's option() parser takes them. */
 export const WAN_DEAD_AFTER_FLAG = {
@@ -85,4 +86,46 @@ export function addAdmissionOptions(cmd: Command): Command {
         .argParser(option(integer(1, 300)))
         .default(ADMISSION_DEFAULTS.handshakeTimeoutMs / 1000),
     );
+}
+
+/** The UDP stream flags as commander hands them over (addUdpOptions). */
+export interface UdpFlags {
+  udpIdleTimeout: number;
+  maxUdpFlows: number;
+}
+
+/** What the data servers take of them (LocalDataServerOptions). */
+export interface UdpOptions {
+  udpIdleTimeoutMs?: number;
+  maxUdpFlows?: number;
+}
+
+/**
+ * The UDP stream flags (issue 21), the same on s2cs start (its in-process data server
+ * and each worker) and s2ds start.
+ */
+export function addUdpOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--udp-idle-timeout <seconds>', "UDP streams: a flow (one sender's datagrams and the replies to it) ends after this long without a datagram either way; its next datagram opens a new one")
+        .argParser(option(integer(1, 86_400)))
+        .default(UDP_DEFAULTS.idleTimeoutS),
+    )
+    .addOption(
+      new Option('--max-udp-flows <n>', "UDP streams: flows (senders) at once on one data listener; a new sender's datagrams over it are dropped and counted (flow-limit)")
+        .argParser(option(integer(1, 1_000_000)))
+        .default(UDP_DEFAULTS.maxFlowsPerListener),
+    );
+}
+
+export function udpOptionsOf(flags: UdpFlags): UdpOptions {
+  return { udpIdleTimeoutMs: flags.udpIdleTimeout * 1000, maxUdpFlows: flags.maxUdpFlows };
+}
+
+/** The same flags for a worker's command line (s2cs start --workers). */
+export function udpArgs(opts: UdpOptions): string[] {
+  return [
+    ...(opts.udpIdleTimeoutMs !== undefined ? ['--udp-idle-timeout', String(Math.ceil(opts.udpIdleTimeoutMs / 1000))] : []),
+    ...(opts.maxUdpFlows !== undefined ? ['--max-udp-flows', String(opts.maxUdpFlows)] : []),
+  ];
 }

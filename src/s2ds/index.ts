@@ -36,6 +36,21 @@ export interface ListenerOptions {
    * each granted if free, else the whole call fails naming it; never another port.
    */
   ports?: readonly number[];
+  /**
+   * 'udp': each listener is also a UDP socket on the same port (bound at request time,
+   * never from spares), forwarding datagrams by flow (udp/). Absent or 'tcp': TCP only.
+   */
+  protocol?: 'tcp' | 'udp';
+}
+
+/** A UDP stream's datagram counters on a data server (udp/counters.ts). */
+export interface DatagramStats {
+  datagramsToTarget: number;
+  datagramsFromTarget: number;
+  drops: { cause: string; count: number }[];
+  /** Flows open now, and opened since the stream started. */
+  flows: number;
+  flowsOpened: number;
 }
 
 /**
@@ -62,6 +77,8 @@ export interface StreamStats extends Partial<ConnectionEndCounts> {
   refusedConnections: number;
   /** Its last connections that ended, newest last (access-log.ts); absent from agents that do not report them. */
   recentConnections?: ConnectionRecord[];
+  /** UDP streams: their datagrams (bytes are in bytesToTarget/bytesFromTarget); absent for TCP streams. */
+  datagrams?: DatagramStats;
 }
 
 export interface DataServer {

@@ -19,6 +19,7 @@ import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
 import { connectionMemory, readSize, ringSize } from './buffers.js';
+import { DropTotals, InFlight, UDP_DEFAULTS, UdpStream } from './udp/index.js';
 
 export interface LocalDataServerOptions extends AdmissionOptions {
   /** Address the listeners bind to. */
@@ -57,6 +58,13 @@ export interface LocalDataServerOptions extends AdmissionOptions {
    * it (transport/socket-options.ts). Default 30 s.
    */
   wanDeadAfterMs?: number;
+  /** UDP streams: flows per listener (--max-udp-flows), default UDP_DEFAULTS. */
+  maxUdpFlows?: number;
+  /** UDP streams: a flow ends after this long without a datagram (--udp-idle-timeout), ms. */
+  udpIdleTimeoutMs?: number;
+  /** UDP streams: bytes in flight per flow, and over every flow (udp/budget.ts). */
+  maxUdpQueuedPerFlow?: number;
+  maxUdpQueued?: number;
   /** Where each connection's line goes when it ends (--access-log). Default: the logger (stderr). */
   accessLog?: AccessLog;
   logger: Logger;
@@ -134,6 +142,8 @@ class Stream {
   readonly pacing: StreamPacing | undefined;
   /** Who may connect (absent: anyone); checked first thing after accept. */
   allow: AllowList | undefined;
+  /** A UDP stream's datagram side (its UDP sockets on the listeners' ports); absent for TCP. */
+  udp: UdpStream | undefined;
 
   constructor(
     readonly uid: string,
@@ -203,8 +213,12 @@ export class LocalDataServer implements DataServer {
   private readonly traces = new WeakMap<Socket, Trace>();
   /** close() under way: connections it ends ended with the gateway ('shutdown'), not with a release. */
   private closing = false;
+  /** UDP streams: bytes in flight over every flow, and drops over every stream (released ones too). */
+  private readonly udpInFlight: InFlight;
+  private readonly datagramDrops = new DropTotals();
 
   constructor(private readonly opts: LocalDataServerOptions) {
+    this.udpInFlight = new InFlight(opts.maxUdpQueued ?? UDP_DEFAULTS.maxQueuedPerServer);
     this.pool = new PortPool(opts.portRange);
     this.others = new ListeningPorts(opts.portRange, opts.bindHost);
     this.refusals = opts.refusals ?? new Refusals(opts.logger);
@@ -278,12 +292,46 @@ export class LocalDataServer implements DataServer {
     try {
       const stream = await work;
       if (opts.allowFrom && opts.allowFrom.length > 0) stream.allow = new AllowList(opts.allowFrom);
+      if (opts.protocol === 'udp') await this.bindUdp(stream);
       this.streams.set(uid, stream);
       const host = this.opts.advertiseHost ?? this.opts.bindHost;
       return stream.listeners.map((l) => ({ host, port: l.address.port }));
     } finally {
       this.starting.delete(uid);
     }
+  }
+
+  /**
+   * A UDP stream: a UDP socket on each of its listeners' ports (the TCP listener keeps
+   * the port's place in the pool, and carries TCP as the reference's Nginx does on both).
+   * All or none: on failure the TCP listeners are closed and their ports given back.
+   */
+  private async bindUdp(stream: Stream): Promise<void> {
+    const udp = new UdpStream(
+      stream.uid,
+      stream.ports.length,
+      {
+        maxFlowsPerListener: this.opts.maxUdpFlows ?? UDP_DEFAULTS.maxFlowsPerListener,
+        idleTimeoutMs: this.opts.udpIdleTimeoutMs ?? UDP_DEFAULTS.idleTimeoutS * 1000,
+        maxQueuedPerFlow: this.opts.maxUdpQueuedPerFlow ?? UDP_DEFAULTS.maxQueuedPerFlow,
+        server: this.udpInFlight,
+        totals: this.datagramDrops,
+        bufferSize: this.opts.bufferSize,
+      },
+      stream.pacing,
+      () => stream.allow,
+    );
+    try {
+      await udp.bind(this.opts.bindHost, stream.ports);
+    } catch (err) {
+      stream.released = true;
+      await Promise.all(stream.listeners.map((l) => l.close()));
+      this.giveBack(stream.ports);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (!BIND_CONFLICTS.has(code)) throw err;
+      throw resourceExhausted(`stream ${stream.uid}: a UDP socket could not bind one of ports ${portList(stream.ports)} (${code}): another program holds it for UDP; ask for other ports, or stop that program`);
+    }
+    stream.udp = udp;
   }
 
   private async bind(uid: string, count: number, capBps: number): Promise<Stream> {
@@ -645,6 +693,12 @@ export class LocalDataServer implements DataServer {
     const secured = wan ? new TlsTransport(wan.credentials) : TCP;
     stream.acceptVia = wan?.side === 'accept' ? secured : TCP;
     stream.connectVia = wan?.side === 'connect' ? secured : TCP;
+    if (stream.udp) {
+      // Datagrams over the TLS WAN leg go through its carrier (transport/datagrams.ts); a
+      // plain socket towards the other gateway would cross the WAN unencrypted.
+      if (wan) throw failedPrecondition(`stream ${uid} is a UDP stream: this data server cannot carry datagrams over the encrypted WAN leg yet; use --allow-plaintext-data on both gateways (and the client's opt-in) for plain UDP`);
+      stream.udp.setTargets(targets);
+    }
     stream.targets = targets;
     for (const w of stream.waiting) {
       clearTimeout(w.timer);
@@ -660,7 +714,7 @@ export class LocalDataServer implements DataServer {
     if (!stream) return;
     this.streams.delete(uid);
     stream.released = true;
-    this.releasedBytes += stream.counters.toTarget + stream.counters.fromTarget;
+    this.releasedBytes += stream.counters.toTarget + stream.counters.fromTarget + udpBytes(stream);
     for (const w of stream.waiting) clearTimeout(w.timer);
     stream.waiting.clear();
     // Streams cut short (release, shutdown) reach the applications as a reset, not a clean end.
@@ -668,7 +722,7 @@ export class LocalDataServer implements DataServer {
     // Destroyed sockets drop their buffers now; the reservations go with them, even
     // for a connection whose handshake or target dial is still settling.
     for (const c of [...stream.connections]) this.letGo(stream, c);
-    await Promise.all(stream.listeners.map((l) => l.close()));
+    await Promise.all([...stream.listeners.map((l) => l.close()), stream.udp?.close()]);
     this.giveBack(stream.ports);
   }
 
@@ -788,7 +842,7 @@ export class LocalDataServer implements DataServer {
   /** Bytes forwarded by every stream since the server started, both directions (released streams included). */
   bytesTotal(): number {
     let total = this.releasedBytes;
-    for (const s of this.streams.values()) total += s.counters.toTarget + s.counters.fromTarget;
+    for (const s of this.streams.values()) total += s.counters.toTarget + s.counters.fromTarget + udpBytes(s);
     return total;
   }
 
@@ -808,12 +862,20 @@ export class LocalDataServer implements DataServer {
       activeConnections: s.active,
       waitingConnections: s.waiting.size,
       acceptedConnections: s.accepted,
-      bytesToTarget: s.counters.toTarget,
-      bytesFromTarget: s.counters.fromTarget,
+      bytesToTarget: s.counters.toTarget + (s.udp?.counters.bytesToTarget ?? 0),
+      bytesFromTarget: s.counters.fromTarget + (s.udp?.counters.bytesFromTarget ?? 0),
       refusedConnections: s.refused,
       ...s.ends.counts(),
       recentConnections: s.recent.slice(),
+      ...(s.udp ? { datagrams: datagramStats(s.udp) } : {}),
     };
+  }
+
+  /** Datagrams dropped since start over every UDP stream, by cause, and UDP flows open now. */
+  datagramTotals(): { drops: { cause: string; count: number }[]; flows: number } {
+    let flows = 0;
+    for (const s of this.streams.values()) flows += s.udp?.flowCount ?? 0;
+    return { drops: this.datagramDrops.totals(), flows };
   }
 
   /** The gateway (or agent) is stopping: connections its releases cut end as 'shutdown' in the access log. */
@@ -838,3 +900,12 @@ export function portList(ports: readonly number[], max = 5): string {
 }
 
 function noop(): void {}
+
+function udpBytes(s: Stream): number {
+  return s.udp ? s.udp.counters.bytesToTarget + s.udp.counters.bytesFromTarget : 0;
+}
+
+function datagramStats(udp: UdpStream): NonNullable<StreamStats['datagrams']> {
+  const u = udp.stats();
+  return { datagramsToTarget: u.datagramsToTarget, datagramsFromTarget: u.datagramsFromTarget, drops: u.drops, flows: u.flows, flowsOpened: u.flowsOpened };
+}

@@ -11,7 +11,7 @@ import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
-import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
+import type { AdoptedStream, AgentHandle, AgentStream, DataServer, DatagramStats, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -380,10 +380,12 @@ export class AgentPool implements DataServer {
     const allowFrom = opts.allowFrom ?? [];
     const chosen = opts.ports && opts.ports.length > 0 ? opts.ports : undefined;
     const plan = chosen ? this.placeChosen(uid, chosen) : this.place(uid, count);
-    if (!chosen && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps, allowFrom);
+    // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
+    const udp = opts.protocol === 'udp';
+    if (!chosen && !udp && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps, allowFrom);
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
     // (release() finds it in `starting`) instead of finding nothing and leaving the listeners behind.
-    const work = chosen ? this.reserveChosen(uid, chosen, plan, capBps, allowFrom) : this.reserveAnywhere(uid, count, plan, capBps, allowFrom);
+    const work = chosen ? this.reserveChosen(uid, chosen, plan, capBps, allowFrom, udp) : this.reserveAnywhere(uid, count, plan, capBps, allowFrom, udp);
     this.starting.set(uid, work);
     try {
       const placement = await work;
@@ -395,12 +397,12 @@ export class AgentPool implements DataServer {
   }
 
   /** Reserves by the plan; when agents do not answer, places the stream again on the others (while they have the ports). */
-  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
+  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     const silent = new Set<AgentHandle>();
     let plan = first;
     for (;;) {
       try {
-        return await this.reserveOnce(uid, count, plan, capBps, allowFrom);
+        return await this.reserveOnce(uid, count, plan, capBps, allowFrom, udp);
       } catch (err) {
         if (!(err instanceof SilentAgents)) throw err;
         for (const a of err.agents) silent.add(a);
@@ -418,7 +420,7 @@ export class AgentPool implements DataServer {
     }
   }
 
-  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
+  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
       // Spares an agent has are given back when its share needs more ports than it has
@@ -426,12 +428,12 @@ export class AgentPool implements DataServer {
       // (The agent's free count may date from before its spares opened: counted without them.)
       // A refill under way may take the very ports this share needs: given back as well.
       await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-      return await this.reserve(uid, count, plan, capBps, allowFrom).catch(async (err: unknown) => {
+      return await this.reserve(uid, count, plan, capBps, allowFrom, udp).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
         const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
         if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
         await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-        return this.reserve(uid, count, plan, capBps, allowFrom);
+        return this.reserve(uid, count, plan, capBps, allowFrom, udp);
       });
     } finally {
       for (const [a, idx] of plan) {
@@ -538,7 +540,7 @@ export class AgentPool implements DataServer {
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
-  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], chosen?: readonly number[]): Promise<Placement> {
+  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
     const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
     const results = await Promise.allSettled(
       shares.map((s) =>
@@ -546,6 +548,7 @@ export class AgentPool implements DataServer {
           ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {}),
           ...(allowFrom.length > 0 ? { allowFrom } : {}),
           ...(chosen ? { ports: s.indices.map((g) => chosen[g]!) } : {}),
+          ...(udp ? { protocol: 'udp' as const } : {}),
         }),
       ),
     );
@@ -618,7 +621,7 @@ export class AgentPool implements DataServer {
    * refill that raced and opened one is forgotten again after. No retry elsewhere:
    * a port belongs to one agent.
    */
-  private async reserveChosen(uid: string, chosen: readonly number[], plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Promise<Placement> {
+  private async reserveChosen(uid: string, chosen: readonly number[], plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     const forget = (agent: AgentHandle) => {
       const mine = new Set((plan.get(agent) ?? []).map((g) => chosen[g]!));
       const list = this.spares.get(agent);
@@ -627,7 +630,7 @@ export class AgentPool implements DataServer {
     for (const a of plan.keys()) forget(a);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
-      return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, chosen);
+      return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, udp, chosen);
     } catch (err) {
       // The agent owning a port did not answer: no other agent can take it.
       throw err instanceof SilentAgents ? err.cause : err;
@@ -725,6 +728,7 @@ export class AgentPool implements DataServer {
       sum.bytesToTarget += st.bytesToTarget;
       sum.bytesFromTarget += st.bytesFromTarget;
       sum.refusedConnections += st.refusedConnections;
+      if (st.datagrams) sum.datagrams = addDatagrams(sum.datagrams, st.datagrams);
       mergeEnds(sum, st);
       if (st.recentConnections) (sum.recentConnections ??= []).push(...st.recentConnections);
     }
@@ -892,6 +896,20 @@ export function unwrapRecord(bytes: Uint8Array): { count: number; indices: numbe
 }
 
 function noop(): void {}
+
+/** Two agents' shares of a UDP stream's datagram counters, added. */
+function addDatagrams(a: DatagramStats | undefined, b: DatagramStats): DatagramStats {
+  if (!a) return { ...b, drops: b.drops.map((d) => ({ ...d })) };
+  const drops = new Map(a.drops.map((d) => [d.cause, d.count]));
+  for (const d of b.drops) drops.set(d.cause, (drops.get(d.cause) ?? 0) + d.count);
+  return {
+    datagramsToTarget: a.datagramsToTarget + b.datagramsToTarget,
+    datagramsFromTarget: a.datagramsFromTarget + b.datagramsFromTarget,
+    drops: [...drops].map(([cause, count]) => ({ cause, count })),
+    flows: a.flows + b.flows,
+    flowsOpened: a.flowsOpened + b.flowsOpened,
+  };
+}
 
 /**
  * A cap is one bucket per agent: each holds its listeners' part of the stream's

@@ -196,7 +196,7 @@ export class RemoteAgent implements AgentHandle {
   }
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
-    const { record, capBps = 0, ports = [], allowFrom = [] } = opts;
+    const { record, capBps = 0, ports = [], allowFrom = [], protocol = '' } = opts;
     const r = await this.call<{ listeners: string[] }>('StartListeners', {
       uid,
       count,
@@ -204,6 +204,8 @@ export class RemoteAgent implements AgentHandle {
       cap_bps: String(Math.round(capBps)),
       ports: [...ports],
       allow_from: [...allowFrom],
+      // Empty for TCP: an agent from before UDP streams reads the call as before.
+      protocol: protocol === 'udp' ? 'udp' : '',
     });
     const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
     const stats = emptyStats(uid, listeners.length);
@@ -506,6 +508,17 @@ function toAgentStream(s: StreamInfo__Output, now: number): AgentStream {
         end: r.end.slice(0, 100),
         endedAtMs: now - Number(r.ms_since_end),
       })),
+      ...(s.protocol === 'udp'
+        ? {
+            datagrams: {
+              datagramsToTarget: Number(s.datagrams_to_target),
+              datagramsFromTarget: Number(s.datagrams_from_target),
+              drops: s.datagram_drops.slice(0, 16).map((d) => ({ cause: d.kind.slice(0, 40), count: Number(d.count) })),
+              flows: s.udp_flows,
+              flowsOpened: Number(s.udp_flows_opened),
+            },
+          }
+        : {}),
     },
   };
 }

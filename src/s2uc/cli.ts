@@ -3,7 +3,7 @@
 // result last; progress and errors go to stderr).
 import { renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { EXIT, UsageError, VERSION, addExamples, integer, option, runCli } from '../cli.js';
 import { parseAddress, parseAddressList, formatAddress } from '../protocol/address.js';
 import type { ConnectionOptions } from '../protocol/client.js';
@@ -43,6 +43,7 @@ interface SpecFlags {
   listenerPorts?: number[];
   wanAllowFrom?: string[];
   wanListenerPorts?: number[];
+  protocol: 'tcp' | 'udp';
 }
 
 /** A number of seconds from `min` to `max`, fractions allowed (--interval 0.5). */
@@ -291,6 +292,7 @@ function specOf(f: SpecFlags, uid = f.uid): StreamSpec {
     ...(f.listenerPorts ? { listenerPorts: ports('--listener-ports', f.listenerPorts) } : {}),
     ...(f.wanAllowFrom && f.wanAllowFrom.length > 0 ? { wanAllowFrom: f.wanAllowFrom } : {}),
     ...(f.wanListenerPorts ? { wanListenerPorts: ports('--wan-listener-ports', f.wanListenerPorts) } : {}),
+    ...(f.protocol === 'udp' ? { protocol: 'udp' as const } : {}),
   };
 }
 
@@ -326,6 +328,11 @@ function specOptions(cmd: Command, json = 'print one JSON object on stdout'): Co
     .option('--lifetime <duration>', 'how long the stream may live, from its request: seconds, or e.g. 90s, 30m, 2h; then the gateways release it (each may bound it with --max-stream-lifetime; default: until released, or idle for their --idle-stream-timeout)', option(lifetime))
     .option('--allow-from <cidrs>', "who may connect to the stream's listeners (the consumer gateway's, in a two-gateway request): CIDR blocks or addresses, comma-separated, repeatable, IPv4 or IPv6; others are refused with a reset (default: anyone the gateway's --data-allow-from admits)", cidrList('--allow-from'), [] as string[])
     .option('--listener-ports <ports>', "the ports to listen on, one per connection, comma-separated (e.g. 5100,5101), within the gateway's --port-range; granted if free, else the request fails naming the port held (default: the gateway picks)", portList('--listener-ports'))
+    .addOption(
+      new Option('--protocol <protocol>', "the stream's transport: tcp, or udp (datagrams, a flow per sender; between two gateways inside the stream's TLS connections, or plain UDP with --allow-plaintext-data)")
+        .choices(['tcp', 'udp'])
+        .default('tcp'),
+    )
     .option('--uid <uid>', 'stream uid (default: a new UUID)')
     .option('--json', json);
 }

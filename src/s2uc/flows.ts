@@ -137,6 +137,13 @@ export interface StreamSpec {
    */
   wanAllowFrom?: string[];
   wanListenerPorts?: number[];
+  /**
+   * The stream's transport (Request.protocol): 'udp' forwards datagrams (a flow per
+   * sender); absent or 'tcp': TCP, and the req is exactly what a reference client sends.
+   * A two-gateway UDP stream crosses the WAN inside its TLS connections, or as plain UDP
+   * when the client opts in (allowPlaintextData) and both gateways accept plaintext data.
+   */
+  protocol?: 'tcp' | 'udp';
 }
 
 /** The two-facility connection map: consumer -> consumer gateway -> producer gateway (WAN) -> producer. */
@@ -225,7 +232,8 @@ function begin(spec: StreamSpec, opts: FlowOptions, caps: GatewayCapabilities[])
     if (ignoring.length > 0) opts.onWarning?.(`${ignoring.join(' and ')} ${ignoring.length > 1 ? 'are' : 'is'} the Python reference's s2cs, which ignores the stream's lifetime: there the stream lives until it is released`);
   }
   // Without a lifetime the req is exactly what a reference client sends.
-  const request = (role: Role, extra = placementFields(spec.allowFrom, spec.listenerPorts)): Request => ({ uid, role, num_conn: spec.numConn, rate, ...(lifetimeS > 0 ? { lifetime_s: lifetimeS } : {}), ...extra });
+  const protocol = spec.protocol === 'udp' ? { protocol: 'udp' } : {};
+  const request = (role: Role, extra = placementFields(spec.allowFrom, spec.listenerPorts)): Request => ({ uid, role, num_conn: spec.numConn, rate, ...(lifetimeS > 0 ? { lifetime_s: lifetimeS } : {}), ...protocol, ...extra });
   return { uid, rate, request };
 }
 
@@ -312,9 +320,15 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
       }
       requirePlaintextAccepted([prodCaps, consCaps]);
     }
-    const encrypted = lacking.length === 0;
+    // A UDP stream whose client opted in crosses the WAN as plain UDP (as the reference's
+    // Nginx does), even between two SciStream-TS gateways: both must accept plaintext data.
+    const plainUdp = spec.protocol === 'udp' && opts.allowPlaintextData === true && lacking.length === 0;
+    if (plainUdp) requirePlaintextAccepted([prodCaps, consCaps]);
+    const encrypted = lacking.length === 0 && !plainUdp;
     const { uid, rate, request } = begin(spec, opts, [prodCaps, consCaps]);
-    if (!encrypted) {
+    if (plainUdp) {
+      opts.onWarning?.(`the WAN leg of UDP stream ${uid} is plain UDP (--allow-plaintext-data): neither encrypted nor authenticated, readable and forgeable on the path`);
+    } else if (!encrypted) {
       opts.onWarning?.(
         `the WAN leg of stream ${uid} is neither encrypted nor authenticated by SciStream: ${lacking.map((c) => c.server).join(' and ')} cannot take per-stream credentials (--allow-plaintext-data); ` +
           `${lacking.length > 1 ? 'their' : 'its'} own data server decides what the leg speaks (plain TCP with HAProxy; with stunnel no data crosses to a SciStream-TS gateway)`,
@@ -351,7 +365,7 @@ export async function requestStream(prodS2cs: string, consS2cs: string, spec: St
         prodControlSecret: prod!.controlSecret(uid),
         consControlSecret: cons!.controlSecret(uid),
         wan: encrypted ? 'tls' : 'plain',
-        ...(encrypted ? {} : { referenceGateways: lacking.map((c) => c.server) }),
+        ...(encrypted || plainUdp ? {} : { referenceGateways: lacking.map((c) => c.server) }),
         ratePolicies: { prod: prodCaps.ratePolicy, cons: consCaps.ratePolicy },
         ...lifetimeOf(spec),
       };

@@ -48,6 +48,18 @@ export interface StreamStatusRow {
   allowFrom?: string[];
   /** Its last connections that ended (at most 10, oldest first), as the gateway's access log wrote them. */
   recentConnections?: RecentConnectionRow[];
+  /** tcp | udp (a gateway from before UDP streams, or the reference, says nothing: tcp). */
+  protocol?: 'tcp' | 'udp';
+  /** UDP streams: datagrams each way, drops by cause, flows open now and opened. */
+  datagrams?: DatagramRow;
+}
+
+export interface DatagramRow {
+  toTarget: number;
+  fromTarget: number;
+  drops: Record<string, number>;
+  flows: number;
+  flowsOpened: number;
 }
 
 /** One data connection of a stream that ended (ConnectionRecord). */
@@ -152,6 +164,18 @@ export function toGatewayStatus(s2cs: string, r: StatusResponse): GatewayStatus 
       redacted: s.redacted === true,
       standing: s.standing === true,
       allowFrom: (s.allow_from ?? []).map(oneLine),
+      protocol: s.protocol === 'udp' ? 'udp' : 'tcp',
+      ...(s.protocol === 'udp'
+        ? {
+            datagrams: {
+              toTarget: num(s.datagrams_to_target),
+              fromTarget: num(s.datagrams_from_target),
+              drops: Object.fromEntries((s.datagram_drops ?? []).map((x) => [oneLine(x.kind), num(x.count)])),
+              flows: num(s.udp_flows),
+              flowsOpened: num(s.udp_flows_opened),
+            },
+          }
+        : {}),
       // A gateway from before the access log (or the reference) sends none.
       recentConnections: (s.recent_connections ?? []).map((c) => ({
         listener: oneLine(c.listener),
@@ -237,7 +261,7 @@ export function formatRecentConnection(c: RecentConnectionRow): string {
 }
 
 function formatStream(s: StreamStatusRow, sampled?: SampledRates, recent = 3): string {
-  const head = [s.role, plural(s.numConn, 'connection'), ...(s.standing ? ['standing tunnel of the gateway\'s configuration file'] : [])].join(', ');
+  const head = [s.role, ...(s.protocol === 'udp' ? ['UDP'] : []), plural(s.numConn, s.protocol === 'udp' ? 'listener' : 'connection'), ...(s.standing ? ['standing tunnel of the gateway\'s configuration file'] : [])].join(', ');
   // The lease matters only until the connection map arrives: then the stream stays until released.
   let state = s.state === 'ready' || s.state === 'broken' || s.state === 'releasing' ? s.state : `${s.state}, lease ${formatAge(s.leaseRemainingS)} left`;
   if (s.state === 'broken' && s.brokenReason) state += `: ${s.brokenReason}`;
@@ -272,6 +296,12 @@ function formatStream(s: StreamStatusRow, sampled?: SampledRates, recent = 3): s
     'connections',
     `${s.activeConnections} active, ${s.waitingConnections} waiting, ${s.acceptedConnections} accepted, ${s.refusedConnections} refused`,
   );
+  if (s.datagrams) {
+    const d = s.datagrams;
+    const drops = Object.entries(d.drops).map(([cause, n]) => `${n} ${cause}`);
+    text += field('datagrams', `${d.toTarget} to target, ${d.fromTarget} from target; dropped: ${drops.length > 0 ? drops.join(', ') : 'none'}`);
+    text += field('udp flows', `${d.flows} open, ${d.flowsOpened} opened`);
+  }
   // The newest first; all of them (up to 10) for one stream, the last few in a list of streams.
   const shown = (s.recentConnections ?? []).slice(-recent).reverse();
   shown.forEach((c, i) => (text += field(i === 0 ? 'last ended' : '', formatRecentConnection(c))));

@@ -32,6 +32,7 @@ function stream(over: Partial<StreamStatusRow> = {}): StreamStatusRow {
     rate: 0,
     capBps: 0,
     state: 'ready',
+    protocol: 'tcp',
     releasingOn: [],
     brokenReason: '',
     expiresInS: 0,

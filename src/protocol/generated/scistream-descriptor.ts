@@ -310,6 +310,27 @@ export const SCISTREAM_DESCRIPTOR = {
             "protocol": {
               "type": "string",
               "id": 34
+            },
+            "datagrams_to_target": {
+              "type": "uint64",
+              "id": 35
+            },
+            "datagrams_from_target": {
+              "type": "uint64",
+              "id": 36
+            },
+            "datagram_drops": {
+              "rule": "repeated",
+              "type": "Refusal",
+              "id": 37
+            },
+            "udp_flows": {
+              "type": "uint32",
+              "id": 38
+            },
+            "udp_flows_opened": {
+              "type": "uint64",
+              "id": 39
             }
           }
         },

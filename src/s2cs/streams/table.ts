@@ -30,6 +30,7 @@ function listenerOptions(record: StreamRecord): ListenerOptions {
     ...(record.capBps > 0 ? { capBps: record.capBps } : {}),
     ...(record.allowFrom.length > 0 ? { allowFrom: record.allowFrom } : {}),
     ...(listenerPorts ? { ports: listenerPorts } : {}),
+    ...(record.request.protocol === 'udp' ? { protocol: 'udp' as const } : {}),
   };
 }
 

@@ -5,7 +5,7 @@ import { LOG_FORMATS, createLogger, resolveLogFormat, type LogFormat } from '../
 import { ACCESS_LOG_FLAG, openAccessLog, type AccessLog } from '../access-log.js';
 import { EXIT, UsageError, VERSION, addExamples, integer, onShutdown, option, runCli } from '../../cli.js';
 import { DATA_DEFAULTS, sparesUnavailable } from '../local.js';
-import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, canBind, checkDataPlaneFlags } from '../flags.js';
+import { WAN_DEAD_AFTER_FLAG, addAdmissionOptions, addUdpOptions, canBind, checkDataPlaneFlags, udpOptionsOf, type UdpFlags } from '../flags.js';
 import { admissionOptionsOf, type AdmissionFlags } from '../admission.js';
 import { parseSize } from '../../units.js';
 import { agentStateDir, certificateBundle, loadAgentTls } from '../../security/agent-tls.js';
@@ -19,7 +19,7 @@ import { AGENT_WAIT_TIMEOUT_MS, parseListen, startAgent } from './server.js';
 import type { PortRange } from '../ports.js';
 import { addCommandOption, copyOptions, effectiveSettings, formatSettings, unreadableFile, withConfigFile } from '../../config-file.js';
 
-interface StartFlags extends AdmissionFlags {
+interface StartFlags extends AdmissionFlags, UdpFlags {
   config?: string;
   listen: string;
   listenerIp: string;
@@ -121,6 +121,7 @@ const start: Command = addAdmissionOptions(program
         orphanTimeoutMs: flags.orphanTimeout * 1000,
         ...admissionOptionsOf(flags),
         wanDeadAfterMs: flags.wanDeadAfter * 1000,
+        ...udpOptionsOf(flags),
         accessLog,
         logger,
       });
@@ -157,6 +158,7 @@ const start: Command = addAdmissionOptions(program
       `s2ds ready: agent link on ${agent.address} (${tls ? 'mutual TLS' : 'Unix socket, mode 0600'}), data listeners on ${bindIp} ports ${flags.portRange}`,
     );
   });
+addUdpOptions(start);
 
 interface CheckedAgentFlags {
   listen: AgentListen;

@@ -1,6 +1,7 @@
 // An s2ds agent: the data-server engine behind the scistream.s2ds.Agent service,
 // on a TCP address with mutual TLS or on a Unix socket (security/agent-tls.ts).
 import type { AccessLog } from '../access-log.js';
+import type { UdpOptions } from '../flags.js';
 import * as grpc from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import type { Logger } from '../../log.js';
@@ -18,7 +19,7 @@ import { watchOrphans } from './orphans.js';
 /** How long an early connection waits for SetTargets by default: s2cs's --hello-timeout default. */
 export const AGENT_WAIT_TIMEOUT_MS = 180_000;
 
-export interface AgentOptions extends AdmissionOptions {
+export interface AgentOptions extends AdmissionOptions, UdpOptions {
   /** Where each data connection's line goes when it ends (--access-log); default: the logger. */
   accessLog?: AccessLog;
   listen: AgentListen;
@@ -81,6 +82,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     handshakeTimeoutMs: opts.handshakeTimeoutMs,
     refusals,
     wanDeadAfterMs: opts.wanDeadAfterMs,
+    udpIdleTimeoutMs: opts.udpIdleTimeoutMs,
+    maxUdpFlows: opts.maxUdpFlows,
     accessLog: opts.accessLog,
     logger: opts.logger,
   });

@@ -8,7 +8,7 @@ import { MAX_RECORD_BYTES, type AgentHandlers, type AgentHealthMessage, type Str
 import { ScistreamError, aborted, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../../protocol/errors.js';
 import { guardedUnary, type Guarded } from '../../protocol/guard.js';
 import { shown, safeDetails } from '../../protocol/text.js';
-import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateListenerPorts, validateUid } from '../../protocol/validate.js';
+import { MAX_ADDRESSES, validateAddresses, validateCredentials, validateListenerPorts, validateProtocol, validateUid } from '../../protocol/validate.js';
 import { validateAllowList } from '../../protocol/cidr.js';
 import { VERSION } from '../../version.js';
 import type { LocalDataServer } from '../local.js';
@@ -50,7 +50,7 @@ export class AgentService {
 
   constructor(private readonly opts: AgentServiceOptions) {}
 
-  async startListeners(uidText: string, count: number, record: Buffer, capText = '0', portList: number[] = [], allowList: string[] = []): Promise<string[]> {
+  async startListeners(uidText: string, count: number, record: Buffer, capText = '0', portList: number[] = [], allowList: string[] = [], protocolText = ''): Promise<string[]> {
     const uid = validateUid(uidText);
     if (!Number.isInteger(count) || count < 1 || count > MAX_ADDRESSES) {
       throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
@@ -58,7 +58,8 @@ export class AgentService {
     checkRecord(record);
     const ports = validateListenerPorts(portList, count);
     const allowFrom = validateAllowList(allowList, 'allow_from');
-    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText), ports, allowFrom });
+    const protocol = validateProtocol(protocolText);
+    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText), ports, allowFrom, protocol });
     // A chosen port that was a spare is the stream's now, whoever held it.
     for (const [owner, set] of this.spares) {
       for (const p of ports) set.delete(p);
@@ -212,6 +213,16 @@ export class AgentService {
           end: r.end,
           ms_since_end: Math.max(0, Date.now() - r.endedAtMs),
         })),
+        ...(s.datagrams
+          ? {
+              protocol: 'udp',
+              datagrams_to_target: s.datagrams.datagramsToTarget,
+              datagrams_from_target: s.datagrams.datagramsFromTarget,
+              datagram_drops: s.datagrams.drops.map((d) => ({ kind: d.cause, count: d.count })),
+              udp_flows: s.datagrams.flows,
+              udp_flows_opened: s.datagrams.flowsOpened,
+            }
+          : { protocol: 'tcp' }),
       });
     }
     return out;
@@ -229,6 +240,7 @@ export class AgentService {
     }
     const ports = engine.ports();
     const memory = engine.bufferMemory();
+    const udp = engine.datagramTotals();
     return {
       name: this.opts.name,
       version: VERSION,
@@ -244,6 +256,8 @@ export class AgentService {
       refusals: engine.refusalTotals(),
       pending_connections: engine.pendingConnections(),
       wan_breaks: engine.wanBreakTotals(),
+      datagram_drops: udp.drops.map((d) => ({ kind: d.cause, count: d.count })),
+      udp_flows: udp.flows,
     };
   }
 
@@ -280,7 +294,7 @@ export class AgentService {
         return handler(m, call);
       });
     return {
-      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps, m.ports, m.allow_from) })),
+      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps, m.ports, m.allow_from, m.protocol) })),
       SetTargets: unary('SetTargets', async (m) => {
         await this.setTargets(m.uid, m.targets, m.wan, m.record);
         return {};
@@ -297,6 +311,8 @@ export class AgentService {
       Health: unary('Health', () => this.health()),
       ReserveSpares: unary('ReserveSpares', async (m) => ({ listeners: await this.reserveSpares(m.owner, m.count) })),
       AssignSpares: unary('AssignSpares', (m) => {
+        // Spares are bound for TCP only; s2cs binds a UDP stream's ports at request time (StartListeners).
+        if (validateProtocol(m.protocol ?? '') === 'udp') throw invalidArgument('protocol udp: spares are TCP listeners only; open a UDP stream with StartListeners');
         this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps, m.allow_from);
         return {};
       }),

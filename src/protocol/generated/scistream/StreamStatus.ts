@@ -1,6 +1,7 @@
 // Original file: proto/scistream.proto
 
 import type { ConnectionRecord as _scistream_ConnectionRecord, ConnectionRecord__Output as _scistream_ConnectionRecord__Output } from '../scistream/ConnectionRecord';
+import type { Refusal as _scistream_Refusal, Refusal__Output as _scistream_Refusal__Output } from '../scistream/Refusal';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StreamStatus {
@@ -32,6 +33,11 @@ export interface StreamStatus {
   'standing'?: (boolean);
   'recent_connections'?: (_scistream_ConnectionRecord)[];
   'protocol'?: (string);
+  'datagrams_to_target'?: (number | string | Long);
+  'datagrams_from_target'?: (number | string | Long);
+  'datagram_drops'?: (_scistream_Refusal)[];
+  'udp_flows'?: (number);
+  'udp_flows_opened'?: (number | string | Long);
 }
 
 export interface StreamStatus__Output {
@@ -63,4 +69,9 @@ export interface StreamStatus__Output {
   'standing': (boolean);
   'recent_connections': (_scistream_ConnectionRecord__Output)[];
   'protocol': (string);
+  'datagrams_to_target': (string);
+  'datagrams_from_target': (string);
+  'datagram_drops': (_scistream_Refusal__Output)[];
+  'udp_flows': (number);
+  'udp_flows_opened': (string);
 }

@@ -19,6 +19,8 @@ export interface AgentHealth {
   'refusals'?: (_scistream_s2ds_RefusalCount)[];
   'wan_breaks'?: (_scistream_s2ds_WanBreakCount)[];
   'pending_connections'?: (number);
+  'datagram_drops'?: (_scistream_s2ds_RefusalCount)[];
+  'udp_flows'?: (number);
 }
 
 export interface AgentHealth__Output {
@@ -36,4 +38,6 @@ export interface AgentHealth__Output {
   'refusals': (_scistream_s2ds_RefusalCount__Output)[];
   'wan_breaks': (_scistream_s2ds_WanBreakCount__Output)[];
   'pending_connections': (number);
+  'datagram_drops': (_scistream_s2ds_RefusalCount__Output)[];
+  'udp_flows': (number);
 }

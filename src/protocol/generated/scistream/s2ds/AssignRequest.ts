@@ -9,6 +9,7 @@ export interface AssignRequest {
   'record'?: (Buffer | Uint8Array | string);
   'cap_bps'?: (number | string | Long);
   'allow_from'?: (string)[];
+  'protocol'?: (string);
 }
 
 export interface AssignRequest__Output {
@@ -18,4 +19,5 @@ export interface AssignRequest__Output {
   'record': (Buffer);
   'cap_bps': (string);
   'allow_from': (string)[];
+  'protocol': (string);
 }

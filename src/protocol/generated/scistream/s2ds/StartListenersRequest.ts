@@ -9,6 +9,7 @@ export interface StartListenersRequest {
   'cap_bps'?: (number | string | Long);
   'ports'?: (number)[];
   'allow_from'?: (string)[];
+  'protocol'?: (string);
 }
 
 export interface StartListenersRequest__Output {
@@ -18,4 +19,5 @@ export interface StartListenersRequest__Output {
   'cap_bps': (string);
   'ports': (number)[];
   'allow_from': (string)[];
+  'protocol': (string);
 }

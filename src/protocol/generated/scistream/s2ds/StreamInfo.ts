@@ -1,6 +1,7 @@
 // Original file: proto/s2ds.proto
 
 import type { RecentConnection as _scistream_s2ds_RecentConnection, RecentConnection__Output as _scistream_s2ds_RecentConnection__Output } from '../../scistream/s2ds/RecentConnection';
+import type { RefusalCount as _scistream_s2ds_RefusalCount, RefusalCount__Output as _scistream_s2ds_RefusalCount__Output } from '../../scistream/s2ds/RefusalCount';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StreamInfo {
@@ -21,6 +22,12 @@ export interface StreamInfo {
   'last_end_abnormal'?: (boolean);
   'last_end_error'?: (string);
   'recent_connections'?: (_scistream_s2ds_RecentConnection)[];
+  'protocol'?: (string);
+  'datagrams_to_target'?: (number | string | Long);
+  'datagrams_from_target'?: (number | string | Long);
+  'datagram_drops'?: (_scistream_s2ds_RefusalCount)[];
+  'udp_flows'?: (number);
+  'udp_flows_opened'?: (number | string | Long);
 }
 
 export interface StreamInfo__Output {
@@ -41,4 +48,10 @@ export interface StreamInfo__Output {
   'last_end_abnormal': (boolean);
   'last_end_error': (string);
   'recent_connections': (_scistream_s2ds_RecentConnection__Output)[];
+  'protocol': (string);
+  'datagrams_to_target': (string);
+  'datagrams_from_target': (string);
+  'datagram_drops': (_scistream_s2ds_RefusalCount__Output)[];
+  'udp_flows': (number);
+  'udp_flows_opened': (string);
 }
