@@ -20,6 +20,8 @@ import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
 import { connectionMemory, readSize, ringSize } from './buffers.js';
 import { DropTotals, InFlight, UDP_DEFAULTS, UdpStream } from './udp/index.js';
+import { acceptInto, acceptLeg, closeLeg, dialLeg, retarget, type UdpWanLeg, type UdpWanLegHooks } from './udp/wan-leg.js';
+import type { UdpWanOptions } from './udp/wan.js';
 
 export interface LocalDataServerOptions extends AdmissionOptions {
   /** Address the listeners bind to. */
@@ -144,6 +146,8 @@ class Stream {
   allow: AllowList | undefined;
   /** A UDP stream's datagram side (its UDP sockets on the listeners' ports); absent for TCP. */
   udp: UdpStream | undefined;
+  /** A UDP stream's encrypted WAN leg here (udp/wan-leg.ts); absent for plain or single-gateway streams. */
+  udpWan: UdpWanLeg | undefined;
 
   constructor(
     readonly uid: string,
@@ -565,6 +569,10 @@ export class LocalDataServer implements DataServer {
    * plain connection is matched to its target at once. Admitted, it opens its target.
    */
   private start(stream: Stream, connection: Connection, raw: Socket): void {
+    if (stream.udpWan) {
+      this.startOnUdpWan(stream, stream.udpWan, connection, raw);
+      return;
+    }
     const { acceptVia, connectVia } = stream;
     const plain = acceptVia.name === 'tcp';
     if (plain && !this.admit(stream, connection, raw)) return;
@@ -603,6 +611,25 @@ export class LocalDataServer implements DataServer {
         }
       },
     );
+  }
+
+  /**
+   * A TCP connection on an encrypted UDP stream's listener. On the producer gateway it
+   * is the consumer gateway's WAN connection for that listener: the acceptor checks
+   * its credentials and takes it into the carrier (its own pending bound). On the
+   * consumer gateway it is refused: forwarded, it would reach the producer gateway's
+   * listener, where only the datagram carrier is spoken.
+   */
+  private startOnUdpWan(stream: Stream, leg: UdpWanLeg, connection: Connection, raw: Socket): void {
+    if (leg.side === 'connect') {
+      this.refuse(stream, connection, raw, 'tcp-on-udp-wan', `refused a TCP connection from ${raw.remoteAddress ?? 'unknown'} to listener port ${raw.localPort ?? '?'} of UDP stream ${stream.uid}: its WAN leg is encrypted and carries datagrams only; send UDP to this port`);
+      return;
+    }
+    this.letGo(stream, connection);
+    const trace = connection.trace;
+    trace.forwarded = true;
+    raw.once('close', () => this.ended(stream, trace, stream.released ? this.releaseEnd() : 'closed'));
+    acceptInto(leg, connection.listenerIndex, raw);
   }
 
   /**
@@ -693,18 +720,55 @@ export class LocalDataServer implements DataServer {
     const secured = wan ? new TlsTransport(wan.credentials) : TCP;
     stream.acceptVia = wan?.side === 'accept' ? secured : TCP;
     stream.connectVia = wan?.side === 'connect' ? secured : TCP;
-    if (stream.udp) {
-      // Datagrams over the TLS WAN leg go through its carrier (transport/datagrams.ts); a
-      // plain socket towards the other gateway would cross the WAN unencrypted.
-      if (wan) throw failedPrecondition(`stream ${uid} is a UDP stream: this data server cannot carry datagrams over the encrypted WAN leg yet; use --allow-plaintext-data on both gateways (and the client's opt-in) for plain UDP`);
-      stream.udp.setTargets(targets);
-    }
+    if (stream.udp) this.setUdpTargets(stream, stream.udp, targets, wan);
     stream.targets = targets;
     for (const w of stream.waiting) {
       clearTimeout(w.timer);
       stream.waiting.delete(w);
       this.start(stream, w.connection, w.socket);
     }
+  }
+
+  /**
+   * Where a UDP stream's datagrams go. Without a WAN leg (single gateway, or plain UDP
+   * allowed), a plain socket per flow towards its target. With one, datagrams cross the
+   * WAN only inside the stream's TLS connections (transport/datagrams.ts): the consumer
+   * gateway dials them, the producer gateway accepts them on the stream's listeners.
+   */
+  private setUdpTargets(stream: Stream, udp: UdpStream, targets: Address[], wan: WanLeg | undefined): void {
+    const leg = stream.udpWan;
+    if (!wan) {
+      closeLeg(leg);
+      stream.udpWan = undefined;
+      udp.setTargets(targets);
+      return;
+    }
+    if (wan.side === 'accept' && leg?.side === 'accept') return retarget(leg, udp, targets);
+    if (wan.side === 'connect' && leg?.side === 'connect' && leg.key === targets.map(formatAddress).join(',')) return;
+    closeLeg(leg);
+    const tls = new TlsTransport(wan.credentials);
+    const options = this.udpWanOptions(stream);
+    const hooks = this.udpWanHooks(stream);
+    stream.udpWan = wan.side === 'accept' ? acceptLeg(udp, tls, stream.ports.length, targets, options, hooks) : dialLeg(udp, tls, targets, options, hooks);
+  }
+
+  private udpWanOptions(stream: Stream): UdpWanOptions {
+    return {
+      highWaterMark: this.opts.bufferSize,
+      handshakeTimeoutMs: this.handshakeTimeoutMs,
+      deadAfterMs: this.wan.deadAfterMs,
+      maxFlows: (this.opts.maxUdpFlows ?? UDP_DEFAULTS.maxFlowsPerListener) * stream.ports.length,
+    };
+  }
+
+  private udpWanHooks(stream: Stream): UdpWanLegHooks {
+    return {
+      refused: (kind, message) => {
+        stream.refused++;
+        this.refusals.count(kind, `stream ${stream.uid}: ${message}`, { uid: stream.uid });
+      },
+      broken: (peer, cause, detail) => this.wan.broken(stream.uid, peer, cause, detail),
+    };
   }
 
   async release(uid: string): Promise<void> {
@@ -722,6 +786,7 @@ export class LocalDataServer implements DataServer {
     // Destroyed sockets drop their buffers now; the reservations go with them, even
     // for a connection whose handshake or target dial is still settling.
     for (const c of [...stream.connections]) this.letGo(stream, c);
+    closeLeg(stream.udpWan);
     await Promise.all([...stream.listeners.map((l) => l.close()), stream.udp?.close()]);
     this.giveBack(stream.ports);
   }

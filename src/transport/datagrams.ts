@@ -5,7 +5,7 @@
 // counted, never queued without bound; a peer that breaks the framing loses its
 // connection (a reset), never the gateway its memory.
 import type { Socket } from 'node:net';
-import type { DatagramCarrier } from './datagrams-carrier.js';
+import type { CarrierDrop, DatagramCarrier } from './datagrams-carrier.js';
 import { DATAGRAM_HEADER, DatagramFrameReader, END_FRAME, HEARTBEAT_FRAME, MAX_DATAGRAM, writeDatagramHeader, writeFlowEnd } from './frames.js';
 import { resetOnClose } from './linger.js';
 
@@ -68,6 +68,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     protocolErrors: 0,
     brokenConnections: 0,
   };
+  lastDrop: CarrierDrop | undefined;
   private readonly links: (Link | undefined)[];
   private readonly live = new Set<number>();
   private readonly maxQueued: number;
@@ -161,16 +162,19 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     const { counters } = this;
     if (datagram.length > MAX_DATAGRAM) {
       counters.drops.tooLarge++;
+      this.lastDrop = 'too-large';
       return false;
     }
     const link = this.links[flow % this.connections];
     if (!link || link.closing || this.closed) {
       counters.drops.noConnection++;
+      this.lastDrop = 'no-connection';
       return false;
     }
     if (!this.live.has(flow)) {
       if (this.live.size >= this.maxFlows || !validFlow(flow)) {
         counters.drops.noFlow++;
+        this.lastDrop = 'no-flow';
         return false;
       }
       this.live.add(flow);
@@ -178,6 +182,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     const socket = link.socket;
     if (socket.writableLength > this.maxQueued) {
       counters.drops.queueFull++;
+      this.lastDrop = 'queue-full';
       return false;
     }
     // The header goes in a slice of Buffer's pool, not a buffer reused per

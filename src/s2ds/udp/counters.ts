@@ -8,11 +8,12 @@
  * or refused by the kernel as too large (EMSGSIZE); no-flow: a reply for a flow that
  * ended, or a datagram before the stream has targets; rate-cap: the stream's cap
  * (--rate-policy) is spent; flow-limit: a new sender over --max-udp-flows on the
- * listener; allow-list: a sender outside the stream's allow_from.
+ * listener; allow-list: a sender outside the stream's allow_from; no-connection: the
+ * encrypted WAN leg's connection for the flow is down (lost, being redialed).
  */
-export type DropCause = 'queue-full' | 'too-large' | 'no-flow' | 'rate-cap' | 'flow-limit' | 'allow-list';
+export type DropCause = 'queue-full' | 'too-large' | 'no-flow' | 'rate-cap' | 'flow-limit' | 'allow-list' | 'no-connection';
 
-export const DROP_CAUSES: readonly DropCause[] = ['queue-full', 'too-large', 'no-flow', 'rate-cap', 'flow-limit', 'allow-list'];
+export const DROP_CAUSES: readonly DropCause[] = ['queue-full', 'too-large', 'no-flow', 'rate-cap', 'flow-limit', 'allow-list', 'no-connection'];
 
 /** The largest UDP payload over IPv4 (65,535 - 8 - 20). */
 export const MAX_DATAGRAM = 65_507;

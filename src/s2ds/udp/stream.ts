@@ -134,7 +134,7 @@ export class UdpStream {
       const pacer = this.pacing?.fromTarget;
       if (pacer && pacer.wait() > 0) return c.drop('rate-cap');
       flows.set(flow, Date.now());
-      if (!wan.send(flow, datagram)) return c.drop('queue-full');
+      if (!wan.send(flow, datagram)) return c.drop(wan.lastDrop ?? 'queue-full');
       pacer?.spend(datagram.length);
       c.datagramsFromTarget++;
       c.bytesFromTarget += datagram.length;
@@ -163,7 +163,7 @@ export class UdpStream {
     const found = this.flows.flowOf(listenerIndex, from, Date.now());
     if (!found) return c.drop('flow-limit');
     if (found.opened) c.flowsOpened++;
-    if (!carrier.send(found.flow.id, datagram)) return c.drop('queue-full');
+    if (!carrier.send(found.flow.id, datagram)) return c.drop(carrier.lastDrop ?? 'queue-full');
     pacer?.spend(datagram.length);
     c.datagramsToTarget++;
     c.bytesToTarget += datagram.length;
