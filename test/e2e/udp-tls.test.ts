@@ -1,0 +1,119 @@
+// A UDP stream through two gateways with the default, encrypted WAN leg: datagrams
+// cross between the gateways only inside the stream's TLS connections (the consumer
+// gateway dials the producer gateway's listeners). Nothing is sent in plain: a plain
+// datagram straight to the producer gateway's UDP port is dropped, a TCP connection
+// without the stream's credentials gets nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import { sendHello } from '../../src/app/controller.js';
+import { parseAddress } from '../../src/protocol/address.js';
+import { releaseStream, requestStream } from '../../src/s2uc/flows.js';
+import { startGateway } from '../support/gateway.js';
+import { numbered, sendSequence, settled, udpEcho, udpSender } from '../support/datagrams.js';
+import { until } from '../support/until.js';
+
+const OPTS = { insecure: true, deadlineMs: 20_000 };
+
+test('numbered datagrams through two gateways over the TLS WAN leg: none lost, duplicated, reordered or corrupt; plain ones to the producer gateway dropped', async () => {
+  // Default secure data settings: no --allow-plaintext-data on either gateway.
+  const [prod, cons] = await Promise.all([startGateway({ allowPlaintextData: false }), startGateway({ allowPlaintextData: false })]);
+  const echo = await udpEcho();
+  const senders = await Promise.all([2, 3].map((i) => udpSender(i, `127.0.0.${i}`)));
+  const stranger = await udpSender(9, '127.0.0.9');
+  try {
+    const uid = randomUUID();
+    const hellos: Promise<unknown>[] = [];
+    const map = await requestStream(prod.address, cons.address, { numConn: 2, uid, protocol: 'udp' }, {
+      ...OPTS,
+      onAppSecret: (secret, server, role) => {
+        if (role === 'PROD') hellos.push(sendHello(server, uid, 'PROD', [`127.0.0.1:${echo.address.port}`], { ...OPTS, appSecret: secret }));
+      },
+    });
+    await Promise.all(hellos);
+    assert.equal(map.wan, 'tls');
+    const started = Date.now();
+    // The consumer gateway dials its WAN connections once it has its targets: wait until datagrams pass.
+    const probe = await udpSender(4, '127.0.0.4');
+    const first = parseAddress(map.consListeners[0]!, 'listener');
+    const second = parseAddress(map.consListeners[1]!, 'listener');
+    try {
+      // Each round sends seq 0 to both listeners: a duplicate means both WAN connections carried one.
+      await until('datagrams through both WAN connections', 10_000, async () => {
+        await probe.send(first, numbered(4, 0, 10));
+        await probe.send(second, numbered(4, 0, 10));
+        await new Promise((r) => setTimeout(r, 100));
+        return probe.tally.duplicates > 0 ? true : undefined;
+      });
+    } finally {
+      await probe.close();
+    }
+    console.log(`# both WAN connections up ${Date.now() - started} ms after the request returned`);
+    const count = 1000;
+    const before = echo.received();
+    await Promise.all(senders.map((s, i) => sendSequence(s, i + 2, i === 0 ? first : second, count, 1000, 8, 5)));
+    await settled(() => senders.reduce((n, s) => n + s.tally.seen.size, 0));
+    for (const s of senders) {
+      const t = s.tally;
+      console.log(`# two gateways, TLS WAN: sender ${t.sender}: sent ${count}, back ${t.seen.size}, lost ${t.lost(count)}, dup ${t.duplicates}, reordered ${t.reordered}, corrupt ${t.corrupt}, foreign ${t.foreign}`);
+      assert.equal(t.corrupt, 0);
+      assert.equal(t.duplicates, 0);
+      assert.equal(t.reordered, 0);
+      assert.equal(t.foreign, 0, 'replies reach their own sender');
+      assert.equal(t.lost(count), 0);
+    }
+    assert.equal(echo.received() - before, 2 * count);
+
+    // The producer gateway's UDP port of the stream takes nothing in plain.
+    const prodListener = parseAddress(map.prodListeners[0]!, 'listener');
+    const echoed = echo.received();
+    for (let i = 0; i < 5; i++) await stranger.send(prodListener, numbered(9, i, 100));
+    await until('the plain datagrams counted as dropped (no-flow)', 5_000, async () => {
+      const p = (await prod.client.status({ uid })).streams[0]!;
+      return p.datagram_drops.some((d) => d.kind === 'no-flow' && Number(d.count) >= 5) ? true : undefined;
+    });
+    assert.equal(stranger.tally.seen.size, 0);
+
+    // A TCP connection to it without the stream's credentials: closed, nothing forwarded.
+    const got = await new Promise<{ bytes: number; closedMs: number }>((resolve) => {
+      const t0 = Date.now();
+      let bytes = 0;
+      const s = connect(prodListener.port, prodListener.host, () => s.write(numbered(9, 99, 100)));
+      s.on('data', (d) => (bytes += d.length));
+      s.on('error', () => {});
+      s.on('close', () => resolve({ bytes, closedMs: Date.now() - t0 }));
+      setTimeout(() => s.destroy(), 15_000).unref();
+    });
+    console.log(`# TCP without credentials to the producer gateway's listener: ${got.bytes} bytes back (TLS alert at most), closed after ${got.closedMs} ms`);
+    assert.ok(got.bytes < 64, 'at most a TLS alert');
+    assert.equal(echo.received(), echoed, 'nothing plain reached the target');
+
+    // Status: both sides report a UDP stream with its counters.
+    const [pp, c] = await Promise.all([prod.client.status({ uid }), cons.client.status({ uid })]);
+    for (const [name, st] of [['producer', pp.streams[0]!], ['consumer', c.streams[0]!]] as const) {
+      assert.equal(st.protocol, 'udp', name);
+      assert.ok(Number(st.datagrams_to_target) >= 2 * count, `${name} counted the datagrams to the target`);
+      assert.ok(Number(st.datagrams_from_target) >= 2 * count, `${name} counted the replies`);
+    }
+    const held = [...map.prodListeners, ...map.consListeners].map((l) => parseAddress(l, 'listener').port);
+    await releaseStream(uid, [prod.address, cons.address], OPTS);
+    // Release frees the ports: each can be bound again, TCP and UDP.
+    for (const port of held) await assertFree(port);
+  } finally {
+    await Promise.all([...senders, stranger].map((s) => s.close()));
+    await echo.close();
+    await Promise.all([prod.close(), cons.close()]);
+  }
+});
+
+async function assertFree(port: number): Promise<void> {
+  const { createServer } = await import('node:net');
+  const { createSocket } = await import('node:dgram');
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const udp = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => udp.close(() => resolve()));
+}
