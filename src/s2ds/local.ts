@@ -628,7 +628,8 @@ export class LocalDataServer implements DataServer {
     this.letGo(stream, connection);
     const trace = connection.trace;
     trace.forwarded = true;
-    raw.once('close', () => this.ended(stream, trace, stream.released ? this.releaseEnd() : 'closed'));
+    // Its credentials are checked, and refusals counted, by the acceptor (wan-auth); its line says which leg it was.
+    raw.once('close', () => this.ended(stream, trace, stream.released ? this.releaseEnd() : 'udp-wan'));
     acceptInto(leg, connection.listenerIndex, raw);
   }
 

@@ -3,10 +3,15 @@
 // gateway dials the producer gateway's listeners). Nothing is sent in plain: a plain
 // datagram straight to the producer gateway's UDP port is dropped, a TCP connection
 // without the stream's credentials gets nothing.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import type { Address } from '../../src/protocol/address.js';
 import { sendHello } from '../../src/app/controller.js';
 import { parseAddress } from '../../src/protocol/address.js';
 import { releaseStream, requestStream } from '../../src/s2uc/flows.js';
@@ -15,6 +20,24 @@ import { numbered, sendSequence, settled, udpEcho, udpSender } from '../support/
 import { until } from '../support/until.js';
 
 const OPTS = { insecure: true, deadlineMs: 20_000 };
+
+// The CLIs keep state under $SCISTREAM_HOME: this run's own directory.
+const HOME = mkdtempSync(join(tmpdir(), 'scistream-udp-tls-home-'));
+process.env.SCISTREAM_HOME = HOME;
+after(() => rmSync(HOME, { recursive: true, force: true }));
+
+/** Connects over TCP, writes a few bytes, and tells how many came back before the gateway closed it. */
+function tcpKnock(to: Address): Promise<{ bytes: number; closedMs: number }> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    let bytes = 0;
+    const s = connect(to.port, to.host, () => s.write(numbered(9, 99, 100)));
+    s.on('data', (d) => (bytes += d.length));
+    s.on('error', () => {});
+    s.on('close', () => resolve({ bytes, closedMs: Date.now() - t0 }));
+    setTimeout(() => s.destroy(), 15_000).unref();
+  });
+}
 
 test('numbered datagrams through two gateways over the TLS WAN leg: none lost, duplicated, reordered or corrupt; plain ones to the producer gateway dropped', async () => {
   // Default secure data settings: no --allow-plaintext-data on either gateway.
@@ -76,18 +99,23 @@ test('numbered datagrams through two gateways over the TLS WAN leg: none lost, d
     assert.equal(stranger.tally.seen.size, 0);
 
     // A TCP connection to it without the stream's credentials: closed, nothing forwarded.
-    const got = await new Promise<{ bytes: number; closedMs: number }>((resolve) => {
-      const t0 = Date.now();
-      let bytes = 0;
-      const s = connect(prodListener.port, prodListener.host, () => s.write(numbered(9, 99, 100)));
-      s.on('data', (d) => (bytes += d.length));
-      s.on('error', () => {});
-      s.on('close', () => resolve({ bytes, closedMs: Date.now() - t0 }));
-      setTimeout(() => s.destroy(), 15_000).unref();
-    });
+    const got = await tcpKnock(prodListener);
     console.log(`# TCP without credentials to the producer gateway's listener: ${got.bytes} bytes back (TLS alert at most), closed after ${got.closedMs} ms`);
     assert.ok(got.bytes < 64, 'at most a TLS alert');
+    await until('the producer gateway counts the failed handshake (wan-auth)', 5_000, async () => {
+      const st = await prod.client.status({});
+      return st.refusals.some((r) => r.kind === 'wan-auth' && Number(r.count) >= 1) ? true : undefined;
+    });
     assert.equal(echo.received(), echoed, 'nothing plain reached the target');
+    // TCP to the consumer gateway's port of the stream: refused, never forwarded onto the WAN leg.
+    const knocked = await tcpKnock(first);
+    console.log(`# TCP to the consumer gateway's listener: ${knocked.bytes} bytes back, closed after ${knocked.closedMs} ms`);
+    assert.equal(knocked.bytes, 0);
+    await until('the consumer gateway counts the refusal', 5_000, async () => {
+      const st = await cons.client.status({});
+      return st.refusals.some((r) => r.kind === 'tcp-on-udp-wan' && Number(r.count) >= 1) ? true : undefined;
+    });
+    assert.equal(echo.received(), echoed, 'nothing reached the target');
 
     // Status: both sides report a UDP stream with its counters.
     const [pp, c] = await Promise.all([prod.client.status({ uid }), cons.client.status({ uid })]);
@@ -117,3 +145,76 @@ async function assertFree(port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, '127.0.0.1', () => resolve()));
   await new Promise<void>((resolve) => udp.close(() => resolve()));
 }
+
+async function run(program: 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = spawnCli(program, args);
+  const code = await p.exited;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+async function startS2cs(): Promise<{ proc: Proc; address: string }> {
+  const port = await freePort();
+  const range = await freePortRange(8);
+  // Default data settings: no --allow-plaintext-data (--insecure is the control channel only).
+  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`]);
+  await proc.waitFor(/s2cs ready/);
+  return { proc, address: `127.0.0.1:${port}` };
+}
+
+interface UdpStatus {
+  gateways: { streams: { uid: string; protocol?: string; datagrams?: { toTarget: number; fromTarget: number; flows: number } }[] }[];
+}
+
+test('s2cs, s2uc request --protocol udp and s2app hello as processes: datagrams cross the TLS WAN leg, status shows them, release frees the ports', async () => {
+  const [prod, cons] = await Promise.all([startS2cs(), startS2cs()]);
+  const echo = await udpEcho();
+  const senders = await Promise.all([2, 3].map((i) => udpSender(i, `127.0.0.${i}`)));
+  try {
+    const uid = randomUUID();
+    const request = spawnCli('s2uc', ['--insecure', 'request', '--prod-s2cs', prod.address, '--cons-s2cs', cons.address, '--num-conn', '2', '--protocol', 'udp', '--json', '--uid', uid]);
+    const hello = await run('s2app', ['hello', '--insecure', '--s2cs', prod.address, '--uid', uid, '--role', 'PROD', '--listeners', `127.0.0.1:${echo.address.port}`]);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.equal(await request.exited, 0, request.stderr());
+    const map = JSON.parse(request.stdout().trim().split('\n').at(-1)!) as { consListeners: string[]; prodListeners: string[]; wan: string };
+    assert.equal(map.wan, 'tls');
+    const listeners = map.consListeners.map((l) => parseAddress(l, 'listener'));
+    const probe = await udpSender(4, '127.0.0.4');
+    try {
+      await until('datagrams through both WAN connections', 10_000, async () => {
+        for (const l of listeners) await probe.send(l, numbered(4, 0, 10));
+        await new Promise((r) => setTimeout(r, 100));
+        return probe.tally.duplicates > 0 ? true : undefined;
+      });
+    } finally {
+      await probe.close();
+    }
+    const count = 1000;
+    const before = echo.received();
+    await Promise.all(senders.map((s, i) => sendSequence(s, i + 2, listeners[i]!, count, 1000, 8, 5)));
+    await settled(() => senders.reduce((n, s) => n + s.tally.seen.size, 0));
+    for (const s of senders) {
+      const t = s.tally;
+      console.log(`# processes, TLS WAN: sender ${t.sender}: sent ${count}, back ${t.seen.size}, lost ${t.lost(count)}, dup ${t.duplicates}, reordered ${t.reordered}, corrupt ${t.corrupt}, foreign ${t.foreign}`);
+      assert.equal(t.corrupt, 0);
+      assert.equal(t.duplicates, 0);
+      assert.equal(t.reordered, 0);
+      assert.equal(t.foreign, 0);
+      assert.equal(t.lost(count), 0);
+    }
+    assert.equal(echo.received() - before, 2 * count);
+    for (const gw of [prod, cons]) {
+      const st = await run('s2uc', ['--insecure', 'status', '--s2cs', gw.address, '--json']);
+      const stream = (JSON.parse(st.stdout) as UdpStatus).gateways[0]!.streams.find((x) => x.uid === uid)!;
+      assert.equal(stream.protocol, 'udp');
+      assert.ok(stream.datagrams!.toTarget >= 2 * count && stream.datagrams!.fromTarget >= 2 * count, JSON.stringify(stream.datagrams));
+    }
+    const held = [...map.prodListeners, ...map.consListeners].map((l) => parseAddress(l, 'listener').port);
+    const rel = await run('s2uc', ['--insecure', 'release', uid, '--s2cs', prod.address, '--s2cs', cons.address]);
+    assert.equal(rel.code, 0, rel.stderr);
+    for (const port of held) await assertFree(port);
+  } finally {
+    await Promise.all(senders.map((s) => s.close()));
+    await echo.close();
+    await Promise.all([prod.proc.stop(), cons.proc.stop()]);
+  }
+});
