@@ -20,7 +20,17 @@ export interface DatagramCarrierOptions {
   heartbeatMs?: number;
   /** How long close() waits for the peer's END before it destroys a connection. Default 5 s. */
   closeTimeoutMs?: number;
+  /**
+   * The accepting side (producer gateway): a flow whose id does not belong to the connection it
+   * arrives on (id % n ≠ index: the peer numbers flows over a different share of the stream's
+   * listeners, as agents of the two gateways may) is given a local id of this connection,
+   * instead of being a protocol error. Default false.
+   */
+  remapForeignFlows?: boolean;
 }
+
+/** Local ids of remapped flows start above every wire id (u32), so the two never meet. */
+const FOREIGN_BASE = 0x1_0000_0000;
 
 export interface DatagramDrops {
   /** The connection's write queue was over maxQueuedBytes. */
@@ -70,6 +80,11 @@ export class FramedDatagramCarrier implements DatagramCarrier {
   };
   lastDrop: CarrierDrop | undefined;
   private readonly links: (Link | undefined)[];
+  /** remapForeignFlows: local id -> the peer's id, and per connection the peer's id -> local id. */
+  private readonly remap: boolean;
+  private readonly foreign = new Map<number, number>();
+  private readonly foreignIn: Map<number, number>[];
+  private nextForeign = 0;
   private readonly live = new Set<number>();
   private readonly maxQueued: number;
   private readonly maxFlows: number;
@@ -87,6 +102,8 @@ export class FramedDatagramCarrier implements DatagramCarrier {
   ) {
     if (!Number.isInteger(connections) || connections < 1) throw new RangeError(`a datagram carrier needs 1 or more connections, not ${connections}`);
     this.links = new Array<Link | undefined>(connections).fill(undefined);
+    this.remap = options.remapForeignFlows ?? false;
+    this.foreignIn = Array.from({ length: connections }, () => new Map<number, number>());
     this.maxQueued = options.maxQueuedBytes ?? 4 * 1024 * 1024;
     this.maxFlows = options.maxFlows ?? 4096;
     this.deadAfter = options.deadAfterMs ?? 30_000;
@@ -190,7 +207,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     // and a reused one would be overwritten under it. cork: header and payload go
     // to TLS in one writev, so in one record.
     const header = Buffer.allocUnsafe(DATAGRAM_HEADER);
-    writeDatagramHeader(header, 0, flow, datagram.length);
+    writeDatagramHeader(header, 0, flow < FOREIGN_BASE ? flow : this.foreign.get(flow)!, datagram.length);
     socket.cork();
     socket.write(header);
     if (datagram.length > 0) socket.write(datagram);
@@ -203,10 +220,11 @@ export class FramedDatagramCarrier implements DatagramCarrier {
 
   endFlow(flow: number): void {
     if (!this.live.delete(flow)) return;
+    const wire = this.forget(flow);
     const link = this.links[flow % this.connections];
     if (!link || link.closing) return;
     const frame = Buffer.allocUnsafe(DATAGRAM_HEADER);
-    writeFlowEnd(frame, 0, flow);
+    writeFlowEnd(frame, 0, wire);
     link.socket.write(frame);
     link.wrote = true;
   }
@@ -217,17 +235,24 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     this.closed = true;
     clearInterval(this.sweeper);
     this.live.clear();
+    this.foreign.clear();
+    for (const m of this.foreignIn) m.clear();
     for (const link of this.links) if (link) this.endLink(link);
   }
 
-  private received(index: number, flow: number, datagram: Buffer): boolean {
-    if (flow % this.connections !== index) return false;
+  private received(index: number, wire: number, datagram: Buffer): boolean {
+    let flow = wire;
+    if (wire % this.connections !== index) {
+      if (!this.remap) return false;
+      flow = this.foreignIn[index]!.get(wire) ?? -1;
+    }
     if (this.closed) return true;
-    if (!this.live.has(flow)) {
+    if (flow < 0 || !this.live.has(flow)) {
       if (this.live.size >= this.maxFlows) {
         this.counters.drops.noFlow++;
         return true;
       }
+      if (flow < 0) flow = this.localFor(index, wire);
       this.live.add(flow);
     }
     this.counters.datagramsIn++;
@@ -236,10 +261,33 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     return true;
   }
 
-  private receivedFlowEnd(index: number, flow: number): boolean {
-    if (flow % this.connections !== index) return false;
+  private receivedFlowEnd(index: number, wire: number): boolean {
+    let flow = wire;
+    if (wire % this.connections !== index) {
+      if (!this.remap) return false;
+      flow = this.foreignIn[index]!.get(wire) ?? -1;
+      if (flow < 0) return true;
+      this.forget(flow);
+    }
     if (this.live.delete(flow) && !this.closed) this.flowEndCb(flow);
     return true;
+  }
+
+  /** A local id of connection `index` (≡ index mod n) for the peer's flow `wire`. */
+  private localFor(index: number, wire: number): number {
+    const flow = FOREIGN_BASE + this.nextForeign++ * this.connections + index;
+    this.foreign.set(flow, wire);
+    this.foreignIn[index]!.set(wire, flow);
+    return flow;
+  }
+
+  /** Drops a remapped flow's ids; returns the id the peer knows the flow by. */
+  private forget(flow: number): number {
+    if (flow < FOREIGN_BASE) return flow;
+    const wire = this.foreign.get(flow)!;
+    this.foreign.delete(flow);
+    this.foreignIn[flow % this.connections]!.delete(wire);
+    return wire;
   }
 
   private peerEnded(index: number, link: Link): void {
@@ -287,6 +335,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     for (const flow of this.live) {
       if (flow % this.connections !== index) continue;
       this.live.delete(flow);
+      this.forget(flow);
       if (!this.closed) this.flowEndCb(flow);
     }
   }

@@ -170,3 +170,38 @@ test('bridge: a gateway in the middle passes flows and their ends on, both ways'
     await far.close();
   }
 });
+
+test("agents of the two gateways holding the stream's listeners in other shares: flows are renumbered at the producer side, never a protocol error", async () => {
+  // The producer gateway's agent holds listeners 0 and 1; the consumer gateway has one agent per listener, each numbering its flows 0, 1, ...
+  const c = await createStreamCredentials('udp-wan');
+  const problems: string[] = [];
+  const prod = await producerSide(c.producerSide, 2, problems);
+  const dialers = prod.addresses.map((a) => new UdpWanDialer(transport(c.consumerSide), [a], OPTS));
+  try {
+    await Promise.all(dialers.map((d) => d.ready(5000)));
+    await untilTrue('the producer side took both connections', () => prod.acceptor.carrier.attached(0) && prod.acceptor.carrier.attached(1));
+    const seen = new Set<number>();
+    const ended: number[] = [];
+    prod.acceptor.carrier.onDatagram((flow, d) => {
+      seen.add(flow);
+      prod.acceptor.carrier.send(flow, Buffer.concat([Buffer.from([listenerOf(flow, 2)]), d]));
+    });
+    prod.acceptor.carrier.onFlowEnd((f) => ended.push(f));
+    const replies = dialers.map(() => new Map<number, string[]>());
+    dialers.forEach((d, i) => d.carrier.onDatagram((flow, data) => replies[i]!.set(flow, [...(replies[i]!.get(flow) ?? []), `${data[0]}:${data.subarray(1).toString()}`])));
+    for (const [i, d] of dialers.entries()) for (const flow of [0, 1]) for (let k = 0; k < 3; k++) assert.equal(d.carrier.send(flow, Buffer.from(`a${i} f${flow} #${k}`)), true);
+    await untilTrue('every reply', () => replies.every((r) => [0, 1].every((f) => r.get(f)?.length === 3)));
+    for (const [i, r] of replies.entries()) {
+      for (const flow of [0, 1]) assert.deepEqual(r.get(flow), [0, 1, 2].map((k) => `${i}:a${i} f${flow} #${k}`), `agent ${i} flow ${flow}: listener ${i}, in order`);
+    }
+    assert.equal(seen.size, 4, 'four distinct flows at the producer');
+    assert.equal(prod.acceptor.carrier.counters.protocolErrors, 0);
+    // An end told by the consumer side reaches the renumbered flow.
+    dialers[0]!.carrier.endFlow(1);
+    await untilTrue('the renumbered flow ended at the producer', () => ended.length === 1);
+    assert.deepEqual(problems, []);
+  } finally {
+    for (const d of dialers) d.close();
+    await prod.close();
+  }
+});

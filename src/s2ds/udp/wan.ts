@@ -169,7 +169,8 @@ export class UdpWanAcceptor {
     readonly connections: number,
     private readonly options: UdpWanOptions,
   ) {
-    this.carrier = new FramedDatagramCarrier(connections, options);
+    // The consumer gateway's agents may hold the stream's listeners in other shares than this one's.
+    this.carrier = new FramedDatagramCarrier(connections, { ...options, remapForeignFlows: true });
     this.pending = Array.from({ length: connections }, () => new Set<Socket>());
     this.current = new Array<Socket | undefined>(connections).fill(undefined);
     this.carrier.onBroken((index, cause) => options.onProblem?.(index, cause));
