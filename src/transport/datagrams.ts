@@ -27,6 +27,8 @@ export interface DatagramCarrierOptions {
    * instead of being a protocol error. Default false.
    */
   remapForeignFlows?: boolean;
+  /** Told of each datagram from the peer dropped here (send()'s drops are its caller's to count). */
+  droppedIncoming?: (cause: CarrierDrop) => void;
 }
 
 /** Local ids of remapped flows start above every wire id (u32), so the two never meet. */
@@ -82,6 +84,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
   private readonly links: (Link | undefined)[];
   /** remapForeignFlows: local id -> the peer's id, and per connection the peer's id -> local id. */
   private readonly remap: boolean;
+  private readonly droppedIncoming: (cause: CarrierDrop) => void;
   private readonly foreign = new Map<number, number>();
   private readonly foreignIn: Map<number, number>[];
   private nextForeign = 0;
@@ -103,6 +106,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     if (!Number.isInteger(connections) || connections < 1) throw new RangeError(`a datagram carrier needs 1 or more connections, not ${connections}`);
     this.links = new Array<Link | undefined>(connections).fill(undefined);
     this.remap = options.remapForeignFlows ?? false;
+    this.droppedIncoming = options.droppedIncoming ?? (() => {});
     this.foreignIn = Array.from({ length: connections }, () => new Map<number, number>());
     this.maxQueued = options.maxQueuedBytes ?? 4 * 1024 * 1024;
     this.maxFlows = options.maxFlows ?? 4096;
@@ -250,6 +254,7 @@ export class FramedDatagramCarrier implements DatagramCarrier {
     if (flow < 0 || !this.live.has(flow)) {
       if (this.live.size >= this.maxFlows) {
         this.counters.drops.noFlow++;
+        this.droppedIncoming('no-flow');
         return true;
       }
       if (flow < 0) flow = this.localFor(index, wire);

@@ -254,11 +254,18 @@ test('a flood of flow ids stays within maxFlows: the rest is dropped as no-flow,
   const flood = 10_000;
   const wire = Buffer.alloc(flood * (DATAGRAM_HEADER + 1));
   for (let i = 0; i < flood; i++) writeDatagramHeader(wire, i * (DATAGRAM_HEADER + 1), i * 7 + 3, 1);
-  const h = await hostile(wire, 1, false, { maxFlows });
+  let told = 0;
+  const h = await hostile(wire, 1, false, {
+    maxFlows,
+    droppedIncoming: (cause) => {
+      if (cause === 'no-flow') told++;
+    },
+  });
   try {
     await untilTrue('the flood counted', () => h.l.producer.counters.datagramsIn + h.l.producer.counters.drops.noFlow === flood, 5000);
     assert.equal(h.got.length, maxFlows);
     assert.equal(h.l.producer.counters.drops.noFlow, flood - maxFlows);
+    assert.equal(told, flood - maxFlows, 'each incoming drop is told (the UDP stream counts it)');
     assert.equal(h.l.producer.counters.protocolErrors, 0);
     // Ending flows makes room again.
     const fe = Buffer.alloc(DATAGRAM_HEADER * 2 + DATAGRAM_HEADER + 1);

@@ -23,6 +23,7 @@ export function dialLeg(udp: UdpStream, transport: Transport, targets: Address[]
   const peers = targets.map(formatAddress);
   const dialer = new UdpWanDialer(transport, targets, {
     ...options,
+    droppedIncoming: (cause) => udp.counters.drop(cause),
     onProblem: (i, problem) => report(hooks, peers[i] ?? '?', problem, 'target-unreachable'),
   });
   udp.setTargets(targets, dialer.carrier);
@@ -36,6 +37,7 @@ export function dialLeg(udp: UdpStream, transport: Transport, targets: Address[]
 export function acceptLeg(udp: UdpStream, transport: Transport, listeners: number, targets: Address[], options: UdpWanOptions, hooks: UdpWanLegHooks): UdpWanLeg {
   const acceptor = new UdpWanAcceptor(transport, listeners, {
     ...options,
+    droppedIncoming: (cause) => udp.counters.drop(cause),
     onProblem: (i, problem) => report(hooks, `listener ${i}`, problem, 'wan-auth'),
   });
   const leg: UdpWanLeg = { side: 'accept', key: '', acceptor };
