@@ -3,8 +3,9 @@
 //   one plain hop     socat's UDP relay (fork), nginx's stream UDP proxy; ours: s2uc inbound-request --protocol udp
 //   two TLS gateways  ours: s2uc request --protocol udp (datagrams inside the stream's TLS on the WAN leg)
 // iperf3 -u also opens a TCP control connection, to the same port number as its
-// datagrams: every path relays TCP on its UDP port too (nginx in the same process,
-// the others through a second socat), and only the UDP relay's CPU is counted.
+// datagrams: every path relays TCP on its UDP port too (nginx in the same process, our
+// one-hop stream on the same listener ports, the others through a second socat), and only the
+// UDP relay's CPU is counted.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -171,7 +172,8 @@ export async function oursHopUdp(iperfPort: number, dir: string, workers: number
   const out = await cli('s2uc', ['--insecure', 'inbound-request', '--s2cs', gw.address, '--targets', `${HOST}:${iperfPort}`, '--num-conn', '1', '--protocol', 'udp', '--json']);
   const side = JSON.parse(out.trim().split('\n').at(-1)!) as { listeners: string[] };
   const port = listenerPort(side.listeners[0]!);
-  await tcpControl(port, iperfPort, 'our hop');
+  // No relay for iperf3's control connection: a UDP stream's listener ports forward TCP to the
+  // same targets too (as the reference's Nginx does), and that carries it.
   return { name: `ours, S2DS UDP (--workers ${workers})`, group: 'hop', port, pids: gw.pids };
 }
 
@@ -188,6 +190,11 @@ export async function oursTlsUdp(iperfPort: number, dir: string, workers: number
   ]);
   const map = JSON.parse(out.trim().split('\n').at(-1)!) as { consListeners: string[] };
   const port = listenerPort(map.consListeners[0]!);
+  // iperf3 -u opens its TCP control connection to the UDP port's number, and the consumer gateway
+  // of an encrypted UDP stream refuses TCP there (tcp-on-udp-wan); no relay can bind beside it.
+  if (inTable('tcp', port, '0A')) {
+    throw new Error(`iperf3 -u needs its TCP control connection on port ${port}, which the consumer gateway of an encrypted UDP stream holds and refuses TCP on (tcp-on-udp-wan): this row needs a load generator without a TCP control connection`);
+  }
   await tcpControl(port, iperfPort, 'our TLS path');
   return { name: `ours, 2 x S2DS UDP, TLS WAN leg (--workers ${workers} each)`, group: 'tls', port, pids: () => [...prod.pids(), ...cons.pids()] };
 }
