@@ -6,26 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import { runCli as run, startCliGateway as startS2cs } from '../support/cli-gateway.js';
 
 // The programs keep state (control secrets of the streams s2uc sets up) under
 // $SCISTREAM_HOME: a directory of this run's, not the home of whoever runs the tests.
 const HOME = mkdtempSync(join(tmpdir(), 'scistream-cli-home-'));
 process.env.SCISTREAM_HOME = HOME;
 after(() => rmSync(HOME, { recursive: true, force: true }));
-
-async function run(program: 's2cs' | 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = spawnCli(program, args);
-  const code = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-async function startS2cs(extra: string[] = []): Promise<{ proc: Proc; address: string }> {
-  const port = await freePort();
-  const range = await freePortRange(8);
-  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, ...extra]);
-  await proc.waitFor(/s2cs ready/);
-  return { proc, address: `127.0.0.1:${port}` };
-}
 
 describe('every program has --help and --version', () => {
   for (const program of ['s2cs', 's2uc', 's2app'] as const) {

@@ -5,27 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import { runCli as run, startCliGateway as startS2cs } from '../support/cli-gateway.js';
 import { parseAddress } from '../../src/protocol/address.js';
 import { sendSequence, settled, udpEcho, udpSender } from '../support/datagrams.js';
 
 const HOME = mkdtempSync(join(tmpdir(), 'scistream-udp-home-'));
 process.env.SCISTREAM_HOME = HOME;
 after(() => rmSync(HOME, { recursive: true, force: true }));
-
-async function run(program: 's2cs' | 's2uc', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = spawnCli(program, args);
-  const code = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-async function startS2cs(extra: string[] = []): Promise<{ proc: Proc; address: string }> {
-  const port = await freePort();
-  const range = await freePortRange(8);
-  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`, ...extra]);
-  await proc.waitFor(/s2cs ready/);
-  return { proc, address: `127.0.0.1:${port}` };
-}
 
 interface UdpStatus {
   gateways: { streams: { uid: string; protocol?: string; datagrams?: { toTarget: number; fromTarget: number; flows: number; drops: Record<string, number> } }[] }[];

@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import { spawnCli } from '../../src/demo/procs.js';
+import { runCli as run, startCliGateway as startS2cs } from '../support/cli-gateway.js';
 import type { Address } from '../../src/protocol/address.js';
 import { sendHello } from '../../src/app/controller.js';
 import { parseAddress } from '../../src/protocol/address.js';
@@ -144,21 +145,6 @@ async function assertFree(port: number): Promise<void> {
   const udp = createSocket('udp4');
   await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(port, '127.0.0.1', () => resolve()));
   await new Promise<void>((resolve) => udp.close(() => resolve()));
-}
-
-async function run(program: 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = spawnCli(program, args);
-  const code = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-async function startS2cs(): Promise<{ proc: Proc; address: string }> {
-  const port = await freePort();
-  const range = await freePortRange(8);
-  // Default data settings: no --allow-plaintext-data (--insecure is the control channel only).
-  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`]);
-  await proc.waitFor(/s2cs ready/);
-  return { proc, address: `127.0.0.1:${port}` };
 }
 
 interface UdpStatus {

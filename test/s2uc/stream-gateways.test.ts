@@ -6,27 +6,14 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
+import { spawnCli, type Proc } from '../../src/demo/procs.js';
+import { runCli as run, startCliGateway as startS2cs } from '../support/cli-gateway.js';
 import { StreamGateways } from '../../src/s2uc/stream-gateways.js';
 
 const HOME = mkdtempSync(join(tmpdir(), 'scistream-uid-home-'));
 process.env.SCISTREAM_HOME = HOME;
 after(() => rmSync(HOME, { recursive: true, force: true }));
 const record = StreamGateways.inHome(HOME);
-
-async function run(program: 's2uc' | 's2app', args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = spawnCli(program, args);
-  const code = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-async function startS2cs(): Promise<{ proc: Proc; address: string }> {
-  const port = await freePort();
-  const range = await freePortRange(8);
-  const proc = spawnCli('s2cs', ['start', '--insecure', '--port', String(port), '--listener-ip', '127.0.0.1', '--port-range', `${range.first}-${range.last}`]);
-  await proc.waitFor(/s2cs ready/);
-  return { proc, address: `127.0.0.1:${port}` };
-}
 
 async function reservedPorts(address: string): Promise<number> {
   const st = await run('s2uc', ['--insecure', 'status', '--s2cs', address, '--json']);
