@@ -382,7 +382,13 @@ export class AgentPool implements DataServer {
     const plan = chosen ? this.placeChosen(uid, chosen) : this.place(uid, count);
     // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
     const udp = opts.protocol === 'udp';
-    if (!chosen && !udp && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) return this.fromSpares(uid, count, plan, capBps, allowFrom);
+    if (!chosen && !udp && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
+      const listeners = this.fromSpares(uid, count, plan, capBps, allowFrom);
+      // Answered once the agents listen there: a spare is bound but not listening, so a client that
+      // connects the moment it has the answer would otherwise be refused.
+      await this.assigned(uid);
+      return listeners;
+    }
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
     // (release() finds it in `starting`) instead of finding nothing and leaving the listeners behind.
     const work = chosen ? this.reserveChosen(uid, chosen, plan, capBps, allowFrom, udp) : this.reserveAnywhere(uid, count, plan, capBps, allowFrom, udp);
@@ -444,9 +450,9 @@ export class AgentPool implements DataServer {
   }
 
   /**
-   * The stream's listeners are spares, taken now: the answer needs no round trip.
-   * The agents learn it (AssignSpares) in the background; every later call for
-   * the uid waits for that. Should an assignment fail (the agent went away), the
+   * The stream's listeners are spares, taken now: the answer needs one round trip
+   * (AssignSpares, which makes them listen), not a bind. startListeners waits for it;
+   * every later call for the uid does too. Should an assignment fail (the agent went away), the
    * stream is reported lost like one whose agent died, and the rest released.
    */
   private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Address[] {
