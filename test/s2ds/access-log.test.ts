@@ -6,7 +6,7 @@
 // refused:wan-auth, shutdown), a producer reset mid-stream, a WAN path gone silent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControlConnection } from '../../src/protocol/client.js';
@@ -17,31 +17,10 @@ import { parseStrictJson } from '../support/strict-json.js';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { AccessLog, LocalDataServer } from '../../src/s2ds/index.js';
+import { target, through } from '../support/sockets.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 import type { StreamCredentials } from '../../src/transport/index.js';
-
-/** A target that answers each connection with "hi" and mirrors the way it ends: a FIN with a FIN. */
-async function target(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
-  const sockets: Socket[] = [];
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    s.write('hi');
-    s.on('end', () => s.end());
-    s.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port, sockets };
-}
-
-/** A connection through the listener that has received the target's "hi". */
-async function through(port: number): Promise<Socket> {
-  const s = connect(port, '127.0.0.1');
-  s.on('error', () => {});
-  await new Promise<void>((resolve) => s.once('data', () => resolve()));
-  return s;
-}
 
 const closed = (s: Socket) => new Promise<void>((resolve) => (s.destroyed && s.closed ? resolve() : s.once('close', () => resolve())));
 

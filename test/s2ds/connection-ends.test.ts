@@ -3,33 +3,11 @@
 // application is an abnormal one, with its error. s2cs tells broken streams by them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { LocalDataServer } from '../../src/s2ds/index.js';
+import { target, through } from '../support/sockets.js';
 import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import { until } from '../support/until.js';
-
-/** A target that answers each connection with "hi" and mirrors the way it ends: a FIN with a FIN. */
-async function target(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
-  const sockets: Socket[] = [];
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    s.write('hi');
-    s.on('end', () => s.end());
-    s.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port, sockets };
-}
-
-/** A connection through the listener that has received the target's "hi". */
-async function through(port: number): Promise<Socket> {
-  const s = connect(port, '127.0.0.1');
-  s.on('error', () => {});
-  await new Promise<void>((resolve) => s.once('data', () => resolve()));
-  return s;
-}
 
 test('clean ends and resets are counted per stream, with when and how the last one ended', async () => {
   const ds = new LocalDataServer({ bindHost: '127.0.0.1', portRange: await freePortRange(4), bufferSize: 256 * 1024, waitLimit: 4, waitTimeoutMs: 5000, logger: silentLogger });

@@ -120,3 +120,25 @@ export async function socketPair(): Promise<{ ours: Socket; peer: Socket; close:
     },
   };
 }
+
+/** A target that answers each connection with "hi", reads to the end and ends too (half-close allowed). */
+export async function target(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    s.write('hi');
+    s.on('end', () => s.end());
+    s.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port, sockets };
+}
+
+/** A connection through the listener that has received the target's "hi". */
+export async function through(port: number): Promise<Socket> {
+  const s = connect(port, '127.0.0.1');
+  s.on('error', () => {});
+  await new Promise<void>((resolve) => s.once('data', () => resolve()));
+  return s;
+}
