@@ -13,7 +13,6 @@ export const REFUSAL_KINDS = [
   'pending-conns-per-peer',
   'pending-conns',
   'target-unreachable',
-  'tcp-on-udp-wan',
   'allow-list',
   'pending-hellos',
   'ports-per-user',

@@ -31,7 +31,6 @@ const REFUSAL_FAMILY: Record<RefusalKind, 'wan' | 'admission' | 'control'> = {
   'pending-conns-per-peer': 'wan',
   'pending-conns': 'wan',
   'target-unreachable': 'wan',
-  'tcp-on-udp-wan': 'wan',
   'allow-list': 'wan',
   'ports-per-user': 'admission',
   'pending-hellos': 'admission',

@@ -6,7 +6,7 @@ import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../protocol/errors.js';
 import { AllowList } from '../protocol/cidr.js';
-import { FRAME_HEADER, HandshakeTimedOut, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, listenTcpOn, type TcpListener, type Transport } from '../transport/index.js';
+import { FRAME_HEADER, HandshakeTimedOut, TCP_CONNECTION_FRAME, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, listenTcpOn, type TcpListener, type Transport } from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
@@ -569,7 +569,7 @@ export class LocalDataServer implements DataServer {
    * plain connection is matched to its target at once. Admitted, it opens its target.
    */
   private start(stream: Stream, connection: Connection, raw: Socket): void {
-    if (stream.udpWan) {
+    if (stream.udpWan?.side === 'accept') {
       this.startOnUdpWan(stream, stream.udpWan, connection, raw);
       return;
     }
@@ -590,10 +590,7 @@ export class LocalDataServer implements DataServer {
           socket.destroy();
           return;
         }
-        stream.sockets.add(socket);
-        socket.once('close', () => stream.sockets.delete(socket));
-        socket.on('error', noop);
-        connection.trace.socket = socket;
+        this.established(stream, connection, socket);
         // A WAN peer is admitted once it has proved the stream's credentials.
         if (!plain && !this.admit(stream, connection, socket)) return;
         this.open(stream, connection, socket, socket === raw ? undefined : acceptedReads);
@@ -614,23 +611,42 @@ export class LocalDataServer implements DataServer {
   }
 
   /**
-   * A TCP connection on an encrypted UDP stream's listener. On the producer gateway it
-   * is the consumer gateway's WAN connection for that listener: the acceptor checks
-   * its credentials and takes it into the carrier (its own pending bound). On the
-   * consumer gateway it is refused: forwarded, it would reach the producer gateway's
-   * listener, where only the datagram carrier is spoken.
+   * A TCP connection on an encrypted UDP stream's listener at the producer gateway:
+   * the consumer gateway's, proving the stream's credentials (the acceptor checks
+   * them, within its own pending bound, and counts refusals as wan-auth). Its first
+   * frame says what it is: the datagram carrier's connection for this listener
+   * (taken into the carrier; no listener slot, no buffer reservation of its own), or
+   * one TCP connection of the stream (its senders' beside their datagrams), forwarded
+   * to the listener's target as a TCP stream's WAN connection is.
    */
-  private startOnUdpWan(stream: Stream, leg: UdpWanLeg, connection: Connection, raw: Socket): void {
-    if (leg.side === 'connect') {
-      this.refuse(stream, connection, raw, 'tcp-on-udp-wan', `refused a TCP connection from ${raw.remoteAddress ?? 'unknown'} to listener port ${raw.localPort ?? '?'} of UDP stream ${stream.uid}: its WAN leg is encrypted and carries datagrams only; send UDP to this port`);
-      return;
-    }
-    this.letGo(stream, connection);
+  private startOnUdpWan(stream: Stream, leg: UdpWanLeg & { side: 'accept' }, connection: Connection, raw: Socket): void {
     const trace = connection.trace;
-    trace.forwarded = true;
-    // Its credentials are checked, and refusals counted, by the acceptor (wan-auth); its line says which leg it was.
-    raw.once('close', () => this.ended(stream, trace, stream.released ? this.releaseEnd() : 'udp-wan'));
-    acceptInto(leg, connection.listenerIndex, raw);
+    acceptInto(leg, connection.listenerIndex, raw, {
+      carrier: () => {
+        this.letGo(stream, connection);
+        trace.forwarded = true;
+        raw.once('close', () => this.ended(stream, trace, stream.released ? this.releaseEnd() : 'udp-wan'));
+      },
+      tcp: (socket) => {
+        if (stream.released || raw.destroyed || connection.refused) {
+          socket.destroy();
+          return;
+        }
+        this.established(stream, connection, socket);
+        if (this.admit(stream, connection, socket)) this.open(stream, connection, socket, undefined);
+      },
+      refused: () => {
+        trace.refused ??= 'refused:wan-auth';
+      },
+    });
+  }
+
+  /** An accepted connection past its handshake: the stream holds its socket (a release closes it). */
+  private established(stream: Stream, connection: Connection, socket: Socket): void {
+    stream.sockets.add(socket);
+    socket.once('close', () => stream.sockets.delete(socket));
+    socket.on('error', noop);
+    connection.trace.socket = socket;
   }
 
   /**
@@ -676,6 +692,8 @@ export class LocalDataServer implements DataServer {
           socket.destroy();
           return;
         }
+        // Towards the producer gateway's listener of an encrypted UDP stream: say it is a TCP connection, not the carrier.
+        if (stream.udpWan?.side === 'connect') out.write(TCP_CONNECTION_FRAME);
         resetOnClose(out);
         keepDataSocketAlive(out, this.wan.deadAfterMs);
         stream.sockets.add(out);

@@ -111,6 +111,21 @@ export class FrameReader {
 // closed this connection cleanly). DATA has no place on a datagram connection:
 // it, an unknown type, and a length out of those bounds are malformed.
 
+// A connection to an encrypted UDP stream's listener may instead carry one TCP
+// connection of that stream (what its senders open beside their datagrams, as
+// iperf3 -u does): its first frame is then TCP_CONNECTION ('T', length 0), and the
+// rest is a TCP stream's WAN leg (DATA, HEARTBEAT, END above). A datagram
+// connection's dialer sends a HEARTBEAT first, so the acceptor knows which one it
+// has as soon as the handshake is done.
+
+/** The first frame of a TCP connection carried to an encrypted UDP stream's listener; shared and never written to. */
+export const TCP_CONNECTION_FRAME: Buffer = Buffer.from([0x54, 0, 0, 0]);
+
+/** Whether a connection's first frame header (4 bytes) says it carries a TCP connection. */
+export function isTcpConnectionFrame(header: Buffer): boolean {
+  return header.length === FRAME_HEADER && header.equals(TCP_CONNECTION_FRAME);
+}
+
 /** The largest UDP payload over IPv4 (65,535 − 20 − 8). */
 export const MAX_DATAGRAM = 65_507;
 /** Frame header plus flow id: what precedes a datagram. */

@@ -30,4 +30,4 @@ export interface Transport {
 export { TcpTransport, listenTcp, listenTcpOn, readInto, type TcpListener } from './tcp.js';
 export { TlsTransport, HandshakeTimedOut, type StreamCredentials } from './tls.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
-export { FrameReader, END_FRAME, HEARTBEAT_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, dataHeader, writeDataHeader } from './frames.js';
+export { FrameReader, END_FRAME, HEARTBEAT_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, TCP_CONNECTION_FRAME, dataHeader, writeDataHeader } from './frames.js';

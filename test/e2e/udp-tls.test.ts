@@ -2,7 +2,8 @@
 // cross between the gateways only inside the stream's TLS connections (the consumer
 // gateway dials the producer gateway's listeners). Nothing is sent in plain: a plain
 // datagram straight to the producer gateway's UDP port is dropped, a TCP connection
-// without the stream's credentials gets nothing.
+// without the stream's credentials gets nothing. TCP to the stream's ports (iperf3 -u's
+// control connection) crosses in TLS connections of its own.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -37,6 +38,52 @@ function tcpKnock(to: Address): Promise<{ bytes: number; closedMs: number }> {
     s.on('error', () => {});
     s.on('close', () => resolve({ bytes, closedMs: Date.now() - t0 }));
     setTimeout(() => s.destroy(), 15_000).unref();
+  });
+}
+
+/** A TCP server on the UDP target's port: greets, then echoes what it reads, and ends when its peer ends. */
+async function tcpGreeterEcho(port: number): Promise<{ close(): Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.write('hello from the producer\n');
+    s.pipe(s);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+  return { close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** Reads the greeting, sends `n` patterned bytes, counts those echoed back intact, ends, and says how the connection ended. */
+function tcpTalk(to: Address, n: number): Promise<{ greeting: string; echoed: number; end: 'clean' | 'reset' }> {
+  const GREETING = 'hello from the producer\n'.length;
+  const payload = Buffer.alloc(n, 0);
+  for (let i = 0; i < n; i++) payload[i] = (i * 7) & 0xff;
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    let sent = false;
+    let end: 'clean' | 'reset' = 'clean';
+    const s = connect(to.port, to.host);
+    const timer = setTimeout(() => s.destroy(new Error('no answer within 15 s')), 15_000);
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (!sent && got.length >= GREETING) {
+        sent = true;
+        s.write(payload);
+      }
+      if (got.length >= GREETING + n) s.end();
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET') end = 'reset';
+      else reject(err);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      const greeting = got.subarray(0, GREETING).toString();
+      const echoed = got.subarray(GREETING);
+      let intact = 0;
+      while (intact < echoed.length && intact < n && echoed[intact] === payload[intact]) intact++;
+      resolve({ greeting, echoed: intact, end });
+    });
   });
 }
 
@@ -108,15 +155,23 @@ test('numbered datagrams through two gateways over the TLS WAN leg: none lost, d
       return st.refusals.some((r) => r.kind === 'wan-auth' && Number(r.count) >= 1) ? true : undefined;
     });
     assert.equal(echo.received(), echoed, 'nothing plain reached the target');
-    // TCP to the consumer gateway's port of the stream: refused, never forwarded onto the WAN leg.
-    const knocked = await tcpKnock(first);
-    console.log(`# TCP to the consumer gateway's listener: ${knocked.bytes} bytes back, closed after ${knocked.closedMs} ms`);
-    assert.equal(knocked.bytes, 0);
-    await until('the consumer gateway counts the refusal', 5_000, async () => {
-      const st = await cons.client.status({});
-      return st.refusals.some((r) => r.kind === 'tcp-on-udp-wan' && Number(r.count) >= 1) ? true : undefined;
-    });
-    assert.equal(echo.received(), echoed, 'nothing reached the target');
+    // TCP to the consumer gateway's port of the stream (what iperf3 -u opens beside its
+    // datagrams) crosses the WAN leg in its own TLS connection to the producer's target on
+    // the same port: a server that speaks first, then echoes.
+    const tcp = await tcpGreeterEcho(echo.address.port);
+    try {
+      const talk = await tcpTalk(first, 256 * 1024);
+      console.log(`# TCP through the encrypted UDP stream: greeting ${JSON.stringify(talk.greeting)}, ${talk.echoed} of ${256 * 1024} bytes echoed intact, ended ${talk.end}`);
+      assert.equal(talk.greeting, 'hello from the producer\n');
+      assert.equal(talk.echoed, 256 * 1024);
+      assert.equal(talk.end, 'clean');
+    } finally {
+      await tcp.close();
+    }
+    // The datagram carrier went on beside it.
+    const after = echo.received();
+    await sendSequence(senders[0]!, 2, first, 100, 1000, 8, 5);
+    await until('datagrams still cross after the TCP connection', 5_000, async () => (echo.received() - after >= 100 ? true : undefined));
 
     // Status: both sides report a UDP stream with its counters.
     const [pp, c] = await Promise.all([prod.client.status({ uid }), cons.client.status({ uid })]);

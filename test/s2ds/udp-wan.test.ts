@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { connect as tcpConnect } from 'node:net';
-import { TlsTransport, listenTcp, type TcpListener } from '../../src/transport/index.js';
+import { TCP_CONNECTION_FRAME, TlsTransport, dataHeader, listenTcp, type TcpListener } from '../../src/transport/index.js';
 import { resetOnClose } from '../../src/transport/linger.js';
 import { createStreamCredentials } from '../../src/security/stream-credentials.js';
 import type { StreamCredentials__Output as StreamCredentials } from '../../src/protocol/generated/scistream/StreamCredentials.js';
@@ -17,7 +17,7 @@ const transport = (c: StreamCredentials) => new TlsTransport({ cert: c.certifica
 const OPTS: UdpWanOptions = { highWaterMark: 256 * 1024, redialFirstMs: 100, redialMaxMs: 400, handshakeTimeoutMs: 2000 };
 
 /** The producer gateway's side: n TCP listeners feeding an acceptor. */
-async function producerSide(c: StreamCredentials, n: number, problems: string[]) {
+async function producerSide(c: StreamCredentials, n: number, problems: string[], tcp: (socket: Socket) => void = (s) => s.destroy()) {
   const acceptor = new UdpWanAcceptor(transport(c), n, { ...OPTS, onProblem: (_i, p) => problems.push(p) });
   const raws = new Set<Socket>();
   const listeners: TcpListener[] = [];
@@ -26,7 +26,7 @@ async function producerSide(c: StreamCredentials, n: number, problems: string[])
       await listenTcp({ host: '127.0.0.1', port: 0 }, OPTS, (raw) => {
         raws.add(raw);
         raw.once('close', () => raws.delete(raw));
-        acceptor.accept(i, raw);
+        acceptor.accept(i, raw, { carrier: noop, tcp, refused: noop });
       }),
     );
   }
@@ -141,6 +141,44 @@ test("another stream's gateway, a plain TCP peer and a handshake flood get nothi
   }
 });
 
+test('an authenticated connection says what it is: TCP_CONNECTION goes on as a TCP connection, silence is refused; neither displaces the carrier', async () => {
+  const c = await createStreamCredentials('udp-wan');
+  const problems: string[] = [];
+  const tcpConnections: Socket[] = [];
+  const prod = await producerSide(c.producerSide, 1, problems, (s) => tcpConnections.push(s));
+  const dialer = new UdpWanDialer(transport(c.consumerSide), prod.addresses, OPTS);
+  const opened: Socket[] = [];
+  try {
+    await dialer.ready(5000);
+    await untilTrue('the carrier attached', () => prod.acceptor.carrier.attached(0));
+    // A TCP connection of the stream: its first frame, then a TCP stream's frames.
+    const tcp = await transport(c.consumerSide).connect(prod.addresses[0]!, { highWaterMark: 65536 });
+    tcp.on('error', noop);
+    opened.push(tcp);
+    tcp.write(Buffer.concat([TCP_CONNECTION_FRAME, dataHeader(5), Buffer.from('hello')]));
+    await untilTrue('handed on as a TCP connection', () => tcpConnections.length === 1);
+    const rest: Buffer[] = [];
+    tcpConnections[0]!.on('data', (d: Buffer) => rest.push(d));
+    await untilTrue('the frames after the first one, untouched', () => Buffer.concat(rest).length === 9);
+    assert.deepEqual(Buffer.concat(rest), Buffer.concat([dataHeader(5), Buffer.from('hello')]));
+    // Authenticated but silent: refused once the handshake timeout has passed again.
+    const silent = await transport(c.consumerSide).connect(prod.addresses[0]!, { highWaterMark: 65536 });
+    silent.on('error', noop);
+    opened.push(silent);
+    await untilTrue('the silent connection refused', () => problems.some((p) => /sent no frame within 2 s of its handshake/.test(p)), 5000);
+    await untilTrue('and closed', () => silent.destroyed || silent.readableEnded, 5000);
+    const got: number[] = [];
+    prod.acceptor.carrier.onDatagram((flow) => got.push(flow));
+    assert.equal(dialer.carrier.send(0, Buffer.from('still here')), true);
+    await untilTrue('the carrier still carries', () => got.length === 1);
+    assert.equal(prod.acceptor.carrier.counters.protocolErrors, 0);
+  } finally {
+    for (const s of [...opened, ...tcpConnections]) s.destroy();
+    dialer.close();
+    await prod.close();
+  }
+});
+
 test('bridge: a gateway in the middle passes flows and their ends on, both ways', async () => {
   const c1 = await createStreamCredentials('leg1');
   const c2 = await createStreamCredentials('leg2');
@@ -205,3 +243,4 @@ test("agents of the two gateways holding the stream's listeners in other shares:
     await prod.close();
   }
 });
+function noop(): void {}

@@ -8,7 +8,7 @@ import { formatAddress, type Address } from '../../protocol/address.js';
 import type { WanBreakCause } from '../liveness.js';
 import type { RefusalKind } from '../../limits/refusals.js';
 import type { Transport } from '../../transport/index.js';
-import { UdpWanAcceptor, UdpWanDialer, listenerOf, type UdpWanOptions } from './wan.js';
+import { UdpWanAcceptor, UdpWanDialer, listenerOf, type AcceptedConnection, type UdpWanOptions } from './wan.js';
 import type { UdpStream } from './stream.js';
 
 export interface UdpWanLegHooks {
@@ -54,8 +54,8 @@ export function retarget(leg: UdpWanLeg & { side: 'accept' }, udp: UdpStream, ta
   udp.acceptFrom(leg.acceptor.carrier, (flow) => targets[listenerOf(flow, n) % targets.length]!);
 }
 
-export function acceptInto(leg: UdpWanLeg & { side: 'accept' }, listenerIndex: number, raw: Socket): void {
-  leg.acceptor.accept(listenerIndex, raw);
+export function acceptInto(leg: UdpWanLeg & { side: 'accept' }, listenerIndex: number, raw: Socket, outcome: AcceptedConnection): void {
+  leg.acceptor.accept(listenerIndex, raw, outcome);
 }
 
 export function closeLeg(leg: UdpWanLeg | undefined): void {

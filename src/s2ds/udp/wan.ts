@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Address } from '../../protocol/address.js';
 import type { DatagramCarrier } from '../../transport/datagrams-carrier.js';
 import { FramedDatagramCarrier, type DatagramCarrierOptions } from '../../transport/datagrams.js';
+import { FRAME_HEADER, HEARTBEAT_FRAME, isTcpConnectionFrame } from '../../transport/frames.js';
 import type { Transport } from '../../transport/index.js';
 import { resetOnClose } from '../../transport/linger.js';
 import { keepDataSocketAlive } from '../../transport/socket-options.js';
@@ -129,6 +130,8 @@ export class UdpWanDialer {
         resetOnClose(socket);
         keepDataSocketAlive(socket, this.options.deadAfterMs ?? 30_000);
         this.delays[index] = 0;
+        // The acceptor reads a connection's first frame to tell the carrier from a TCP connection (frames.ts).
+        socket.write(HEARTBEAT_FRAME);
         this.carrier.attach(index, socket);
       },
       (err: Error) => {
@@ -151,12 +154,23 @@ export class UdpWanDialer {
   }
 }
 
+/** What became of a connection accepted on a listener of the stream (UdpWanAcceptor.accept). */
+export interface AcceptedConnection {
+  /** It proved the credentials and became the carrier's connection for its listener. */
+  carrier(): void;
+  /** It proved the credentials and carries one TCP connection of the stream (TCP_CONNECTION first): forward it. */
+  tcp(socket: Socket): void;
+  /** It did not prove the credentials, or sent no first frame in time; it is closed (and reported through onProblem). */
+  refused(): void;
+}
+
 /**
  * The producer gateway's side: connections accepted on the stream's listener i
- * (TCP on the stream's port) prove the stream's credentials and become slot i. A
- * newer authenticated connection replaces the one in its slot (the consumer side
- * redialed after a loss this side has not seen yet); only the peer gateway can
- * prove the credentials, so nobody else can displace it.
+ * (TCP on the stream's port) prove the stream's credentials; the first frame says
+ * whether one is the carrier's connection for slot i or carries one TCP connection
+ * of the stream. A newer carrier connection replaces the one in its slot (the
+ * consumer side redialed after a loss this side has not seen yet); only the peer
+ * gateway can prove the credentials, so nobody else can displace it.
  */
 export class UdpWanAcceptor {
   readonly carrier: FramedDatagramCarrier;
@@ -176,39 +190,60 @@ export class UdpWanAcceptor {
     this.carrier.onBroken((index, cause) => options.onProblem?.(index, cause));
   }
 
-  /** A connection just accepted on listener `index`. */
-  accept(index: number, raw: Socket): void {
+  /** A connection just accepted on listener `index`; `outcome` hears what it turned out to be. */
+  accept(index: number, raw: Socket, outcome: AcceptedConnection): void {
     raw.on('error', noop);
     resetOnClose(raw);
     const pending = this.pending[index];
     if (this.closed || !pending || pending.size >= (this.options.maxPendingPerListener ?? 4)) {
       raw.destroy();
+      outcome.refused();
       return;
     }
     pending.add(raw);
     raw.once('close', () => pending.delete(raw));
-    const { highWaterMark, handshakeTimeoutMs } = this.options;
+    const { highWaterMark, handshakeTimeoutMs = 10_000 } = this.options;
+    const refuse = (why: string) => {
+      pending.delete(raw);
+      raw.destroy();
+      this.options.onProblem?.(index, `refused a WAN connection from ${raw.remoteAddress ?? 'unknown'}: ${why}`);
+      outcome.refused();
+    };
     this.transport.accept(raw, { highWaterMark, handshakeTimeoutMs }).then(
-      (socket) => {
-        pending.delete(raw);
-        if (this.closed) {
-          socket.destroy();
-          return;
-        }
-        socket.on('error', noop);
-        keepDataSocketAlive(socket, this.options.deadAfterMs ?? 30_000);
-        const old = this.current[index];
-        if (old && this.carrier.attached(index)) old.destroy();
-        this.current[index] = socket;
-        // The old socket's close detaches it from the slot, a turn later than its destroy().
-        const take = () => (this.closed ? socket.destroy() : this.carrier.attached(index) ? setImmediate(take) : this.carrier.attach(index, socket));
-        take();
-      },
-      (err: Error) => {
-        pending.delete(raw);
-        this.options.onProblem?.(index, `refused a WAN connection from ${raw.remoteAddress ?? 'unknown'}: it did not prove the stream's credentials (${err.message})`);
-      },
+      (socket) =>
+        firstFrame(socket, handshakeTimeoutMs).then(
+          (header) => {
+            pending.delete(raw);
+            if (this.closed) {
+              socket.destroy();
+              outcome.refused();
+            } else if (isTcpConnectionFrame(header)) {
+              outcome.tcp(socket);
+            } else {
+              socket.unshift(header);
+              this.take(index, socket);
+              outcome.carrier();
+            }
+          },
+          (err: Error) => {
+            socket.destroy();
+            refuse(err.message);
+          },
+        ),
+      (err: Error) => refuse(`it did not prove the stream's credentials (${err.message})`),
     );
+  }
+
+  /** An authenticated datagram connection becomes slot `index`, replacing the one there. */
+  private take(index: number, socket: Socket): void {
+    socket.on('error', noop);
+    keepDataSocketAlive(socket, this.options.deadAfterMs ?? 30_000);
+    const old = this.current[index];
+    if (old && this.carrier.attached(index)) old.destroy();
+    this.current[index] = socket;
+    // The old socket's close detaches it from the slot, a turn later than its destroy().
+    const attach = () => (this.closed ? socket.destroy() : this.carrier.attached(index) ? setImmediate(attach) : this.carrier.attach(index, socket));
+    attach();
   }
 
   close(): void {
@@ -216,6 +251,33 @@ export class UdpWanAcceptor {
     for (const set of this.pending) for (const s of set) s.destroy();
     this.carrier.close();
   }
+}
+
+/**
+ * The first frame header of an authenticated connection, read without taking
+ * anything more; rejects when none comes within `ms` or the peer goes first.
+ */
+function firstFrame(socket: Socket, ms: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const read = () => {
+      const header = socket.read(FRAME_HEADER) as Buffer | null;
+      if (header) done(undefined, header);
+    };
+    const gone = () => done(new Error('it closed before its first frame'));
+    const timer = setTimeout(() => done(new Error(`it sent no frame within ${ms / 1000} s of its handshake`)), ms);
+    timer.unref();
+    function done(err: Error | undefined, header?: Buffer): void {
+      clearTimeout(timer);
+      socket.off('readable', read);
+      socket.off('end', gone);
+      socket.off('close', gone);
+      if (err) reject(err);
+      else resolve(header!);
+    }
+    socket.on('readable', read);
+    socket.once('end', gone);
+    socket.once('close', gone);
+  });
 }
 
 /**
