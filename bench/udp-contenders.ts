@@ -190,12 +190,8 @@ export async function oursTlsUdp(iperfPort: number, dir: string, workers: number
   ]);
   const map = JSON.parse(out.trim().split('\n').at(-1)!) as { consListeners: string[] };
   const port = listenerPort(map.consListeners[0]!);
-  // iperf3 -u opens its TCP control connection to the UDP port's number, and the consumer gateway
-  // of an encrypted UDP stream refuses TCP there (tcp-on-udp-wan); no relay can bind beside it.
-  if (inTable('tcp', port, '0A')) {
-    throw new Error(`iperf3 -u needs its TCP control connection on port ${port}, which the consumer gateway of an encrypted UDP stream holds and refuses TCP on (tcp-on-udp-wan): this row needs a load generator without a TCP control connection`);
-  }
-  await tcpControl(port, iperfPort, 'our TLS path');
+  // iperf3's TCP control connection to the same port crosses the WAN leg in a TLS connection of
+  // its own (docs/protocol.md, "TCP beside the datagrams"): no relay for it either.
   return { name: `ours, 2 x S2DS UDP, TLS WAN leg (--workers ${workers} each)`, group: 'tls', port, pids: () => [...prod.pids(), ...cons.pids()] };
 }
 

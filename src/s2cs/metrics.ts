@@ -7,6 +7,7 @@ import type { Refusals, RefusalKind } from '../limits/refusals.js';
 import type { AgentSummary, DataServer } from '../s2ds/index.js';
 import type { StreamState, StreamTable } from './streams/index.js';
 import { WAN_BREAK_CAUSES } from '../s2ds/liveness.js';
+import { DROP_CAUSES } from '../s2ds/udp/counters.js';
 
 export interface MetricsSources {
   table: StreamTable;
@@ -143,6 +144,21 @@ export class GatewayMetrics {
       collect() {
         this.reset();
         for (const s of table.status()) for (const d of s.stats?.datagrams?.drops ?? []) this.inc({ uid: s.uid, cause: d.cause }, d.count);
+      },
+    });
+    new Counter({
+      name: 'scistream_datagrams_dropped_total',
+      help: `Datagrams of UDP streams dropped since the data servers started, released streams included, by cause (${DROP_CAUSES.join(', ')}); over all data-server agents`,
+      labelNames: ['cause'],
+      registers,
+      collect() {
+        // Every cause from the first scrape (as 0); only known causes and whole counts from the agents.
+        const totals = new Map<string, number>(DROP_CAUSES.map((c) => [c, 0]));
+        for (const d of dataServer.datagramTotals?.().drops ?? []) {
+          if (totals.has(d.cause) && Number.isSafeInteger(d.count) && d.count > 0) totals.set(d.cause, totals.get(d.cause)! + d.count);
+        }
+        this.reset();
+        for (const [cause, n] of totals) this.inc({ cause }, n);
       },
     });
     new Gauge({

@@ -103,6 +103,8 @@ export interface DataServer {
   close(): Promise<void>;
   /** Framed WAN connections that broke since start, by cause (s2ds/liveness.ts); absent: not counted. */
   wanBreakTotals?(): { cause: string; count: number }[];
+  /** Datagrams of UDP streams dropped since start (released streams included), by cause, and UDP flows open now; absent: not counted. */
+  datagramTotals?(): { drops: { cause: string; count: number }[]; flows: number };
   /** Data-server agents: keep `record` with the stream (SetRecord), for a restarted s2cs. */
   setRecord?(uid: string, record: Uint8Array): Promise<void>;
   /** Data-server agents: the streams they hold now, each with the record s2cs kept with it. */
@@ -166,6 +168,10 @@ export interface AgentHealth {
   pendingConnections?: number;
   /** Framed WAN connections that broke since it started, by cause (s2ds/liveness.ts). */
   wanBreaks?: { cause: string; count: number }[];
+  /** Datagrams of UDP streams it dropped since it started, by cause (s2ds/udp/counters.ts). */
+  datagramDrops?: { cause: string; count: number }[];
+  /** UDP flows open on it now. */
+  udpFlows?: number;
 }
 
 /**

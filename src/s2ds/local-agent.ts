@@ -55,6 +55,7 @@ export class LocalAgent implements AgentHandle {
   health(): AgentHealth {
     const ports = this.engine.ports();
     const memory = this.engine.bufferMemory();
+    const udp = this.engine.datagramTotals();
     return {
       name: this.name,
       version: VERSION,
@@ -68,6 +69,8 @@ export class LocalAgent implements AgentHandle {
       startedAtMs: this.startedAtMs,
       pendingConnections: this.engine.pendingConnections(),
       wanBreaks: this.engine.wanBreakTotals(),
+      datagramDrops: udp.drops,
+      udpFlows: udp.flows,
     };
   }
 

@@ -523,6 +523,18 @@ export class AgentPool implements DataServer {
     return [...sums].map(([cause, count]) => ({ cause, count }));
   }
 
+  /** Datagrams the agents dropped since they started, by cause, and their UDP flows open now, summed over their last answers. */
+  datagramTotals(): { drops: { cause: string; count: number }[]; flows: number } {
+    const sums = new Map<string, number>();
+    let flows = 0;
+    for (const a of this.members) {
+      const h = a.health();
+      for (const d of h?.datagramDrops ?? []) sums.set(d.cause, (sums.get(d.cause) ?? 0) + d.count);
+      flows += h?.udpFlows ?? 0;
+    }
+    return { drops: [...sums].map(([cause, count]) => ({ cause, count })), flows };
+  }
+
   /** Waits for a stream's assignment from spares; its failure means the stream is gone. */
   private async assigned(uid: string): Promise<void> {
     const work = this.assigning.get(uid);

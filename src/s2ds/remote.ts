@@ -539,5 +539,7 @@ function toHealth(h: AgentHealthMessage__Output): AgentHealth {
     pendingConnections: h.pending_connections,
     refusals: h.refusals.slice(0, 64).map((r) => ({ kind: r.kind, count: Number(r.count) })),
     wanBreaks: (h.wan_breaks ?? []).slice(0, 16).map((b) => ({ cause: b.cause, count: Number(b.count) })),
+    datagramDrops: (h.datagram_drops ?? []).slice(0, 16).map((d) => ({ cause: d.kind.slice(0, 40), count: Number(d.count) })),
+    udpFlows: h.udp_flows ?? 0,
   };
 }

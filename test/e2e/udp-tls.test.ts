@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnCli } from '../../src/demo/procs.js';
+import { freePort, spawnCli } from '../../src/demo/procs.js';
 import { runCli as run, startCliGateway as startS2cs } from '../support/cli-gateway.js';
 import type { Address } from '../../src/protocol/address.js';
 import { sendHello } from '../../src/app/controller.js';
@@ -207,7 +207,8 @@ interface UdpStatus {
 }
 
 test('s2cs, s2uc request --protocol udp and s2app hello as processes: datagrams cross the TLS WAN leg, status shows them, release frees the ports', async () => {
-  const [prod, cons] = await Promise.all([startS2cs(), startS2cs()]);
+  const metricsPort = await freePort();
+  const [prod, cons] = await Promise.all([startS2cs(['--metrics-listen', `127.0.0.1:${metricsPort}`]), startS2cs()]);
   const echo = await udpEcho();
   const senders = await Promise.all([2, 3].map((i) => udpSender(i, `127.0.0.${i}`)));
   try {
@@ -249,10 +250,24 @@ test('s2cs, s2uc request --protocol udp and s2app hello as processes: datagrams 
       assert.equal(stream.protocol, 'udp');
       assert.ok(stream.datagrams!.toTarget >= 2 * count && stream.datagrams!.fromTarget >= 2 * count, JSON.stringify(stream.datagrams));
     }
+    // Plain datagrams straight to the producer gateway's port are dropped (no-flow); the
+    // gateway-wide counter, summed over its workers, keeps them after the release.
+    const stranger = await udpSender(9, '127.0.0.9');
+    try {
+      for (let i = 0; i < 5; i++) await stranger.send(parseAddress(map.prodListeners[0]!, 'listener'), numbered(9, i, 100));
+    } finally {
+      await stranger.close();
+    }
     const held = [...map.prodListeners, ...map.consListeners].map((l) => parseAddress(l, 'listener').port);
     const rel = await run('s2uc', ['--insecure', 'release', uid, '--s2cs', prod.address, '--s2cs', cons.address]);
     assert.equal(rel.code, 0, rel.stderr);
     for (const port of held) await assertFree(port);
+    const dropped = await until('the released stream\'s drops in /metrics', 10_000, async () => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const n = Number(/^scistream_datagrams_dropped_total\{cause="no-flow"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      return n >= 5 && !text.includes(`uid="${uid}"`) ? text : undefined;
+    });
+    assert.match(dropped, /^scistream_datagrams_dropped_total\{cause="queue-full"\} 0$/m, 'every cause from the first scrape');
   } finally {
     await Promise.all(senders.map((s) => s.close()));
     await echo.close();
