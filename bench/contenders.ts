@@ -92,9 +92,13 @@ export async function s2dsHop(targets: Target[], dir: string, workers: number, o
   return { name, group: opts.group ?? 'hop', ports, pids: gw.pids };
 }
 
-export async function haproxy(target: Target, dir: string): Promise<Contender> {
+/** The name of HAProxy's row with `option splice-auto`, as users who tune it run it. */
+export const HAPROXY_SPLICE = 'HAProxy (splice-auto)';
+
+/** HAProxy in mode tcp: with its defaults, or with `option splice-auto` (kernel splice between the sockets when it pays). */
+export async function haproxy(target: Target, dir: string, opts: { splice?: boolean } = {}): Promise<Contender> {
   const port = await freePort();
-  const cfg = join(dir, 'haproxy.cfg');
+  const cfg = join(dir, opts.splice ? 'haproxy-splice.cfg' : 'haproxy.cfg');
   writeFileSync(
     cfg,
     `global
@@ -104,16 +108,16 @@ defaults
   timeout connect 5s
   timeout client 120s
   timeout server 120s
-frontend bench
+${opts.splice ? '  option splice-auto\n' : ''}frontend bench
   bind ${HOST}:${port}
   default_backend iperf
 backend iperf
   server s1 ${target.host}:${target.port}
 `,
   );
-  const p = start('haproxy', 'haproxy', ['-db', '-f', cfg]);
+  const p = start(opts.splice ? 'haproxy splice' : 'haproxy', 'haproxy', ['-db', '-f', cfg]);
   await listening(port, p);
-  return { name: 'HAProxy', group: 'hop', ports: [port], pids: () => [p.pid!] };
+  return { name: opts.splice ? HAPROXY_SPLICE : 'HAProxy', group: 'hop', ports: [port], pids: () => [p.pid!] };
 }
 
 export async function socat(target: Target): Promise<Contender> {

@@ -152,6 +152,24 @@ export interface MachineInfo {
   node: string;
   memoryGiB: number;
   versions: Record<string, string>;
+  /** cryptoCeilingGbps(), measured by the runs with TLS rows. */
+  cryptoCeilingGbps?: number;
+}
+
+/**
+ * The crypto ceiling of one core: AES-128-GCM (what the WAN leg's TLS 1.3 negotiates
+ * here) over 16 KiB blocks, as `openssl speed -evp aes-128-gcm` measures it, in Gbit/s.
+ * The TLS rows' Gbit per CPU-second read against it. Undefined when openssl is missing.
+ */
+export function cryptoCeilingGbps(): number | undefined {
+  try {
+    const out = execFileSync('openssl', ['speed', '-seconds', '2', '-bytes', '16384', '-evp', 'aes-128-gcm'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }).toString();
+    // The last line: "AES-128-GCM    5148027.10k" (thousands of bytes per second).
+    const k = Number(/^AES-128-GCM\s+([\d.]+)k\s*$/m.exec(out)?.[1]);
+    return Number.isFinite(k) && k > 0 ? (k * 1000 * 8) / 1e9 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function machine(): MachineInfo {
