@@ -9,11 +9,13 @@
  * ended, or a datagram before the stream has targets; rate-cap: the stream's cap
  * (--rate-policy) is spent; flow-limit: a new sender over --max-udp-flows on the
  * listener; allow-list: a sender outside the stream's allow_from; no-connection: the
- * encrypted WAN leg's connection for the flow is down (lost, being redialed).
+ * encrypted WAN leg's connection for the flow is down (lost, being redialed); loop: a
+ * datagram whose sender is one of the stream's own targets (address and port), which
+ * would loop between the gateway and the target for ever (loop-guard.ts).
  */
-export type DropCause = 'queue-full' | 'too-large' | 'no-flow' | 'rate-cap' | 'flow-limit' | 'allow-list' | 'no-connection';
+export type DropCause = 'queue-full' | 'too-large' | 'no-flow' | 'rate-cap' | 'flow-limit' | 'allow-list' | 'no-connection' | 'loop';
 
-export const DROP_CAUSES: readonly DropCause[] = ['queue-full', 'too-large', 'no-flow', 'rate-cap', 'flow-limit', 'allow-list', 'no-connection'];
+export const DROP_CAUSES: readonly DropCause[] = ['queue-full', 'too-large', 'no-flow', 'rate-cap', 'flow-limit', 'allow-list', 'no-connection', 'loop'];
 
 /** The largest UDP payload over IPv4 (65,535 - 8 - 20). */
 export const MAX_DATAGRAM = 65_507;

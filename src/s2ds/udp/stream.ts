@@ -11,6 +11,7 @@ import type { InFlight } from './budget.js';
 import { DatagramCounters, MAX_DATAGRAM, type DropCause, type DropTotals } from './counters.js';
 import { FlowTable, type Flow } from './flows.js';
 import { UdpListener } from './listener.js';
+import { TargetSenders } from './loop-guard.js';
 import { PlainUdpCarrier } from './plain-carrier.js';
 
 export interface UdpStreamOptions {
@@ -40,6 +41,8 @@ export class UdpStream {
   private carrier: DatagramCarrier | undefined;
   /** The targets the plain carrier goes to (formatted), so that a repeated setTargets keeps the flows. */
   private plainTo: string | undefined;
+  /** The targets as senders: their datagrams are dropped (loop-guard.ts). */
+  private targetSenders: TargetSenders | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   /**
@@ -83,6 +86,8 @@ export class UdpStream {
     const key = targets.map(formatAddress).join(',');
     if (!carrier && this.carrier && this.plainTo === key) return;
     this.plainTo = carrier ? undefined : key;
+    this.targetSenders?.close();
+    this.targetSenders = new TargetSenders(targets);
     const previous = this.carrier;
     this.carrier =
       carrier ??
@@ -157,6 +162,7 @@ export class UdpStream {
     if (datagram.length > MAX_DATAGRAM) return c.drop('too-large');
     const carrier = this.carrier;
     if (!carrier) return c.drop('no-flow');
+    if (this.targetSenders?.has(from.address, from.port)) return c.drop('loop');
     const pacer = this.pacing?.toTarget;
     // A datagram cannot wait for the bucket as a TCP read does: over the cap it is dropped.
     if (pacer && pacer.wait() > 0) return c.drop('rate-cap');
@@ -221,6 +227,7 @@ export class UdpStream {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
+    this.targetSenders?.close();
     this.carrier?.close();
     this.bridged?.plain.close();
     this.bridged?.wan.close();
