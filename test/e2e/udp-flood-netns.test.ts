@@ -23,6 +23,7 @@ import { ADDR, labForSuite, type NetnsLab, type NsProc } from '../support/netns.
 import { LAB_CONTROL } from '../support/lab-gateways.js';
 import { fdCount, rssMiB } from '../support/hostile.js';
 import { PYTHON } from '../support/python.js';
+import { until } from '../support/until.js';
 import { parseAddress } from '../../src/protocol/address.js';
 
 const FLOOD = fileURLToPath(new URL('../../../test/e2e/udp_flood.py', import.meta.url));
@@ -33,6 +34,8 @@ const METRICS = '127.0.0.1:9464';
 /** The forged sources: 10.77.0.1 to 10.77.255.254. */
 const FORGED_NET = '10.77';
 const FLOOD_DATAGRAMS = 60_000;
+/** Datagrams per flood forged from the stream's target itself (dropped: loop). */
+const AS_TARGET = 3;
 /** The legitimate sender's pace. */
 const LEGIT_EVERY_MS = 20;
 /** A fixed bound on each process's resident memory (a Node process idles near 60-90 MiB). */
@@ -132,6 +135,9 @@ describe('a UDP flood from many forged sources stays within the gateway bounds (
         await lab.run('gwa', ['sh', '-c', `echo 0 > /proc/sys/net/ipv4/conf/${conf}/rp_filter`], { check: true });
       }
       await lab.ip('gwa', 'route', 'add', `${FORGED_NET}.0.0/16`, 'via', ADDR.user);
+      // The target can reach the stream's listener (as in most facilities), so that a datagram
+      // forged from the target would bounce between them if the gateway forwarded it.
+      await lab.ip('prod', 'route', 'add', `${ADDR.gwaWan}/32`, 'via', ADDR.gwaLan);
     },
   });
 
@@ -187,8 +193,9 @@ describe('a UDP flood from many forged sources stays within the gateway bounds (
             await sleep(500);
           }
         })();
+        const logFrom = gwa.stderr().length;
         const start = Date.now();
-        const run = await lab.run('user', [PYTHON, FLOOD, listener.host, String(listener.port), FORGED_NET, String(FLOOD_DATAGRAMS), '--first-source', String(firstSource), '--burst', '500', '--pause-ms', '30'], {
+        const run = await lab.run('user', [PYTHON, FLOOD, listener.host, String(listener.port), FORGED_NET, String(FLOOD_DATAGRAMS), '--first-source', String(firstSource), '--burst', '500', '--pause-ms', '30', '--as-target', `${TARGET.host}:${TARGET.port}`, '--as-target-count', String(AS_TARGET)], {
           timeoutMs: 120_000,
         });
         const end = Date.now();
@@ -205,6 +212,9 @@ describe('a UDP flood from many forged sources stays within the gateway bounds (
         // Every flow holds one socket towards the target: the descriptors bound the flows between polls too.
         assert.ok(peak.workerFds <= baseline.workerFds + MAX_FLOWS + 2, `the worker held ${peak.workerFds} descriptors (${baseline.workerFds} before any flow, --max-udp-flows ${MAX_FLOWS})`);
         assert.ok(peak.workerRss <= RSS_BOUND_MIB && peak.s2csRss <= RSS_BOUND_MIB, `resident memory went over ${RSS_BOUND_MIB} MiB: worker ${peak.workerRss}, s2cs ${peak.s2csRss}`);
+        // Nothing is logged per datagram: a flood costs the log a few lines at most.
+        const logged = gwa.stderr().slice(logFrom).split('\n').filter((l) => l.trim() !== '');
+        assert.ok(logged.length <= 10, `the gateway logged ${logged.length} lines during flood ${round + 1}:\n${logged.slice(0, 20).join('\n')}`);
         floods.push({ start, end, sent, samples, maxFlows });
 
         // The forged flows idle out; the legitimate one, still sending, stays.
@@ -274,6 +284,16 @@ describe('a UDP flood from many forged sources stays within the gateway bounds (
       t.diagnostic(`status: ${JSON.stringify(final)}`);
       assert.ok((final.drops['flow-limit'] ?? 0) > 0, `no flow-limit drops in status: ${JSON.stringify(final)}`);
       assert.ok(final.flowsOpened > MAX_FLOWS, `flows opened: ${final.flowsOpened}`);
+      // What came from the target itself was dropped, not bounced: the target saw only what was forwarded.
+      assert.equal(final.drops.loop, floods.reduce((n, f) => n + f.sent.as_target!, 0), `loop drops: ${JSON.stringify(final)}`);
+      assert.equal(await echo.stop('SIGTERM'), 0, echo.describe());
+      const targetSaw = (JSON.parse(echo.stdout().trim().split('\n').at(-1)!) as { received: number }).received;
+      // s2cs knows the worker's counts as of its last poll: the newcomer's last datagrams may come with the next.
+      const forwarded = await until('the gateway\'s count of datagrams forwarded to reach what the target received', 10_000, async () => {
+        const n = (await row()).toTarget;
+        return n >= targetSaw ? n : undefined;
+      });
+      t.diagnostic(`the target received ${targetSaw} datagrams; the gateway forwarded ${forwarded}`);
       const metrics = await lab.run('gwa', [process.execPath, '-e', FETCH_METRICS], { check: true });
       const metric = (name: string, labels: string) => {
         const m = new RegExp(`^${name}\\{${labels}\\} (\\d+)`, 'm').exec(metrics.stdout);

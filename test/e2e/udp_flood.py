@@ -13,6 +13,7 @@ from the /16 SRC_NET (e.g. 10.77):
   datagram in --steady-every all along, so that they hold flows and their datagrams are
   forwarded; one datagram in --large-every is a large one from them, near the 65,507-byte
   bound, sent as IP fragments (a raw packet cannot exceed the link's MTU);
+- first, --as-target-count datagrams from --as-target (the stream's target, address and port);
 - every --own-burst-every datagrams, a burst of --own-burst full-size (65,507-byte)
   datagrams from an ordinary socket with this host's own address (which also speaks first).
 Datagrams go in bursts of --burst with --pause-ms between them. Runs as root (raw sockets).
@@ -70,6 +71,8 @@ def main():
     p.add_argument('--large-every', type=int, default=100, help='one datagram in N is a large one, from a steady source')
     p.add_argument('--own-burst-every', type=int, default=5000)
     p.add_argument('--own-burst', type=int, default=50)
+    p.add_argument('--as-target', help='HOST:PORT, the stream\'s target: --as-target-count datagrams forged from it come first')
+    p.add_argument('--as-target-count', type=int, default=0)
     p.add_argument('--seed', type=int, default=21)
     a = p.parse_args()
 
@@ -81,7 +84,7 @@ def main():
     own.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
     full = bytes(MAX_DATAGRAM)
     net = [int(x) for x in a.src_net.split('.')]
-    sent = {'datagrams': 0, 'forged': 0, 'large': 0, 'steady': 0, 'own': 0, 'refused': 0}
+    sent = {'datagrams': 0, 'forged': 0, 'large': 0, 'steady': 0, 'own': 0, 'as_target': 0, 'refused': 0}
     addresses = set()
     # The steady sources: the last addresses of the /16, each with one port.
     steady = [(socket.inet_aton(forged_address(net, 256 * 254 - 1 - i)), rnd.randrange(1024, 65536)) for i in range(a.steady)]
@@ -118,6 +121,12 @@ def main():
             sent['refused'] += 1
 
     started = time.time()
+    if a.as_target:
+        # From the target itself: forwarded, its echo would come back to the listener from the target, for ever.
+        host, port = a.as_target.rsplit(':', 1)
+        for _ in range(a.as_target_count):
+            send(socket.inet_aton(host), int(port), small())
+            sent['as_target'] += 1
     # The steady sources and this host's own address speak first, so that they hold flows.
     for src, sport in steady:
         send(src, sport, small())
