@@ -138,7 +138,7 @@ export class GatewayMetrics {
     });
     new Counter({
       name: 'scistream_stream_datagrams_dropped_total',
-      help: 'Datagrams of one UDP stream dropped, by uid and cause (queue-full, too-large, no-flow, rate-cap, flow-limit, allow-list, no-connection, loop: docs/protocol.md#udp-streams)',
+      help: `Datagrams of one UDP stream dropped, by uid and cause (${DROP_CAUSES.join(', ')}: docs/metrics.md)`,
       labelNames: ['uid', 'cause'],
       registers,
       collect() {
