@@ -13,7 +13,8 @@
 // veth ends: the stack then hands the emulator MTU-sized frames with real checksums, so
 // the delay and the loss apply per packet as on a real link. (With offloads on, one
 // 64 KiB super-frame would be delayed or lost as a unit, and a frame injected with a
-// partial checksum would be dropped by the receiver.)
+// partial checksum would be dropped by the receiver.) Only the gateways' receive GRO is
+// turned back on, for their NAPI threads (see setup).
 //
 // Everything is named `<prefix>-...`; destroy() (also on process exit) ends every
 // process in the namespaces and deletes them.
@@ -228,6 +229,20 @@ export class WanLab {
         throw new Error(`cannot turn the offloads off on ${dev} (is ethtool installed? apt-get install -y ethtool): ${(err as Error).message}`);
       }
     }
+    // The gateways' kernel receive work runs in their own NAPI threads, not in the emulator's:
+    // a veth receives through NAPI only with GRO on, and a threaded NAPI is a kernel thread the
+    // scheduler runs wherever there is room, as a NIC's receive work is the host's, not the
+    // link's. (Without it, every frame the emulator writes is forwarded and taken up by TCP in
+    // the emulator's own system call, and the emulator's core caps the link.) GRO here merges
+    // frames after their delay and loss, as a NIC's does. A veth with NAPI pushes back when its
+    // ring is full only through a qdisc: a short pfifo on the emulator's ends refuses a frame
+    // (ENOBUFS) and the emulator keeps it first in line; short, so that little waits below the
+    // emulator's own timing.
+    for (const [host, dev] of [['gwa', i.gwaWan], ['gwb', i.gwbWan]] as const) {
+      await this.run(host, ['ethtool', '-K', dev, 'gro', 'on']);
+      await this.run(host, ['sh', '-c', `echo 1 > /sys/class/net/${dev}/threaded`]);
+    }
+    for (const dev of [i.wanA, i.wanB]) await this.run('wan', ['tc', 'qdisc', 'replace', 'dev', dev, 'root', 'pfifo', 'limit', '128']);
     await this.ip('prod', 'route', 'add', 'default', 'via', WAN_ADDR.gwaLan);
     await this.ip('cons', 'route', 'add', 'default', 'via', WAN_ADDR.gwbLan);
     await this.ip('gwa', 'route', 'add', '10.202.3.0/24', 'via', WAN_ADDR.gwbWan);
