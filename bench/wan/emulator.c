@@ -185,12 +185,18 @@ static void receive(struct direction *d) {
   }
 }
 
-// Writes the frames whose time has come, in order. Returns 1 if the device pushed back.
+// Writes the frames whose time has come, in order: PUSHED_BACK if the device pushed back,
+// MORE_DUE if it stopped after MAX_BATCHES so that the loop reads the rings in between
+// (a loop that fell behind must not leave them unread for long), else 0.
+#define PUSHED_BACK 1
+#define MORE_DUE 2
+#define MAX_BATCHES 16
 static int transmit(struct direction *d, int64_t now) {
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
-  for (;;) {
+  for (int batches = 0;; batches++) {
     if (d->count == 0 || d->due[d->head] > now + TICK_NS / 2) return 0;
+    if (batches == MAX_BATCHES) return MORE_DUE;
     int64_t late = now - d->due[d->head];
     if (late > d->c.late_max_ns) d->c.late_max_ns = late;
     int late_batch = late > LATE_NS;
@@ -206,7 +212,7 @@ static int transmit(struct direction *d, int64_t now) {
     int sent = sendmmsg(d->out, msgs, n, MSG_DONTWAIT);
     if (sent < 0) {
       // The device's qdisc is full (the receiver is behind): the frame stays first in line.
-      if (errno == EAGAIN || errno == ENOBUFS) return 1;
+      if (errno == EAGAIN || errno == ENOBUFS) return PUSHED_BACK;
       // Anything else (the other interface went down...): that frame is lost, and counted.
       sent = 1;
       d->c.send_errors++;
@@ -217,7 +223,7 @@ static int transmit(struct direction *d, int64_t now) {
     }
     d->head = (d->head + (uint32_t)sent) % queue_frames;
     d->count -= (uint32_t)sent;
-    if ((uint32_t)sent < n) return 1;
+    if ((uint32_t)sent < n) return PUSHED_BACK;
   }
 }
 
@@ -302,7 +308,9 @@ int main(int argc, char **argv) {
     receive(&dirs[0]);
     receive(&dirs[1]);
     int64_t now = now_ns();
-    int blocked = transmit(&dirs[0], now) | transmit(&dirs[1], now);
+    int state = transmit(&dirs[0], now) | transmit(&dirs[1], now);
+    if (state & MORE_DUE) continue;
+    int blocked = state & PUSHED_BACK;
     if (dirs[0].count == 0 && dirs[1].count == 0) {
       // Idle: sleep until a frame arrives.
       if (ppoll(pfd, 2, NULL, NULL) < 0 && errno != EINTR) die("poll", NULL);
