@@ -160,7 +160,7 @@ export function wanTable(r: WanResults): string {
   }
   const l = r.settings.link;
   const dir = (name: string, d: EmulatorCounters['aToB']) =>
-    `${name}: ${d.passed} frames passed (${(d.passedBytes / 1e9).toFixed(2)} GB), ${d.lost} lost, ${d.queueFull} dropped by a full queue, ${d.socketDrops} dropped before the emulator read them, ${d.oversize} oversize, ${d.late} sent > 1 ms late (latest ${(d.lateMaxUs / 1000).toFixed(1)} ms)`;
+    `${name}: ${d.passed} frames passed (${(d.passedBytes / 1e9).toFixed(2)} GB), ${d.lost} lost, ${d.queueFull} dropped by a full queue, ${d.socketDrops} dropped before the emulator read them, ${d.oversize} oversize, ${d.late} sent > 1 ms late (latest ${(d.lateMaxUs / 1000).toFixed(1)} ms), pushed back ${d.pushedBack} times by the receiving gateway`;
   lines.push(
     '',
     `link: ${l.delayMs} ms each way (ping gwa -> gwb before the runs: ${r.ping.minMs.toFixed(1)}/${r.ping.avgMs.toFixed(1)}/${r.ping.maxMs.toFixed(1)} ms min/avg/max), ${l.loss * 100} % of frames lost each way, a queue of ${l.queueFrames} frames per direction; MTU 1500, offloads off on the link's veths; ` +

@@ -47,6 +47,7 @@
 
 struct counters {
   uint64_t passed, passed_bytes, lost, queue_full, oversize, send_errors;
+  uint64_t pushed_back;  // times the device refused a frame (its receiver was behind)
   uint64_t late;        // frames that left more than LATE_NS after their time (the loop fell behind)
   int64_t late_max_ns;  // the latest a frame left after its time
 };
@@ -212,7 +213,10 @@ static int transmit(struct direction *d, int64_t now) {
     int sent = sendmmsg(d->out, msgs, n, MSG_DONTWAIT);
     if (sent < 0) {
       // The device's qdisc is full (the receiver is behind): the frame stays first in line.
-      if (errno == EAGAIN || errno == ENOBUFS) return PUSHED_BACK;
+      if (errno == EAGAIN || errno == ENOBUFS) {
+        d->c.pushed_back++;
+        return PUSHED_BACK;
+      }
       // Anything else (the other interface went down...): that frame is lost, and counted.
       sent = 1;
       d->c.send_errors++;
@@ -239,9 +243,9 @@ static void report(struct direction *dirs) {
   printf("{");
   for (int i = 0; i < 2; i++) {
     const struct direction *d = &dirs[i];
-    printf("%s\"%s\":{\"passed\":%llu,\"passedBytes\":%llu,\"lost\":%llu,\"queueFull\":%llu,\"oversize\":%llu,\"sendErrors\":%llu,\"socketDrops\":%llu,\"queued\":%u,\"late\":%llu,\"lateMaxUs\":%lld}", i ? "," : "",
+    printf("%s\"%s\":{\"passed\":%llu,\"passedBytes\":%llu,\"lost\":%llu,\"queueFull\":%llu,\"oversize\":%llu,\"sendErrors\":%llu,\"socketDrops\":%llu,\"queued\":%u,\"pushedBack\":%llu,\"late\":%llu,\"lateMaxUs\":%lld}", i ? "," : "",
            d->name, (unsigned long long)d->c.passed, (unsigned long long)d->c.passed_bytes, (unsigned long long)d->c.lost, (unsigned long long)d->c.queue_full,
-           (unsigned long long)d->c.oversize, (unsigned long long)d->c.send_errors, (unsigned long long)socket_drops[i], d->count, (unsigned long long)d->c.late, (long long)(d->c.late_max_ns / 1000));
+           (unsigned long long)d->c.oversize, (unsigned long long)d->c.send_errors, (unsigned long long)socket_drops[i], d->count, (unsigned long long)d->c.pushed_back, (unsigned long long)d->c.late, (long long)(d->c.late_max_ns / 1000));
   }
   printf("}\n");
   fflush(stdout);

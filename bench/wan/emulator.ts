@@ -39,6 +39,8 @@ export interface DirectionCounters {
   socketDrops: number;
   /** Waiting for their time when the counters were printed. */
   queued: number;
+  /** Times the next interface refused a frame (its receiving gateway was behind); the frame waited. */
+  pushedBack: number;
   /** Sent more than 1 ms after their time: the emulator did not keep up (CPU). */
   late: number;
   /** The latest a frame was sent after its time, in microseconds (since start). */
