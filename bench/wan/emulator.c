@@ -38,7 +38,7 @@
 #endif
 
 #define SLOT 2048   // bytes per queued frame: a 1500-byte MTU frame and its Ethernet header
-#define BATCH 64    // frames per recvmmsg/sendmmsg
+#define BATCH 64    // frames per sendmmsg
 // While frames wait, the loop wakes on a timer every TICK and sends what is due within half
 // a tick (so a frame leaves within +-50 us of its time), rather than on every arrival: at a
 // few Gbit/s that batches tens of frames per system call instead of one.
@@ -52,18 +52,19 @@ struct counters {
   int64_t late_max_ns;  // the latest a frame left after its time
 };
 
-// One direction: frames read from `in`, waiting for their time, then written to `out`.
+// A TPACKET_V3 receive ring, mapped.
 struct ring {
   uint8_t *map;
   uint32_t blocks, next;
 };
 
+// One direction: frames read from `in`, waiting for their time, then written to `out`.
 struct direction {
   const char *name;
   int in, out;
   struct ring rx;  // the `in` socket's receive ring
   uint8_t *frames;  // queue_frames slots of SLOT bytes
-  uint32_t *len;    // 0: lost (kept in order, skipped when sent)
+  uint32_t *len;
   int64_t *due;     // monotonic ns
   uint32_t head, count;
   struct counters c;
@@ -331,7 +332,7 @@ int main(int argc, char **argv) {
       for (int i = 0; i < 2; i++)
         if (dirs[i].count > 0 && dirs[i].due[dirs[i].head] - TICK_NS / 2 < first) first = dirs[i].due[dirs[i].head] - TICK_NS / 2;
       if (first > wake) wake = first;
-      // Not longer than a millisecond: arrivals wait in the queue, not in the socket's buffer.
+      // Not longer than a millisecond: arrivals wait in the queue, not in the ring.
       if (wake > now + 1000000LL) wake = now + 1000000LL;
     }
     struct timespec ts = {.tv_sec = wake / 1000000000LL, .tv_nsec = wake % 1000000000LL};
