@@ -4,8 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { DEFAULT_LINK, WAN_ADDR, WanLab, ensureWanTools, type Emulator } from '../../../bench/wan/lab.js';
-import { buildEmulator } from '../../../bench/wan/emulator.js';
+import { DEFAULT_LINK, WAN_ADDR, WanLab, ensureWanTools, parsePing, type Emulator } from '../../../bench/wan/lab.js';
+import { buildEmulator, countersSince, parseCounters } from '../../../bench/wan/emulator.js';
 
 /** Sends `bytes` pseudo-random bytes to host:port and prints their SHA-256. */
 const SENDER = `
@@ -38,6 +38,28 @@ const server = require('node:net').createServer((c) => {
 });
 server.listen(Number(port), host, () => console.error('listening'));
 `;
+
+test('parsePing reads ping -q summaries, with and without replies', () => {
+  const ok = parsePing('--- 10.202.2.2 ping statistics ---\n10 packets transmitted, 10 received, 0% packet loss, time 1803ms\nrtt min/avg/max/mdev = 50.024/50.053/50.104/0.025 ms\n');
+  assert.deepEqual(ok, { sent: 10, received: 10, minMs: 50.024, avgMs: 50.053, maxMs: 50.104 });
+  const none = parsePing('--- 10.202.2.2 ping statistics ---\n2 packets transmitted, 0 received, 100% packet loss, time 1001ms\n');
+  assert.equal(none.received, 0);
+  assert.ok(Number.isNaN(none.avgMs));
+  assert.throws(() => parsePing('ping: connect: Network is unreachable'), /no summary/);
+});
+
+test('parseCounters takes the last JSON line; countersSince subtracts all but the gauges', () => {
+  const dir = (passed: number, queued: number, lateMaxUs: number) => ({ passed, passedBytes: passed * 1500, lost: 1, queueFull: 0, oversize: 0, sendErrors: 0, socketDrops: 0, pushedBack: 2, queued, late: 3, lateMaxUs });
+  const a = { aToB: dir(10, 5, 7), bToA: dir(1, 0, 0) };
+  const b = { aToB: dir(30, 2, 9), bToA: dir(4, 1, 1) };
+  assert.deepEqual(parseCounters(`${JSON.stringify(a)}\nnoise\n${JSON.stringify(b)}\n`), b);
+  const d = countersSince(a, b);
+  assert.equal(d.aToB.passed, 20);
+  assert.equal(d.aToB.lost, 0);
+  assert.equal(d.aToB.queued, 2);
+  assert.equal(d.aToB.lateMaxUs, 9);
+  assert.throws(() => parseCounters('nothing'), /printed no counters/);
+});
 
 describe('WAN emulator (bench/wan) in network namespaces', () => {
   let lab: WanLab | undefined;
