@@ -94,8 +94,9 @@ describe('WAN emulator (bench/wan) in network namespaces', () => {
     emulator = await l.startEmulator({ ...DEFAULT_LINK, loss: 0 });
     const rtt = await l.ping(10);
     assert.equal(rtt.received, 10, `ping lost replies: ${JSON.stringify(rtt)}`);
-    // 2 x 25 ms, plus the stacks and the loop's +-50 us; a loaded machine adds, never removes.
-    assert.ok(rtt.minMs >= 49.8 && rtt.avgMs < 60, `RTT ${JSON.stringify(rtt)} is not about 50 ms`);
+    // 2 x 25 ms, plus the stacks and the loop's +-50 us; a loaded machine adds (to the
+    // average more than to the minimum), never removes.
+    assert.ok(rtt.minMs >= 49.8 && rtt.minMs < 55 && rtt.avgMs < 75, `RTT ${JSON.stringify(rtt)} is not about 50 ms`);
 
     const receiver = l.spawn('prod', [process.execPath, '-e', RECEIVER, WAN_ADDR.prod, '7001'], 'receiver');
     await receiver.waitFor(/listening/, { stream: 'stderr' });
