@@ -15,6 +15,7 @@ import { cpuSeconds, cryptoCeilingGbps, ensureTools, machine, memory, start, sto
 import { ConnectionPool } from '../src/protocol/client.js';
 import { capRows, capTable, type CapRow } from './caps.js';
 import { udpSection, udpTable } from './udp.js';
+import { wanSection, wanTable } from './wan.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
 process.noDeprecation = true;
@@ -39,14 +40,15 @@ const { values } = parseArgs({
     // `--only control`: the control-plane section alone (setup latency taking turns
     // between --workers 0 and 2, the CLI setups and the 50 concurrent clients);
     // `--only startup`: the start-up rows and the CLI setup row (a minute, not the whole run);
-    // `--only udp`: the UDP rows (iperf3 -u through each path, bench/udp.ts).
+    // `--only udp`: the UDP rows (iperf3 -u through each path, bench/udp.ts);
+    // `--only wan`: the WAN rows (an emulated 50 ms, 0.01 % loss link between two namespaces, bench/wan.ts).
     only: { type: 'string' },
     // Runs per start-up row and CLI setups in an --only startup run.
     runs: { type: 'string' },
   },
 });
-if (values.only !== undefined && values.only !== 'control' && values.only !== 'startup' && values.only !== 'udp') {
-  process.stderr.write('bench: --only takes "control" (the control-plane section), "startup" (the start-up rows and the CLI setup row) or "udp" (the UDP rows)\n');
+if (values.only !== undefined && !['control', 'startup', 'udp', 'wan'].includes(values.only)) {
+  process.stderr.write('bench: --only takes "control" (the control-plane section), "startup" (the start-up rows and the CLI setup row), "udp" (the UDP rows) or "wan" (the WAN rows)\n');
   process.exit(2);
 }
 const onlyControl = values.only === 'control';
@@ -241,12 +243,24 @@ async function udpRows(info: ReturnType<typeof machine>): Promise<void> {
   }
 }
 
+/** The WAN rows: alone (`--only wan`), or at the end of a full run; its JSON beside the run's. */
+async function wanRows(info: ReturnType<typeof machine>): Promise<void> {
+  const r = await wanSection({ seconds: Number(values.seconds ?? (quick ? 2 : 4)), repeats: Number(values.repeats ?? (quick ? 1 : 2)), workers, say });
+  process.stdout.write(`\n${wanTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  if (values.json) {
+    const path = values.only === 'wan' ? values.json : values.json.replace(/(\.json)?$/, '-wan.json');
+    writeFileSync(path, `${JSON.stringify({ date: new Date().toISOString(), machine: info, ...r }, null, 2)}\n`);
+    say(`wrote ${path}`);
+  }
+}
+
 async function main(): Promise<void> {
   if (values.only === 'startup') return startupOnly();
   ensureTools(say);
   const info = machine();
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
   if (values.only === 'udp') return udpRows(info);
+  if (values.only === 'wan') return wanRows(info);
   const rows = new Map<string, Row>();
   const checks: { label: string; parallel: number; gbps: number; bytes: number }[] = [];
   if (!onlyControl) {
@@ -257,6 +271,7 @@ async function main(): Promise<void> {
   // A --rows run ends with its throughput rows.
   if (!onlyRows) await controlPlane(info, rows, checks);
   if (!onlyRows && !onlyControl) await udpRows(info);
+  if (!onlyRows && !onlyControl) await wanRows(info);
 }
 
 async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
