@@ -11,6 +11,7 @@ import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
+import { sharedListenersUnavailable } from './shared-listeners.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, DatagramStats, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -26,10 +27,22 @@ export interface AgentSummary {
   bytesPerSecond: number;
 }
 
-/** An agent's part of a stream: the global indices of its listeners, in its own order. */
+/**
+ * An agent's part of a stream: the global indices of its listeners, in its own order.
+ * The listeners of a stream shared by the local workers (shared-listeners.ts) are in
+ * every worker's share: the owner's, and each joiner's with the same indices.
+ */
 export interface Share {
   agent: AgentHandle;
   indices: number[];
+  /** It joined the owner's listeners (SO_REUSEPORT) instead of opening its own. */
+  joined?: boolean;
+}
+
+/** Where a new stream's listeners go: each agent's global indices, and the workers that join them all (shared). */
+interface Plan {
+  owners: Map<AgentHandle, number[]>;
+  joiners: AgentHandle[];
 }
 
 /** A stream read back from the agents (adopt). */
@@ -109,6 +122,10 @@ export class AgentPool implements DataServer {
   private readonly unsent = new Map<string, { record: Uint8Array }>();
   /** Port ranges of agents whose handles do not say them (knowRange). */
   private readonly ranges = new Map<AgentHandle, PortRange>();
+  /** The gateway's local workers, which share each TCP stream's listeners (shareListeners). */
+  private siblings: readonly AgentHandle[] = [];
+  /** Workers that answered a join with listeners of their own (an older s2ds): not asked to join until they restart. */
+  private readonly noJoin = new WeakSet<AgentHandle>();
   private closed = false;
 
   constructor(
@@ -269,8 +286,9 @@ export class AgentPool implements DataServer {
       return;
     }
     if (event === 'restarted') {
-      // A new process: it may keep spares now (upgraded, or its native addon built).
+      // A new process: it may keep spares now (upgraded, or its native addon built), and join listeners.
       this.noSpares.delete(agent);
+      this.noJoin.delete(agent);
       // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
@@ -379,10 +397,10 @@ export class AgentPool implements DataServer {
     const capBps = opts.capBps ?? 0;
     const allowFrom = opts.allowFrom ?? [];
     const chosen = opts.ports && opts.ports.length > 0 ? opts.ports : undefined;
-    const plan = chosen ? this.placeChosen(uid, chosen) : this.place(uid, count);
     // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
     const udp = opts.protocol === 'udp';
-    if (!chosen && !udp && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
+    const plan = this.planFor(uid, count, udp, chosen);
+    if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
       const listeners = this.fromSpares(uid, count, plan, capBps, allowFrom);
       // Answered once the agents listen there: a spare is bound but not listening, so a client that
       // connects the moment it has the answer would otherwise be refused.
@@ -402,8 +420,54 @@ export class AgentPool implements DataServer {
     }
   }
 
+  /**
+   * Tells the pool which agents are this gateway's local workers (s2cs --workers):
+   * they bind the same address, so that each TCP stream's listeners, opened by one of
+   * them, are joined by the others and the kernel spreads the connections over all
+   * (shared-listeners.ts). Only while every agent of the pool is such a worker (no
+   * --s2ds agents on other nodes), two or more answer, and SO_REUSEPORT can be set.
+   */
+  shareListeners(workers: readonly AgentHandle[]): void {
+    this.siblings = workers;
+  }
+
+  /** Whether a new TCP stream's listeners are shared by the local workers. */
+  private sharing(): boolean {
+    return this.siblings.length >= 2 && this.members.every((a) => this.siblings.includes(a)) && sharedListenersUnavailable() === undefined;
+  }
+
+  /** The workers other than `owner` that join its listeners: those that answer now. */
+  private joinersOf(owner: AgentHandle, silent: ReadonlySet<AgentHandle>): AgentHandle[] {
+    return this.siblings.filter((a) => a !== owner && a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+  }
+
+  /**
+   * Where a new stream's listeners go. Shared (TCP, local workers): all on one worker,
+   * the one with spares enough, then the most free ports (every worker carries the
+   * connections anyway), joined by the others; chosen ports in one worker's slice, the
+   * same. Otherwise spread over the agents by load (place, placeChosen).
+   */
+  private planFor(uid: string, count: number, udp: boolean, chosen: readonly number[] | undefined, silent: ReadonlySet<AgentHandle> = new Set()): Plan {
+    const share = !udp && this.sharing();
+    if (chosen) {
+      const owners = this.placeChosen(uid, chosen);
+      const owner = owners.size === 1 ? [...owners.keys()][0]! : undefined;
+      return { owners, joiners: share && owner ? this.joinersOf(owner, silent) : [] };
+    }
+    if (share) {
+      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.freeOn(a) >= count);
+      const spared = fits.filter((a) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= count);
+      const owner = (spared.length > 0 ? spared : fits).reduce<AgentHandle | undefined>((best, a) => (!best || this.freeOn(a) > this.freeOn(best) ? a : best), undefined);
+      if (owner) {
+        const joiners = this.joinersOf(owner, silent);
+        if (joiners.length > 0) return { owners: new Map([[owner, Array.from({ length: count }, (_, g) => g)]]), joiners };
+      }
+    }
+    return { owners: this.place(uid, count, silent), joiners: [] };
+  }
+
   /** Reserves by the plan; when agents do not answer, places the stream again on the others (while they have the ports). */
-  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveAnywhere(uid: string, count: number, first: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     const silent = new Set<AgentHandle>();
     let plan = first;
     for (;;) {
@@ -413,7 +477,7 @@ export class AgentPool implements DataServer {
         if (!(err instanceof SilentAgents)) throw err;
         for (const a of err.agents) silent.add(a);
         try {
-          plan = this.place(uid, count, silent);
+          plan = this.planFor(uid, count, udp, undefined, silent);
         } catch (placing) {
           this.opts.logger.debug({ uid, err: (placing as Error).message }, 'no other agent can take a stream its agent did not answer for');
           throw err.cause;
@@ -426,7 +490,8 @@ export class AgentPool implements DataServer {
     }
   }
 
-  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveOnce(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+    const plan = planned.owners;
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
       // Spares an agent has are given back when its share needs more ports than it has
@@ -434,12 +499,12 @@ export class AgentPool implements DataServer {
       // (The agent's free count may date from before its spares opened: counted without them.)
       // A refill under way may take the very ports this share needs: given back as well.
       await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-      return await this.reserve(uid, count, plan, capBps, allowFrom, udp).catch(async (err: unknown) => {
+      return await this.reserve(uid, count, planned, capBps, allowFrom, udp).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
         const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
         if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
         await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-        return this.reserve(uid, count, plan, capBps, allowFrom, udp);
+        return this.reserve(uid, count, planned, capBps, allowFrom, udp);
       });
     } finally {
       for (const [a, idx] of plan) {
@@ -455,17 +520,21 @@ export class AgentPool implements DataServer {
    * every later call for the uid does too. Should an assignment fail (the agent went away), the
    * stream is reported lost like one whose agent died, and the rest released.
    */
-  private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Address[] {
+  private fromSpares(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[]): Address[] {
     const listeners = new Array<Address>(count);
     const shares: Share[] = [];
     const taken: Address[][] = [];
-    for (const [agent, indices] of plan) {
+    const { joiners } = planned;
+    const carriers = 1 + joiners.length;
+    for (const [agent, indices] of planned.owners) {
       const list = this.spares.get(agent)!;
       const mine = list.splice(0, indices.length);
       indices.forEach((g, j) => (listeners[g] = mine[j]!));
       shares.push({ agent, indices });
       taken.push(mine);
     }
+    const owned = [...shares];
+    for (const agent of joiners) shares.push({ agent, indices: owned[0]!.indices, joined: true });
     const placement: Placement = { uid, count, listeners, shares };
     this.placements.set(uid, placement);
     // Sent at the end of this turn of the event loop, so that the record s2cs stores
@@ -475,8 +544,14 @@ export class AgentPool implements DataServer {
     const work = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => {
         if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
-        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom)));
+        return Promise.all(
+          owned.map((s, i) =>
+            s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count) / carriers, allowFrom, joiners.length > 0),
+          ),
+        );
       })
+      // The owner's listeners are joinable once they listen: the other workers join them now.
+      .then(() => this.join(uid, owned[0]!, listeners, joiners, capBps / carriers, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record)))
       .then(
       () => undefined,
       (err: unknown) => {
@@ -484,7 +559,7 @@ export class AgentPool implements DataServer {
           this.placements.delete(uid);
           for (const s of shares) void this.releases.releaseOn(s.agent, uid);
           // Spares an agent refused to assign, should they still be open there.
-          shares.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
+          owned.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
           this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
         }
         throw err;
@@ -497,7 +572,7 @@ export class AgentPool implements DataServer {
     }).catch(noop);
     // A little later: the calls that set this stream up go first on both event loops.
     setTimeout(() => {
-      for (const s of shares) this.refill(s.agent);
+      for (const s of owned) this.refill(s.agent);
     }, REFILL_DELAY_MS).unref();
     return listeners;
   }
@@ -546,12 +621,15 @@ export class AgentPool implements DataServer {
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
-  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
-    const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
+  private async reserve(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
+    const { joiners } = planned;
+    const carriers = 1 + joiners.length;
+    const shares: Share[] = [...planned.owners].map(([agent, indices]) => ({ agent, indices }));
     const results = await Promise.allSettled(
       shares.map((s) =>
         s.agent.startListeners(uid, s.indices.length, {
-          ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {}),
+          ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) / carriers } : {}),
+          ...(joiners.length > 0 ? { shared: true } : {}),
           ...(allowFrom.length > 0 ? { allowFrom } : {}),
           ...(chosen ? { ports: s.indices.map((g) => chosen[g]!) } : {}),
           ...(udp ? { protocol: 'udp' as const } : {}),
@@ -577,7 +655,58 @@ export class AgentPool implements DataServer {
       const bound = (results[i] as PromiseFulfilledResult<Address[]>).value;
       s.indices.forEach((g, j) => (listeners[g] = bound[j]!));
     });
-    return { uid, count, listeners, shares };
+    if (joiners.length === 0) return { uid, count, listeners, shares };
+    const owner = shares[0]!;
+    try {
+      await this.join(uid, owner, listeners, joiners, capBps / carriers, allowFrom);
+    } catch (err) {
+      await this.releases.releaseOn(owner.agent, uid);
+      throw err;
+    }
+    return { uid, count, listeners, shares: [owner, ...joiners.map((agent) => ({ agent, indices: owner.indices, joined: true }))] };
+  }
+
+  /**
+   * The other workers join the owner's listeners (they listen already, joinable), all
+   * or none: when one cannot, what the others joined is released and the error thrown
+   * (SilentAgents when each failure was silence, or a worker that opened listeners of
+   * its own instead: an older s2ds, asked no more). The owner's share is the caller's.
+   */
+  private async join(uid: string, owner: Share, listeners: readonly Address[], joiners: readonly AgentHandle[], capBps: number, allowFrom: readonly string[], record?: Uint8Array): Promise<void> {
+    if (joiners.length === 0) return;
+    const ports = owner.indices.map((g) => listeners[g]!.port);
+    const results = await Promise.allSettled(
+      joiners.map((a) =>
+        a.startListeners(uid, ports.length, {
+          join: ports,
+          ...(capBps > 0 ? { capBps } : {}),
+          ...(allowFrom.length > 0 ? { allowFrom } : {}),
+          ...(record ? { record } : {}),
+        }),
+      ),
+    );
+    const failed: { agent: AgentHandle; err: unknown; silent: boolean }[] = [];
+    results.forEach((r, i) => {
+      const agent = joiners[i]!;
+      if (r.status === 'rejected') {
+        failed.push({ agent, err: r.reason, silent: unanswered(r.reason) });
+      } else if (r.value.map((l) => l.port).join() !== ports.join()) {
+        this.noJoin.add(agent);
+        this.opts.logger.warn({ agent: agent.name }, `data-server worker ${agent.name} opened listeners of its own instead of joining (an older s2ds): it takes no part in shared listeners until it restarts`);
+        failed.push({ agent, err: new ScistreamError('UNAVAILABLE', `data-server worker ${agent.name} could not join the listeners of stream ${uid} (an older s2ds); retry`), silent: true });
+      }
+    });
+    if (failed.length === 0) return;
+    for (const f of failed) if (f.silent) void this.releases.releaseOn(f.agent, uid);
+    await Promise.all(joiners.map((a, i) => (results[i]!.status === 'fulfilled' && !failed.some((f) => f.agent === a) ? this.releases.releaseOn(a, uid) : undefined)));
+    const first = failed[0]!;
+    this.opts.logger.debug({ uid, agent: first.agent.name, err: first.err }, 'a worker could not join the listeners of a stream; released the rest');
+    const cause =
+      first.err instanceof ScistreamError
+        ? first.err
+        : new ScistreamError('UNAVAILABLE', `data-server worker ${first.agent.name} (${first.agent.address}) could not join the listeners of stream ${uid}: ${(first.err as Error).message}; retry`);
+    if (failed.every((f) => f.silent)) throw new SilentAgents(failed.map((f) => f.agent), cause);
+    throw cause;
   }
 
   /**
@@ -627,7 +756,8 @@ export class AgentPool implements DataServer {
    * refill that raced and opened one is forgotten again after. No retry elsewhere:
    * a port belongs to one agent.
    */
-  private async reserveChosen(uid: string, chosen: readonly number[], plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveChosen(uid: string, chosen: readonly number[], planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+    const plan = planned.owners;
     const forget = (agent: AgentHandle) => {
       const mine = new Set((plan.get(agent) ?? []).map((g) => chosen[g]!));
       const list = this.spares.get(agent);
@@ -636,7 +766,7 @@ export class AgentPool implements DataServer {
     for (const a of plan.keys()) forget(a);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
-      return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, udp, chosen);
+      return await this.reserve(uid, chosen.length, planned, capBps, allowFrom, udp, chosen);
     } catch (err) {
       // The agent owning a port did not answer: no other agent can take it.
       throw err instanceof SilentAgents ? err.cause : err;
@@ -724,10 +854,13 @@ export class AgentPool implements DataServer {
     const p = this.placements.get(uid);
     if (!p) return undefined;
     const sum: StreamStats = { uid, listeners: 0, activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, bytesToTarget: 0, bytesFromTarget: 0, refusedConnections: 0 };
+    // A listener shared by the workers is in each of their shares: counted once.
+    const held = new Set<number>();
     for (const s of p.shares) {
       const st = s.agent.stats(uid);
       if (!st) continue;
-      sum.listeners += st.listeners;
+      for (const g of s.indices.slice(0, st.listeners)) held.add(g);
+      sum.listeners = held.size;
       sum.activeConnections += st.activeConnections;
       sum.waitingConnections += st.waitingConnections;
       sum.acceptedConnections += st.acceptedConnections;
