@@ -399,7 +399,7 @@ export class AgentPool implements DataServer {
     const chosen = opts.ports && opts.ports.length > 0 ? opts.ports : undefined;
     // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
     const udp = opts.protocol === 'udp';
-    const plan = this.planFor(uid, count, udp, chosen);
+    const plan = this.planFor(uid, count, udp, chosen, undefined, capBps);
     if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
       const listeners = this.fromSpares(uid, count, plan, capBps, allowFrom);
       // Answered once the agents listen there: a spare is bound but not listening, so a client that
@@ -431,9 +431,19 @@ export class AgentPool implements DataServer {
     this.siblings = workers;
   }
 
-  /** Whether a new TCP stream's listeners are shared by the local workers. */
-  private sharing(): boolean {
-    return this.siblings.length >= 2 && this.members.every((a) => this.siblings.includes(a)) && sharedListenersUnavailable() === undefined;
+  /**
+   * Whether a new stream's listeners are shared by the local workers: a TCP stream
+   * with fewer listeners than workers that answer (with as many or more, each listener
+   * has a worker of its own and the connection map spreads the connections over them
+   * one per listener, which a hash cannot match), and not capped (a cap split over
+   * workers the kernel gives connections to by a hash would hold a stream whose few
+   * connections landed on one worker below its rate).
+   */
+  private shares(count: number, udp: boolean, capBps: number, silent: ReadonlySet<AgentHandle>): boolean {
+    if (udp || capBps > 0 || this.siblings.length < 2 || sharedListenersUnavailable() !== undefined) return false;
+    if (!this.members.every((a) => this.siblings.includes(a))) return false;
+    const answering = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+    return count < answering.length;
   }
 
   /** The workers other than `owner` that join its listeners: those that answer now. */
@@ -442,13 +452,13 @@ export class AgentPool implements DataServer {
   }
 
   /**
-   * Where a new stream's listeners go. Shared (TCP, local workers): all on one worker,
-   * the one with spares enough, then the most free ports (every worker carries the
+   * Where a new stream's listeners go. Shared (sharedBy): all on one worker, the one
+   * with spares enough, then the most free ports (every worker carries the
    * connections anyway), joined by the others; chosen ports in one worker's slice, the
    * same. Otherwise spread over the agents by load (place, placeChosen).
    */
-  private planFor(uid: string, count: number, udp: boolean, chosen: readonly number[] | undefined, silent: ReadonlySet<AgentHandle> = new Set()): Plan {
-    const share = !udp && this.sharing();
+  private planFor(uid: string, count: number, udp: boolean, chosen: readonly number[] | undefined, silent: ReadonlySet<AgentHandle> = new Set(), capBps = 0): Plan {
+    const share = this.shares(count, udp, capBps, silent);
     if (chosen) {
       const owners = this.placeChosen(uid, chosen);
       const owner = owners.size === 1 ? [...owners.keys()][0]! : undefined;
@@ -477,7 +487,7 @@ export class AgentPool implements DataServer {
         if (!(err instanceof SilentAgents)) throw err;
         for (const a of err.agents) silent.add(a);
         try {
-          plan = this.planFor(uid, count, udp, undefined, silent);
+          plan = this.planFor(uid, count, udp, undefined, silent, capBps);
         } catch (placing) {
           this.opts.logger.debug({ uid, err: (placing as Error).message }, 'no other agent can take a stream its agent did not answer for');
           throw err.cause;
