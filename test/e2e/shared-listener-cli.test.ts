@@ -2,11 +2,11 @@
 // --workers 2`, one stream with one listener, 32 connections to it. Each worker's
 // access log shows the connections it forwarded: both forwarded some, every byte
 // verified. kill -9 of s2cs and a new s2cs adopt the stream, still on both workers;
-// its release frees the port on both.
+// its release frees the port on both. A worker that dies ends the streams it shares.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, freePortRange, spawnCli, type Proc } from '../../src/demo/procs.js';
@@ -15,7 +15,9 @@ import { startProducer } from '../../src/app/produce.js';
 import { consume } from '../../src/app/consume.js';
 import { parseAddress, type Address } from '../../src/protocol/address.js';
 import { alive } from '../support/process.js';
-import { untilTrue } from '../support/until.js';
+import { until, untilTrue } from '../support/until.js';
+import { outcome } from '../support/sockets.js';
+import { lingerAvailable } from '../../src/transport/linger.js';
 
 const CONNECTIONS = 32;
 const BYTES = 256 * 1024;
@@ -116,4 +118,55 @@ test('s2cs --workers 2: one listener, its connections forwarded by both workers;
   client = undefined;
   assert.equal(await s2cs.stop('SIGTERM', 15_000), 0, 'SIGTERM: exit 0');
   await untilTrue('the workers stopped', () => pids.every((p) => !alive(p)), 15_000);
+});
+
+test('s2cs --workers 2: a chosen port shared by both workers; kill -9 of the joining worker ends the stream with resets and frees the port', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'shared-'));
+  const port = await freePort();
+  const range = await freePortRange(8);
+  // The last port of the range: worker-1's slice owns it, worker-0 joins.
+  const chosen = range.last;
+  const args = [
+    'start', '--insecure', '--port', String(port), '--control-host', '127.0.0.1', '--listener-ip', '127.0.0.1',
+    '--port-range', `${range.first}-${range.last}`, '--state-dir', dir, '--workers', '2', '--allow-plaintext-data', '--log-format', 'json',
+  ];
+  const agentsDir = join(dir, `agents-${port}`);
+  const endless = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes: 1024 ** 4, seed: 23 });
+  const s2cs = spawnCli('s2cs', args);
+  let client: ControlConnection | undefined;
+  let pids: number[] = [];
+  const sockets: Socket[] = [];
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    client?.close();
+    if (s2cs.running()) await s2cs.stop('SIGTERM', 15_000);
+    for (const p of pids) if (alive(p)) process.kill(-p, 'SIGKILL');
+    await endless.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await s2cs.waitFor(/s2cs ready/, { timeoutMs: 30_000 });
+  pids = [0, 1].map((i) => Number(readFileSync(join(agentsDir, `worker-${i}.pid`), 'utf8').trim()));
+  client = new ControlConnection(`127.0.0.1:${port}`, { insecure: true, deadlineMs: 10_000 });
+  await client.hello({ uid: 'live', role: 'PROD', prod_listeners: endless.addresses.map((a) => `${a.host}:${a.port}`) });
+  const r = await client.req({ uid: 'live', role: 'PROD', num_conn: 1, rate: 0, listener_ports: [chosen] });
+  await client.update({ uid: 'live', remote_listeners: r.prod_listeners, role: 'PROD' });
+  assert.deepEqual(r.listeners, [`127.0.0.1:${chosen}`]);
+
+  for (let i = 0; i < 16; i++) sockets.push(connect({ host: '127.0.0.1', port: chosen }));
+  const ends = sockets.map((s) => outcome(s));
+  await Promise.all(sockets.map((s) => new Promise((res) => s.once('data', res))));
+  // The workers' counters reach s2cs with its next poll of them.
+  await until('all 16 forwarding in status (the sum over both workers)', 10_000, async () => ((await client!.status({ uid: 'live' })).streams[0]?.active_connections === 16 ? true : undefined));
+
+  process.kill(pids[0]!, 'SIGKILL');
+  const outcomes = await Promise.all(ends);
+  if (lingerAvailable) assert.ok(outcomes.every((o) => o.end !== 'end'), `never a clean end: ${outcomes.map((o) => o.end).join(', ')}`);
+  let all = await client.status({ uid: '' });
+  for (const end = Date.now() + 15_000; (all.streams.length > 0 || all.reserved_ports > 0) && Date.now() < end; ) {
+    await new Promise((res) => setTimeout(res, 100));
+    all = await client.status({ uid: '' });
+  }
+  assert.deepEqual(all.streams.map((x) => x.uid), [], 'the stream ended');
+  assert.match(all.ended.find((e) => e.uid === 'live')?.why ?? '', /data-server worker worker-0 killed by SIGKILL: the connections it carried were reset/);
+  assert.equal(await bindable(chosen), true, 'the port is free: the owning worker released it');
 });
