@@ -439,6 +439,7 @@ export class AgentPool implements DataServer {
    * workers the kernel gives connections to by a hash would hold a stream whose few
    * connections landed on one worker below its rate).
    */
+  // A shared stream is never capped, so its carriers need no share of a cap.
   private shares(count: number, udp: boolean, capBps: number, silent: ReadonlySet<AgentHandle>): boolean {
     if (udp || capBps > 0 || this.siblings.length < 2 || sharedListenersUnavailable() !== undefined) return false;
     if (!this.members.every((a) => this.siblings.includes(a))) return false;
@@ -535,7 +536,6 @@ export class AgentPool implements DataServer {
     const shares: Share[] = [];
     const taken: Address[][] = [];
     const { joiners } = planned;
-    const carriers = 1 + joiners.length;
     for (const [agent, indices] of planned.owners) {
       const list = this.spares.get(agent)!;
       const mine = list.splice(0, indices.length);
@@ -556,12 +556,15 @@ export class AgentPool implements DataServer {
         if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
         return Promise.all(
           owned.map((s, i) =>
-            s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count) / carriers, allowFrom, joiners.length > 0),
+            s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
           ),
         );
       })
       // The owner's listeners are joinable once they listen: the other workers join them now.
-      .then(() => this.join(uid, owned[0]!, listeners, joiners, capBps / carriers, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record)))
+      .then(async () => {
+        const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record));
+        placement.shares = placement.shares.filter((s) => !s.joined || joined.includes(s.agent));
+      })
       .then(
       () => undefined,
       (err: unknown) => {
@@ -633,12 +636,11 @@ export class AgentPool implements DataServer {
   /** All or none: when one agent fails, what the others reserved is released. */
   private async reserve(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
     const { joiners } = planned;
-    const carriers = 1 + joiners.length;
     const shares: Share[] = [...planned.owners].map(([agent, indices]) => ({ agent, indices }));
     const results = await Promise.allSettled(
       shares.map((s) =>
         s.agent.startListeners(uid, s.indices.length, {
-          ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) / carriers } : {}),
+          ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {}),
           ...(joiners.length > 0 ? { shared: true } : {}),
           ...(allowFrom.length > 0 ? { allowFrom } : {}),
           ...(chosen ? { ports: s.indices.map((g) => chosen[g]!) } : {}),
@@ -667,56 +669,40 @@ export class AgentPool implements DataServer {
     });
     if (joiners.length === 0) return { uid, count, listeners, shares };
     const owner = shares[0]!;
-    try {
-      await this.join(uid, owner, listeners, joiners, capBps / carriers, allowFrom);
-    } catch (err) {
-      await this.releases.releaseOn(owner.agent, uid);
-      throw err;
-    }
-    return { uid, count, listeners, shares: [owner, ...joiners.map((agent) => ({ agent, indices: owner.indices, joined: true }))] };
+    const joined = await this.join(uid, owner, listeners, joiners, allowFrom);
+    return { uid, count, listeners, shares: [owner, ...joined.map((agent) => ({ agent, indices: owner.indices, joined: true }))] };
   }
 
   /**
-   * The other workers join the owner's listeners (they listen already, joinable), all
-   * or none: when one cannot, what the others joined is released and the error thrown
-   * (SilentAgents when each failure was silence, or a worker that opened listeners of
-   * its own instead: an older s2ds, asked no more). The owner's share is the caller's.
+   * The other workers join the owner's listeners (they listen already, joinable).
+   * Each join helps, none is needed: a worker that cannot join (an error, silence, or
+   * listeners of its own instead: an older s2ds, asked no more) is left out of the
+   * stream, which its other carriers serve; returns the workers that joined.
    */
-  private async join(uid: string, owner: Share, listeners: readonly Address[], joiners: readonly AgentHandle[], capBps: number, allowFrom: readonly string[], record?: Uint8Array): Promise<void> {
-    if (joiners.length === 0) return;
+  private async join(uid: string, owner: Share, listeners: readonly Address[], joiners: readonly AgentHandle[], allowFrom: readonly string[], record?: Uint8Array): Promise<AgentHandle[]> {
     const ports = owner.indices.map((g) => listeners[g]!.port);
     const results = await Promise.allSettled(
-      joiners.map((a) =>
-        a.startListeners(uid, ports.length, {
-          join: ports,
-          ...(capBps > 0 ? { capBps } : {}),
-          ...(allowFrom.length > 0 ? { allowFrom } : {}),
-          ...(record ? { record } : {}),
-        }),
-      ),
+      joiners.map((a) => a.startListeners(uid, ports.length, { join: ports, ...(allowFrom.length > 0 ? { allowFrom } : {}), ...(record ? { record } : {}) })),
     );
-    const failed: { agent: AgentHandle; err: unknown; silent: boolean }[] = [];
+    const joined: AgentHandle[] = [];
     results.forEach((r, i) => {
       const agent = joiners[i]!;
-      if (r.status === 'rejected') {
-        failed.push({ agent, err: r.reason, silent: unanswered(r.reason) });
-      } else if (r.value.map((l) => l.port).join() !== ports.join()) {
-        this.noJoin.add(agent);
-        this.opts.logger.warn({ agent: agent.name }, `data-server worker ${agent.name} opened listeners of its own instead of joining (an older s2ds): it takes no part in shared listeners until it restarts`);
-        failed.push({ agent, err: new ScistreamError('UNAVAILABLE', `data-server worker ${agent.name} could not join the listeners of stream ${uid} (an older s2ds); retry`), silent: true });
+      if (r.status === 'fulfilled' && r.value.map((l) => l.port).join() === ports.join()) {
+        joined.push(agent);
+        return;
       }
+      let why: string;
+      if (r.status === 'fulfilled') {
+        this.noJoin.add(agent);
+        why = 'it opened listeners of its own instead (an older s2ds): it takes no part in shared listeners until it restarts';
+      } else {
+        why = (r.reason as Error).message;
+      }
+      // Whatever it opened (or may have, when it did not answer) is closed, now or once it answers.
+      if (r.status === 'fulfilled' || unanswered(r.reason)) void this.releases.releaseOn(agent, uid);
+      this.opts.logger.warn({ uid, agent: agent.name }, `data-server worker ${agent.name} could not join the listeners of stream ${uid} (${why}); the other workers carry its connections`);
     });
-    if (failed.length === 0) return;
-    for (const f of failed) if (f.silent) void this.releases.releaseOn(f.agent, uid);
-    await Promise.all(joiners.map((a, i) => (results[i]!.status === 'fulfilled' && !failed.some((f) => f.agent === a) ? this.releases.releaseOn(a, uid) : undefined)));
-    const first = failed[0]!;
-    this.opts.logger.debug({ uid, agent: first.agent.name, err: first.err }, 'a worker could not join the listeners of a stream; released the rest');
-    const cause =
-      first.err instanceof ScistreamError
-        ? first.err
-        : new ScistreamError('UNAVAILABLE', `data-server worker ${first.agent.name} (${first.agent.address}) could not join the listeners of stream ${uid}: ${(first.err as Error).message}; retry`);
-    if (failed.every((f) => f.silent)) throw new SilentAgents(failed.map((f) => f.agent), cause);
-    throw cause;
+    return joined;
   }
 
   /**
