@@ -437,9 +437,8 @@ export class AgentPool implements DataServer {
    * has a worker of its own and the connection map spreads the connections over them
    * one per listener, which a hash cannot match), and not capped (a cap split over
    * workers the kernel gives connections to by a hash would hold a stream whose few
-   * connections landed on one worker below its rate).
+   * connections landed on one worker below its rate; so its carriers need no share of one).
    */
-  // A shared stream is never capped, so its carriers need no share of a cap.
   private shares(count: number, udp: boolean, capBps: number, silent: ReadonlySet<AgentHandle>): boolean {
     if (udp || capBps > 0 || this.siblings.length < 2 || sharedListenersUnavailable() !== undefined) return false;
     if (!this.members.every((a) => this.siblings.includes(a))) return false;
@@ -453,7 +452,7 @@ export class AgentPool implements DataServer {
   }
 
   /**
-   * Where a new stream's listeners go. Shared (sharedBy): all on one worker, the one
+   * Where a new stream's listeners go. Shared (see shares): all on one worker, the one
    * with spares enough, then the most free ports (every worker carries the
    * connections anyway), joined by the others; chosen ports in one worker's slice, the
    * same. Otherwise spread over the agents by load (place, placeChosen).
@@ -466,7 +465,8 @@ export class AgentPool implements DataServer {
       return { owners, joiners: share && owner ? this.joinersOf(owner, silent) : [] };
     }
     if (share) {
-      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.freeOn(a) >= count);
+      // Not a worker that cannot join (an older s2ds): it cannot open listeners joinable either.
+      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a) && this.freeOn(a) >= count);
       const spared = fits.filter((a) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= count);
       const owner = (spared.length > 0 ? spared : fits).reduce<AgentHandle | undefined>((best, a) => (!best || this.freeOn(a) > this.freeOn(best) ? a : best), undefined);
       if (owner) {
