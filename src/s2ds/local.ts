@@ -151,6 +151,8 @@ class Stream {
   udpWan: UdpWanLeg | undefined;
   /** Its listeners joined another worker's (shared-listeners.ts): their ports are that worker's, never given back here. */
   joined = false;
+  /** Its listeners are shared with the gateway's other workers (owned joinable, or joined). */
+  shared = false;
 
   constructor(
     readonly uid: string,
@@ -376,6 +378,7 @@ export class LocalDataServer implements DataServer {
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
     stream.joined = true;
+    stream.shared = true;
     try {
       for (const [index, port] of ports.entries()) {
         try {
@@ -404,6 +407,7 @@ export class LocalDataServer implements DataServer {
     const exhausted = () => this.exhausted(count, ports.length, busy);
     if (this.pool.available < count) throw exhausted();
     const stream = new Stream(uid, listeners, ports, count, capBps);
+    stream.shared = shared;
     try {
       while (listeners.length < count) {
         const port = this.pool.take();
@@ -453,6 +457,7 @@ export class LocalDataServer implements DataServer {
     for (const p of chosen) if (!spares.includes(p)) this.pool.takePort(p);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...chosen], chosen.length, capBps);
+    stream.shared = shared;
     try {
       for (const [index, port] of chosen.entries()) {
         try {
@@ -697,7 +702,8 @@ export class LocalDataServer implements DataServer {
   private admit(stream: Stream, connection: Connection, socket: Socket): boolean {
     const i = connection.listenerIndex;
     if (stream.perListener[i]! >= this.maxConnsPerListener) {
-      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
+      const where = stream.shared ? ' in this worker (the listener is shared by the gateway\'s workers: each admits that many)' : '';
+      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} connections${where} (--max-conns-per-listener); refusing more`);
       return false;
     }
     const refused = this.admission.admit(connection.ticket, connectionMemory(this.opts.bufferSize, stream.acceptVia.name, stream.connectVia.name));
@@ -912,6 +918,7 @@ export class LocalDataServer implements DataServer {
     for (const s of spares) this.spares.delete(s.port);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
+    stream.shared = shared;
     if (allowFrom.length > 0) stream.allow = new AllowList(allowFrom);
     const host = this.opts.bindHost;
     for (const [i, s] of spares.entries()) {

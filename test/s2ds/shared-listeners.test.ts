@@ -6,7 +6,10 @@
 // SO_REUSEPORT can take a shared port while it is shared.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { pino } from 'pino';
+import { Refusals } from '../../src/limits/refusals.js';
+import { watchEnd } from '../support/sockets.js';
 import { LocalDataServer } from '../../src/s2ds/local.js';
 import { silentLogger } from '../../src/log.js';
 import { freePortRange } from '../../src/demo/procs.js';
@@ -18,8 +21,8 @@ import type { PortRange } from '../../src/s2ds/ports.js';
 
 const skip = reusePortNative() ? false : 'the native addon with SO_REUSEPORT is not built';
 
-function server(portRange: PortRange): LocalDataServer {
-  return new LocalDataServer({ bindHost: '127.0.0.1', portRange, bufferSize: 256 * 1024, waitLimit: 64, waitTimeoutMs: 5000, logger: silentLogger });
+function server(portRange: PortRange, extra: { maxConnsPerListener?: number; refusals?: Refusals } = {}): LocalDataServer {
+  return new LocalDataServer({ bindHost: '127.0.0.1', portRange, bufferSize: 256 * 1024, waitLimit: 64, waitTimeoutMs: 5000, logger: silentLogger, ...extra });
 }
 
 /** Whether a socket without SO_REUSEPORT (Node's listen) can take the port. */
@@ -118,4 +121,40 @@ test('join is refused for its own ports, with ports or shared, and for UDP strea
   await assert.rejects(s.startListeners('udp2', 1, { shared: true, protocol: 'udp' }), (err) => kindOf(err) === 'INVALID_ARGUMENT');
   assert.deepEqual(s.uids(), []);
   assert.deepEqual(s.ports(), { reserved: 0, free: 4 });
+});
+
+test('--max-conns-per-listener holds in each worker sharing a listener: each admits that many, and its refusal says so', { skip }, async (t) => {
+  const lines: { msg: string; refusal?: string }[] = [];
+  const refusals = new Refusals(pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) }), 60_000);
+  const owner = server(await freePortRange(2), { maxConnsPerListener: 2, refusals });
+  const joiner = server(await freePortRange(2), { maxConnsPerListener: 2, refusals });
+  // A target that accepts and never reads: admitted connections stay.
+  const held: Socket[] = [];
+  const target = createServer({ pauseOnConnect: true }, (s) => {
+    s.on('error', () => {});
+    held.push(s);
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const clients: Socket[] = [];
+  t.after(async () => {
+    for (const c of [...clients, ...held]) c.destroy();
+    await Promise.all([owner.close(), joiner.close(), new Promise<void>((r) => target.close(() => r()))]);
+    refusals.close();
+  });
+  const [l] = await owner.startListeners('s', 1, { shared: true });
+  await joiner.startListeners('s', 1, { join: [l!.port] });
+  const to = { host: '127.0.0.1', port: (target.address() as { port: number }).port };
+  for (const s of [owner, joiner]) await s.setTargets('s', [to]);
+  for (let i = 0; i < 12; i++) clients.push(connect(l!.port, l!.host));
+  const states = clients.map(watchEnd);
+  const settled = () => [owner, joiner].reduce((n, s) => n + s.stats('s')!.activeConnections + s.stats('s')!.refusedConnections, 0) === 12;
+  for (let i = 0; i < 250 && !settled(); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(settled(), 'every connection forwarded or refused');
+  const active = [owner, joiner].map((s) => s.stats('s')!.activeConnections);
+  t.diagnostic(`forwarding in the owner / the joiner: ${active.join(' / ')}; refused: ${states.filter((s) => s.state !== 'open').length}`);
+  assert.ok(active.every((n) => n <= 2), `at most 2 in each worker: ${active.join(' / ')}`);
+  // Twelve connections all hashed to one worker: one chance in 2048.
+  assert.ok(active[0]! + active[1]! > 2, 'more than one worker admitted: the bound is per worker');
+  const line = lines.find((x) => x.refusal === 'conns-per-listener');
+  assert.match(line?.msg ?? '', /already has 2 connections in this worker \(the listener is shared by the gateway's workers: each admits that many\)/);
 });
