@@ -74,6 +74,8 @@ interface Placement {
   count: number;
   listeners: Address[];
   shares: Share[];
+  /** Workers to join its listeners once it is placed (reserve: they listen, joinable). */
+  joiners?: AgentHandle[];
 }
 
 export interface AgentPoolOptions {
@@ -401,10 +403,13 @@ export class AgentPool implements DataServer {
     const udp = opts.protocol === 'udp';
     const plan = this.planFor(uid, count, udp, chosen, undefined, capBps);
     if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
-      const listeners = this.fromSpares(uid, count, plan, capBps, allowFrom);
+      const { listeners, listening } = this.fromSpares(uid, count, plan, capBps, allowFrom);
       // Answered once the agents listen there: a spare is bound but not listening, so a client that
-      // connects the moment it has the answer would otherwise be refused.
-      await this.assigned(uid);
+      // connects the moment it has the answer would otherwise be refused. (Not once the other workers
+      // joined: until then the owner takes every connection.)
+      await listening.catch((err: unknown) => {
+        throw lostListeners(uid, err);
+      });
       return listeners;
     }
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
@@ -414,10 +419,28 @@ export class AgentPool implements DataServer {
     try {
       const placement = await work;
       this.placements.set(uid, placement);
+      if (placement.joiners) this.joinLater(uid, placement, placement.joiners, allowFrom);
+      placement.joiners = undefined;
       return placement.listeners;
     } finally {
       this.starting.delete(uid);
     }
+  }
+
+  /**
+   * The other workers join a placed stream's listeners after the answer (one round
+   * trip less on the request's path: until they have joined, the owner takes every
+   * connection); every later call for the uid waits for it (assigning).
+   */
+  private joinLater(uid: string, placement: Placement, joiners: readonly AgentHandle[], allowFrom: readonly string[]): void {
+    const owner = placement.shares[0]!;
+    const work = this.join(uid, owner, placement.listeners, joiners, allowFrom).then((joined) => {
+      for (const agent of joined) placement.shares.push({ agent, indices: owner.indices, joined: true });
+    });
+    this.assigning.set(uid, work);
+    void work.finally(() => {
+      if (this.assigning.get(uid) === work) this.assigning.delete(uid);
+    });
   }
 
   /**
@@ -531,7 +554,7 @@ export class AgentPool implements DataServer {
    * every later call for the uid does too. Should an assignment fail (the agent went away), the
    * stream is reported lost like one whose agent died, and the rest released.
    */
-  private fromSpares(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[]): Address[] {
+  private fromSpares(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[]): { listeners: Address[]; listening: Promise<void> } {
     const listeners = new Array<Address>(count);
     const shares: Share[] = [];
     const taken: Address[][] = [];
@@ -544,26 +567,26 @@ export class AgentPool implements DataServer {
       taken.push(mine);
     }
     const owned = [...shares];
-    for (const agent of joiners) shares.push({ agent, indices: owned[0]!.indices, joined: true });
     const placement: Placement = { uid, count, listeners, shares };
     this.placements.set(uid, placement);
     // Sent at the end of this turn of the event loop, so that the record s2cs stores
     // right after the answer (setRecord) goes with it instead of in a call of its own.
     const unsent = { record: new Uint8Array() as Uint8Array };
     this.unsent.set(uid, unsent);
-    const work = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => {
-        if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
-        return Promise.all(
-          owned.map((s, i) =>
-            s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
-          ),
-        );
-      })
+    const listening = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
+      await Promise.all(
+        owned.map((s, i) =>
+          s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
+        ),
+      );
+    });
+    const work = listening
       // The owner's listeners are joinable once they listen: the other workers join them now.
       .then(async () => {
+        if (joiners.length === 0) return;
         const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record));
-        placement.shares = placement.shares.filter((s) => !s.joined || joined.includes(s.agent));
+        for (const agent of joined) shares.push({ agent, indices: owned[0]!.indices, joined: true });
       })
       .then(
       () => undefined,
@@ -587,7 +610,7 @@ export class AgentPool implements DataServer {
     setTimeout(() => {
       for (const s of owned) this.refill(s.agent);
     }, REFILL_DELAY_MS).unref();
-    return listeners;
+    return { listeners, listening };
   }
 
   /** Pending data connections on every agent, as of their last Health answers. */
@@ -618,7 +641,7 @@ export class AgentPool implements DataServer {
     try {
       await work;
     } catch (err) {
-      throw new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
+      throw lostListeners(uid, err);
     }
   }
 
@@ -667,10 +690,7 @@ export class AgentPool implements DataServer {
       const bound = (results[i] as PromiseFulfilledResult<Address[]>).value;
       s.indices.forEach((g, j) => (listeners[g] = bound[j]!));
     });
-    if (joiners.length === 0) return { uid, count, listeners, shares };
-    const owner = shares[0]!;
-    const joined = await this.join(uid, owner, listeners, joiners, allowFrom);
-    return { uid, count, listeners, shares: [owner, ...joined.map((agent) => ({ agent, indices: owner.indices, joined: true }))] };
+    return { uid, count, listeners, shares, ...(joiners.length > 0 ? { joiners } : {}) };
   }
 
   /**
@@ -1031,6 +1051,11 @@ export function unwrapRecord(bytes: Uint8Array): { count: number; indices: numbe
 }
 
 function noop(): void {}
+
+/** A stream whose listeners could not be given to it (AssignSpares failed): it is gone. */
+function lostListeners(uid: string, err: unknown): ScistreamError {
+  return new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
+}
 
 /** Two agents' shares of a UDP stream's datagram counters, added. */
 function addDatagrams(a: DatagramStats | undefined, b: DatagramStats): DatagramStats {

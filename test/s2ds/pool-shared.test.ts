@@ -50,9 +50,10 @@ test('one listener over two workers: one owns, the other joins; connections on b
     await producer.close();
   });
   const [listener] = await pool.startListeners('one', 1);
+  // The other worker joins after the answer; the targets go to both once it has.
+  await pool.setTargets('one', producer.addresses);
   const shares = pool.sharesOf('one')!;
   assert.deepEqual(shares.map((s) => [s.indices, s.joined === true]).sort(), [[[0], false], [[0], true]], 'an owner and a joiner, both with listener 0');
-  await pool.setTargets('one', producer.addresses);
   const got = await consume({ connect: Array.from({ length: 24 }, () => listener!), bytes, seed: 9 });
   assert.equal(got.bytes, 24 * bytes);
   const each = [a, b].map((x) => x.engine.stats('one')!.acceptedConnections);
@@ -93,6 +94,8 @@ test('a worker that cannot join is left out: the stream runs on the owner alone,
   pool.shareListeners([a, b]);
   t.after(() => pool.close());
   const [listener] = await pool.startListeners('x', 1);
+  // The joins run after the answer: any later call for the stream waits for them.
+  await pool.setRecord('x', new Uint8Array([1]));
   assert.deepEqual(pool.sharesOf('x')!.map((s) => s.agent.name), ['worker-0'], 'the owner alone');
   assert.ok(lines.some((l) => /data-server worker worker-1 could not join the listeners of stream x \(connection to the agent was lost\); the other workers carry its connections/.test(l)), lines.join('\n'));
   assert.deepEqual(b.engine.uids(), [], 'nothing on the worker that could not join');
