@@ -156,13 +156,14 @@ export class AgentPool implements DataServer {
   /**
    * The agent dropped streams by itself (it was cut off from every s2cs for longer
    * than its --orphan-timeout): each of them is broken, so the rest is released and
-   * they are reported lost.
+   * they are reported lost (unless other workers share its listeners: carriedOn).
    */
   private sharesGone(agent: AgentHandle, uids: string[]): void {
     const lost: string[] = [];
     for (const uid of uids) {
       const p = this.placements.get(uid);
       if (!p || !p.shares.some((s) => s.agent === agent)) continue;
+      if (this.carriedOn(p, agent)) continue;
       this.placements.delete(uid);
       for (const s of p.shares) if (s.agent !== agent) void this.releases.releaseOn(s.agent, uid);
       lost.push(uid);
@@ -313,10 +314,16 @@ export class AgentPool implements DataServer {
     // Its spares went with it (they are opened again when it answers as restarted).
     this.dropSpares(agent);
     const lost: Placement[] = [];
+    const kept: string[] = [];
     for (const p of this.placements.values()) {
-      if (p.shares.some((s) => s.agent === agent)) lost.push(p);
+      if (!p.shares.some((s) => s.agent === agent)) continue;
+      if (this.carriedOn(p, agent)) kept.push(p.uid);
+      else lost.push(p);
     }
     this.releases.agentGone(agent, why);
+    if (kept.length > 0) {
+      this.opts.logger.warn({ agent: agent.name, uids: kept }, `${why}; ${kept.length} stream(s) whose listeners it shared go on in the other workers: ${kept.slice(0, 10).join(', ')}${kept.length > 10 ? ', ...' : ''}`);
+    }
     if (lost.length === 0) return;
     for (const p of lost) {
       this.placements.delete(p.uid);
@@ -331,6 +338,20 @@ export class AgentPool implements DataServer {
         this.opts.logger.error({ err }, 'a streams-lost listener failed');
       }
     }
+  }
+
+  /**
+   * A stream lost an agent's share: when every listener of that share is in another
+   * agent's share too (listeners shared by the workers), the others go on taking its
+   * connections (the kernel gives none to a closed socket), so the share is dropped
+   * and the stream kept (true); otherwise the stream is broken (false).
+   */
+  private carriedOn(p: Placement, agent: AgentHandle): boolean {
+    const others = p.shares.filter((s) => s.agent !== agent);
+    const held = new Set(others.flatMap((s) => s.indices));
+    if (others.length === 0 || !p.shares.every((s) => s.agent !== agent || s.indices.every((g) => held.has(g)))) return false;
+    p.shares = others;
+    return true;
   }
 
   /** Free ports of an agent for placement: its last reading and this pool's spares there, less what is being reserved on it now. */
