@@ -133,3 +133,29 @@ test('a worker that restarts: a stream whose listener it shared goes on in the o
   await pool.release('shared');
   assert.equal(await bindable(shared!.port), true);
 });
+
+test('the owning worker restarts: the joiner goes on taking the connections; its release frees the port', { skip }, async (t) => {
+  // More free ports: worker-1 owns.
+  const a = await agent('worker-0', 2);
+  const b = new RestartableAgent({ name: 'worker-1', bindHost: '127.0.0.1', portRange: await freePortRange(4), bufferSize: 256 * 1024, waitLimit: 16, waitTimeoutMs: 10_000, logger: captureLogger().logger });
+  const pool = new AgentPool([a, b], { logger: captureLogger().logger });
+  pool.shareListeners([a, b]);
+  const lost: string[] = [];
+  pool.onStreamsLost((uids) => lost.push(...uids));
+  const bytes = 16 * 1024;
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes, seed: 3 });
+  t.after(async () => {
+    await pool.close();
+    await producer.close();
+  });
+  const [listener] = await pool.startListeners('s', 1);
+  await pool.setTargets('s', producer.addresses);
+  assert.deepEqual(pool.sharesOf('s')!.map((s) => [s.agent.name, s.joined === true]), [['worker-1', false], ['worker-0', true]]);
+  await b.restart();
+  assert.deepEqual(lost, []);
+  const got = await consume({ connect: Array.from({ length: 8 }, () => listener!), bytes, seed: 3 });
+  assert.equal(got.bytes, 8 * bytes, 'every connection served by the joiner alone');
+  assert.equal(a.engine.stats('s')!.acceptedConnections >= 8, true);
+  await pool.release('s');
+  assert.equal(await bindable(listener!.port), true, 'released by the joiner: the port is free');
+});
