@@ -353,11 +353,6 @@ export class LocalDataServer implements DataServer {
     const onConnection = (socket: Socket) => this.accept(stream, index, socket);
     if (!share) return listenTcp(address, options, onConnection);
     const fd = bindShared(await this.numericBindHost(), port, share === 'join');
-    // Released while the address was looked up: the descriptor is not wanted any more.
-    if (stream.released) {
-      closeReserved(fd);
-      throw new ScistreamError('ABORTED', `stream ${stream.uid} was released while its listeners were being opened`);
-    }
     return listenShared(fd, address, options, onConnection, (err) =>
       this.opts.logger.warn({ uid: stream.uid, port, err: err.message }, 'a listener shared by the workers failed'),
     );
