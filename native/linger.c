@@ -16,6 +16,11 @@
 // (its bind always listens). The kernel answers a SYN to it with a reset, so a
 // client is refused before anything is accepted, and the port stays the
 // gateway's until a stream takes it. See src/transport/socket-options.ts.
+//
+// Also SO_REUSEPORT, which Node 20 cannot set: the listener a stream's connections
+// arrive at is opened by every local worker (s2cs --workers), and the kernel
+// spreads the connections over them (setReusePort on the first worker's bound
+// socket, reservePort(..., true) for the others). See src/s2ds/shared-listeners.ts.
 #define NAPI_VERSION 8
 #if __has_include(<node_api.h>)
 #include <node_api.h>
@@ -124,23 +129,28 @@ static napi_value get_keep_alive(napi_env env, napi_callback_info info) {
   return int32_array(env, values, 6);
 }
 
-// reservePort(host, port): [errno, fd]. host is a numeric address (an IPv6 one
+// reservePort(host, port, reusePort?): [errno, fd]. host is a numeric address (an IPv6 one
 // may carry a %zone); errno EINVAL for anything else. SO_REUSEADDR is on for the
 // bind, as Node sets it, so that connections of an earlier stream still in
 // TIME_WAIT do not hold the port; then off, so that no other program (which sets
 // it too) can bind the port while it is held. An IPv6 socket is dual-stack
 // (IPV6_V6ONLY off), as Node makes it unless told ipv6Only. Close-on-exec: the
-// processes s2cs starts do not inherit it.
+// processes s2cs starts do not inherit it. With reusePort, SO_REUSEPORT is set
+// before the bind: the socket joins the listeners another socket of this user
+// holds on the port (setReusePort), and fails (EADDRINUSE) when the port is
+// held by any socket without SO_REUSEPORT or of another user.
 static napi_value reserve_port(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   char host[128];
   size_t host_len = 0;
   int32_t port = -1;
+  bool reuse_port = false;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &port) != napi_ok) {
-    napi_throw_type_error(env, NULL, "reservePort(host: string, port: number)");
+      napi_get_value_int32(env, argv[1], &port) != napi_ok ||
+      (argc >= 3 && napi_get_value_bool(env, argv[2], &reuse_port) != napi_ok)) {
+    napi_throw_type_error(env, NULL, "reservePort(host: string, port: number, reusePort?: boolean)");
     return NULL;
   }
   int32_t values[2] = { EINVAL, -1 };
@@ -156,6 +166,7 @@ static napi_value reserve_port(napi_env env, napi_callback_info info) {
   int on = 1, off = 0, err = 0;
   if (fd < 0) err = errno;
   else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+           (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
            (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
            bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &off, sizeof off) != 0)
@@ -186,6 +197,30 @@ static napi_value listen_reserved(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// setReusePort(fd): 0, or the errno of a failed setsockopt. On a socket already
+// bound without it (reservePort): the bind made sure no other socket held the
+// port, and from now on sockets of this user bound with SO_REUSEPORT
+// (reservePort(..., true)) share its connections once both listen.
+static napi_value set_reuse_port(napi_env env, napi_callback_info info) {
+  int32_t fd = -1;
+  napi_value result;
+  if (!fd_argument(env, info, "setReusePort(fd: number)", &fd)) return NULL;
+  int on = 1;
+  napi_create_int32(env, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0 ? 0 : errno, &result);
+  return result;
+}
+
+// getReusePort(fd): [errno, SO_REUSEPORT].
+static napi_value get_reuse_port(napi_env env, napi_callback_info info) {
+  int32_t fd = -1;
+  if (!fd_argument(env, info, "getReusePort(fd: number)", &fd)) return NULL;
+  int value = 0;
+  socklen_t len = sizeof value;
+  int32_t values[2] = { getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &value, &len) == 0 ? 0 : errno, 0 };
+  values[1] = value;
+  return int32_array(env, values, 2);
+}
+
 // closeFd(fd): 0, or the errno of a failed close. For a reserved port no stream took.
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   int32_t fd = -1;
@@ -204,8 +239,10 @@ static napi_value init(napi_env env, napi_value exports) {
     { "reservePort", NULL, reserve_port, NULL, NULL, NULL, napi_enumerable, NULL },
     { "listenReserved", NULL, listen_reserved, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "setReusePort", NULL, set_reuse_port, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "getReusePort", NULL, get_reuse_port, NULL, NULL, NULL, napi_enumerable, NULL },
   };
-  napi_define_properties(env, exports, 7, props);
+  napi_define_properties(env, exports, 9, props);
   return exports;
 }
 

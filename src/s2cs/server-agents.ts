@@ -104,10 +104,12 @@ export async function startDataSide(opts: ControlServerOptions, s: ServerSetting
   // Agents in other processes count (and log) the data connections they refuse; status and /metrics show them with ours.
   if (pool) refusals.addSource(() => pool.refusalTotals());
   // Each worker listens in its slice of --port-range: a chosen listener port goes to the worker that owns it.
+  // The others join its listeners (SO_REUSEPORT): one listener's connections are spread over every worker.
   if (pool && supervisor) {
     const slices = splitPortRange(opts.portRange, supervisor.names().length);
     const workers = agents!.slice(agents!.length - slices.length);
     workers.forEach((handle, i) => pool.knowRange(handle, slices[i]!));
+    pool.shareListeners(workers);
   }
   return { dataServer, pool, agents, supervisor, local };
 }

@@ -41,6 +41,17 @@ export interface ListenerOptions {
    * never from spares), forwarding datagrams by flow (udp/). Absent or 'tcp': TCP only.
    */
   protocol?: 'tcp' | 'udp';
+  /**
+   * The gateway's other local workers will join these listeners (shared-listeners.ts):
+   * bound as any, then made joinable with SO_REUSEPORT. TCP only.
+   */
+  shared?: boolean;
+  /**
+   * Listeners to join instead of opening: ports another local worker owns and opened
+   * `shared`, one per listener in order; the kernel spreads their connections over
+   * every worker listening. `count` and `ports` do not apply. TCP only.
+   */
+  join?: readonly number[];
 }
 
 /** A UDP stream's datagram counters on a data server (udp/counters.ts). */
@@ -209,7 +220,7 @@ export interface AgentHandle extends DataServer {
    */
   reserveSpares?(owner: string, count: number): Promise<Address[]>;
   /** Makes spares the stream's listeners (in this order) with its record; the handle counts the stream from the call on. */
-  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number, allowFrom?: readonly string[]): Promise<void>;
+  assignSpares?(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps?: number, allowFrom?: readonly string[], shared?: boolean): Promise<void>;
   /** Closes the owner's spares (only `listeners`, when given), or (others) every other owner's. */
   releaseSpares?(owner: string, others: boolean, listeners?: Address[]): Promise<void>;
   /** The port range its listeners take ports from, when the handle knows it (in-process agents); the pool routes chosen ports by it. */

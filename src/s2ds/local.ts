@@ -15,6 +15,7 @@ import { ConnectionEnds } from './connection-ends.js';
 import { AccessLog, keepRecent, type ConnectionRecord } from './access-log.js';
 import { resetOnClose } from '../transport/linger.js';
 import { closeReserved, keepDataSocketAlive, listenReserved, reservePort, reservePortNative } from '../transport/socket-options.js';
+import { BACKLOG, bindShared, listenShared, shareReserved, sharedListenersUnavailable } from './shared-listeners.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
@@ -148,6 +149,10 @@ class Stream {
   udp: UdpStream | undefined;
   /** A UDP stream's encrypted WAN leg here (udp/wan-leg.ts); absent for plain or single-gateway streams. */
   udpWan: UdpWanLeg | undefined;
+  /** Its listeners joined another worker's (shared-listeners.ts): their ports are that worker's, never given back here. */
+  joined = false;
+  /** Its listeners are shared with the gateway's other workers (owned joinable, or joined). */
+  shared = false;
 
   constructor(
     readonly uid: string,
@@ -174,9 +179,6 @@ interface Spare {
   /** The bound socket's descriptor, this server's until a stream's listener takes it over. */
   fd: number;
 }
-
-/** Node's default backlog, as listenTcp's listeners get. */
-const BACKLOG = 511;
 
 /** Why this data server holds no spares (undefined: it can), for the one log line and the refusal. */
 export function sparesUnavailable(): string | undefined {
@@ -291,7 +293,10 @@ export class LocalDataServer implements DataServer {
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
-    const work = opts.ports && opts.ports.length > 0 ? this.bindChosen(uid, opts.ports, opts.capBps ?? 0) : this.bind(uid, count, opts.capBps ?? 0);
+    const share = shareOf(opts);
+    const cap = opts.capBps ?? 0;
+    const work =
+      share === 'join' ? this.join(uid, opts.join!, cap) : opts.ports && opts.ports.length > 0 ? this.bindChosen(uid, opts.ports, cap, share === 'own') : this.bind(uid, count, cap, share === 'own');
     this.starting.set(uid, work);
     try {
       const stream = await work;
@@ -338,23 +343,73 @@ export class LocalDataServer implements DataServer {
     stream.udp = udp;
   }
 
-  private async bind(uid: string, count: number, capBps: number): Promise<Stream> {
+  /**
+   * Opens listener `index` of a stream on `port`: as Node listens, or (shared) as the
+   * owner of a listener the gateway's other workers join (shared-listeners.ts).
+   */
+  private async listenOn(stream: Stream, index: number, port: number, share: 'own' | 'join' | undefined): Promise<TcpListener> {
+    const address = { host: this.opts.bindHost, port };
+    const options = { highWaterMark: this.opts.bufferSize };
+    const onConnection = (socket: Socket) => this.accept(stream, index, socket);
+    if (!share) return listenTcp(address, options, onConnection);
+    const fd = bindShared(await this.numericBindHost(), port, share === 'join');
+    return listenShared(fd, address, options, onConnection, (err) =>
+      this.opts.logger.warn({ uid: stream.uid, port, err: err.message }, 'a listener shared by the workers failed'),
+    );
+  }
+
+  /**
+   * Joins listeners another worker of this gateway owns (shared-listeners.ts): the
+   * same ports, bound with SO_REUSEPORT, so that the kernel gives this worker its part
+   * of their connections. The ports are not this server's: outside its range, never
+   * taken from or given back to its pool. All or none.
+   */
+  private async join(uid: string, ports: readonly number[], capBps: number): Promise<Stream> {
+    const { first, last } = this.opts.portRange;
+    const mine = ports.filter((p) => p >= first && p <= last);
+    if (mine.length > 0) {
+      throw invalidArgument(`port(s) ${portList(mine)} are in this data server's own range ${first}-${last}: a worker joins only listeners other workers own; open its own ports with StartListeners`);
+    }
+    const listeners: TcpListener[] = [];
+    const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
+    stream.joined = true;
+    stream.shared = true;
+    try {
+      for (const [index, port] of ports.entries()) {
+        try {
+          listeners.push(await this.listenOn(stream, index, port, 'join'));
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? '';
+          if (!BIND_CONFLICTS.has(code)) throw err;
+          throw new ScistreamError(
+            'FAILED_PRECONDITION',
+            `stream ${uid}: cannot join listener port ${port} (${code}): it is held by a socket that does not share it (another program, or another user's); release the stream and request it again`,
+          );
+        }
+      }
+      return stream;
+    } catch (err) {
+      stream.released = true;
+      await Promise.all(listeners.map((l) => l.close()));
+      throw err;
+    }
+  }
+
+  private async bind(uid: string, count: number, capBps: number, shared = false): Promise<Stream> {
     const listeners: TcpListener[] = [];
     const ports: number[] = [];
     const busy: number[] = [];
     const exhausted = () => this.exhausted(count, ports.length, busy);
     if (this.pool.available < count) throw exhausted();
     const stream = new Stream(uid, listeners, ports, count, capBps);
+    stream.shared = shared;
     try {
       while (listeners.length < count) {
         const port = this.pool.take();
         if (port === undefined) throw exhausted();
         const index = listeners.length;
         try {
-          const listener = await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) =>
-            this.accept(stream, index, socket),
-          );
-          listeners.push(listener);
+          listeners.push(await this.listenOn(stream, index, port, shared ? 'own' : undefined));
           ports.push(port);
         } catch (err) {
           busy.push(port);
@@ -380,7 +435,7 @@ export class LocalDataServer implements DataServer {
    * RESOURCE_EXHAUSTED naming it and what holds it); never another port. A port
    * held as a spare is free to take: its socket is closed and the port listened on.
    */
-  private async bindChosen(uid: string, chosen: readonly number[], capBps: number): Promise<Stream> {
+  private async bindChosen(uid: string, chosen: readonly number[], capBps: number, shared = false): Promise<Stream> {
     const { first, last } = this.opts.portRange;
     const outside = chosen.filter((p) => p < first || p > last);
     if (outside.length > 0) {
@@ -397,10 +452,11 @@ export class LocalDataServer implements DataServer {
     for (const p of chosen) if (!spares.includes(p)) this.pool.takePort(p);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...chosen], chosen.length, capBps);
+    stream.shared = shared;
     try {
       for (const [index, port] of chosen.entries()) {
         try {
-          listeners.push(await listenTcp({ host: this.opts.bindHost, port }, { highWaterMark: this.opts.bufferSize }, (socket) => this.accept(stream, index, socket)));
+          listeners.push(await this.listenOn(stream, index, port, shared ? 'own' : undefined));
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code ?? '';
           if (!BIND_CONFLICTS.has(code)) throw err;
@@ -657,7 +713,8 @@ export class LocalDataServer implements DataServer {
   private admit(stream: Stream, connection: Connection, socket: Socket): boolean {
     const i = connection.listenerIndex;
     if (stream.perListener[i]! >= this.maxConnsPerListener) {
-      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} connections (--max-conns-per-listener); refusing more`);
+      const where = stream.shared ? ' in this worker (the listener is shared by the gateway\'s workers: each admits that many)' : '';
+      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} connections${where} (--max-conns-per-listener); refusing more`);
       return false;
     }
     const refused = this.admission.admit(connection.ticket, connectionMemory(this.opts.bufferSize, stream.acceptVia.name, stream.connectVia.name));
@@ -807,7 +864,7 @@ export class LocalDataServer implements DataServer {
     for (const c of [...stream.connections]) this.letGo(stream, c);
     closeLeg(stream.udpWan);
     await Promise.all([...stream.listeners.map((l) => l.close()), stream.udp?.close()]);
-    this.giveBack(stream.ports);
+    if (!stream.joined) this.giveBack(stream.ports);
   }
 
   /**
@@ -860,8 +917,10 @@ export class LocalDataServer implements DataServer {
    * startListeners would have opened, without binding (each spare's socket starts
    * listening now). All or nothing.
    */
-  assignSpares(uid: string, ports: readonly number[], capBps = 0, allowFrom: readonly string[] = []): Address[] {
+  assignSpares(uid: string, ports: readonly number[], capBps = 0, allowFrom: readonly string[] = [], shared = false): Address[] {
     if (this.streams.has(uid) || this.starting.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this data server`);
+    const unshareable = shared ? sharedListenersUnavailable() : undefined;
+    if (unshareable) throw failedPrecondition(unshareable);
     if (ports.length === 0) throw notFound(`stream ${uid}: no spare listeners given`);
     const taken = ports.map((p) => this.spares.get(p));
     const missing = ports.filter((_, i) => !taken[i]);
@@ -872,10 +931,13 @@ export class LocalDataServer implements DataServer {
     for (const s of spares) this.spares.delete(s.port);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
+    stream.shared = shared;
     if (allowFrom.length > 0) stream.allow = new AllowList(allowFrom);
     const host = this.opts.bindHost;
     for (const [i, s] of spares.entries()) {
       try {
+        // Shared: the other workers join it once it listens (shared-listeners.ts).
+        if (shared) shareReserved(s.fd);
         listenReserved(s.fd, BACKLOG);
       } catch (err) {
         // Its descriptor is closed; the others are given up too, and every port goes back.
@@ -992,4 +1054,15 @@ function udpBytes(s: Stream): number {
 function datagramStats(udp: UdpStream): NonNullable<StreamStats['datagrams']> {
   const u = udp.stats();
   return { datagramsToTarget: u.datagramsToTarget, datagramsFromTarget: u.datagramsFromTarget, drops: u.drops, flows: u.flows, flowsOpened: u.flowsOpened };
+}
+
+/** How a stream's listeners are shared with the gateway's other workers: owned and joinable, joined, or not at all. */
+function shareOf(opts: ListenerOptions): 'own' | 'join' | undefined {
+  const join = opts.join && opts.join.length > 0;
+  if (!join && !opts.shared) return undefined;
+  if (opts.protocol === 'udp') throw invalidArgument('a UDP stream is not shared by workers: its datagram flows live in one worker; open it without join or shared');
+  if (join && (opts.shared || (opts.ports && opts.ports.length > 0))) throw invalidArgument('join names the ports itself: give it without shared and without ports');
+  const off = sharedListenersUnavailable();
+  if (off) throw failedPrecondition(off);
+  return join ? 'join' : 'own';
 }

@@ -11,6 +11,7 @@ import { AgentCallError, unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
+import { sharedListenersUnavailable } from './shared-listeners.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, DatagramStats, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -26,10 +27,22 @@ export interface AgentSummary {
   bytesPerSecond: number;
 }
 
-/** An agent's part of a stream: the global indices of its listeners, in its own order. */
+/**
+ * An agent's part of a stream: the global indices of its listeners, in its own order.
+ * The listeners of a stream shared by the local workers (shared-listeners.ts) are in
+ * every worker's share: the owner's, and each joiner's with the same indices.
+ */
 export interface Share {
   agent: AgentHandle;
   indices: number[];
+  /** It joined the owner's listeners (SO_REUSEPORT) instead of opening its own. */
+  joined?: boolean;
+}
+
+/** Where a new stream's listeners go: each agent's global indices, and the workers that join them all (shared). */
+interface Plan {
+  owners: Map<AgentHandle, number[]>;
+  joiners: AgentHandle[];
 }
 
 /** A stream read back from the agents (adopt). */
@@ -61,6 +74,8 @@ interface Placement {
   count: number;
   listeners: Address[];
   shares: Share[];
+  /** Workers to join its listeners once it is placed (reserve: they listen, joinable). */
+  joiners?: AgentHandle[];
 }
 
 export interface AgentPoolOptions {
@@ -109,6 +124,10 @@ export class AgentPool implements DataServer {
   private readonly unsent = new Map<string, { record: Uint8Array }>();
   /** Port ranges of agents whose handles do not say them (knowRange). */
   private readonly ranges = new Map<AgentHandle, PortRange>();
+  /** The gateway's local workers, which share each TCP stream's listeners (shareListeners). */
+  private siblings: readonly AgentHandle[] = [];
+  /** Workers that answered a join with listeners of their own (an older s2ds): not asked to join until they restart. */
+  private readonly noJoin = new WeakSet<AgentHandle>();
   private closed = false;
 
   constructor(
@@ -137,13 +156,14 @@ export class AgentPool implements DataServer {
   /**
    * The agent dropped streams by itself (it was cut off from every s2cs for longer
    * than its --orphan-timeout): each of them is broken, so the rest is released and
-   * they are reported lost.
+   * they are reported lost (unless other workers share its listeners: carriedOn).
    */
   private sharesGone(agent: AgentHandle, uids: string[]): void {
     const lost: string[] = [];
     for (const uid of uids) {
       const p = this.placements.get(uid);
       if (!p || !p.shares.some((s) => s.agent === agent)) continue;
+      if (this.carriedOn(p, agent)) continue;
       this.placements.delete(uid);
       for (const s of p.shares) if (s.agent !== agent) void this.releases.releaseOn(s.agent, uid);
       lost.push(uid);
@@ -269,8 +289,9 @@ export class AgentPool implements DataServer {
       return;
     }
     if (event === 'restarted') {
-      // A new process: it may keep spares now (upgraded, or its native addon built).
+      // A new process: it may keep spares now (upgraded, or its native addon built), and join listeners.
       this.noSpares.delete(agent);
+      this.noJoin.delete(agent);
       // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
@@ -293,10 +314,16 @@ export class AgentPool implements DataServer {
     // Its spares went with it (they are opened again when it answers as restarted).
     this.dropSpares(agent);
     const lost: Placement[] = [];
+    const kept: string[] = [];
     for (const p of this.placements.values()) {
-      if (p.shares.some((s) => s.agent === agent)) lost.push(p);
+      if (!p.shares.some((s) => s.agent === agent)) continue;
+      if (this.carriedOn(p, agent)) kept.push(p.uid);
+      else lost.push(p);
     }
     this.releases.agentGone(agent, why);
+    if (kept.length > 0) {
+      this.opts.logger.warn({ agent: agent.name, uids: kept }, `${why}; ${kept.length} stream(s) whose listeners it shared go on in the other workers: ${kept.slice(0, 10).join(', ')}${kept.length > 10 ? ', ...' : ''}`);
+    }
     if (lost.length === 0) return;
     for (const p of lost) {
       this.placements.delete(p.uid);
@@ -311,6 +338,20 @@ export class AgentPool implements DataServer {
         this.opts.logger.error({ err }, 'a streams-lost listener failed');
       }
     }
+  }
+
+  /**
+   * A stream lost an agent's share: when every listener of that share is in another
+   * agent's share too (listeners shared by the workers), the others go on taking its
+   * connections (the kernel gives none to a closed socket), so the share is dropped
+   * and the stream kept (true); otherwise the stream is broken (false).
+   */
+  private carriedOn(p: Placement, agent: AgentHandle): boolean {
+    const others = p.shares.filter((s) => s.agent !== agent);
+    const held = new Set(others.flatMap((s) => s.indices));
+    if (others.length === 0 || !p.shares.every((s) => s.agent !== agent || s.indices.every((g) => held.has(g)))) return false;
+    p.shares = others;
+    return true;
   }
 
   /** Free ports of an agent for placement: its last reading and this pool's spares there, less what is being reserved on it now. */
@@ -379,14 +420,17 @@ export class AgentPool implements DataServer {
     const capBps = opts.capBps ?? 0;
     const allowFrom = opts.allowFrom ?? [];
     const chosen = opts.ports && opts.ports.length > 0 ? opts.ports : undefined;
-    const plan = chosen ? this.placeChosen(uid, chosen) : this.place(uid, count);
     // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
     const udp = opts.protocol === 'udp';
-    if (!chosen && !udp && [...plan].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
-      const listeners = this.fromSpares(uid, count, plan, capBps, allowFrom);
+    const plan = this.planFor(uid, count, udp, chosen, undefined, capBps);
+    if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
+      const { listeners, listening } = this.fromSpares(uid, count, plan, capBps, allowFrom);
       // Answered once the agents listen there: a spare is bound but not listening, so a client that
-      // connects the moment it has the answer would otherwise be refused.
-      await this.assigned(uid);
+      // connects the moment it has the answer would otherwise be refused. (Not once the other workers
+      // joined: until then the owner takes every connection.)
+      await listening.catch((err: unknown) => {
+        throw lostListeners(uid, err);
+      });
       return listeners;
     }
     // Known as starting before anything is awaited: a release that comes meanwhile waits for it
@@ -396,14 +440,89 @@ export class AgentPool implements DataServer {
     try {
       const placement = await work;
       this.placements.set(uid, placement);
+      if (placement.joiners) this.joinLater(uid, placement, placement.joiners, allowFrom);
+      placement.joiners = undefined;
       return placement.listeners;
     } finally {
       this.starting.delete(uid);
     }
   }
 
+  /**
+   * The other workers join a placed stream's listeners after the answer (one round
+   * trip less on the request's path: until they have joined, the owner takes every
+   * connection); every later call for the uid waits for it (assigning).
+   */
+  private joinLater(uid: string, placement: Placement, joiners: readonly AgentHandle[], allowFrom: readonly string[]): void {
+    const owner = placement.shares[0]!;
+    const work = this.join(uid, owner, placement.listeners, joiners, allowFrom).then((joined) => {
+      for (const agent of joined) placement.shares.push({ agent, indices: owner.indices, joined: true });
+    });
+    this.assigning.set(uid, work);
+    void work.finally(() => {
+      if (this.assigning.get(uid) === work) this.assigning.delete(uid);
+    });
+  }
+
+  /**
+   * Tells the pool which agents are this gateway's local workers (s2cs --workers):
+   * they bind the same address, so that each TCP stream's listeners, opened by one of
+   * them, are joined by the others and the kernel spreads the connections over all
+   * (shared-listeners.ts). Only while every agent of the pool is such a worker (no
+   * --s2ds agents on other nodes), two or more answer, and SO_REUSEPORT can be set.
+   */
+  shareListeners(workers: readonly AgentHandle[]): void {
+    this.siblings = workers;
+  }
+
+  /**
+   * Whether a new stream's listeners are shared by the local workers: a TCP stream
+   * with fewer listeners than workers that answer (with as many or more, each listener
+   * has a worker of its own and the connection map spreads the connections over them
+   * one per listener, which a hash cannot match), and not capped (a cap split over
+   * workers the kernel gives connections to by a hash would hold a stream whose few
+   * connections landed on one worker below its rate; so its carriers need no share of one).
+   */
+  private shares(count: number, udp: boolean, capBps: number, silent: ReadonlySet<AgentHandle>): boolean {
+    if (udp || capBps > 0 || this.siblings.length < 2 || sharedListenersUnavailable() !== undefined) return false;
+    if (!this.members.every((a) => this.siblings.includes(a))) return false;
+    const answering = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+    return count < answering.length;
+  }
+
+  /** The workers other than `owner` that join its listeners: those that answer now. */
+  private joinersOf(owner: AgentHandle, silent: ReadonlySet<AgentHandle>): AgentHandle[] {
+    return this.siblings.filter((a) => a !== owner && a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+  }
+
+  /**
+   * Where a new stream's listeners go. Shared (see shares): all on one worker, the one
+   * with spares enough, then the most free ports (every worker carries the
+   * connections anyway), joined by the others; chosen ports in one worker's slice, the
+   * same. Otherwise spread over the agents by load (place, placeChosen).
+   */
+  private planFor(uid: string, count: number, udp: boolean, chosen: readonly number[] | undefined, silent: ReadonlySet<AgentHandle> = new Set(), capBps = 0): Plan {
+    const share = this.shares(count, udp, capBps, silent);
+    if (chosen) {
+      const owners = this.placeChosen(uid, chosen);
+      const owner = owners.size === 1 ? [...owners.keys()][0]! : undefined;
+      return { owners, joiners: share && owner ? this.joinersOf(owner, silent) : [] };
+    }
+    if (share) {
+      // Not a worker that cannot join (an older s2ds): it cannot open listeners joinable either.
+      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a) && this.freeOn(a) >= count);
+      const spared = fits.filter((a) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= count);
+      const owner = (spared.length > 0 ? spared : fits).reduce<AgentHandle | undefined>((best, a) => (!best || this.freeOn(a) > this.freeOn(best) ? a : best), undefined);
+      if (owner) {
+        const joiners = this.joinersOf(owner, silent);
+        if (joiners.length > 0) return { owners: new Map([[owner, Array.from({ length: count }, (_, g) => g)]]), joiners };
+      }
+    }
+    return { owners: this.place(uid, count, silent), joiners: [] };
+  }
+
   /** Reserves by the plan; when agents do not answer, places the stream again on the others (while they have the ports). */
-  private async reserveAnywhere(uid: string, count: number, first: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveAnywhere(uid: string, count: number, first: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     const silent = new Set<AgentHandle>();
     let plan = first;
     for (;;) {
@@ -413,7 +532,7 @@ export class AgentPool implements DataServer {
         if (!(err instanceof SilentAgents)) throw err;
         for (const a of err.agents) silent.add(a);
         try {
-          plan = this.place(uid, count, silent);
+          plan = this.planFor(uid, count, udp, undefined, silent, capBps);
         } catch (placing) {
           this.opts.logger.debug({ uid, err: (placing as Error).message }, 'no other agent can take a stream its agent did not answer for');
           throw err.cause;
@@ -426,7 +545,8 @@ export class AgentPool implements DataServer {
     }
   }
 
-  private async reserveOnce(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveOnce(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+    const plan = planned.owners;
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
       // Spares an agent has are given back when its share needs more ports than it has
@@ -434,12 +554,12 @@ export class AgentPool implements DataServer {
       // (The agent's free count may date from before its spares opened: counted without them.)
       // A refill under way may take the very ports this share needs: given back as well.
       await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
-      return await this.reserve(uid, count, plan, capBps, allowFrom, udp).catch(async (err: unknown) => {
+      return await this.reserve(uid, count, planned, capBps, allowFrom, udp).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
         const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
         if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
         await Promise.all(holding.map((a) => this.giveBackSpares(a)));
-        return this.reserve(uid, count, plan, capBps, allowFrom, udp);
+        return this.reserve(uid, count, planned, capBps, allowFrom, udp);
       });
     } finally {
       for (const [a, idx] of plan) {
@@ -455,27 +575,39 @@ export class AgentPool implements DataServer {
    * every later call for the uid does too. Should an assignment fail (the agent went away), the
    * stream is reported lost like one whose agent died, and the rest released.
    */
-  private fromSpares(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[]): Address[] {
+  private fromSpares(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[]): { listeners: Address[]; listening: Promise<void> } {
     const listeners = new Array<Address>(count);
     const shares: Share[] = [];
     const taken: Address[][] = [];
-    for (const [agent, indices] of plan) {
+    const { joiners } = planned;
+    for (const [agent, indices] of planned.owners) {
       const list = this.spares.get(agent)!;
       const mine = list.splice(0, indices.length);
       indices.forEach((g, j) => (listeners[g] = mine[j]!));
       shares.push({ agent, indices });
       taken.push(mine);
     }
+    const owned = [...shares];
     const placement: Placement = { uid, count, listeners, shares };
     this.placements.set(uid, placement);
     // Sent at the end of this turn of the event loop, so that the record s2cs stores
     // right after the answer (setRecord) goes with it instead of in a call of its own.
     const unsent = { record: new Uint8Array() as Uint8Array };
     this.unsent.set(uid, unsent);
-    const work = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => {
-        if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
-        return Promise.all(shares.map((s, i) => s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom)));
+    const listening = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
+      await Promise.all(
+        owned.map((s, i) =>
+          s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
+        ),
+      );
+    });
+    const work = listening
+      // The owner's listeners are joinable once they listen: the other workers join them now.
+      .then(async () => {
+        if (joiners.length === 0) return;
+        const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record));
+        for (const agent of joined) shares.push({ agent, indices: owned[0]!.indices, joined: true });
       })
       .then(
       () => undefined,
@@ -484,7 +616,7 @@ export class AgentPool implements DataServer {
           this.placements.delete(uid);
           for (const s of shares) void this.releases.releaseOn(s.agent, uid);
           // Spares an agent refused to assign, should they still be open there.
-          shares.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
+          owned.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
           this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
         }
         throw err;
@@ -497,9 +629,9 @@ export class AgentPool implements DataServer {
     }).catch(noop);
     // A little later: the calls that set this stream up go first on both event loops.
     setTimeout(() => {
-      for (const s of shares) this.refill(s.agent);
+      for (const s of owned) this.refill(s.agent);
     }, REFILL_DELAY_MS).unref();
-    return listeners;
+    return { listeners, listening };
   }
 
   /** Pending data connections on every agent, as of their last Health answers. */
@@ -542,7 +674,7 @@ export class AgentPool implements DataServer {
     try {
       await work;
     } catch (err) {
-      throw new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
+      throw lostListeners(uid, err);
     }
   }
 
@@ -558,12 +690,14 @@ export class AgentPool implements DataServer {
   }
 
   /** All or none: when one agent fails, what the others reserved is released. */
-  private async reserve(uid: string, count: number, plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
-    const shares = [...plan].map(([agent, indices]) => ({ agent, indices }));
+  private async reserve(uid: string, count: number, planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean, chosen?: readonly number[]): Promise<Placement> {
+    const { joiners } = planned;
+    const shares: Share[] = [...planned.owners].map(([agent, indices]) => ({ agent, indices }));
     const results = await Promise.allSettled(
       shares.map((s) =>
         s.agent.startListeners(uid, s.indices.length, {
           ...(capBps > 0 ? { capBps: shareOfCap(capBps, s.indices.length, count) } : {}),
+          ...(joiners.length > 0 ? { shared: true } : {}),
           ...(allowFrom.length > 0 ? { allowFrom } : {}),
           ...(chosen ? { ports: s.indices.map((g) => chosen[g]!) } : {}),
           ...(udp ? { protocol: 'udp' as const } : {}),
@@ -589,7 +723,39 @@ export class AgentPool implements DataServer {
       const bound = (results[i] as PromiseFulfilledResult<Address[]>).value;
       s.indices.forEach((g, j) => (listeners[g] = bound[j]!));
     });
-    return { uid, count, listeners, shares };
+    return { uid, count, listeners, shares, ...(joiners.length > 0 ? { joiners } : {}) };
+  }
+
+  /**
+   * The other workers join the owner's listeners (they listen already, joinable).
+   * Each join helps, none is needed: a worker that cannot join (an error, silence, or
+   * listeners of its own instead: an older s2ds, asked no more) is left out of the
+   * stream, which its other carriers serve; returns the workers that joined.
+   */
+  private async join(uid: string, owner: Share, listeners: readonly Address[], joiners: readonly AgentHandle[], allowFrom: readonly string[], record?: Uint8Array): Promise<AgentHandle[]> {
+    const ports = owner.indices.map((g) => listeners[g]!.port);
+    const results = await Promise.allSettled(
+      joiners.map((a) => a.startListeners(uid, ports.length, { join: ports, ...(allowFrom.length > 0 ? { allowFrom } : {}), ...(record ? { record } : {}) })),
+    );
+    const joined: AgentHandle[] = [];
+    results.forEach((r, i) => {
+      const agent = joiners[i]!;
+      if (r.status === 'fulfilled' && r.value.map((l) => l.port).join() === ports.join()) {
+        joined.push(agent);
+        return;
+      }
+      let why: string;
+      if (r.status === 'fulfilled') {
+        this.noJoin.add(agent);
+        why = 'it opened listeners of its own instead (an older s2ds): it takes no part in shared listeners until it restarts';
+      } else {
+        why = (r.reason as Error).message;
+      }
+      // Whatever it opened (or may have, when it did not answer) is closed, now or once it answers.
+      if (r.status === 'fulfilled' || unanswered(r.reason)) void this.releases.releaseOn(agent, uid);
+      this.opts.logger.warn({ uid, agent: agent.name }, `data-server worker ${agent.name} could not join the listeners of stream ${uid} (${why}); the other workers carry its connections`);
+    });
+    return joined;
   }
 
   /**
@@ -639,7 +805,8 @@ export class AgentPool implements DataServer {
    * refill that raced and opened one is forgotten again after. No retry elsewhere:
    * a port belongs to one agent.
    */
-  private async reserveChosen(uid: string, chosen: readonly number[], plan: Map<AgentHandle, number[]>, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+  private async reserveChosen(uid: string, chosen: readonly number[], planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
+    const plan = planned.owners;
     const forget = (agent: AgentHandle) => {
       const mine = new Set((plan.get(agent) ?? []).map((g) => chosen[g]!));
       const list = this.spares.get(agent);
@@ -648,7 +815,7 @@ export class AgentPool implements DataServer {
     for (const a of plan.keys()) forget(a);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
     try {
-      return await this.reserve(uid, chosen.length, plan, capBps, allowFrom, udp, chosen);
+      return await this.reserve(uid, chosen.length, planned, capBps, allowFrom, udp, chosen);
     } catch (err) {
       // The agent owning a port did not answer: no other agent can take it.
       throw err instanceof SilentAgents ? err.cause : err;
@@ -736,10 +903,13 @@ export class AgentPool implements DataServer {
     const p = this.placements.get(uid);
     if (!p) return undefined;
     const sum: StreamStats = { uid, listeners: 0, activeConnections: 0, waitingConnections: 0, acceptedConnections: 0, bytesToTarget: 0, bytesFromTarget: 0, refusedConnections: 0 };
+    // A listener shared by the workers is in each of their shares: counted once.
+    const held = new Set<number>();
     for (const s of p.shares) {
       const st = s.agent.stats(uid);
       if (!st) continue;
-      sum.listeners += st.listeners;
+      for (const g of s.indices.slice(0, st.listeners)) held.add(g);
+      sum.listeners = held.size;
       sum.activeConnections += st.activeConnections;
       sum.waitingConnections += st.waitingConnections;
       sum.acceptedConnections += st.acceptedConnections;
@@ -914,6 +1084,11 @@ export function unwrapRecord(bytes: Uint8Array): { count: number; indices: numbe
 }
 
 function noop(): void {}
+
+/** A stream whose listeners could not be given to it (AssignSpares failed): it is gone. */
+function lostListeners(uid: string, err: unknown): ScistreamError {
+  return new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
+}
 
 /** Two agents' shares of a UDP stream's datagram counters, added. */
 function addDatagrams(a: DatagramStats | undefined, b: DatagramStats): DatagramStats {

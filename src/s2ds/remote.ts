@@ -196,7 +196,7 @@ export class RemoteAgent implements AgentHandle {
   }
 
   async startListeners(uid: string, count: number, opts: ListenerOptions = {}): Promise<Address[]> {
-    const { record, capBps = 0, ports = [], allowFrom = [], protocol = '' } = opts;
+    const { record, capBps = 0, ports = [], allowFrom = [], protocol = '', join = [], shared = false } = opts;
     const r = await this.call<{ listeners: string[] }>('StartListeners', {
       uid,
       count,
@@ -206,6 +206,8 @@ export class RemoteAgent implements AgentHandle {
       allow_from: [...allowFrom],
       // Empty for TCP: an agent from before UDP streams reads the call as before.
       protocol: protocol === 'udp' ? 'udp' : '',
+      join_ports: [...join],
+      shared,
     });
     const listeners = r.listeners.map((l, i) => parseAddress(l, `listeners[${i}] from the agent`));
     const stats = emptyStats(uid, listeners.length);
@@ -229,12 +231,12 @@ export class RemoteAgent implements AgentHandle {
     return r.listeners.map((l, i) => parseAddress(l, `spare listeners[${i}] from the agent`));
   }
 
-  assignSpares(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps = 0, allowFrom: readonly string[] = []): Promise<void> {
+  assignSpares(uid: string, owner: string, listeners: Address[], record: Uint8Array, capBps = 0, allowFrom: readonly string[] = [], shared = false): Promise<void> {
     // Counted from now: the pool answers the request before the agent does.
     const stats = emptyStats(uid, listeners.length);
     this.streams.set(uid, stats);
     this.changed.set(uid, { seq: this.pollSeq, stats });
-    return this.call('AssignSpares', { uid, owner, listeners: listeners.map(formatAddress), record: Buffer.from(record), cap_bps: String(Math.round(capBps)), allow_from: [...allowFrom] }).then(
+    return this.call('AssignSpares', { uid, owner, listeners: listeners.map(formatAddress), record: Buffer.from(record), cap_bps: String(Math.round(capBps)), allow_from: [...allowFrom], shared }).then(
       () => undefined,
       (err: unknown) => {
         if (this.streams.get(uid) === stats) {

@@ -25,7 +25,11 @@ interface Addon {
   /** [errno, SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT]. */
   getKeepAlive?(fd: number): [number, number, number, number, number, number];
   /** [errno, fd]: a TCP socket bound to a numeric host and port, not listening (socket-options.ts). */
-  reservePort?(host: string, port: number): [number, number];
+  reservePort?(host: string, port: number, reusePort?: boolean): [number, number];
+  /** 0, or the errno of a failed setsockopt SO_REUSEPORT (socket-options.ts); absent from an addon built before it. */
+  setReusePort?(fd: number): number;
+  /** [errno, SO_REUSEPORT]. */
+  getReusePort?(fd: number): [number, number];
   /** 0, or the errno of a failed listen on a reserved descriptor. */
   listenReserved?(fd: number, backlog: number): number;
   /** 0, or the errno of a failed close. */

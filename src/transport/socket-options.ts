@@ -96,12 +96,15 @@ export function reservePortNative(): boolean {
  * Binds a TCP socket to `host` (a numeric address) and `port` without listening;
  * returns its descriptor, which the caller owns: listenReserved then hands it to
  * Node, or closeReserved closes it. Throws the errno's error (EADDRINUSE: another
- * socket holds the port), or when the addon cannot do it.
+ * socket holds the port), or when the addon cannot do it. `reusePort`: SO_REUSEPORT
+ * before the bind, to join the listeners of a port another socket of this user
+ * opened with setReusePort (and only those: any other holder is EADDRINUSE).
  */
-export function reservePort(host: string, port: number): number {
+export function reservePort(host: string, port: number, reusePort = false): number {
   const addon = nativeSocketAddon();
   if (!addon?.reservePort) throw new Error('the native addon (native/build/linger.node) with reservePort is not loaded');
-  const [errno, fd] = addon.reservePort(host.replace(/^\[(.*)\]$/, '$1'), port);
+  if (reusePort && !addon.setReusePort) throw new Error('the native addon (native/build/linger.node) with SO_REUSEPORT is not loaded');
+  const [errno, fd] = reusePort ? addon.reservePort(host.replace(/^\[(.*)\]$/, '$1'), port, true) : addon.reservePort(host.replace(/^\[(.*)\]$/, '$1'), port);
   if (errno !== 0) throw errnoError(errno, 'bind', `${host}:${port}`);
   return fd;
 }
@@ -119,4 +122,32 @@ export function listenReserved(fd: number, backlog: number): void {
 /** Closes a reserved descriptor no stream took (best effort: it is the caller's, and closed once). */
 export function closeReserved(fd: number): void {
   nativeSocketAddon()?.closeFd?.(fd);
+}
+
+// SO_REUSEPORT (native/linger.c): a listener shared by the gateway's local workers
+// (s2ds/shared-listeners.ts). The first worker binds the port without it (so that
+// nothing else holds the port, and nothing can join a port held as a spare) and
+// sets it on the bound socket; the others bind with it and join.
+
+/** Whether the addon can set SO_REUSEPORT (an addon built before it cannot). */
+export function reusePortNative(): boolean {
+  const addon = nativeSocketAddon();
+  return reservePortNative() && typeof addon?.setReusePort === 'function' && typeof addon.getReusePort === 'function';
+}
+
+/** Sets SO_REUSEPORT on a reserved (bound, not listening) descriptor; throws the errno's error. */
+export function setReusePort(fd: number): void {
+  const addon = nativeSocketAddon();
+  const errno = addon?.setReusePort ? addon.setReusePort(fd) : -1;
+  if (errno < 0) throw new Error('the native addon (native/build/linger.node) with setReusePort is not loaded');
+  if (errno !== 0) throw errnoError(errno, 'setsockopt', 'SO_REUSEPORT');
+}
+
+/** Whether a descriptor has SO_REUSEPORT on; throws the errno's error, or when the addon cannot tell. */
+export function getReusePort(fd: number): boolean {
+  const addon = nativeSocketAddon();
+  if (!addon?.getReusePort) throw new Error('the native addon (native/build/linger.node) with getReusePort is not loaded');
+  const [errno, on] = addon.getReusePort(fd);
+  if (errno !== 0) throw errnoError(errno, 'getsockopt', 'SO_REUSEPORT');
+  return on !== 0;
 }

@@ -13,13 +13,16 @@ import { socketPair } from '../support/sockets.js';
 import {
   closeReserved,
   getKeepAlive,
+  getReusePort,
   keepAliveFor,
   keepAliveNative,
   keepDataSocketAlive,
   listenReserved,
   reservePort,
   reservePortNative,
+  reusePortNative,
   setKeepAlive,
+  setReusePort,
 } from '../../src/transport/socket-options.js';
 
 describe('keepalive and TCP user timeout of data sockets', () => {
@@ -147,5 +150,38 @@ describe('ports held without listening (spare data ports)', () => {
     const fd = openSync('/dev/null', 'r');
     assert.throws(() => listenReserved(fd, 511), (err: NodeJS.ErrnoException) => err.code === 'ENOTSOCK');
     assert.throws(() => fstatSync(fd), (err: NodeJS.ErrnoException) => err.code === 'EBADF');
+  });
+});
+
+describe('SO_REUSEPORT (listeners shared by the workers)', () => {
+  it('the addon can (required in CI, where it must have been built by npm ci)', (t) => {
+    if (!reusePortNative() && !process.env.CI) {
+      t.skip('native addon not built here');
+      return;
+    }
+    assert.equal(reusePortNative(), true);
+  });
+
+  it('a held port has it off and cannot be joined; set on the bound socket, a joiner of this user binds and both listen; anyone without it cannot; an unknown descriptor is EBADF', { skip: !reusePortNative() }, async () => {
+    const port = await freePort();
+    const fd = reservePort('127.0.0.1', port);
+    let joiner: number | undefined;
+    try {
+      assert.equal(getReusePort(fd), false, 'held as a spare: off');
+      assert.throws(() => reservePort('127.0.0.1', port, true), (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE', 'not joinable while off');
+      setReusePort(fd);
+      assert.equal(getReusePort(fd), true);
+      joiner = reservePort('127.0.0.1', port, true);
+      assert.equal(getReusePort(joiner), true);
+      listenReserved(fd, 511);
+      listenReserved(joiner, 511);
+      assert.equal(await listenThere('127.0.0.1', port), 'EADDRINUSE', 'a listener without SO_REUSEPORT cannot take the port');
+      assert.throws(() => reservePort('127.0.0.1', port), (err: NodeJS.ErrnoException) => err.code === 'EADDRINUSE', 'nor a hold without it');
+    } finally {
+      closeReserved(fd);
+      if (joiner !== undefined) closeReserved(joiner);
+    }
+    assert.equal(await listenThere('127.0.0.1', port), 'listening', 'both closed: the port is free');
+    assert.throws(() => setReusePort(-1), (err: NodeJS.ErrnoException) => err.code === 'EBADF');
   });
 });

@@ -50,7 +50,16 @@ export class AgentService {
 
   constructor(private readonly opts: AgentServiceOptions) {}
 
-  async startListeners(uidText: string, count: number, record: Buffer, capText = '0', portList: number[] = [], allowList: string[] = [], protocolText = ''): Promise<string[]> {
+  async startListeners(
+    uidText: string,
+    count: number,
+    record: Buffer,
+    capText = '0',
+    portList: number[] = [],
+    allowList: string[] = [],
+    protocolText = '',
+    share: { join_ports?: number[]; shared?: boolean } = {},
+  ): Promise<string[]> {
     const uid = validateUid(uidText);
     if (!Number.isInteger(count) || count < 1 || count > MAX_ADDRESSES) {
       throw invalidArgument(`count ${count} is out of range: an agent opens 1 to ${MAX_ADDRESSES} listeners per stream`);
@@ -59,7 +68,8 @@ export class AgentService {
     const ports = validateListenerPorts(portList, count);
     const allowFrom = validateAllowList(allowList, 'allow_from');
     const protocol = validateProtocol(protocolText);
-    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText), ports, allowFrom, protocol });
+    const join = validateJoin(share.join_ports ?? [], count);
+    const bound = await this.opts.engine.startListeners(uid, count, { capBps: capOf(capText), ports, allowFrom, protocol, join, shared: share.shared === true });
     // A chosen port that was a spare is the stream's now, whoever held it.
     for (const [owner, set] of this.spares) {
       for (const p of ports) set.delete(p);
@@ -123,7 +133,7 @@ export class AgentService {
     return ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
   }
 
-  assignSpares(uidText: string, ownerText: string, listenerTexts: string[], record: Buffer, capText = '0', allowList: string[] = []): void {
+  assignSpares(uidText: string, ownerText: string, listenerTexts: string[], record: Buffer, capText = '0', allowList: string[] = [], shared = false): void {
     const uid = validateUid(uidText);
     const owner = validateOwner(ownerText);
     checkRecord(record);
@@ -135,7 +145,7 @@ export class AgentService {
     const notMine = ports.filter((p) => !set?.has(p));
     if (notMine.length > 0) throw notFound(`port(s) ${notMine.join(', ')} are not spare listeners of owner ${owner} on this agent (released, taken, or the agent restarted)`);
     if (this.entries.has(uid)) throw alreadyExists(`stream ${uid} already has listeners on this agent`);
-    this.opts.engine.assignSpares(uid, ports, capOf(capText), validateAllowList(allowList, 'allow_from'));
+    this.opts.engine.assignSpares(uid, ports, capOf(capText), validateAllowList(allowList, 'allow_from'), shared);
     for (const p of ports) set!.delete(p);
     if (set!.size === 0) this.spares.delete(owner);
     const listeners = ports.map((port) => formatAddress({ host: this.opts.listenerIp, port }));
@@ -294,7 +304,7 @@ export class AgentService {
         return handler(m, call);
       });
     return {
-      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps, m.ports, m.allow_from, m.protocol) })),
+      StartListeners: unary('StartListeners', async (m) => ({ listeners: await this.startListeners(m.uid, m.count, m.record, m.cap_bps, m.ports, m.allow_from, m.protocol, m) })),
       SetTargets: unary('SetTargets', async (m) => {
         await this.setTargets(m.uid, m.targets, m.wan, m.record);
         return {};
@@ -313,7 +323,7 @@ export class AgentService {
       AssignSpares: unary('AssignSpares', (m) => {
         // Spares are bound for TCP only; s2cs binds a UDP stream's ports at request time (StartListeners).
         if (validateProtocol(m.protocol ?? '') === 'udp') throw invalidArgument('protocol udp: spares are TCP listeners only; open a UDP stream with StartListeners');
-        this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps, m.allow_from);
+        this.assignSpares(m.uid, m.owner, m.listeners, m.record, m.cap_bps, m.allow_from, m.shared === true);
         return {};
       }),
       ReleaseSpares: unary('ReleaseSpares', async (m) => {
@@ -325,6 +335,16 @@ export class AgentService {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** join_ports: none, or one valid port per listener (count of them), each once. */
+function validateJoin(ports: readonly number[], count: number): number[] {
+  if (ports.length === 0) return [];
+  if (ports.length !== count) throw invalidArgument(`join_ports has ${Math.min(ports.length, 1_000_000)} port(s) but count is ${count}: give one port to join per listener`);
+  const bad = ports.filter((p) => !Number.isInteger(p) || p < 1 || p > 65535);
+  if (bad.length > 0) throw invalidArgument(`join_ports: ${bad.slice(0, 5).join(', ')} ${bad.length === 1 ? 'is not a port' : 'are not ports'} (1 to 65535)`);
+  if (new Set(ports).size !== ports.length) throw invalidArgument('join_ports names a port twice: give each listener to join once');
+  return [...ports];
+}
 
 /** An owner of spares: the id an s2cs process picked (letters, digits, - and _; 1 to 64). */
 function validateOwner(owner: string): string {

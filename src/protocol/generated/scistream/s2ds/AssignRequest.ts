@@ -10,6 +10,7 @@ export interface AssignRequest {
   'cap_bps'?: (number | string | Long);
   'allow_from'?: (string)[];
   'protocol'?: (string);
+  'shared'?: (boolean);
 }
 
 export interface AssignRequest__Output {
@@ -20,4 +21,5 @@ export interface AssignRequest__Output {
   'cap_bps': (string);
   'allow_from': (string)[];
   'protocol': (string);
+  'shared': (boolean);
 }

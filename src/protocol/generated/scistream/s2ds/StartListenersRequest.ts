@@ -10,6 +10,8 @@ export interface StartListenersRequest {
   'ports'?: (number)[];
   'allow_from'?: (string)[];
   'protocol'?: (string);
+  'join_ports'?: (number)[];
+  'shared'?: (boolean);
 }
 
 export interface StartListenersRequest__Output {
@@ -20,4 +22,6 @@ export interface StartListenersRequest__Output {
   'ports': (number)[];
   'allow_from': (string)[];
   'protocol': (string);
+  'join_ports': (number)[];
+  'shared': (boolean);
 }
