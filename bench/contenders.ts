@@ -128,14 +128,42 @@ export async function socat(target: Target): Promise<Contender> {
 }
 
 /** The SciStream path: two gateways (separate processes), WAN leg over TLS 1.3 with the stream's own certificates. */
-export async function scistream(target: Target, dir: string, numConn: number, workers: number, gatewayArgs: string[] = []): Promise<Contender & { gateways: { prod: Gateway; cons: Gateway } }> {
+export async function scistream(target: Target, dir: string, numConn: number, workers: number, gatewayArgs: string[] = []): Promise<Contender & { gateways: GatewayPair }> {
+  const gateways = await gatewayPair(dir, workers, gatewayArgs);
+  const port = await streamThrough(gateways, target, numConn);
+  return {
+    name: `SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`,
+    group: 'tls',
+    ports: [port],
+    pids: () => [...gateways.prod.pids(), ...gateways.cons.pids()],
+    gateways,
+  };
+}
+
+/** A producer-side and a consumer-side gateway (separate s2cs processes), with no stream yet. */
+export async function gatewayPair(dir: string, workers: number, gatewayArgs: string[] = []): Promise<GatewayPair> {
   const [prod, cons] = await Promise.all([gateway('gw-prod', dir, gatewayArgs, workers), gateway('gw-cons', dir, gatewayArgs, workers)]);
   const bundle = join(dir, 'gateways.pem');
   writeFileSync(bundle, ['gw-prod', 'gw-cons'].map((g) => readFileSync(join(dir, g, 'tls', 'cert.pem'), 'utf8')).join(''));
-  const conn = { insecure: false, tls: { serverCert: bundle } };
+  return { prod, cons, bundle };
+}
+
+/** The two gateways of a SciStream path, and the bundle of their certificates that clients trust. */
+export interface GatewayPair {
+  prod: Gateway;
+  cons: Gateway;
+  bundle: string;
+}
+
+/**
+ * One more stream through the gateways, as `s2uc request` and the producer's `s2app hello`
+ * set it up; returns the port of its (first) consumer-side listener.
+ */
+export async function streamThrough(gw: GatewayPair, target: Target, numConn: number): Promise<number> {
+  const conn = { insecure: false, tls: { serverCert: gw.bundle } };
   const uid = randomUUID();
   const hellos: Promise<unknown>[] = [];
-  const map = await requestStream(prod.address, cons.address, { numConn, uid }, {
+  const map = await requestStream(gw.prod.address, gw.cons.address, { numConn, uid }, {
     ...conn,
     // The producer's application controller: Hello once the gateway has taken the request.
     onAppSecret: (secret, server, role) => {
@@ -143,27 +171,25 @@ export async function scistream(target: Target, dir: string, numConn: number, wo
     },
   });
   await Promise.all(hellos);
-  const port = Number(map.consListeners[0]!.split(':').pop());
-  return {
-    name: `SciStream (2 x S2DS, TLS, ${workersLabel(workers)} each)`,
-    group: 'tls',
-    ports: [port],
-    pids: () => [...prod.pids(), ...cons.pids()],
-    gateways: { prod, cons },
-  };
+  return Number(map.consListeners[0]!.split(':').pop());
 }
 
 export const STUNNEL = 'stunnel x 2 (TLS)';
 
-/** Two stunnel processes with TLS 1.3 and mutual, pinned certificates, as the reference deploys them. */
-export async function stunnel(target: Target, dir: string): Promise<Contender> {
+/**
+ * Two stunnel processes with TLS 1.3 and mutual, pinned certificates, as the reference deploys them.
+ * `also`: more targets through the same pair (a service each); their consumer-side ports in `alsoPorts`.
+ */
+export async function stunnel(target: Target, dir: string, also: Target[] = []): Promise<Contender & { alsoPorts: number[] }> {
   const [a, b] = await Promise.all([
     createSelfSigned({ commonName: 'bench producer gateway', validDays: 1 }),
     createSelfSigned({ commonName: 'bench consumer gateway', validDays: 1 }),
   ]);
   const files: Record<string, string> = { 'prod.crt': a.cert, 'prod.key': a.key, 'cons.crt': b.cert, 'cons.key': b.key };
   for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text, { mode: 0o600 });
-  const [wanPort, lanPort] = await Promise.all([freePort(), freePort()]);
+  const targets = [target, ...also];
+  const wanPorts = await Promise.all(targets.map(() => freePort()));
+  const lanPorts = await Promise.all(targets.map(() => freePort()));
   const conf = (name: string, body: string) => {
     const path = join(dir, `${name}.conf`);
     writeFileSync(path, `foreground = yes\npid =\ndebug = 3\n${body}`);
@@ -171,18 +197,23 @@ export async function stunnel(target: Target, dir: string): Promise<Contender> {
   };
   // The same TLS 1.3 cipher suites as SciStream's WAN leg, so that the cipher is not what differs.
   const common = `sslVersionMin = TLSv1.3\nverifyPeer = yes\nciphersuites = ${TLS13_CIPHERS}\n`;
+  const service = (i: number) => (i === 0 ? '' : String(i + 1));
   const prodConf = conf(
     'stunnel-prod',
-    `[wan]\naccept = ${HOST}:${wanPort}\nconnect = ${target.host}:${target.port}\ncert = ${join(dir, 'prod.crt')}\nkey = ${join(dir, 'prod.key')}\nCAfile = ${join(dir, 'cons.crt')}\n${common}`,
+    targets
+      .map((t, i) => `[wan${service(i)}]\naccept = ${HOST}:${wanPorts[i]}\nconnect = ${t.host}:${t.port}\ncert = ${join(dir, 'prod.crt')}\nkey = ${join(dir, 'prod.key')}\nCAfile = ${join(dir, 'cons.crt')}\n${common}`)
+      .join(''),
   );
   const consConf = conf(
     'stunnel-cons',
-    `[lan]\nclient = yes\naccept = ${HOST}:${lanPort}\nconnect = ${HOST}:${wanPort}\ncert = ${join(dir, 'cons.crt')}\nkey = ${join(dir, 'cons.key')}\nCAfile = ${join(dir, 'prod.crt')}\n${common}`,
+    targets
+      .map((_, i) => `[lan${service(i)}]\nclient = yes\naccept = ${HOST}:${lanPorts[i]}\nconnect = ${HOST}:${wanPorts[i]}\ncert = ${join(dir, 'cons.crt')}\nkey = ${join(dir, 'cons.key')}\nCAfile = ${join(dir, 'prod.crt')}\n${common}`)
+      .join(''),
   );
   const prod = start('stunnel (producer side)', 'stunnel', [prodConf]);
   const cons = start('stunnel (consumer side)', 'stunnel', [consConf]);
-  await Promise.all([listening(wanPort, prod), listening(lanPort, cons)]);
-  return { name: STUNNEL, group: 'tls', ports: [lanPort], pids: () => [prod.pid!, cons.pid!] };
+  await Promise.all([...wanPorts.map((p) => listening(p, prod)), ...lanPorts.map((p) => listening(p, cons))]);
+  return { name: STUNNEL, group: 'tls', ports: [lanPorts[0]!], alsoPorts: lanPorts.slice(1), pids: () => [prod.pid!, cons.pid!] };
 }
 
 /**
