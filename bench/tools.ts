@@ -18,17 +18,36 @@ function which(program: string): boolean {
   }
 }
 
+/** Debian's Python, which the distribution's python3-* packages install for (not a pyenv shim on PATH). */
+export const PYTHON = '/usr/bin/python3';
+/** Python modules of the ZeroMQ rows' publisher and subscriber (bench/zmq-pubsub.py), by Debian package. */
+const PYTHON_MODULES: Record<string, string> = { zmq: 'python3-zmq' };
+
+function importable(module: string): boolean {
+  try {
+    execFileSync(PYTHON, ['-c', `import ${module}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function ensureTools(say: (line: string) => void): void {
-  const missing = Object.keys(PACKAGES).filter((p) => !which(p));
+  // What is missing, and the Debian package that brings it.
+  const lacking = () => [
+    ...Object.entries(PACKAGES).filter(([program]) => !which(program)).map(([program, pkg]) => ({ what: program, pkg })),
+    ...Object.entries(PYTHON_MODULES).filter(([module]) => !importable(module)).map(([module, pkg]) => ({ what: `${PYTHON}'s module ${module}`, pkg })),
+  ];
+  const missing = lacking();
   if (missing.length === 0) return;
-  const pkgs = missing.map((p) => PACKAGES[p]!);
+  const pkgs = missing.map((m) => m.pkg);
   say(`installing ${pkgs.join(', ')} from the distribution's packages`);
-  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(', ')}: install ${pkgs.join(' ')} (apt-get install ${pkgs.join(' ')}), or run the benchmark as root`);
+  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.map((m) => m.what).join(', ')}: install ${pkgs.join(' ')} (apt-get install ${pkgs.join(' ')}), or run the benchmark as root`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
   execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], { stdio: 'ignore', env });
-  const still = missing.filter((p) => !which(p));
-  if (still.length > 0) throw new Error(`still missing after apt-get: ${still.join(', ')}`);
+  const still = lacking();
+  if (still.length > 0) throw new Error(`still missing after apt-get: ${still.map((m) => m.what).join(', ')}`);
 }
 
 const running = new Set<Proc>();
