@@ -16,6 +16,8 @@ import { ConnectionPool } from '../src/protocol/client.js';
 import { capRows, capTable, type CapRow } from './caps.js';
 import { udpSection, udpTable } from './udp.js';
 import { wanSection, wanTable } from './wan.js';
+import { firstByteSection, firstByteTable } from './first-byte.js';
+import { ZMQ_DEFAULTS, zmqSection, zmqSettings, zmqTable } from './zmq.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
 process.noDeprecation = true;
@@ -42,13 +44,22 @@ const { values } = parseArgs({
     // `--only startup`: the start-up rows and the CLI setup row (a minute, not the whole run);
     // `--only udp`: the UDP rows (iperf3 -u through each path, bench/udp.ts);
     // `--only wan`: the WAN rows (an emulated 50 ms, 0.01 % loss link between two namespaces, bench/wan.ts).
+    // `--only first-byte`: time to first byte per connection (bench/first-byte.ts);
+    // `--only zmq`: ZeroMQ PUB/SUB with a sync socket through each path (bench/zmq.ts).
     only: { type: 'string' },
+    // Timed connections per path and load in the first-byte rows.
+    'first-byte-connections': { type: 'string' },
+    // The ZeroMQ rows: bytes per run, message size, runs per path.
+    'zmq-bytes': { type: 'string', default: ZMQ_DEFAULTS.bytes },
+    'zmq-message-bytes': { type: 'string', default: ZMQ_DEFAULTS.messageBytes },
+    'zmq-runs': { type: 'string' },
     // Runs per start-up row and CLI setups in an --only startup run.
     runs: { type: 'string' },
   },
 });
-if (values.only !== undefined && !['control', 'startup', 'udp', 'wan'].includes(values.only)) {
-  process.stderr.write('bench: --only takes "control" (the control-plane section), "startup" (the start-up rows and the CLI setup row), "udp" (the UDP rows) or "wan" (the WAN rows)\n');
+const ONLY = ['control', 'startup', 'udp', 'wan', 'first-byte', 'zmq'];
+if (values.only !== undefined && !ONLY.includes(values.only)) {
+  process.stderr.write('bench: --only takes "control" (the control-plane section), "startup" (the start-up rows and the CLI setup row), "udp" (the UDP rows), "wan" (the WAN rows), "first-byte" (time to first byte per connection) or "zmq" (ZeroMQ PUB/SUB with sync)\n');
   process.exit(2);
 }
 const onlyControl = values.only === 'control';
@@ -67,6 +78,19 @@ if (onlyRows?.some((r) => !/^(download|upload)-\d+$/.test(r))) {
   process.stderr.write('bench: --rows takes DIRECTION-CONNS items, e.g. upload-1,download-4\n');
   process.exit(2);
 }
+const firstByteConnections = Number(values['first-byte-connections'] ?? (quick ? 40 : 200));
+if (!Number.isInteger(firstByteConnections) || firstByteConnections < 4) {
+  process.stderr.write('bench: --first-byte-connections takes a whole number >= 4\n');
+  process.exit(2);
+}
+const zmq = (() => {
+  try {
+    return zmqSettings(values['zmq-bytes']!, values['zmq-message-bytes']!, values['zmq-runs'] ?? (quick ? '1' : ZMQ_DEFAULTS.runs), String(workers));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+})();
 if (!Number.isInteger(repeats) || repeats < 1 || !(seconds >= 1)) {
   process.stderr.write('bench: --repeats must be a whole number >= 1 and --seconds >= 1\n');
   process.exit(2);
@@ -236,22 +260,36 @@ async function udpRows(info: ReturnType<typeof machine>): Promise<void> {
   mkdirSync(settings.dir);
   const r = await udpSection(settings);
   process.stdout.write(`\n${udpTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
-  if (values.json) {
-    const path = values.only === 'udp' ? values.json : values.json.replace(/(\.json)?$/, '-udp.json');
-    writeFileSync(path, `${JSON.stringify({ date: new Date().toISOString(), machine: info, ...r }, null, 2)}\n`);
-    say(`wrote ${path}`);
-  }
+  writeSectionJson('udp', { date: new Date().toISOString(), machine: info, ...r });
 }
 
 /** The WAN rows: alone (`--only wan`), or at the end of a full run; its JSON beside the run's. */
 async function wanRows(info: ReturnType<typeof machine>): Promise<void> {
   const r = await wanSection({ seconds: Number(values.seconds ?? (quick ? 2 : 4)), repeats: Number(values.repeats ?? (quick ? 1 : 2)), workers, say });
   process.stdout.write(`\n${wanTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
-  if (values.json) {
-    const path = values.only === 'wan' ? values.json : values.json.replace(/(\.json)?$/, '-wan.json');
-    writeFileSync(path, `${JSON.stringify({ date: new Date().toISOString(), machine: info, ...r }, null, 2)}\n`);
-    say(`wrote ${path}`);
-  }
+  writeSectionJson('wan', { date: new Date().toISOString(), machine: info, ...r });
+}
+
+/** The first-byte rows: alone (`--only first-byte`), or after the rest of a full run; its JSON beside the run's. */
+async function firstByteRows(info: ReturnType<typeof machine>): Promise<void> {
+  const r = await firstByteSection({ connections: firstByteConnections, rounds: 4, workers, dir: join(dir, 'first-byte'), say });
+  process.stdout.write(`\n${firstByteTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  writeSectionJson('first-byte', { date: new Date().toISOString(), machine: info, ...r });
+}
+
+/** The ZeroMQ rows: alone (`--only zmq`), or after the rest of a full run. */
+async function zmqRows(info: ReturnType<typeof machine>): Promise<void> {
+  const r = await zmqSection({ ...zmq, dir: join(dir, 'zmq'), say });
+  process.stdout.write(`\n${zmqTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  writeSectionJson('zmq', { date: new Date().toISOString(), machine: info, ...r });
+}
+
+/** A section's JSON: the --json file in an --only run of it, else beside it (`NAME-SECTION.json`). */
+function writeSectionJson(section: string, body: object): void {
+  if (!values.json) return;
+  const path = values.only === section ? values.json : values.json.replace(/(\.json)?$/, `-${section}.json`);
+  writeFileSync(path, `${JSON.stringify(body, null, 2)}\n`);
+  say(`wrote ${path}`);
 }
 
 async function main(): Promise<void> {
@@ -261,6 +299,8 @@ async function main(): Promise<void> {
   say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
   if (values.only === 'udp') return udpRows(info);
   if (values.only === 'wan') return wanRows(info);
+  if (values.only === 'first-byte') return firstByteRows(info);
+  if (values.only === 'zmq') return zmqRows(info);
   const rows = new Map<string, Row>();
   const checks: { label: string; parallel: number; gbps: number; bytes: number }[] = [];
   if (!onlyControl) {
@@ -270,8 +310,12 @@ async function main(): Promise<void> {
   else say(`load average at the start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   // A --rows run ends with its throughput rows.
   if (!onlyRows) await controlPlane(info, rows, checks);
-  if (!onlyRows && !onlyControl) await udpRows(info);
-  if (!onlyRows && !onlyControl) await wanRows(info);
+  if (!onlyRows && !onlyControl) {
+    await udpRows(info);
+    await wanRows(info);
+    await firstByteRows(info);
+    await zmqRows(info);
+  }
 }
 
 async function throughputAndChecks(info: ReturnType<typeof machine>, rows: Map<string, Row>, checks: { label: string; parallel: number; gbps: number; bytes: number }[]): Promise<void> {
