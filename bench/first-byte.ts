@@ -112,7 +112,7 @@ export function probe(port: number): Promise<{ firstByteMs: number; roundTripMs:
  * iperf3 serves one test at a time and the last may still be closing through the path:
  * a refused start is tried again.
  */
-async function otherStream(name: string, port: number): Promise<{ stop: () => Promise<number> }> {
+export async function otherStream(name: string, port: number): Promise<{ stop: () => Promise<number> }> {
   for (let attempt = 0; ; attempt++) {
     const child = spawn('iperf3', ['-c', HOST, '-p', String(port), '-R', '-t', '600', '-J'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
