@@ -95,6 +95,8 @@ const UNIMPLEMENTED = 12;
 const FAILED_PRECONDITION = 9;
 /** How long after a stream took spares they are replaced. */
 const REFILL_DELAY_MS = 50;
+/** A share's record before s2cs has stored its own (setRecord follows the answer). */
+const NO_RECORD = new Uint8Array();
 
 export class AgentPool implements DataServer {
   private readonly members: AgentHandle[] = [];
@@ -120,8 +122,6 @@ export class AgentPool implements DataServer {
   private readonly noSpares = new WeakSet<AgentHandle>();
   /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
   private readonly assigning = new Map<string, Promise<void>>();
-  /** Assignments not sent yet, with the record they will carry. */
-  private readonly unsent = new Map<string, { record: Uint8Array }>();
   /** Port ranges of agents whose handles do not say them (knowRange). */
   private readonly ranges = new Map<AgentHandle, PortRange>();
   /** The gateway's local workers, which share each TCP stream's listeners (shareListeners). */
@@ -590,23 +590,18 @@ export class AgentPool implements DataServer {
     const owned = [...shares];
     const placement: Placement = { uid, count, listeners, shares };
     this.placements.set(uid, placement);
-    // Sent at the end of this turn of the event loop, so that the record s2cs stores
-    // right after the answer (setRecord) goes with it instead of in a call of its own.
-    const unsent = { record: new Uint8Array() as Uint8Array };
-    this.unsent.set(uid, unsent);
-    const listening = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      if (this.unsent.get(uid) === unsent) this.unsent.delete(uid);
-      await Promise.all(
-        owned.map((s, i) =>
-          s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, unsent.record), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
-        ),
-      );
-    });
+    // The answer waits for this, so s2cs's record of the stream (setRecord, after the
+    // answer) follows in a call of its own; until then each share carries only its indices.
+    const listening = Promise.all(
+      owned.map((s, i) =>
+        s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, NO_RECORD), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
+      ),
+    ).then(() => undefined);
     const work = listening
       // The owner's listeners are joinable once they listen: the other workers join them now.
       .then(async () => {
         if (joiners.length === 0) return;
-        const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, unsent.record));
+        const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, NO_RECORD));
         for (const agent of joined) shares.push({ agent, indices: owned[0]!.indices, joined: true });
       })
       .then(
@@ -850,11 +845,6 @@ export class AgentPool implements DataServer {
    * listeners back in order.
    */
   async setRecord(uid: string, record: Uint8Array): Promise<void> {
-    const unsent = this.unsent.get(uid);
-    if (unsent) {
-      unsent.record = record;
-      return this.assigned(uid);
-    }
     // No await when nothing is being assigned: the call goes out now, before any later one for the uid.
     if (this.assigning.has(uid)) await this.assigned(uid);
     const p = this.placements.get(uid);
