@@ -6,7 +6,7 @@
 // (median over the runs), split by process (s2cs, worker). With --compare, a second
 // hop on another checkout's bin/s2cs.js (a before/after in the same minutes); with
 // --out, a V8 CPU profile of every s2cs and worker (bench/cpu-prof-preload.ts).
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -59,6 +59,14 @@ async function hop(name: string, script?: string): Promise<Path> {
 
 let iperfPort = 0;
 
+function children(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -70,10 +78,11 @@ async function sample(p: Path, reverse: boolean): Promise<Sample> {
   const cpu0 = (x: { pid: number; tree?: boolean }) => (x.tree ? treeCpuSeconds(x.pid) : cpuSeconds(x.pid));
   const c0 = procs.map(cpu0);
   // perf (--perf DIR): the worker's samples with call graphs, from a second into the run to a second before its end.
-  const worker = procs.find((x) => x.role === 'worker');
+  // The process that forwards: our worker, nginx's worker (its master's child).
+  const forwarder = procs.find((x) => x.role === 'worker')?.pid ?? procs.flatMap((x) => (x.tree ? children(x.pid) : []))[0];
   const perf =
-    values.perf && worker
-      ? spawn('perf', ['record', '-q', '-g', '-F', '1999', '-o', join(values.perf, `${p.name}-${reverse ? 'reply' : 'forward'}-${Date.now()}.perf.data`), '-p', String(worker.pid), '--', 'sleep', String(Math.max(1, seconds - 2))], { stdio: 'ignore' })
+    values.perf && forwarder
+      ? spawn('perf', ['record', '-q', '-g', '-F', '1999', '-o', join(values.perf, `${p.name}-${reverse ? 'reply' : 'forward'}-${Date.now()}.perf.data`), '-p', String(forwarder), '--', 'sleep', String(Math.max(1, seconds - 2))], { stdio: 'ignore' })
       : undefined;
   const perfDone = perf && new Promise((r) => perf.on('close', r));
   const run = await iperfUdp({ port: p.port, offeredBps: rate, seconds, length, reverse });
