@@ -65,11 +65,21 @@ function children(pid: number): number[] {
 }
 
 /**
- * CPU seconds of a process and all its descendants: its own, its reaped children's
- * (in its stat), and its live children's, counted the same way.
+ * CPU seconds of processes and all their descendants, each process counted once: its
+ * own, its reaped children's (in its stat), and its live descendants' own. Once matters:
+ * our local workers are s2cs's children and listed beside it, so summing each listed
+ * process's tree counted every worker twice (the UDP rows of 2026-12-07 07:16 showed our
+ * hop at twice its CPU per GB).
  */
-export function treeCpuSeconds(pid: number): number {
-  return cpuSeconds(pid) + children(pid).reduce((s, c) => s + treeCpuSeconds(c), 0);
+export function treeCpuSeconds(...pids: number[]): number {
+  const all = new Set<number>();
+  const walk = (pid: number): void => {
+    if (all.has(pid)) return;
+    all.add(pid);
+    for (const c of children(pid)) walk(c);
+  };
+  for (const p of pids) walk(p);
+  return [...all].reduce((s, p) => s + cpuSeconds(p), 0);
 }
 
 export function directUdp(iperfPort: number): UdpContender {
