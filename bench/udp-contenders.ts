@@ -9,6 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { BIN_DIR, freePort, spawnCli, type Proc } from '../src/demo/procs.js';
 import { gateway } from './contenders.js';
@@ -143,6 +144,19 @@ stream {
   await bound('udp', port, p);
   await bound('tcp', port, p);
   return { name: 'nginx (stream, udp, 1 worker)', group: 'hop', port, pids: () => [p.pid!] };
+}
+
+/**
+ * The floor of a relay on Node's dgram (bench/udp-node-floor.ts): what Node itself costs
+ * per datagram, for bench/udp-cpu.ts to set our hop against.
+ */
+export async function nodeFloorUdp(iperfPort: number): Promise<UdpContender> {
+  const port = await freeUdpAndTcpPort();
+  const script = fileURLToPath(new URL('./udp-node-floor.js', import.meta.url));
+  const p = start('Node dgram floor relay', process.execPath, [script, String(port), String(iperfPort)]);
+  await bound('udp', port, p);
+  await bound('tcp', port, p);
+  return { name: 'Node dgram floor (bench/udp-node-floor.ts)', group: 'hop', port, pids: () => [p.pid!] };
 }
 
 /** `nginx -v` (printed on stderr), for the results. */

@@ -1,11 +1,13 @@
-// `node dist/bench/udp-cpu.js [--rate BPS] [--seconds S] [--runs N] [--compare S2CS_SCRIPT] [--out DIR]`:
+// `node dist/bench/udp-cpu.js [--rate BPS] [--seconds S] [--runs N] [--compare S2CS_SCRIPT] [--out DIR] [--perf DIR]`:
 // what one plain UDP hop costs per datagram. iperf3 -u at a fixed offered rate (well
 // under what the hop takes, so that loss does not change the work) through our hop
-// (s2cs --workers 1) and nginx's stream UDP proxy, both directions, the paths taking
-// turns run by run; per path: CPU microseconds per datagram received and CPU s per GB
-// (median over the runs), split by process (s2cs, worker). With --compare, a second
-// hop on another checkout's bin/s2cs.js (a before/after in the same minutes); with
-// --out, a V8 CPU profile of every s2cs and worker (bench/cpu-prof-preload.ts).
+// (s2cs --workers 1), the least a relay on Node's dgram does (bench/udp-node-floor.ts)
+// and nginx's stream UDP proxy, both directions, the paths taking turns run by run; per
+// path: CPU microseconds per datagram received and CPU s per GB (median over the runs),
+// split by process (s2cs, worker). With --compare, a second hop on another checkout's
+// bin/s2cs.js (a before/after in the same minutes); with --out, a V8 CPU profile of every
+// s2cs and worker (bench/cpu-prof-preload.ts); with --perf, a perf recording of our
+// worker and nginx's in each run.
 import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { freePort } from '../src/demo/procs.js';
 import { gateway } from './contenders.js';
 import { iperfUdp } from './udp-iperf.js';
-import { ensureUdpTools, nginxUdp, treeCpuSeconds } from './udp-contenders.js';
+import { ensureUdpTools, nginxUdp, nodeFloorUdp, treeCpuSeconds } from './udp-contenders.js';
 import { cpuSeconds, runScript, start } from './tools.js';
 import { execFileSync, spawn } from 'node:child_process';
 
@@ -111,6 +113,8 @@ async function main(): Promise<void> {
   if (values.compare) paths.push(await hop('compared', values.compare));
   delete process.env.NODE_OPTIONS;
   delete process.env.SCISTREAM_BENCH_PROF_DIR;
+  const floor = await nodeFloorUdp(iperfPort);
+  paths.push({ name: 'node-floor', port: floor.port, pids: () => floor.pids().map((pid) => ({ role: 'relay', pid })) });
   const ng = await nginxUdp(iperfPort, dir);
   paths.push({ name: 'nginx', port: ng.port, pids: () => ng.pids().map((pid) => ({ role: 'nginx', pid, tree: true })) });
   const rows = paths.flatMap((p) => [false, true].map((reverse) => ({ p, reverse, samples: [] as Sample[] })));
