@@ -1,7 +1,7 @@
 // The gateway's port range. Hands out ports round-robin so that a port just
 // released is not reused at once (late packets of an old stream find nothing).
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 import { invalidArgument } from '../protocol/errors.js';
@@ -195,23 +195,79 @@ export class ListeningPorts {
 
 /** LISTEN sockets of this network namespace, or undefined where /proc/net/tcp cannot be read. */
 function readProcNetListening(): ListeningSocket[] | undefined {
-  const v4 = readText('/proc/net/tcp');
+  const v4 = readListeningRows('/proc/net/tcp');
   if (v4 === undefined) return undefined;
-  return [...parseProcNetTcp(v4), ...parseProcNetTcp(readText('/proc/net/tcp6') ?? '')];
+  return [...parseProcNetTcp(v4), ...parseProcNetTcp(readListeningRows('/proc/net/tcp6') ?? '')];
 }
 
 /** readProcNetListening through the thread pool. */
 async function readProcNetListeningLater(): Promise<ListeningSocket[] | undefined> {
-  const [v4, v6] = await Promise.all([readFile('/proc/net/tcp', 'latin1').catch(() => undefined), readFile('/proc/net/tcp6', 'latin1').catch(() => '')]);
+  const [v4, v6] = await Promise.all([readListeningRowsLater('/proc/net/tcp'), readListeningRowsLater('/proc/net/tcp6')]);
   if (v4 === undefined) return undefined;
   return [...parseProcNetTcp(v4), ...parseProcNetTcp(v6 ?? '')];
 }
 
-function readText(file: string): string | undefined {
+/**
+ * The kernel writes a file's LISTEN rows first (it walks its listening hash before the
+ * established one, whose every bucket it visits: tens of thousands, and every connection
+ * and TIME_WAIT socket): reading stops at the end of the read that brought the first
+ * other row. It also stops after a short read: the kernel fills a page per read (4 KiB
+ * or more) with whole rows of under 200 bytes, and stops short only at the end of the
+ * file; asking once more would walk the whole established hash again to find that out.
+ */
+const OTHER_ROW = /^ *\d+: [0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]+:[0-9A-Fa-f]+ (?!0A )[0-9A-Fa-f]{2} /m;
+const READ_CHUNK = 64 * 1024;
+const SHORT_READ = 2048;
+
+function readListeningRows(file: string): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(file, 'latin1');
+    fd = openSync(file, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let text = '';
+    for (let n = readSync(fd, buf, 0, READ_CHUNK, null); n > 0; n = readSync(fd, buf, 0, READ_CHUNK, null)) {
+      const chunk = buf.toString('latin1', 0, n);
+      text += chunk;
+      if (n < SHORT_READ || OTHER_ROW.test(chunk)) break;
+    }
+    return text;
+  } catch {
+    return undefined;
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // nothing to do: the reading is taken
+    }
+  }
+}
+
+async function readListeningRowsLater(file: string): Promise<string | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let text = '';
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, READ_CHUNK, null);
+      if (bytesRead === 0) break;
+      const chunk = buf.toString('latin1', 0, bytesRead);
+      text += chunk;
+      if (bytesRead < SHORT_READ || OTHER_ROW.test(chunk)) break;
+    }
+    return text;
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }
 
