@@ -81,7 +81,7 @@ async function sample(p: Path, reverse: boolean): Promise<Sample> {
   const c0 = procs.map(cpu0);
   // perf (--perf DIR): the worker's samples with call graphs, from a second into the run to a second before its end.
   // The process that forwards: our worker, nginx's worker (its master's child).
-  const forwarder = procs.find((x) => x.role === 'worker')?.pid ?? procs.flatMap((x) => (x.tree ? children(x.pid) : []))[0];
+  const forwarder = procs.find((x) => x.role === 'worker' || x.role === 'relay')?.pid ?? procs.flatMap((x) => (x.tree ? children(x.pid) : []))[0];
   const perf =
     values.perf && forwarder
       ? spawn('perf', ['record', '-q', '-g', '-F', '1999', '-o', join(values.perf, `${p.name}-${reverse ? 'reply' : 'forward'}-${Date.now()}.perf.data`), '-p', String(forwarder), '--', 'sleep', String(Math.max(1, seconds - 2))], { stdio: 'ignore' })
