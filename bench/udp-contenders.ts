@@ -9,6 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { BIN_DIR, freePort, spawnCli, type Proc } from '../src/demo/procs.js';
 import { gateway } from './contenders.js';
@@ -65,11 +66,21 @@ function children(pid: number): number[] {
 }
 
 /**
- * CPU seconds of a process and all its descendants: its own, its reaped children's
- * (in its stat), and its live children's, counted the same way.
+ * CPU seconds of processes and all their descendants, each process counted once: its
+ * own, its reaped children's (in its stat), and its live descendants' own. Once matters:
+ * our local workers are s2cs's children and listed beside it, so summing each listed
+ * process's tree counted every worker twice (the UDP rows of 2026-12-07 07:16 showed our
+ * hop at twice its CPU per GB).
  */
-export function treeCpuSeconds(pid: number): number {
-  return cpuSeconds(pid) + children(pid).reduce((s, c) => s + treeCpuSeconds(c), 0);
+export function treeCpuSeconds(...pids: number[]): number {
+  const all = new Set<number>();
+  const walk = (pid: number): void => {
+    if (all.has(pid)) return;
+    all.add(pid);
+    for (const c of children(pid)) walk(c);
+  };
+  for (const p of pids) walk(p);
+  return [...all].reduce((s, p) => s + cpuSeconds(p), 0);
 }
 
 export function directUdp(iperfPort: number): UdpContender {
@@ -133,6 +144,19 @@ stream {
   await bound('udp', port, p);
   await bound('tcp', port, p);
   return { name: 'nginx (stream, udp, 1 worker)', group: 'hop', port, pids: () => [p.pid!] };
+}
+
+/**
+ * The floor of a relay on Node's dgram (bench/udp-node-floor.ts): what Node itself costs
+ * per datagram, for bench/udp-cpu.ts to set our hop against.
+ */
+export async function nodeFloorUdp(iperfPort: number): Promise<UdpContender> {
+  const port = await freeUdpAndTcpPort();
+  const script = fileURLToPath(new URL('./udp-node-floor.js', import.meta.url));
+  const p = start('Node dgram floor relay', process.execPath, [script, String(port), String(iperfPort)]);
+  await bound('udp', port, p);
+  await bound('tcp', port, p);
+  return { name: 'Node dgram floor (bench/udp-node-floor.ts)', group: 'hop', port, pids: () => [p.pid!] };
 }
 
 /** `nginx -v` (printed on stderr), for the results. */

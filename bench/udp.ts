@@ -65,7 +65,7 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * control connection) and the run is repeated, a few times at most.
  */
 async function sample(c: UdpContender, offeredBps: number, reverse: boolean, s: UdpSettings): Promise<UdpSample> {
-  const cpu = () => c.pids().reduce((sum, p) => sum + treeCpuSeconds(p), 0);
+  const cpu = () => treeCpuSeconds(...c.pids());
   for (let attempt = 0; ; attempt++) {
     await pause(500);
     const c0 = cpu();

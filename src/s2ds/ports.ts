@@ -1,6 +1,7 @@
 // The gateway's port range. Hands out ports round-robin so that a port just
 // released is not reused at once (late packets of an old stream find nothing).
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { endianness } from 'node:os';
 import { invalidArgument } from '../protocol/errors.js';
@@ -110,6 +111,8 @@ interface ListeningSocket {
 
 /** How long a reading of /proc/net/tcp{,6} is reused: status may be asked often, and the files can be large. */
 const LISTENING_CACHE_MS = 1000;
+/** Older than this, a reading is not answered from while a new one is read: it is read at once. */
+const LISTENING_STALE_MS = 5000;
 
 /**
  * Ports of the range on which some socket already listens where a listener on
@@ -117,16 +120,24 @@ const LISTENING_CACHE_MS = 1000;
  * read from /proc/net/tcp and /proc/net/tcp6 of this network namespace and cached
  * for about a second. The listeners of this very process are in there too: the
  * data server leaves out its own ports. Only the control plane reads this (start-up,
- * status, a refused reservation), never the data path.
+ * status, a refused reservation), never the data path; but it runs on the data
+ * path's thread, and the kernel takes milliseconds to write these files when many
+ * sockets are open or closing (7 ms for 1,200 in TIME_WAIT here): a reading due while
+ * the last one is less than a few seconds old is taken off the thread (the last one
+ * answers meanwhile), so that the status poll every second does not stall the
+ * datagrams (a stalled UDP socket overflows and loses them).
  */
 export class ListeningPorts {
   private cached: { at: number; ports: number[] | undefined } | undefined;
+  private refreshing = false;
   private readonly bind: Buffer | undefined;
 
   constructor(
     private readonly range: PortRange,
     bindHost: string,
     private readonly read: () => ListeningSocket[] | undefined = readProcNetListening,
+    /** The same reading off the event loop's thread; absent (a reader given for a test): read at once. */
+    private readonly readLater: (() => Promise<ListeningSocket[] | undefined>) | undefined = read === readProcNetListening ? readProcNetListeningLater : undefined,
   ) {
     this.bind = ipBytes(bindHost.toLowerCase() === 'localhost' ? '127.0.0.1' : bindHost);
   }
@@ -139,13 +150,32 @@ export class ListeningPorts {
   /** Sorted ports in the range that conflict; undefined where /proc cannot be read (then nothing is known). */
   ports(): number[] | undefined {
     const now = Date.now();
-    if (this.cached && now - this.cached.at < LISTENING_CACHE_MS) return this.cached.ports;
-    const sockets = this.read();
-    const ports = sockets && [
-      ...new Set(sockets.filter((s) => s.port >= this.range.first && s.port <= this.range.last && this.conflicts(s.address)).map((s) => s.port)),
-    ].sort((a, b) => a - b);
-    this.cached = { at: now, ports };
-    return ports;
+    const cached = this.cached;
+    if (cached && now - cached.at < LISTENING_CACHE_MS) return cached.ports;
+    if (cached && this.readLater && now - cached.at < LISTENING_STALE_MS) {
+      this.refresh(now);
+      return cached.ports;
+    }
+    this.cached = { at: now, ports: this.conflicting(this.read()) };
+    return this.cached.ports;
+  }
+
+  private refresh(startedAt: number): void {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    this.readLater!()
+      .then((sockets) => {
+        // A reading taken at once meanwhile is as new or newer.
+        if (!this.cached || this.cached.at < startedAt) this.cached = { at: startedAt, ports: this.conflicting(sockets) };
+      })
+      .catch(() => undefined)
+      .finally(() => (this.refreshing = false));
+  }
+
+  private conflicting(sockets: ListeningSocket[] | undefined): number[] | undefined {
+    return (
+      sockets && [...new Set(sockets.filter((s) => s.port >= this.range.first && s.port <= this.range.last && this.conflicts(s.address)).map((s) => s.port))].sort((a, b) => a - b)
+    );
   }
 
   /** Conservative where the kernel's answer depends on options /proc does not show (a [::] listener counts as dual-stack). */
@@ -165,16 +195,79 @@ export class ListeningPorts {
 
 /** LISTEN sockets of this network namespace, or undefined where /proc/net/tcp cannot be read. */
 function readProcNetListening(): ListeningSocket[] | undefined {
-  const v4 = readText('/proc/net/tcp');
+  const v4 = readListeningRows('/proc/net/tcp');
   if (v4 === undefined) return undefined;
-  return [...parseProcNetTcp(v4), ...parseProcNetTcp(readText('/proc/net/tcp6') ?? '')];
+  return [...parseProcNetTcp(v4), ...parseProcNetTcp(readListeningRows('/proc/net/tcp6') ?? '')];
 }
 
-function readText(file: string): string | undefined {
+/** readProcNetListening through the thread pool. */
+async function readProcNetListeningLater(): Promise<ListeningSocket[] | undefined> {
+  const [v4, v6] = await Promise.all([readListeningRowsLater('/proc/net/tcp'), readListeningRowsLater('/proc/net/tcp6')]);
+  if (v4 === undefined) return undefined;
+  return [...parseProcNetTcp(v4), ...parseProcNetTcp(v6 ?? '')];
+}
+
+/**
+ * The kernel writes a file's LISTEN rows first (it walks its listening hash before the
+ * established one, whose every bucket it visits: tens of thousands, and every connection
+ * and TIME_WAIT socket): reading stops at the end of the read that brought the first
+ * other row. It also stops after a short read: the kernel fills a page per read (4 KiB
+ * or more) with whole rows of under 200 bytes, and stops short only at the end of the
+ * file; asking once more would walk the whole established hash again to find that out.
+ */
+const OTHER_ROW = /^ *\d+: [0-9A-Fa-f]+:[0-9A-Fa-f]+ [0-9A-Fa-f]+:[0-9A-Fa-f]+ (?!0A )[0-9A-Fa-f]{2} /m;
+const READ_CHUNK = 64 * 1024;
+const SHORT_READ = 2048;
+
+function readListeningRows(file: string): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(file, 'latin1');
+    fd = openSync(file, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let text = '';
+    for (let n = readSync(fd, buf, 0, READ_CHUNK, null); n > 0; n = readSync(fd, buf, 0, READ_CHUNK, null)) {
+      const chunk = buf.toString('latin1', 0, n);
+      text += chunk;
+      if (n < SHORT_READ || OTHER_ROW.test(chunk)) break;
+    }
+    return text;
+  } catch {
+    return undefined;
+  } finally {
+    try {
+      closeSync(fd);
+    } catch {
+      // nothing to do: the reading is taken
+    }
+  }
+}
+
+async function readListeningRowsLater(file: string): Promise<string | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK);
+    let text = '';
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, READ_CHUNK, null);
+      if (bytesRead === 0) break;
+      const chunk = buf.toString('latin1', 0, bytesRead);
+      text += chunk;
+      if (bytesRead < SHORT_READ || OTHER_ROW.test(chunk)) break;
+    }
+    return text;
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => undefined);
   }
 }
 
@@ -187,6 +280,8 @@ const LITTLE_ENDIAN = endianness() === 'LE';
 export function parseProcNetTcp(text: string): ListeningSocket[] {
   const out: ListeningSocket[] = [];
   for (const line of text.split('\n')) {
+    // Most rows are connections (thousands, in TIME_WAIT): only a LISTEN row is taken apart.
+    if (!line.includes(' 0A ')) continue;
     const f = line.trim().split(/\s+/);
     if (f[3] !== '0A') continue;
     const m = /^([0-9A-Fa-f]{8}|[0-9A-Fa-f]{32}):([0-9A-Fa-f]{4})$/.exec(f[1] ?? '');

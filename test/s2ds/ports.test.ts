@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { endianness } from 'node:os';
 import { ipBytes, isV4Mapped, ListeningPorts, parsePortRange, parseProcNetTcp, PortPool } from '../../src/s2ds/ports.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import { ScistreamError } from '../../src/protocol/errors.js';
+import { untilTrue } from '../support/until.js';
 
 function assertInvalid(fn: () => unknown, fragment: string): void {
   assert.throws(fn, (err: unknown) => {
@@ -223,5 +224,54 @@ describe('ListeningPorts', () => {
       await new Promise((resolve) => server.close(resolve));
     }
     assert.ok(!new ListeningPorts(r, '127.0.0.1').ports()?.includes(r.first + 1));
+  });
+
+  it('finds listeners opened after hundreds of connections (the kernel writes LISTEN rows first; reading stops after them), IPv4 and IPv6', async (t) => {
+    if (!existsSync('/proc/net/tcp')) return t.skip('no /proc/net/tcp here');
+    // Connections first, so that rows of theirs could come before the listeners' if the order were by age.
+    const hub = createServer((s) => s.on('error', () => undefined));
+    await new Promise<void>((resolve) => hub.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    const port = (hub.address() as { port: number }).port;
+    const clients = await Promise.all(
+      Array.from({ length: 300 }, () => new Promise<Socket>((resolve, reject) => {
+        const c = connect(port, '127.0.0.1', () => resolve(c));
+        c.on('error', reject);
+      })),
+    );
+    const r = await freePortRange(4);
+    const v4 = createServer();
+    const v6 = createServer();
+    await new Promise<void>((resolve) => v4.listen({ host: '127.0.0.1', port: r.first }, resolve));
+    const hasV6 = await new Promise<boolean>((resolve) => {
+      v6.once('error', () => resolve(false));
+      v6.listen({ host: '::1', port: r.first + 2 }, () => resolve(true));
+    });
+    try {
+      const lp = new ListeningPorts(r, '::');
+      const found = lp.ports();
+      assert.ok(found?.includes(r.first), `the IPv4 listener on ${r.first} among ${JSON.stringify(found)}`);
+      if (hasV6) assert.ok(found?.includes(r.first + 2), `the IPv6 listener on ${r.first + 2} among ${JSON.stringify(found)}`);
+    } finally {
+      for (const c of clients) c.destroy();
+      await Promise.all([hub, v4, ...(hasV6 ? [v6] : [])].map((s) => new Promise((resolve) => s.close(resolve))));
+    }
+  });
+
+  it('a reading due within a few seconds of the last is taken off the event loop: the last one answers meanwhile, the new one the next time', async (t) => {
+    if (!existsSync('/proc/net/tcp')) return t.skip('no /proc/net/tcp here');
+    const r = await freePortRange(3);
+    const lp = new ListeningPorts(r, '127.0.0.1');
+    assert.ok(!lp.ports()?.includes(r.first + 1));
+    const firstAt = lp.readAt()!;
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: r.first + 1 }, resolve));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      assert.ok(!lp.ports()?.includes(r.first + 1), 'the last reading answers while the new one is read');
+      await untilTrue('the new reading', () => lp.readAt()! > firstAt, 5000);
+      assert.ok(lp.ports()?.includes(r.first + 1), 'the new reading has the listener');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

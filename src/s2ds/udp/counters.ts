@@ -5,7 +5,8 @@
 /**
  * Why a datagram was dropped. queue-full: the flow's or the agent's bytes in flight
  * (sent, not yet handed to the kernel) are at their bound; too-large: over 65,507 bytes
- * or refused by the kernel as too large (EMSGSIZE); no-flow: a reply for a flow that
+ * (all Linux refuses as too large with our sockets' options), or refused by the kernel as
+ * too large (EMSGSIZE) after waiting in libuv's queue (send-queue.ts); no-flow: a reply for a flow that
  * ended, or a datagram before the stream has targets; rate-cap: the stream's cap
  * (--rate-policy) is spent; flow-limit: a new sender over --max-udp-flows on the
  * listener; allow-list: a sender outside the stream's allow_from; no-connection: the

@@ -8,10 +8,13 @@ import type { Address } from '../../protocol/address.js';
 import type { DatagramCarrier } from '../../transport/datagrams-carrier.js';
 import type { InFlight } from './budget.js';
 import type { DropCause } from './counters.js';
+import { SendQueue } from './send-queue.js';
 
 interface PlainFlow {
   socket: Socket;
-  /** Bytes handed to send, not yet sent. */
+  /** Its sends, bounded by bytes in flight; created once connected. */
+  queue: SendQueue | undefined;
+  /** Bytes waiting here or in libuv's queue, not yet sent. */
   inFlight: number;
   /** Until connect() resolves, datagrams wait here (counted in inFlight): a connecting socket cannot send. */
   waiting: Buffer[] | undefined;
@@ -23,6 +26,11 @@ export interface PlainCarrierOptions {
   targetOf(flow: number): Address;
   perFlowLimit: number;
   server: InFlight;
+  /**
+   * Each flow socket's receive buffer (the target's datagrams wait there while the
+   * worker is busy); the kernel caps it at net.core.rmem_max.
+   */
+  bufferSize: number;
   /** A datagram dropped here (send refused, over a bound). */
   dropped(cause: DropCause): void;
 }
@@ -38,24 +46,17 @@ export class PlainUdpCarrier implements DatagramCarrier {
   send(flow: number, datagram: Buffer): boolean {
     if (this.closed) return false;
     const f = this.flows.get(flow) ?? this.open(flow);
+    if (f.queue) return f.queue.send(datagram, f, this.opts.perFlowLimit);
+    // Its connect failed and the socket is closing: the sender's next datagram opens another.
+    const waiting = f.waiting;
+    if (!waiting) return false;
     const n = datagram.length;
     const server = this.opts.server;
     if (f.inFlight + n > this.opts.perFlowLimit || server.bytes + n > server.limit) return false;
     f.inFlight += n;
     server.bytes += n;
-    if (f.waiting) f.waiting.push(datagram);
-    else this.write(f, datagram);
+    waiting.push(datagram);
     return true;
-  }
-
-  private write(f: PlainFlow, datagram: Buffer): void {
-    const n = datagram.length;
-    const server = this.opts.server;
-    f.socket.send(datagram, (err) => {
-      f.inFlight -= n;
-      server.bytes -= n;
-      if (err && (err as NodeJS.ErrnoException).code === 'EMSGSIZE') this.opts.dropped('too-large');
-    });
   }
 
   onDatagram(cb: (flow: number, datagram: Buffer) => void): void {
@@ -80,28 +81,36 @@ export class PlainUdpCarrier implements DatagramCarrier {
     for (const flow of [...this.flows.keys()]) this.endFlow(flow);
   }
 
-  /** Datagrams that never reached send give their bytes back. */
+  /** Datagrams that never reached the kernel give their bytes back. */
   private forget(f: PlainFlow): void {
-    for (const d of f.waiting ?? []) {
+    this.unwait(f);
+    f.queue?.forget();
+  }
+
+  /** The datagrams that waited for connect() give their bytes back; the list is gone. */
+  private unwait(f: PlainFlow): Buffer[] {
+    const waiting = f.waiting ?? [];
+    for (const d of waiting) {
       f.inFlight -= d.length;
       this.opts.server.bytes -= d.length;
     }
     f.waiting = undefined;
+    return waiting;
   }
 
   private open(flow: number): PlainFlow {
     const target = this.opts.targetOf(flow);
-    const socket = createSocket({ type: isIPv6(target.host) ? 'udp6' : 'udp4' });
-    const f: PlainFlow = { socket, inFlight: 0, waiting: [], ended: false };
+    const socket = createSocket({ type: isIPv6(target.host) ? 'udp6' : 'udp4', recvBufferSize: this.opts.bufferSize });
+    const f: PlainFlow = { socket, queue: undefined, inFlight: 0, waiting: [], ended: false };
     this.flows.set(flow, f);
     socket.on('message', (datagram) => this.datagramListener(flow, datagram));
     // An ICMP unreachable from the target (nothing listens yet) surfaces as an error on
     // a connected socket: the flow goes on (the application may start later).
     socket.on('error', noop);
     socket.on('connect', () => {
-      const waiting = f.waiting ?? [];
-      f.waiting = undefined;
-      for (const d of waiting) this.write(f, d);
+      const queue = (f.queue = new SendQueue(socket, this.opts.server, this.opts.dropped));
+      // Given back, then sent within the same bounds (nothing else ran in between).
+      for (const d of this.unwait(f)) if (!queue.send(d, f, this.opts.perFlowLimit)) this.opts.dropped('queue-full');
     });
     socket.on('close', () => {
       if (!f.ended) {

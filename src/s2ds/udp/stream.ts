@@ -69,7 +69,7 @@ export class UdpStream {
   async bind(host: string, ports: readonly number[]): Promise<void> {
     try {
       for (const [i, port] of ports.entries()) {
-        this.listeners.push(await UdpListener.bind(host, port, (d, from) => this.fromSender(i, d, from), this.opts.bufferSize));
+        this.listeners.push(await UdpListener.bind(host, port, (d, from) => this.fromSender(i, d, from), this.opts.bufferSize, this.opts.server, (cause) => this.counters.drop(cause)));
       }
     } catch (err) {
       await this.close();
@@ -95,6 +95,7 @@ export class UdpStream {
         targetOf: (id) => targets[this.flows.byFlowId(id)!.listenerIndex % targets.length]!,
         perFlowLimit: this.opts.maxQueuedPerFlow,
         server: this.opts.server,
+        bufferSize: this.opts.bufferSize,
         dropped: (cause) => this.counters.drop(cause),
       });
     this.carrier.onDatagram((id, d) => this.fromTarget(id, d));
@@ -115,7 +116,7 @@ export class UdpStream {
   acceptFrom(wan: DatagramCarrier, targetOf: (flow: number) => Address): void {
     const c = this.counters;
     const flows = new Map<number, number>();
-    const plain = new PlainUdpCarrier({ targetOf, perFlowLimit: this.opts.maxQueuedPerFlow, server: this.opts.server, dropped: (cause) => c.drop(cause) });
+    const plain = new PlainUdpCarrier({ targetOf, perFlowLimit: this.opts.maxQueuedPerFlow, server: this.opts.server, bufferSize: this.opts.bufferSize, dropped: (cause) => c.drop(cause) });
     const bound = this.opts.maxFlowsPerListener * Math.max(1, this.listeners.length);
     this.bridged?.plain.close();
     this.bridged = { wan, plain, flows };
@@ -184,7 +185,7 @@ export class UdpStream {
     if (pacer && pacer.wait() > 0) return c.drop('rate-cap');
     flow.lastSeen = Date.now();
     const listener = this.listeners[flow.listenerIndex]!;
-    if (!listener.reply(datagram, flow.port, flow.address, flow, this.opts.maxQueuedPerFlow, this.opts.server)) return c.drop('queue-full');
+    if (!listener.reply(datagram, flow.port, flow.address, flow, this.opts.maxQueuedPerFlow)) return c.drop('queue-full');
     pacer?.spend(datagram.length);
     c.datagramsFromTarget++;
     c.bytesFromTarget += datagram.length;
