@@ -9,7 +9,8 @@ import { watchChild, type Proc } from '../src/demo/procs.js';
 /** Debian packages of the other contenders, installed when a program is missing. */
 const PACKAGES: Record<string, string> = { iperf3: 'iperf3', haproxy: 'haproxy', stunnel: 'stunnel4', socat: 'socat' };
 
-function which(program: string): boolean {
+/** Whether a program is on PATH. */
+export function which(program: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' });
     return true;

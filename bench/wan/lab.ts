@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchChild, type Proc } from '../../src/demo/procs.js';
 import { buildEmulator, parseCounters, type EmulatorCounters } from './emulator.js';
+import { which } from '../tools.js';
 
 export type WanHost = 'prod' | 'gwa' | 'wan' | 'gwb' | 'cons';
 const HOSTS: readonly WanHost[] = ['prod', 'gwa', 'wan', 'gwb', 'cons'];
@@ -63,14 +64,6 @@ export const TCP_BUFFERS = { 'net.ipv4.tcp_rmem': '4096 131072 67108864', 'net.i
 /** Debian packages the lab uses, by program. */
 const PACKAGES: Record<string, string> = { ip: 'iproute2', ethtool: 'ethtool', ping: 'iputils-ping' };
 
-function which(program: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${program}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Root, and ethtool, ping and ip (installed from Debian's packages when missing). */
 export function ensureWanTools(say: (line: string) => void): void {
