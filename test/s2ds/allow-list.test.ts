@@ -7,35 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { RemoteError } from '../../src/protocol/client.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { captureLogger } from '../auth/capture.js';
 import { startGateway, type TestGateway } from '../support/gateway.js';
-import { echoServer } from '../support/sockets.js';
+import { echoServer, exchange } from '../support/sockets.js';
 import { tempDir } from '../support/agent.js';
 import { until } from '../support/until.js';
-
-/** Connects to `address` from `localAddress` and sends `text`: the echo, or how the connection ended. */
-function exchangeFrom(localAddress: string, address: string, text: string): Promise<{ data: string; error?: string }> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve) => {
-    const s = connect({ host: host!, port: Number(port), localAddress });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(text));
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.length >= text.length) {
-        s.destroy();
-        resolve({ data });
-      }
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code ?? err.message }));
-    s.on('end', () => resolve({ data, error: 'end' }));
-  });
-}
 
 function refusals(st: { refusals: { kind: string; count: string | number }[] }, kind: string): number {
   return Number(st.refusals.find((r) => r.kind === kind)?.count ?? 0);
@@ -67,8 +46,8 @@ test('a stream allow-list: the allowed source is forwarded, another is reset at 
     const st = await gw.client.status({ uid });
     assert.deepEqual(st.streams[0]!.allow_from, ['127.0.0.1/32'], 'status shows the list in force, canonical');
 
-    assert.deepEqual(await exchangeFrom('127.0.0.1', listeners[0]!, 'hello'), { data: 'hello' });
-    const refused = await exchangeFrom('127.0.0.2', listeners[0]!, 'hello');
+    assert.deepEqual(await exchange(listeners[0]!, 'hello', '127.0.0.1'), { data: 'hello' });
+    const refused = await exchange(listeners[0]!, 'hello', '127.0.0.2');
     assert.equal(refused.data, '', 'nothing reached or came back from the target');
     assert.equal(refused.error, 'ECONNRESET', 'refused with a reset, never a clean end');
 
@@ -80,10 +59,10 @@ test('a stream allow-list: the allowed source is forwarded, another is reset at 
     assert.match(line, /refused a connection from 127\.0\.0\.2 to listener port \d+ of stream .*not in the stream's allow-list \(127\.0\.0\.1\/32\)/);
     assert.match(line, /"cause":"refused:allow-list"/);
     // A second refusal within the interval is counted, not logged again.
-    await exchangeFrom('127.0.0.2', listeners[0]!, 'again');
+    await exchange(listeners[0]!, 'again', '127.0.0.2');
     assert.equal(refusals(await gw.client.status({ uid }), 'allow-list'), 2);
     assert.equal(lines.filter((l) => l.includes('"refusal":"allow-list"')).length, 1, 'rate-limited');
-    assert.deepEqual(await exchangeFrom('127.0.0.1', listeners[0]!, 'still'), { data: 'still' });
+    assert.deepEqual(await exchange(listeners[0]!, 'still', '127.0.0.1'), { data: 'still' });
   } finally {
     await gw.close();
     echo.server.close();
@@ -124,14 +103,14 @@ test('--data-allow-from bounds every stream: a wider list is narrowed, a disjoin
     // Asks for all of loopback: gets what the gateway admits of it.
     const wide = await streamTo(gw, target, { allow_from: ['127.0.0.0/8'] });
     assert.deepEqual((await gw.client.status({ uid: wide.uid })).streams[0]!.allow_from, ['127.0.0.2/32']);
-    assert.deepEqual(await exchangeFrom('127.0.0.2', wide.listeners[0]!, 'in'), { data: 'in' });
-    assert.equal((await exchangeFrom('127.0.0.1', wide.listeners[0]!, 'out')).error, 'ECONNRESET');
+    assert.deepEqual(await exchange(wide.listeners[0]!, 'in', '127.0.0.2'), { data: 'in' });
+    assert.equal((await exchange(wide.listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
 
     // Asks for nothing: the gateway's bound alone.
     const open = await streamTo(gw, target);
     assert.deepEqual((await gw.client.status({ uid: open.uid })).streams[0]!.allow_from, ['127.0.0.2/32']);
-    assert.equal((await exchangeFrom('127.0.0.1', open.listeners[0]!, 'out')).error, 'ECONNRESET');
-    assert.deepEqual(await exchangeFrom('127.0.0.2', open.listeners[0]!, 'in'), { data: 'in' });
+    assert.equal((await exchange(open.listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
+    assert.deepEqual(await exchange(open.listeners[0]!, 'in', '127.0.0.2'), { data: 'in' });
 
     // Only sources outside the bound: refused before anything is reserved.
     await rejectsWith(gw.client.req({ uid: randomUUID(), role: 'CONS', num_conn: 1, rate: 0, allow_from: ['10.0.0.0/8'] }), 'INVALID_ARGUMENT', /wholly outside .*--data-allow-from 127\.0\.0\.2\/32/);
@@ -141,8 +120,8 @@ test('--data-allow-from bounds every stream: a wider list is narrowed, a disjoin
     gw.server.reconfigure({ dataAllowFrom: [] });
     const later = await streamTo(gw, target);
     assert.deepEqual((await gw.client.status({ uid: later.uid })).streams[0]!.allow_from, []);
-    assert.deepEqual(await exchangeFrom('127.0.0.1', later.listeners[0]!, 'any'), { data: 'any' });
-    assert.equal((await exchangeFrom('127.0.0.1', open.listeners[0]!, 'out')).error, 'ECONNRESET');
+    assert.deepEqual(await exchange(later.listeners[0]!, 'any', '127.0.0.1'), { data: 'any' });
+    assert.equal((await exchange(open.listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
   } finally {
     await gw.close();
     echo.server.close();
@@ -159,8 +138,8 @@ test('a worker process enforces the allow-list too; its refusals reach status', 
   try {
     const { uid, listeners } = await streamTo(gw, `127.0.0.1:${echo.address.port}`, { allow_from: ['127.0.0.2/32'], num_conn: 2 });
     for (const l of listeners) {
-      assert.deepEqual(await exchangeFrom('127.0.0.2', l, 'ok'), { data: 'ok' });
-      assert.equal((await exchangeFrom('127.0.0.1', l, 'no')).error, 'ECONNRESET');
+      assert.deepEqual(await exchange(l, 'ok', '127.0.0.2'), { data: 'ok' });
+      assert.equal((await exchange(l, 'no', '127.0.0.1')).error, 'ECONNRESET');
     }
     await until('the worker reports its refusals', 10_000, async () => (refusals(await gw.client.status({ uid }), 'allow-list') === 2 ? true : undefined));
   } finally {

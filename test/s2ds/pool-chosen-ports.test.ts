@@ -5,15 +5,13 @@
 // StartListeners and AssignSpares. A real agent process over a Unix socket.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { AgentPool } from '../../src/s2ds/pool.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import { ScistreamError } from '../../src/protocol/errors.js';
 import { freePortRange } from '../../src/demo/procs.js';
-import type { Address } from '../../src/protocol/address.js';
 import { silentLogger } from '../../src/log.js';
 import { startAgentProcess } from '../support/agent.js';
-import { echoServer } from '../support/sockets.js';
+import { echoServer, exchange } from '../support/sockets.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -21,24 +19,6 @@ async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Pro
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-function exchangeFrom(localAddress: string, a: Address, text: string): Promise<{ data: string; error?: string }> {
-  return new Promise((resolve) => {
-    const s = connect({ host: a.host, port: a.port, localAddress });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(text));
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.length >= text.length) {
-        s.destroy();
-        resolve({ data });
-      }
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code ?? err.message }));
-    s.on('close', () => resolve({ data, error: 'closed' }));
-  });
 }
 
 test('an agent of unknown range: a chosen spare port is taken, a port outside its range refused by it, allow-lists on both paths', async () => {
@@ -54,8 +34,8 @@ test('an agent of unknown range: a chosen spare port is taken, a port outside it
     assert.deepEqual(listeners.map((l) => l.port), [spare]);
     assert.ok(!pool.sparesOn(remote).some((s) => s.port === spare), 'no longer a spare of the pool');
     await pool.setTargets('chosen', [echo.address]);
-    assert.deepEqual(await exchangeFrom('127.0.0.2', listeners[0]!, 'in'), { data: 'in' });
-    assert.equal((await exchangeFrom('127.0.0.1', listeners[0]!, 'out')).error, 'ECONNRESET');
+    assert.deepEqual(await exchange(listeners[0]!, 'in', '127.0.0.2'), { data: 'in' });
+    assert.equal((await exchange(listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
 
     await assert.rejects(pool.startListeners('outside', 1, { ports: [range.last + 1] }), (err: unknown) => {
       assert.ok(err instanceof ScistreamError, String(err));
@@ -69,8 +49,8 @@ test('an agent of unknown range: a chosen spare port is taken, a port outside it
     await until('the spares refilled', () => pool.sparesOn(remote).length === 2);
     const fromSpares = await pool.startListeners('spares', 1, { allowFrom: ['127.0.0.2/32'] });
     await pool.setTargets('spares', [echo.address]);
-    assert.deepEqual(await exchangeFrom('127.0.0.2', fromSpares[0]!, 'in'), { data: 'in' });
-    assert.equal((await exchangeFrom('127.0.0.1', fromSpares[0]!, 'out')).error, 'ECONNRESET');
+    assert.deepEqual(await exchange(fromSpares[0]!, 'in', '127.0.0.2'), { data: 'in' });
+    assert.equal((await exchange(fromSpares[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
     await until('the refusals reach the pool', () => pool.refusalTotals().some((r) => r.kind === 'allow-list' && r.count === 2));
   } finally {
     await pool.close();

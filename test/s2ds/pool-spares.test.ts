@@ -6,14 +6,13 @@
 // s2cs left behind is closed by the next one or by a graceful stop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { rmSync } from 'node:fs';
 import { AgentPool, unwrapRecord } from '../../src/s2ds/pool.js';
 import { RemoteAgent, AgentCallError } from '../../src/s2ds/remote.js';
-import { formatAddress, type Address } from '../../src/protocol/address.js';
+import { formatAddress } from '../../src/protocol/address.js';
 import { silentLogger } from '../../src/log.js';
 import { startAgentProcess, tempDir } from '../support/agent.js';
-import { echoServer } from '../support/sockets.js';
+import { echoServer, exchange } from '../support/sockets.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -21,25 +20,6 @@ async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Pro
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** What a client sees on connecting and sending: the echo, or the error that ended it. */
-function exchange(a: Address, text: string): Promise<{ data: string; error?: string }> {
-  return new Promise((resolve) => {
-    const s = connect({ host: a.host, port: a.port });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(text));
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.length >= text.length) {
-        s.destroy();
-        resolve({ data });
-      }
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code ?? err.message }));
-    s.on('close', () => resolve({ data, error: 'closed' }));
-  });
 }
 
 test('a request is answered from spares: a connection on a spare is refused, the stream forwards with its record, ports count spares as free, close releases them', async () => {

@@ -142,3 +142,26 @@ export async function through(port: number): Promise<Socket> {
   await new Promise<void>((resolve) => s.once('data', () => resolve()));
   return s;
 }
+
+/**
+ * Connects to `to` (from `localAddress` when given), sends `text` and resolves with what came
+ * back once it is all there (the echo), or with the error or close that ended it first.
+ */
+export function exchange(to: Address | string, text: string, localAddress?: string): Promise<{ data: string; error?: string }> {
+  const a = typeof to === 'string' ? { host: to.slice(0, to.lastIndexOf(':')), port: Number(to.slice(to.lastIndexOf(':') + 1)) } : to;
+  return new Promise((resolve) => {
+    const s = connect({ host: a.host, port: a.port, ...(localAddress ? { localAddress } : {}) });
+    let data = '';
+    s.setEncoding('utf8');
+    s.on('connect', () => s.write(text));
+    s.on('data', (d: string) => {
+      data += d;
+      if (data.length >= text.length) {
+        s.destroy();
+        resolve({ data });
+      }
+    });
+    s.on('error', (err: NodeJS.ErrnoException) => resolve({ data, error: err.code ?? err.message }));
+    s.on('close', () => resolve({ data, error: 'closed' }));
+  });
+}
