@@ -17,7 +17,7 @@ import { freePort } from '../src/demo/procs.js';
 import { percentile } from './control.js';
 import { STUNNEL, type Target } from './contenders.js';
 import { directPair, hopPair, scistreamPair, stunnelPair, type PairedPath } from './paired-paths.js';
-import { ensureTools, machine, runScript, start } from './tools.js';
+import { ensureTools, machine, machineLine, runScript, start } from './tools.js';
 
 export interface FirstByteSettings {
   /** Timed connections per path and load. */
@@ -238,6 +238,6 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     const info = machine();
     const r = await firstByteSection({ ...settings, dir, say });
     process.stdout.write(firstByteTable(r));
-    process.stdout.write(`\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+    process.stdout.write(`\n${machineLine(info)}\n`);
   });
 }

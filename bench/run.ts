@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { BIN_DIR, freePort, spawnCli } from '../src/demo/procs.js';
 import { HAPROXY_SPLICE, direct, haproxy, workersLabel, s2dsHop, scistream, socat, stunnel, STUNNEL, type Contender, type Target } from './contenders.js';
 import { idleStreamMemory, oneByteProducer, percentile, setupOnce, setupOnceCli, setupRate, startGateways } from './control.js';
-import { cpuSeconds, cryptoCeilingGbps, ensureTools, machine, memory, start, stopAll, track } from './tools.js';
+import { cpuSeconds, cryptoCeilingGbps, ensureTools, machine, machineLine, memory, start, stopAll, track } from './tools.js';
 import { ConnectionPool } from '../src/protocol/client.js';
 import { capRows, capTable, type CapRow } from './caps.js';
 import { udpSection, udpTable } from './udp.js';
@@ -197,7 +197,7 @@ async function startupOnly(): Promise<void> {
     process.stderr.write('bench: --runs must be a whole number >= 3\n');
     process.exit(2);
   }
-  say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  say(`${machineLine(info, true)}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   say(`start-up: ${runs} runs of each program, taking turns`);
   const startup = await startupRows(runs);
   say(`control plane: ${runs} setups through the CLIs (s2uc request + s2app hello as processes), --workers 2`);
@@ -217,7 +217,7 @@ async function startupOnly(): Promise<void> {
     ...startup.map((r) => `| ${r.label}, ${r.n} runs | ${r.p50ms.toFixed(0)} ms | ${r.p99ms.toFixed(0)} ms |`),
     `| setup, CLI processes (s2uc request + s2app hello, Node start-up included), --workers 2, ${cliStat.n} setups | ${cliStat.p50ms.toFixed(0)} ms | ${cliStat.p99ms.toFixed(0)} ms |`,
     '',
-    `machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `${machineLine(info, true)}; load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
     '',
   ];
   process.stdout.write(lines.join('\n'));
@@ -259,28 +259,28 @@ async function udpRows(info: ReturnType<typeof machine>): Promise<void> {
   const settings = { seconds: Math.max(1, Math.round(seconds)), repeats: Number(values.repeats ?? (quick ? 1 : 2)), length: 1400, maxProbes: quick ? 5 : 7, workers, dir: join(dir, 'udp'), say };
   mkdirSync(settings.dir);
   const r = await udpSection(settings);
-  process.stdout.write(`\n${udpTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  process.stdout.write(`\n${udpTable(r)}\n${machineLine(info)}\n`);
   writeSectionJson('udp', { date: new Date().toISOString(), machine: info, ...r });
 }
 
 /** The WAN rows: alone (`--only wan`), or at the end of a full run; its JSON beside the run's. */
 async function wanRows(info: ReturnType<typeof machine>): Promise<void> {
   const r = await wanSection({ seconds: Number(values.seconds ?? (quick ? 2 : 4)), repeats: Number(values.repeats ?? (quick ? 1 : 2)), workers, say });
-  process.stdout.write(`\n${wanTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  process.stdout.write(`\n${wanTable(r)}\n${machineLine(info)}\n`);
   writeSectionJson('wan', { date: new Date().toISOString(), machine: info, ...r });
 }
 
 /** The first-byte rows: alone (`--only first-byte`), or after the rest of a full run; its JSON beside the run's. */
 async function firstByteRows(info: ReturnType<typeof machine>): Promise<void> {
   const r = await firstByteSection({ connections: firstByteConnections, rounds: 4, workers, dir: join(dir, 'first-byte'), say });
-  process.stdout.write(`\n${firstByteTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  process.stdout.write(`\n${firstByteTable(r)}\n${machineLine(info)}\n`);
   writeSectionJson('first-byte', { date: new Date().toISOString(), machine: info, ...r });
 }
 
 /** The ZeroMQ rows: alone (`--only zmq`), or after the rest of a full run. */
 async function zmqRows(info: ReturnType<typeof machine>): Promise<void> {
   const r = await zmqSection({ ...zmq, dir: join(dir, 'zmq'), say });
-  process.stdout.write(`\n${zmqTable(r)}\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+  process.stdout.write(`\n${zmqTable(r)}\n${machineLine(info)}\n`);
   writeSectionJson('zmq', { date: new Date().toISOString(), machine: info, ...r });
 }
 
@@ -296,7 +296,7 @@ async function main(): Promise<void> {
   if (values.only === 'startup') return startupOnly();
   ensureTools(say);
   const info = machine();
-  say(`machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`);
+  say(machineLine(info, true));
   if (values.only === 'udp') return udpRows(info);
   if (values.only === 'wan') return wanRows(info);
   if (values.only === 'first-byte') return firstByteRows(info);
@@ -563,7 +563,7 @@ function table(r: Results): string {
     if (r.caps) lines.push('', capTable(r.caps));
     if (r.loadAverage) lines.push('', `load average at the end: ${r.loadAverage.map((l) => l.toFixed(2)).join(' ')}`);
   } else lines.push('', '(a --rows run: throughput rows only)');
-  lines.push('', `machine: ${r.machine.cores} x ${r.machine.cpu}, ${r.machine.memoryGiB} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}; ${Object.values(r.machine.versions).join('; ')}`, '');
+  lines.push('', machineLine(r.machine), '');
   return `${lines.join('\n')}\n`;
 }
 

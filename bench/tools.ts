@@ -192,6 +192,12 @@ export function cryptoCeilingGbps(): number | undefined {
   }
 }
 
+/** The machine in one line, as every section prints it under its table; with the tools' versions unless `short`. */
+export function machineLine(info: MachineInfo, short = false): string {
+  const base = `machine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}`;
+  return short ? base : `${base}; ${Object.values(info.versions).join('; ')}`;
+}
+
 export function machine(): MachineInfo {
   const first = (cmd: string, args: string[]) => {
     try {

@@ -10,7 +10,7 @@ import { freePort } from '../src/demo/procs.js';
 import { iperfUdp, type UdpRun } from './udp-iperf.js';
 import { searchMaxRate, SEARCH_DEFAULTS, type SearchResult } from './udp-search.js';
 import { directUdp, ensureUdpTools, nginxUdp, nginxVersion, oursHasUdp, oursHopUdp, oursTlsUdp, socatUdp, treeCpuSeconds, type UdpContender } from './udp-contenders.js';
-import { ensureTools, machine, runScript, start } from './tools.js';
+import { ensureTools, machine, machineLine, runScript, start } from './tools.js';
 
 export interface UdpSettings {
   seconds: number;
@@ -210,6 +210,6 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     const info = machine();
     const r = await udpSection({ ...settings, dir, say });
     process.stdout.write(udpTable(r));
-    process.stdout.write(`\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+    process.stdout.write(`\n${machineLine(info)}\n`);
   });
 }

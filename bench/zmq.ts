@@ -14,7 +14,7 @@ import { freePort } from '../src/demo/procs.js';
 import { parseSize } from '../src/units.js';
 import { type Target } from './contenders.js';
 import { directPair, scistreamPair, stunnelPair, type PairedPath } from './paired-paths.js';
-import { ensureTools, machine, PYTHON, runScript, start } from './tools.js';
+import { ensureTools, machine, machineLine, PYTHON, runScript, start } from './tools.js';
 
 /** Our publisher and subscriber; the .py file stays in the source tree (tsc does not copy it). */
 const SCRIPT = fileURLToPath(new URL('../../bench/zmq-pubsub.py', import.meta.url));
@@ -139,7 +139,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     const info = machine();
     const r = await zmqSection({ ...settings, dir, say });
     process.stdout.write(zmqTable(r));
-    process.stdout.write(`\nmachine: ${info.cores} x ${info.cpu}, ${info.memoryGiB} GiB, Linux ${info.kernel}, Node ${info.node}; ${Object.values(info.versions).join('; ')}\n`);
+    process.stdout.write(`\n${machineLine(info)}\n`);
   });
 }
 
