@@ -234,4 +234,5 @@ export { connectionMemory } from './buffers.js';
 export { PortPool, parsePortRange, type PortRange } from './ports.js';
 export { Pacer } from './pacer.js';
 export { LocalAgent, type LocalAgentOptions } from './local-agent.js';
-export { AgentPool, type AgentSummary, type PoolStream, type AdoptResult, type Share } from './pool.js';
+export { AgentPool, type AgentSummary, type PoolStream, type AdoptResult } from './pool.js';
+export type { Share } from './pool-joins.js';

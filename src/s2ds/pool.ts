@@ -12,6 +12,7 @@ import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
 import { sharedListenersUnavailable } from './shared-listeners.js';
+import { JoinedShares, type Share } from './pool-joins.js';
 import type { AdoptedStream, AgentHandle, AgentStream, DataServer, DatagramStats, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
@@ -25,18 +26,6 @@ export interface AgentSummary {
   streams: number;
   freePorts: number;
   bytesPerSecond: number;
-}
-
-/**
- * An agent's part of a stream: the global indices of its listeners, in its own order.
- * The listeners of a stream shared by the local workers (shared-listeners.ts) are in
- * every worker's share: the owner's, and each joiner's with the same indices.
- */
-export interface Share {
-  agent: AgentHandle;
-  indices: number[];
-  /** It joined the owner's listeners (SO_REUSEPORT) instead of opening its own. */
-  joined?: boolean;
 }
 
 /** Where a new stream's listeners go: each agent's global indices, and the workers that join them all (shared). */
@@ -126,8 +115,8 @@ export class AgentPool implements DataServer {
   private readonly ranges = new Map<AgentHandle, PortRange>();
   /** The gateway's local workers, which share each TCP stream's listeners (shareListeners). */
   private siblings: readonly AgentHandle[] = [];
-  /** Workers that answered a join with listeners of their own (an older s2ds): not asked to join until they restart. */
-  private readonly noJoin = new WeakSet<AgentHandle>();
+  /** The workers that joined shared listeners, and what they are told. */
+  private readonly joins: JoinedShares;
   private closed = false;
 
   constructor(
@@ -139,6 +128,7 @@ export class AgentPool implements DataServer {
       logger: opts.logger,
       placedOn: (agent, uid) => (this.starting.has(uid) ? 'starting' : this.placements.get(uid)?.shares.some((s) => s.agent === agent) ? 'placed' : 'no'),
     });
+    this.joins = new JoinedShares({ logger: opts.logger, releases: this.releases });
     for (const a of agents) this.add(a);
   }
 
@@ -291,7 +281,7 @@ export class AgentPool implements DataServer {
     if (event === 'restarted') {
       // A new process: it may keep spares now (upgraded, or its native addon built), and join listeners.
       this.noSpares.delete(agent);
-      this.noJoin.delete(agent);
+      this.joins.restarted(agent);
       // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
@@ -440,28 +430,12 @@ export class AgentPool implements DataServer {
     try {
       const placement = await work;
       this.placements.set(uid, placement);
-      if (placement.joiners) this.joinLater(uid, placement, placement.joiners, allowFrom);
+      if (placement.joiners) this.joins.start(uid, placement, placement.shares[0]!, placement.joiners, allowFrom);
       placement.joiners = undefined;
       return placement.listeners;
     } finally {
       this.starting.delete(uid);
     }
-  }
-
-  /**
-   * The other workers join a placed stream's listeners after the answer (one round
-   * trip less on the request's path: until they have joined, the owner takes every
-   * connection); every later call for the uid waits for it (assigning).
-   */
-  private joinLater(uid: string, placement: Placement, joiners: readonly AgentHandle[], allowFrom: readonly string[]): void {
-    const owner = placement.shares[0]!;
-    const work = this.join(uid, owner, placement.listeners, joiners, allowFrom).then((joined) => {
-      for (const agent of joined) placement.shares.push({ agent, indices: owner.indices, joined: true });
-    });
-    this.assigning.set(uid, work);
-    void work.finally(() => {
-      if (this.assigning.get(uid) === work) this.assigning.delete(uid);
-    });
   }
 
   /**
@@ -486,13 +460,13 @@ export class AgentPool implements DataServer {
   private shares(count: number, udp: boolean, capBps: number, silent: ReadonlySet<AgentHandle>): boolean {
     if (udp || capBps > 0 || this.siblings.length < 2 || sharedListenersUnavailable() !== undefined) return false;
     if (!this.members.every((a) => this.siblings.includes(a))) return false;
-    const answering = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+    const answering = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.joins.canJoin(a));
     return count < answering.length;
   }
 
   /** The workers other than `owner` that join its listeners: those that answer now. */
   private joinersOf(owner: AgentHandle, silent: ReadonlySet<AgentHandle>): AgentHandle[] {
-    return this.siblings.filter((a) => a !== owner && a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a));
+    return this.siblings.filter((a) => a !== owner && a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.joins.canJoin(a));
   }
 
   /**
@@ -510,7 +484,7 @@ export class AgentPool implements DataServer {
     }
     if (share) {
       // Not a worker that cannot join (an older s2ds): it cannot open listeners joinable either.
-      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && !this.noJoin.has(a) && this.freeOn(a) >= count);
+      const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.joins.canJoin(a) && this.freeOn(a) >= count);
       const spared = fits.filter((a) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= count);
       const owner = (spared.length > 0 ? spared : fits).reduce<AgentHandle | undefined>((best, a) => (!best || this.freeOn(a) > this.freeOn(best) ? a : best), undefined);
       if (owner) {
@@ -597,15 +571,11 @@ export class AgentPool implements DataServer {
         s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, NO_RECORD), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
       ),
     ).then(() => undefined);
-    const work = listening
-      // The owner's listeners are joinable once they listen: the other workers join them now.
-      .then(async () => {
-        if (joiners.length === 0) return;
-        const joined = await this.join(uid, owned[0]!, listeners, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, NO_RECORD));
-        for (const agent of joined) shares.push({ agent, indices: owned[0]!.indices, joined: true });
-      })
-      .then(
-      () => undefined,
+    const work = listening.then(
+      () => {
+        // The owner's listeners are joinable once they listen: the other workers join them now.
+        if (joiners.length > 0) this.joins.start(uid, placement, owned[0]!, joiners, allowFrom, wrapRecord(count, owned[0]!.indices, NO_RECORD));
+      },
       (err: unknown) => {
         if (this.placements.get(uid) === placement) {
           this.placements.delete(uid);
@@ -722,38 +692,6 @@ export class AgentPool implements DataServer {
   }
 
   /**
-   * The other workers join the owner's listeners (they listen already, joinable).
-   * Each join helps, none is needed: a worker that cannot join (an error, silence, or
-   * listeners of its own instead: an older s2ds, asked no more) is left out of the
-   * stream, which its other carriers serve; returns the workers that joined.
-   */
-  private async join(uid: string, owner: Share, listeners: readonly Address[], joiners: readonly AgentHandle[], allowFrom: readonly string[], record?: Uint8Array): Promise<AgentHandle[]> {
-    const ports = owner.indices.map((g) => listeners[g]!.port);
-    const results = await Promise.allSettled(
-      joiners.map((a) => a.startListeners(uid, ports.length, { join: ports, ...(allowFrom.length > 0 ? { allowFrom } : {}), ...(record ? { record } : {}) })),
-    );
-    const joined: AgentHandle[] = [];
-    results.forEach((r, i) => {
-      const agent = joiners[i]!;
-      if (r.status === 'fulfilled' && r.value.map((l) => l.port).join() === ports.join()) {
-        joined.push(agent);
-        return;
-      }
-      let why: string;
-      if (r.status === 'fulfilled') {
-        this.noJoin.add(agent);
-        why = 'it opened listeners of its own instead (an older s2ds): it takes no part in shared listeners until it restarts';
-      } else {
-        why = (r.reason as Error).message;
-      }
-      // Whatever it opened (or may have, when it did not answer) is closed, now or once it answers.
-      if (r.status === 'fulfilled' || unanswered(r.reason)) void this.releases.releaseOn(agent, uid);
-      this.opts.logger.warn({ uid, agent: agent.name }, `data-server worker ${agent.name} could not join the listeners of stream ${uid} (${why}); the other workers carry its connections`);
-    });
-    return joined;
-  }
-
-  /**
    * Which agent takes each chosen port (Request.listener_ports): the agent whose
    * port range holds it (local agents and workers, whose ranges s2cs knows). A port
    * no known range holds goes to the one agent whose range s2cs does not know (an
@@ -824,6 +762,15 @@ export class AgentPool implements DataServer {
     }
   }
 
+  /**
+   * Settles once the workers joining the stream's shared listeners have joined and
+   * been told everything the stream was told so far (the calls answer before that).
+   */
+  async joined(uid: string): Promise<void> {
+    await this.assigning.get(uid)?.catch(noop);
+    await this.joins.settled(uid);
+  }
+
   /** Where each listener of a stream is: per agent, the global indices of its share (its own order). */
   sharesOf(uid: string): readonly Share[] | undefined {
     return this.placements.get(uid)?.shares;
@@ -834,9 +781,7 @@ export class AgentPool implements DataServer {
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
     if (targets.length === 0) throw notFound(`stream ${uid}: no targets given`);
-    await Promise.all(
-      p.shares.map((s) => s.agent.setTargets(uid, s.indices.map((g) => targets[g % targets.length]!), wan, record ? wrapRecord(p.count, s.indices, record) : undefined)),
-    );
+    await this.joins.tell(uid, p, 'setting its targets', (s) => s.agent.setTargets(uid, s.indices.map((g) => targets[g % targets.length]!), wan, record ? wrapRecord(p.count, s.indices, record) : undefined));
   }
 
   /**
@@ -849,7 +794,7 @@ export class AgentPool implements DataServer {
     if (this.assigning.has(uid)) await this.assigned(uid);
     const p = this.placements.get(uid);
     if (!p) throw notFound(`stream ${uid} has no listeners on this gateway`);
-    await Promise.all(p.shares.map((s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record))));
+    await this.joins.tell(uid, p, 'storing its record', (s) => s.agent.setRecord(uid, wrapRecord(p.count, s.indices, record)));
   }
 
   /**
@@ -860,6 +805,7 @@ export class AgentPool implements DataServer {
   async release(uid: string): Promise<void> {
     const pending = this.starting.get(uid) ?? this.assigning.get(uid);
     if (pending) await pending.catch(noop);
+    await this.joins.settled(uid);
     const p = this.placements.get(uid);
     if (!p) return;
     this.placements.delete(uid);
@@ -1026,6 +972,7 @@ export class AgentPool implements DataServer {
   /** Releases every stream on every agent and closes the handles. */
   async close(): Promise<void> {
     await Promise.all([...this.starting.values(), ...this.assigning.values()].map((p) => p.catch(noop)));
+    await Promise.all(this.joins.pending());
     this.closed = true;
     this.releases.close();
     // Spares belong to no stream: a graceful stop closes them (a detach leaves them for the next s2cs to clear).

@@ -46,6 +46,7 @@ test('a spare made a shared listener, joined by the other agent; taken back by a
   assert.ok(spares.includes(listener!.port), `the listener was a spare: ${listener!.port} of ${spares.join(', ')}`);
   await pool.setRecord('s', new TextEncoder().encode('record'));
   await pool.setTargets('s', producer.addresses);
+  await pool.joined('s');
   assert.deepEqual(pool.sharesOf('s')!.map((s) => [s.indices, s.joined === true]), [[[0], false], [[0], true]], 'owned from a spare, joined by the other');
   const got = await consume({ connect: Array.from({ length: 24 }, () => listener!), bytes, seed: 4 });
   assert.equal(got.bytes, 24 * bytes);

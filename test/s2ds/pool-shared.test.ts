@@ -30,6 +30,31 @@ class NoJoinAgent extends LocalAgent {
   }
 }
 
+/** An agent whose joins answer only when the test says so. */
+class SlowJoinAgent extends LocalAgent {
+  readonly calls: string[] = [];
+  private open!: () => void;
+  readonly held = new Promise<void>((resolve) => (this.open = resolve));
+  go(): void {
+    this.open();
+  }
+  override async startListeners(uid: string, count: number, opts?: Parameters<LocalAgent['startListeners']>[2]): Promise<Address[]> {
+    if (opts?.join) {
+      this.calls.push('join');
+      await this.held;
+    }
+    return super.startListeners(uid, count, opts);
+  }
+  override async setTargets(...args: Parameters<LocalAgent['setTargets']>): Promise<void> {
+    this.calls.push('setTargets');
+    return super.setTargets(...args);
+  }
+  override async setRecord(...args: Parameters<LocalAgent['setRecord']>): Promise<void> {
+    this.calls.push('setRecord');
+    return super.setRecord(...args);
+  }
+}
+
 /** An agent whose process the test restarts, as the supervisor would after a crash. */
 class RestartableAgent extends LocalAgent {
   async restart(): Promise<void> {
@@ -58,8 +83,9 @@ test('one listener over two workers: one owns, the other joins; connections on b
     await producer.close();
   });
   const [listener] = await pool.startListeners('one', 1);
-  // The other worker joins after the answer; the targets go to both once it has.
+  // The other worker joins after the answer; the targets go to it once it has.
   await pool.setTargets('one', producer.addresses);
+  await pool.joined('one');
   const shares = pool.sharesOf('one')!;
   assert.deepEqual(shares.map((s) => [s.indices, s.joined === true]).sort(), [[[0], false], [[0], true]], 'an owner and a joiner, both with listener 0');
   const got = await consume({ connect: Array.from({ length: 24 }, () => listener!), bytes, seed: 9 });
@@ -76,6 +102,38 @@ test('one listener over two workers: one owns, the other joins; connections on b
   assert.deepEqual([a.engine.uids(), b.engine.uids()], [[], []], 'released on both');
   assert.equal(await bindable(listener!.port), true, 'the port is free');
   assert.equal(pool.ports().reserved, 0);
+});
+
+test('a slow joiner holds up nothing: the owner is told and answers; the joiner is told the same, in order, once it has joined', { skip }, async (t) => {
+  const a = await agent('worker-0', 4);
+  // Fewer free ports: worker-0 owns, worker-1 joins.
+  const b = new SlowJoinAgent({ name: 'worker-1', bindHost: '127.0.0.1', portRange: await freePortRange(2), bufferSize: 256 * 1024, waitLimit: 16, waitTimeoutMs: 10_000, logger: captureLogger().logger });
+  const pool = new AgentPool([a, b], { logger: captureLogger().logger });
+  pool.shareListeners([a, b]);
+  const bytes = 32 * 1024;
+  const producer = await startProducer({ listen: [{ host: '127.0.0.1', port: 0 }], bytes, seed: 5 });
+  t.after(async () => {
+    b.go();
+    await pool.close();
+    await producer.close();
+  });
+  const [listener] = await pool.startListeners('slow', 1);
+  await pool.setTargets('slow', producer.addresses);
+  await pool.setRecord('slow', new Uint8Array([7]));
+  assert.deepEqual(b.calls, ['join'], 'answered while the join was still under way; nothing else sent to the joiner yet');
+  assert.deepEqual(pool.sharesOf('slow')!.map((s) => s.agent.name), ['worker-0']);
+  // Meanwhile the owner carries the stream.
+  assert.equal((await consume({ connect: [listener!], bytes, seed: 5 })).bytes, bytes);
+  b.go();
+  await pool.joined('slow');
+  assert.deepEqual(b.calls, ['join', 'setTargets', 'setRecord'], 'the joiner told what the owner was, in order');
+  assert.deepEqual(pool.sharesOf('slow')!.map((s) => [s.agent.name, s.joined === true]), [['worker-0', false], ['worker-1', true]]);
+  assert.deepEqual(b.engine.targetsOf('slow')!.targets, producer.addresses);
+  const got = await consume({ connect: Array.from({ length: 16 }, () => listener!), bytes, seed: 5 });
+  assert.equal(got.bytes, 16 * bytes);
+  assert.ok(b.engine.stats('slow')!.acceptedConnections > 0, 'the joiner takes connections with the targets it was given');
+  await pool.release('slow');
+  assert.deepEqual([a.engine.uids(), b.engine.uids()], [[], []], 'released on both');
 });
 
 test('as many listeners as workers, or a cap: one listener per worker, none joined', { skip }, async (t) => {
@@ -102,8 +160,9 @@ test('a worker that cannot join is left out: the stream runs on the owner alone,
   pool.shareListeners([a, b]);
   t.after(() => pool.close());
   const [listener] = await pool.startListeners('x', 1);
-  // The joins run after the answer: any later call for the stream waits for them.
+  // The joins run after the answer, in the background.
   await pool.setRecord('x', new Uint8Array([1]));
+  await pool.joined('x');
   assert.deepEqual(pool.sharesOf('x')!.map((s) => s.agent.name), ['worker-0'], 'the owner alone');
   assert.ok(lines.some((l) => /data-server worker worker-1 could not join the listeners of stream x \(connection to the agent was lost\); the other workers carry its connections/.test(l)), lines.join('\n'));
   assert.deepEqual(b.engine.uids(), [], 'nothing on the worker that could not join');
@@ -123,6 +182,7 @@ test('a worker that restarts: a stream whose listener it shared goes on in the o
   t.after(() => pool.close());
   const [shared] = await pool.startListeners('shared', 1);
   await pool.setRecord('shared', new Uint8Array([1]));
+  await pool.joined('shared');
   await pool.startListeners('spread', 2);
   assert.equal(pool.sharesOf('shared')!.length, 2);
   await b.restart();
@@ -150,6 +210,7 @@ test('the owning worker restarts: the joiner goes on taking the connections; its
   });
   const [listener] = await pool.startListeners('s', 1);
   await pool.setTargets('s', producer.addresses);
+  await pool.joined('s');
   assert.deepEqual(pool.sharesOf('s')!.map((s) => [s.agent.name, s.joined === true]), [['worker-1', false], ['worker-0', true]]);
   await b.restart();
   assert.deepEqual(lost, []);
