@@ -3,7 +3,7 @@
 // alternate within each repetition, so that a busy moment of a shared machine hits
 // them all; figures are medians with their spread, compared only within this run.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -35,9 +35,9 @@ const { values } = parseArgs({
     // Another checkout's bin/s2cs.js (built), run as one more one-hop contender:
     // before/after comparisons within one run.
     compare: { type: 'string' },
-    // Local workers of every S2DS gateway in the main rows (stated on the command line;
-    // s2cs's own default is the number of cores). The workers rows use 1 and 2.
-    workers: { type: 'string', default: '1' },
+    // Local workers of every S2DS gateway in the main rows (stated on the command line),
+    // by default s2cs's own: the number of cores, as users get them. The workers rows use 1 and 2.
+    workers: { type: 'string', default: String(availableParallelism()) },
     'compare-workers': { type: 'string' },
     // `--only control`: the control-plane section alone (setup latency taking turns
     // between --workers 0 and 2, the CLI setups and the 50 concurrent clients);
