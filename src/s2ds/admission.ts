@@ -96,7 +96,8 @@ export interface Ticket {
   readonly source: string;
   /** The listener it arrived on (its local port: one bind host per data server). */
   readonly listener: number;
-  state: 'pending' | 'admitted' | 'gone';
+  /** held: authenticated, waiting for its open frame (a warm WAN connection, s2ds/warm.ts); no longer pending. */
+  state: 'pending' | 'held' | 'admitted' | 'gone';
   /** Bytes reserved from the buffer budget. */
   bytes: number;
   /** Called when admission drops it to make room (see enter); the caller closes the connection. */
@@ -164,7 +165,7 @@ export class Admission {
    * caller closes the connection, which leaves.
    */
   admit(ticket: Ticket, need: number): Refused | undefined {
-    if (ticket.state !== 'pending') return undefined;
+    if (ticket.state !== 'pending' && ticket.state !== 'held') return undefined;
     const more = need - ticket.bytes;
     if (this.reserved + more > this.limits.maxBufferMemory) {
       return {
@@ -172,11 +173,22 @@ export class Admission {
         message: `connections hold ${mib(this.reserved)} of the ${mib(this.limits.maxBufferMemory)} buffer memory (--max-buffer-memory) and one more needs ${mib(need)}; refusing new connections`,
       };
     }
-    this.unpend(ticket);
+    if (ticket.state === 'pending') this.unpend(ticket);
     ticket.state = 'admitted';
     this.reserved += more;
     ticket.bytes = need;
     return undefined;
+  }
+
+  /**
+   * The connection proved the stream's credentials and waits for its open frame: it
+   * leaves the pending bounds (which are for peers not yet authenticated) and keeps
+   * its pending share of memory until admit() or leave().
+   */
+  hold(ticket: Ticket): void {
+    if (ticket.state !== 'pending') return;
+    this.unpend(ticket);
+    ticket.state = 'held';
   }
 
   /** Gives back what the ticket holds; once per ticket (later calls do nothing). */

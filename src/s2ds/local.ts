@@ -21,6 +21,10 @@ import { ListeningPorts, PortPool, type PortRange } from './ports.js';
 import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
 import { connectionMemory, readSize, ringSize } from './buffers.js';
 import { DropTotals, InFlight, UDP_DEFAULTS, UdpStream } from './udp/index.js';
+import { WarmConnections, WARM_WAIT_MS, type Dialed } from './warm.js';
+import { readFirstFrame } from '../transport/first-frame.js';
+import { isTcpConnectionFrame } from '../transport/frames.js';
+import { opensAtFrame } from '../transport/tls.js';
 import { acceptInto, acceptLeg, closeLeg, dialLeg, retarget, type UdpWanLeg, type UdpWanLegHooks } from './udp/wan-leg.js';
 import type { UdpWanOptions } from './udp/wan.js';
 
@@ -61,6 +65,12 @@ export interface LocalDataServerOptions extends AdmissionOptions {
    * it (transport/socket-options.ts). Default 30 s.
    */
   wanDeadAfterMs?: number;
+  /**
+   * Consumer gateway: keep a WAN connection ready per listener of an encrypted stream in
+   * use (warm.ts). Default true; tests that count the producer gateway's reservations
+   * exactly turn it off.
+   */
+  warmWanConnections?: boolean;
   /** UDP streams: flows per listener (--max-udp-flows), default UDP_DEFAULTS. */
   maxUdpFlows?: number;
   /** UDP streams: a flow ends after this long without a datagram (--udp-idle-timeout), ms. */
@@ -104,7 +114,10 @@ interface Connection {
 
 /** What the access log says of a connection, gathered from its accept to its end. */
 interface Trace {
-  readonly startedAt: number;
+  /** When it was accepted; for a warm WAN connection, when it opened. */
+  startedAt: number;
+  /** A warm WAN connection not (yet) used: its end is no connection's (no access-log record). */
+  warm?: boolean;
   readonly listener: string;
   readonly peer: string;
   /** The socket it is read from now (the accepted one, moved onto a reused buffer, or its TLS socket). */
@@ -153,6 +166,10 @@ class Stream {
   joined = false;
   /** Its listeners are shared with the gateway's other workers (owned joinable, or joined). */
   shared = false;
+  /** Consumer gateway: WAN connections kept ready per target (warm.ts), once the producer gateway showed it waits for the open frame. */
+  warm: WarmConnections | undefined;
+  /** Producer gateway: authenticated WAN connections waiting for their open frame, by listener index. */
+  readonly opening: number[];
 
   constructor(
     readonly uid: string,
@@ -162,6 +179,7 @@ class Stream {
     readonly capBps = 0,
   ) {
     this.perListener = new Array<number>(count).fill(0);
+    this.opening = new Array<number>(count).fill(0);
     this.pacing = capBps > 0 ? { toTarget: new Pacer(capBps), fromTarget: new Pacer(capBps) } : undefined;
   }
 }
@@ -596,6 +614,7 @@ export class LocalDataServer implements DataServer {
   private ended(stream: Stream, trace: Trace, end: string): void {
     if (trace.done) return;
     trace.done = true;
+    if (trace.warm) return;
     const now = Date.now();
     const record: ConnectionRecord = {
       uid: stream.uid,
@@ -647,6 +666,10 @@ export class LocalDataServer implements DataServer {
           return;
         }
         this.established(stream, connection, socket);
+        if (!plain && opensAtFrame(socket)) {
+          this.awaitOpen(stream, connection, socket);
+          return;
+        }
         // A WAN peer is admitted once it has proved the stream's credentials.
         if (!plain && !this.admit(stream, connection, socket)) return;
         this.open(stream, connection, socket, socket === raw ? undefined : acceptedReads);
@@ -697,6 +720,50 @@ export class LocalDataServer implements DataServer {
     });
   }
 
+  /**
+   * Producer gateway: a WAN connection that negotiated the open frame (tls.ts). It
+   * proved the stream's credentials, so it leaves the pending bounds, and waits
+   * (no listener slot, no stream buffers) for TCP_CONNECTION: only then is the
+   * producer dialed. The consumer gateway may hold it ready for a while (warm.ts);
+   * one that closes unused, or waits past WARM_WAIT_MS, ends quietly.
+   */
+  private awaitOpen(stream: Stream, connection: Connection, socket: Socket): void {
+    const i = connection.listenerIndex;
+    const trace = connection.trace;
+    // As many as may forward on the listener at once (a burst of new connections waits here for a moment).
+    if (stream.opening[i]! >= this.maxConnsPerListener) {
+      this.refuse(stream, connection, socket, 'conns-per-listener', `listener ${formatAddress(stream.listeners[i]!.address)} already has ${this.maxConnsPerListener} authenticated WAN connections waiting for their open frame (--max-conns-per-listener); refusing more`);
+      return;
+    }
+    this.admission.hold(connection.ticket);
+    stream.opening[i]!++;
+    // Counted as the stream's connection once it opens (an unused warm one never is).
+    stream.accepted--;
+    trace.warm = true;
+    readFirstFrame(socket, WARM_WAIT_MS).then(
+      (header) => {
+        stream.opening[i]!--;
+        if (stream.released || socket.destroyed || connection.refused) {
+          socket.destroy();
+          return;
+        }
+        trace.warm = false;
+        trace.startedAt = Date.now();
+        stream.accepted++;
+        if (!isTcpConnectionFrame(header)) {
+          this.refuse(stream, connection, socket, 'wan-auth', `closed a WAN connection from ${trace.peer}: its first frame was not the open frame`, { peer: trace.peer });
+          return;
+        }
+        if (this.admit(stream, connection, socket)) this.open(stream, connection, socket, undefined);
+      },
+      () => {
+        // Never used (the consumer gateway replaced it, or went away): no connection of the stream ended.
+        stream.opening[i]!--;
+        socket.destroy();
+      },
+    );
+  }
+
   /** An accepted connection past its handshake: the stream holds its socket (a release closes it). */
   private established(stream: Stream, connection: Connection, socket: Socket): void {
     stream.sockets.add(socket);
@@ -730,27 +797,21 @@ export class LocalDataServer implements DataServer {
   /** Opens an admitted connection's target and forwards between them. */
   private open(stream: Stream, connection: Connection, socket: Socket, acceptedReads: ReusedReadBuffer | undefined): void {
     const targets = stream.targets!;
-    const target = targets[connection.listenerIndex % targets.length]!;
+    const index = connection.listenerIndex % targets.length;
+    const target = targets[index]!;
     const { acceptVia, connectVia } = stream;
-    // What comes from the target is read into memory allocated once per
-    // connection: from the producer (plain TCP), one reused buffer; from the WAN
-    // (TLS, record by record), a ring of them (see transport/reads.ts).
     // A TLS WAN leg is framed (transport/frames.ts): reads towards it leave room for the header.
     const framed = acceptVia.name === 'tls' ? 'accepted' : connectVia.name === 'tls' ? 'target' : undefined;
-    const headroom = framed === 'accepted' ? FRAME_HEADER : 0;
-    const reads =
-      connectVia.name === 'tcp'
-        ? new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom)
-        : new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
-    connectVia.connect(target, { highWaterMark: this.opts.bufferSize, reads }).then(
-      (out) => {
+    this.dial(stream, index, framed === 'accepted' ? FRAME_HEADER : 0).then(
+      ({ socket: out, reads }) => {
         if (stream.released || socket.destroyed) {
           out.destroy();
           socket.destroy();
           return;
         }
-        // Towards the producer gateway's listener of an encrypted UDP stream: say it is a TCP connection, not the carrier.
-        if (stream.udpWan?.side === 'connect') out.write(TCP_CONNECTION_FRAME);
+        // The producer gateway dials the producer at this frame (tls.ts WAN_OPEN_ALPN); on an encrypted
+        // UDP stream's listener it says this is a TCP connection, not the datagram carrier.
+        if (stream.udpWan?.side === 'connect' || opensAtFrame(out)) out.write(TCP_CONNECTION_FRAME);
         resetOnClose(out);
         keepDataSocketAlive(out, this.wan.deadAfterMs);
         stream.sockets.add(out);
@@ -790,10 +851,53 @@ export class LocalDataServer implements DataServer {
     );
   }
 
+  /**
+   * A connection to target `index` and the memory it is read into: from the producer
+   * (plain TCP), one reused buffer, with `headroom` for a frame header; from the WAN
+   * (TLS, record by record), a ring of them (transport/reads.ts). Towards the WAN, a
+   * warm connection when one is ready (warm.ts).
+   */
+  private dial(stream: Stream, index: number, headroom: number): Promise<Dialed> {
+    const { connectVia, acceptVia } = stream;
+    const target = stream.targets![index]!;
+    if (connectVia.name === 'tcp') {
+      const reads = new ReusedReadBuffer(Buffer.allocUnsafe(readSize(this.opts.bufferSize, acceptVia.name, stream.capBps) + headroom), headroom);
+      return connectVia.connect(target, { highWaterMark: this.opts.bufferSize, reads }).then((socket) => ({ socket, reads }));
+    }
+    const warm = stream.warm?.take(index);
+    if (warm) return Promise.resolve(warm);
+    return this.dialWan(stream, target).then((d) => {
+      // A producer gateway that waits for the open frame: from now on, connections are kept ready for this stream's consumers.
+      if (this.opts.warmWanConnections !== false && !stream.released && !stream.udp && !stream.warm && opensAtFrame(d.socket)) {
+        const targets = stream.targets!;
+        const warmed = new WarmConnections(targets.length, (i) => this.dialWan(stream, targets[i]!, true), opensAtFrame);
+        stream.warm = warmed;
+        warmed.take(index);
+      }
+      return d;
+    });
+  }
+
+  /** A TLS connection to the producer gateway; `kept`: held ready (warm.ts), so a release must close it. */
+  private dialWan(stream: Stream, target: Address, kept = false): Promise<Dialed> {
+    const reads = new RingReadBuffer(Buffer.allocUnsafe(ringSize(this.opts.bufferSize)));
+    return stream.connectVia.connect(target, { highWaterMark: this.opts.bufferSize, reads }).then((socket) => {
+      if (kept) {
+        socket.on('error', noop);
+        keepDataSocketAlive(socket, this.wan.deadAfterMs);
+        if (stream.released) socket.destroy();
+      }
+      return { socket, reads };
+    });
+  }
+
   async setTargets(uid: string, targets: Address[], wan?: WanLeg): Promise<void> {
     const stream = this.streams.get(uid);
     if (!stream) throw notFound(`stream ${uid} has no listeners on this data server`);
     const secured = wan ? new TlsTransport(wan.credentials) : TCP;
+    // Ready connections were made to the old targets with the old credentials.
+    stream.warm?.close();
+    stream.warm = undefined;
     stream.acceptVia = wan?.side === 'accept' ? secured : TCP;
     stream.connectVia = wan?.side === 'connect' ? secured : TCP;
     if (stream.udp) this.setUdpTargets(stream, stream.udp, targets, wan);
@@ -862,6 +966,7 @@ export class LocalDataServer implements DataServer {
     // Destroyed sockets drop their buffers now; the reservations go with them, even
     // for a connection whose handshake or target dial is still settling.
     for (const c of [...stream.connections]) this.letGo(stream, c);
+    stream.warm?.close();
     closeLeg(stream.udpWan);
     await Promise.all([...stream.listeners.map((l) => l.close()), stream.udp?.close()]);
     if (!stream.joined) this.giveBack(stream.ports);

@@ -22,6 +22,20 @@ export interface StreamCredentials {
 
 export const TLS13_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
 
+/**
+ * Offered by every dialing gateway, chosen by every accepting one of this build: the
+ * accepting gateway dials the target only at the dialer's open frame (TCP_CONNECTION),
+ * so that the dialer may keep connections ready before it needs them (s2ds/warm.ts).
+ * A gateway of an older build neither offers nor chooses it: with it, the target is
+ * dialed at the handshake and no open frame is sent, as before.
+ */
+export const WAN_OPEN_ALPN = 'scistream-open/1';
+
+/** Whether an established WAN connection negotiated WAN_OPEN_ALPN. */
+export function opensAtFrame(socket: Socket): boolean {
+  return (socket as TLSSocket).alpnProtocol === WAN_OPEN_ALPN;
+}
+
 /** A peer that has not finished its handshake by then is dropped (unless SocketOptions say otherwise). */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -62,6 +76,7 @@ export class TlsTransport implements Transport {
       secureContext: this.context,
       requestCert: true,
       rejectUnauthorized: true,
+      ALPNProtocols: [WAN_OPEN_ALPN],
       highWaterMark: options.highWaterMark,
     } as ConstructorParameters<typeof TLSSocket>[1] & { highWaterMark: number });
     return this.established(tls, 'secure', options.handshakeTimeoutMs);
@@ -75,6 +90,7 @@ export class TlsTransport implements Transport {
       secureContext: this.context,
       allowHalfOpen: true,
       highWaterMark: options.highWaterMark,
+      ALPNProtocols: [WAN_OPEN_ALPN],
       // The pinned certificate is the identity; the host name plays no part.
       checkServerIdentity: (_host, cert) =>
         cert.fingerprint256 === this.peerFingerprint ? undefined : new PeerRefused('the peer gateway presented another certificate than the stream\'s'),

@@ -65,7 +65,8 @@ async function gateways(listeners: number, prodOpts: Partial<LocalDataServerOpti
   const make = async (opts: Partial<LocalDataServerOptions>) =>
     new LocalDataServer({ bindHost: '127.0.0.1', portRange: await freePortRange(listeners + 2), bufferSize: BUFFER, waitLimit: 64, waitTimeoutMs: 10_000, logger: silentLogger, ...opts });
   const prod = await make({ refusals, ...prodOpts });
-  const cons = await make({ maxConnsPerListener: 1000 });
+  // No warm WAN connections (s2ds/warm.ts): each would hold a share at prod, and the counts here are exact.
+  const cons = await make({ maxConnsPerListener: 1000, warmWanConnections: false });
   const wan = await prod.startListeners('s', listeners);
   const lan = await cons.startListeners('s', listeners);
   await prod.setTargets('s', [app.address], { side: 'accept', credentials: asTransport(creds.producerSide) });

@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import type { Address } from '../../protocol/address.js';
 import type { DatagramCarrier } from '../../transport/datagrams-carrier.js';
 import { FramedDatagramCarrier, type DatagramCarrierOptions } from '../../transport/datagrams.js';
-import { FRAME_HEADER, HEARTBEAT_FRAME, isTcpConnectionFrame } from '../../transport/frames.js';
+import { HEARTBEAT_FRAME, isTcpConnectionFrame } from '../../transport/frames.js';
+import { readFirstFrame } from '../../transport/first-frame.js';
 import type { Transport } from '../../transport/index.js';
 import { resetOnClose } from '../../transport/linger.js';
 import { keepDataSocketAlive } from '../../transport/socket-options.js';
@@ -211,7 +212,7 @@ export class UdpWanAcceptor {
     };
     this.transport.accept(raw, { highWaterMark, handshakeTimeoutMs }).then(
       (socket) =>
-        firstFrame(socket, handshakeTimeoutMs).then(
+        readFirstFrame(socket, handshakeTimeoutMs).then(
           (header) => {
             pending.delete(raw);
             if (this.closed) {
@@ -251,33 +252,6 @@ export class UdpWanAcceptor {
     for (const set of this.pending) for (const s of set) s.destroy();
     this.carrier.close();
   }
-}
-
-/**
- * The first frame header of an authenticated connection, read without taking
- * anything more; rejects when none comes within `ms` or the peer goes first.
- */
-function firstFrame(socket: Socket, ms: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const read = () => {
-      const header = socket.read(FRAME_HEADER) as Buffer | null;
-      if (header) done(undefined, header);
-    };
-    const gone = () => done(new Error('it closed before its first frame'));
-    const timer = setTimeout(() => done(new Error(`it sent no frame within ${ms / 1000} s of its handshake`)), ms);
-    timer.unref();
-    function done(err: Error | undefined, header?: Buffer): void {
-      clearTimeout(timer);
-      socket.off('readable', read);
-      socket.off('end', gone);
-      socket.off('close', gone);
-      if (err) reject(err);
-      else resolve(header!);
-    }
-    socket.on('readable', read);
-    socket.once('end', gone);
-    socket.once('close', gone);
-  });
 }
 
 /**
