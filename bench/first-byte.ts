@@ -2,14 +2,16 @@
 // how fast a new connection's first small message crosses each path. The producer writes a
 // small message as soon as it accepts; the consumer times from its connect() to that message's
 // first byte, then sends a message of the same size and times the producer's echo (the first
-// round trip on the connection). Connections one after another, each path idle and again with
+// round trip on the connection). Connections one after another, FIRST_BYTE_GAP_MS apart (as a
+// workflow's clients come, not back to back: each is timed on its own, not behind the set-up of
+// the previous one's replacement or its teardown), each path idle and again with
 // an iperf3 -R stream at full speed through the same forwarding processes (another stream of
 // the same gateways, another service of the same stunnel pair). A publisher that drops what it
 // sends before a subscription reaches it (ZeroMQ PUB/SUB, bench/zmq.ts) loses about this long.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -22,6 +24,8 @@ import { ensureTools, machine, machineLine, runScript, start } from './tools.js'
 export interface FirstByteSettings {
   /** Timed connections per path and load. */
   connections: number;
+  /** Pause between them, ms (0: back to back). */
+  gapMs: number;
   /** The connections are taken in this many rounds, the paths taking turns in each. */
   rounds: number;
   workers: number;
@@ -55,6 +59,8 @@ const HOST = '127.0.0.1';
 const MESSAGE_BYTES = 64;
 const PROBE_TIMEOUT_MS = 10_000;
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The default pause between timed connections. */
+export const FIRST_BYTE_GAP_MS = 25;
 
 /** A producer that writes MESSAGE_BYTES as soon as it accepts, then echoes what it reads. */
 export async function greetingProducer(): Promise<{ server: Server; target: Target }> {
@@ -160,7 +166,7 @@ export async function firstByteSection(s: FirstByteSettings): Promise<FirstByteR
     // Warm-up: the first connections of a fresh path are slower (code not yet optimised).
     for (const c of contenders) for (let i = 0; i < 20; i++) await probe(c.ports[0]);
     const perRound = Math.ceil(s.connections / s.rounds);
-    s.say(`first byte: ${s.rounds} rounds of ${perRound} connections per path and load, paths taking turns`);
+    s.say(`first byte: ${s.rounds} rounds of ${perRound} connections per path and load, ${s.gapMs} ms apart, paths taking turns`);
     for (let round = 0; round < s.rounds; round++) {
       for (const [i] of rows.entries()) {
         const { c, row } = rows[(i + round) % rows.length]!;
@@ -172,6 +178,7 @@ export async function firstByteSection(s: FirstByteSettings): Promise<FirstByteR
             });
             row.firstByteMs.push(p.firstByteMs);
             row.roundTripMs.push(p.roundTripMs);
+            if (s.gapMs > 0) await pause(s.gapMs);
           }
         } finally {
           const gbps = await other?.stop();
@@ -218,10 +225,10 @@ export function firstByteTable(r: FirstByteResults): string {
   return `${lines.join('\n')}\n`;
 }
 
-// Run on its own: node dist/bench/first-byte.js [--connections N] [--rounds N] [--workers N]
+// Run on its own: node dist/bench/first-byte.js [--connections N] [--gap MS] [--rounds N] [--workers N]
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   process.noDeprecation = true;
-  const { values } = parseArgs({ options: { connections: { type: 'string', default: '200' }, rounds: { type: 'string', default: '4' }, workers: { type: 'string', default: '1' } } });
+  const { values } = parseArgs({ options: { connections: { type: 'string', default: '200' }, gap: { type: 'string', default: String(FIRST_BYTE_GAP_MS) }, rounds: { type: 'string', default: '4' }, workers: { type: 'string', default: String(availableParallelism()) } } });
   const n = (k: keyof typeof values, min: number) => {
     const x = Number(values[k]);
     if (!Number.isInteger(x) || x < min) {
@@ -230,7 +237,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     }
     return x;
   };
-  const settings = { connections: n('connections', 1), rounds: n('rounds', 1), workers: n('workers', 0) };
+  const settings = { connections: n('connections', 1), gapMs: n('gap', 0), rounds: n('rounds', 1), workers: n('workers', 0) };
   const dir = mkdtempSync(join(tmpdir(), 'scistream-first-byte-'));
   const say = (line: string) => process.stderr.write(`${line}\n`);
   ensureTools(say);

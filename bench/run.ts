@@ -16,7 +16,7 @@ import { ConnectionPool } from '../src/protocol/client.js';
 import { capRows, capTable, type CapRow } from './caps.js';
 import { udpSection, udpTable } from './udp.js';
 import { wanSection, wanTable } from './wan.js';
-import { firstByteSection, firstByteTable } from './first-byte.js';
+import { FIRST_BYTE_GAP_MS, firstByteSection, firstByteTable } from './first-byte.js';
 import { ZMQ_DEFAULTS, zmqSection, zmqSettings, zmqTable } from './zmq.js';
 
 // grpc-js names loopback IPs as TLS server names, which Node flags on every call.
@@ -49,6 +49,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
     // Timed connections per path and load in the first-byte rows.
     'first-byte-connections': { type: 'string' },
+    // Pause between the timed connections of a path, ms (0: back to back).
+    'first-byte-gap': { type: 'string' },
     // The ZeroMQ rows: bytes per run, message size, runs per path.
     'zmq-bytes': { type: 'string', default: ZMQ_DEFAULTS.bytes },
     'zmq-message-bytes': { type: 'string', default: ZMQ_DEFAULTS.messageBytes },
@@ -79,6 +81,11 @@ if (onlyRows?.some((r) => !/^(download|upload)-\d+$/.test(r))) {
   process.exit(2);
 }
 const firstByteConnections = Number(values['first-byte-connections'] ?? (quick ? 40 : 200));
+const firstByteGapMs = Number(values['first-byte-gap'] ?? FIRST_BYTE_GAP_MS);
+if (!Number.isInteger(firstByteGapMs) || firstByteGapMs < 0) {
+  process.stderr.write('bench: --first-byte-gap takes a whole number of ms >= 0\n');
+  process.exit(2);
+}
 if (!Number.isInteger(firstByteConnections) || firstByteConnections < 4) {
   process.stderr.write('bench: --first-byte-connections takes a whole number >= 4\n');
   process.exit(2);
@@ -272,7 +279,7 @@ async function wanRows(info: ReturnType<typeof machine>): Promise<void> {
 
 /** The first-byte rows: alone (`--only first-byte`), or after the rest of a full run; its JSON beside the run's. */
 async function firstByteRows(info: ReturnType<typeof machine>): Promise<void> {
-  const r = await firstByteSection({ connections: firstByteConnections, rounds: 4, workers, dir: join(dir, 'first-byte'), say });
+  const r = await firstByteSection({ connections: firstByteConnections, gapMs: firstByteGapMs, rounds: 4, workers, dir: join(dir, 'first-byte'), say });
   process.stdout.write(`\n${firstByteTable(r)}\n${machineLine(info)}\n`);
   writeSectionJson('first-byte', { date: new Date().toISOString(), machine: info, ...r });
 }

@@ -865,7 +865,7 @@ export class LocalDataServer implements DataServer {
       return connectVia.connect(target, { highWaterMark: this.opts.bufferSize, reads }).then((socket) => ({ socket, reads }));
     }
     const warm = stream.warm?.take(index);
-    if (warm) return Promise.resolve(warm);
+    if (warm) return warm.then((d) => d ?? this.dialWan(stream, target));
     return this.dialWan(stream, target).then((d) => {
       // A producer gateway that waits for the open frame: from now on, connections are kept ready for this stream's consumers.
       if (this.opts.warmWanConnections !== false && !stream.released && !stream.udp && !stream.warm && opensAtFrame(d.socket)) {
