@@ -6,19 +6,17 @@ import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../protocol/errors.js';
 import { AllowList } from '../protocol/cidr.js';
-import { FRAME_HEADER, HandshakeTimedOut, TCP_CONNECTION_FRAME, ReusedReadBuffer, RingReadBuffer, TcpTransport, TlsTransport, listenTcp, listenTcpOn, type TcpListener, type Transport } from '../transport/index.js';
+import { FRAME_HEADER, HandshakeTimedOut, TCP_CONNECTION_FRAME, ReusedReadBuffer, RingReadBuffer, TlsTransport, listenTcp, listenTcpOn, type TcpListener } from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
-import { Pacer, type StreamPacing } from './pacer.js';
 import type { RefusalKind } from '../limits/refusals.js';
-import { abort, forward, type ByteCounters } from './forwarder.js';
-import { ConnectionEnds } from './connection-ends.js';
+import { abort, forward } from './forwarder.js';
 import { AccessLog, keepRecent, type ConnectionRecord } from './access-log.js';
 import { resetOnClose } from '../transport/linger.js';
 import { closeReserved, keepDataSocketAlive, listenReserved, reservePort, reservePortNative } from '../transport/socket-options.js';
 import { BACKLOG, bindShared, listenShared, shareReserved, sharedListenersUnavailable } from './shared-listeners.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
-import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions, type Ticket } from './admission.js';
+import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions } from './admission.js';
 import { connectionMemory, readSize, ringSize } from './buffers.js';
 import { DropTotals, InFlight, UDP_DEFAULTS, UdpStream } from './udp/index.js';
 import { WarmConnections, WARM_WAIT_MS, type Dialed } from './warm.js';
@@ -27,6 +25,7 @@ import { isTcpConnectionFrame } from '../transport/frames.js';
 import { opensAtFrame } from '../transport/tls.js';
 import { acceptInto, acceptLeg, closeLeg, dialLeg, retarget, type UdpWanLeg, type UdpWanLegHooks } from './udp/wan-leg.js';
 import type { UdpWanOptions } from './udp/wan.js';
+import { Stream, TCP, type Connection, type Trace, type Waiting } from './local-stream.js';
 
 export interface LocalDataServerOptions extends AdmissionOptions {
   /** Address the listeners bind to. */
@@ -94,95 +93,6 @@ export const DATA_DEFAULTS = {
   maxBufferMemory: 1024 ** 3,
   waitLimit: 1024,
 } as const;
-
-const TCP = new TcpTransport();
-
-/**
- * One accepted connection, from its accept until its socket closes: its standing
- * with admission (pending, then admitted with its buffer reservation) and its
- * listener slot once admitted.
- */
-interface Connection {
-  readonly listenerIndex: number;
-  readonly ticket: Ticket;
-  /** Holds a slot of perListener (admitted). */
-  slot: boolean;
-  /** Refused (reset): whatever settles later for it is dropped, not counted again. */
-  refused: boolean;
-  readonly trace: Trace;
-}
-
-/** What the access log says of a connection, gathered from its accept to its end. */
-interface Trace {
-  /** When it was accepted; for a warm WAN connection, when it opened. */
-  startedAt: number;
-  /** A warm WAN connection not (yet) used: its end is no connection's (no access-log record). */
-  warm?: boolean;
-  readonly listener: string;
-  readonly peer: string;
-  /** The socket it is read from now (the accepted one, moved onto a reused buffer, or its TLS socket). */
-  socket: Socket;
-  /** refused:<kind>, once refused. */
-  refused?: string;
-  /** Forwarding: its end is known once both sockets closed (ConnectionEnds.watch). */
-  forwarded: boolean;
-  done: boolean;
-}
-
-interface Waiting {
-  socket: Socket;
-  connection: Connection;
-  timer: NodeJS.Timeout;
-}
-
-class Stream {
-  readonly sockets = new Set<Socket>();
-  readonly waiting = new Set<Waiting>();
-  readonly connections = new Set<Connection>();
-  /** Admitted connections by listener index. */
-  readonly perListener: number[];
-  readonly counters: ByteCounters = { toTarget: 0, fromTarget: 0 };
-  /** How its forwarded connections ended (s2cs tells a broken stream by it). */
-  readonly ends = new ConnectionEnds();
-  /** Its last connections' access-log records, newest last (status: recent_connections). */
-  readonly recent: ConnectionRecord[] = [];
-  targets: Address[] | undefined;
-  /** How accepted connections are taken on and targets reached; set with the targets. */
-  acceptVia: Transport = TCP;
-  connectVia: Transport = TCP;
-  accepted = 0;
-  refused = 0;
-  active = 0;
-  released = false;
-  /** The stream's cap here, shared by its connections (absent: not capped). */
-  readonly pacing: StreamPacing | undefined;
-  /** Who may connect (absent: anyone); checked first thing after accept. */
-  allow: AllowList | undefined;
-  /** A UDP stream's datagram side (its UDP sockets on the listeners' ports); absent for TCP. */
-  udp: UdpStream | undefined;
-  /** A UDP stream's encrypted WAN leg here (udp/wan-leg.ts); absent for plain or single-gateway streams. */
-  udpWan: UdpWanLeg | undefined;
-  /** Its listeners joined another worker's (shared-listeners.ts): their ports are that worker's, never given back here. */
-  joined = false;
-  /** Its listeners are shared with the gateway's other workers (owned joinable, or joined). */
-  shared = false;
-  /** Consumer gateway: WAN connections kept ready per target (warm.ts), once the producer gateway showed it waits for the open frame. */
-  warm: WarmConnections | undefined;
-  /** Producer gateway: authenticated WAN connections waiting for their open frame, by listener index. */
-  readonly opening: number[];
-
-  constructor(
-    readonly uid: string,
-    readonly listeners: TcpListener[],
-    readonly ports: number[],
-    count: number,
-    readonly capBps = 0,
-  ) {
-    this.perListener = new Array<number>(count).fill(0);
-    this.opening = new Array<number>(count).fill(0);
-    this.pacing = capBps > 0 ? { toTarget: new Pacer(capBps), fromTarget: new Pacer(capBps) } : undefined;
-  }
-}
 
 const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
 
