@@ -13,7 +13,8 @@ import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
 import { sharedListenersUnavailable } from './shared-listeners.js';
 import { JoinedShares, type Share } from './pool-joins.js';
-import type { AdoptedStream, AgentHandle, AgentStream, DataServer, DatagramStats, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
+import * as totals from './pool-totals.js';
+import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -601,35 +602,22 @@ export class AgentPool implements DataServer {
 
   /** Pending data connections on every agent, as of their last Health answers. */
   pendingConnections(): number {
-    let n = 0;
-    for (const a of this.members) n += a.health()?.pendingConnections ?? 0;
-    return n;
+    return totals.pendingConnections(this.members);
   }
 
   /** What the agents refused (counted in their own processes), by kind, summed over the agents' last answers. */
   refusalTotals(): { kind: string; count: number }[] {
-    const sums = new Map<string, number>();
-    for (const a of this.members) for (const r of a.health()?.refusals ?? []) sums.set(r.kind, (sums.get(r.kind) ?? 0) + r.count);
-    return [...sums].map(([kind, count]) => ({ kind, count }));
+    return totals.refusals(this.members);
   }
 
   /** Framed WAN connections that broke on the agents, by cause, summed over the agents' last answers. */
   wanBreakTotals(): { cause: string; count: number }[] {
-    const sums = new Map<string, number>();
-    for (const a of this.members) for (const b of a.health()?.wanBreaks ?? []) sums.set(b.cause, (sums.get(b.cause) ?? 0) + b.count);
-    return [...sums].map(([cause, count]) => ({ cause, count }));
+    return totals.wanBreaks(this.members);
   }
 
   /** Datagrams the agents dropped since they started, by cause, and their UDP flows open now, summed over their last answers. */
   datagramTotals(): { drops: { cause: string; count: number }[]; flows: number } {
-    const sums = new Map<string, number>();
-    let flows = 0;
-    for (const a of this.members) {
-      const h = a.health();
-      for (const d of h?.datagramDrops ?? []) sums.set(d.cause, (sums.get(d.cause) ?? 0) + d.count);
-      flows += h?.udpFlows ?? 0;
-    }
-    return { drops: [...sums].map(([cause, count]) => ({ cause, count })), flows };
+    return totals.datagrams(this.members);
   }
 
   /** Waits for a stream's assignment from spares; its failure means the stream is gone. */
@@ -852,7 +840,7 @@ export class AgentPool implements DataServer {
       sum.bytesToTarget += st.bytesToTarget;
       sum.bytesFromTarget += st.bytesFromTarget;
       sum.refusedConnections += st.refusedConnections;
-      if (st.datagrams) sum.datagrams = addDatagrams(sum.datagrams, st.datagrams);
+      if (st.datagrams) sum.datagrams = totals.addDatagrams(sum.datagrams, st.datagrams);
       mergeEnds(sum, st);
       if (st.recentConnections) (sum.recentConnections ??= []).push(...st.recentConnections);
     }
@@ -863,27 +851,11 @@ export class AgentPool implements DataServer {
 
   /** Reserved over every agent; free over the agents that answer (a down agent's ports cannot be used). */
   ports(): { reserved: number; free: number } {
-    let reserved = 0;
-    let free = 0;
-    for (const a of this.members) {
-      const p = a.ports();
-      // Spares belong to no stream: free for any request (it takes or gives them back).
-      const spare = a.health()?.sparePorts ?? 0;
-      reserved += Math.max(0, p.reserved - spare);
-      if (a.up()) free += p.free + spare;
-    }
-    return { reserved, free };
+    return totals.ports(this.members);
   }
 
   bufferMemory(): { reserved: number; limit: number } {
-    let reserved = 0;
-    let limit = 0;
-    for (const a of this.members) {
-      const m = a.bufferMemory();
-      reserved += m.reserved;
-      limit += m.limit;
-    }
-    return { reserved, limit };
+    return totals.bufferMemory(this.members);
   }
 
   /**
@@ -1025,20 +997,6 @@ function noop(): void {}
 /** A stream whose listeners could not be given to it (AssignSpares failed): it is gone. */
 function lostListeners(uid: string, err: unknown): ScistreamError {
   return new ScistreamError('UNAVAILABLE', `stream ${uid} lost its listeners on the data-server agents (${(err as Error).message}); release it and request it again`);
-}
-
-/** Two agents' shares of a UDP stream's datagram counters, added. */
-function addDatagrams(a: DatagramStats | undefined, b: DatagramStats): DatagramStats {
-  if (!a) return { ...b, drops: b.drops.map((d) => ({ ...d })) };
-  const drops = new Map(a.drops.map((d) => [d.cause, d.count]));
-  for (const d of b.drops) drops.set(d.cause, (drops.get(d.cause) ?? 0) + d.count);
-  return {
-    datagramsToTarget: a.datagramsToTarget + b.datagramsToTarget,
-    datagramsFromTarget: a.datagramsFromTarget + b.datagramsFromTarget,
-    drops: [...drops].map(([cause, count]) => ({ cause, count })),
-    flows: a.flows + b.flows,
-    flowsOpened: a.flowsOpened + b.flowsOpened,
-  };
 }
 
 /**
