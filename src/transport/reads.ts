@@ -67,8 +67,6 @@ export class ReusedReadBuffer extends TargetReads {
 export class RingReadBuffer extends TargetReads {
   readonly kind = 'ring';
   readonly onread: OnRead;
-  /** Bytes of ring memory. */
-  readonly size: number;
   private head = 0;
   /** Start of the oldest region still held; -1 when none is. */
   private tail = -1;
@@ -83,7 +81,6 @@ export class RingReadBuffer extends TargetReads {
     private readonly region = 16 * 1024,
   ) {
     super();
-    this.size = ring.length;
     this.onread = {
       buffer: () => this.next(),
       callback: (bytes, chunk) => {

@@ -130,8 +130,10 @@ describe('a TLS target read into a ring (the consumer-side gateway)', () => {
       assert.equal(hop.counters.fromTarget, total);
       const { all, oneOff } = hop.reads();
       t.diagnostic(`${all} reads, ${oneOff} into one-off buffers; consumer's socket queued at most ${hop.maxQueued()} bytes`);
-      // Measured before batches were sent at half the ring: 4795 of 6339 reads.
-      assert.ok(oneOff <= all * 0.05, `${oneOff} of ${all} reads got a one-off buffer`);
+      // Measured: 4 to 123 of 6339 reads (the few TLS decrypts after each stop
+      // while the consumer, in this process, falls behind); 4795 before batches were
+      // sent as the ring filled.
+      assert.ok(oneOff <= all * 0.1, `${oneOff} of ${all} reads got a one-off buffer`);
     } finally {
       await hop.close();
     }
