@@ -56,10 +56,16 @@ async function run(c: Contender, label: string, side: (pid: number) => string, p
   // `perf record -p` follows only the threads there when it starts (stunnel starts one
   // per connection): it starts a second into the run, and stops a second before its end.
   const perfData = (p: number) => join(perfDir!, `${label}-${side(p)}-${p}.perf.data`);
-  const perfs: ReturnType<typeof spawn>[] = [];
+  // Each recorder's end, awaited from its start: it often ends before iperf3 does
+  // (always with 64 connections, whose set-up delays iperf3's timed part), and a
+  // 'close' listener added then would wait for ever.
+  const perfs: Promise<unknown>[] = [];
   const perfStart = perfDir
     ? setTimeout(() => {
-        for (const p of pids.filter((x) => comm(x) !== 's2cs')) perfs.push(spawn('perf', ['record', '-q', '-F', '999', '-o', perfData(p), '-p', String(p), '--', 'sleep', String(Math.max(1, seconds - 2))], { stdio: 'ignore' }));
+        for (const p of pids.filter((x) => comm(x) !== 's2cs')) {
+          const recorder = spawn('perf', ['record', '-q', '-F', '999', '-o', perfData(p), '-p', String(p), '--', 'sleep', String(Math.max(1, seconds - 2))], { stdio: 'ignore' });
+          perfs.push(new Promise((r) => recorder.on('close', r)));
+        }
       }, 1000)
     : undefined;
   const child = spawn('iperf3', ['-c', '127.0.0.1', '-p', String(c.ports[0]), '-P', String(conns), '-t', String(seconds), '-R', '-J'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -67,7 +73,7 @@ async function run(c: Contender, label: string, side: (pid: number) => string, p
   child.stdout.on('data', (d) => (out += d));
   await new Promise((r) => child.on('close', r));
   clearTimeout(perfStart);
-  await Promise.all(perfs.map((p) => new Promise((r) => p.on('close', r))));
+  await Promise.all(perfs);
   const report = JSON.parse(out) as { end: { sum_received: { bytes: number; bits_per_second: number } } };
   const gb = report.end.sum_received.bytes / 1e9;
   console.log(`\n${label}: ${conns} connections, ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s, ${gb.toFixed(2)} GB`);

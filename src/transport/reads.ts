@@ -60,7 +60,9 @@ export class ReusedReadBuffer extends TargetReads {
  * Reads land one after the other in a ring of memory, for TLS, which hands over
  * each decrypted record (at most 16 KiB) as it comes. The taker hold()s what it
  * writes and release()s it once written; a region is handed out again only when
- * nothing held lies in it. When the ring is full, a read gets a one-off buffer.
+ * nothing held lies in it. When the ring is full, a read gets a one-off buffer
+ * (each one a new ArrayBuffer: malloc, free and garbage-collector work per record,
+ * so the taker keeps the ring from filling: see `room`).
  */
 export class RingReadBuffer extends TargetReads {
   readonly kind = 'ring';
@@ -69,6 +71,8 @@ export class RingReadBuffer extends TargetReads {
   /** Start of the oldest region still held; -1 when none is. */
   private tail = -1;
   private holds = 0;
+  /** Releases still to come for writes settle() has already counted as done. */
+  private settledReleases = 0;
   /** Whether reads have gone round to the start since the oldest held region. */
   private wrapped = false;
 
@@ -95,7 +99,36 @@ export class RingReadBuffer extends TargetReads {
 
   /** One held write has completed (writes complete in the order they were made). */
   release(): void {
-    if (--this.holds === 0) this.tail = -1;
+    if (this.settledReleases > 0) this.settledReleases--;
+    else if (--this.holds === 0) this.empty();
+  }
+
+  /**
+   * Every held write has completed (the destination's queue is empty), though
+   * their release()s are still to come (a write that completes at once calls back
+   * on the next tick, after the next read already took its region): the whole
+   * ring is free now, and those release()s free nothing more.
+   */
+  settle(): void {
+    this.settledReleases += this.holds;
+    this.holds = 0;
+    this.empty();
+  }
+
+  // Nothing held: no oldest region, and nothing read has gone round past it (else
+  // a hold before the next read would be measured against a wrap that no longer is,
+  // and the ring taken for full).
+  private empty(): void {
+    this.tail = -1;
+    this.wrapped = false;
+  }
+
+  /** Whether the next read lands in the ring (else it gets a one-off buffer). */
+  get room(): boolean {
+    const { region, tail, head } = this;
+    if (tail === -1) return true;
+    if (!this.wrapped) return head + region <= this.ring.length || tail >= region;
+    return head + region <= tail;
   }
 
   private offset(b: Buffer): number {

@@ -88,3 +88,62 @@ test('a ring that has gone round and caught up with its oldest held region is fu
   assert.deepEqual([read(16), read(16), read(16), read(16)], [16, 32, 48, 0]);
   assert.equal(read(16), -1, 'full: a one-off buffer, not the held region at 16');
 });
+
+test('a settled ring is free at once: the release()s of the settled writes free nothing held after them', () => {
+  const ringMemory = Buffer.alloc(64);
+  const ring = new RingReadBuffer(ringMemory, 16);
+  const next = ring.onread.buffer as () => Buffer;
+  ring.take((n, buf) => {
+    ring.hold(buf.subarray(0, n));
+    return true;
+  });
+  const read = (n: number) => {
+    const region = next();
+    ring.onread.callback(n, region);
+    return region.buffer === ringMemory.buffer ? region.byteOffset - ringMemory.byteOffset : -1;
+  };
+  assert.deepEqual([read(16), read(16), read(16), read(16)], [0, 16, 32, 48]);
+  assert.equal(ring.room, false);
+  // The destination took all four writes; their callbacks are still to come.
+  ring.settle();
+  assert.equal(ring.room, true);
+  assert.equal(read(16), 0, 'the whole ring is free again');
+  assert.equal(read(16), 16);
+  // The four late release()s of the settled writes: the two new reads stay held.
+  for (let i = 0; i < 4; i++) ring.release();
+  assert.deepEqual([read(16), read(16)], [32, 48]);
+  assert.equal(ring.room, false, 'held from 0: nothing left');
+  assert.equal(read(16), -1);
+});
+
+test('room says whether the next read lands in the ring, at the end, after going round, and when everything held was written before the next read', () => {
+  const ringMemory = Buffer.alloc(64);
+  const ring = new RingReadBuffer(ringMemory, 16);
+  const next = ring.onread.buffer as () => Buffer;
+  ring.take((n, buf) => {
+    ring.hold(buf.subarray(0, n));
+    return true;
+  });
+  const at = (b: Buffer) => (b.buffer === ringMemory.buffer ? b.byteOffset - ringMemory.byteOffset : -1);
+  const read = (n: number) => {
+    const inRing = ring.room;
+    const region = next();
+    assert.equal(at(region) >= 0, inRing, 'room agrees with where the read lands');
+    ring.onread.callback(n, region);
+    return at(region);
+  };
+  assert.deepEqual([read(16), read(16)], [0, 16]);
+  ring.release();
+  ring.release();
+  assert.deepEqual([read(16), read(16), read(16)], [32, 48, 0], 'held from 32: goes round to the start');
+  // The next region is handed out (the read into it comes later); meanwhile all
+  // three held writes complete. The read that then lands is the only one held: it
+  // must not be measured against the wrap that ended with the others.
+  const region = next();
+  assert.equal(at(region), 16);
+  for (let i = 0; i < 3; i++) ring.release();
+  ring.onread.callback(16, region);
+  assert.equal(ring.room, true);
+  assert.deepEqual([read(16), read(16), read(16)], [32, 48, 0]);
+  assert.equal(read(16), -1, 'caught up with 16: full');
+});
