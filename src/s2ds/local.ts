@@ -777,12 +777,11 @@ export class LocalDataServer implements DataServer {
     const warm = stream.warm?.take(index);
     if (warm) return warm.then((d) => d ?? this.dialWan(stream, target));
     return this.dialWan(stream, target).then((d) => {
-      // A producer gateway that waits for the open frame: from now on, connections are kept ready for this stream's consumers.
+      // A producer gateway that waits for the open frame: connections can be kept ready for this stream's
+      // consumers, from its next connection on (a stream used by one connection, as most setups, never dials one).
       if (this.opts.warmWanConnections !== false && !stream.released && !stream.udp && !stream.warm && opensAtFrame(d.socket)) {
         const targets = stream.targets!;
-        const warmed = new WarmConnections(targets.length, (i) => this.dialWan(stream, targets[i]!, true), opensAtFrame);
-        stream.warm = warmed;
-        warmed.take(index);
+        stream.warm = new WarmConnections(targets.length, (i) => this.dialWan(stream, targets[i]!, true), opensAtFrame);
       }
       return d;
     });
