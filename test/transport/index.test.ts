@@ -69,7 +69,12 @@ test('a ring never hands out memory that is still held, wraps when the start is 
   assert.equal(after.byteOffset - ringMemory.byteOffset, 8);
 });
 
-test('a ring that has gone round and caught up with its oldest held region is full, not empty', () => {
+/**
+ * A 64-byte ring of 16-byte regions whose taker holds every read; read(n) reads n bytes and
+ * says where they landed: the offset in the ring, or -1 for a one-off buffer. With `checkRoom`,
+ * each read also checks that `room` said beforehand where it would land.
+ */
+function holdingRing(checkRoom = false): { ring: RingReadBuffer; read: (n: number) => number; next: () => Buffer; at: (region: Buffer) => number } {
   const ringMemory = Buffer.alloc(64);
   const ring = new RingReadBuffer(ringMemory, 16);
   const next = ring.onread.buffer as () => Buffer;
@@ -77,11 +82,19 @@ test('a ring that has gone round and caught up with its oldest held region is fu
     ring.hold(buf.subarray(0, n));
     return true;
   });
+  const at = (region: Buffer) => (region.buffer === ringMemory.buffer ? region.byteOffset - ringMemory.byteOffset : -1);
   const read = (n: number) => {
+    const inRing = ring.room;
     const region = next();
+    if (checkRoom) assert.equal(at(region) >= 0, inRing, 'room agrees with where the read lands');
     ring.onread.callback(n, region);
-    return region.buffer === ringMemory.buffer ? region.byteOffset - ringMemory.byteOffset : -1;
+    return at(region);
   };
+  return { ring, read, next, at };
+}
+
+test('a ring that has gone round and caught up with its oldest held region is full, not empty', () => {
+  const { ring, read } = holdingRing();
   assert.equal(read(16), 0);
   ring.release(); // nothing held
   // Held from 16 on; the ring fills to its end, goes round to 0, and reaches 16 again.
@@ -90,18 +103,7 @@ test('a ring that has gone round and caught up with its oldest held region is fu
 });
 
 test('a settled ring is free at once: the release()s of the settled writes free nothing held after them', () => {
-  const ringMemory = Buffer.alloc(64);
-  const ring = new RingReadBuffer(ringMemory, 16);
-  const next = ring.onread.buffer as () => Buffer;
-  ring.take((n, buf) => {
-    ring.hold(buf.subarray(0, n));
-    return true;
-  });
-  const read = (n: number) => {
-    const region = next();
-    ring.onread.callback(n, region);
-    return region.buffer === ringMemory.buffer ? region.byteOffset - ringMemory.byteOffset : -1;
-  };
+  const { ring, read } = holdingRing();
   assert.deepEqual([read(16), read(16), read(16), read(16)], [0, 16, 32, 48]);
   assert.equal(ring.room, false);
   // The destination took all four writes; their callbacks are still to come.
@@ -117,21 +119,7 @@ test('a settled ring is free at once: the release()s of the settled writes free 
 });
 
 test('room says whether the next read lands in the ring, at the end, after going round, and when everything held was written before the next read', () => {
-  const ringMemory = Buffer.alloc(64);
-  const ring = new RingReadBuffer(ringMemory, 16);
-  const next = ring.onread.buffer as () => Buffer;
-  ring.take((n, buf) => {
-    ring.hold(buf.subarray(0, n));
-    return true;
-  });
-  const at = (b: Buffer) => (b.buffer === ringMemory.buffer ? b.byteOffset - ringMemory.byteOffset : -1);
-  const read = (n: number) => {
-    const inRing = ring.room;
-    const region = next();
-    assert.equal(at(region) >= 0, inRing, 'room agrees with where the read lands');
-    ring.onread.callback(n, region);
-    return at(region);
-  };
+  const { ring, read, next, at } = holdingRing(true);
   assert.deepEqual([read(16), read(16)], [0, 16]);
   ring.release();
   ring.release();
