@@ -6,7 +6,20 @@ import { Refusals } from '../limits/refusals.js';
 import { formatAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, resourceExhausted, alreadyExists, failedPrecondition, invalidArgument, notFound } from '../protocol/errors.js';
 import { AllowList } from '../protocol/cidr.js';
-import { FRAME_HEADER, HandshakeTimedOut, TCP_CONNECTION_FRAME, ReusedReadBuffer, RingReadBuffer, TlsTransport, listenTcp, listenTcpOn, type TcpListener } from '../transport/index.js';
+import {
+  FRAME_HEADER,
+  HandshakeTimedOut,
+  TCP_CONNECTION_FRAME,
+  ReusedReadBuffer,
+  RingReadBuffer,
+  TlsTransport,
+  isTcpConnectionFrame,
+  listenTcp,
+  listenTcpOn,
+  opensAtFrame,
+  readFirstFrame,
+  type TcpListener,
+} from '../transport/index.js';
 import type { DataServer, ListenerOptions, StreamStats, WanLeg } from './index.js';
 import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward } from './forwarder.js';
@@ -20,9 +33,6 @@ import { ADMISSION_DEFAULTS, Admission, type AdmissionOptions } from './admissio
 import { connectionMemory, readSize, ringSize } from './buffers.js';
 import { DropTotals, InFlight, UDP_DEFAULTS, UdpStream } from './udp/index.js';
 import { WarmConnections, WARM_WAIT_MS, type Dialed } from './warm.js';
-import { readFirstFrame } from '../transport/first-frame.js';
-import { isTcpConnectionFrame } from '../transport/frames.js';
-import { opensAtFrame } from '../transport/tls.js';
 import { acceptInto, acceptLeg, closeLeg, dialLeg, retarget, type UdpWanLeg, type UdpWanLegHooks } from './udp/wan-leg.js';
 import type { UdpWanOptions } from './udp/wan.js';
 import { Stream, TCP, type Connection, type Trace, type Waiting } from './local-stream.js';

@@ -28,6 +28,7 @@ export interface Transport {
 }
 
 export { TcpTransport, listenTcp, listenTcpOn, readInto, type TcpListener } from './tcp.js';
-export { TlsTransport, HandshakeTimedOut, type StreamCredentials } from './tls.js';
+export { TlsTransport, HandshakeTimedOut, WAN_OPEN_ALPN, opensAtFrame, type StreamCredentials } from './tls.js';
+export { readFirstFrame } from './first-frame.js';
 export { ReusedReadBuffer, RingReadBuffer, type ConnectionReads } from './reads.js';
-export { FrameReader, END_FRAME, HEARTBEAT_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, TCP_CONNECTION_FRAME, dataHeader, writeDataHeader } from './frames.js';
+export { FrameReader, END_FRAME, HEARTBEAT_FRAME, FRAME_HEADER, MAX_FRAME_PAYLOAD, TCP_CONNECTION_FRAME, dataHeader, isTcpConnectionFrame, writeDataHeader } from './frames.js';
