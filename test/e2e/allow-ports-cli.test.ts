@@ -5,11 +5,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePortRange, spawnCli } from '../../src/demo/procs.js';
-import { echoServer } from '../support/sockets.js';
+import { echoServer, exchange } from '../support/sockets.js';
 
 const HOME = mkdtempSync(join(tmpdir(), 'scistream-allow-cli-'));
 process.env.SCISTREAM_HOME = HOME;
@@ -19,26 +18,6 @@ async function s2uc(args: string[]): Promise<{ code: number; stdout: string; std
   const p = spawnCli('s2uc', ['--insecure', ...args]);
   const code = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };
-}
-
-/** Connects from `localAddress`, sends `text`: the echo, or how the connection ended. */
-function exchangeFrom(localAddress: string, address: string, text: string): Promise<string> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve) => {
-    const s = connect({ host: host!, port: Number(port), localAddress });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(text));
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.length >= text.length) {
-        s.destroy();
-        resolve(data);
-      }
-    });
-    s.on('error', (err: NodeJS.ErrnoException) => resolve(`error ${err.code ?? err.message}`));
-    s.on('end', () => resolve(`end ${data}`));
-  });
 }
 
 test('s2cs data_allow_from (file, SIGHUP) and s2uc --allow-from --listener-ports, through worker processes', async () => {
@@ -58,8 +37,8 @@ test('s2cs data_allow_from (file, SIGHUP) and s2uc --allow-from --listener-ports
     assert.equal(r.code, 0, r.stderr);
     const side = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { uid: string; listeners: string[] };
     assert.deepEqual(side.listeners, [`127.0.0.1:${chosen}`]);
-    assert.equal(await exchangeFrom('127.0.0.2', side.listeners[0]!, 'in'), 'in');
-    assert.equal(await exchangeFrom('127.0.0.1', side.listeners[0]!, 'out'), 'error ECONNRESET', 'outside the gateway bound: reset');
+    assert.deepEqual(await exchange(side.listeners[0]!, 'in', '127.0.0.2'), { data: 'in' });
+    assert.equal((await exchange(side.listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET', 'outside the gateway bound: reset');
 
     // The port is held: the next request asking for it fails, naming it.
     const held = await s2uc(['outbound-request', '--s2cs', gw, '--remote-listeners', target, '--num-conn', '1', '--listener-ports', String(chosen)]);
@@ -80,8 +59,8 @@ test('s2cs data_allow_from (file, SIGHUP) and s2uc --allow-from --listener-ports
     const open = await s2uc(['outbound-request', '--s2cs', gw, '--remote-listeners', target, '--num-conn', '1', '--json']);
     assert.equal(open.code, 0, open.stderr);
     const openSide = JSON.parse(open.stdout.trim().split('\n').at(-1)!) as { listeners: string[] };
-    assert.equal(await exchangeFrom('127.0.0.1', openSide.listeners[0]!, 'any'), 'any');
-    assert.equal(await exchangeFrom('127.0.0.1', side.listeners[0]!, 'out'), 'error ECONNRESET');
+    assert.deepEqual(await exchange(openSide.listeners[0]!, 'any', '127.0.0.1'), { data: 'any' });
+    assert.equal((await exchange(side.listeners[0]!, 'out', '127.0.0.1')).error, 'ECONNRESET');
 
     const status = await s2uc(['status', '--s2cs', gw, '--json']);
     assert.equal(status.code, 0, status.stderr);

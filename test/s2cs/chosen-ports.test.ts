@@ -7,14 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { RemoteError } from '../../src/protocol/client.js';
 import { RemoteAgent } from '../../src/s2ds/remote.js';
 import type { AgentPool } from '../../src/s2ds/pool.js';
 import { freePortRange } from '../../src/demo/procs.js';
 import { startGateway } from '../support/gateway.js';
-import { echoServer } from '../support/sockets.js';
+import { echoServer, exchange } from '../support/sockets.js';
 import { tempDir } from '../support/agent.js';
 import { until } from '../support/until.js';
 
@@ -28,24 +28,6 @@ function rejectsWith(p: Promise<unknown>, status: string, details: RegExp): Prom
 }
 
 const portOf = (l: string) => Number(l.split(':').pop());
-
-function echoThrough(address: string, text: string): Promise<string> {
-  const [host, port] = address.split(':');
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: host!, port: Number(port) });
-    let data = '';
-    s.setEncoding('utf8');
-    s.on('connect', () => s.write(text));
-    s.on('data', (d: string) => {
-      data += d;
-      if (data.length >= text.length) {
-        s.destroy();
-        resolve(data);
-      }
-    });
-    s.on('error', reject);
-  });
-}
 
 async function hold(port: number): Promise<Server> {
   const s = createServer();
@@ -70,7 +52,7 @@ test('chosen ports: granted exactly, retry-safe; held, taken by another program,
     assert.deepEqual((await gw.client.req({ uid, role: 'CONS', num_conn: 2, rate: 0, listener_ports: want })).listeners, r.listeners);
     await rejectsWith(gw.client.req({ uid, role: 'CONS', num_conn: 2, rate: 0, listener_ports: [range.first + 5, range.first + 3] }), 'ALREADY_EXISTS', /listener_ports=\d+,\d+; a retry must repeat the same fields/);
     await gw.client.update({ uid, role: 'CONS', remote_listeners: [`127.0.0.1:${echo.address.port}`] });
-    assert.equal(await echoThrough(r.listeners[0]!, 'five'), 'five');
+    assert.deepEqual(await exchange(r.listeners[0]!, 'five'), { data: 'five' });
 
     await rejectsWith(gw.client.req({ uid: randomUUID(), role: 'CONS', num_conn: 1, rate: 0, listener_ports: [range.first + 2] }), 'RESOURCE_EXHAUSTED', new RegExp(`listener port\\(s\\) ${range.first + 2} are held by another stream`));
     await rejectsWith(gw.client.req({ uid: randomUUID(), role: 'CONS', num_conn: 1, rate: 0, listener_ports: [range.last + 1] }), 'INVALID_ARGUMENT', new RegExp(`listener port ${range.last + 1} of stream .* is in no data-server agent's port range here \\(${range.first}-${range.last}\\)`));
@@ -116,7 +98,7 @@ test('chosen ports through worker processes with spares: routed to the worker ow
     const r = await gw.client.req({ uid, role: 'CONS', num_conn: 2, rate: 0, listener_ports: want });
     assert.deepEqual(r.listeners.map(portOf), want);
     await gw.client.update({ uid, role: 'CONS', remote_listeners: [`127.0.0.1:${echo.address.port}`] });
-    for (const l of r.listeners) assert.equal(await echoThrough(l, `via ${l}`), `via ${l}`, 'each chosen listener listens and forwards (a spare would refuse)');
+    for (const l of r.listeners) assert.deepEqual(await exchange(l, `via ${l}`), { data: `via ${l}` }, 'each chosen listener listens and forwards (a spare would refuse)');
     assert.ok(!spares().some((p) => want.includes(p)), 'the pool no longer counts the taken ports as its spares');
     // The pool's spares did not keep the taken ports: later requests still get listeners that work.
     for (let i = 0; i < 3; i++) {
@@ -124,7 +106,7 @@ test('chosen ports through worker processes with spares: routed to the worker ow
       const s = await gw.client.req({ uid: u, role: 'CONS', num_conn: 2, rate: 0 });
       for (const l of s.listeners) assert.ok(!want.includes(portOf(l)), `${l} is not a port of the first stream`);
       await gw.client.update({ uid: u, role: 'CONS', remote_listeners: [`127.0.0.1:${echo.address.port}`] });
-      for (const l of s.listeners) assert.equal(await echoThrough(l, 'x'), 'x');
+      for (const l of s.listeners) assert.deepEqual(await exchange(l, 'x'), { data: 'x' });
       await gw.client.release({ uid: u });
     }
     await rejectsWith(gw.client.req({ uid: randomUUID(), role: 'CONS', num_conn: 1, rate: 0, listener_ports: [range.first + 6] }), 'RESOURCE_EXHAUSTED', new RegExp(`${want[0]} are held by another stream`));
