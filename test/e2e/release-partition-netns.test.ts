@@ -99,10 +99,18 @@ describe('release during a partition of a remote agent: reported partial, comple
   };
   /** Indices (in the stream's order) of the listeners on gwa2. */
   const onGwa2 = () => prodListeners.flatMap((l, i) => (l.startsWith(`${ADDR.gwa2Wan}:`) ? [i] : []));
-  /** Established data connections on a node's listener ports (as the host sees them: ss). */
-  const established = async (host: 'gwa' | 'gwa2', first: number, last: number): Promise<number> => {
-    const r = await L().run(host, ['ss', '-Htn', 'state', 'established', `( sport >= :${first} and sport <= :${last} )`], { check: true });
-    return r.stdout.split('\n').filter((l) => l.trim()).length;
+  /**
+   * Established connections on a node's listener ports (as the host sees them: ss), and
+   * how many of them carried the stream's data: the consumer gateway also keeps a warm
+   * connection per listener it used (src/s2ds/warm.ts), authenticated but unopened, which
+   * has sent only its handshake (a few KiB).
+   */
+  const established = async (host: 'gwa' | 'gwa2', first: number, last: number): Promise<{ all: number; carrying: number }> => {
+    const r = await L().run(host, ['ss', '-Htni', 'state', 'established', `( sport >= :${first} and sport <= :${last} )`], { check: true });
+    // One line per socket, then its details on an indented line.
+    const sockets = r.stdout.split('\n').filter((l) => l.trim() && !/^\s/.test(l)).length;
+    const sent = [...r.stdout.matchAll(/\bbytes_sent:(\d+)/g)].map((m) => Number(m[1]));
+    return { all: sockets, carrying: sent.filter((b) => b >= 64 * 1024).length };
   };
   const heal = async () => {
     if (!partitioned) return;
@@ -177,12 +185,14 @@ describe('release during a partition of a remote agent: reported partial, comple
     assert.match(again.stderr, /is partial: data-server agent gwa2/);
 
     // What the gateways hold meanwhile: gwa's part is gone; gwa2's connections are up, as the message says.
-    assert.equal(await established('gwa', 5100, 5120), 0, 'gwa released its part: no data connection left on its listener ports');
+    assert.equal((await established('gwa', 5100, 5120)).all, 0, 'gwa released its part: no data connection left on its listener ports');
     for (let i = 0; i < NUM_CONN; i++) {
       if (!onGwa2().includes(i)) assert.equal((await lab.tryConnect('user', prodListeners[i]!)).connected, false, `gwa's listener ${prodListeners[i]} is closed`);
     }
     await new Promise((r) => setTimeout(r, 2_000));
-    assert.equal(await established('gwa2', 5300, 5320), n, `gwa2 still holds its ${n} connection(s) during the partition`);
+    const held = await established('gwa2', 5300, 5320);
+    console.log(`# gwa2 during the partition: ${held.all} connection(s) established on its listener ports, ${held.carrying} carrying data (the rest warm, unopened)`);
+    assert.equal(held.carrying, n, `gwa2 still holds its ${n} connection(s) during the partition`);
     for (const i of onGwa2()) assert.equal((await lab.tryConnect('user', prodListeners[i]!)).connected, true, `gwa2's listener ${prodListeners[i]} is still open during the partition`);
     console.log(`# consumer during the partition (bytes per connection, how each ended): ${JSON.stringify(lastSample())}`);
 
@@ -203,7 +213,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     await new Promise((r) => setTimeout(r, Math.max(0, PARTITION_MS - (Date.now() - cutAt))));
     const still = (await status()).gateways[0]!.streams.find((x) => x.uid === uid);
     assert.equal(still?.state, 'releasing', `still releasing ${Math.round((Date.now() - cutAt) / 1000)} s into the partition`);
-    assert.equal(await established('gwa2', 5300, 5320), onGwa2().length, 'gwa2 still holds its connections until it hears the release');
+    assert.equal((await established('gwa2', 5300, 5320)).carrying, onGwa2().length, 'gwa2 still holds its connections until it hears the release');
     console.log(`# ${Math.round((Date.now() - cutAt) / 1000)} s into the partition: ${still.releasingOn![0]}; healing`);
     await heal();
     const healedAt = Date.now();
@@ -219,7 +229,7 @@ describe('release during a partition of a remote agent: reported partial, comple
     const endedAfter = Date.now() - healedAt;
     console.log(`# ${endedAfter} ms after the heal status lists the stream as ended: ${ended.why}`);
     assert.match(ended.why, /^released by request; partial for \d+ s: data-server agent gwa2 did not answer, then released its part when it answered again$/);
-    assert.equal(await established('gwa2', 5300, 5320), 0, 'gwa2 released its part: no data connection left on its listener ports');
+    assert.equal((await established('gwa2', 5300, 5320)).all, 0, 'gwa2 released its part: no data connection left on its listener ports');
     console.log(`# consumer after the heal (bytes per connection, how each ended): ${JSON.stringify(lastSample())}`);
     for (const i of onGwa2()) {
       const r = await lab.tryConnect('user', prodListeners[i]!);
