@@ -161,7 +161,10 @@ export class ControlConnection {
   constructor(server: string, private readonly opts: ConnectionOptions) {
     this.server = formatAddress(parseAddress(server, 's2cs address'));
     const creds = opts.credentials ?? grpc.credentials.createInsecure();
-    this.client = new Control(this.server, creds, opts.retry === false ? { 'grpc.enable_retries': 0 } : { 'grpc.service_config': RETRY_CONFIG });
+    // Its own HTTP/2 connection: grpc-js would otherwise share one among channels to a
+    // server with equal credentials, and control-tls.ts reuses credentials.
+    const own = { 'grpc.use_local_subchannel_pool': 1 };
+    this.client = new Control(this.server, creds, opts.retry === false ? { ...own, 'grpc.enable_retries': 0 } : { ...own, 'grpc.service_config': RETRY_CONFIG });
   }
 
   /** Connects with TLS per `opts` (pinning the server on first use when needed). */

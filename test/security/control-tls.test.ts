@@ -1,16 +1,18 @@
 // The control channel over TLS: --server-cert, pinning on first use, a changed
-// certificate refused, and mutual TLS with --client-ca.
+// certificate refused, mutual TLS with --client-ca, and credentials reused across
+// connections (each still its own TCP connection).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createServer as createTlsServer, connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { webcrypto, randomBytes } from 'node:crypto';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { ControlConnection } from '../../src/protocol/client.js';
-import { loadServerTls, serverCredentials, type ServerTls } from '../../src/security/control-tls.js';
+import { channelCredentials, loadServerTls, serverCredentials, type ServerTls } from '../../src/security/control-tls.js';
 import { createSelfSigned } from '../../src/security/certificates.js';
 import { startGateway } from '../support/gateway.js';
 
@@ -75,6 +77,41 @@ test('pinning on first use: warns once, then checks; a changed certificate is re
       await assert.rejects(status(a.gw.address, { insecure: false, tls }), /CHANGED/);
     } finally {
       await a.gw.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('credentials are made once per --server-cert content and reused; a changed file counts at once; each connection keeps its own TCP connection', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ss-tls-reuse-'));
+  try {
+    const { gw } = await tlsGateway(dir);
+    const good = readFileSync(join(dir, 'tls', 'cert.pem'), 'utf8');
+    const bundle = join(dir, 'bundle.pem');
+    writeFileSync(bundle, good);
+    try {
+      const opts = { insecure: false, tls: { serverCert: bundle } } as const;
+      const a = await channelCredentials(gw.address, opts.tls);
+      assert.equal(await channelCredentials(gw.address, opts.tls), a, 'the same bundle: the same credentials');
+      // Two connections open at once, each with its own TCP connection to the server.
+      const both = await Promise.all([ControlConnection.open(gw.address, opts), ControlConnection.open(gw.address, opts)]);
+      try {
+        await Promise.all(both.map((c) => c.status({ uid: '' })));
+        const port = gw.address.slice(gw.address.lastIndexOf(':') + 1);
+        const ss = execFileSync('ss', ['-Htn', 'state', 'established', `( dport = :${port} )`], { encoding: 'utf8' });
+        assert.equal(ss.split('\n').filter((l) => l.trim()).length, 2, `one TCP connection per ControlConnection:\n${ss}`);
+      } finally {
+        for (const c of both) c.close();
+      }
+      // The file now trusts another certificate only: refused at once, not served from before.
+      writeFileSync(bundle, (await createSelfSigned({ commonName: 'other', validDays: 1 })).cert);
+      assert.notEqual(await channelCredentials(gw.address, opts.tls), a);
+      await assert.rejects(status(gw.address, { ...opts, deadlineMs: 3000 }));
+      writeFileSync(bundle, good);
+      assert.ok((await status(gw.address, opts)) > 0);
+    } finally {
+      await gw.close();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
