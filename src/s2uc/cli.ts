@@ -241,6 +241,7 @@ function writeSecret(file: string, secret: string): void {
  */
 function releaseOnInterrupt(uid: string, servers: string[]): void {
   const handler = (signal: NodeJS.Signals) => {
+    interrupted = true;
     // After SIGHUP the terminal may be gone: a failed write to it must not stop the release.
     process.stderr.on('error', () => undefined);
     process.stderr.write(`s2uc: ${signal}: releasing ${uid} on ${servers.join(', ')}\n`);
@@ -261,10 +262,16 @@ function releaseOnInterrupt(uid: string, servers: string[]): void {
 
 /** Once the stream is set up, Ctrl-C no longer releases it. */
 let disarm = (): void => {};
+/** A signal came while the request was being set up: its release decides how s2uc ends. */
+let interrupted = false;
 
 async function settled<T>(setup: Promise<T>): Promise<T> {
   try {
     return await setup;
+  } catch (err) {
+    // The setup fails because the interrupt released its stream: that release exits (130), not this error (1).
+    if (interrupted) await new Promise<never>(() => undefined);
+    throw err;
   } finally {
     disarm();
   }
