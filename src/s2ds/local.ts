@@ -25,7 +25,8 @@ import type { RefusalKind } from '../limits/refusals.js';
 import { abort, forward } from './forwarder.js';
 import { AccessLog, keepRecent, type ConnectionRecord } from './access-log.js';
 import { resetOnClose } from '../transport/linger.js';
-import { closeReserved, keepDataSocketAlive, listenReserved, reservePort, reservePortNative } from '../transport/socket-options.js';
+import { closeReserved, keepDataSocketAlive, listenReserved } from '../transport/socket-options.js';
+import { BIND_CONFLICTS, SparePorts, sparesUnavailable, type Spare } from './local-spares.js';
 import { BACKLOG, bindShared, listenShared, shareReserved, sharedListenersUnavailable } from './shared-listeners.js';
 import { WAN_DEAD_AFTER_DEFAULT_MS, WanGuard } from './liveness.js';
 import { ListeningPorts, PortPool, type PortRange } from './ports.js';
@@ -104,29 +105,6 @@ export const DATA_DEFAULTS = {
   waitLimit: 1024,
 } as const;
 
-const BIND_CONFLICTS = new Set(['EADDRINUSE', 'EACCES']);
-
-/**
- * A spare: a port held ahead of any stream by a socket bound to it that does not
- * listen. The kernel refuses connections to it (a reset answers the SYN: the client
- * sees ECONNREFUSED, nothing is accepted), and no other program can bind it. A
- * stream that takes it listens on that socket. Needs the native addon.
- */
-interface Spare {
-  port: number;
-  /** The bound socket's descriptor, this server's until a stream's listener takes it over. */
-  fd: number;
-}
-
-/** Why this data server holds no spares (undefined: it can), for the one log line and the refusal. */
-export function sparesUnavailable(): string | undefined {
-  if (reservePortNative()) return undefined;
-  return (
-    'spare listeners are off: holding a port without listening on it needs the native addon (native/build/linger.node) with reservePort, ' +
-    'not loaded here; each request waits for its listeners to be opened instead (a few ms more). Build it with `npm run build:native` and restart'
-  );
-}
-
 export class LocalDataServer implements DataServer {
   private readonly pool: PortPool;
   /** Ports of the range other programs listen on (read from /proc, cached; never in the data path). */
@@ -147,7 +125,7 @@ export class LocalDataServer implements DataServer {
    */
   private readonly closedLately = new Map<number, number>();
   /** Spare listeners by port: bound, their ports taken from the pool, no stream yet. */
-  private readonly spares = new Map<number, Spare>();
+  private readonly spares: SparePorts;
   /** Heartbeats and dead-peer checks of the framed WAN connections; counts their breaks. */
   private readonly wan: WanGuard;
   private readonly accessLog: AccessLog;
@@ -164,6 +142,7 @@ export class LocalDataServer implements DataServer {
   constructor(private readonly opts: LocalDataServerOptions) {
     this.udpInFlight = new InFlight(opts.maxUdpQueued ?? UDP_DEFAULTS.maxQueuedPerServer);
     this.pool = new PortPool(opts.portRange);
+    this.spares = new SparePorts(this.pool);
     this.others = new ListeningPorts(opts.portRange, opts.bindHost);
     this.refusals = opts.refusals ?? new Refusals(opts.logger);
     this.maxConnsPerListener = opts.maxConnsPerListener ?? DATA_DEFAULTS.maxConnsPerListener;
@@ -384,9 +363,7 @@ export class LocalDataServer implements DataServer {
       throw resourceExhausted(`listener port(s) ${portList(held)} are held by another stream on this gateway; ask for other ports, or retry once that stream is released`);
     }
     // Taken now, synchronously: a concurrent request cannot take the same port.
-    const spares = chosen.filter((p) => this.spares.has(p));
-    for (const p of spares) closeReserved(this.spares.get(p)!.fd);
-    for (const p of spares) this.spares.delete(p);
+    const spares = this.spares.close(chosen);
     for (const p of chosen) if (!spares.includes(p)) this.pool.takePort(p);
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...chosen], chosen.length, capBps);
@@ -900,27 +877,7 @@ export class LocalDataServer implements DataServer {
   async openSpares(count: number): Promise<number[]> {
     const off = sparesUnavailable();
     if (off) throw failedPrecondition(off);
-    const host = await this.numericBindHost();
-    const opened: number[] = [];
-    const busy: number[] = [];
-    try {
-      while (opened.length < count) {
-        const port = this.pool.take();
-        if (port === undefined) break;
-        try {
-          this.spares.set(port, { port, fd: reservePort(host, port) });
-          opened.push(port);
-        } catch (err) {
-          busy.push(port);
-          if (!BIND_CONFLICTS.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        }
-      }
-    } catch (err) {
-      await this.releaseSpares(opened);
-      throw err;
-    } finally {
-      for (const p of busy) this.pool.give(p);
-    }
+    const { opened, busy } = this.spares.open(await this.numericBindHost(), count);
     if (opened.length === 0 && count > 0) throw this.exhausted(count, 0, busy);
     return opened;
   }
@@ -933,7 +890,7 @@ export class LocalDataServer implements DataServer {
 
   /** Ports of the spare listeners not taken by a stream. */
   sparePorts(): number[] {
-    return [...this.spares.keys()];
+    return this.spares.ports();
   }
 
   /**
@@ -946,13 +903,11 @@ export class LocalDataServer implements DataServer {
     const unshareable = shared ? sharedListenersUnavailable() : undefined;
     if (unshareable) throw failedPrecondition(unshareable);
     if (ports.length === 0) throw notFound(`stream ${uid}: no spare listeners given`);
-    const taken = ports.map((p) => this.spares.get(p));
-    const missing = ports.filter((_, i) => !taken[i]);
+    const missing = ports.filter((p) => !this.spares.has(p));
     if (missing.length > 0 || new Set(ports).size !== ports.length) {
       throw notFound(`stream ${uid}: port(s) ${portList(missing.length > 0 ? missing : ports)} are not spare listeners of this data server (already taken, released, or never opened)`);
     }
-    const spares = taken as Spare[];
-    for (const s of spares) this.spares.delete(s.port);
+    const spares = this.spares.take(ports) as Spare[];
     const listeners: TcpListener[] = [];
     const stream = new Stream(uid, listeners, [...ports], ports.length, capBps);
     stream.shared = shared;
@@ -984,12 +939,7 @@ export class LocalDataServer implements DataServer {
 
   /** Closes spare ports' sockets and returns the ports (ports that are not spares: ignored). */
   async releaseSpares(ports: readonly number[]): Promise<void> {
-    const spares = ports.map((p) => this.spares.get(p)).filter((s): s is Spare => s !== undefined);
-    for (const s of spares) {
-      this.spares.delete(s.port);
-      closeReserved(s.fd);
-    }
-    this.giveBack(spares.map((s) => s.port));
+    this.giveBack(this.spares.close(ports));
   }
 
   /** Uids of the streams holding listeners now. */
@@ -1057,7 +1007,7 @@ export class LocalDataServer implements DataServer {
     this.closing = true;
     await Promise.all([...this.starting.values()].map((p) => p.catch(noop)));
     await Promise.all([...this.streams.keys()].map((uid) => this.release(uid)));
-    await this.releaseSpares([...this.spares.keys()]);
+    await this.releaseSpares(this.spares.ports());
     this.wan.close();
     // Its lines went through the logger: what a flood left out is summarised now.
     if (this.ownsAccessLog) this.accessLog.close();

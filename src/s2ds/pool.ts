@@ -2,19 +2,20 @@
 // agents (processes on this node, other gateway nodes) that are up, by free ports
 // and load, and each listener keeps its place in the stream's global order so that
 // connection i still goes to targets[i % targets.length].
-import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log.js';
-import { formatAddress, parseAddress, type Address } from '../protocol/address.js';
+import { formatAddress, type Address } from '../protocol/address.js';
 import { ScistreamError, alreadyExists, invalidArgument, notFound, resourceExhausted } from '../protocol/errors.js';
 import type { PortRange } from './ports.js';
-import { AgentCallError, unanswered } from './remote.js';
+import { unanswered } from './remote.js';
 import { PendingReleases } from './releases.js';
 import { mergeEnds } from './connection-ends.js';
 import { RECENT_CONNECTIONS } from './access-log.js';
 import { sharedListenersUnavailable } from './shared-listeners.js';
 import { JoinedShares, type Share } from './pool-joins.js';
 import * as totals from './pool-totals.js';
-import type { AdoptedStream, AgentHandle, AgentStream, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
+import { NO_RECORD, byStream, readBack, wrapRecord } from './pool-adopt.js';
+import { SpareListeners } from './pool-spares.js';
+import type { AdoptedStream, AgentHandle, DataServer, ListenerOptions, StreamStats, UnreleasedShare, WanLeg } from './index.js';
 
 /** One agent as status shows it. */
 export interface AgentSummary {
@@ -77,16 +78,8 @@ export interface AgentPoolOptions {
   spares?: number;
 }
 
-/** At most this many spares per agent, whatever the option says (the agent's own bound per owner is 16). */
-export const MAX_SPARES_PER_AGENT = 8;
-/** gRPC's UNIMPLEMENTED: the agent's contract has no such call. */
-const UNIMPLEMENTED = 12;
-/** gRPC's FAILED_PRECONDITION from ReserveSpares: the agent cannot hold ports without listening (no native addon). */
-const FAILED_PRECONDITION = 9;
 /** How long after a stream took spares they are replaced. */
 const REFILL_DELAY_MS = 50;
-/** A share's record before s2cs has stored its own (setRecord follows the answer). */
-const NO_RECORD = new Uint8Array();
 
 export class AgentPool implements DataServer {
   private readonly members: AgentHandle[] = [];
@@ -99,17 +92,8 @@ export class AgentPool implements DataServer {
   /** Releases an agent did not confirm (it did not answer); retried until it does. */
   private readonly releases: PendingReleases;
   private readonly lostListeners: StreamsLostListener[] = [];
-  /** Who this pool's spares belong to on the agents: one id per s2cs process. */
-  readonly owner = randomBytes(12).toString('base64url');
-  private readonly spareTarget: number;
-  /** This pool's spare listeners on each agent, ready to be taken. */
-  private readonly spares = new Map<AgentHandle, Address[]>();
-  /** Changes when an agent's spares are dropped (down, restarted): refills asked before are stale. */
-  private readonly spareEpoch = new Map<AgentHandle, number>();
-  /** Refills under way, by agent: settled once what they opened is kept, or closed again when stale. */
-  private readonly refilling = new Map<AgentHandle, { work: Promise<void>; count: number }>();
-  /** Agents that answered that they keep no spares (an older s2ds, or one without the native addon): asked no more until they restart. */
-  private readonly noSpares = new WeakSet<AgentHandle>();
+  /** Spare listeners kept on the agents that can hold them. */
+  private readonly spares: SpareListeners;
   /** Streams whose listeners were spares: the assignment under way, awaited before any other call for the uid. */
   private readonly assigning = new Map<string, Promise<void>>();
   /** Port ranges of agents whose handles do not say them (knowRange). */
@@ -124,7 +108,7 @@ export class AgentPool implements DataServer {
     agents: readonly AgentHandle[],
     private readonly opts: AgentPoolOptions,
   ) {
-    this.spareTarget = Math.max(0, Math.min(MAX_SPARES_PER_AGENT, Math.floor(opts.spares ?? 0)));
+    this.spares = new SpareListeners({ logger: opts.logger, target: opts.spares ?? 0, closed: () => this.closed, reserving: (a) => this.pending.get(a) ?? 0 });
     this.releases = new PendingReleases({
       logger: opts.logger,
       placedOn: (agent, uid) => (this.starting.has(uid) ? 'starting' : this.placements.get(uid)?.shares.some((s) => s.agent === agent) ? 'placed' : 'no'),
@@ -138,7 +122,7 @@ export class AgentPool implements DataServer {
     // undefined: not heard of yet (a RemoteAgent before its first poll).
     if (agent.up()) {
       this.seenUp.set(agent, true);
-      this.prepareSpares(agent);
+      this.spares.prepare(agent);
     }
     agent.onChange((event) => this.changed(agent, event));
     agent.onStreamsGone?.((uids) => this.sharesGone(agent, uids));
@@ -166,86 +150,12 @@ export class AgentPool implements DataServer {
 
   /** This pool's spares on an agent, ready to be taken. */
   sparesOn(agent: AgentHandle): readonly Address[] {
-    return this.spares.get(agent) ?? [];
+    return this.spares.on(agent);
   }
 
-  private usesSpares(agent: AgentHandle): boolean {
-    return this.spareTarget > 0 && !this.closed && !this.noSpares.has(agent) && agent.reserveSpares !== undefined && agent.assignSpares !== undefined && agent.releaseSpares !== undefined;
-  }
-
-  /**
-   * An agent answers (first time, or back after being down): spares left on it by
-   * an s2cs that is gone, or by this pool before the agent went down, are closed,
-   * then this pool's are opened.
-   */
-  private prepareSpares(agent: AgentHandle): void {
-    // Cleared even when this pool keeps none: they hold ports no stream can use.
-    if (this.closed || !agent.releaseSpares || this.noSpares.has(agent)) return;
-    const epoch = this.dropSpares(agent);
-    void Promise.all([agent.releaseSpares(this.owner, true), agent.releaseSpares(this.owner, false)]).then(
-      () => {
-        if (this.spareEpoch.get(agent) === epoch) this.refill(agent);
-      },
-      (err: unknown) => this.sparesFailed(agent, err, 'could not clear spare listeners on a data-server agent'),
-    );
-  }
-
-  /** Forgets the agent's spares (it went down or restarted); returns the new epoch. */
-  private dropSpares(agent: AgentHandle): number {
-    this.spares.delete(agent);
-    const epoch = (this.spareEpoch.get(agent) ?? 0) + 1;
-    this.spareEpoch.set(agent, epoch);
-    return epoch;
-  }
-
-  /**
-   * Opens spares up to the target in the background, one call per agent at a
-   * time, and only while the agent has at least twice as many other free ports:
-   * spares never take the last ports a request could use.
-   */
-  private refill(agent: AgentHandle): void {
-    if (!this.usesSpares(agent) || !agent.up() || this.refilling.has(agent)) return;
-    // A request is reserving on this agent: the ports are its own (refilled when it is done).
-    if ((this.pending.get(agent) ?? 0) > 0) return;
-    const have = this.spares.get(agent)?.length ?? 0;
-    const want = this.spareTarget - have;
-    if (want <= 0 || agent.ports().free < 2 * this.spareTarget) return;
-    const epoch = this.spareEpoch.get(agent) ?? 0;
-    const work = agent.reserveSpares!(this.owner, want).then(
-      async (opened) => {
-        if (this.closed || this.spareEpoch.get(agent) !== epoch) {
-          // Dropped meanwhile (given back for a request, the agent went down): these are stale too.
-          await agent.releaseSpares!(this.owner, false, opened).catch(noop);
-          return;
-        }
-        this.spares.set(agent, [...(this.spares.get(agent) ?? []), ...opened]);
-      },
-      (err: unknown) => this.sparesFailed(agent, err, 'could not open spare listeners on a data-server agent'),
-    );
-    const entry = { work, count: want };
-    this.refilling.set(agent, entry);
-    void work.finally(() => {
-      if (this.refilling.get(agent) === entry) this.refilling.delete(agent);
-    });
-  }
-
-  private sparesFailed(agent: AgentHandle, err: unknown, what: string): void {
-    if (err instanceof AgentCallError && (err.code === UNIMPLEMENTED || err.code === FAILED_PRECONDITION)) {
-      this.noSpares.add(agent);
-      const why = err.code === UNIMPLEMENTED ? 'an older s2ds' : 'its native addon is not loaded, so it cannot hold a port without listening: see its log';
-      this.opts.logger.info({ agent: agent.name }, `data-server agent ${agent.name} keeps no spare listeners (${why}): requests wait for it to open theirs`);
-      return;
-    }
-    this.opts.logger.debug({ agent: agent.name, err: (err as Error).message }, what);
-  }
-
-  /** Gives an agent's spares back (a request needs its ports); refills come later. */
-  private async giveBackSpares(agent: AgentHandle): Promise<void> {
-    const list = this.spares.get(agent) ?? [];
-    // A refill under way is stale too: what it opens is closed on arrival, before the request goes on.
-    this.dropSpares(agent);
-    const refill = this.refilling.get(agent)?.work;
-    await Promise.all([refill, list.length > 0 ? agent.releaseSpares?.(this.owner, false, list).catch(noop) : undefined]);
+  /** Who this pool's spares belong to on the agents: one id per s2cs process. */
+  get owner(): string {
+    return this.spares.owner;
   }
 
   /** The agents, in the order they were given. */
@@ -273,7 +183,7 @@ export class AgentPool implements DataServer {
   private changed(agent: AgentHandle, event: 'down' | 'up' | 'restarted'): void {
     const log = this.opts.logger;
     if (event === 'down') {
-      this.dropSpares(agent);
+      this.spares.drop(agent);
       if (this.seenUp.get(agent) === false) return;
       this.seenUp.set(agent, false);
       log.warn({ agent: agent.name, address: agent.address }, `data-server agent ${agent.name} (${agent.address}) does not answer: marked down, new streams avoid it`);
@@ -281,13 +191,13 @@ export class AgentPool implements DataServer {
     }
     if (event === 'restarted') {
       // A new process: it may keep spares now (upgraded, or its native addon built), and join listeners.
-      this.noSpares.delete(agent);
+      this.spares.restarted(agent);
       this.joins.restarted(agent);
       // Its spares went with it (agentLost forgets them); nothing to report: they belonged to no stream.
       this.agentLost(agent, `data-server agent ${agent.name} (${agent.address}) restarted: the connections it carried were reset`);
     }
     const before = this.seenUp.get(agent);
-    if (before !== true || event === 'restarted') this.prepareSpares(agent);
+    if (before !== true || event === 'restarted') this.spares.prepare(agent);
     if (before !== true) {
       this.seenUp.set(agent, true);
       // Its first answer is no news; after being down, it is.
@@ -303,7 +213,7 @@ export class AgentPool implements DataServer {
    */
   agentLost(agent: AgentHandle, why: string): void {
     // Its spares went with it (they are opened again when it answers as restarted).
-    this.dropSpares(agent);
+    this.spares.drop(agent);
     const lost: Placement[] = [];
     const kept: string[] = [];
     for (const p of this.placements.values()) {
@@ -347,7 +257,7 @@ export class AgentPool implements DataServer {
 
   /** Free ports of an agent for placement: its last reading and this pool's spares there, less what is being reserved on it now. */
   private freeOn(agent: AgentHandle): number {
-    return Math.max(0, agent.ports().free + (this.spares.get(agent)?.length ?? 0) - (this.pending.get(agent) ?? 0));
+    return Math.max(0, agent.ports().free + this.spares.on(agent).length - (this.pending.get(agent) ?? 0));
   }
 
   /**
@@ -414,7 +324,7 @@ export class AgentPool implements DataServer {
     // Spares are bound for TCP only: a UDP stream binds its ports (both kinds) at request time.
     const udp = opts.protocol === 'udp';
     const plan = this.planFor(uid, count, udp, chosen, undefined, capBps);
-    if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= idx.length)) {
+    if (!chosen && !udp && [...plan.owners].every(([a, idx]) => this.spares.uses(a) && this.spares.on(a).length >= idx.length)) {
       const { listeners, listening } = this.fromSpares(uid, count, plan, capBps, allowFrom);
       // Answered once the agents listen there: a spare is bound but not listening, so a client that
       // connects the moment it has the answer would otherwise be refused. (Not once the other workers
@@ -486,7 +396,7 @@ export class AgentPool implements DataServer {
     if (share) {
       // Not a worker that cannot join (an older s2ds): it cannot open listeners joinable either.
       const fits = this.siblings.filter((a) => a.up() && (a.answering?.() ?? true) && !silent.has(a) && this.joins.canJoin(a) && this.freeOn(a) >= count);
-      const spared = fits.filter((a) => this.usesSpares(a) && (this.spares.get(a)?.length ?? 0) >= count);
+      const spared = fits.filter((a) => this.spares.uses(a) && this.spares.on(a).length >= count);
       const owner = (spared.length > 0 ? spared : fits).reduce<AgentHandle | undefined>((best, a) => (!best || this.freeOn(a) > this.freeOn(best) ? a : best), undefined);
       if (owner) {
         const joiners = this.joinersOf(owner, silent);
@@ -528,18 +438,18 @@ export class AgentPool implements DataServer {
       // free otherwise: they must not make a request fail that would fit without them.
       // (The agent's free count may date from before its spares opened: counted without them.)
       // A refill under way may take the very ports this share needs: given back as well.
-      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - (this.spares.get(a)?.length ?? 0) - (this.refilling.get(a)?.count ?? 0) < idx.length ? this.giveBackSpares(a) : undefined)));
+      await Promise.all([...plan].map(([a, idx]) => (a.ports().free - this.spares.claimed(a) < idx.length ? this.spares.giveBack(a) : undefined)));
       return await this.reserve(uid, count, planned, capBps, allowFrom, udp).catch(async (err: unknown) => {
         // The agent's free count was older than its spares: give them back and try once more.
-        const holding = [...plan.keys()].filter((a) => (this.spares.get(a)?.length ?? 0) > 0 || this.refilling.has(a));
+        const holding = [...plan.keys()].filter((a) => this.spares.claimed(a) > 0);
         if (!(err instanceof ScistreamError && err.kind === 'RESOURCE_EXHAUSTED') || holding.length === 0) throw err;
-        await Promise.all(holding.map((a) => this.giveBackSpares(a)));
+        await Promise.all(holding.map((a) => this.spares.giveBack(a)));
         return this.reserve(uid, count, planned, capBps, allowFrom, udp);
       });
     } finally {
       for (const [a, idx] of plan) {
         this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
-        this.refill(a);
+        this.spares.refill(a);
       }
     }
   }
@@ -556,8 +466,7 @@ export class AgentPool implements DataServer {
     const taken: Address[][] = [];
     const { joiners } = planned;
     for (const [agent, indices] of planned.owners) {
-      const list = this.spares.get(agent)!;
-      const mine = list.splice(0, indices.length);
+      const mine = this.spares.take(agent, indices.length);
       indices.forEach((g, j) => (listeners[g] = mine[j]!));
       shares.push({ agent, indices });
       taken.push(mine);
@@ -569,7 +478,7 @@ export class AgentPool implements DataServer {
     // answer) follows in a call of its own; until then each share carries only its indices.
     const listening = Promise.all(
       owned.map((s, i) =>
-        s.agent.assignSpares!(uid, this.owner, taken[i]!, wrapRecord(count, s.indices, NO_RECORD), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
+        s.agent.assignSpares!(uid, this.spares.owner, taken[i]!, wrapRecord(count, s.indices, NO_RECORD), shareOfCap(capBps, s.indices.length, count), allowFrom, joiners.length > 0),
       ),
     ).then(() => undefined);
     const work = listening.then(
@@ -582,7 +491,7 @@ export class AgentPool implements DataServer {
           this.placements.delete(uid);
           for (const s of shares) void this.releases.releaseOn(s.agent, uid);
           // Spares an agent refused to assign, should they still be open there.
-          owned.forEach((s, i) => void s.agent.releaseSpares?.(this.owner, false, taken[i]).catch(noop));
+          owned.forEach((s, i) => void s.agent.releaseSpares?.(this.spares.owner, false, taken[i]).catch(noop));
           this.tellLost([uid], `its listeners could not be given to it on the data-server agents (${(err as Error).message})`);
         }
         throw err;
@@ -595,7 +504,7 @@ export class AgentPool implements DataServer {
     }).catch(noop);
     // A little later: the calls that set this stream up go first on both event loops.
     setTimeout(() => {
-      for (const s of owned) this.refill(s.agent);
+      for (const s of owned) this.spares.refill(s.agent);
     }, REFILL_DELAY_MS).unref();
     return { listeners, listening };
   }
@@ -729,9 +638,7 @@ export class AgentPool implements DataServer {
   private async reserveChosen(uid: string, chosen: readonly number[], planned: Plan, capBps: number, allowFrom: readonly string[], udp: boolean): Promise<Placement> {
     const plan = planned.owners;
     const forget = (agent: AgentHandle) => {
-      const mine = new Set((plan.get(agent) ?? []).map((g) => chosen[g]!));
-      const list = this.spares.get(agent);
-      if (list) this.spares.set(agent, list.filter((a) => !mine.has(a.port)));
+      this.spares.forget(agent, new Set((plan.get(agent) ?? []).map((g) => chosen[g]!)));
     };
     for (const a of plan.keys()) forget(a);
     for (const [a, idx] of plan) this.pending.set(a, (this.pending.get(a) ?? 0) + idx.length);
@@ -745,7 +652,7 @@ export class AgentPool implements DataServer {
         this.pending.set(a, (this.pending.get(a) ?? 0) - idx.length);
         forget(a);
         // A spare taken over is replaced, as after any request.
-        this.refill(a);
+        this.spares.refill(a);
       }
     }
   }
@@ -803,7 +710,7 @@ export class AgentPool implements DataServer {
       return (st?.activeConnections ?? 0) + (st?.waitingConnections ?? 0);
     });
     const done = await Promise.all(p.shares.map((s) => this.releases.releaseOn(s.agent, uid)));
-    for (const s of p.shares) this.refill(s.agent);
+    for (const s of p.shares) this.spares.refill(s.agent);
     const left = p.shares.flatMap((s, i) => (done[i] ? [] : [{ agent: s.agent, connections: connections[i]! }]));
     if (left.length > 0) throw this.releases.partial(uid, left);
   }
@@ -875,67 +782,21 @@ export class AgentPool implements DataServer {
   /** adopt(), with the streams released as broken and the agents that did not answer. */
   async adoptAll(): Promise<AdoptResult> {
     const answers = await Promise.allSettled(this.members.map((a) => a.listStreams()));
-    const unanswered: string[] = [];
-    const byUid = new Map<string, { agent: AgentHandle; stream: AgentStream }[]>();
-    answers.forEach((r, i) => {
-      const agent = this.members[i]!;
-      if (r.status === 'rejected') {
-        unanswered.push(agent.name);
-        return;
-      }
-      for (const stream of r.value) {
-        const list = byUid.get(stream.uid) ?? [];
-        list.push({ agent, stream });
-        byUid.set(stream.uid, list);
-      }
-    });
+    const { byUid, unanswered } = byStream(this.members, answers);
     const streams: PoolStream[] = [];
     const released: { uid: string; why: string }[] = [];
     for (const [uid, parts] of byUid) {
       if (this.placements.has(uid) || this.starting.has(uid)) continue;
-      const unwrapped = parts.map((p) => ({ ...p, rec: unwrapRecord(p.stream.record) }));
-      const indexed = unwrapped.every((p) => p.rec && p.rec.indices.length === p.stream.listeners.length);
-      let count: number;
-      const shares: Share[] = [];
-      if (indexed) {
-        count = unwrapped[0]!.rec!.count;
-        for (const p of unwrapped) shares.push({ agent: p.agent, indices: p.rec!.indices });
-      } else {
-        count = 0;
-        for (const p of unwrapped) {
-          shares.push({ agent: p.agent, indices: p.stream.listeners.map((_, j) => count + j) });
-          count += p.stream.listeners.length;
-        }
-      }
-      const listeners = new Array<Address>(count);
-      const targets = new Array<Address>(count);
-      let targetsSet = true;
-      unwrapped.forEach((p, i) => {
-        const idx = shares[i]!.indices;
-        p.stream.listeners.forEach((l, j) => (listeners[idx[j]!] = parseAddress(l, 'listener')));
-        if (p.stream.targets.length !== p.stream.listeners.length) targetsSet = false;
-        else p.stream.targets.forEach((t, j) => (targets[idx[j]!] = parseAddress(t, 'target')));
-      });
-      const complete = listeners.filter(Boolean).length === count && count > 0;
-      if (!complete && unanswered.length === 0) {
-        const why = `stream ${uid} has only ${listeners.filter(Boolean).length} of its ${count} listeners on the agents: a part ended with its agent`;
+      const back = readBack(parts);
+      if (!back.complete && unanswered.length === 0) {
+        const why = `stream ${uid} has only ${back.listeners.filter(Boolean).length} of its ${back.count} listeners on the agents: a part ended with its agent`;
         await Promise.all(parts.map((p) => this.releases.releaseOn(p.agent, uid)));
         released.push({ uid, why });
         this.opts.logger.warn({ uid }, `${why}; released the rest`);
         continue;
       }
-      this.placements.set(uid, { uid, count, listeners, shares });
-      const stats = this.stats(uid)!;
-      streams.push({
-        uid,
-        listeners,
-        targets: targetsSet ? targets : [],
-        record: unwrapped.find((p) => p.rec)?.rec?.record ?? parts[0]!.stream.record,
-        encrypted: parts.some((p) => p.stream.encrypted),
-        shares: shares.map((s, i) => ({ agent: s.agent.name, address: s.agent.address, indices: s.indices, listeners: unwrapped[i]!.stream.listeners.map((l) => parseAddress(l, 'listener')) })),
-        complete,
-        stats,
-      });
+      this.placements.set(uid, { uid, count: back.count, listeners: back.listeners, shares: back.shares });
+      streams.push({ uid, listeners: back.listeners, targets: back.targets, record: back.record, encrypted: back.encrypted, shares: back.described, complete: back.complete, stats: this.stats(uid)! });
     }
     for (const s of streams) this.opts.logger.info({ uid: s.uid, listeners: s.listeners.filter(Boolean).map(formatAddress) }, 'took back a stream from the data-server agents');
     return { streams, released, unanswered };
@@ -947,9 +808,7 @@ export class AgentPool implements DataServer {
     await Promise.all(this.joins.pending());
     this.closed = true;
     this.releases.close();
-    // Spares belong to no stream: a graceful stop closes them (a detach leaves them for the next s2cs to clear).
-    await Promise.allSettled(this.members.map((a) => (this.spareTarget > 0 && a.releaseSpares && a.up() ? a.releaseSpares(this.owner, false) : undefined)));
-    this.spares.clear();
+    await this.spares.close(this.members);
     this.placements.clear();
     await Promise.allSettled(this.members.map((a) => a.close()));
   }
@@ -963,33 +822,6 @@ class SilentAgents extends Error {
   ) {
     super(cause.message);
   }
-}
-
-/** "s2p1", u32 count, u32 n, n x u32 global index, then s2cs's record. */
-const MAGIC = 0x73327031;
-
-export function wrapRecord(count: number, indices: readonly number[], record: Uint8Array): Uint8Array {
-  const head = Buffer.alloc(12 + 4 * indices.length);
-  head.writeUInt32BE(MAGIC, 0);
-  head.writeUInt32BE(count, 4);
-  head.writeUInt32BE(indices.length, 8);
-  indices.forEach((g, i) => head.writeUInt32BE(g, 12 + 4 * i));
-  return Buffer.concat([head, record]);
-}
-
-export function unwrapRecord(bytes: Uint8Array): { count: number; indices: number[]; record: Uint8Array } | undefined {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (b.length < 12 || b.readUInt32BE(0) !== MAGIC) return undefined;
-  const count = b.readUInt32BE(4);
-  const n = b.readUInt32BE(8);
-  if (b.length < 12 + 4 * n || n > count) return undefined;
-  const indices: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const g = b.readUInt32BE(12 + 4 * i);
-    if (g >= count) return undefined;
-    indices.push(g);
-  }
-  return { count, indices, record: new Uint8Array(b.subarray(12 + 4 * n)) };
 }
 
 function noop(): void {}

@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { AgentPool, unwrapRecord } from '../../src/s2ds/pool.js';
+import { AgentPool } from '../../src/s2ds/pool.js';
+import { unwrapRecord } from '../../src/s2ds/pool-adopt.js';
 import { RemoteAgent, AgentCallError } from '../../src/s2ds/remote.js';
 import { formatAddress } from '../../src/protocol/address.js';
 import { silentLogger } from '../../src/log.js';
