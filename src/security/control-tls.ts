@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, appendFileSync, chm
 import { hostname, homedir, networkInterfaces } from 'node:os';
 import { join, dirname } from 'node:path';
 import { checkServerIdentity, connect as tlsConnect } from 'node:tls';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createSelfSigned, fingerprint } from './certificates.js';
 import { parseAddress } from '../protocol/address.js';
 import { explain, identify, notH2, notS2cs } from '../protocol/diagnose.js';
@@ -185,7 +185,10 @@ const made = new Map<string, grpc.ChannelCredentials>();
 const MADE_KEPT = 16;
 
 function reuse(parts: (string | Buffer | null)[], make: () => grpc.ChannelCredentials): grpc.ChannelCredentials {
-  const key = parts.map((p) => (p === null ? '' : p.toString())).join('\0');
+  // A digest, not the parts: a CA bundle may be large, and a client key is kept nowhere else as text.
+  const hash = createHash('sha256');
+  for (const p of parts) hash.update(String(p?.length ?? -1)).update(':').update(p ?? '');
+  const key = hash.digest('hex');
   let creds = made.get(key);
   if (creds) {
     made.delete(key);
